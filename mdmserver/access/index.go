@@ -1,0 +1,270 @@
+// Package access answers the messaging backend's question "may this device open a session?"
+// from an in-memory index of every device's decision, and keeps that index current.
+//
+// The index never touches the disk on the read path. A decision is stored with the instant it
+// stops holding (the report goes stale, the grace period ends), so an answer is correct at the
+// moment it is read even if no re-evaluation has run since: a silent device is denied the moment
+// its last report expires, not when a timer next fires.
+package access
+
+import (
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/halemdm/hale/policies"
+)
+
+// Reason codes the access API answers with, beyond the policy's own compliance reasons.
+const (
+	ReasonUnknownDevice   = "unknown_device"
+	ReasonIndexNotLoaded  = "index_not_loaded"
+	ReasonInternalError   = "internal_error"
+	ReasonReportStale     = "report_stale"
+	ReasonNoReport        = "no_report"
+	ReasonGraceExpired    = "noncompliant_past_grace"
+	ReasonLocked          = "device_locked"
+	ReasonLost            = "device_lost"
+	ReasonWiped           = "device_wiped"
+	ReasonWipePending     = "wipe_pending"
+	ReasonUnenrolled      = "device_unenrolled"
+	ReasonRetired         = "device_retired"
+	ReasonCertRevoked     = "certificate_revoked"
+	ReasonInvalidDeviceID = "invalid_device_id"
+)
+
+// Decision is what the index knows about one device: the last verdict, the device's
+// administrative state, and the instants at which the verdict stops holding.
+type Decision struct {
+	DeviceID string
+	// State is the inventory state (active, locked, lost, wiped, unenrolled, retired) or a
+	// pending command that already denies (wipe_pending).
+	State   string
+	Verdict policies.Verdict
+	// ReportedAt is when the newest posture report arrived; StaleAt is when it stops counting.
+	// A zero ReportedAt means the device never reported.
+	ReportedAt time.Time
+	StaleAt    time.Time
+	Posture    *policies.Posture
+	// CertSerials are the device's current certificate serials (hex), for lookups by certificate.
+	CertSerials []string
+}
+
+// Answer is the JSON body of GET /access/v1/devices/{id} (DESIGN.md's access contract).
+type Answer struct {
+	DeviceID          string            `json:"device_id"`
+	Allow             bool              `json:"allow"`
+	Reasons           []policies.Reason `json:"reasons"`
+	Compliant         bool              `json:"compliant"`
+	InGrace           bool              `json:"in_grace"`
+	State             string            `json:"state,omitempty"`
+	EvaluatedAt       time.Time         `json:"evaluated_at,omitzero"`
+	NoncompliantSince time.Time         `json:"noncompliant_since,omitzero"`
+	GraceUntil        time.Time         `json:"grace_until,omitzero"`
+	ReportedAt        time.Time         `json:"reported_at,omitzero"`
+	Posture           *policies.Posture `json:"posture,omitempty"`
+}
+
+// Answer evaluates d at now. It is pure and cheap: no I/O, no locks.
+func (d *Decision) Answer(now time.Time) Answer {
+	a := Answer{
+		DeviceID: d.DeviceID, State: d.State, Compliant: d.Verdict.Compliant,
+		EvaluatedAt: d.Verdict.EvaluatedAt, NoncompliantSince: d.Verdict.NoncompliantSince,
+		GraceUntil: d.Verdict.GraceUntil, ReportedAt: d.ReportedAt, Posture: d.Posture,
+	}
+	deny := func(code, detail string) { a.Reasons = append(a.Reasons, policies.Reason{Code: code, Detail: detail}) }
+	switch d.State {
+	case "", "active":
+	case "locked":
+		deny(ReasonLocked, "the device was locked by the security team")
+	case "lost":
+		deny(ReasonLost, "the device is in lost mode")
+	case "wiped":
+		deny(ReasonWiped, "the device was wiped")
+	case "wipe_pending":
+		deny(ReasonWipePending, "a wipe was ordered for this device")
+	case "unenrolled":
+		deny(ReasonUnenrolled, "the device was unenrolled")
+	case "retired":
+		deny(ReasonRetired, "the device was retired")
+	default:
+		deny(d.State, "the device is in state "+d.State)
+	}
+	switch {
+	case d.ReportedAt.IsZero():
+		deny(ReasonNoReport, "the device has not reported its posture yet")
+	case !now.Before(d.StaleAt):
+		deny(ReasonReportStale, "the last posture report is older than the policy's maximum report age")
+	}
+	if !d.Verdict.Compliant {
+		a.InGrace = d.Verdict.InGrace(now)
+		if !a.InGrace {
+			if !d.Verdict.GraceUntil.IsZero() {
+				deny(ReasonGraceExpired, "noncompliant past the grace period")
+			}
+			a.Reasons = append(a.Reasons, d.Verdict.Reasons...)
+		}
+	}
+	a.Allow = len(a.Reasons) == 0
+	if a.InGrace && a.Allow {
+		// Allowed, but the backend should know why it may soon not be.
+		a.Reasons = append(a.Reasons, d.Verdict.Reasons...)
+	}
+	if a.Reasons == nil {
+		a.Reasons = []policies.Reason{}
+	}
+	return a
+}
+
+// DenyAnswer is the answer for a device the index cannot vouch for.
+func DenyAnswer(deviceID, code, detail string) Answer {
+	return Answer{DeviceID: deviceID, Reasons: []policies.Reason{{Code: code, Detail: detail}}}
+}
+
+// entry caches a decision's encoded answers: one valid before the decision's next deadline, and
+// the evaluation after it is recomputed on first use.
+type entry struct {
+	d        *Decision
+	deadline time.Time // the earliest instant the answer may change without a write
+	body     []byte    // JSON of d.Answer at any instant before deadline
+	allow    bool
+}
+
+// deadline returns the first instant after which d's answer may differ from its answer at now.
+func deadline(d *Decision, now time.Time) time.Time {
+	t := time.Time{}
+	consider := func(x time.Time) {
+		if !x.IsZero() && x.After(now) && (t.IsZero() || x.Before(t)) {
+			t = x
+		}
+	}
+	consider(d.StaleAt)
+	consider(d.Verdict.GraceUntil)
+	if t.IsZero() {
+		return time.Unix(1<<62, 0) // nothing scheduled: the answer holds until the next write
+	}
+	return t
+}
+
+// Index is the in-memory decision index. The zero value is not loaded: every lookup denies with
+// index_not_loaded until MarkLoaded.
+type Index struct {
+	mu       sync.RWMutex
+	entries  map[string]*entry
+	bySerial map[string]string
+	loaded   atomic.Bool
+}
+
+// NewIndex returns an empty index, not yet loaded.
+func NewIndex() *Index {
+	return &Index{entries: make(map[string]*entry), bySerial: make(map[string]string)}
+}
+
+// Put replaces a device's decision. Callers put a decision only after it was committed.
+func (x *Index) Put(d *Decision, now time.Time) {
+	e := newEntry(d, now)
+	x.mu.Lock()
+	if old := x.entries[d.DeviceID]; old != nil {
+		for _, s := range old.d.CertSerials {
+			delete(x.bySerial, s)
+		}
+	}
+	x.entries[d.DeviceID] = e
+	for _, s := range d.CertSerials {
+		x.bySerial[s] = d.DeviceID
+	}
+	x.mu.Unlock()
+}
+
+func newEntry(d *Decision, now time.Time) *entry {
+	a := d.Answer(now)
+	body, _ := json.Marshal(a) // an Answer always encodes
+	return &entry{d: d, deadline: deadline(d, now), body: body, allow: a.Allow}
+}
+
+// Delete removes a device (its decision then answers unknown_device).
+func (x *Index) Delete(deviceID string) {
+	x.mu.Lock()
+	if old := x.entries[deviceID]; old != nil {
+		for _, s := range old.d.CertSerials {
+			delete(x.bySerial, s)
+		}
+	}
+	delete(x.entries, deviceID)
+	x.mu.Unlock()
+}
+
+// MarkLoaded declares the index complete: lookups stop answering index_not_loaded.
+func (x *Index) MarkLoaded() { x.loaded.Store(true) }
+
+// Loaded reports whether the index finished loading.
+func (x *Index) Loaded() bool { return x.loaded.Load() }
+
+// Len returns how many devices are indexed.
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.entries)
+}
+
+// Lookup answers for deviceID at now. It never fails open: an unloaded index or an unknown
+// device is a deny.
+func (x *Index) Lookup(deviceID string, now time.Time) Answer {
+	if !x.Loaded() {
+		return DenyAnswer(deviceID, ReasonIndexNotLoaded, "the server is starting and has not loaded every decision yet")
+	}
+	x.mu.RLock()
+	e := x.entries[deviceID]
+	x.mu.RUnlock()
+	if e == nil {
+		return DenyAnswer(deviceID, ReasonUnknownDevice, "no enrolled device has this id")
+	}
+	return e.d.Answer(now)
+}
+
+// LookupJSON is Lookup already encoded, for the hot HTTP path: before the decision's next
+// deadline it returns cached bytes without evaluating or encoding anything.
+func (x *Index) LookupJSON(deviceID string, now time.Time) (body []byte, allow bool) {
+	if !x.Loaded() {
+		b, _ := json.Marshal(DenyAnswer(deviceID, ReasonIndexNotLoaded, "the server is starting and has not loaded every decision yet"))
+		return b, false
+	}
+	x.mu.RLock()
+	e := x.entries[deviceID]
+	x.mu.RUnlock()
+	if e == nil {
+		b, _ := json.Marshal(DenyAnswer(deviceID, ReasonUnknownDevice, "no enrolled device has this id"))
+		return b, false
+	}
+	if now.Before(e.deadline) {
+		return e.body, e.allow
+	}
+	// Past a deadline: re-derive and cache the entry for the new period. Concurrent readers may
+	// both do it; the results are identical.
+	ne := newEntry(e.d, now)
+	x.mu.Lock()
+	if x.entries[deviceID] == e {
+		x.entries[deviceID] = ne
+	}
+	x.mu.Unlock()
+	return ne.body, ne.allow
+}
+
+// DeviceForSerial returns the device holding the certificate serial (hex), or "".
+func (x *Index) DeviceForSerial(serial string) string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.bySerial[serial]
+}
+
+// Decision returns a copy of the stored decision of deviceID, or nil.
+func (x *Index) Decision(deviceID string) *Decision {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if e := x.entries[deviceID]; e != nil {
+		d := *e.d
+		return &d
+	}
+	return nil
+}

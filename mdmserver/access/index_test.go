@@ -1,0 +1,146 @@
+package access
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/policies"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func compliantDecision(id string) *Decision {
+	return &Decision{
+		DeviceID: id, State: "active",
+		Verdict:    policies.Verdict{Compliant: true, EvaluatedAt: t0},
+		ReportedAt: t0, StaleAt: t0.Add(15 * time.Minute),
+	}
+}
+
+func codes(a Answer) []string {
+	var out []string
+	for _, r := range a.Reasons {
+		out = append(out, r.Code)
+	}
+	return out
+}
+
+func TestAnswerFailsClosed(t *testing.T) {
+	x := NewIndex()
+	if a := x.Lookup("d1", t0); a.Allow || codes(a)[0] != ReasonIndexNotLoaded {
+		t.Fatalf("unloaded index answered %+v", a)
+	}
+	x.MarkLoaded()
+	if a := x.Lookup("d1", t0); a.Allow || codes(a)[0] != ReasonUnknownDevice {
+		t.Fatalf("unknown device answered %+v", a)
+	}
+
+	noncompliant := compliantDecision("d")
+	noncompliant.Verdict = policies.Verdict{Reasons: []policies.Reason{{Code: "passcode_missing"}},
+		NoncompliantSince: t0, GraceUntil: t0.Add(10 * time.Minute)}
+	noGrace := compliantDecision("d")
+	noGrace.Verdict = policies.Verdict{Reasons: []policies.Reason{{Code: "encryption_off"}}}
+	never := compliantDecision("d")
+	never.ReportedAt, never.StaleAt = time.Time{}, time.Time{}
+
+	cases := []struct {
+		name  string
+		d     *Decision
+		at    time.Time
+		allow bool
+		codes string
+	}{
+		{"compliant fresh", compliantDecision("d"), t0.Add(time.Minute), true, "[]"},
+		{"compliant stale", compliantDecision("d"), t0.Add(15 * time.Minute), false, "[report_stale]"},
+		{"in grace", noncompliant, t0.Add(5 * time.Minute), true, "[passcode_missing]"},
+		{"past grace", noncompliant, t0.Add(11 * time.Minute), false, "[noncompliant_past_grace passcode_missing]"},
+		{"no grace", noGrace, t0, false, "[encryption_off]"},
+		{"never reported", never, t0, false, "[no_report]"},
+	}
+	for _, st := range []string{"locked", "lost", "wiped", "wipe_pending", "unenrolled", "retired"} {
+		d := compliantDecision("d")
+		d.State = st
+		cases = append(cases, struct {
+			name  string
+			d     *Decision
+			at    time.Time
+			allow bool
+			codes string
+		}{st, d, t0, false, fmt.Sprint([]string{map[string]string{"locked": ReasonLocked, "lost": ReasonLost, "wiped": ReasonWiped,
+			"wipe_pending": ReasonWipePending, "unenrolled": ReasonUnenrolled, "retired": ReasonRetired}[st]})})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			x.Put(c.d, t0)
+			a := x.Lookup("d", c.at)
+			got := fmt.Sprint(codes(a))
+			if got == "[]" && c.codes == "[]" {
+				got = "[]"
+			}
+			if a.Allow != c.allow || (got != c.codes && !(c.codes == "[]" && len(a.Reasons) == 0)) {
+				t.Fatalf("allow=%v reasons=%s, want allow=%v reasons=%s", a.Allow, got, c.allow, c.codes)
+			}
+			body, allow := x.LookupJSON("d", c.at)
+			var fromJSON Answer
+			if err := json.Unmarshal(body, &fromJSON); err != nil || allow != a.Allow || fromJSON.Allow != a.Allow {
+				t.Fatalf("LookupJSON disagrees: %s (allow=%v)", body, allow)
+			}
+		})
+	}
+}
+
+// The cached answer must flip at the deadline without any write.
+func TestLookupJSONHonoursDeadlines(t *testing.T) {
+	x := NewIndex()
+	x.MarkLoaded()
+	x.Put(compliantDecision("d"), t0)
+	if _, allow := x.LookupJSON("d", t0.Add(14*time.Minute)); !allow {
+		t.Fatal("fresh report denied")
+	}
+	if body, allow := x.LookupJSON("d", t0.Add(15*time.Minute)); allow {
+		t.Fatalf("stale report allowed from cache: %s", body)
+	}
+}
+
+func TestSerialIndex(t *testing.T) {
+	x := NewIndex()
+	d := compliantDecision("d")
+	d.CertSerials = []string{"aa", "bb"}
+	x.Put(d, t0)
+	if x.DeviceForSerial("bb") != "d" {
+		t.Fatal("serial not indexed")
+	}
+	d2 := compliantDecision("d")
+	d2.CertSerials = []string{"cc"}
+	x.Put(d2, t0)
+	if x.DeviceForSerial("aa") != "" || x.DeviceForSerial("cc") != "d" {
+		t.Fatal("replaced serials not re-indexed")
+	}
+	x.Delete("d")
+	if x.DeviceForSerial("cc") != "" || x.Len() != 0 {
+		t.Fatal("delete left entries")
+	}
+}
+
+func BenchmarkLookupJSON(b *testing.B) {
+	x := NewIndex()
+	x.MarkLoaded()
+	const n = 100_000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("d_%016x", i)
+		x.Put(compliantDecision(ids[i]), t0)
+	}
+	now := t0.Add(time.Minute)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			x.LookupJSON(ids[i%n], now)
+			i++
+		}
+	})
+}

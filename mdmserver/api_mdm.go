@@ -1,0 +1,175 @@
+package mdmserver
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+
+	"github.com/halemdm/hale/internal/httpjson"
+	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/tokens"
+)
+
+// PUT /api/v1/pushcert: a PEM certificate followed by its PEM private key.
+func (s *Server) putPushCert(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		problem.Error(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "a push certificate and key fit in 64 KiB")
+		return
+	}
+	info, err := s.pushCerts.Upload(r.Context(), body, body)
+	if err != nil {
+		problem.BadRequest(w, r, "send the APNs push certificate PEM followed by its private key PEM: "+err.Error())
+		return
+	}
+	s.log.InfoContext(r.Context(), "push certificate uploaded", "topic", info.Topic, "not_after", info.NotAfter, "actor", actor(r))
+	httpjson.Write(w, http.StatusOK, info)
+}
+
+// GET /api/v1/pushcert
+func (s *Server) listPushCerts(w http.ResponseWriter, r *http.Request) {
+	infos, err := s.pushCerts.List(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if infos == nil {
+		infos = []pushcert.Info{}
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"push_certificates": infos})
+}
+
+// queryCommands are the read-only commands IT may send to refresh what Hale knows of a device.
+// Lock, lost mode and wipe have their own endpoints with their own roles and audit.
+var queryCommands = map[string]bool{
+	"SecurityInfo": true, "DeviceInformation": true, "ProfileList": true,
+	"CertificateList": true, "InstalledApplicationList": true,
+}
+
+// deviceInfoQueries is what a DeviceInformation command asks when the caller names no queries.
+var deviceInfoQueries = []string{"UDID", "SerialNumber", "DeviceName", "Model", "ModelName", "ProductName",
+	"OSVersion", "BuildVersion", "IsSupervised"}
+
+var validQuery = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.]{0,63}$`)
+
+// POST /api/v1/devices/{id}/commands: {"request_type": "SecurityInfo"} (and "queries" for
+// DeviceInformation) → 202 with the command record.
+func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		RequestType string   `json:"request_type"`
+		Queries     []string `json:"queries,omitempty"`
+	}
+	if !problem.DecodeJSON(w, r, s.cfg.MaxBodyBytes, &req) {
+		return
+	}
+	if !queryCommands[req.RequestType] {
+		problem.BadRequest(w, r, "request_type must be one of SecurityInfo, DeviceInformation, ProfileList, CertificateList, InstalledApplicationList")
+		return
+	}
+	cmd := commands.Command{RequestType: req.RequestType}
+	if req.RequestType == "DeviceInformation" {
+		q := req.Queries
+		if len(q) == 0 {
+			q = deviceInfoQueries
+		}
+		if len(q) > 64 {
+			problem.BadRequest(w, r, "at most 64 queries")
+			return
+		}
+		for _, name := range q {
+			if !validQuery.MatchString(name) {
+				problem.BadRequest(w, r, "invalid query name "+name)
+				return
+			}
+		}
+		cmd.Fields = map[string]any{"Queries": q}
+	} else if len(req.Queries) > 0 {
+		problem.BadRequest(w, r, "queries applies to DeviceInformation only")
+		return
+	}
+	id, ok := s.enrollmentFor(w, r)
+	if !ok {
+		return
+	}
+	rec, err := s.dispatch.Send(r.Context(), id, cmd, actor(r))
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusAccepted, rec)
+}
+
+// GET /api/v1/devices/{id}/commands
+func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
+	recs, err := s.commands.List(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if recs == nil {
+		recs = []*commands.Record{}
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"commands": recs})
+}
+
+// GET /api/v1/devices/{id}/commands/{uuid}: the record and, once answered, the parsed result.
+func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
+	id, uuid := r.PathValue("id"), r.PathValue("uuid")
+	rec, err := s.commands.Get(r.Context(), id, uuid)
+	if errors.Is(err, commands.ErrNotFound) {
+		problem.NotFound(w, r, "no command "+uuid+" for device "+id)
+		return
+	} else if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	out := struct {
+		*commands.Record
+		Result *commands.Result `json:"result,omitempty"`
+	}{Record: rec}
+	if res, err := s.commands.Result(r.Context(), id, uuid); err == nil {
+		out.Result = res
+	} else if !errors.Is(err, commands.ErrNotFound) {
+		s.internal(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// enrollmentFor resolves the {id} of a device route to a nanomdm enrollment that can be sent
+// commands: one that completed TokenUpdate.
+func (s *Server) enrollmentFor(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if len(id) == 0 || len(id) > 128 {
+		problem.BadRequest(w, r, "invalid device id")
+		return "", false
+	}
+	info, err := s.mdmStore.RetrievePushInfo(r.Context(), []string{id})
+	if err != nil {
+		s.internal(w, r, err)
+		return "", false
+	}
+	if info[id] == nil {
+		problem.NotFound(w, r, "no enrolled Apple device "+id+" (unknown, or it has not sent TokenUpdate yet)")
+		return "", false
+	}
+	return id, true
+}
+
+// actor names the caller of an admin request for logs and records: "<token name> (<token id>)".
+func actor(r *http.Request) string {
+	if t := tokens.FromContext(r.Context()); t != nil {
+		return t.Name + " (" + t.ID + ")"
+	}
+	return "anonymous"
+}
+
+// internal logs err with the request ID and answers a generic 500.
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.ErrorContext(r.Context(), "request failed", "err", err, "path", r.URL.Path,
+		"request_id", w.Header().Get(problem.RequestIDHeader))
+	problem.Internal(w, r)
+}

@@ -1,0 +1,423 @@
+// Package audit keeps Hale's tamper-evident audit log: who did what, when, from where, and
+// whether it was allowed, in a form anyone holding the public key can prove unaltered.
+//
+// # What is stored and hashed
+//
+// Each [Entry] is encoded once, with encoding/json, when it is appended; those exact bytes (one
+// line of JSON, no trailing newline) are the entry's canonical form. They are stored, exported
+// and hashed byte for byte; nothing ever re-encodes an entry to verify it. The entry's leaf hash
+// is tlog.RecordHash(bytes) (RFC 6962: SHA-256 over 0x00 || bytes), and the leaves form the
+// Merkle tree of golang.org/x/mod/sumdb/tlog, the one behind the Go checksum database. The
+// tree's stored hashes are written in the same bbolt transaction as the entry, and, through
+// [Log.AppendTx], in the same transaction as the change being audited: a change is never
+// committed without its audit entry, nor the entry without its hashes.
+//
+// Each entry also records Prev, the leaf hash of the entry before it (all zero for entry 0).
+// The chain adds nothing to the security of the tree, but it lets a verifier holding only an
+// export and one checkpoint name the entry that was changed, rather than only say "the root
+// differs".
+//
+// # Checkpoints
+//
+// A checkpoint is a signed note (golang.org/x/mod/sumdb/note, Ed25519) whose text is the C2SP
+// tlog-checkpoint form that sum.golang.org also serves: tlog.FormatTree's text with the origin
+// line first,
+//
+//	hale audit
+//	42
+//	<base64 tree hash>
+//
+// [Log.Checkpoint] makes one on demand and [Log.Run] periodically when the log grew. Every
+// checkpoint is kept; entries are never edited or deleted.
+//
+// # Verifying offline
+//
+// With only an export (JSON Lines, [Log.Export] with an empty [Filter]), a checkpoint saved
+// earlier and the log's public key (the vkey string of [GenerateKey]), [VerifyExport] checks the
+// signature, that the lines hold indexes 0, 1, 2... in order, that every entry's Prev matches the
+// previous line's hash, and that the tree hash over the first N lines equals the checkpoint's.
+// Any changed, removed, inserted or reordered line fails, and the error (a [*VerifyError]) names
+// the index. Newer checkpoints are proved to extend older ones with [Log.ConsistencyProof] and
+// [VerifyConsistency]; one entry is proved to be in a checkpoint with [Log.InclusionProof] and
+// [VerifyInclusion]. [Log.VerifyStored] is the server's own check of its database.
+//
+// # No PHI, no secrets
+//
+// The log is append-only and readable by every auditor, and exports leave the server: callers
+// must never put PHI (patient data, message content) or secrets (tokens, PINs, keys, passwords)
+// in any field, Details included. Record identifiers (device ID, token ID, command UUID, policy
+// name and version) instead.
+package audit
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Outcomes of an audited call.
+const (
+	OutcomeOK     = "ok"     // the call did what was asked
+	OutcomeDenied = "denied" // authentication or authorisation refused it
+	OutcomeError  = "error"  // it was allowed but failed
+)
+
+// Size limits. They keep one entry small enough to read, list and verify without surprises, and
+// bound what a verifier reads from an untrusted export.
+const (
+	MaxEntrySize    = 16 << 10 // encoded bytes of one entry (one export line)
+	MaxFieldLen     = 1024     // bytes of any one string field or Details value
+	MaxDetails      = 32       // keys in Details
+	MaxDetailKeyLen = 64       // bytes of a Details key
+)
+
+// Entry is one audit record. Its JSON encoding, made once at append, is what is stored and hashed.
+type Entry struct {
+	// Index is the entry's position in the log, from 0. Append assigns it.
+	Index int64 `json:"index"`
+	// Time is when it happened, in UTC. Append fills it from the clock when zero.
+	Time time.Time `json:"time"`
+	// Actor is who did it: a token ID, "device:<id>", "system", or "anonymous" when no credential
+	// was presented. Required.
+	Actor string `json:"actor"`
+	// Role is the actor's role, when it has one.
+	Role string `json:"role,omitempty"`
+	// Source is the caller's network address.
+	Source string `json:"source,omitempty"`
+	// RequestID ties the entry to the request's logs.
+	RequestID string `json:"request_id,omitempty"`
+	// Action is what was done, "noun.verb", e.g. "device.wipe". Required.
+	Action string `json:"action"`
+	// Target is what it was done to, e.g. a device ID or policy name.
+	Target string `json:"target,omitempty"`
+	// Outcome is OutcomeOK, OutcomeDenied or OutcomeError. Required.
+	Outcome string `json:"outcome"`
+	// Details holds further identifiers. Never PHI or secrets.
+	Details map[string]string `json:"details,omitempty"`
+	// Prev is the leaf hash of entry Index-1, zero for entry 0. Append sets it.
+	Prev tlog.Hash `json:"prev"`
+}
+
+// Errors callers may test for with errors.Is.
+var (
+	ErrNotFound     = errors.New("audit: no such entry")
+	ErrNoCheckpoint = errors.New("audit: no checkpoint yet")
+	ErrInvalidEntry = errors.New("audit: invalid entry")
+)
+
+// DefaultOrigin is the checkpoint origin line unless WithOrigin says otherwise.
+const DefaultOrigin = "hale audit"
+
+// Bucket names. All of the package's state lives in them, in the caller's bbolt file.
+var (
+	bucketEntries     = []byte("audit_entries")     // index -> entry bytes
+	bucketHashes      = []byte("audit_hashes")      // stored hash index -> 32-byte hash
+	bucketMeta        = []byte("audit_meta")        // "size" -> number of entries
+	bucketCheckpoints = []byte("audit_checkpoints") // tree size -> signed note
+	keySize           = []byte("size")
+)
+
+// Log is an append-only audit log in a bbolt database. It keeps no state in memory beyond its
+// configuration, so any number of goroutines may use it at once.
+type Log struct {
+	db       *bbolt.DB
+	signer   note.Signer
+	verifier note.Verifier
+	origin   string
+	logger   *slog.Logger
+	now      func() time.Time
+	maxScan  int // entries one List call examines; a field so tests need not write thousands
+}
+
+// Option configures a Log.
+type Option func(*Log)
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(logger *slog.Logger) Option { return func(l *Log) { l.logger = logger } }
+
+// WithClock sets the clock used for entries without a time (for tests).
+func WithClock(now func() time.Time) Option { return func(l *Log) { l.now = now } }
+
+// WithOrigin sets the checkpoint's origin line (default DefaultOrigin). It names the log, so a
+// checkpoint of one log is never taken for another's.
+func WithOrigin(origin string) Option { return func(l *Log) { l.origin = origin } }
+
+// WithVerifier sets the verifier that VerifyStored checks stored checkpoints with. Without it the
+// log re-signs each checkpoint and compares, which works for Ed25519 (deterministic signatures).
+func WithVerifier(v note.Verifier) Option { return func(l *Log) { l.verifier = v } }
+
+// New opens the audit log in db, creating its buckets if needed. signer signs checkpoints; make
+// one with NewSigner from a key made by GenerateKey.
+func New(db *bbolt.DB, signer note.Signer, opts ...Option) (*Log, error) {
+	if db == nil {
+		return nil, errors.New("audit: nil database")
+	}
+	if signer == nil {
+		return nil, errors.New("audit: nil checkpoint signer: make one with audit.NewSigner")
+	}
+	l := &Log{db: db, signer: signer, origin: DefaultOrigin, logger: slog.Default(), now: time.Now, maxScan: maxScan}
+	for _, opt := range opts {
+		opt(l)
+	}
+	if err := checkOrigin(l.origin); err != nil {
+		return nil, err
+	}
+	if l.verifier == nil {
+		l.verifier = resigner{signer}
+	}
+	if l.verifier.Name() != signer.Name() || l.verifier.KeyHash() != signer.KeyHash() {
+		return nil, fmt.Errorf("audit: verifier key %q does not match signer key %q", l.verifier.Name(), signer.Name())
+	}
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketEntries, bucketHashes, bucketMeta, bucketCheckpoints} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("audit: creating bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Append appends e in its own write transaction and returns its index once committed. Prefer
+// AppendTx when the audited change is itself a bbolt write.
+func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var index int64
+	err := l.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		index, err = l.AppendTx(tx, e)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return index, nil
+}
+
+// AppendTx appends e inside the caller's write transaction tx, so the entry and its tree hashes
+// commit or roll back together with the audited change. It assigns e.Index, e.Prev and (when
+// zero) e.Time. The index is final only once tx commits.
+func (l *Log) AppendTx(tx *bbolt.Tx, e Entry) (int64, error) {
+	if tx == nil || !tx.Writable() {
+		return 0, errors.New("audit: AppendTx needs a writable bbolt transaction")
+	}
+	if tx.DB() != l.db {
+		return 0, errors.New("audit: AppendTx transaction belongs to another database")
+	}
+	bs, err := buckets(tx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := readSize(bs.meta)
+	if err != nil {
+		return 0, err
+	}
+	if bs.entries.Get(key(n)) != nil {
+		return 0, fmt.Errorf("audit: entry %d already stored but the size says %d: run VerifyStored", n, n)
+	}
+	// Keys only ever grow: full pages split less and the file stays about half the size.
+	bs.entries.FillPercent, bs.hashes.FillPercent = 1.0, 1.0
+	r := hashReader{bs.hashes}
+	e.Index = n
+	e.Prev = tlog.Hash{}
+	if n > 0 {
+		prev, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, n-1)})
+		if err != nil {
+			return 0, err
+		}
+		e.Prev = prev[0]
+	}
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	e.Time = e.Time.UTC()
+	data, err := encode(e)
+	if err != nil {
+		return 0, err
+	}
+	hashes, err := tlog.StoredHashesForRecordHash(n, tlog.RecordHash(data), r)
+	if err != nil {
+		return 0, fmt.Errorf("audit: computing tree hashes for entry %d: %w", n, err)
+	}
+	base := tlog.StoredHashIndex(0, n)
+	for i, h := range hashes {
+		if err := bs.hashes.Put(key(base+int64(i)), h[:]); err != nil {
+			return 0, fmt.Errorf("audit: storing tree hash: %w", err)
+		}
+	}
+	if err := bs.entries.Put(key(n), data); err != nil {
+		return 0, fmt.Errorf("audit: storing entry %d: %w", n, err)
+	}
+	if err := bs.meta.Put(keySize, key(n+1)); err != nil {
+		return 0, fmt.Errorf("audit: storing size: %w", err)
+	}
+	return n, nil
+}
+
+// Size returns the number of committed entries.
+func (l *Log) Size(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := l.db.View(func(tx *bbolt.Tx) error {
+		bs, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		n, err = readSize(bs.meta)
+		return err
+	})
+	return n, err
+}
+
+// encode validates e and returns its canonical bytes.
+func encode(e Entry) ([]byte, error) {
+	if err := validate(e); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("audit: encoding entry: %w", err)
+	}
+	if len(data) > MaxEntrySize {
+		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d: shorten Details", ErrInvalidEntry, len(data), MaxEntrySize)
+	}
+	return data, nil
+}
+
+func validate(e Entry) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidEntry, fmt.Sprintf(format, args...))
+	}
+	if e.Actor == "" {
+		return bad(`actor is required (use "anonymous" for a caller without credentials)`)
+	}
+	if e.Action == "" {
+		return bad("action is required")
+	}
+	switch e.Outcome {
+	case OutcomeOK, OutcomeDenied, OutcomeError:
+	default:
+		return bad("outcome %q is not one of ok, denied, error", e.Outcome)
+	}
+	if e.Time.Year() < 1 || e.Time.Year() > 9999 {
+		return bad("time %v is outside years 1-9999", e.Time)
+	}
+	fields := []struct{ name, v string }{
+		{"actor", e.Actor}, {"role", e.Role}, {"source", e.Source}, {"request_id", e.RequestID},
+		{"action", e.Action}, {"target", e.Target}, {"outcome", e.Outcome},
+	}
+	for _, f := range fields {
+		if err := checkText(f.v, MaxFieldLen); err != nil {
+			return bad("%s: %v", f.name, err)
+		}
+	}
+	if len(e.Details) > MaxDetails {
+		return bad("%d details, limit %d", len(e.Details), MaxDetails)
+	}
+	for k, v := range e.Details {
+		if k == "" {
+			return bad("empty details key")
+		}
+		if err := checkText(k, MaxDetailKeyLen); err != nil {
+			return bad("details key %.64q: %v", k, err)
+		}
+		if err := checkText(v, MaxFieldLen); err != nil {
+			return bad("details[%q]: %v", k, err)
+		}
+	}
+	return nil
+}
+
+// checkText rejects what encoding/json would silently alter (invalid UTF-8) and oversize text.
+func checkText(s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%d bytes, limit %d", len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	return nil
+}
+
+func checkOrigin(origin string) error {
+	if origin == "" || len(origin) > 256 || !utf8.ValidString(origin) || strings.TrimSpace(origin) != origin {
+		return fmt.Errorf("audit: invalid origin %q: want 1-256 bytes of UTF-8 without surrounding spaces", origin)
+	}
+	for _, r := range origin {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("audit: invalid origin %q: control characters are not allowed", origin)
+		}
+	}
+	return nil
+}
+
+type logBuckets struct{ entries, hashes, meta, checkpoints *bbolt.Bucket }
+
+func buckets(tx *bbolt.Tx) (logBuckets, error) {
+	bs := logBuckets{
+		entries:     tx.Bucket(bucketEntries),
+		hashes:      tx.Bucket(bucketHashes),
+		meta:        tx.Bucket(bucketMeta),
+		checkpoints: tx.Bucket(bucketCheckpoints),
+	}
+	if bs.entries == nil || bs.hashes == nil || bs.meta == nil || bs.checkpoints == nil {
+		return bs, errors.New("audit: buckets missing: open the log with audit.New on this database")
+	}
+	return bs, nil
+}
+
+func readSize(meta *bbolt.Bucket) (int64, error) {
+	v := meta.Get(keySize)
+	if v == nil {
+		return 0, nil
+	}
+	n, ok := parseKey(v)
+	if !ok {
+		return 0, errors.New("audit: stored size is corrupt: run VerifyStored")
+	}
+	return n, nil
+}
+
+// key encodes a non-negative index big-endian, so bbolt's byte order is index order.
+func key(n int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }
+
+func parseKey(b []byte) (int64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	n := int64(binary.BigEndian.Uint64(b))
+	return n, n >= 0
+}
+
+// hashReader reads stored tree hashes from a bucket, inside whichever transaction it belongs to.
+type hashReader struct{ b *bbolt.Bucket }
+
+func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		v := r.b.Get(key(idx))
+		if len(v) != tlog.HashSize {
+			return nil, fmt.Errorf("audit: stored tree hash %d is missing or corrupt: run VerifyStored", idx)
+		}
+		copy(out[i][:], v)
+	}
+	return out, nil
+}

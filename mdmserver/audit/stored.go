@@ -1,0 +1,139 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// VerifyStored is the server's self-check: it recomputes every entry's leaf hash and every stored
+// tree hash from the stored entries, checks the Prev chain and that nothing lies past the size,
+// and checks each stored checkpoint's signature and tree hash. It returns a *VerifyError naming
+// the first entry at fault. It reads in short transactions, so it may run while the log is used.
+func (l *Log) VerifyStored(ctx context.Context) error {
+	size, err := l.Size(ctx)
+	if err != nil {
+		return err
+	}
+	if err := l.verifyExtent(size); err != nil {
+		return err
+	}
+	var prevLeaf tlog.Hash
+	for start := int64(0); start < size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(size, start+batchSize)
+		// Entries and hashes below size never change, so batches in separate transactions see
+		// one consistent log.
+		err := l.db.View(func(tx *bbolt.Tx) error {
+			bs, err := buckets(tx)
+			if err != nil {
+				return err
+			}
+			r := hashReader{bs.hashes}
+			for n := start; n < end; n++ {
+				data := bs.entries.Get(key(n))
+				if data == nil {
+					return &VerifyError{Index: n, Kind: KindMissing, Detail: "entry is missing from the database"}
+				}
+				e, err := decodeStored(n, data)
+				if err != nil {
+					return err
+				}
+				leaf := tlog.RecordHash(data)
+				stored, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, n)})
+				if err != nil {
+					return &VerifyError{Index: n, Kind: KindMismatch, Detail: err.Error()}
+				}
+				if stored[0] != leaf {
+					return &VerifyError{Index: n, Kind: KindChanged, Detail: "the stored entry no longer matches the leaf hash stored with it"}
+				}
+				if e.Prev != prevLeaf {
+					return &VerifyError{Index: n, Kind: KindChanged, Detail: fmt.Sprintf("its recorded previous hash does not match entry %d", n-1)}
+				}
+				// Earlier hashes were checked by earlier iterations, so recomputing this
+				// entry's interior hashes from them checks the ones stored with it.
+				want, err := tlog.StoredHashesForRecordHash(n, leaf, r)
+				if err != nil {
+					return &VerifyError{Index: n, Kind: KindMismatch, Detail: err.Error()}
+				}
+				base := tlog.StoredHashIndex(0, n)
+				for i, h := range want {
+					got, err := r.ReadHashes([]int64{base + int64(i)})
+					if err != nil || got[0] != h {
+						return &VerifyError{Index: n, Kind: KindMismatch, Detail: fmt.Sprintf("stored tree hash %d (written with entry %d) is wrong", base+int64(i), n)}
+					}
+				}
+				prevLeaf = leaf
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		start = end
+	}
+	return l.verifyCheckpoints(ctx, size)
+}
+
+// verifyExtent checks that nothing is stored past the size: an entry or hash there means the
+// size was rolled back to hide entries.
+func (l *Log) verifyExtent(size int64) error {
+	return l.db.View(func(tx *bbolt.Tx) error {
+		bs, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		if k, _ := bs.entries.Cursor().Last(); k != nil {
+			last, ok := parseKey(k)
+			if !ok || last >= size {
+				return &VerifyError{Index: size, Kind: KindMismatch, Detail: fmt.Sprintf("entries are stored past the recorded size %d: the size was changed", size)}
+			}
+		}
+		if k, _ := bs.hashes.Cursor().Last(); k != nil {
+			last, ok := parseKey(k)
+			if !ok || last >= tlog.StoredHashCount(size) {
+				return &VerifyError{Index: size, Kind: KindMismatch, Detail: fmt.Sprintf("tree hashes are stored past the recorded size %d: the size was changed", size)}
+			}
+		}
+		return nil
+	})
+}
+
+// verifyCheckpoints checks every stored checkpoint against the (already verified) stored hashes.
+func (l *Log) verifyCheckpoints(ctx context.Context, size int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.db.View(func(tx *bbolt.Tx) error {
+		bs, err := buckets(tx)
+		if err != nil {
+			return err
+		}
+		r := hashReader{bs.hashes}
+		c := bs.checkpoints.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			at, ok := parseKey(k)
+			cp, err := OpenCheckpoint(v, l.verifier)
+			if !ok || err != nil {
+				return &VerifyError{Index: max(at-1, 0), Kind: KindMismatch, Detail: fmt.Sprintf("stored checkpoint at size %d does not verify: %v", at, err)}
+			}
+			if cp.N != at || cp.N > size || cp.Origin != l.origin {
+				return &VerifyError{Index: max(at-1, 0), Kind: KindMismatch,
+					Detail: fmt.Sprintf("stored checkpoint at size %d is for origin %q size %d (log %q has %d entries)", at, cp.Origin, cp.N, l.origin, size)}
+			}
+			h, err := tlog.TreeHash(cp.N, r)
+			if err != nil {
+				return &VerifyError{Index: max(at-1, 0), Kind: KindMismatch, Detail: err.Error()}
+			}
+			if h != cp.Hash {
+				return &VerifyError{Index: max(at-1, 0), Kind: KindMismatch,
+					Detail: fmt.Sprintf("the tree of the first %d entries does not match its signed checkpoint", cp.N)}
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,150 @@
+package commands
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/micromdm/nanomdm/mdm"
+	"github.com/micromdm/nanomdm/push"
+	"github.com/micromdm/nanomdm/storage"
+	"github.com/micromdm/plist"
+)
+
+// Command is an MDM command to send: its RequestType and the command-specific keys.
+type Command struct {
+	RequestType string
+	Fields      map[string]any
+}
+
+// Dispatcher sends commands: it records them, enqueues them in nanomdm's queue, and pushes the
+// device so it checks in.
+type Dispatcher struct {
+	store   *Store
+	queue   storage.CommandEnqueuer
+	pusher  push.Pusher
+	log     *slog.Logger
+	now     func() time.Time
+	timeout time.Duration
+}
+
+// DispatcherOption configures a Dispatcher.
+type DispatcherOption func(*Dispatcher)
+
+// WithDispatchLogger sets the dispatcher's logger.
+func WithDispatchLogger(l *slog.Logger) DispatcherOption { return func(d *Dispatcher) { d.log = l } }
+
+// WithPushTimeout bounds how long Send waits for APNs (default 10s). The command stays queued
+// when the push fails: the device gets it at its next check-in.
+func WithPushTimeout(t time.Duration) DispatcherOption { return func(d *Dispatcher) { d.timeout = t } }
+
+// NewDispatcher returns a Dispatcher. pusher may be nil (no push certificate yet): commands then
+// wait for the device's next check-in.
+func NewDispatcher(store *Store, queue storage.CommandEnqueuer, pusher push.Pusher, opts ...DispatcherOption) *Dispatcher {
+	d := &Dispatcher{store: store, queue: queue, pusher: pusher, log: slog.Default(), now: time.Now, timeout: 10 * time.Second}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+var requestTypePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9.]{1,63}$`)
+
+// ErrInvalidCommand is returned for a command that cannot be sent as given.
+var ErrInvalidCommand = errors.New("commands: invalid command")
+
+// Send records cmd for enrollmentID, enqueues it and pushes. The record is committed before the
+// command is enqueued, so every command a device may run has a record. The returned record's
+// state is pushed when APNs accepted the push, otherwise queued with PushError set.
+func (d *Dispatcher) Send(ctx context.Context, enrollmentID string, cmd Command, requestedBy string) (*Record, error) {
+	if !requestTypePattern.MatchString(cmd.RequestType) {
+		return nil, fmt.Errorf("%w: request type %q", ErrInvalidCommand, cmd.RequestType)
+	}
+	if _, reserved := cmd.Fields["RequestType"]; reserved {
+		return nil, fmt.Errorf("%w: RequestType is not a field", ErrInvalidCommand)
+	}
+	uuid := newUUID()
+	raw, err := encode(uuid, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+	}
+	now := d.now().UTC()
+	rec := &Record{UUID: uuid, EnrollmentID: enrollmentID, RequestType: cmd.RequestType, State: StateQueued,
+		RequestedBy: requestedBy, CreatedAt: now, UpdatedAt: now}
+	if err := d.store.Put(ctx, rec); err != nil {
+		return nil, fmt.Errorf("commands: record: %w", err)
+	}
+	c := &mdm.Command{CommandUUID: uuid, Raw: raw}
+	c.Command.RequestType = cmd.RequestType
+	idErrs, err := d.queue.EnqueueCommand(ctx, []string{enrollmentID}, c)
+	if err == nil {
+		err = idErrs[enrollmentID]
+	}
+	if err != nil {
+		_, _ = d.store.Update(ctx, enrollmentID, uuid, func(r *Record) {
+			r.State, r.PushError, r.UpdatedAt = StateError, "enqueue failed: "+err.Error(), d.now().UTC()
+		})
+		return nil, fmt.Errorf("commands: enqueue for %s: %w", enrollmentID, err)
+	}
+	return d.Push(ctx, enrollmentID, uuid)
+}
+
+// Push sends an APNs push for a queued command's enrollment and records the outcome.
+func (d *Dispatcher) Push(ctx context.Context, enrollmentID, uuid string) (*Record, error) {
+	pushErr := errors.New("no APNs push certificate uploaded; the device gets the command at its next check-in")
+	if d.pusher != nil {
+		pctx, cancel := context.WithTimeout(ctx, d.timeout)
+		resp, err := d.pusher.Push(pctx, []string{enrollmentID})
+		cancel()
+		pushErr = err
+		if err == nil {
+			if r := resp[enrollmentID]; r == nil {
+				pushErr = errors.New("no push information for this enrollment (no TokenUpdate yet?)")
+			} else {
+				pushErr = r.Err
+			}
+		}
+	}
+	return d.store.Update(ctx, enrollmentID, uuid, func(r *Record) {
+		now := d.now().UTC()
+		r.UpdatedAt = now
+		if pushErr != nil {
+			r.PushError = pushErr.Error()
+			d.log.WarnContext(ctx, "push failed; command stays queued", "enrollment_id", enrollmentID, "command_uuid", uuid, "err", pushErr)
+			return
+		}
+		r.PushError = ""
+		r.PushedAt = now
+		if r.State == StateQueued {
+			r.State = StatePushed
+		}
+	})
+}
+
+// encode renders the command plist nanomdm queues and the device receives.
+func encode(uuid string, cmd Command) ([]byte, error) {
+	body := make(map[string]any, len(cmd.Fields)+1)
+	for k, v := range cmd.Fields {
+		body[k] = v
+	}
+	body["RequestType"] = cmd.RequestType
+	return plist.MarshalIndent(map[string]any{"CommandUUID": uuid, "Command": body}, "\t")
+}
+
+// newUUID returns a random (version 4) UUID in upper case, as Apple's tools write them.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func sortByCreated(recs []*Record) {
+	slices.SortStableFunc(recs, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
+}

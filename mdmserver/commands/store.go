@@ -1,0 +1,262 @@
+// Package commands tracks the Apple MDM commands Hale sends: it enqueues them in nanomdm and
+// pushes the device, records each command's state (queued, pushed, acknowledged, error, not-now,
+// expired), and keeps every result the device reports, parsed, per device and command UUID.
+//
+// Results arrive through Hook, a decorator that wraps nanomdm's check-in and command service the
+// way nanomdm's own certauth does: it records the result, then hands the request on.
+package commands
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/micromdm/nanomdm/mdm"
+	"go.etcd.io/bbolt"
+)
+
+// State is where a command is in its life.
+type State string
+
+// Command states. A command moves queued → pushed → acknowledged | error | not_now; not_now
+// returns to pushed-like waiting until the device answers for good; expired is set by an
+// operator's deadline passing before any answer.
+const (
+	StateQueued       State = "queued"
+	StatePushed       State = "pushed"
+	StateAcknowledged State = "acknowledged"
+	StateError        State = "error"
+	StateNotNow       State = "not_now"
+	StateExpired      State = "expired"
+)
+
+// Final reports whether no further device answer is expected.
+func (s State) Final() bool {
+	return s == StateAcknowledged || s == StateError || s == StateExpired
+}
+
+// Record is one command sent to one enrollment.
+type Record struct {
+	UUID         string           `json:"command_id"`
+	EnrollmentID string           `json:"enrollment_id"`
+	RequestType  string           `json:"request_type"`
+	State        State            `json:"state"`
+	RequestedBy  string           `json:"requested_by,omitempty"`
+	CreatedAt    time.Time        `json:"created_at"`
+	UpdatedAt    time.Time        `json:"updated_at"`
+	PushedAt     time.Time        `json:"pushed_at,omitzero"`
+	AnsweredAt   time.Time        `json:"answered_at,omitzero"`
+	PushError    string           `json:"push_error,omitempty"`
+	ErrorChain   []mdm.ErrorChain `json:"error_chain,omitempty"`
+}
+
+// Result is a device's answer to a command, parsed.
+type Result struct {
+	EnrollmentID string           `json:"enrollment_id"`
+	CommandUUID  string           `json:"command_id"`
+	RequestType  string           `json:"request_type,omitempty"`
+	Status       string           `json:"status"`
+	ReceivedAt   time.Time        `json:"received_at"`
+	ErrorChain   []mdm.ErrorChain `json:"error_chain,omitempty"`
+
+	SecurityInfo      *SecurityInfo      `json:"security_info,omitempty"`
+	DeviceInformation *DeviceInformation `json:"device_information,omitempty"`
+	ProfileList       []Profile          `json:"profile_list,omitempty"`
+}
+
+var (
+	bucketRecords = []byte("commands")
+	bucketResults = []byte("command_results")
+)
+
+// ErrNotFound is returned for an unknown command.
+var ErrNotFound = errors.New("commands: no such command")
+
+// Store keeps command records and results in bbolt, keyed "<enrollment id>\x00<command uuid>" so
+// one device's commands are a prefix scan.
+type Store struct {
+	db *bbolt.DB
+}
+
+// NewStore returns a Store on db, creating its buckets.
+func NewStore(db *bbolt.DB) (*Store, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketRecords, bucketResults} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commands: create buckets: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+func key(enrollmentID, uuid string) []byte {
+	return []byte(enrollmentID + "\x00" + uuid)
+}
+
+// Put stores rec (insert or replace).
+func (s *Store) Put(ctx context.Context, rec *Record) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRecords).Put(key(rec.EnrollmentID, rec.UUID), v)
+	})
+}
+
+// Update applies fn to the stored record in one transaction.
+func (s *Store) Update(ctx context.Context, enrollmentID, uuid string, fn func(*Record)) (*Record, error) {
+	var rec *Record
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		rec, err = updateTx(tx, enrollmentID, uuid, fn)
+		return err
+	})
+	return rec, err
+}
+
+func updateTx(tx *bbolt.Tx, enrollmentID, uuid string, fn func(*Record)) (*Record, error) {
+	b := tx.Bucket(bucketRecords)
+	k := key(enrollmentID, uuid)
+	v := b.Get(k)
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	rec := new(Record)
+	if err := json.Unmarshal(v, rec); err != nil {
+		return nil, err
+	}
+	fn(rec)
+	nv, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	return rec, b.Put(k, nv)
+}
+
+// Get returns one command record.
+func (s *Store) Get(ctx context.Context, enrollmentID, uuid string) (*Record, error) {
+	var rec *Record
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketRecords).Get(key(enrollmentID, uuid))
+		if v == nil {
+			return ErrNotFound
+		}
+		rec = new(Record)
+		return json.Unmarshal(v, rec)
+	})
+	return rec, err
+}
+
+// List returns an enrollment's command records, oldest first.
+func (s *Store) List(ctx context.Context, enrollmentID string) ([]*Record, error) {
+	var out []*Record
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return scanPrefix(tx.Bucket(bucketRecords), enrollmentID, func(v []byte) error {
+			rec := new(Record)
+			if err := json.Unmarshal(v, rec); err != nil {
+				return err
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	sortByCreated(out)
+	return out, err
+}
+
+// Result returns the stored result of a command.
+func (s *Store) Result(ctx context.Context, enrollmentID, uuid string) (*Result, error) {
+	var res *Result
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketResults).Get(key(enrollmentID, uuid))
+		if v == nil {
+			return ErrNotFound
+		}
+		res = new(Result)
+		return json.Unmarshal(v, res)
+	})
+	return res, err
+}
+
+// Results returns every stored result of an enrollment.
+func (s *Store) Results(ctx context.Context, enrollmentID string) ([]*Result, error) {
+	var out []*Result
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return scanPrefix(tx.Bucket(bucketResults), enrollmentID, func(v []byte) error {
+			res := new(Result)
+			if err := json.Unmarshal(v, res); err != nil {
+				return err
+			}
+			out = append(out, res)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// saveResult stores res and moves the matching record (if Hale sent the command) to the state
+// the device answered, in one transaction: a result is never stored without its state change.
+// Once a command has a final answer, later answers for it (a device resending after a lost
+// response) change nothing; saved reports whether res was recorded.
+func (s *Store) saveResult(res *Result) (saved bool, err error) {
+	v, err := json.Marshal(res)
+	if err != nil {
+		return false, err
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		results := tx.Bucket(bucketResults)
+		k := key(res.EnrollmentID, res.CommandUUID)
+		if prev := results.Get(k); prev != nil {
+			var old Result
+			if json.Unmarshal(prev, &old) == nil && old.Status != "NotNow" {
+				return nil
+			}
+		}
+		if err := results.Put(k, v); err != nil {
+			return err
+		}
+		saved = true
+		_, err := updateTx(tx, res.EnrollmentID, res.CommandUUID, func(rec *Record) {
+			rec.State = stateOf(res.Status)
+			rec.AnsweredAt = res.ReceivedAt
+			rec.UpdatedAt = res.ReceivedAt
+			rec.ErrorChain = res.ErrorChain
+		})
+		if errors.Is(err, ErrNotFound) {
+			return nil // a command enqueued outside Hale (nanomdm's API): keep the result only
+		}
+		return err
+	})
+	return saved, err
+}
+
+func stateOf(status string) State {
+	switch status {
+	case "Acknowledged":
+		return StateAcknowledged
+	case "NotNow":
+		return StateNotNow
+	default:
+		return StateError
+	}
+}
+
+func scanPrefix(b *bbolt.Bucket, enrollmentID string, fn func(v []byte) error) error {
+	prefix := []byte(enrollmentID + "\x00")
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

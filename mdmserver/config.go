@@ -1,0 +1,90 @@
+// Package mdmserver composes the Hale server: the bbolt store, nanomdm's Apple MDM service, the
+// certificate authority, the admin, agent and access APIs, and their HTTP routing.
+package mdmserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"time"
+)
+
+// Config is the server's configuration. The zero value is not usable; start from Defaults.
+// cmd/mdmserver fills it from flags, HALE_* environment variables and a YAML file, in that order
+// of precedence.
+type Config struct {
+	// Listen is the HTTPS listen address.
+	Listen string `mapstructure:"listen"`
+	// DataDir holds hale.db, the master key (by default), the CA and the bootstrap admin token.
+	DataDir string `mapstructure:"data"`
+	// PublicURL is the base URL devices and agents reach the server at; it goes into enrollment
+	// profiles. Empty: https://localhost:<port>.
+	PublicURL string `mapstructure:"public_url"`
+	// Names are extra DNS names or IP addresses for the server's TLS certificate, beyond
+	// localhost, 127.0.0.1, ::1, the listen host and the public URL's host.
+	Names []string `mapstructure:"names"`
+	// MasterKey is the master key itself (64 hex digits or base64), normally from
+	// HALE_MASTER_KEY. MasterKeyFile is a file holding it. With neither, DATA/master.key is
+	// created on first start.
+	MasterKey     string `mapstructure:"master_key"`
+	MasterKeyFile string `mapstructure:"master_key_file"`
+	// APNsURL is the base URL of Apple's push service. Empty: Apple production.
+	APNsURL string `mapstructure:"apns_url"`
+	// APNsCAFile is a PEM bundle to trust for APNsURL instead of the system roots (tests, proxies).
+	APNsCAFile string `mapstructure:"apns_ca_file"`
+	// MDMCAFile is a PEM bundle of extra CAs whose client certificates may check in at /mdm, for
+	// devices whose identity was issued outside Hale. Hale's own CA is always trusted.
+	MDMCAFile string `mapstructure:"mdm_ca_file"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM.
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// MaxBodyBytes bounds every request body except where a route sets its own limit.
+	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
+}
+
+// Defaults returns the configuration of `mdmserver` run with no flags.
+func Defaults() Config {
+	return Config{
+		Listen:          "127.0.0.1:8443",
+		DataDir:         "./hale-data",
+		LogLevel:        "info",
+		ShutdownTimeout: 20 * time.Second,
+		MaxBodyBytes:    1 << 20,
+	}
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: want host:port: %w", c.Listen, err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data: a data directory is required"))
+	}
+	if c.PublicURL == "" && err == nil {
+		if host == "" || host == "0.0.0.0" || host == "::" || host == "127.0.0.1" {
+			host = "localhost"
+		}
+		c.PublicURL = "https://" + net.JoinHostPort(host, port)
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public_url %q: want an https URL", c.PublicURL))
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = Defaults().ShutdownTimeout
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = Defaults().MaxBodyBytes
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) path(name string) string { return filepath.Join(c.DataDir, name) }

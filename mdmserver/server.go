@@ -1,0 +1,312 @@
+package mdmserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/micromdm/nanomdm/push/nanopush"
+	pushsvc "github.com/micromdm/nanomdm/push/service"
+	"github.com/micromdm/nanomdm/service"
+	"github.com/micromdm/nanomdm/service/certauth"
+	"github.com/micromdm/nanomdm/service/nanomdm"
+	"github.com/micromdm/nanomdm/storage"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/halemdm/hale/internal/nanolog"
+	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/mdmserver/apns"
+	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/store"
+	"github.com/halemdm/hale/mdmserver/tokens"
+)
+
+// Server is a running Hale server's state. Create it with New, serve it with Serve or
+// ListenAndServe, and Close it when done.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	store *store.Store
+	key   *seal.Key
+	// mdmStore is nanomdm's storage: Hale's bbolt store unless WithMDMStorage replaced it.
+	mdmStore  storage.AllStorage
+	pushCerts *pushcert.Store
+	tokens    *tokens.Store
+	commands  *commands.Store
+	dispatch  *commands.Dispatcher
+	// mdm is nanomdm's service with Hale's decorators around it.
+	mdm service.CheckinAndCommandService
+
+	tls      *tlsIdentity
+	mdmRoots *x509.CertPool
+
+	registry *prometheus.Registry
+	handler  http.Handler
+}
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	log        *slog.Logger
+	apnsRoots  *x509.CertPool
+	mdmStorage storage.AllStorage
+}
+
+// WithLogger sets the server's logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithAPNsRootCAs trusts roots for the APNs connection instead of the system pool (tests with a
+// fake APNs server; equivalent to Config.APNsCAFile).
+func WithAPNsRootCAs(roots *x509.CertPool) Option { return func(o *options) { o.apnsRoots = roots } }
+
+// WithMDMStorage runs nanomdm on st instead of Hale's bbolt file. Hale's own records stay in
+// bbolt. It exists for benchmarks against nanomdm's other backends and for deployments that move
+// the MDM queue to PostgreSQL.
+func WithMDMStorage(st storage.AllStorage) Option { return func(o *options) { o.mdmStorage = st } }
+
+// New opens the data directory and builds every component. It does not listen yet.
+func New(cfg Config, opts ...Option) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	o := options{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, log: o.log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	if s.key, err = loadMasterKey(cfg); err != nil {
+		return nil, err
+	}
+	if s.store, err = store.Open(cfg.path("hale.db"), store.WithLogger(s.log.With("component", "store"))); err != nil {
+		return nil, err
+	}
+	db := s.store.DB()
+	s.mdmStore = o.mdmStorage
+	if s.mdmStore == nil {
+		if s.mdmStore, err = store.NewMDMStorage(s.store); err != nil {
+			return nil, fmt.Errorf("nanomdm storage: %w", err)
+		}
+	}
+	if s.pushCerts, err = pushcert.New(db, s.key); err != nil {
+		return nil, fmt.Errorf("push certificate store: %w", err)
+	}
+	if s.tokens, err = tokens.New(db); err != nil {
+		return nil, err
+	}
+	if s.commands, err = commands.NewStore(db); err != nil {
+		return nil, err
+	}
+	if err = s.bootstrapAdminToken(context.Background()); err != nil {
+		return nil, err
+	}
+	if s.tls, err = newTLSIdentity(cfg, s.key); err != nil {
+		return nil, err
+	}
+	if s.mdmRoots, err = s.loadMDMRoots(); err != nil {
+		return nil, err
+	}
+
+	pusher, err := s.newPusher(o.apnsRoots)
+	if err != nil {
+		return nil, err
+	}
+	s.dispatch = commands.NewDispatcher(s.commands, s.mdmStore, pusher,
+		commands.WithDispatchLogger(s.log.With("component", "commands")))
+
+	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
+	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
+	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")))
+	// certauth outermost: nothing below it sees a request whose certificate is not (or no longer)
+	// the one bound to its enrollment. Never its warn-only mode.
+	s.mdm = certauth.New(svc, s.mdmStore, certauth.WithLogger(nanoLog.With("service", "certauth")))
+
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))
+	return s, nil
+}
+
+func loadMasterKey(cfg Config) (*seal.Key, error) {
+	switch {
+	case cfg.MasterKey != "":
+		return seal.Parse(cfg.MasterKey)
+	case cfg.MasterKeyFile != "":
+		b, err := os.ReadFile(cfg.MasterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read master key file: %w", err)
+		}
+		return seal.Parse(string(b))
+	default:
+		return seal.LoadOrCreate(cfg.path("master.key"))
+	}
+}
+
+func (s *Server) newPusher(roots *x509.CertPool) (*pushsvc.PushService, error) {
+	if roots == nil && s.cfg.APNsCAFile != "" {
+		pem, err := os.ReadFile(s.cfg.APNsCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read apns_ca_file: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("apns_ca_file %s holds no PEM certificate", s.cfg.APNsCAFile)
+		}
+	}
+	newClient, err := apns.NewClientFunc(s.cfg.APNsURL, apns.WithRootCAs(roots))
+	if err != nil {
+		return nil, err
+	}
+	factory := nanopush.NewFactory(nanopush.WithNewClient(newClient))
+	return pushsvc.New(s.mdmStore, s.pushCerts, factory, nanolog.New(s.log.With("component", "push"))), nil
+}
+
+// bootstrapAdminToken makes the first admin token on a store that has none and writes it to
+// DATA/admin.token (0600), so a fresh install can be administered without any other step.
+func (s *Server) bootstrapAdminToken(ctx context.Context) error {
+	n, err := s.tokens.Count(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	_, secret, err := s.tokens.Create(ctx, tokens.NewRequest{Name: "bootstrap", Role: tokens.RoleAdmin, CreatedBy: "mdmserver"})
+	if err != nil {
+		return fmt.Errorf("create bootstrap admin token: %w", err)
+	}
+	path := s.AdminTokenPath()
+	if err := writeFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write bootstrap admin token: %w", err)
+	}
+	s.log.Info("bootstrap admin token written; use it to log in mdmctl, then create named tokens and revoke it",
+		"path", path)
+	return nil
+}
+
+// AdminTokenPath is where the bootstrap admin token is written on first start.
+func (s *Server) AdminTokenPath() string {
+	p, err := filepath.Abs(s.cfg.path("admin.token"))
+	if err != nil {
+		return s.cfg.path("admin.token")
+	}
+	return p
+}
+
+// Store returns the server's bbolt store.
+func (s *Server) Store() *store.Store { return s.store }
+
+// Handler returns the server's complete HTTP handler (all routes and middleware).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// TLSConfig returns the TLS configuration the server listens with: its certificate, and client
+// certificates requested but optional (agents and Apple devices present one; the admin API uses
+// bearer tokens) and, when given, verified against the CAs devices may hold.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: s.tls.GetCertificate,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      s.mdmRoots,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+}
+
+// RootCAs returns a pool that verifies the server's TLS certificate.
+func (s *Server) RootCAs() *x509.CertPool { return s.tls.roots }
+
+// Serve serves HTTPS on ln until ctx is done, then shuts down gracefully: it stops accepting,
+// lets in-flight requests finish (up to Config.ShutdownTimeout) and returns. Close the Server
+// afterwards to close the store.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.TLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		// Long enough for agent long polls (30s) with margin.
+		WriteTimeout:   90 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: waiting for in-flight requests", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ListenAndServe listens on Config.Listen and calls Serve.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Close releases the store. It is safe to call on a partly built Server.
+func (s *Server) Close() error {
+	if s.store != nil {
+		return s.store.Close()
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to path through a synced temporary file and a rename, so a crash
+// leaves either the old file or the complete new one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

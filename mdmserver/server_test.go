@@ -1,0 +1,375 @@
+package mdmserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/testpki"
+	"github.com/halemdm/hale/mdmserver/commands"
+)
+
+const testTopic = "com.apple.mgmt.External.3b5e5b2c-8f1a-4d0e-9c55-hale-test"
+
+// testEnv is a real server on a loopback port with a fake APNs and a test CA for device
+// identities.
+type testEnv struct {
+	t      *testing.T
+	srv    *Server
+	url    string
+	client *http.Client
+	admin  string
+	apns   *fakeapns.Server
+	ca     *testpki.CA
+	cfg    Config
+}
+
+func newTestEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
+	t.Helper()
+	env := &testEnv{t: t, apns: fakeapns.New(), ca: testpki.NewCA(t, "device CA")}
+	t.Cleanup(env.apns.Close)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "device-ca.pem")
+	if err := os.WriteFile(caFile, env.ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Defaults()
+	cfg.Listen = ln.Addr().String()
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.APNsURL = env.apns.URL()
+	cfg.MDMCAFile = caFile
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	env.cfg = cfg
+	env.start(ln)
+	return env
+}
+
+// testLogger logs to stderr with -v and discards otherwise.
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (env *testEnv) start(ln net.Listener) {
+	t := env.t
+	srv, err := New(env.cfg, WithLogger(testLogger()), WithAPNsRootCAs(env.apns.CertPool()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	env.srv = srv
+	env.url = "https://" + ln.Addr().String()
+	env.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}, ForceAttemptHTTP2: true}}
+	tok, err := os.ReadFile(srv.AdminTokenPath())
+	if err != nil {
+		t.Fatalf("bootstrap admin token: %v", err)
+	}
+	env.admin = strings.TrimSpace(string(tok))
+}
+
+// call sends an admin API request and decodes a JSON answer into out (when not nil).
+func (env *testEnv) call(method, path, token string, body []byte, out any) int {
+	env.t.Helper()
+	req, err := http.NewRequest(method, env.url+path, bytes.NewReader(body))
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := env.client.Do(req)
+	if err != nil {
+		env.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
+		env.t.Errorf("%s %s: error %d is not problem+json: %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			env.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (env *testEnv) uploadPushCert() {
+	env.t.Helper()
+	certPEM, keyPEM, err := fakeapns.GeneratePushCert(testTopic, 24*time.Hour)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	var info struct{ Topic string }
+	if code := env.call("PUT", "/api/v1/pushcert", env.admin, append(certPEM, keyPEM...), &info); code != 200 || info.Topic != testTopic {
+		env.t.Fatalf("upload push cert: %d %+v", code, info)
+	}
+}
+
+// newDevice makes an enrolled simulated Apple device whose identity the test CA issued, and runs
+// its push loop until the test ends.
+func (env *testEnv) newDevice(opts ...applesim.Option) *applesim.Device {
+	env.t.Helper()
+	cert, key := env.ca.Issue(env.t, "sim device")
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
+	all := append([]applesim.Option{applesim.WithHTTPClient(client), applesim.WithIdentity(cert, key),
+		applesim.WithTopic(testTopic), applesim.WithLogger(testLogger())}, opts...)
+	dev, err := applesim.New(env.url+"/mdm", all...)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	env.t.Cleanup(cancel)
+	if err := dev.Enroll(ctx); err != nil {
+		env.t.Fatalf("enroll: %v", err)
+	}
+	go func() { _ = dev.RunPushLoop(ctx, env.apns) }()
+	return dev
+}
+
+// waitCommand polls the command until its state is final.
+func (env *testEnv) waitCommand(deviceID, uuid string) (rec struct {
+	commands.Record
+	Result *commands.Result `json:"result"`
+}) {
+	env.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		env.call("GET", "/api/v1/devices/"+deviceID+"/commands/"+uuid, env.admin, nil, &rec)
+		if rec.State.Final() {
+			return rec
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	env.t.Fatalf("command %s never finished: %+v", uuid, rec.Record)
+	return rec
+}
+
+func TestSecurityInfoEndToEnd(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	dev := env.newDevice()
+
+	var rec commands.Record
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin,
+		[]byte(`{"request_type":"SecurityInfo"}`), &rec); code != http.StatusAccepted {
+		t.Fatalf("enqueue SecurityInfo: %d", code)
+	}
+	// The device may answer before the push call returns: any state but queued is fine.
+	if rec.State == commands.StateQueued || rec.PushError != "" || rec.PushedAt.IsZero() {
+		t.Fatalf("command not pushed: %+v", rec)
+	}
+	got := env.waitCommand(dev.UDID(), rec.UUID)
+	if got.State != commands.StateAcknowledged || got.Result == nil || got.Result.SecurityInfo == nil {
+		t.Fatalf("no parsed SecurityInfo: %+v result=%+v", got.Record, got.Result)
+	}
+	si := got.Result.SecurityInfo
+	if si.PasscodePresent == nil || *si.PasscodePresent != dev.State().PasscodePresent {
+		t.Errorf("PasscodePresent = %v, device has %v", si.PasscodePresent, dev.State().PasscodePresent)
+	}
+	if got.Result.RequestType != "SecurityInfo" {
+		t.Errorf("result request type %q", got.Result.RequestType)
+	}
+	if pushes := env.apns.PushesFor(dev.PushToken()); len(pushes) == 0 || pushes[0].Topic != testTopic {
+		t.Errorf("fake APNs pushes: %+v", pushes)
+	}
+
+	// DeviceInformation and ProfileList parse too.
+	for _, rt := range []string{"DeviceInformation", "ProfileList"} {
+		env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, []byte(`{"request_type":"`+rt+`"}`), &rec)
+		res := env.waitCommand(dev.UDID(), rec.UUID).Result
+		switch {
+		case res == nil:
+			t.Fatalf("%s: no result", rt)
+		case rt == "DeviceInformation" && (res.DeviceInformation == nil || res.DeviceInformation.OSVersion != dev.State().OSVersion):
+			t.Errorf("DeviceInformation = %+v", res.DeviceInformation)
+		case rt == "ProfileList" && res.ProfileList == nil && len(dev.State().Profiles) > 0:
+			t.Errorf("ProfileList missing")
+		}
+	}
+}
+
+// A command for a device that cannot take it now is NotNow, then acknowledged when it can.
+func TestNotNowThenAcknowledged(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	dev := env.newDevice()
+	dev.SetNotNow(true)
+	var rec commands.Record
+	// SecurityInfo needs the device unlocked; a busy device answers NotNow.
+	env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, []byte(`{"request_type":"SecurityInfo"}`), &rec)
+	deadline := time.Now().Add(10 * time.Second)
+	for rec.State != commands.StateNotNow && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands/"+rec.UUID, env.admin, nil, &rec)
+	}
+	if rec.State != commands.StateNotNow {
+		t.Fatalf("state %s, want not_now", rec.State)
+	}
+	dev.SetNotNow(false)
+	if _, err := dev.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.waitCommand(dev.UDID(), rec.UUID); got.State != commands.StateAcknowledged {
+		t.Fatalf("after NotNow: %s", got.State)
+	}
+}
+
+func TestOpsEndpoints(t *testing.T) {
+	env := newTestEnv(t)
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/nope": 404} {
+		if code := env.call("GET", path, "", nil, nil); code != want {
+			t.Errorf("GET %s = %d, want %d", path, code, want)
+		}
+	}
+	resp, err := env.client.Get(env.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(b, []byte(`hale_http_requests_total{code="200",method="GET",route="GET /healthz"}`)) {
+		t.Errorf("metrics lack per-route request counts:\n%s", b)
+	}
+	fi, err := os.Stat(env.srv.AdminTokenPath())
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin token file mode %v, %v", fi.Mode().Perm(), err)
+	}
+}
+
+// Hostile input on /mdm and the admin API changes nothing and gets a clear error.
+func TestBadInput(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	dev := env.newDevice()
+	stranger, key := testpki.NewCA(t, "foreign CA").Issue(t, "intruder")
+
+	post := func(client *http.Client, body []byte, header map[string]string) int {
+		req, _ := http.NewRequest("PUT", env.url+"/mdm", bytes.NewReader(body))
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	checkin := map[string]string{"Content-Type": "application/x-apple-aspen-mdm-checkin"}
+	cases := []struct {
+		name   string
+		body   []byte
+		header map[string]string
+	}{
+		{"no certificate", []byte(`<plist><dict/></plist>`), checkin},
+		{"garbage signature", []byte(`<plist><dict/></plist>`), map[string]string{"Mdm-Signature": "bm90IGEgc2lnbmF0dXJl"}},
+		{"oversized body", bytes.Repeat([]byte("A"), maxMDMBody+10), checkin},
+	}
+	for _, c := range cases {
+		if code := post(env.client, c.body, c.header); code < 400 {
+			t.Errorf("%s: status %d, want an error", c.name, code)
+		}
+	}
+	// A TLS client certificate from a foreign CA fails the handshake. GetClientCertificate
+	// sends it even though the server does not list its CA as acceptable.
+	foreignCert := &tls.Certificate{Certificate: [][]byte{stranger.Raw}, PrivateKey: key}
+	foreign := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs(),
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return foreignCert, nil }}}}
+	if _, err := foreign.Post(env.url+"/mdm", "application/x-apple-aspen-mdm-checkin", strings.NewReader("x")); err == nil {
+		t.Error("foreign client certificate accepted in the TLS handshake")
+	}
+
+	admin := []struct {
+		method, path, body string
+		want               int
+	}{
+		{"POST", "/api/v1/devices/" + dev.UDID() + "/commands", `{"request_type":"EraseDevice"}`, 400},
+		{"POST", "/api/v1/devices/" + dev.UDID() + "/commands", `{"request_type":`, 400},
+		{"POST", "/api/v1/devices/" + dev.UDID() + "/commands", `{"request_type":"SecurityInfo","x":1}`, 400},
+		{"POST", "/api/v1/devices/unknown-udid/commands", `{"request_type":"SecurityInfo"}`, 404},
+		{"GET", "/api/v1/devices/" + dev.UDID() + "/commands/nope", ``, 404},
+		{"PUT", "/api/v1/pushcert", `not pem`, 400},
+		{"PUT", "/api/v1/pushcert", strings.Repeat("x", 70<<10), 413},
+		{"POST", "/api/v1/devices/" + dev.UDID() + "/commands", `{"request_type":"SecurityInfo"}` + strings.Repeat(" ", 2<<20), 413},
+	}
+	for _, c := range admin {
+		if code := env.call(c.method, c.path, env.admin, []byte(c.body), nil); code != c.want {
+			t.Errorf("%s %s %.40q: %d, want %d", c.method, c.path, c.body, code, c.want)
+		}
+	}
+	var list struct{ Commands []commands.Record }
+	env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, nil, &list)
+	if len(list.Commands) != 0 {
+		t.Errorf("bad requests created commands: %+v", list.Commands)
+	}
+}
+
+// Restarting on the same data directory keeps the admin token, the TLS identity and the data,
+// and a second server cannot open a data directory in use.
+func TestRestartKeepsState(t *testing.T) {
+	quiet := WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := Defaults()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	s1, err := New(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(s1.AdminTokenPath())
+	cert1 := s1.tls.cert.Leaf.Raw
+	if _, err := New(cfg, quiet); err == nil {
+		t.Fatal("a second server opened the data directory while the first holds it")
+	}
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	tok2, _ := os.ReadFile(s2.AdminTokenPath())
+	if !bytes.Equal(tok, tok2) {
+		t.Error("bootstrap token rewritten on restart")
+	}
+	if _, err := s2.tokens.Authenticate(context.Background(), strings.TrimSpace(string(tok))); err != nil {
+		t.Errorf("bootstrap token not valid after restart: %v", err)
+	}
+	if !bytes.Equal(cert1, s2.tls.cert.Leaf.Raw) {
+		t.Error("TLS certificate changed across restart")
+	}
+}

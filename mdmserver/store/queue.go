@@ -1,0 +1,170 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/micromdm/nanomdm/mdm"
+	"go.etcd.io/bbolt"
+)
+
+// commandQueue is nanomdm's command queue kept natively in bbolt, replacing the linked list that
+// nanomdm's storage/kv builds from single-key operations. Two faults of that list made us replace
+// it rather than wrap it:
+//
+//   - EnqueueCommand writes the queue pointers through the parent bucket at once but the command
+//     body inside a transaction committed later, so a device polling in between is handed a
+//     command UUID whose body does not exist yet (the check-in fails with a 500).
+//   - After NotNow answers, acknowledging the last queued command leaves its predecessor's "next"
+//     pointer behind; the command is handed out again and acknowledging it twice drops the
+//     NotNow commands before it. A lost command can be a lost wipe.
+//
+// Here every operation is one bbolt transaction: a queue entry and its body commit together, and
+// the order is a per-enrollment sequence key, so there is no pointer to leave behind.
+//
+// Layout (all under Hale's bbolt file):
+//
+//	mdmq_commands  <uuid>                       → <request type> 0x00 <raw command plist>
+//	mdmq_queue     <enrollment id> 0x00 <seq>   → <uuid>     (seq: 8-byte big-endian, insertion order)
+//	mdmq_status    <enrollment id> 0x00 <uuid>  → <last status reported, e.g. NotNow>
+type commandQueue struct {
+	db *bbolt.DB
+	// lastSeen records the enrollment's last-seen time where nanomdm's kv storage keeps it.
+	lastSeen func(ctx context.Context, id string, at time.Time) error
+}
+
+var (
+	bucketQueueCommands = []byte("mdmq_commands")
+	bucketQueueEntries  = []byte("mdmq_queue")
+	bucketQueueStatus   = []byte("mdmq_status")
+)
+
+// queueBuckets lists the buckets the queue needs, for Store.createBuckets.
+var queueBuckets = []string{string(bucketQueueCommands), string(bucketQueueEntries), string(bucketQueueStatus)}
+
+func queuePrefix(id string) []byte { return append([]byte(id), 0) }
+
+func statusKey(id, uuid string) []byte { return append(queuePrefix(id), uuid...) }
+
+// EnqueueCommand queues cmd for every enrollment in ids, atomically.
+func (q *commandQueue) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Command) (map[string]error, error) {
+	if cmd == nil || cmd.CommandUUID == "" || cmd.Command.RequestType == "" || len(cmd.Raw) == 0 {
+		return nil, errors.New("store: enqueue: command needs a UUID, a request type and a body")
+	}
+	if len(cmd.Raw) > MaxValueSize {
+		return nil, fmt.Errorf("store: enqueue: command body is %d bytes, the limit is %d", len(cmd.Raw), MaxValueSize)
+	}
+	for _, id := range ids {
+		if id == "" || bytes.IndexByte([]byte(id), 0) >= 0 {
+			return nil, fmt.Errorf("store: enqueue: invalid enrollment id %q", id)
+		}
+	}
+	err := q.db.Update(func(tx *bbolt.Tx) error {
+		cmds := tx.Bucket(bucketQueueCommands)
+		if cmds.Get([]byte(cmd.CommandUUID)) != nil {
+			return fmt.Errorf("command already exists: %s", cmd.CommandUUID)
+		}
+		body := append(append([]byte(cmd.Command.RequestType), 0), cmd.Raw...)
+		if err := cmds.Put([]byte(cmd.CommandUUID), body); err != nil {
+			return err
+		}
+		entries := tx.Bucket(bucketQueueEntries)
+		for _, id := range ids {
+			seq, err := entries.NextSequence()
+			if err != nil {
+				return err
+			}
+			key := binary.BigEndian.AppendUint64(queuePrefix(id), seq)
+			if err := entries.Put(key, []byte(cmd.CommandUUID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]error{}, nil
+}
+
+// StoreCommandReport records a device's answer: NotNow keeps the command queued (and skippable),
+// any other status removes it from the enrollment's queue.
+func (q *commandQueue) StoreCommandReport(r *mdm.Request, report *mdm.CommandResults) error {
+	if err := q.lastSeen(r.Context(), r.ID, time.Now()); err != nil {
+		return fmt.Errorf("updating last seen: %w", err)
+	}
+	if report.Status == "Idle" {
+		return nil
+	}
+	if report.CommandUUID == "" {
+		return errors.New("empty command UUID")
+	}
+	return q.db.Update(func(tx *bbolt.Tx) error {
+		status := tx.Bucket(bucketQueueStatus)
+		key := statusKey(r.ID, report.CommandUUID)
+		if report.Status == "NotNow" {
+			return status.Put(key, []byte(report.Status))
+		}
+		if err := status.Delete(key); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketQueueEntries).Cursor()
+		prefix := queuePrefix(r.ID)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if string(v) == report.CommandUUID {
+				return c.Delete()
+			}
+		}
+		return nil
+	})
+}
+
+// RetrieveNextCommand returns the oldest queued command of the enrollment, skipping commands
+// last answered NotNow when skipNotNow is set (the device just said it cannot take them).
+func (q *commandQueue) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.Command, error) {
+	var cmd *mdm.Command
+	err := q.db.View(func(tx *bbolt.Tx) error {
+		status, cmds := tx.Bucket(bucketQueueStatus), tx.Bucket(bucketQueueCommands)
+		c := tx.Bucket(bucketQueueEntries).Cursor()
+		prefix := queuePrefix(r.ID)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if skipNotNow && string(status.Get(statusKey(r.ID, string(v)))) == "NotNow" {
+				continue
+			}
+			body := cmds.Get(v)
+			reqType, raw, ok := bytes.Cut(body, []byte{0})
+			if !ok {
+				return fmt.Errorf("store: queued command %s has no body (corrupt queue)", v)
+			}
+			cmd = &mdm.Command{CommandUUID: string(v), Raw: bytes.Clone(raw)}
+			cmd.Command.RequestType = string(reqType)
+			return nil
+		}
+		return nil
+	})
+	return cmd, err
+}
+
+// ClearQueue removes every queued command of the enrollment.
+func (q *commandQueue) ClearQueue(r *mdm.Request) error {
+	return q.db.Update(func(tx *bbolt.Tx) error {
+		prefix := queuePrefix(r.ID)
+		for _, b := range []*bbolt.Bucket{tx.Bucket(bucketQueueEntries), tx.Bucket(bucketQueueStatus)} {
+			c := b.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// microTime formats t as nanomdm's kv storage stores last-seen times.
+func microTime(t time.Time) []byte { return []byte(strconv.FormatInt(t.UnixMicro(), 10)) }

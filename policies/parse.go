@@ -1,0 +1,742 @@
+package policies
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Problem is one thing wrong with a policy document: the field (dotted path such as
+// "passcode.min_length" or "notifications.apps[1].bundle_id", or "document" for the whole
+// input), the 1-based line it is on (0 when the input has no line, such as an oversized
+// document) and what is wrong.
+type Problem struct {
+	Field   string `json:"field"`
+	Line    int    `json:"line"`
+	Message string `json:"message"`
+}
+
+// String formats the problem as "line N: field: message".
+func (p Problem) String() string {
+	if p.Line > 0 {
+		return fmt.Sprintf("line %d: %s: %s", p.Line, p.Field, p.Message)
+	}
+	return p.Field + ": " + p.Message
+}
+
+// ValidationError lists every problem found in a policy document, in document order.
+type ValidationError struct {
+	Problems []Problem `json:"problems"`
+}
+
+// Error lists every problem on one line.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid policy: ")
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Parse decodes and validates a policy document in YAML or JSON (JSON is read as YAML, so line
+// numbers work for both). Unknown fields, wrong types and out-of-range values are errors; all of
+// them are returned at once as a *ValidationError.
+func Parse(data []byte) (*Policy, error) {
+	if len(data) > MaxPolicySize {
+		return nil, &ValidationError{Problems: []Problem{{
+			Field:   "document",
+			Message: fmt.Sprintf("policy is %d bytes; the limit is %d", len(data), MaxPolicySize),
+		}}}
+	}
+	root, prob := parseDocument(data)
+	if prob != nil {
+		return nil, &ValidationError{Problems: []Problem{*prob}}
+	}
+	d := &decoder{}
+	p := d.policy(root)
+	if len(d.problems) > 0 {
+		return nil, &ValidationError{Problems: d.problems}
+	}
+	return p, nil
+}
+
+// yamlLine pulls the line number out of a yaml.v3 error message ("yaml: line 3: ...").
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// parseDocument reads exactly one YAML document and returns its root node.
+func parseDocument(data []byte) (*yaml.Node, *Problem) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &Problem{Field: "document", Line: 1, Message: "policy is empty"}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, &Problem{Field: "document", Line: 1, Message: "policy is empty"}
+	} else if err != nil {
+		if p := jsonSyntaxProblem(data); p != nil {
+			return nil, p
+		}
+		if fixed, ok := yamlCompatibleJSON(data); ok {
+			return parseDocument(fixed)
+		}
+		return nil, syntaxProblem(err)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, syntaxProblem(err)
+	default:
+		return nil, &Problem{Field: "document", Line: extra.Line, Message: "more than one YAML document; a policy is one document"}
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, &Problem{Field: "document", Line: 1, Message: "policy is empty"}
+	}
+	return doc.Content[0], nil
+}
+
+// jsonSyntaxProblem re-reads a document that failed as YAML and looks like JSON with the JSON
+// decoder, whose syntax errors carry an exact offset; the YAML parser often reports a JSON
+// mistake on the line where the enclosing flow collection starts.
+func jsonSyntaxProblem(data []byte) *Problem {
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil
+	}
+	lead := int64(len(data) - len(trimmed))
+	var v any
+	err := json.Unmarshal(trimmed, &v)
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		return nil
+	}
+	off := min(lead+max(se.Offset, 1), int64(len(data)))
+	return &Problem{
+		Field:   "document",
+		Line:    1 + bytes.Count(data[:off-1], []byte("\n")),
+		Message: "not valid JSON: " + se.Error(),
+	}
+}
+
+// yamlCompatibleJSON rewrites valid JSON that the YAML parser refuses into an equivalent that it
+// accepts, keeping every byte on its line. The one such construct is the "\/" escape, which JSON
+// allows and yaml.v3 does not. ok is false when there was nothing to rewrite.
+func yamlCompatibleJSON(data []byte) (fixed []byte, ok bool) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) || !bytes.Contains(data, []byte(`\/`)) {
+		return nil, false
+	}
+	out := make([]byte, 0, len(data))
+	inString := false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case !inString:
+			inString = c == '"'
+		case c == '\\' && i+1 < len(data):
+			if data[i+1] == '/' {
+				out = append(out, '/')
+				i++
+				continue
+			}
+			out = append(out, c, data[i+1])
+			i++
+			continue
+		case c == '"':
+			inString = false
+		}
+		out = append(out, c)
+	}
+	return out, true
+}
+
+func syntaxProblem(err error) *Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	p := &Problem{Field: "document", Message: "not valid YAML or JSON: " + msg}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+	}
+	if p.Line <= 0 {
+		p.Line = 1
+	}
+	return p
+}
+
+// maxProblems bounds the problems reported for one document; past it the rest is noise and
+// only costs time.
+const maxProblems = 100
+
+// decoder walks the node tree and collects problems instead of stopping at the first.
+type decoder struct {
+	problems  []Problem
+	truncated bool
+}
+
+func (d *decoder) fail(field string, n *yaml.Node, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	if len(d.problems) >= maxProblems {
+		if !d.truncated {
+			d.truncated = true
+			d.problems = append(d.problems, Problem{Field: "document", Line: line,
+				Message: fmt.Sprintf("more than %d problems; fix these and try again", maxProblems)})
+		}
+		return
+	}
+	if field == "" {
+		field = "document"
+	}
+	d.problems = append(d.problems, Problem{Field: field, Line: line, Message: fmt.Sprintf(format, args...)})
+}
+
+func join(parent, key string) string {
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+// mapping calls each handler for the keys present in a mapping node. It reports non-mappings,
+// unknown and duplicate keys, and aliases. It returns false if n is not a usable mapping.
+func (d *decoder) mapping(field string, n *yaml.Node, handlers map[string]func(field string, v *yaml.Node)) bool {
+	if !d.kind(field, n, yaml.MappingNode, "a mapping") {
+		return false
+	}
+	seen := make(map[string]bool, len(n.Content)/2)
+	known := ""
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
+			d.fail(field, k, "keys must be plain strings")
+			continue
+		}
+		name := join(field, k.Value)
+		if seen[k.Value] {
+			d.fail(name, k, "defined more than once")
+			continue
+		}
+		seen[k.Value] = true
+		h, ok := handlers[k.Value]
+		if !ok {
+			if known == "" {
+				known = knownKeys(handlers)
+			}
+			d.fail(name, k, "unknown field; known fields are %s", known)
+			continue
+		}
+		if v.Kind == yaml.AliasNode {
+			d.fail(name, v, "YAML aliases are not supported; write the value out")
+			continue
+		}
+		h(name, v)
+	}
+	return true
+}
+
+func knownKeys[V any](m map[string]V) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ", ")
+}
+
+// kind checks a node's kind; a null value is reported as missing.
+func (d *decoder) kind(field string, n *yaml.Node, want yaml.Kind, what string) bool {
+	if n.Kind == want {
+		return true
+	}
+	if n.Kind == yaml.AliasNode {
+		d.fail(field, n, "YAML aliases are not supported; write the value out")
+		return false
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		d.fail(field, n, "is empty; give %s or remove the field", what)
+		return false
+	}
+	d.fail(field, n, "must be %s", what)
+	return false
+}
+
+func (d *decoder) boolean(field string, n *yaml.Node, dst *bool) {
+	if !d.kind(field, n, yaml.ScalarNode, "true or false") {
+		return
+	}
+	if n.ShortTag() != "!!bool" {
+		d.fail(field, n, "must be true or false (got %q)", clip(n.Value))
+		return
+	}
+	v, err := strconv.ParseBool(strings.ToLower(n.Value))
+	if err != nil {
+		d.fail(field, n, "must be true or false (got %q)", clip(n.Value))
+		return
+	}
+	*dst = v
+}
+
+func (d *decoder) optBool(field string, n *yaml.Node, dst **bool) {
+	var v bool
+	before := len(d.problems)
+	d.boolean(field, n, &v)
+	if len(d.problems) == before {
+		*dst = &v
+	}
+}
+
+func (d *decoder) integer(field string, n *yaml.Node, lo, hi int, dst *int) bool {
+	if !d.kind(field, n, yaml.ScalarNode, "a whole number") {
+		return false
+	}
+	if n.ShortTag() != "!!int" {
+		d.fail(field, n, "must be a whole number between %d and %d (got %q)", lo, hi, clip(n.Value))
+		return false
+	}
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil || v < int64(lo) || v > int64(hi) {
+		d.fail(field, n, "must be between %d and %d (got %s)", lo, hi, clip(n.Value))
+		return false
+	}
+	*dst = int(v)
+	return true
+}
+
+func (d *decoder) str(field string, n *yaml.Node, maxLen int, dst *string) bool {
+	if !d.kind(field, n, yaml.ScalarNode, "a string") {
+		return false
+	}
+	if n.ShortTag() != "!!str" {
+		d.fail(field, n, "must be a string (got %q); quote it", clip(n.Value))
+		return false
+	}
+	if len(n.Value) > maxLen {
+		d.fail(field, n, "is %d bytes long; the limit is %d", len(n.Value), maxLen)
+		return false
+	}
+	if strings.ContainsFunc(n.Value, isControl) {
+		d.fail(field, n, "contains control characters")
+		return false
+	}
+	*dst = n.Value
+	return true
+}
+
+func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
+
+func (d *decoder) duration(field string, n *yaml.Node, lo, hi time.Duration, dst *Duration) {
+	var s string
+	if !d.str(field, n, 64, &s) {
+		return
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		d.fail(field, n, "must be a duration such as \"15m\" or \"24h\" (got %q)", clip(s))
+		return
+	}
+	if v < lo || v > hi {
+		d.fail(field, n, "must be between %s and %s (got %s)", lo, hi, v)
+		return
+	}
+	*dst = Duration(v)
+}
+
+// version reads a dotted numeric version. Unquoted versions such as 17.4 arrive as YAML floats;
+// the literal text is kept, so "22.04" stays "22.04".
+func (d *decoder) version(field string, n *yaml.Node, dst *string) {
+	if !d.kind(field, n, yaml.ScalarNode, "a version such as \"17.4\"") {
+		return
+	}
+	switch n.ShortTag() {
+	case "!!str", "!!int", "!!float":
+	default:
+		d.fail(field, n, "must be a version such as \"17.4\" (got %q)", clip(n.Value))
+		return
+	}
+	if err := validVersion(n.Value); err != nil {
+		d.fail(field, n, "%v", err)
+		return
+	}
+	*dst = n.Value
+}
+
+// clip shortens user input quoted back in messages.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+func (d *decoder) policy(root *yaml.Node) *Policy {
+	p := &Policy{}
+	d.mapping("", root, map[string]func(string, *yaml.Node){
+		"name": func(f string, n *yaml.Node) {
+			var s string
+			if d.str(f, n, 64, &s) {
+				if err := ValidName(s); err != nil {
+					d.fail(f, n, "%v", err)
+					return
+				}
+				p.Name = s
+			}
+		},
+		"description":   func(f string, n *yaml.Node) { d.str(f, n, 1024, &p.Description) },
+		"passcode":      func(f string, n *yaml.Node) { p.Passcode = d.passcode(f, n) },
+		"encryption":    func(f string, n *yaml.Node) { p.Encryption = d.encryption(f, n) },
+		"screenshots":   func(f string, n *yaml.Node) { p.Screenshots = d.screenshots(f, n) },
+		"backup":        func(f string, n *yaml.Node) { p.Backup = d.backup(f, n) },
+		"notifications": func(f string, n *yaml.Node) { p.Notifications = d.notifications(f, n) },
+		"os":            func(f string, n *yaml.Node) { p.OS = d.os(f, n) },
+		"integrity":     func(f string, n *yaml.Node) { p.Integrity = d.integrity(f, n) },
+		"reporting":     func(f string, n *yaml.Node) { p.Reporting = d.reporting(f, n) },
+		"grace":         func(f string, n *yaml.Node) { p.Grace = d.grace(f, n) },
+		"managed_data":  func(f string, n *yaml.Node) { p.ManagedData = d.managedData(f, n) },
+	})
+	return p
+}
+
+func (d *decoder) passcode(field string, n *yaml.Node) *PasscodePolicy {
+	pc := &PasscodePolicy{}
+	var graceNode, complexNode *yaml.Node
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"required":             func(f string, n *yaml.Node) { d.boolean(f, n, &pc.Required) },
+		"min_length":           func(f string, n *yaml.Node) { d.integer(f, n, 0, 16, &pc.MinLength) },
+		"require_alphanumeric": func(f string, n *yaml.Node) { d.boolean(f, n, &pc.RequireAlphanumeric) },
+		"min_complex_chars": func(f string, n *yaml.Node) {
+			complexNode = n
+			d.integer(f, n, 0, 4, &pc.MinComplexChars)
+		},
+		"max_inactivity_minutes": func(f string, n *yaml.Node) {
+			d.integer(f, n, 1, 60, &pc.MaxInactivityMinutes)
+		},
+		"max_grace_minutes": func(f string, n *yaml.Node) {
+			var v int
+			if d.integer(f, n, 0, 240, &v) {
+				pc.MaxGraceMinutes = &v
+				graceNode = n
+			}
+		},
+		"max_failed_attempts": func(f string, n *yaml.Node) { d.integer(f, n, 2, 11, &pc.MaxFailedAttempts) },
+		"max_age_days":        func(f string, n *yaml.Node) { d.integer(f, n, 1, 730, &pc.MaxAgeDays) },
+		"history":             func(f string, n *yaml.Node) { d.integer(f, n, 1, 50, &pc.History) },
+	})
+	if pc.MinComplexChars > 0 && pc.MinLength > 0 && pc.MinComplexChars > pc.MinLength {
+		d.fail(join(field, "min_complex_chars"), complexNode, "is more than min_length (%d)", pc.MinLength)
+	}
+	if pc.MaxGraceMinutes != nil && !pc.needsPasscode() {
+		d.fail(join(field, "max_grace_minutes"), graceNode, "needs a passcode: set required: true")
+	}
+	return pc
+}
+
+func (d *decoder) encryption(field string, n *yaml.Node) *EncryptionPolicy {
+	e := &EncryptionPolicy{}
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"required": func(f string, n *yaml.Node) { d.boolean(f, n, &e.Required) },
+	})
+	return e
+}
+
+func (d *decoder) screenshots(field string, n *yaml.Node) *ScreenshotPolicy {
+	s := &ScreenshotPolicy{}
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"allowed":                    func(f string, n *yaml.Node) { d.optBool(f, n, &s.Allowed) },
+		"screen_observation_allowed": func(f string, n *yaml.Node) { d.optBool(f, n, &s.ScreenObservationAllowed) },
+	})
+	return s
+}
+
+func (d *decoder) backup(field string, n *yaml.Node) *BackupPolicy {
+	b := &BackupPolicy{}
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"cloud_backup_allowed":        func(f string, n *yaml.Node) { d.optBool(f, n, &b.CloudBackupAllowed) },
+		"cloud_document_sync_allowed": func(f string, n *yaml.Node) { d.optBool(f, n, &b.CloudDocumentSyncAllowed) },
+		"require_encrypted_backup":    func(f string, n *yaml.Node) { d.boolean(f, n, &b.RequireEncryptedBackup) },
+	})
+	return b
+}
+
+const maxApps = 100
+
+func (d *decoder) notifications(field string, n *yaml.Node) *NotificationPolicy {
+	np := &NotificationPolicy{}
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"lock_screen_view_allowed": func(f string, n *yaml.Node) { d.optBool(f, n, &np.LockScreenViewAllowed) },
+		"apps": func(f string, n *yaml.Node) {
+			if !d.kind(f, n, yaml.SequenceNode, "a list of {bundle_id, previews}") {
+				return
+			}
+			if len(n.Content) > maxApps {
+				d.fail(f, n, "lists %d apps; the limit is %d", len(n.Content), maxApps)
+				return
+			}
+			lines := map[string]int{}
+			for i, item := range n.Content {
+				af := fmt.Sprintf("%s[%d]", f, i)
+				var app AppNotification
+				var bundleNode, previewsNode *yaml.Node
+				ok := d.mapping(af, item, map[string]func(string, *yaml.Node){
+					"bundle_id": func(f string, n *yaml.Node) {
+						bundleNode = n
+						var s string
+						if d.str(f, n, 155, &s) {
+							if err := validBundleID(s); err != nil {
+								d.fail(f, n, "%v", err)
+								return
+							}
+							app.BundleID = s
+						}
+					},
+					"previews": func(f string, n *yaml.Node) {
+						previewsNode = n
+						var s string
+						if d.str(f, n, 32, &s) {
+							switch t := PreviewType(s); t {
+							case PreviewAlways, PreviewWhenUnlocked, PreviewNever:
+								app.Previews = t
+							default:
+								d.fail(f, n, "must be never, when_unlocked or always (got %q)", clip(s))
+							}
+						}
+					},
+				})
+				if !ok {
+					continue
+				}
+				if bundleNode == nil {
+					d.fail(join(af, "bundle_id"), item, "is required")
+				}
+				if previewsNode == nil {
+					d.fail(join(af, "previews"), item, "is required: never, when_unlocked or always")
+				}
+				if app.BundleID == "" || app.Previews == "" {
+					continue
+				}
+				if prev, dup := lines[app.BundleID]; dup {
+					d.fail(join(af, "bundle_id"), bundleNode, "%s is already listed on line %d", app.BundleID, prev)
+					continue
+				}
+				lines[app.BundleID] = bundleNode.Line
+				np.Apps = append(np.Apps, app)
+			}
+			slices.SortFunc(np.Apps, func(a, b AppNotification) int { return strings.Compare(a.BundleID, b.BundleID) })
+		},
+	})
+	return np
+}
+
+// knownDistributions may be written directly under os as shorthand for os.linux.ID.
+var knownDistributions = map[string]bool{
+	"ubuntu": true, "debian": true, "fedora": true, "rhel": true, "centos": true, "rocky": true,
+	"almalinux": true, "ol": true, "amzn": true, "sles": true, "opensuse-leap": true,
+	"linuxmint": true, "pop": true, "raspbian": true, "alpine": true,
+}
+
+const maxDistributions = 32
+
+func (d *decoder) os(field string, n *yaml.Node) *OSPolicy {
+	o := &OSPolicy{}
+	distro := func(f string, id string, keyNode, v *yaml.Node) {
+		if o.Linux == nil {
+			o.Linux = map[string]string{}
+		}
+		if _, dup := o.Linux[id]; dup {
+			d.fail(f, keyNode, "distribution %s is given more than once", id)
+			return
+		}
+		if len(o.Linux) >= maxDistributions {
+			d.fail(f, keyNode, "too many distributions; the limit is %d", maxDistributions)
+			return
+		}
+		var s string
+		d.version(f, v, &s)
+		if s != "" {
+			o.Linux[id] = s
+		}
+	}
+	if !d.kind(field, n, yaml.MappingNode, "a mapping of platform to minimum version") {
+		return o
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
+			d.fail(field, k, "keys must be plain strings")
+			continue
+		}
+		f := join(field, k.Value)
+		if seen[k.Value] {
+			d.fail(f, k, "defined more than once")
+			continue
+		}
+		seen[k.Value] = true
+		switch k.Value {
+		case "ios":
+			d.version(f, v, &o.IOS)
+		case "ipados":
+			d.version(f, v, &o.IPadOS)
+		case "macos":
+			d.version(f, v, &o.MacOS)
+		case "windows":
+			d.version(f, v, &o.Windows)
+		case "linux":
+			if !d.kind(f, v, yaml.MappingNode, "a mapping of distribution ID to minimum version") {
+				continue
+			}
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				dk, dv := v.Content[j], v.Content[j+1]
+				if dk.Kind != yaml.ScalarNode || dk.ShortTag() != "!!str" || !validDistributionID(dk.Value) {
+					d.fail(f, dk, "%q is not an os-release ID (lower case letters, digits, \".\", \"_\", \"-\")", clip(dk.Value))
+					continue
+				}
+				distro(join(f, dk.Value), dk.Value, dk, dv)
+			}
+		default:
+			if knownDistributions[k.Value] {
+				distro(join(field+".linux", k.Value), k.Value, k, v)
+				continue
+			}
+			d.fail(f, k, "unknown platform; use ios, ipados, macos, windows, or linux: {ID: version} for Linux distributions")
+		}
+	}
+	return o
+}
+
+func (d *decoder) integrity(field string, n *yaml.Node) *IntegrityPolicy {
+	ip := &IntegrityPolicy{}
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"block_jailbroken":      func(f string, n *yaml.Node) { d.boolean(f, n, &ip.BlockJailbroken) },
+		"require_sip":           func(f string, n *yaml.Node) { d.boolean(f, n, &ip.RequireSIP) },
+		"require_secure_boot":   func(f string, n *yaml.Node) { d.boolean(f, n, &ip.RequireSecureBoot) },
+		"block_agent_tampering": func(f string, n *yaml.Node) { d.boolean(f, n, &ip.BlockAgentTampering) },
+	})
+	return ip
+}
+
+func (d *decoder) reporting(field string, n *yaml.Node) *ReportingPolicy {
+	r := &ReportingPolicy{}
+	var intervalNode *yaml.Node
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"max_age": func(f string, n *yaml.Node) { d.duration(f, n, time.Minute, 30*24*time.Hour, &r.MaxAge) },
+		"interval": func(f string, n *yaml.Node) {
+			intervalNode = n
+			d.duration(f, n, 30*time.Second, 24*time.Hour, &r.Interval)
+		},
+	})
+	if r.Interval > 0 {
+		maxAge := Duration(DefaultReportMaxAge)
+		if r.MaxAge > 0 {
+			maxAge = r.MaxAge
+		}
+		if r.Interval >= maxAge {
+			d.fail(join(field, "interval"), intervalNode, "must be shorter than max_age (%s), or every device turns stale", time.Duration(maxAge))
+		}
+	}
+	return r
+}
+
+func (d *decoder) grace(field string, n *yaml.Node) *GracePolicy {
+	g := &GracePolicy{}
+	const maxGrace = 30 * 24 * time.Hour
+	// "grace: 24h" is shorthand for "grace: {period: 24h}".
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		d.duration(field, n, 0, maxGrace, &g.Period)
+		return g
+	}
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"period": func(f string, n *yaml.Node) { d.duration(f, n, 0, maxGrace, &g.Period) },
+		"no_grace_for": func(f string, n *yaml.Node) {
+			if !d.kind(f, n, yaml.SequenceNode, "a list of reason codes") {
+				return
+			}
+			for i, item := range n.Content {
+				itf := fmt.Sprintf("%s[%d]", f, i)
+				var s string
+				if !d.str(itf, item, 64, &s) {
+					continue
+				}
+				if !slices.Contains(ReasonCodes, s) {
+					d.fail(itf, item, "unknown reason code %q", clip(s))
+					continue
+				}
+				if slices.Contains(g.NoGraceFor, s) {
+					d.fail(itf, item, "%s is listed more than once", s)
+					continue
+				}
+				g.NoGraceFor = append(g.NoGraceFor, s)
+			}
+			slices.Sort(g.NoGraceFor)
+		},
+	})
+	return g
+}
+
+const (
+	maxManagedPaths = 64
+	maxPathLen      = 1024
+)
+
+func (d *decoder) managedData(field string, n *yaml.Node) map[Platform][]string {
+	out := map[Platform][]string{}
+	handler := func(pl Platform) func(string, *yaml.Node) {
+		return func(f string, n *yaml.Node) {
+			if !d.kind(f, n, yaml.SequenceNode, "a list of paths") {
+				return
+			}
+			if len(n.Content) > maxManagedPaths {
+				d.fail(f, n, "lists %d paths; the limit is %d", len(n.Content), maxManagedPaths)
+				return
+			}
+			var paths []string
+			for i, item := range n.Content {
+				itf := fmt.Sprintf("%s[%d]", f, i)
+				var s string
+				if !d.str(itf, item, maxPathLen, &s) {
+					continue
+				}
+				if err := validManagedPath(pl, s); err != nil {
+					d.fail(itf, item, "%v", err)
+					continue
+				}
+				if slices.Contains(paths, s) {
+					d.fail(itf, item, "%s is listed more than once", s)
+					continue
+				}
+				paths = append(paths, s)
+			}
+			slices.Sort(paths)
+			if len(paths) > 0 {
+				out[pl] = paths
+			}
+		}
+	}
+	apple := func(f string, n *yaml.Node) {
+		d.fail(f, n, "selective wipe on iOS and iPadOS removes managed apps, not paths; remove this entry")
+	}
+	d.mapping(field, n, map[string]func(string, *yaml.Node){
+		"macos":   handler(PlatformMacOS),
+		"windows": handler(PlatformWindows),
+		"linux":   handler(PlatformLinux),
+		"ios":     apple,
+		"ipados":  apple,
+	})
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
