@@ -12,7 +12,7 @@
 // nanomdm's push/nanopush provider hard-codes Apple's URL; use
 // [Server.NewClient] with nanopush.WithNewClient, which presents the
 // push certificate, trusts the fake and rewrites Apple's hosts to it
-// (see [RewriteTransport], which is also usable outside tests).
+// (through mdmserver/apns, the transport Hale itself uses).
 package fakeapns
 
 import (
@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/micromdm/nanomdm/cryptoutil"
+
+	"github.com/halemdm/hale/mdmserver/apns"
 )
 
 // Limits of the APNs provider API that the fake enforces.
@@ -207,21 +209,23 @@ func (s *Server) NewClient(cert *tls.Certificate) (*http.Client, error) {
 	return s.newClient(cert)
 }
 
+// newClient builds the client the way Hale's server does (mdmserver/apns), so tests exercise
+// the production rewriting transport.
 func (s *Server) newClient(cert *tls.Certificate) (*http.Client, error) {
-	cfg := &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
+	if cert == nil {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
+		base, err := url.Parse(s.ts.URL)
+		if err != nil {
+			return nil, fmt.Errorf("fakeapns: parsing server URL: %w", err)
+		}
+		return &http.Client{Transport: &apns.Rewriter{Target: base, Hosts: apns.APNsHosts, Base: tr}, Timeout: 30 * time.Second}, nil
 	}
-	tr := &http.Transport{
-		TLSClientConfig:     cfg,
-		ForceAttemptHTTP2:   true,
-		TLSHandshakeTimeout: 10 * time.Second,
-	}
-	base, err := url.Parse(s.ts.URL)
+	newClient, err := apns.NewClientFunc(s.ts.URL, apns.WithRootCAs(s.CertPool()))
 	if err != nil {
-		return nil, fmt.Errorf("fakeapns: parsing server URL: %w", err)
+		return nil, err
 	}
-	return &http.Client{Transport: RewriteTransport(base, tr), Timeout: 30 * time.Second}, nil
+	return newClient(cert)
 }
 
 // Pushes returns a copy of every push accepted so far, oldest first.

@@ -10,9 +10,12 @@ package apns
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/micromdm/nanomdm/push/nanopush"
@@ -59,26 +62,56 @@ func NewClientFunc(baseURL string, opts ...Option) (nanopush.NewClient, error) {
 			RootCAs:      cfg.roots,
 			MinVersion:   tls.VersionTLS12,
 		}
-		t.ForceAttemptHTTP2 = true
 		client := &http.Client{Timeout: cfg.timeout, Transport: t}
 		if err := nanopush.ForceHTTP2(client); err != nil {
 			return nil, fmt.Errorf("apns: enable HTTP/2: %w", err)
 		}
 		if target.String() != Production {
-			client.Transport = rewrite{target: target, next: client.Transport}
+			client.Transport = &Rewriter{Target: target, Hosts: APNsHosts, Base: client.Transport}
 		}
 		return client, nil
 	}, nil
 }
 
-// rewrite sends every request to target's scheme and host.
-type rewrite struct {
-	target *url.URL
-	next   http.RoundTripper
+// APNsHosts are the host names of Apple's APNs provider API (production and development), the
+// hosts nanopush addresses.
+var APNsHosts = []string{"api.push.apple.com", "api.development.push.apple.com"}
+
+// Rewriter is an http.RoundTripper that sends requests addressed to one of Hosts to Target
+// instead, and every other request unchanged. The request's path and query are kept (appended to
+// Target's path); the original request is not modified.
+type Rewriter struct {
+	// Target is the scheme and host (and optional path prefix) matching requests go to.
+	Target *url.URL
+	// Hosts are the host names (without port) to rewrite, compared case-insensitively.
+	Hosts []string
+	// Base performs the requests; nil means http.DefaultTransport.
+	Base http.RoundTripper
 }
 
-func (rw rewrite) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.URL.Scheme, r.URL.Host, r.Host = rw.target.Scheme, rw.target.Host, rw.target.Host
-	return rw.next.RoundTrip(r)
+// RoundTrip implements http.RoundTripper.
+func (rw *Rewriter) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := rw.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if r.URL == nil || !slices.ContainsFunc(rw.Hosts, func(h string) bool { return strings.EqualFold(h, r.URL.Hostname()) }) {
+		return base.RoundTrip(r)
+	}
+	if rw.Target == nil || rw.Target.Host == "" {
+		if r.Body != nil {
+			r.Body.Close() // a RoundTripper closes the body even on error
+		}
+		return nil, errors.New("apns: rewriter has no target URL")
+	}
+	r2 := r.Clone(r.Context())
+	u := *r.URL
+	u.Scheme, u.Host = rw.Target.Scheme, rw.Target.Host
+	u.Path = strings.TrimSuffix(rw.Target.Path, "/") + r.URL.Path
+	if r.URL.RawPath != "" {
+		u.RawPath = strings.TrimSuffix(rw.Target.EscapedPath(), "/") + r.URL.RawPath
+	}
+	r2.URL = &u
+	r2.Host = "" // the transport then uses, and TLS verifies, the rewritten host
+	return base.RoundTrip(r2)
 }
