@@ -110,7 +110,7 @@ func DecodeAgentEnroll(r io.Reader) (AgentEnrollRequest, error) {
 	if err := body.Facts.validate(); err != nil {
 		return AgentEnrollRequest{}, err
 	}
-	csr, err := parseCSR(body.CSR)
+	csr, err := ParseCSR(body.CSR)
 	if err != nil {
 		return AgentEnrollRequest{}, err
 	}
@@ -141,7 +141,9 @@ func (f *Facts) validate() error {
 	return fmt.Errorf("%w: facts.os %q is not one of %v", ErrInvalid, f.OS, agentOSes)
 }
 
-func parseCSR(s string) (*x509.CertificateRequest, error) {
+// ParseCSR decodes one PEM CERTIFICATE REQUEST block and checks its self-signature. Errors wrap
+// ErrInvalid.
+func ParseCSR(s string) (*x509.CertificateRequest, error) {
 	block, rest := pem.Decode([]byte(s))
 	if block == nil || (block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST") {
 		return nil, fmt.Errorf("%w: csr must be a PEM CERTIFICATE REQUEST block", ErrInvalid)

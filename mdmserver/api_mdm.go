@@ -5,10 +5,12 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
@@ -25,7 +27,7 @@ func (s *Server) putPushCert(w http.ResponseWriter, r *http.Request) {
 		problem.BadRequest(w, r, "send the APNs push certificate PEM followed by its private key PEM: "+err.Error())
 		return
 	}
-	s.log.InfoContext(r.Context(), "push certificate uploaded", "topic", info.Topic, "not_after", info.NotAfter, "actor", actor(r))
+	s.record(r, event{Action: "pushcert.upload", Target: info.Topic, Details: map[string]string{"not_after": info.NotAfter.Format(time.RFC3339)}})
 	httpjson.Write(w, http.StatusOK, info)
 }
 
@@ -90,21 +92,26 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 		problem.BadRequest(w, r, "queries applies to DeviceInformation only")
 		return
 	}
-	id, ok := s.enrollmentFor(w, r)
+	d, ok := s.appleDeviceFor(w, r)
 	if !ok {
 		return
 	}
-	rec, err := s.dispatch.Send(r.Context(), id, cmd, actor(r))
+	rec, err := s.dispatch.Send(r.Context(), d.EnrollmentID, cmd, actor(r))
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
+	s.record(r, event{Action: "device.command", Target: d.ID, Details: map[string]string{"request_type": cmd.RequestType, "command_id": rec.UUID}})
 	httpjson.Write(w, http.StatusAccepted, rec)
 }
 
 // GET /api/v1/devices/{id}/commands
 func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
-	recs, err := s.commands.List(r.Context(), r.PathValue("id"))
+	d, ok := s.appleDeviceFor(w, r)
+	if !ok {
+		return
+	}
+	recs, err := s.commands.List(r.Context(), d.EnrollmentID)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -117,7 +124,11 @@ func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
 
 // GET /api/v1/devices/{id}/commands/{uuid}: the record and, once answered, the parsed result.
 func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
-	id, uuid := r.PathValue("id"), r.PathValue("uuid")
+	d, ok := s.appleDeviceFor(w, r)
+	if !ok {
+		return
+	}
+	id, uuid := d.EnrollmentID, r.PathValue("uuid")
 	rec, err := s.commands.Get(r.Context(), id, uuid)
 	if errors.Is(err, commands.ErrNotFound) {
 		problem.NotFound(w, r, "no command "+uuid+" for device "+id)
@@ -139,24 +150,18 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, out)
 }
 
-// enrollmentFor resolves the {id} of a device route to a nanomdm enrollment that can be sent
-// commands: one that completed TokenUpdate.
-func (s *Server) enrollmentFor(w http.ResponseWriter, r *http.Request) (string, bool) {
-	id := r.PathValue("id")
-	if len(id) == 0 || len(id) > 128 {
-		problem.BadRequest(w, r, "invalid device id")
-		return "", false
+// appleDeviceFor resolves a route's {id} to an Apple device that checked in (it has a nanomdm
+// enrollment), answering the error itself.
+func (s *Server) appleDeviceFor(w http.ResponseWriter, r *http.Request) (*inventory.Device, bool) {
+	d, ok := s.deviceFor(w, r)
+	if !ok {
+		return nil, false
 	}
-	info, err := s.mdmStore.RetrievePushInfo(r.Context(), []string{id})
-	if err != nil {
-		s.internal(w, r, err)
-		return "", false
+	if d.Platform != inventory.PlatformApple || d.EnrollmentID == "" {
+		problem.Error(w, r, http.StatusConflict, "not-an-mdm-device", "device "+d.ID+" is not an Apple device that has checked in")
+		return nil, false
 	}
-	if info[id] == nil {
-		problem.NotFound(w, r, "no enrolled Apple device "+id+" (unknown, or it has not sent TokenUpdate yet)")
-		return "", false
-	}
-	return id, true
+	return d, true
 }
 
 // actor names the caller of an admin request for logs and records: "<token name> (<token id>)".

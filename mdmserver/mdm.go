@@ -1,9 +1,6 @@
 package mdmserver
 
 import (
-	"context"
-	"crypto/x509"
-	"errors"
 	"net/http"
 
 	"github.com/micromdm/nanomdm/cryptoutil"
@@ -22,7 +19,7 @@ const maxMDMBody = 8 << 20
 func (s *Server) mdmHandler() http.Handler {
 	logger := nanolog.New(s.log.With("component", "mdm-http"))
 	var h http.Handler = httpmdm.CheckinAndCommandHandler(s.mdm, logger)
-	h = httpmdm.CertVerifyMiddleware(h, clientVerifier{roots: s.mdmRoots}, logger.With("handler", "cert-verify"))
+	h = httpmdm.CertVerifyMiddleware(h, deviceCertVerifier{s}, logger.With("handler", "cert-verify"))
 	fromTLS := httpmdm.CertExtractTLSMiddleware(h, logger.With("handler", "cert-extract-tls"))
 	fromSignature := httpmdm.CertExtractMdmSignatureMiddleware(h,
 		httpmdm.MdmSignatureVerifierFunc(cryptoutil.VerifyMdmSignature),
@@ -44,21 +41,3 @@ func (s *Server) mdmHandler() http.Handler {
 	})
 }
 
-// clientVerifier checks a device identity certificate against the device CAs for client
-// authentication. It is nanomdm's CertVerifier.
-type clientVerifier struct {
-	roots *x509.CertPool
-}
-
-var errNoCert = errors.New("no device identity certificate")
-
-func (v clientVerifier) Verify(ctx context.Context, cert *x509.Certificate) error {
-	if cert == nil {
-		return errNoCert
-	}
-	_, err := cert.Verify(x509.VerifyOptions{
-		Roots:     v.roots,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	})
-	return err
-}

@@ -24,12 +24,31 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 
-	// Apple MDM protocol (nanomdm).
+	// Apple MDM protocol (nanomdm), enrollment profiles and SCEP.
 	mux.Handle("/mdm", s.mdmHandler())
+	mux.HandleFunc("GET /enroll/apple/{token}", s.appleProfile)
+	mux.Handle("/scep", s.scep)
+
+	// The certificate authority.
+	mux.Handle("GET /ca/root.pem", s.ca.RootHandler())
+	mux.Handle("GET /ca/crl", s.ca.CRLHandler())
+
+	// Agent API: enrollment by token, everything else by device certificate.
+	mux.HandleFunc("POST /agent/v1/enroll", s.agentEnroll)
+	mux.Handle("POST /agent/v1/renew", s.requireDevice(s.agentRenew))
 
 	// Admin API.
 	mux.Handle("PUT /api/v1/pushcert", role(s.putPushCert))
 	mux.Handle("GET /api/v1/pushcert", role(s.listPushCerts, tokens.RoleIT))
+	mux.Handle("POST /api/v1/enrollments", role(s.createEnrollment, tokens.RoleIT))
+	mux.Handle("GET /api/v1/enrollments", role(s.listEnrollments, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
+	mux.Handle("DELETE /api/v1/enrollments/{id}", role(s.revokeEnrollment, tokens.RoleIT, tokens.RoleSecurity))
+	mux.Handle("GET /api/v1/devices", role(s.listDevices, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
+	mux.Handle("GET /api/v1/devices/{id}", role(s.getDevice, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
+	mux.Handle("DELETE /api/v1/devices/{id}", role(s.unenrollDevice, tokens.RoleIT, tokens.RoleSecurity))
+	mux.Handle("GET /api/v1/audit", role(s.listAudit, tokens.RoleSecurity, tokens.RoleAuditor))
+	mux.Handle("GET /api/v1/audit/export", role(s.exportAudit, tokens.RoleSecurity, tokens.RoleAuditor))
+	mux.Handle("GET /api/v1/audit/checkpoint", role(s.auditCheckpoint, tokens.RoleSecurity, tokens.RoleAuditor))
 	mux.Handle("POST /api/v1/devices/{id}/commands", role(s.postCommand, tokens.RoleIT, tokens.RoleSecurity))
 	mux.Handle("GET /api/v1/devices/{id}/commands", role(s.listCommands, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
 	mux.Handle("GET /api/v1/devices/{id}/commands/{uuid}", role(s.getCommand, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))

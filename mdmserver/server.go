@@ -2,7 +2,6 @@ package mdmserver
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/micromdm/nanomdm/push/nanopush"
@@ -22,11 +23,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/halemdm/hale/certs"
+	"github.com/halemdm/hale/certs/scep"
+	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/nanolog"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/apns"
+	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 	"github.com/halemdm/hale/mdmserver/store"
 	"github.com/halemdm/hale/mdmserver/tokens"
@@ -49,8 +55,23 @@ type Server struct {
 	// mdm is nanomdm's service with Hale's decorators around it.
 	mdm service.CheckinAndCommandService
 
-	tls      *tlsIdentity
-	mdmRoots *x509.CertPool
+	ca         *certs.Authority
+	serverCert *certs.ServerCert
+	// extraDeviceCAs are CAs besides Hale's whose client certificates identify devices.
+	extraDeviceCAs     *x509.CertPool
+	extraDeviceCACerts []*x509.Certificate
+
+	inventory   *inventory.Store
+	enrollments *enroll.Store
+	// enrollLimiter slows token guessing: enrollment endpoints are rate-limited per source.
+	enrollLimiter *enroll.Limiter
+	audit         *audit.Log
+	auditKey      string // the audit log's public note verifier key
+	scep          http.Handler
+
+	// background tracks work started by requests that outlives them (the first commands sent
+	// to a newly enrolled device), so Close waits for it.
+	background sync.WaitGroup
 
 	registry *prometheus.Registry
 	handler  http.Handler
@@ -118,14 +139,31 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.commands, err = commands.NewStore(db); err != nil {
 		return nil, err
 	}
+	if s.inventory, err = inventory.New(db); err != nil {
+		return nil, err
+	}
+	if s.enrollments, err = enroll.New(db); err != nil {
+		return nil, err
+	}
+	s.enrollLimiter = enroll.NewLimiter(1, 20) // a burst of 20 attempts, then one a second per source
+	if s.audit, s.auditKey, err = openAudit(cfg, s.key, db, s.log); err != nil {
+		return nil, err
+	}
 	if err = s.bootstrapAdminToken(context.Background()); err != nil {
 		return nil, err
 	}
-	if s.tls, err = newTLSIdentity(cfg, s.key); err != nil {
+	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithLogger(s.log.With("component", "ca")),
+		certs.WithCRLURL(strings.TrimSuffix(cfg.PublicURL, "/")+"/ca/crl")); err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	if s.serverCert, err = s.ca.ServerCertificate(serverNames(cfg)); err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	if err = s.loadExtraDeviceCAs(); err != nil {
 		return nil, err
 	}
-	if s.mdmRoots, err = s.loadMDMRoots(); err != nil {
-		return nil, err
+	if s.scep, err = scep.New(s.ca, s.scepChallenge, scep.WithLogger(s.log.With("component", "scep"))); err != nil {
+		return nil, fmt.Errorf("scep: %w", err)
 	}
 
 	pusher, err := s.newPusher(o.apnsRoots)
@@ -138,6 +176,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
 	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
 	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")))
+	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}
 	// certauth outermost: nothing below it sees a request whose certificate is not (or no longer)
 	// the one bound to its enrollment. Never its warn-only mode.
 	s.mdm = certauth.New(svc, s.mdmStore, certauth.WithLogger(nanoLog.With("service", "certauth")))
@@ -216,22 +255,6 @@ func (s *Server) Store() *store.Store { return s.store }
 // Handler returns the server's complete HTTP handler (all routes and middleware).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// TLSConfig returns the TLS configuration the server listens with: its certificate, and client
-// certificates requested but optional (agents and Apple devices present one; the admin API uses
-// bearer tokens) and, when given, verified against the CAs devices may hold.
-func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: s.tls.GetCertificate,
-		ClientAuth:     tls.VerifyClientCertIfGiven,
-		ClientCAs:      s.mdmRoots,
-		NextProtos:     []string{"h2", "http/1.1"},
-	}
-}
-
-// RootCAs returns a pool that verifies the server's TLS certificate.
-func (s *Server) RootCAs() *x509.CertPool { return s.tls.roots }
-
 // Serve serves HTTPS on ln until ctx is done, then shuts down gracefully: it stops accepting,
 // lets in-flight requests finish (up to Config.ShutdownTimeout) and returns. Close the Server
 // afterwards to close the store.
@@ -277,12 +300,18 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	return s.Serve(ctx, ln)
 }
 
-// Close releases the store. It is safe to call on a partly built Server.
+// Close waits for background work, then closes the CA and the store. It is safe to call on a
+// partly built Server.
 func (s *Server) Close() error {
-	if s.store != nil {
-		return s.store.Close()
+	s.background.Wait()
+	var errs []error
+	if s.ca != nil {
+		errs = append(errs, s.ca.Close())
 	}
-	return nil
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // writeFileAtomic writes data to path through a synced temporary file and a rename, so a crash

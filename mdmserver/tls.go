@@ -1,36 +1,17 @@
 package mdmserver
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"slices"
-	"time"
-
-	"github.com/halemdm/hale/internal/seal"
 )
-
-// tlsIdentity is the server's TLS certificate. Until the embedded CA issues it, it is a
-// self-signed certificate kept in DATA/tls (key sealed), made once and reused.
-type tlsIdentity struct {
-	cert  *tls.Certificate
-	roots *x509.CertPool
-}
-
-func (t *tlsIdentity) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return t.cert, nil
-}
 
 // serverNames are the DNS names and IPs the server's certificate must name.
 func serverNames(cfg Config) []string {
@@ -46,104 +27,113 @@ func serverNames(cfg Config) []string {
 	return slices.Compact(names)
 }
 
-func newTLSIdentity(cfg Config, key *seal.Key) (*tlsIdentity, error) {
-	dir := cfg.path("tls")
-	certPath, keyPath := dir+"/server.crt", dir+"/server.key.sealed"
-	names := serverNames(cfg)
-	certPEM, errC := os.ReadFile(certPath)
-	sealed, errK := os.ReadFile(keyPath)
-	if errC == nil && errK == nil {
-		keyPEM, err := key.Open("tls/server.key", sealed)
-		if err != nil {
-			return nil, fmt.Errorf("open TLS key: %w", err)
+// TLSConfig returns the TLS configuration the server listens with: a certificate from the
+// embedded CA (renewed before expiry), and client certificates requested but optional (agents
+// and Apple devices present one; the admin API uses bearer tokens). A presented certificate is
+// verified in the handshake: Hale's CA (not revoked, not expired) or, when configured, one of
+// the extra device CAs. Anything else fails the handshake.
+func (s *Server) TLSConfig() *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: s.serverCert.GetCertificate,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+	s.ca.ConfigureClientAuth(cfg)
+	if s.extraDeviceCAs != nil {
+		hale := cfg.VerifyConnection
+		cfg.ClientCAs = cfg.ClientCAs.Clone()
+		for _, c := range s.extraDeviceCACerts {
+			cfg.ClientCAs.AddCert(c)
 		}
-		pair, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err == nil && coversNames(pair.Leaf, names) && time.Until(pair.Leaf.NotAfter) > 30*24*time.Hour {
-			return identityFrom(&pair), nil
-		}
-	} else if !errors.Is(errC, fs.ErrNotExist) && errC != nil {
-		return nil, errC
-	}
-	certPEM, keyPEM, err := selfSigned(names)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(keyPath, key.Seal("tls/server.key", keyPEM), 0o600); err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
-		return nil, err
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, err
-	}
-	return identityFrom(&pair), nil
-}
-
-func identityFrom(pair *tls.Certificate) *tlsIdentity {
-	roots := x509.NewCertPool()
-	roots.AddCert(pair.Leaf)
-	return &tlsIdentity{cert: pair, roots: roots}
-}
-
-func coversNames(c *x509.Certificate, names []string) bool {
-	for _, n := range names {
-		if c.VerifyHostname(n) != nil {
-			return false
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			err := hale(cs)
+			if err != nil && s.verifyExtraDeviceCA(cs.PeerCertificates) == nil {
+				return nil
+			}
+			return err
 		}
 	}
-	return true
+	return cfg
 }
 
-func selfSigned(names []string) (certPEM, keyPEM []byte, err error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "Hale server", Organization: []string{"Hale"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(1, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		return nil, nil, err
-	}
-	kd, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), nil
+// RootCAs returns a pool holding Hale's root: what clients trust the server with.
+func (s *Server) RootCAs() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(s.ca.Root())
+	return p
 }
 
-// loadMDMRoots returns the CAs whose client certificates may check in at /mdm and talk mTLS.
-func (s *Server) loadMDMRoots() (*x509.CertPool, error) {
+// loadExtraDeviceCAs reads Config.MDMCAFile: CAs, other than Hale's, whose client certificates
+// identify devices (an existing MDM's SCEP CA during a migration, for example).
+func (s *Server) loadExtraDeviceCAs() error {
+	if s.cfg.MDMCAFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(s.cfg.MDMCAFile)
+	if err != nil {
+		return fmt.Errorf("read mdm_ca_file: %w", err)
+	}
 	pool := x509.NewCertPool()
-	if s.cfg.MDMCAFile != "" {
-		pem, err := os.ReadFile(s.cfg.MDMCAFile)
+	for rest := b; ; {
+		var cert *x509.Certificate
+		cert, rest, err = nextPEMCert(rest)
 		if err != nil {
-			return nil, fmt.Errorf("read mdm_ca_file: %w", err)
+			return fmt.Errorf("mdm_ca_file %s: %w", s.cfg.MDMCAFile, err)
 		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mdm_ca_file %s holds no PEM certificate", s.cfg.MDMCAFile)
+		if cert == nil {
+			break
 		}
+		pool.AddCert(cert)
+		s.extraDeviceCACerts = append(s.extraDeviceCACerts, cert)
 	}
-	return pool, nil
+	if len(s.extraDeviceCACerts) == 0 {
+		return fmt.Errorf("mdm_ca_file %s holds no PEM certificate", s.cfg.MDMCAFile)
+	}
+	s.extraDeviceCAs = pool
+	return nil
+}
+
+// nextPEMCert returns the first certificate in b and the rest; a nil certificate means none is left.
+func nextPEMCert(b []byte) (*x509.Certificate, []byte, error) {
+	for {
+		block, rest := pem.Decode(b)
+		if block == nil {
+			return nil, nil, nil
+		}
+		if block.Type != "CERTIFICATE" {
+			b = rest
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		return c, rest, err
+	}
+}
+
+func (s *Server) verifyExtraDeviceCA(chain []*x509.Certificate) error {
+	if s.extraDeviceCAs == nil || len(chain) == 0 {
+		return errors.New("no extra device CA configured")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: s.extraDeviceCAs, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err
+}
+
+// deviceCertVerifier checks an Apple device's identity certificate (from the TLS connection or
+// the Mdm-Signature header) for nanomdm's CertVerifyMiddleware: issued by Hale's CA and not
+// revoked, or issued by an extra device CA.
+type deviceCertVerifier struct{ s *Server }
+
+func (v deviceCertVerifier) Verify(_ context.Context, cert *x509.Certificate) error {
+	if cert == nil {
+		return errors.New("no device identity certificate")
+	}
+	err := v.s.ca.VerifyClientCert([]*x509.Certificate{cert})
+	if err != nil && v.s.verifyExtraDeviceCA([]*x509.Certificate{cert}) == nil {
+		return nil
+	}
+	return err
 }

@@ -1,0 +1,168 @@
+package mdmserver
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/halemdm/hale/certs"
+	"github.com/halemdm/hale/enroll"
+	"github.com/halemdm/hale/internal/httpjson"
+	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/inventory"
+)
+
+type deviceKey struct{}
+
+// deviceFromContext returns the device an agent request authenticated as, or nil.
+func deviceFromContext(ctx context.Context) *inventory.Device {
+	d, _ := ctx.Value(deviceKey{}).(*inventory.Device)
+	return d
+}
+
+// requireDevice admits agent requests that present a valid, unrevoked certificate Hale issued
+// to an enrolled device that is still managed. The handshake already refused foreign, expired
+// and revoked certificates; this checks again (a certificate may be revoked mid-connection) and
+// finds the device.
+func (s *Server) requireDevice(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := s.ca.ClientIdentity(r.TLS)
+		if errors.Is(err, certs.ErrNoClientCert) {
+			problem.Error(w, r, http.StatusUnauthorized, "client-certificate-required",
+				"agent endpoints need the device certificate from enrollment (mutual TLS)")
+			return
+		} else if err != nil {
+			s.record(r, event{Action: "agent.auth", Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": err.Error()}})
+			problem.Error(w, r, http.StatusForbidden, "certificate-refused", "the client certificate is not valid: "+err.Error())
+			return
+		}
+		d, err := s.inventory.GetByCertSerial(r.Context(), inventory.SerialHex(id.Certificate.SerialNumber))
+		if errors.Is(err, inventory.ErrNotFound) || (err == nil && d.ID != id.DeviceID) {
+			problem.Error(w, r, http.StatusForbidden, "unknown-device", "the certificate belongs to no enrolled device")
+			return
+		} else if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		switch d.State {
+		case inventory.StateWiped, inventory.StateUnenrolled, inventory.StateRetired:
+			problem.Error(w, r, http.StatusForbidden, "device-"+string(d.State), "the device is "+string(d.State))
+			return
+		}
+		_ = s.inventory.Touch(r.Context(), d.ID, time.Now().UTC())
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, d)))
+	})
+}
+
+// agentEnrollResponse is the answer to POST /agent/v1/enroll.
+type agentEnrollResponse struct {
+	DeviceID         string `json:"device_id"`
+	CertificateChain string `json:"certificate_chain"`
+	CACertificate    string `json:"ca_certificate"`
+	ReportInterval   string `json:"report_interval"`
+}
+
+// POST /agent/v1/enroll: {token, csr, facts} → 201 {device_id, certificate_chain, ...}.
+func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) {
+	if !s.allowEnrollAttempt(w, r, "enrollment.agent") {
+		return
+	}
+	req, err := enroll.DecodeAgentEnroll(r.Body)
+	if err != nil {
+		s.record(r, event{Action: "enrollment.agent", Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "invalid request"}})
+		s.enrollDecodeError(w, r, err)
+		return
+	}
+	deviceID := inventory.NewID()
+	// Sign before using the token: a CSR the CA refuses (weak key, a claim to another identity)
+	// must not burn the token. A certificate signed for a token then refused is revoked at once.
+	chain, err := s.ca.Sign(r.Context(), req.CSR, certs.Profile{Kind: certs.KindAgent, DeviceID: deviceID})
+	if err != nil {
+		if errors.Is(err, certs.ErrBadRequest) {
+			s.record(r, event{Action: "enrollment.agent", Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "csr refused"}})
+			problem.BadRequest(w, r, "certificate request refused: "+err.Error())
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	e, err := s.enrollments.Redeem(r.Context(), req.Token, enroll.PlatformAgent, deviceID)
+	if err != nil {
+		_ = s.ca.Revoke(r.Context(), chain[0].SerialNumber, "cessationOfOperation")
+		if errors.Is(err, enroll.ErrInvalid) || errors.Is(err, enroll.ErrUnknown) || errors.Is(err, enroll.ErrExpired) ||
+			errors.Is(err, enroll.ErrRevoked) || errors.Is(err, enroll.ErrUsed) || errors.Is(err, enroll.ErrWrongPlatform) {
+			s.tokenRefused(w, r, "enrollment.agent", err)
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	now := time.Now().UTC()
+	d, err := s.inventory.Create(r.Context(), inventory.Device{
+		ID: deviceID, Platform: inventory.PlatformAgent, OS: req.Facts.OS, Owner: e.Owner, Group: e.Group,
+		Serial: req.Facts.Serial, Hostname: req.Facts.Hostname, EnrolledAt: now, LastSeen: now,
+		CertSerials: []string{inventory.SerialHex(chain[0].SerialNumber)}, State: inventory.StateActive, Enrollment: e.ID,
+	})
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.record(r, event{Action: "enrollment.agent", Target: d.ID,
+		Details: map[string]string{"enrollment": e.ID, "owner": e.Owner, "group": e.Group, "os": d.OS}})
+	httpjson.Write(w, http.StatusCreated, agentEnrollResponse{
+		DeviceID: d.ID, CertificateChain: chainPEM(chain), CACertificate: string(s.ca.RootPEM()),
+		ReportInterval: defaultReportInterval.String(),
+	})
+}
+
+// defaultReportInterval is how often agents report until a policy says otherwise.
+const defaultReportInterval = time.Minute
+
+// POST /agent/v1/renew (mTLS): {"csr": PEM} → {"certificate_chain": PEM}. The new certificate
+// names the same device; the old one stays valid until it expires.
+func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request) {
+	d := deviceFromContext(r.Context())
+	var req struct {
+		CSR string `json:"csr"`
+	}
+	if !problem.DecodeJSON(w, r, 64<<10, &req) {
+		return
+	}
+	csr, err := enroll.ParseCSR(req.CSR)
+	if err != nil {
+		problem.BadRequest(w, r, err.Error())
+		return
+	}
+	chain, err := s.ca.Sign(r.Context(), csr, certs.Profile{Kind: certs.KindAgent, DeviceID: d.ID})
+	if errors.Is(err, certs.ErrBadRequest) {
+		problem.BadRequest(w, r, "certificate request refused: "+err.Error())
+		return
+	} else if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if _, err := s.inventory.AddCertSerial(r.Context(), d.ID, inventory.SerialHex(chain[0].SerialNumber)); err != nil {
+		_ = s.ca.Revoke(r.Context(), chain[0].SerialNumber, "cessationOfOperation")
+		s.internal(w, r, err)
+		return
+	}
+	s.record(r, event{Action: "device.renew", Target: d.ID, Details: map[string]string{"serial": inventory.SerialHex(chain[0].SerialNumber)}})
+	httpjson.Write(w, http.StatusOK, map[string]string{"certificate_chain": chainPEM(chain)})
+}
+
+func chainPEM(chain []*x509.Certificate) string {
+	var out []byte
+	for _, c := range chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return string(out)
+}
+
+func parseSerialHex(s string) (*big.Int, bool) {
+	return new(big.Int).SetString(s, 16)
+}

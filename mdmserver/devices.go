@@ -1,0 +1,238 @@
+package mdmserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/micromdm/nanomdm/mdm"
+	"github.com/micromdm/nanomdm/service"
+	"github.com/micromdm/plist"
+
+	"github.com/halemdm/hale/internal/httpjson"
+	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/inventory"
+)
+
+// inventoryLink wraps nanomdm's service so that an Apple device's check-ins keep its inventory
+// record current: Authenticate links the nanomdm enrollment to the record the enrollment profile
+// created (found by the identity certificate's subject, the device ID), and the first TokenUpdate
+// queues DeviceInformation, SecurityInfo and ProfileList so Hale learns the device's posture at
+// once.
+type inventoryLink struct {
+	service.CheckinAndCommandService
+	s *Server
+}
+
+// Authenticate links the enrollment, then lets nanomdm record it.
+func (l *inventoryLink) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
+	if err := l.CheckinAndCommandService.Authenticate(r, m); err != nil {
+		return err
+	}
+	return l.s.linkAppleDevice(r.Context(), r, m)
+}
+
+// TokenUpdate records the push token, then, on a device's first one, queues the posture queries.
+func (l *inventoryLink) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
+	if err := l.CheckinAndCommandService.TokenUpdate(r, m); err != nil {
+		return err
+	}
+	eid := commands.EnrollmentID(&m.Enrollment)
+	if m.UserID != "" || m.EnrollmentUserID != "" {
+		return nil // user channels carry no device posture
+	}
+	dev, err := l.s.inventory.GetByEnrollmentID(r.Context(), eid)
+	if err != nil {
+		return nil // not Hale-enrolled (no inventory record): nothing to queue
+	}
+	if list, err := l.s.commands.List(r.Context(), eid); err == nil && len(list) > 0 {
+		return nil // not the first TokenUpdate
+	}
+	l.s.background.Add(1)
+	go func() {
+		defer l.s.background.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, c := range postureQueries() {
+			if _, err := l.s.dispatch.Send(ctx, eid, c, "system:enrollment"); err != nil {
+				l.s.log.Warn("queue posture query after enrollment", "device_id", dev.ID, "request_type", c.RequestType, "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// postureQueries are the commands that tell Hale an Apple device's posture.
+func postureQueries() []commands.Command {
+	return []commands.Command{
+		{RequestType: "DeviceInformation", Fields: map[string]any{"Queries": deviceInfoQueries}},
+		{RequestType: "SecurityInfo"},
+		{RequestType: "ProfileList"},
+	}
+}
+
+// linkAppleDevice finds or creates the inventory record of an authenticating Apple device and
+// stores its nanomdm enrollment ID, UDID, serial and identity certificate serial.
+func (s *Server) linkAppleDevice(ctx context.Context, r *mdm.Request, m *mdm.Authenticate) error {
+	eid := commands.EnrollmentID(&m.Enrollment)
+	var extra struct{ ProductName, OSVersion, DeviceName string }
+	_ = plist.Unmarshal(m.Raw, &extra) // optional keys; the Authenticate already parsed
+	now := time.Now().UTC()
+	serial := ""
+	if r.Certificate != nil {
+		serial = inventory.SerialHex(r.Certificate.SerialNumber)
+	}
+	update := func(d *inventory.Device) error {
+		d.EnrollmentID, d.UDID, d.LastSeen = eid, m.UDID, now
+		if m.SerialNumber != "" {
+			d.Serial = m.SerialNumber
+		}
+		if os := appleOS(extra.ProductName); os != "" {
+			d.OS = os
+		}
+		if serial != "" && !containsString(d.CertSerials, serial) {
+			d.CertSerials = append(d.CertSerials, serial)
+		}
+		return nil
+	}
+	id := ""
+	if r.Certificate != nil && inventory.ValidID(r.Certificate.Subject.CommonName) {
+		id = r.Certificate.Subject.CommonName
+	}
+	if id == "" {
+		if d, err := s.inventory.GetByEnrollmentID(ctx, eid); err == nil {
+			id = d.ID
+		}
+	}
+	if id != "" {
+		if _, err := s.inventory.Update(ctx, id, update); err == nil || !errors.Is(err, inventory.ErrNotFound) {
+			return err
+		}
+	}
+	// An identity from an extra device CA, enrolled outside Hale's profile flow.
+	d := inventory.Device{ID: id, Platform: inventory.PlatformApple, Owner: "unassigned", Group: "default",
+		State: inventory.StateActive, EnrolledAt: now}
+	if d.ID == "" {
+		d.ID = inventory.NewID()
+	}
+	_ = update(&d)
+	_, err := s.inventory.Create(ctx, d)
+	return err
+}
+
+func appleOS(productName string) string {
+	switch {
+	case strings.HasPrefix(productName, "iPhone"), strings.HasPrefix(productName, "iPod"):
+		return "ios"
+	case strings.HasPrefix(productName, "iPad"):
+		return "ipados"
+	case strings.HasPrefix(productName, "Mac"), strings.HasPrefix(productName, "iMac"):
+		return "macos"
+	}
+	return ""
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// GET /api/v1/devices?state=&group=&owner=&cursor=&limit=
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := inventory.Filter{State: inventory.State(q.Get("state")), Group: q.Get("group"), Owner: q.Get("owner")}
+	if f.State != "" && !f.State.Valid() {
+		problem.BadRequest(w, r, "state must be one of active, locked, lost, wiped, unenrolled, retired")
+		return
+	}
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	devs, next, err := s.inventory.List(r.Context(), f, q.Get("cursor"), limit)
+	if errors.Is(err, inventory.ErrBadCursor) {
+		problem.BadRequest(w, r, "invalid cursor: pass next_cursor from the previous page unchanged")
+		return
+	} else if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if devs == nil {
+		devs = []inventory.Device{}
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"devices": devs, "next_cursor": next})
+}
+
+// GET /api/v1/devices/{id}
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
+	d, ok := s.deviceFor(w, r)
+	if !ok {
+		return
+	}
+	httpjson.Write(w, http.StatusOK, d)
+}
+
+// DELETE /api/v1/devices/{id}: unenroll. Every certificate of the device is revoked, so it can no
+// longer talk to the server, and its state becomes unenrolled.
+func (s *Server) unenrollDevice(w http.ResponseWriter, r *http.Request) {
+	d, ok := s.deviceFor(w, r)
+	if !ok {
+		return
+	}
+	if err := s.revokeDeviceCerts(r.Context(), d, "cessationOfOperation"); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	d, err := s.inventory.SetState(r.Context(), d.ID, inventory.StateUnenrolled, time.Now().UTC())
+	if errors.Is(err, inventory.ErrInvalidTransition) {
+		problem.Error(w, r, http.StatusConflict, "invalid-state", "the device is "+string(d.State)+" and cannot be unenrolled")
+		return
+	} else if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.record(r, event{Action: "device.unenroll", Target: d.ID, Details: map[string]string{"revoked_certificates": strconv.Itoa(len(d.CertSerials))}})
+	httpjson.Write(w, http.StatusOK, d)
+}
+
+// revokeDeviceCerts revokes every certificate Hale issued to d.
+func (s *Server) revokeDeviceCerts(ctx context.Context, d *inventory.Device, reason string) error {
+	for _, hex := range d.CertSerials {
+		serial, ok := parseSerialHex(hex)
+		if !ok {
+			continue
+		}
+		if err := s.ca.Revoke(ctx, serial, reason); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deviceFor resolves a route's {id} (a Hale device ID, or an Apple UDID / enrollment ID) to its
+// inventory record, answering 404 itself.
+func (s *Server) deviceFor(w http.ResponseWriter, r *http.Request) (*inventory.Device, bool) {
+	id := r.PathValue("id")
+	if id == "" || len(id) > 128 {
+		problem.BadRequest(w, r, "invalid device id")
+		return nil, false
+	}
+	d, err := s.inventory.Get(r.Context(), id)
+	if errors.Is(err, inventory.ErrNotFound) || errors.Is(err, inventory.ErrInvalid) {
+		d, err = s.inventory.GetByEnrollmentID(r.Context(), id)
+	}
+	if errors.Is(err, inventory.ErrNotFound) || errors.Is(err, inventory.ErrInvalid) {
+		problem.NotFound(w, r, "no device "+id)
+		return nil, false
+	} else if err != nil {
+		s.internal(w, r, err)
+		return nil, false
+	}
+	return d, true
+}
+
