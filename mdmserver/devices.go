@@ -235,4 +235,3 @@ func (s *Server) deviceFor(w http.ResponseWriter, r *http.Request) (*inventory.D
 	}
 	return d, true
 }
-

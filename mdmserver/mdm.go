@@ -40,4 +40,3 @@ func (s *Server) mdmHandler() http.Handler {
 		fromSignature.ServeHTTP(w, r)
 	})
 }
-
