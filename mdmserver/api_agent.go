@@ -7,12 +7,16 @@ import (
 	"errors"
 	"math/big"
 	"net/http"
+	"strconv"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
@@ -165,4 +169,111 @@ func chainPEM(chain []*x509.Certificate) string {
 
 func parseSerialHex(s string) (*big.Int, bool) {
 	return new(big.Int).SetString(s, 16)
+}
+
+// GET /agent/v1/nonce (mTLS): a single-use nonce for the next report.
+func (s *Server) agentNonce(w http.ResponseWriter, r *http.Request) {
+	nonce, exp := s.nonces.issue(deviceFromContext(r.Context()).ID)
+	httpjson.Write(w, http.StatusOK, map[string]any{"nonce": nonce, "expires_at": exp.UTC()})
+}
+
+// maxLongPoll caps GET /agent/v1/commands?wait=, below the server's write timeout.
+const maxLongPoll = 55 * time.Second
+
+// GET /agent/v1/commands?wait=30s (mTLS): the device's unfinished commands, waiting up to wait
+// for one to arrive, so a wipe reaches an agent within a round trip of being ordered.
+func (s *Server) agentCommands(w http.ResponseWriter, r *http.Request) {
+	d := deviceFromContext(r.Context())
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 {
+			problem.BadRequest(w, r, "wait must be a duration such as 30s")
+			return
+		}
+		wait = min(wait, maxLongPoll)
+	}
+	cmds, err := s.agentQueue.Wait(r.Context(), d.ID, wait)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if cmds == nil {
+		cmds = []agentcmd.Command{}
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"commands": cmds})
+}
+
+// POST /agent/v1/commands/{id}/result (mTLS): the agent's result. A successful selective wipe
+// makes the device wiped and revokes its certificates: the agent deleted its key, and nothing
+// should be able to use a copy.
+func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
+	d := deviceFromContext(r.Context())
+	var res agentcmd.Result
+	if !problem.DecodeJSON(w, r, 64<<10, &res) {
+		return
+	}
+	if len(res.Removed) > 4096 || len(res.Detail) > 4096 {
+		problem.BadRequest(w, r, "result too large")
+		return
+	}
+	cmd, first, err := s.agentQueue.Complete(r.Context(), d.ID, r.PathValue("id"), res)
+	switch {
+	case errors.Is(err, agentcmd.ErrNotFound):
+		problem.NotFound(w, r, "no command "+r.PathValue("id")+" for this device")
+		return
+	case errors.Is(err, agentcmd.ErrInvalid):
+		problem.BadRequest(w, r, err.Error())
+		return
+	case err != nil:
+		s.internal(w, r, err)
+		return
+	}
+	if first {
+		s.record(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(res.Status),
+			Details: map[string]string{"command_id": cmd.ID, "type": cmd.Type, "status": res.Status, "removed": strconv.Itoa(len(res.Removed))}})
+		if cmd.Type == agentcmd.TypeWipe && res.Status == agentcmd.StateDone {
+			if err := s.finishWipe(r.Context(), d); err != nil {
+				s.internal(w, r, err)
+				return
+			}
+		}
+	}
+	httpjson.Write(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+func outcomeOf(status string) string {
+	if status == agentcmd.StateDone {
+		return audit.OutcomeOK
+	}
+	return audit.OutcomeError
+}
+
+// finishWipe marks a device wiped after its wipe was acknowledged and revokes its certificates.
+func (s *Server) finishWipe(ctx context.Context, d *inventory.Device) error {
+	if err := s.revokeDeviceCerts(ctx, d, "cessationOfOperation"); err != nil {
+		return err
+	}
+	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
+		_, err := s.inventory.UpdateTx(tx, d.ID, func(cur *inventory.Device) error {
+			if cur.State == inventory.StateWiped {
+				return nil
+			}
+			if !inventory.CanTransition(cur.State, inventory.StateWiped) {
+				return inventory.ErrInvalidTransition
+			}
+			cur.State, cur.StateChangedAt = inventory.StateWiped, time.Now().UTC()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return clearWipePending(tx, d.ID)
+	})
+	if err != nil {
+		return err
+	}
+	s.pendingWipes.Delete(d.ID)
+	s.deviceChanged(ctx, d.ID)
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/micromdm/nanomdm/service"
 	"github.com/micromdm/plist"
 
+	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/commands"
@@ -207,7 +208,9 @@ func (s *Server) revokeDeviceCerts(ctx context.Context, d *inventory.Device, rea
 		if !ok {
 			continue
 		}
-		if err := s.ca.Revoke(ctx, serial, reason); err != nil {
+		// A device identity from an extra device CA is not Hale's to revoke; its CA's
+		// operator must, and the device record's state refuses it here meanwhile.
+		if err := s.ca.Revoke(ctx, serial, reason); err != nil && !errors.Is(err, certs.ErrUnknownCertificate) {
 			return err
 		}
 	}

@@ -36,8 +36,16 @@ func (s *Server) routes() http.Handler {
 	// Agent API: enrollment by token, everything else by device certificate.
 	mux.HandleFunc("POST /agent/v1/enroll", s.agentEnroll)
 	mux.Handle("POST /agent/v1/renew", s.requireDevice(s.agentRenew))
+	mux.Handle("GET /agent/v1/nonce", s.requireDevice(s.agentNonce))
+	mux.Handle("POST /agent/v1/report", s.requireDevice(s.agentReport))
+	mux.Handle("GET /agent/v1/policy", s.requireDevice(s.agentPolicy))
+	mux.Handle("GET /agent/v1/commands", s.requireDevice(s.agentCommands))
+	mux.Handle("POST /agent/v1/commands/{id}/result", s.requireDevice(s.agentCommandResult))
 
 	// Admin API.
+	mux.Handle("POST /api/v1/tokens", role(s.createToken))
+	mux.Handle("GET /api/v1/tokens", role(s.listTokens))
+	mux.Handle("DELETE /api/v1/tokens/{id}", role(s.revokeToken))
 	mux.Handle("PUT /api/v1/pushcert", role(s.putPushCert))
 	mux.Handle("GET /api/v1/pushcert", role(s.listPushCerts, tokens.RoleIT))
 	mux.Handle("POST /api/v1/enrollments", role(s.createEnrollment, tokens.RoleIT))
@@ -46,6 +54,19 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /api/v1/devices", role(s.listDevices, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
 	mux.Handle("GET /api/v1/devices/{id}", role(s.getDevice, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
 	mux.Handle("DELETE /api/v1/devices/{id}", role(s.unenrollDevice, tokens.RoleIT, tokens.RoleSecurity))
+	mux.Handle("PUT /api/v1/policies/{name}", role(s.putPolicy, tokens.RoleIT))
+	mux.Handle("GET /api/v1/policies/{name}", role(s.getPolicy, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
+	mux.Handle("DELETE /api/v1/policies/{name}", role(s.deletePolicy, tokens.RoleIT))
+	mux.Handle("GET /api/v1/policies", role(s.listPolicies, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
+	mux.Handle("POST /api/v1/policies/{name}/dry-run", role(s.dryRunPolicy, tokens.RoleIT, tokens.RoleSecurity))
+	mux.Handle("PUT /api/v1/assignments", role(s.putAssignment, tokens.RoleIT))
+
+	// Access API for the messaging backend.
+	mux.Handle("GET /access/v1/devices/{id}", role(s.accessDevice, tokens.RoleAccess))
+
+	mux.Handle("POST /api/v1/devices/{id}/lock", role(s.lockDevice, tokens.RoleIT, tokens.RoleSecurity))
+	mux.Handle("POST /api/v1/devices/{id}/lost-mode", role(s.lostMode, tokens.RoleSecurity))
+	mux.Handle("POST /api/v1/devices/{id}/wipe", role(s.wipeDevice, tokens.RoleSecurity))
 	mux.Handle("GET /api/v1/audit", role(s.listAudit, tokens.RoleSecurity, tokens.RoleAuditor))
 	mux.Handle("GET /api/v1/audit/export", role(s.exportAudit, tokens.RoleSecurity, tokens.RoleAuditor))
 	mux.Handle("GET /api/v1/audit/checkpoint", role(s.auditCheckpoint, tokens.RoleSecurity, tokens.RoleAuditor))

@@ -28,9 +28,12 @@ import (
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/nanolog"
 	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/apns"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
@@ -66,8 +69,15 @@ type Server struct {
 	// enrollLimiter slows token guessing: enrollment endpoints are rate-limited per source.
 	enrollLimiter *enroll.Limiter
 	audit         *audit.Log
-	auditKey      string // the audit log's public note verifier key
-	scep          http.Handler
+	policies      *compliance.PolicyStore
+	compliance    *compliance.Engine
+	index         *access.Index
+	agentQueue    *agentcmd.Queue
+	nonces        *nonces
+	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index.
+	pendingWipes sync.Map
+	auditKey     string // the audit log's public note verifier key
+	scep         http.Handler
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
@@ -149,6 +159,27 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.audit, s.auditKey, err = openAudit(cfg, s.key, db, s.log); err != nil {
 		return nil, err
 	}
+	if s.policies, err = compliance.NewPolicyStore(db); err != nil {
+		return nil, err
+	}
+	if s.agentQueue, err = agentcmd.New(db); err != nil {
+		return nil, err
+	}
+	s.nonces = newNonces()
+	s.index = access.NewIndex()
+	if err = s.loadPendingWipes(); err != nil {
+		return nil, err
+	}
+	s.index.SetStateOverride(s.stateOverride)
+	if s.compliance, err = compliance.NewEngine(db, s.policies, s.inventory, s.index,
+		compliance.WithLogger(s.log.With("component", "compliance"))); err != nil {
+		return nil, err
+	}
+	// The decision index must be complete before the server answers anything: until then every
+	// access check denies with index_not_loaded, and /readyz says not ready.
+	if err = s.compliance.Load(context.Background()); err != nil {
+		return nil, fmt.Errorf("load decisions: %w", err)
+	}
 	if err = s.bootstrapAdminToken(context.Background()); err != nil {
 		return nil, err
 	}
@@ -175,7 +206,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
 	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
-	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")))
+	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")),
+		commands.WithListener(s.appleResult))
 	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}
 	// certauth outermost: nothing below it sees a request whose certificate is not (or no longer)
 	// the one bound to its enrollment. Never its warn-only mode.

@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/halemdm/hale/agent/state"
+	"github.com/halemdm/hale/policies"
+)
+
+// Facts describe the device at enrollment.
+type Facts struct {
+	Hostname  string `json:"hostname"`
+	OS        string `json:"os"`
+	OSVersion string `json:"os_version"`
+	Serial    string `json:"serial"`
+	Platform  string `json:"platform"`
+}
+
+type enrollRequest struct {
+	Token string `json:"token"`
+	CSR   string `json:"csr"`
+	Facts Facts  `json:"facts"`
+}
+
+// enrollResponse is the answer to POST /agent/v1/enroll.
+type enrollResponse struct {
+	DeviceID         string `json:"device_id"`
+	CertificateChain string `json:"certificate_chain"`
+	CACertificate    string `json:"ca_certificate"`
+	ReportInterval   string `json:"report_interval"`
+}
+
+func (r *enrollResponse) validate() error {
+	if !state.ValidID(r.DeviceID) {
+		return fmt.Errorf("the server sent an invalid device ID %q", r.DeviceID)
+	}
+	if r.CertificateChain == "" {
+		return errors.New("the server sent no certificate chain")
+	}
+	if r.ReportInterval != "" {
+		if _, err := time.ParseDuration(r.ReportInterval); err != nil {
+			return fmt.Errorf("the server sent an invalid report interval: %w", err)
+		}
+	}
+	return nil
+}
+
+type renewRequest struct {
+	CSR string `json:"csr"`
+}
+
+type renewResponse struct {
+	CertificateChain string `json:"certificate_chain"`
+}
+
+func (r *renewResponse) validate() error {
+	if r.CertificateChain == "" {
+		return errors.New("the server sent no certificate chain")
+	}
+	return nil
+}
+
+type nonceResponse struct {
+	Nonce     string    `json:"nonce"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (r *nonceResponse) validate() error { return validNonce(r.Nonce) }
+
+func validNonce(n string) error {
+	if n == "" || len(n) > 512 {
+		return fmt.Errorf("the server sent an invalid nonce (length %d)", len(n))
+	}
+	return nil
+}
+
+// CollectorError is one collector's failure as carried in a report.
+type CollectorError struct {
+	Collector string `json:"collector"`
+	Error     string `json:"error"`
+}
+
+// Report is the body of POST /agent/v1/report.
+type Report struct {
+	Nonce       string            `json:"nonce"`
+	Sequence    uint64            `json:"sequence"`
+	CollectedAt time.Time         `json:"collected_at"`
+	Posture     *policies.Posture `json:"posture"`
+	Errors      []CollectorError  `json:"errors,omitempty"`
+}
+
+// reportResponse is the answer to POST /agent/v1/report.
+type reportResponse struct {
+	Accepted     bool   `json:"accepted"`
+	NextReportIn string `json:"next_report_in"`
+	Nonce        string `json:"nonce"`
+	PolicyETag   string `json:"policy_etag"`
+}
+
+func (r *reportResponse) validate() error {
+	if !r.Accepted {
+		return errors.New("the server did not accept the report")
+	}
+	if r.NextReportIn != "" {
+		if _, err := time.ParseDuration(r.NextReportIn); err != nil {
+			return fmt.Errorf("the server sent an invalid next_report_in: %w", err)
+		}
+	}
+	if r.Nonce != "" {
+		return validNonce(r.Nonce)
+	}
+	return nil
+}
+
+// Command is one command from GET /agent/v1/commands.
+type Command struct {
+	ID          string    `json:"id"`
+	Type        string    `json:"type"`
+	Mode        string    `json:"mode,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	IssuedAt    time.Time `json:"issued_at"`
+	ManagedData []string  `json:"managed_data,omitempty"`
+}
+
+// Bounds on what one poll may carry: a hostile or broken server cannot make the agent hold more.
+const (
+	maxCommands    = 32
+	maxManagedData = 256
+	maxPathLen     = 4096
+)
+
+type commandsResponse struct {
+	Commands []Command `json:"commands"`
+}
+
+func (r *commandsResponse) validate() error {
+	if len(r.Commands) > maxCommands {
+		return fmt.Errorf("the server sent %d commands, more than %d", len(r.Commands), maxCommands)
+	}
+	for _, c := range r.Commands {
+		if !state.ValidID(c.ID) {
+			return fmt.Errorf("the server sent a command with an invalid ID %q", c.ID)
+		}
+		if len(c.ManagedData) > maxManagedData {
+			return fmt.Errorf("command %s lists %d managed data paths, more than %d", c.ID, len(c.ManagedData), maxManagedData)
+		}
+		for _, p := range c.ManagedData {
+			if len(p) > maxPathLen || !filepath.IsAbs(p) {
+				return fmt.Errorf("command %s lists a managed data path that is not absolute: %q", c.ID, p)
+			}
+		}
+	}
+	return nil
+}
+
+type resultResponse struct {
+	OK bool `json:"ok"`
+}
+
+func (r *resultResponse) validate() error {
+	if !r.OK {
+		return errors.New("the server did not acknowledge the result")
+	}
+	return nil
+}
+
+// validator is a decoded server answer that checks itself.
+type validator interface{ validate() error }
+
+// Response body bounds.
+const (
+	maxResponse = 256 << 10
+)
+
+// decodeResponse reads one JSON value of at most limit bytes into v and validates it. Unknown
+// fields are allowed (a newer server may add some); anything else malformed is an error.
+func decodeResponse(r io.Reader, limit int64, v validator) error {
+	body, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return fmt.Errorf("reading the server's answer: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return fmt.Errorf("the server's answer is larger than %d bytes", limit)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("the server's answer is not the expected JSON: %w", err)
+	}
+	return v.validate()
+}

@@ -1,0 +1,244 @@
+// Package agentcmd queues commands (lock, wipe) for mdmagent devices and delivers them by long
+// poll. A command is committed to bbolt before it is acknowledged to the caller and stays until
+// the agent reports its result, so a server restart between "wipe accepted" and "agent polled"
+// loses nothing.
+package agentcmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// Command types an agent carries out.
+const (
+	TypeLock = "lock"
+	TypeWipe = "wipe"
+)
+
+// Command states.
+const (
+	StateQueued    = "queued"    // committed, not yet fetched
+	StateDelivered = "delivered" // handed to the agent at least once
+	StateDone      = "done"      // the agent reported success
+	StateFailed    = "failed"    // the agent reported failure
+)
+
+// Command is one command for one device, in the shape the agent receives it.
+type Command struct {
+	ID          string    `json:"id"`
+	DeviceID    string    `json:"device_id"`
+	Type        string    `json:"type"`
+	Mode        string    `json:"mode,omitempty"` // wipe: selective (agents do selective only)
+	Reason      string    `json:"reason,omitempty"`
+	IssuedAt    time.Time `json:"issued_at"`
+	IssuedBy    string    `json:"issued_by,omitempty"`
+	ManagedData []string  `json:"managed_data,omitempty"`
+
+	State       string    `json:"state"`
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+	FinishedAt  time.Time `json:"finished_at,omitzero"`
+	Result      *Result   `json:"result,omitempty"`
+}
+
+// Result is what the agent reports for a command.
+type Result struct {
+	Status     string    `json:"status"` // done or failed
+	Detail     string    `json:"detail,omitempty"`
+	Removed    []string  `json:"removed,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+}
+
+// Errors.
+var (
+	ErrNotFound = errors.New("agentcmd: no such command")
+	ErrInvalid  = errors.New("agentcmd: invalid command")
+)
+
+var bucket = []byte("agent_commands") // "<device>\x00<id>" → Command JSON
+
+// Queue holds agent commands and wakes long polls.
+type Queue struct {
+	db  *bbolt.DB
+	now func() time.Time
+
+	mu      sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+// New returns a Queue on db.
+func New(db *bbolt.DB) (*Queue, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucket)
+		return err
+	})
+	return &Queue{db: db, now: time.Now, waiters: map[string][]chan struct{}{}}, err
+}
+
+func key(deviceID, id string) []byte { return []byte(deviceID + "\x00" + id) }
+
+// Enqueue commits c for its device and wakes the device's long polls. ID, IssuedAt and State
+// are filled in.
+func (q *Queue) Enqueue(ctx context.Context, c Command) (*Command, error) {
+	if c.DeviceID == "" || (c.Type != TypeLock && c.Type != TypeWipe) {
+		return nil, fmt.Errorf("%w: device and a type of lock or wipe are required", ErrInvalid)
+	}
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	c.ID, c.IssuedAt, c.State = "c_"+hex.EncodeToString(b), q.now().UTC(), StateQueued
+	v, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key(c.DeviceID, c.ID), v) }); err != nil {
+		return nil, err
+	}
+	q.wake(c.DeviceID)
+	return &c, nil
+}
+
+// List returns every command of a device, oldest first.
+func (q *Queue) List(ctx context.Context, deviceID string) ([]Command, error) {
+	var out []Command
+	err := q.db.View(func(tx *bbolt.Tx) error {
+		prefix := []byte(deviceID + "\x00")
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var cmd Command
+			if err := json.Unmarshal(v, &cmd); err != nil {
+				return err
+			}
+			out = append(out, cmd)
+		}
+		return nil
+	})
+	slices.SortStableFunc(out, func(a, b Command) int { return a.IssuedAt.Compare(b.IssuedAt) })
+	return out, err
+}
+
+// pending returns the device's unfinished commands and marks them delivered.
+func (q *Queue) pending(deviceID string) ([]Command, error) {
+	var out []Command
+	err := q.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket)
+		prefix := []byte(deviceID + "\x00")
+		c := b.Cursor()
+		var updates [][2][]byte
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var cmd Command
+			if err := json.Unmarshal(v, &cmd); err != nil {
+				return err
+			}
+			if cmd.State != StateQueued && cmd.State != StateDelivered {
+				continue
+			}
+			if cmd.State == StateQueued {
+				cmd.State, cmd.DeliveredAt = StateDelivered, q.now().UTC()
+				nv, err := json.Marshal(cmd)
+				if err != nil {
+					return err
+				}
+				updates = append(updates, [2][]byte{bytes.Clone(k), nv})
+			}
+			out = append(out, cmd)
+		}
+		for _, u := range updates {
+			if err := b.Put(u[0], u[1]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	slices.SortStableFunc(out, func(a, b Command) int { return a.IssuedAt.Compare(b.IssuedAt) })
+	return out, err
+}
+
+// Wait returns the device's unfinished commands, waiting up to wait for one to arrive when there
+// are none. Unfinished commands are returned again on every poll until their result is reported:
+// an agent that crashed mid-command gets it again, and runs it idempotently by ID.
+func (q *Queue) Wait(ctx context.Context, deviceID string, wait time.Duration) ([]Command, error) {
+	ch := make(chan struct{}, 1)
+	q.mu.Lock()
+	q.waiters[deviceID] = append(q.waiters[deviceID], ch)
+	q.mu.Unlock()
+	defer q.unwait(deviceID, ch)
+
+	cmds, err := q.pending(deviceID)
+	if err != nil || len(cmds) > 0 || wait <= 0 {
+		return cmds, err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return q.pending(deviceID)
+	case <-t.C:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, nil
+	}
+}
+
+func (q *Queue) wake(deviceID string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, ch := range q.waiters[deviceID] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (q *Queue) unwait(deviceID string, ch chan struct{}) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	w := q.waiters[deviceID]
+	if i := slices.Index(w, ch); i >= 0 {
+		w = slices.Delete(w, i, i+1)
+	}
+	if len(w) == 0 {
+		delete(q.waiters, deviceID)
+	} else {
+		q.waiters[deviceID] = w
+	}
+}
+
+// Complete records the agent's result. Reporting the same command again is accepted and changes
+// nothing (the agent may resend after a lost response); first is false then.
+func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result) (cmd *Command, first bool, err error) {
+	if r.Status != StateDone && r.Status != StateFailed {
+		return nil, false, fmt.Errorf("%w: status must be done or failed", ErrInvalid)
+	}
+	err = q.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket)
+		v := b.Get(key(deviceID, id))
+		if v == nil {
+			return ErrNotFound
+		}
+		cmd = new(Command)
+		if err := json.Unmarshal(v, cmd); err != nil {
+			return err
+		}
+		if cmd.State == StateDone || cmd.State == StateFailed {
+			return nil
+		}
+		first = true
+		cmd.State, cmd.FinishedAt, cmd.Result = r.Status, q.now().UTC(), &r
+		nv, err := json.Marshal(cmd)
+		if err != nil {
+			return err
+		}
+		return b.Put(key(deviceID, id), nv)
+	})
+	return cmd, first, err
+}

@@ -1,0 +1,169 @@
+package mdmserver
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/inventory"
+)
+
+func (env *testEnv) token(role string) string {
+	env.t.Helper()
+	var tok struct{ Token string }
+	if code := env.call("POST", "/api/v1/tokens", env.admin, []byte(`{"name":"`+role+`-desk","role":"`+role+`"}`), &tok); code != 201 {
+		env.t.Fatalf("create %s token: %d", role, code)
+	}
+	return tok.Token
+}
+
+// enrolledAgent enrolls an agent identity over the API and returns it with its mTLS client.
+func (env *testEnv) enrolledAgent() (agentIdentity, *http.Client) {
+	env.t.Helper()
+	e := env.createEnrollment("agent")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	code, id := env.agentEnroll(e.Token, key, newCSR(env.t, key))
+	if code != http.StatusCreated {
+		env.t.Fatalf("agent enroll: %d", code)
+	}
+	return id, env.mtlsClient(id)
+}
+
+// agentDo sends an agent request over mTLS and decodes the answer.
+func agentDo(t *testing.T, c *http.Client, method, url string, body any, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	resp, err := c.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		json.Unmarshal(b, out)
+	}
+	return resp.StatusCode
+}
+
+func TestAgentLockAndSelectiveWipe(t *testing.T) {
+	env := newTestEnv(t)
+	it, security := env.token("it"), env.token("security")
+	id, agent := env.enrolledAgent()
+	devURL := "/api/v1/devices/" + id.DeviceID
+
+	// The agent is long-polling when the lock is ordered: it gets it at once.
+	polled := make(chan []agentcmd.Command, 1)
+	go func() {
+		var got struct{ Commands []agentcmd.Command }
+		agentDo(t, agent, "GET", env.url+"/agent/v1/commands?wait=20s", nil, &got)
+		polled <- got.Commands
+	}()
+	time.Sleep(100 * time.Millisecond)
+	var ans securityAnswer
+	if code := env.call("POST", devURL+"/lock", it, []byte(`{"reason":"left on the bus"}`), &ans); code != 202 || ans.DeviceState != "locked" {
+		t.Fatalf("lock as IT: %d %+v", code, ans)
+	}
+	select {
+	case cmds := <-polled:
+		if len(cmds) != 1 || cmds[0].Type != agentcmd.TypeLock || cmds[0].ID != ans.CommandID {
+			t.Fatalf("long poll got %+v", cmds)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("lock did not reach the long-polling agent")
+	}
+	if code := agentDo(t, agent, "POST", env.url+"/agent/v1/commands/"+ans.CommandID+"/result", map[string]string{"status": "done"}, nil); code != 200 {
+		t.Fatalf("lock result: %d", code)
+	}
+
+	// Wipe: IT may not, security may; a repeated request with the same Idempotency-Key is one wipe.
+	wipe := []byte(`{"reason":"reported stolen","mode":"selective"}`)
+	if code := env.call("POST", devURL+"/wipe", it, wipe, nil); code != http.StatusForbidden {
+		t.Fatalf("wipe as IT: %d", code)
+	}
+	if code := env.call("POST", devURL+"/wipe", security, []byte(`{"reason":"x","mode":"full"}`), nil); code != 400 {
+		t.Fatalf("full wipe of an agent: %d", code)
+	}
+	wipeReq := func() securityAnswer {
+		req, _ := http.NewRequest("POST", env.url+devURL+"/wipe", bytes.NewReader(wipe))
+		req.Header.Set("Authorization", "Bearer "+security)
+		req.Header.Set("Idempotency-Key", "incident-4711")
+		resp, err := env.client.Do(req)
+		if err != nil || resp.StatusCode != 202 {
+			t.Fatalf("wipe: %v %v", resp.StatusCode, err)
+		}
+		defer resp.Body.Close()
+		var a securityAnswer
+		json.NewDecoder(resp.Body).Decode(&a)
+		return a
+	}
+	first, second := wipeReq(), wipeReq()
+	if first.CommandID != second.CommandID || first.DeviceState != "wipe_pending" {
+		t.Fatalf("idempotent wipe: %+v then %+v", first, second)
+	}
+	var got struct{ Commands []agentcmd.Command }
+	agentDo(t, agent, "GET", env.url+"/agent/v1/commands", nil, &got)
+	if len(got.Commands) != 1 || got.Commands[0].Type != agentcmd.TypeWipe || got.Commands[0].Mode != "selective" {
+		t.Fatalf("agent commands: %+v", got.Commands)
+	}
+	res := map[string]any{"status": "done", "removed": []string{"/srv/phi"}}
+	if code := agentDo(t, agent, "POST", env.url+"/agent/v1/commands/"+first.CommandID+"/result", res, nil); code != 200 {
+		t.Fatalf("wipe result: %d", code)
+	}
+	var d inventory.Device
+	env.call("GET", devURL, env.admin, nil, &d)
+	if d.State != inventory.StateWiped {
+		t.Fatalf("device after wipe: %s", d.State)
+	}
+	agent.CloseIdleConnections()
+	if code := agentDo(t, agent, "GET", env.url+"/agent/v1/nonce", nil, nil); code > 0 && code < 400 {
+		t.Fatalf("wiped device's certificate still works: %d", code)
+	}
+	if code := env.call("POST", devURL+"/wipe", security, wipe, nil); code != http.StatusConflict {
+		t.Fatalf("wipe of a wiped device: %d", code)
+	}
+	if code := env.call("POST", "/api/v1/devices/d_00000000000000ff/wipe", security, wipe, nil); code != 404 {
+		t.Fatalf("wipe of an unknown device: %d", code)
+	}
+}
+
+// A simulated Apple device receives EraseDevice; its acknowledgement makes it wiped with its
+// identity revoked.
+func TestAppleWipe(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	dev := env.newDevice()
+	security := env.token("security")
+	var ans securityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/wipe", security,
+		[]byte(`{"reason":"lost in ED","mode":"full","preserve_data_plan":true}`), &ans); code != 202 {
+		t.Fatalf("wipe: %d", code)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !dev.State().Erased && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !dev.State().Erased {
+		t.Fatal("device never erased")
+	}
+	var d inventory.Device
+	for time.Now().Before(deadline) {
+		env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d)
+		if d.State == inventory.StateWiped {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("device state after acknowledged erase: %s", d.State)
+}
