@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -256,11 +255,11 @@ func verifyPeer(peer []*x509.Certificate, root *x509.Certificate, host string) e
 	return err
 }
 
-// makeCSR returns a PEM CSR for key. The subject is a placeholder: the server names the device.
+// makeCSR returns a PEM CSR for key with an empty subject: the device does not know its ID
+// before enrolling, and Hale's CA refuses a CSR that names anything but the device ID; it names
+// the certificate itself.
 func makeCSR(key *ecdsa.PrivateKey) (string, error) {
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "hale-agent"},
-	}, key)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	if err != nil {
 		return "", fmt.Errorf("creating the certificate request: %w", err)
 	}

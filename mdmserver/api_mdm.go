@@ -9,6 +9,7 @@ import (
 
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
@@ -105,10 +106,27 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusAccepted, rec)
 }
 
-// GET /api/v1/devices/{id}/commands
+// GET /api/v1/devices/{id}/commands: MDM command records for Apple devices, agent commands
+// (with their results) for agents.
 func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.appleDeviceFor(w, r)
+	d, ok := s.deviceFor(w, r)
 	if !ok {
+		return
+	}
+	if d.Platform == inventory.PlatformAgent {
+		cmds, err := s.agentQueue.List(r.Context(), d.ID)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		if cmds == nil {
+			cmds = []agentcmd.Command{}
+		}
+		httpjson.Write(w, http.StatusOK, map[string]any{"commands": cmds})
+		return
+	}
+	if d.EnrollmentID == "" {
+		httpjson.Write(w, http.StatusOK, map[string]any{"commands": []*commands.Record{}})
 		return
 	}
 	recs, err := s.commands.List(r.Context(), d.EnrollmentID)

@@ -1,0 +1,244 @@
+// Package e2e tests Hale the way a user meets it: real binaries as processes against a real
+// server over HTTPS.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/mdmserver"
+)
+
+// server is an in-process Hale server on a loopback port.
+type server struct {
+	t      *testing.T
+	srv    *mdmserver.Server
+	url    string
+	client *http.Client
+	admin  string
+}
+
+func startServer(t *testing.T) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := mdmserver.Defaults()
+	cfg.Listen = ln.Addr().String()
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	log := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	srv, err := mdmserver.New(cfg, mdmserver.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+	tok, err := os.ReadFile(srv.AdminTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &server{t: t, srv: srv, url: "https://" + ln.Addr().String(), admin: strings.TrimSpace(string(tok)),
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}}}}
+}
+
+// mustCall sends an API request and fails the test unless the status is want.
+func (s *server) mustCall(method, path, token, body string, want int, out any) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			s.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+}
+
+func (s *server) token(role string) string {
+	s.t.Helper()
+	var tok struct{ Token string }
+	s.mustCall("POST", "/api/v1/tokens", s.admin, `{"name":"`+role+`","role":"`+role+`"}`, 201, &tok)
+	return tok.Token
+}
+
+func (s *server) agentCommandState(deviceID, commandID, token string) string {
+	var list struct {
+		Commands []struct{ ID, State string }
+	}
+	s.mustCall("GET", "/api/v1/devices/"+deviceID+"/commands", token, "", 200, &list)
+	for _, c := range list.Commands {
+		if c.ID == commandID {
+			return c.State
+		}
+	}
+	return ""
+}
+
+// revoked reports whether the certificate serial (hex) is on the server's CRL.
+func (s *server) revoked(t *testing.T, serialHex string) bool {
+	resp, err := s.client.Get(s.url + "/ca/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, _ := io.ReadAll(resp.Body)
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := new(big.Int).SetString(serialHex, 16)
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(want) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	buildMu  sync.Mutex
+	binaries = map[string]string{}
+	binDir   string
+)
+
+// buildBinary builds ./cmd/<name> once per test binary run and returns its path.
+func buildBinary(t *testing.T, name string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := binaries[name]; ok {
+		return p
+	}
+	if binDir == "" {
+		var err error
+		if binDir, err = os.MkdirTemp("", "hale-e2e-bin"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(binDir, name)
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
+	cmd.Dir = ".."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	binaries[name] = out
+	return out
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// run runs a binary to completion and fails the test if it fails.
+func run(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// process is a binary running in the background for the test.
+type process struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func startProcess(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...), out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its error (nil for exit status 0).
+func (p *process) wait(d time.Duration) error {
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("still running after %v", d)
+	}
+}
+
+func (p *process) output() string { return p.out.String() }
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,127 @@
+package compliance
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
+	"go.etcd.io/bbolt"
+)
+
+const benchDevices = 100_000
+
+// benchFleet stores n agent devices with a posture each, half in group east and half in west,
+// and in each group half on an OS older than strictPolicy's minimum. Group east has its own
+// policy, so a change to it touches half the fleet. The engine is loaded and every verdict
+// persisted before it returns; nothing here is timed.
+func benchFleet(b *testing.B, n int) *env {
+	b.Helper()
+	e := newEnv(b)
+	e.db.NoSync = true // setup only: bulk loading with an fsync per transaction takes minutes
+	e.putPolicy(b, "base", basePolicy)
+	e.putPolicy(b, "east", basePolicy)
+	e.assign(b, Target{Kind: TargetDefault}, "base")
+	e.assign(b, Target{Kind: TargetGroup, Name: "east"}, "east")
+	const perTx = 10_000
+	for start := 0; start < n; start += perTx {
+		err := e.db.Update(func(tx *bbolt.Tx) error {
+			for i := start; i < min(start+perTx, n); i++ {
+				group := "west"
+				if i%2 == 0 {
+					group = "east"
+				}
+				d := &inventory.Device{
+					ID: inventory.NewID(), Platform: inventory.PlatformAgent, OS: "windows",
+					Owner: fmt.Sprintf("user%d@example.org", i%5000), Group: group, Serial: fmt.Sprintf("SN%010d", i),
+					Hostname: fmt.Sprintf("WS-%06d", i), EnrolledAt: t0, LastSeen: t0, State: inventory.StateActive,
+					StateChangedAt: t0, CertSerials: []string{fmt.Sprintf("%x", 1<<40+2*i), fmt.Sprintf("%x", 1<<40+2*i+1)},
+					Enrollment: "e_0123456789abcdef",
+				}
+				if err := e.inv.PutTx(tx, d); err != nil {
+					return err
+				}
+				ver := "10.0.22631"
+				if (i/2)%2 == 0 {
+					ver = "10.0.19045"
+				}
+				p := windows(ver, true, t0)
+				p.ReportedAt = t0
+				p.SecureBoot = policies.Observe(true, policies.ProvenanceAgent, t0)
+				p.ScreenLockEnabled = policies.Observe(true, policies.ProvenanceAgent, t0)
+				p.PasscodePresent = policies.Observe(true, policies.ProvenanceAgent, t0)
+				pj, err := json.Marshal(p)
+				if err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketPosture).Put([]byte(d.ID), pj); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	if err := e.eng.Load(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if st, err := e.eng.ReevaluateAll(ctx); err != nil || st.Devices != n || st.Changed != n {
+		b.Fatalf("initial pass = %+v, %v", st, err)
+	}
+	if err := e.db.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	e.db.NoSync = false
+	e.clock.Set(t0.Add(time.Minute))
+	return e
+}
+
+// BenchmarkReadPass100k is the floor: one inventory.Store.ForEach over 100,000 device records,
+// decoding each.
+func BenchmarkReadPass100k(b *testing.B) {
+	e := benchFleet(b, benchDevices)
+	ctx := context.Background()
+	for b.Loop() {
+		n := 0
+		if err := e.inv.ForEach(ctx, func(*inventory.Device) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != benchDevices {
+			b.Fatalf("read %d devices", n)
+		}
+	}
+}
+
+// BenchmarkReevaluateAll100k is a policy change followed by ReevaluateAll over 100,000
+// devices: the east group's policy alternates between basePolicy and strictPolicy, so every
+// device is evaluated, half the verdicts change (new policy version) and a quarter flip
+// between compliant and os_too_old (verdict and history row written), with fsync on.
+func BenchmarkReevaluateAll100k(b *testing.B) {
+	e := benchFleet(b, benchDevices)
+	ctx := context.Background()
+	srcs := []string{strictPolicy, basePolicy}
+	i, changed := 0, 0
+	for b.Loop() {
+		// Each iteration moves the clock so that history keys never collide.
+		e.clock.Set(t0.Add(time.Duration(i+2) * time.Minute))
+		if _, err := e.ps.Put(ctx, "east", []byte(srcs[i%2]), "bench"); err != nil {
+			b.Fatal(err)
+		}
+		st, err := e.eng.ReevaluateAll(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Devices != benchDevices || st.Changed != benchDevices/2 {
+			b.Fatalf("pass = %+v, want %d changed", st, benchDevices/2)
+		}
+		changed += st.Changed
+		i++
+	}
+	b.ReportMetric(float64(changed)/float64(i), "changed/op")
+}

@@ -1,0 +1,692 @@
+package compliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
+	"go.etcd.io/bbolt"
+)
+
+var (
+	bucketPosture = []byte("compliance_posture") // device id -> Posture JSON
+	bucketVerdict = []byte("compliance_verdict") // device id -> Verdict JSON
+	bucketHistory = []byte("compliance_history") // device id \x00 RFC3339Nano -> Verdict JSON
+)
+
+// DefaultBatchSize is how many changed verdicts ReevaluateAll commits per write transaction.
+const DefaultBatchSize = 1000
+
+// ChangeFunc is told about a device whose access decision flipped (allow to deny or back) or
+// whose inventory state changed. It runs synchronously after the commit and before the call
+// that caused it returns, so it must be quick and must not call back into the Engine.
+type ChangeFunc func(ctx context.Context, deviceID string, old, new access.Decision)
+
+// Stats describes one ReevaluateAll pass.
+type Stats struct {
+	Devices int           `json:"devices"`
+	Changed int           `json:"changed"`
+	Took    time.Duration `json:"took"`
+}
+
+// DryRunResult is one device that would be noncompliant under a candidate policy.
+type DryRunResult struct {
+	DeviceID string            `json:"device_id"`
+	Group    string            `json:"group,omitempty"`
+	State    string            `json:"state"`
+	Reasons  []policies.Reason `json:"reasons"`
+	// InGrace is true when the device would still be allowed now because of the grace period.
+	InGrace    bool      `json:"in_grace"`
+	GraceUntil time.Time `json:"grace_until,omitzero"`
+}
+
+// snapshot is the part of an inventory record evaluation and decisions need.
+type snapshot struct {
+	State       inventory.State
+	Group       string
+	OS          string
+	CertSerials []string
+}
+
+func snapshotOf(d *inventory.Device) snapshot {
+	return snapshot{State: d.State, Group: d.Group, OS: d.OS, CertSerials: slices.Clone(d.CertSerials)}
+}
+
+// deviceState is what the Engine knows about one device. posture is never changed in place
+// once published (decisions in the index share it); a new report makes a new posture.
+type deviceState struct {
+	mu      sync.Mutex // held across evaluate, commit and publish of this device
+	id      string
+	dev     snapshot
+	posture *policies.Posture
+	verdict policies.Verdict
+}
+
+// Engine evaluates device posture against the effective policies, persists postures and
+// verdicts, and keeps the access index current.
+type Engine struct {
+	db        *bbolt.DB
+	policies  *PolicyStore
+	inv       *inventory.Store
+	index     *access.Index
+	now       func() time.Time
+	logger    *slog.Logger
+	batchSize int
+
+	// pass is held shared by single-device operations and exclusively by ReevaluateAll, so
+	// a whole-fleet pass needs no per-device locks.
+	pass sync.RWMutex
+
+	mu      sync.RWMutex // guards devices, order, sorted
+	devices map[string]*deviceState
+	order   []string // device ids; sorted when sorted is true
+	sorted  bool
+
+	hooksMu sync.RWMutex
+	hooks   []ChangeFunc
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
+
+// WithBatchSize sets how many changed verdicts ReevaluateAll commits per transaction.
+func WithBatchSize(n int) Option {
+	return func(e *Engine) {
+		if n > 0 {
+			e.batchSize = n
+		}
+	}
+}
+
+// NewEngine returns an Engine on db, creating its buckets. Call Load before serving.
+func NewEngine(db *bbolt.DB, ps *PolicyStore, inv *inventory.Store, index *access.Index, opts ...Option) (*Engine, error) {
+	if db == nil || ps == nil || inv == nil || index == nil {
+		return nil, errors.New("compliance: NewEngine needs a database, policy store, inventory and index")
+	}
+	e := &Engine{
+		db: db, policies: ps, inv: inv, index: index, now: time.Now, logger: slog.New(slog.DiscardHandler),
+		batchSize: DefaultBatchSize, devices: map[string]*deviceState{},
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketPosture, bucketVerdict, bucketHistory} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("compliance: create buckets: %w", err)
+	}
+	return e, nil
+}
+
+// Policies returns the engine's policy store.
+func (e *Engine) Policies() *PolicyStore { return e.policies }
+
+// OnChange registers a hook called after a decision's allow flips or a device's state changes.
+func (e *Engine) OnChange(fn ChangeFunc) {
+	e.hooksMu.Lock()
+	e.hooks = append(e.hooks, fn)
+	e.hooksMu.Unlock()
+}
+
+// Load reads every device from the inventory with its stored posture and verdict, fills the
+// index and marks it loaded. Any read or decode error fails Load: the index then stays not
+// loaded and every lookup denies. A device without a stored verdict is evaluated in memory
+// (no_report or no_policy); the next ReevaluateAll persists it.
+func (e *Engine) Load(ctx context.Context) error {
+	e.pass.Lock()
+	defer e.pass.Unlock()
+	postures := map[string][]byte{}
+	verdicts := map[string][]byte{}
+	err := e.db.View(func(tx *bbolt.Tx) error {
+		for _, x := range []struct {
+			b []byte
+			m map[string][]byte
+		}{{bucketPosture, postures}, {bucketVerdict, verdicts}} {
+			// Values are only valid inside the transaction: keep copies.
+			if err := tx.Bucket(x.b).ForEach(func(k, v []byte) error {
+				x.m[string(k)] = slices.Clone(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("compliance: load postures and verdicts: %w", err)
+	}
+	now := e.now()
+	devices := map[string]*deviceState{}
+	order := []string{}
+	err = e.inv.ForEach(ctx, func(d *inventory.Device) error {
+		st := &deviceState{id: d.ID, dev: snapshotOf(d)}
+		if v, ok := postures[d.ID]; ok {
+			st.posture = new(policies.Posture)
+			if err := json.Unmarshal(v, st.posture); err != nil {
+				return fmt.Errorf("compliance: decode posture of %s: %w", d.ID, err)
+			}
+		}
+		if v, ok := verdicts[d.ID]; ok {
+			if err := json.Unmarshal(v, &st.verdict); err != nil {
+				return fmt.Errorf("compliance: decode verdict of %s: %w", d.ID, err)
+			}
+			if st.verdict.EvaluatedAt.IsZero() {
+				return fmt.Errorf("compliance: stored verdict of %s has no evaluation time", d.ID)
+			}
+		}
+		devices[d.ID] = st
+		order = append(order, d.ID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("compliance: load devices: %w", err)
+	}
+	if len(postures) > len(devices) {
+		e.logger.Warn("compliance: postures stored for devices missing from the inventory", "postures", len(postures), "devices", len(devices))
+	}
+	e.mu.Lock()
+	e.devices, e.order, e.sorted = devices, order, true // ForEach yields ID order
+	e.mu.Unlock()
+	for _, id := range order {
+		st := devices[id]
+		sp := e.effective(st)
+		d := e.decision(st, sp)
+		if st.verdict.EvaluatedAt.IsZero() {
+			// Never evaluated: the index gets a verdict evaluated now, while st keeps the zero
+			// verdict so the next pass persists it.
+			d.Verdict = policies.Evaluate(policyOf(sp), st.posture, nil, now)
+		}
+		e.index.Put(d, now)
+	}
+	e.index.MarkLoaded()
+	e.logger.Info("compliance: loaded", "devices", len(order))
+	return nil
+}
+
+// effective returns the policy for a device state, or nil.
+func (e *Engine) effective(st *deviceState) *StoredPolicy {
+	e.policies.mu.RLock()
+	sp, _ := e.policies.effectiveLocked(st.id, st.dev.Group)
+	e.policies.mu.RUnlock()
+	return sp
+}
+
+func policyOf(sp *StoredPolicy) *policies.Policy {
+	if sp == nil {
+		return nil
+	}
+	return sp.Policy
+}
+
+// decision builds the index entry of a device state.
+func (e *Engine) decision(st *deviceState, sp *StoredPolicy) *access.Decision {
+	d := &access.Decision{
+		DeviceID: st.id, State: string(st.dev.State), Verdict: st.verdict, Posture: st.posture,
+		CertSerials: st.dev.CertSerials,
+	}
+	if st.posture != nil && !st.posture.ReportedAt.IsZero() {
+		d.ReportedAt = st.posture.ReportedAt
+		maxAge := policies.DefaultReportMaxAge
+		if sp != nil {
+			maxAge = sp.Policy.ReportMaxAge()
+		}
+		d.StaleAt = d.ReportedAt.Add(maxAge)
+	}
+	return d
+}
+
+// state returns the in-memory state of a device, reading a device the engine has not seen
+// from the inventory (enrolled after Load).
+func (e *Engine) state(ctx context.Context, id string) (*deviceState, error) {
+	e.mu.RLock()
+	st := e.devices[id]
+	e.mu.RUnlock()
+	if st != nil {
+		return st, nil
+	}
+	d, err := e.inv.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: device %s: %w", id, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st = e.devices[id]; st == nil {
+		st = &deviceState{id: id, dev: snapshotOf(d)}
+		e.devices[id] = st
+		e.order = append(e.order, id)
+		e.sorted = false
+	}
+	return st, nil
+}
+
+// IngestAgentReport records an agent's posture report received at at. The agent's claims
+// replace every agent-provenance claim the device had; claims from MDM or attestation are kept
+// where both report the same fact, because they are more trustworthy. The posture and verdict
+// are committed before the index is updated; the verdict is returned.
+func (e *Engine) IngestAgentReport(ctx context.Context, deviceID string, p *policies.Posture, at time.Time) (policies.Verdict, error) {
+	if p == nil {
+		return policies.Verdict{}, errors.New("compliance: empty posture report")
+	}
+	return e.ingest(ctx, deviceID, func(old *policies.Posture) (*policies.Posture, error) {
+		return mergeAgent(old, p, at.UTC()), nil
+	})
+}
+
+// IngestAppleResult applies update to a copy of the device's posture (the caller maps an Apple
+// command result into claims with provenance mdm), stamps ReportedAt with the engine clock,
+// commits, then updates the index. The verdict is returned.
+func (e *Engine) IngestAppleResult(ctx context.Context, deviceID string, update func(*policies.Posture)) (policies.Verdict, error) {
+	if update == nil {
+		return policies.Verdict{}, errors.New("compliance: IngestAppleResult needs an update function")
+	}
+	at := e.now().UTC()
+	return e.ingest(ctx, deviceID, func(old *policies.Posture) (*policies.Posture, error) {
+		p, err := clonePosture(old)
+		if err != nil {
+			return nil, err
+		}
+		update(p)
+		p.ReportedAt = at
+		return p, nil
+	})
+}
+
+// ingest replaces a device's posture with next(old), evaluates, commits and publishes.
+func (e *Engine) ingest(ctx context.Context, deviceID string, next func(*policies.Posture) (*policies.Posture, error)) (policies.Verdict, error) {
+	e.pass.RLock()
+	defer e.pass.RUnlock()
+	st, err := e.state(ctx, deviceID)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	p, err := next(st.posture)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	if p.Platform == "" && st.dev.OS != "" {
+		p.Platform = policies.Platform(st.dev.OS)
+	}
+	pj, err := json.Marshal(p)
+	if err != nil {
+		return policies.Verdict{}, fmt.Errorf("compliance: encode posture of %s: %w", deviceID, err)
+	}
+	return e.commitOne(ctx, st, st.dev, p, pj)
+}
+
+// commitOne evaluates st with posture p and device snapshot dev, commits (the posture too when
+// pj is not nil; the verdict when it changed), then updates memory, index and hooks. The caller
+// holds e.pass shared and st.mu.
+func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p *policies.Posture, pj []byte) (policies.Verdict, error) {
+	now := e.now().UTC()
+	next := &deviceState{id: st.id, dev: dev, posture: p}
+	sp := e.effective(next)
+	prev := st.verdict
+	v := policies.Evaluate(policyOf(sp), p, &prev, now)
+	changed, hist := verdictChanged(&prev, &v)
+	if pj != nil {
+		changed = true // a report is stored with the verdict it earned, evaluated now
+	} else if !changed {
+		v = prev // keep the stored verdict; nothing but the evaluation time moved
+	}
+	next.verdict = v
+	if pj != nil || changed {
+		var vj []byte
+		if changed {
+			var err error
+			if vj, err = json.Marshal(&v); err != nil {
+				return policies.Verdict{}, fmt.Errorf("compliance: encode verdict of %s: %w", st.id, err)
+			}
+		}
+		// Batch may run the function more than once; it only puts fixed keys and values.
+		err := e.db.Batch(func(tx *bbolt.Tx) error {
+			if pj != nil {
+				if err := tx.Bucket(bucketPosture).Put([]byte(st.id), pj); err != nil {
+					return err
+				}
+			}
+			if vj != nil {
+				return putVerdictTx(tx, st.id, &v, vj, hist)
+			}
+			return nil
+		})
+		if err != nil {
+			return policies.Verdict{}, fmt.Errorf("compliance: commit posture of %s: %w", st.id, err)
+		}
+	}
+	st.dev, st.posture, st.verdict = dev, p, v
+	e.publish(ctx, e.decision(st, sp), now)
+	return v, nil
+}
+
+func putVerdictTx(tx *bbolt.Tx, id string, v *policies.Verdict, vj []byte, hist bool) error {
+	if err := tx.Bucket(bucketVerdict).Put([]byte(id), vj); err != nil {
+		return err
+	}
+	if !hist {
+		return nil
+	}
+	return tx.Bucket(bucketHistory).Put(historyKey(id, v.EvaluatedAt), vj)
+}
+
+func historyKey(id string, at time.Time) []byte {
+	k := make([]byte, 0, len(id)+1+len(time.RFC3339Nano))
+	k = append(k, id...)
+	k = append(k, 0)
+	return at.UTC().AppendFormat(k, time.RFC3339Nano)
+}
+
+// verdictChanged reports whether v differs from prev in anything but the evaluation time, and
+// whether the difference belongs in the history (compliance or the set of reason codes).
+func verdictChanged(prev, v *policies.Verdict) (changed, history bool) {
+	history = prev.EvaluatedAt.IsZero() || prev.Compliant != v.Compliant ||
+		!slices.EqualFunc(prev.Reasons, v.Reasons, func(a, b policies.Reason) bool { return a.Code == b.Code })
+	changed = history || prev.PolicyName != v.PolicyName || prev.PolicyVersion != v.PolicyVersion ||
+		!prev.NoncompliantSince.Equal(v.NoncompliantSince) || !prev.GraceUntil.Equal(v.GraceUntil) ||
+		!slices.Equal(prev.Reasons, v.Reasons)
+	return changed, history
+}
+
+// publish puts a committed decision into the index and runs the hooks when, compared with the
+// decision it replaces, the allow flipped or the device state changed. A device's first
+// decision is not a change.
+func (e *Engine) publish(ctx context.Context, nd *access.Decision, now time.Time) {
+	old := e.index.Decision(nd.DeviceID)
+	e.index.Put(nd, now)
+	if old == nil || old.State == nd.State && old.Answer(now).Allow == nd.Answer(now).Allow {
+		return
+	}
+	e.hooksMu.RLock()
+	hooks := e.hooks
+	e.hooksMu.RUnlock()
+	for _, h := range hooks {
+		h(ctx, nd.DeviceID, *old, *nd)
+	}
+}
+
+// Evaluate re-evaluates one device from its current posture and commits a changed verdict.
+func (e *Engine) Evaluate(ctx context.Context, deviceID string) (policies.Verdict, error) {
+	e.pass.RLock()
+	defer e.pass.RUnlock()
+	st, err := e.state(ctx, deviceID)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return e.commitOne(ctx, st, st.dev, st.posture, nil)
+}
+
+// DeviceChanged refreshes what the engine knows of a device's inventory record (state, group,
+// OS, certificate serials) and re-evaluates it. The server calls it after every inventory
+// change: enrollment, lock, wipe, group move, certificate renewal.
+func (e *Engine) DeviceChanged(ctx context.Context, d *inventory.Device) (policies.Verdict, error) {
+	if d == nil {
+		return policies.Verdict{}, errors.New("compliance: DeviceChanged needs a device")
+	}
+	e.pass.RLock()
+	defer e.pass.RUnlock()
+	st, err := e.state(ctx, d.ID)
+	if err != nil {
+		return policies.Verdict{}, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return e.commitOne(ctx, st, snapshotOf(d), st.posture, nil)
+}
+
+// change is one device whose verdict moved in a ReevaluateAll pass.
+type change struct {
+	st   *deviceState
+	sp   *StoredPolicy
+	v    policies.Verdict
+	hist bool
+	vj   []byte
+}
+
+// ReevaluateAll evaluates every device from memory at the current time, commits the verdicts
+// that changed in batches, and updates the index and hooks after each committed batch. Run it
+// after a policy or assignment change; RunStaleness runs it periodically.
+func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
+	start := time.Now()
+	e.pass.Lock()
+	defer e.pass.Unlock()
+	now := e.now().UTC()
+	e.mu.Lock()
+	if !e.sorted {
+		sort.Strings(e.order)
+		e.sorted = true
+	}
+	order := e.order
+	devices := e.devices
+	e.mu.Unlock()
+
+	stats := Stats{Devices: len(order)}
+	var changes []change
+	e.policies.mu.RLock()
+	for _, id := range order {
+		st := devices[id]
+		sp, _ := e.policies.effectiveLocked(id, st.dev.Group)
+		v := policies.Evaluate(policyOf(sp), st.posture, &st.verdict, now)
+		if changed, hist := verdictChanged(&st.verdict, &v); changed {
+			changes = append(changes, change{st: st, sp: sp, v: v, hist: hist})
+		}
+	}
+	e.policies.mu.RUnlock()
+
+	// Publishing (index entries, hooks) of a committed batch overlaps the encoding and commit
+	// of the next one; each batch is still published only after its own commit.
+	committed := make(chan []change, 1)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for batch := range committed {
+			for i := range batch {
+				c := &batch[i]
+				c.st.mu.Lock() // Verdict reads without holding e.pass
+				c.st.verdict = c.v
+				c.st.mu.Unlock()
+				e.publish(ctx, e.decision(c.st, c.sp), now)
+			}
+		}
+	}()
+	err := e.commitChanges(ctx, changes, committed, &stats)
+	close(committed)
+	<-published
+	if err != nil {
+		return stats, err
+	}
+	stats.Took = time.Since(start)
+	return stats, nil
+}
+
+// commitChanges encodes and commits changes in batches, handing each committed batch to
+// the publisher.
+func (e *Engine) commitChanges(ctx context.Context, changes []change, committed chan<- []change, stats *Stats) error {
+	for len(changes) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		batch := changes[:min(len(changes), e.batchSize)]
+		changes = changes[len(batch):]
+		for i := range batch {
+			vj, err := json.Marshal(&batch[i].v)
+			if err != nil {
+				return fmt.Errorf("compliance: encode verdict of %s: %w", batch[i].st.id, err)
+			}
+			batch[i].vj = vj
+		}
+		err := e.db.Update(func(tx *bbolt.Tx) error {
+			for i := range batch {
+				c := &batch[i]
+				if err := putVerdictTx(tx, c.st.id, &c.v, c.vj, c.hist); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
+		}
+		committed <- batch
+		stats.Changed += len(batch)
+	}
+	return nil
+}
+
+// DryRun returns the devices that would be noncompliant if p applied to target, with their
+// reasons, by device ID. A device gets p for target when the target is the strongest
+// assignment it would have: a group target does not reach devices with their own device
+// assignment, and the default does not reach devices covered by a group or device assignment.
+// The zero Target means wherever a policy named p.Name is assigned now. Nothing is written.
+func (e *Engine) DryRun(ctx context.Context, p *policies.Policy, target Target) ([]DryRunResult, error) {
+	if p == nil {
+		return nil, errors.New("compliance: DryRun needs a policy")
+	}
+	current := target == Target{}
+	if !current {
+		if err := target.validate(); err != nil {
+			return nil, err
+		}
+	}
+	e.pass.RLock()
+	defer e.pass.RUnlock()
+	e.mu.RLock()
+	states := make([]*deviceState, 0, len(e.devices))
+	for _, st := range e.devices {
+		states = append(states, st)
+	}
+	e.mu.RUnlock()
+	now := e.now().UTC()
+	out := []DryRunResult{}
+	for _, st := range states {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		st.mu.Lock()
+		dev, pos, prev := st.dev, st.posture, st.verdict
+		st.mu.Unlock()
+		if !e.dryRunApplies(st.id, dev.Group, p.Name, target, current) {
+			continue
+		}
+		v := policies.Evaluate(p, pos, &prev, now)
+		if v.Compliant {
+			continue
+		}
+		out = append(out, DryRunResult{
+			DeviceID: st.id, Group: dev.Group, State: string(dev.State), Reasons: v.Reasons,
+			InGrace: v.InGrace(now), GraceUntil: v.GraceUntil,
+		})
+	}
+	slices.SortFunc(out, func(a, b DryRunResult) int {
+		switch {
+		case a.DeviceID < b.DeviceID:
+			return -1
+		case a.DeviceID > b.DeviceID:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// dryRunApplies reports whether a device would get the candidate policy.
+func (e *Engine) dryRunApplies(id, group, name string, target Target, current bool) bool {
+	e.policies.mu.RLock()
+	defer e.policies.mu.RUnlock()
+	sp, from := e.policies.effectiveLocked(id, group)
+	if current {
+		return sp != nil && sp.Name == name
+	}
+	switch target.Kind {
+	case TargetDevice:
+		return target.Name == id
+	case TargetGroup:
+		return target.Name == group && from.Kind != TargetDevice
+	default:
+		return from.Kind != TargetDevice && from.Kind != TargetGroup
+	}
+}
+
+// RunStaleness re-evaluates every device now and then every interval until ctx ends, so that
+// stored verdicts and history reflect reports going stale and grace periods ending (the index
+// already denies at read time). Errors are logged and retried at the next tick.
+func (e *Engine) RunStaleness(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		st, err := e.ReevaluateAll(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			e.logger.Error("compliance: periodic re-evaluation failed; retrying at the next tick", "err", err)
+		case err == nil && st.Changed > 0:
+			e.logger.Info("compliance: periodic re-evaluation", "devices", st.Devices, "changed", st.Changed, "took", st.Took)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Verdict returns the device's current verdict and posture from memory.
+func (e *Engine) Verdict(deviceID string) (policies.Verdict, *policies.Posture, bool) {
+	e.mu.RLock()
+	st := e.devices[deviceID]
+	e.mu.RUnlock()
+	if st == nil {
+		return policies.Verdict{}, nil, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.verdict, st.posture, true
+}
+
+// History returns up to limit verdict history rows of a device, oldest first.
+func (e *Engine) History(ctx context.Context, deviceID string, limit int) ([]policies.Verdict, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	prefix := append([]byte(deviceID), 0)
+	var out []policies.Verdict
+	err := e.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketHistory).Cursor()
+		for k, v := c.Seek(prefix); k != nil && len(out) < limit && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var vd policies.Verdict
+			if err := json.Unmarshal(v, &vd); err != nil {
+				return fmt.Errorf("compliance: decode history of %s: %w", deviceID, err)
+			}
+			out = append(out, vd)
+		}
+		return nil
+	})
+	return out, err
+}
+

@@ -1,0 +1,174 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
+)
+
+const (
+	basePolicy   = "encryption: {required: true}\nreporting: {max_age: 48h}\n"
+	strictPolicy = basePolicy + "os: {windows: 10.0.22631}\n"
+	gracePolicy  = basePolicy + "grace: 24h\n"
+)
+
+func TestPolicyVersioning(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	v1 := e.putPolicy(t, "clinical", basePolicy)
+	v2 := e.putPolicy(t, "clinical", strictPolicy)
+	if v1.Version != 1 || v2.Version != 2 || v2.Policy.Version != 2 || v2.Policy.Name != "clinical" {
+		t.Fatalf("versions %d %d (policy %s v%d)", v1.Version, v2.Version, v2.Policy.Name, v2.Policy.Version)
+	}
+	cur, err := e.ps.Get(ctx, "clinical")
+	if err != nil || cur.Version != 2 || string(cur.Source) != strictPolicy || cur.UpdatedBy != "admin" || !cur.UpdatedAt.Equal(t0) {
+		t.Fatalf("Get = %+v, %v", cur, err)
+	}
+	old, err := e.ps.GetVersion(ctx, "clinical", 1)
+	if err != nil || old.Version != 1 || string(old.Source) != basePolicy || old.Policy.OS != nil {
+		t.Fatalf("GetVersion(1) = %+v, %v", old, err)
+	}
+	if _, err := e.ps.GetVersion(ctx, "clinical", 3); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetVersion(3) error = %v, want ErrNotFound", err)
+	}
+
+	// An invalid document stores nothing and names the field and line.
+	_, err = e.ps.Put(ctx, "clinical", []byte("encryption: {required: true}\npasscode:\n  min_length: 99\n"), "admin")
+	var ve *policies.ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Field != "passcode.min_length" || ve.Problems[0].Line != 3 {
+		t.Fatalf("invalid Put error = %#v", err)
+	}
+	if _, err := e.ps.Put(ctx, "new-policy", []byte("bogus: 1"), "admin"); !errors.As(err, &ve) {
+		t.Fatalf("unknown field error = %v", err)
+	}
+	if _, err := e.ps.Get(ctx, "new-policy"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("rejected policy was stored: %v", err)
+	}
+	if _, err := e.ps.Put(ctx, "bad name!", []byte(basePolicy), "admin"); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("bad name error = %v", err)
+	}
+	if cur, _ := e.ps.Get(ctx, "clinical"); cur.Version != 2 {
+		t.Fatalf("a rejected Put moved the version to %d", cur.Version)
+	}
+
+	// Delete refuses while assigned, then deletes; versions are never reused.
+	e.assign(t, Target{Kind: TargetGroup, Name: "icu"}, "clinical")
+	if err := e.ps.Delete(ctx, "clinical"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Delete while assigned = %v, want ErrInUse", err)
+	}
+	if err := e.ps.Unassign(ctx, Target{Kind: TargetGroup, Name: "icu"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ps.Delete(ctx, "clinical"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ps.Get(ctx, "clinical"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after Delete = %v", err)
+	}
+	if err := e.ps.Assign(ctx, Target{Kind: TargetDefault}, "clinical"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("assigning a deleted policy = %v", err)
+	}
+	if v3 := e.putPolicy(t, "clinical", basePolicy); v3.Version != 3 {
+		t.Fatalf("version after delete = %d, want 3", v3.Version)
+	}
+	if vs, err := e.ps.Versions(ctx, "clinical"); err != nil || len(vs) != 3 || vs[0].Version != 1 || vs[2].Version != 3 {
+		t.Fatalf("Versions = %d, %v", len(vs), err)
+	}
+
+	// Everything survives a restart.
+	e.putPolicy(t, "other", basePolicy)
+	e.assign(t, Target{Kind: TargetDefault}, "other")
+	e.reopen(t)
+	list, _ := e.ps.List(ctx)
+	if len(list) != 2 || list[0].Name != "clinical" || list[0].Version != 3 || list[0].Policy == nil || list[1].Name != "other" {
+		t.Fatalf("List after restart = %+v", list)
+	}
+	if as := e.ps.Assignments(); len(as) != 1 || as[0].Policy != "other" || as[0].Target.Kind != TargetDefault {
+		t.Fatalf("Assignments after restart = %+v", as)
+	}
+	if v4 := e.putPolicy(t, "clinical", basePolicy); v4.Version != 4 {
+		t.Fatalf("version after restart = %d, want 4", v4.Version)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	dev := &inventory.Device{ID: "d_0000000000000001", Group: "icu"}
+	if sp, err := e.ps.Effective(dev); err != nil || sp != nil {
+		t.Fatalf("Effective with nothing assigned = %v, %v", sp, err)
+	}
+	for _, n := range []string{"def", "grp", "dev"} {
+		e.putPolicy(t, n, basePolicy)
+	}
+	want := func(name string) {
+		t.Helper()
+		sp, err := e.ps.Effective(dev)
+		got := ""
+		if sp != nil {
+			got = sp.Name
+		}
+		if err != nil || got != name {
+			t.Fatalf("Effective = %q, %v; want %q", got, err, name)
+		}
+	}
+	e.assign(t, Target{Kind: TargetDefault}, "def")
+	want("def")
+	e.assign(t, Target{Kind: TargetGroup, Name: "ward"}, "grp")
+	want("def")
+	e.assign(t, Target{Kind: TargetGroup, Name: "icu"}, "grp")
+	want("grp")
+	e.assign(t, Target{Kind: TargetDevice, Name: dev.ID}, "dev")
+	want("dev")
+	if err := e.ps.Unassign(ctx, Target{Kind: TargetDevice, Name: dev.ID}); err != nil {
+		t.Fatal(err)
+	}
+	want("grp")
+	if err := e.ps.Unassign(ctx, Target{Kind: TargetGroup, Name: "icu"}); err != nil {
+		t.Fatal(err)
+	}
+	want("def")
+
+	for _, bad := range []Target{{}, {Kind: "owner", Name: "x"}, {Kind: TargetDefault, Name: "x"}, {Kind: TargetGroup}} {
+		if err := e.ps.Assign(ctx, bad, "def"); !errors.Is(err, ErrInvalidTarget) {
+			t.Errorf("Assign(%+v) = %v, want ErrInvalidTarget", bad, err)
+		}
+	}
+	as := e.ps.Assignments()
+	if len(as) != 2 || as[0].Target.Kind != TargetDefault || as[1].Target != (Target{Kind: TargetGroup, Name: "ward"}) {
+		t.Fatalf("Assignments = %+v", as)
+	}
+}
+
+// FuzzPolicyPut feeds arbitrary documents to Put: it must never panic, and a rejected document
+// must leave nothing behind.
+func FuzzPolicyPut(f *testing.F) {
+	for _, s := range []string{basePolicy, strictPolicy, gracePolicy, "", "{}", "grace: [", `{"encryption":{"required":true}}`, "a: &a [*a]"} {
+		f.Add([]byte(s))
+	}
+	e := newEnv(f)
+	f.Fuzz(func(t *testing.T, src []byte) {
+		ctx := context.Background()
+		version := func() int {
+			if sp, err := e.ps.Get(ctx, "fuzz"); err == nil {
+				return sp.Version
+			}
+			return 0
+		}
+		before := version()
+		sp, err := e.ps.Put(ctx, "fuzz", src, "fuzzer")
+		after := version()
+		if err != nil {
+			if after != before {
+				t.Fatalf("rejected Put moved the version from %d to %d", before, after)
+			}
+			return
+		}
+		if after != before+1 || sp.Version != after || sp.Policy == nil {
+			t.Fatalf("accepted Put: version %d -> %d, returned %d", before, after, sp.Version)
+		}
+	})
+}
