@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
@@ -149,9 +148,11 @@ func (r *commandsResponse) validate() error {
 		if len(c.ManagedData) > maxManagedData {
 			return fmt.Errorf("command %s lists %d managed data paths, more than %d", c.ID, len(c.ManagedData), maxManagedData)
 		}
+		// Paths are checked when the wipe is planned, not here: one bad path must fail that
+		// command (and be reported), not every poll.
 		for _, p := range c.ManagedData {
-			if len(p) > maxPathLen || !filepath.IsAbs(p) {
-				return fmt.Errorf("command %s lists a managed data path that is not absolute: %q", c.ID, p)
+			if len(p) > maxPathLen {
+				return fmt.Errorf("command %s lists a managed data path longer than %d bytes", c.ID, maxPathLen)
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -102,7 +103,8 @@ func (a *Agent) execute(ctx context.Context, c Command) (res *state.Result, unen
 		if len(paths) == 0 {
 			paths = a.policyManagedData() // the command may leave the list to the policy
 		}
-		targets, err := planWipe(paths, a.wipeRoots, a.store.Dir())
+		passwd, _ := os.ReadFile("/etc/passwd") // unreadable: "~/" paths expand to nothing
+		targets, err := planWipe(paths, localHomes(passwd), a.wipeRoots, a.store.Dir())
 		if err != nil {
 			res.Detail = err.Error()
 			return res, false

@@ -34,9 +34,15 @@ func FuzzDecodeCommands(f *testing.F) {
 			if !state.ValidID(c.ID) || strings.ContainsAny(c.ID, `/\.`) || filepath.Base(c.ID) != c.ID {
 				t.Fatalf("unsafe command ID %q accepted", c.ID)
 			}
-			for _, p := range c.ManagedData {
-				if !filepath.IsAbs(p) {
-					t.Fatalf("relative managed data path %q accepted", p)
+			// Whatever paths were sent, a wipe plan only ever targets absolute paths strictly
+			// inside an allowed root.
+			root := t.TempDir()
+			targets, err := planWipe(c.ManagedData, []string{filepath.Join(root, "home", "u")}, []string{root}, "")
+			if err == nil {
+				for _, tg := range targets {
+					if !filepath.IsAbs(tg.path) || !within(tg.path, root) {
+						t.Fatalf("wipe plan escapes its root: %q", tg.path)
+					}
 				}
 			}
 		}

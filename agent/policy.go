@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/halemdm/hale/policies"
@@ -29,8 +28,8 @@ func (p *agentPolicy) validate() error {
 		return fmt.Errorf("the policy lists %d managed data paths, more than %d", len(p.ManagedData), maxManagedData)
 	}
 	for _, d := range p.ManagedData {
-		if len(d) > maxPathLen || !filepath.IsAbs(d) {
-			return fmt.Errorf("the policy lists a managed data path that is not absolute: %q", d)
+		if len(d) > maxPathLen || !validManagedPath(d) {
+			return fmt.Errorf("the policy lists a managed data path that is neither absolute nor ~/relative: %q", d)
 		}
 	}
 	return nil

@@ -42,7 +42,7 @@ func TestPlanWipe(t *testing.T) {
 		{filepath.Join(state, "device.key"), false, "own state"},
 		{root + "/a\x00b", false, "absolute"},
 	} {
-		_, err := planWipe([]string{tc.path}, roots, state)
+		_, err := planWipe([]string{tc.path}, nil, roots, state)
 		if tc.ok && err != nil {
 			t.Errorf("%q: %v", tc.path, err)
 		}
@@ -50,11 +50,11 @@ func TestPlanWipe(t *testing.T) {
 			t.Errorf("%q: err %v, want one mentioning %q", tc.path, err, tc.why)
 		}
 	}
-	if _, err := planWipe(nil, roots, state); err == nil {
+	if _, err := planWipe(nil, nil, roots, state); err == nil {
 		t.Error("an empty managed data list was accepted")
 	}
 	// The state directory containing a wipe path's parent is refused too.
-	if _, err := planWipe([]string{filepath.Join(root, "alice")}, roots, filepath.Join(root, "alice", "st")); err == nil {
+	if _, err := planWipe([]string{filepath.Join(root, "alice")}, nil, roots, filepath.Join(root, "alice", "st")); err == nil {
 		t.Error("a path containing the state directory was accepted")
 	}
 }
@@ -67,7 +67,7 @@ func TestDoWipeRemovesOnlyTheLinkAndReportsAbsent(t *testing.T) {
 	if err := os.Symlink(outside, link); err != nil {
 		t.Fatal(err)
 	}
-	targets, err := planWipe([]string{link, filepath.Join(root, "absent")}, []string{root}, "")
+	targets, err := planWipe([]string{link, filepath.Join(root, "absent")}, nil, []string{root}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +149,24 @@ func TestNormalizeServerURL(t *testing.T) {
 	for _, in := range []string{"http://mdm", "mdm.example.org", "https://", "https://u:p@mdm", "https://mdm/?q=1", "%zz"} {
 		if _, _, err := normalizeServerURL(in); err == nil {
 			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestExpandHomes(t *testing.T) {
+	passwd := "root:x:0:0:root:/root:/bin/bash\nbin:x:2:2::/bin:/usr/sbin/nologin\n" +
+		"alice:x:1000:1000::/home/alice:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\nbad line\n"
+	homes := localHomes([]byte(passwd))
+	if strings.Join(homes, ",") != "/root,/home/alice" {
+		t.Fatalf("homes %v", homes)
+	}
+	got := expandHomes([]string{"~/.local/share/securetext", "/opt/securetext"}, homes, []string{"/home", "/opt"})
+	if strings.Join(got, ",") != "/home/alice/.local/share/securetext,/opt/securetext" {
+		t.Fatalf("expanded %v (a home outside the wipe roots must not be touched)", got)
+	}
+	for p, ok := range map[string]bool{"/abs": true, "~/x": true, "~": false, "~/": false, "rel/x": false, "~root/x": false} {
+		if validManagedPath(p) != ok {
+			t.Errorf("validManagedPath(%q) = %v", p, !ok)
 		}
 	}
 }

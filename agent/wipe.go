@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -34,14 +35,61 @@ type wipeTarget struct {
 	rel  string // path relative to root
 }
 
+// validManagedPath reports whether p is a path a policy may list: absolute, or "~/" followed by
+// a path relative to each local user's home directory.
+func validManagedPath(p string) bool {
+	return !strings.ContainsRune(p, 0) && (filepath.IsAbs(p) || (strings.HasPrefix(p, "~/") && len(p) > 2))
+}
+
+// expandHomes replaces each "~/rel" path by rel under every home directory in homes that lies
+// inside an allowed root (a home outside the roots is not the agent's to wipe); other paths are
+// kept as they are.
+func expandHomes(paths, homes, roots []string) []string {
+	var out []string
+	for _, p := range paths {
+		rel, ok := strings.CutPrefix(p, "~/")
+		if !ok {
+			out = append(out, p)
+			continue
+		}
+		for _, h := range homes {
+			for _, r := range roots {
+				if within(filepath.Clean(h), filepath.Clean(r)) {
+					out = append(out, filepath.Join(h, rel))
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// localHomes returns the home directories of the local accounts in passwd (the contents of
+// /etc/passwd): interactive users (uid >= 1000) and root.
+func localHomes(passwd []byte) []string {
+	var homes []string
+	for _, line := range strings.Split(string(passwd), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 7 || !filepath.IsAbs(f[5]) {
+			continue
+		}
+		uid, err := strconv.Atoi(f[2])
+		if err != nil || (uid != 0 && (uid < 1000 || uid == 65534)) {
+			continue
+		}
+		homes = append(homes, filepath.Clean(f[5]))
+	}
+	return homes
+}
+
 // planWipe validates every path before anything is removed: a single bad path fails the whole
-// command, so a wipe never half-runs on a hostile list.
-func planWipe(paths, roots []string, stateDir string) ([]wipeTarget, error) {
+// command, so a wipe never half-runs on a hostile list. "~/" paths are expanded with homes.
+func planWipe(paths, homes, roots []string, stateDir string) ([]wipeTarget, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("the wipe command lists no managed data; set managed_data in the policy")
 	}
 	var out []wipeTarget
-	for _, raw := range paths {
+	for _, raw := range expandHomes(paths, homes, roots) {
 		t, err := planOne(raw, roots, stateDir)
 		if err != nil {
 			return nil, fmt.Errorf("refusing to wipe %q: %w", raw, err)

@@ -167,3 +167,36 @@ func TestAppleWipe(t *testing.T) {
 	}
 	t.Fatalf("device state after acknowledged erase: %s", d.State)
 }
+
+// An agent fetches its effective policy with an ETag and gets 304 when it has not changed.
+func TestAgentPolicyETag(t *testing.T) {
+	env := newTestEnv(t)
+	it := env.token("it")
+	_, agent := env.enrolledAgent()
+	if code := agentDo(t, agent, "GET", env.url+"/agent/v1/policy", nil, nil); code != http.StatusNotFound {
+		t.Fatalf("no policy yet: %d", code)
+	}
+	env.call("PUT", "/api/v1/policies/p", it, []byte("reporting:\n  max_age: 15m\nmanaged_data:\n  linux: [/srv/securetext]\n"), nil)
+	env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"group","name":"icu"},"policy":"p"}`), nil)
+	resp, err := agent.Get(env.url + "/agent/v1/policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ap struct {
+		Policy      string   `json:"policy"`
+		ManagedData []string `json:"managed_data"`
+	}
+	json.NewDecoder(resp.Body).Decode(&ap)
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != 200 || etag == "" || ap.Policy != "p" || len(ap.ManagedData) != 1 {
+		t.Fatalf("policy: %d etag=%q %+v", resp.StatusCode, etag, ap)
+	}
+	req, _ := http.NewRequest("GET", env.url+"/agent/v1/policy", nil)
+	req.Header.Set("If-None-Match", etag)
+	resp, err = agent.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("unchanged policy: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+}

@@ -305,6 +305,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	// Periodic work, stopped with the server: stored verdicts follow stale reports and ended
+	// grace periods (the index already denies them at read time), and the audit log gets a signed
+	// checkpoint when it grew.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var work sync.WaitGroup
+	work.Add(2)
+	go func() { defer work.Done(); s.compliance.RunStaleness(workCtx, time.Minute) }()
+	go func() { defer work.Done(); _ = s.audit.Run(workCtx, 5*time.Minute) }()
+	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {
 	case err := <-errc:

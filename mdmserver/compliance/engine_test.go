@@ -2,6 +2,7 @@ package compliance
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -440,4 +441,48 @@ func TestRunStaleness(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// FuzzIngestAgentReport feeds decoded agent reports of any shape to the engine: it must never
+// panic, and whatever it accepts must survive a restart.
+func FuzzIngestAgentReport(f *testing.F) {
+	seed, _ := json.Marshal(windows("10.0.22631", true, t0))
+	for _, s := range []string{
+		string(seed), `{}`, `{"platform":"plan9"}`,
+		`{"platform":"windows","os":{"value":{"version":"99999999999999999999.1"},"source":"attested","observed_at":"9999-12-31T23:59:59Z"}}`,
+		`{"platform":"linux","disk_encrypted":{"value":true,"source":"mdm"},"restrictions":{"value":{"a":true}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	e := newEnv(f)
+	e.putPolicy(f, "clinical", strictPolicy)
+	e.assign(f, Target{Kind: TargetDefault}, "clinical")
+	d := e.device(f, "icu")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p policies.Posture
+		if json.Unmarshal(data, &p) != nil {
+			return
+		}
+		v, err := e.eng.IngestAgentReport(context.Background(), d.ID, &p, t0)
+		if err != nil {
+			return
+		}
+		got, pos, _ := e.eng.Verdict(d.ID)
+		if got.Compliant != v.Compliant || pos == nil || !pos.ReportedAt.Equal(t0) {
+			t.Fatalf("verdict in memory %+v, returned %+v", got, v)
+		}
+		for _, c := range []*policies.Claim[bool]{pos.DiskEncrypted, pos.SecureBoot, pos.Jailbroken} {
+			if c != nil && (c.Source != policies.ProvenanceAgent || c.ObservedAt.After(t0)) {
+				t.Fatalf("agent claim kept source %q, observed %s", c.Source, c.ObservedAt)
+			}
+		}
+		idx := access.NewIndex()
+		eng, err := NewEngine(e.db, e.ps, e.inv, idx, WithClock(e.clock.Now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Load(context.Background()); err != nil {
+			t.Fatalf("stored report does not load: %v", err)
+		}
+	})
 }
