@@ -212,7 +212,10 @@ func (s *Store) saveResult(res *Result) (saved bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	// Batched with other devices' results; the function is idempotent (it checks what is stored),
+	// as db.Batch may run it twice.
+	err = s.db.Batch(func(tx *bbolt.Tx) error {
+		saved = false
 		results := tx.Bucket(bucketResults)
 		k := key(res.EnrollmentID, res.CommandUUID)
 		if prev := results.Get(k); prev != nil {

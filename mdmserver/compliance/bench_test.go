@@ -125,3 +125,37 @@ func BenchmarkReevaluateAll100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(changed)/float64(i), "changed/op")
 }
+
+// BenchmarkReevaluateVsRead100k runs both passes above on one fleet, alternating within each
+// iteration, so that both see the same machine load, and reports their mean times and ratio
+// (the acceptance figure: reeval/read <= 2).
+func BenchmarkReevaluateVsRead100k(b *testing.B) {
+	e := benchFleet(b, benchDevices)
+	ctx := context.Background()
+	srcs := []string{strictPolicy, basePolicy}
+	var read, reeval time.Duration
+	i := 0
+	for b.Loop() {
+		start := time.Now()
+		n := 0
+		if err := e.inv.ForEach(ctx, func(*inventory.Device) error { n++; return nil }); err != nil || n != benchDevices {
+			b.Fatalf("read %d devices: %v", n, err)
+		}
+		read += time.Since(start)
+
+		start = time.Now()
+		e.clock.Set(t0.Add(time.Duration(i+2) * time.Minute))
+		if _, err := e.ps.Put(ctx, "east", []byte(srcs[i%2]), "bench"); err != nil {
+			b.Fatal(err)
+		}
+		st, err := e.eng.ReevaluateAll(ctx)
+		if err != nil || st.Changed != benchDevices/2 {
+			b.Fatalf("pass = %+v, %v", st, err)
+		}
+		reeval += time.Since(start)
+		i++
+	}
+	b.ReportMetric(float64(read.Nanoseconds())/float64(i), "read-ns/pass")
+	b.ReportMetric(float64(reeval.Nanoseconds())/float64(i), "reeval-ns/pass")
+	b.ReportMetric(float64(reeval)/float64(read), "ratio")
+}

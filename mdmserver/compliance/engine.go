@@ -72,6 +72,9 @@ type deviceState struct {
 	dev     snapshot
 	posture *policies.Posture
 	verdict policies.Verdict
+	// unsaved marks a verdict computed at Load for a device that had none stored; the next
+	// evaluation writes it even if it did not change.
+	unsaved bool
 }
 
 // Engine evaluates device posture against the effective policies, persists postures and
@@ -197,6 +200,9 @@ func (e *Engine) Load(ctx context.Context) error {
 			if st.verdict.EvaluatedAt.IsZero() {
 				return fmt.Errorf("compliance: stored verdict of %s has no evaluation time", d.ID)
 			}
+		} else {
+			st.verdict = policies.Evaluate(policyOf(e.effective(st)), st.posture, nil, now)
+			st.unsaved = true
 		}
 		devices[d.ID] = st
 		order = append(order, d.ID)
@@ -213,14 +219,7 @@ func (e *Engine) Load(ctx context.Context) error {
 	e.mu.Unlock()
 	for _, id := range order {
 		st := devices[id]
-		sp := e.effective(st)
-		d := e.decision(st, sp)
-		if st.verdict.EvaluatedAt.IsZero() {
-			// Never evaluated: the index gets a verdict evaluated now, while st keeps the zero
-			// verdict so the next pass persists it.
-			d.Verdict = policies.Evaluate(policyOf(sp), st.posture, nil, now)
-		}
-		e.index.Put(d, now)
+		e.index.Put(e.decision(st, e.effective(st)), now)
 	}
 	e.index.MarkLoaded()
 	e.logger.Info("compliance: loaded", "devices", len(order))
@@ -349,6 +348,9 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p
 	prev := st.verdict
 	v := policies.Evaluate(policyOf(sp), p, &prev, now)
 	changed, hist := verdictChanged(&prev, &v)
+	if st.unsaved {
+		changed, hist = true, true
+	}
 	if pj != nil {
 		changed = true // a report is stored with the verdict it earned, evaluated now
 	} else if !changed {
@@ -379,7 +381,7 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p
 			return policies.Verdict{}, fmt.Errorf("compliance: commit posture of %s: %w", st.id, err)
 		}
 	}
-	st.dev, st.posture, st.verdict = dev, p, v
+	st.dev, st.posture, st.verdict, st.unsaved = dev, p, v, false
 	e.publish(ctx, e.decision(st, sp), now)
 	return v, nil
 }
@@ -504,20 +506,9 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 	e.mu.Unlock()
 
 	stats := Stats{Devices: len(order)}
-	var changes []change
-	e.policies.mu.RLock()
-	for _, id := range order {
-		st := devices[id]
-		sp, _ := e.policies.effectiveLocked(id, st.dev.Group)
-		v := policies.Evaluate(policyOf(sp), st.posture, &st.verdict, now)
-		if changed, hist := verdictChanged(&st.verdict, &v); changed {
-			changes = append(changes, change{st: st, sp: sp, v: v, hist: hist})
-		}
-	}
-	e.policies.mu.RUnlock()
-
-	// Publishing (index entries, hooks) of a committed batch overlaps the encoding and commit
-	// of the next one; each batch is still published only after its own commit.
+	// Changed verdicts are committed a batch at a time while the pass goes on. Publishing
+	// (index entries, hooks) of a committed batch runs beside the evaluation and commit of the
+	// next one; each batch is still published only after its own commit.
 	committed := make(chan []change, 1)
 	published := make(chan struct{})
 	go func() {
@@ -526,13 +517,13 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 			for i := range batch {
 				c := &batch[i]
 				c.st.mu.Lock() // Verdict reads without holding e.pass
-				c.st.verdict = c.v
+				c.st.verdict, c.st.unsaved = c.v, false
 				c.st.mu.Unlock()
 				e.publish(ctx, e.decision(c.st, c.sp), now)
 			}
 		}
 	}()
-	err := e.commitChanges(ctx, changes, committed, &stats)
+	err := e.evaluateAll(ctx, order, devices, now, committed, &stats)
 	close(committed)
 	<-published
 	if err != nil {
@@ -542,36 +533,58 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 	return stats, nil
 }
 
-// commitChanges encodes and commits changes in batches, handing each committed batch to
-// the publisher.
-func (e *Engine) commitChanges(ctx context.Context, changes []change, committed chan<- []change, stats *Stats) error {
-	for len(changes) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
+// evaluateAll evaluates every device in order and commits the changed verdicts in batches,
+// handing each committed batch to the publisher.
+func (e *Engine) evaluateAll(ctx context.Context, order []string, devices map[string]*deviceState, now time.Time, committed chan<- []change, stats *Stats) error {
+	batch := make([]change, 0, e.batchSize)
+	for i, id := range order {
+		st := devices[id]
+		e.policies.mu.RLock()
+		sp, _ := e.policies.effectiveLocked(id, st.dev.Group)
+		e.policies.mu.RUnlock()
+		v := policies.Evaluate(policyOf(sp), st.posture, &st.verdict, now)
+		changed, hist := verdictChanged(&st.verdict, &v)
+		if st.unsaved {
+			changed, hist = true, true
 		}
-		batch := changes[:min(len(changes), e.batchSize)]
-		changes = changes[len(batch):]
-		for i := range batch {
-			vj, err := json.Marshal(&batch[i].v)
-			if err != nil {
-				return fmt.Errorf("compliance: encode verdict of %s: %w", batch[i].st.id, err)
-			}
-			batch[i].vj = vj
+		if changed {
+			batch = append(batch, change{st: st, sp: sp, v: v, hist: hist})
 		}
-		err := e.db.Update(func(tx *bbolt.Tx) error {
-			for i := range batch {
-				c := &batch[i]
-				if err := putVerdictTx(tx, c.st.id, &c.v, c.vj, c.hist); err != nil {
-					return err
-				}
+		if len(batch) == e.batchSize || i == len(order)-1 && len(batch) > 0 {
+			if err := e.commitBatch(ctx, batch); err != nil {
+				return err
 			}
-			return nil
-		})
+			committed <- batch
+			stats.Changed += len(batch)
+			batch = make([]change, 0, e.batchSize)
+		}
+	}
+	return nil
+}
+
+// commitBatch encodes and commits the verdicts (and history rows) of one batch.
+func (e *Engine) commitBatch(ctx context.Context, batch []change) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range batch {
+		vj, err := json.Marshal(&batch[i].v)
 		if err != nil {
-			return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
+			return fmt.Errorf("compliance: encode verdict of %s: %w", batch[i].st.id, err)
 		}
-		committed <- batch
-		stats.Changed += len(batch)
+		batch[i].vj = vj
+	}
+	err := e.db.Update(func(tx *bbolt.Tx) error {
+		for i := range batch {
+			c := &batch[i]
+			if err := putVerdictTx(tx, c.st.id, &c.v, c.vj, c.hist); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
 	}
 	return nil
 }

@@ -170,7 +170,9 @@ func (b *Bucket) Has(_ context.Context, key string) (bool, error) {
 	return found, nil
 }
 
-// Set stores value at key and returns after bbolt committed it.
+// Set stores value at key and returns after bbolt committed it. Concurrent Sets and Deletes
+// (every device's check-in records its last-seen time) share one commit through db.Batch: a put
+// or delete is idempotent, so a batch retried after one member failed is harmless.
 func (b *Bucket) Set(_ context.Context, key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return b.opErr("set", key, err)
@@ -178,7 +180,7 @@ func (b *Bucket) Set(_ context.Context, key string, value []byte) error {
 	if err := checkValue(value); err != nil {
 		return b.opErr("set", key, err)
 	}
-	err := b.store.db.Update(func(tx *bbolt.Tx) error {
+	err := b.store.db.Batch(func(tx *bbolt.Tx) error {
 		bk, err := b.bucket(tx)
 		if err != nil {
 			return err
@@ -197,7 +199,7 @@ func (b *Bucket) Delete(_ context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return b.opErr("delete", key, err)
 	}
-	err := b.store.db.Update(func(tx *bbolt.Tx) error {
+	err := b.store.db.Batch(func(tx *bbolt.Tx) error {
 		bk, err := b.bucket(tx)
 		if err != nil {
 			return err

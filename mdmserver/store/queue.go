@@ -104,7 +104,8 @@ func (q *commandQueue) StoreCommandReport(r *mdm.Request, report *mdm.CommandRes
 	if report.CommandUUID == "" {
 		return errors.New("empty command UUID")
 	}
-	return q.db.Update(func(tx *bbolt.Tx) error {
+	// Batched: many devices report at once, and the update is idempotent.
+	return q.db.Batch(func(tx *bbolt.Tx) error {
 		status := tx.Bucket(bucketQueueStatus)
 		key := statusKey(r.ID, report.CommandUUID)
 		if report.Status == "NotNow" {

@@ -112,6 +112,9 @@ func Open(path string, opts ...Option) (*Store, error) {
 		cfg.logger.Warn("database file was accessible to other users; changed its mode to 0600",
 			"path", path, "was", fi.Mode().Perm().String())
 	}
+	// Batched writers wait at most this long for company: shorter than bbolt's 10ms default
+	// so a lone device's check-in is not held back, long enough to share an fsync under load.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, logger: cfg.logger}
 	if err := s.createBuckets(metaBucket); err != nil {
 		db.Close()
