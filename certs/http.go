@@ -1,9 +1,10 @@
 package certs
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/halemdm/hale/internal/problem"
 )
 
 // RootHandler serves the root certificate as PEM (GET /ca/root.pem).
@@ -31,7 +32,7 @@ func (a *Authority) CRLHandler() http.Handler {
 		der, err := a.CRL(r.Context())
 		if err != nil {
 			a.logger.Error("serve CRL", "err", err)
-			writeProblem(w, http.StatusInternalServerError, "CRL unavailable", "The certificate revocation list could not be produced; see the server log.")
+			problem.Error(w, r, http.StatusInternalServerError, "crl-unavailable", "The certificate revocation list could not be produced; see the server log.")
 			return
 		}
 		w.Header().Set("Content-Type", "application/pkix-crl")
@@ -50,19 +51,6 @@ func readOnly(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	writeProblem(w, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or HEAD.")
+	problem.Error(w, r, http.StatusMethodNotAllowed, "method-not-allowed", "Use GET or HEAD.")
 	return false
-}
-
-// writeProblem writes an RFC 9457 problem document.
-func writeProblem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(struct {
-		Type   string `json:"type"`
-		Title  string `json:"title"`
-		Status int    `json:"status"`
-		Detail string `json:"detail,omitempty"`
-	}{"about:blank", title, status, detail})
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/halemdm/hale/internal/text"
 )
 
 // Body size limits. An enrollment request is a handful of short strings; an agent enrollment
@@ -104,7 +106,7 @@ func DecodeAgentEnroll(r io.Reader) (AgentEnrollRequest, error) {
 	if err := decodeJSON(r, MaxAgentEnrollBody, &body); err != nil {
 		return AgentEnrollRequest{}, err
 	}
-	if body.Token == "" || len(body.Token) > maxText || !printable(body.Token) {
+	if body.Token == "" || len(body.Token) > maxText || !text.Printable(body.Token) {
 		return AgentEnrollRequest{}, fmt.Errorf("%w: token is missing or malformed", ErrInvalid)
 	}
 	if err := body.Facts.validate(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/micromdm/plist"
 	"github.com/smallstep/pkcs7"
+
+	"github.com/halemdm/hale/internal/text"
 )
 
 // AccessRights bits of the com.apple.mdm payload, as documented by Apple
@@ -211,14 +213,14 @@ func (p *ProfileParams) normalize() error {
 		{"identifier", p.Identifier}, {"display name", p.DisplayName}, {"description", p.Description},
 		{"organization", p.Organization}, {"SCEP name", p.SCEPName}, {"subject O", p.SubjectO},
 	} {
-		if !printable(f.v) || len(f.v) > 1024 {
+		if !text.Printable(f.v) || len(f.v) > 1024 {
 			errs = append(errs, fmt.Errorf("%s must be printable text up to 1024 bytes", f.name))
 		}
 	}
 	if p.RootCA == nil || len(p.RootCA.Raw) == 0 {
 		errs = append(errs, errors.New("root CA certificate is required"))
 	}
-	if p.Challenge == "" || !printable(p.Challenge) {
+	if p.Challenge == "" || !text.Printable(p.Challenge) {
 		errs = append(errs, errors.New("SCEP challenge is required"))
 	}
 	if err := checkText("subject CN", p.SubjectCN, true); err != nil {

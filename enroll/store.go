@@ -19,10 +19,10 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/text"
 )
 
 // Platform is how a device enrolls: through Apple MDM or through the mdmagent daemon.
@@ -221,22 +221,10 @@ func checkText(field, s string, required bool) error {
 		return fmt.Errorf("%w: %s is required", ErrInvalid, field)
 	case len(s) > maxText:
 		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalid, field, maxText)
-	case !printable(s):
+	case !text.Printable(s):
 		return fmt.Errorf("%w: %s must be printable UTF-8 text", ErrInvalid, field)
 	}
 	return nil
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
 }
 
 // Create makes an enrollment and returns its record and the token, which is never available

@@ -18,7 +18,6 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +29,7 @@ import (
 	smscep "github.com/smallstep/scep"
 
 	"github.com/halemdm/hale/certs"
+	"github.com/halemdm/hale/internal/problem"
 )
 
 func init() {
@@ -92,7 +92,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "PKIOperation":
 		s.pkiOperation(w, r)
 	default:
-		writeProblem(w, http.StatusBadRequest, "Unknown SCEP operation", fmt.Sprintf("operation %q is not GetCACaps, GetCACert or PKIOperation", op))
+		problem.Error(w, r, http.StatusBadRequest, "unknown-scep-operation", fmt.Sprintf("operation %q is not GetCACaps, GetCACert or PKIOperation", op))
 	}
 }
 
@@ -114,12 +114,12 @@ func (s *Server) getCACert(w http.ResponseWriter) {
 func (s *Server) pkiOperation(w http.ResponseWriter, r *http.Request) {
 	msg, err := readMessage(w, r)
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "Bad SCEP message", err.Error())
+		problem.Error(w, r, http.StatusBadRequest, "bad-scep-message", err.Error())
 		return
 	}
 	req, err := smscep.ParsePKIMessage(msg)
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "Bad SCEP message", "the message is not a signed SCEP pkiMessage")
+		problem.Error(w, r, http.StatusBadRequest, "bad-scep-message", "the message is not a signed SCEP pkiMessage")
 		return
 	}
 	ra, raKey, err := s.ca.SCEPRA()
@@ -255,20 +255,7 @@ func readMessage(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 
 func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
 	s.logger.Error("SCEP "+what, "err", err)
-	writeProblem(w, http.StatusInternalServerError, "SCEP unavailable", "The SCEP service failed; see the server log.")
-}
-
-// writeProblem writes an RFC 9457 problem document.
-func writeProblem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(struct {
-		Type   string `json:"type"`
-		Title  string `json:"title"`
-		Status int    `json:"status"`
-		Detail string `json:"detail,omitempty"`
-	}{"about:blank", title, status, detail})
+	problem.Error(w, nil, http.StatusInternalServerError, "scep-unavailable", "The SCEP service failed; see the server log.")
 }
 
 func newNonce() (smscep.SenderNonce, error) {

@@ -36,7 +36,8 @@ type ChangeFunc func(ctx context.Context, deviceID string, old, new access.Decis
 
 // Stats describes one ReevaluateAll pass.
 type Stats struct {
-	Devices int           `json:"devices"`
+	Devices int `json:"devices"`
+	// Changed counts the verdicts written (see verdictChanged for what a change is).
 	Changed int           `json:"changed"`
 	Took    time.Duration `json:"took"`
 }
@@ -75,6 +76,9 @@ type deviceState struct {
 	// unsaved marks a verdict computed at Load for a device that had none stored; the next
 	// evaluation writes it even if it did not change.
 	unsaved bool
+	// maxAge is the report age limit of the policy in the published decision: a policy edit
+	// that changes only it moves the decision's StaleAt without changing the verdict.
+	maxAge time.Duration
 }
 
 // Engine evaluates device posture against the effective policies, persists postures and
@@ -219,7 +223,9 @@ func (e *Engine) Load(ctx context.Context) error {
 	e.mu.Unlock()
 	for _, id := range order {
 		st := devices[id]
-		e.index.Put(e.decision(st, e.effective(st)), now)
+		sp := e.effective(st)
+		st.maxAge = reportMaxAge(sp)
+		e.index.Put(e.decision(st, sp), now)
 	}
 	e.index.MarkLoaded()
 	e.logger.Info("compliance: loaded", "devices", len(order))
@@ -249,13 +255,16 @@ func (e *Engine) decision(st *deviceState, sp *StoredPolicy) *access.Decision {
 	}
 	if st.posture != nil && !st.posture.ReportedAt.IsZero() {
 		d.ReportedAt = st.posture.ReportedAt
-		maxAge := policies.DefaultReportMaxAge
-		if sp != nil {
-			maxAge = sp.Policy.ReportMaxAge()
-		}
-		d.StaleAt = d.ReportedAt.Add(maxAge)
+		d.StaleAt = d.ReportedAt.Add(reportMaxAge(sp))
 	}
 	return d
+}
+
+func reportMaxAge(sp *StoredPolicy) time.Duration {
+	if sp == nil {
+		return policies.DefaultReportMaxAge
+	}
+	return sp.Policy.ReportMaxAge()
 }
 
 // state returns the in-memory state of a device, reading a device the engine has not seen
@@ -381,7 +390,7 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p
 			return policies.Verdict{}, fmt.Errorf("compliance: commit posture of %s: %w", st.id, err)
 		}
 	}
-	st.dev, st.posture, st.verdict, st.unsaved = dev, p, v, false
+	st.dev, st.posture, st.verdict, st.unsaved, st.maxAge = dev, p, v, false, reportMaxAge(sp)
 	e.publish(ctx, e.decision(st, sp), now)
 	return v, nil
 }
@@ -403,12 +412,18 @@ func historyKey(id string, at time.Time) []byte {
 	return at.UTC().AppendFormat(k, time.RFC3339Nano)
 }
 
-// verdictChanged reports whether v differs from prev in anything but the evaluation time, and
-// whether the difference belongs in the history (compliance or the set of reason codes).
+// verdictChanged reports whether the outcome of v differs from prev, and whether the
+// difference belongs in the history (compliance or the set of reason codes).
+//
+// The outcome is compliance, reasons, noncompliant_since, grace_until and the policy's name.
+// A new version of the same policy that gives the same outcome is not a change: the stored
+// verdict stays the evaluation that produced the outcome (its evaluated_at and policy_version
+// say when and under which version), so an edit to a policy rewrites only the verdicts it
+// actually moves.
 func verdictChanged(prev, v *policies.Verdict) (changed, history bool) {
 	history = prev.EvaluatedAt.IsZero() || prev.Compliant != v.Compliant ||
 		!slices.EqualFunc(prev.Reasons, v.Reasons, func(a, b policies.Reason) bool { return a.Code == b.Code })
-	changed = history || prev.PolicyName != v.PolicyName || prev.PolicyVersion != v.PolicyVersion ||
+	changed = history || prev.PolicyName != v.PolicyName ||
 		!prev.NoncompliantSince.Equal(v.NoncompliantSince) || !prev.GraceUntil.Equal(v.GraceUntil) ||
 		!slices.Equal(prev.Reasons, v.Reasons)
 	return changed, history
@@ -486,6 +501,8 @@ type change struct {
 	v    policies.Verdict
 	hist bool
 	vj   []byte
+	// indexOnly marks an unchanged verdict whose decision must still be republished.
+	indexOnly bool
 }
 
 // ReevaluateAll evaluates every device from memory at the current time, commits the verdicts
@@ -517,9 +534,10 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 			for i := range batch {
 				c := &batch[i]
 				c.st.mu.Lock() // Verdict reads without holding e.pass
-				c.st.verdict, c.st.unsaved = c.v, false
+				c.st.verdict, c.st.unsaved, c.st.maxAge = c.v, false, reportMaxAge(c.sp)
+				d := e.decision(c.st, c.sp)
 				c.st.mu.Unlock()
-				e.publish(ctx, e.decision(c.st, c.sp), now)
+				e.publish(ctx, d, now)
 			}
 		}
 	}()
@@ -547,15 +565,23 @@ func (e *Engine) evaluateAll(ctx context.Context, order []string, devices map[st
 		if st.unsaved {
 			changed, hist = true, true
 		}
-		if changed {
+		switch {
+		case changed:
 			batch = append(batch, change{st: st, sp: sp, v: v, hist: hist})
+		case reportMaxAge(sp) != st.maxAge:
+			// Same verdict, new staleness deadline: publish, nothing to write.
+			batch = append(batch, change{st: st, sp: sp, v: st.verdict, indexOnly: true})
 		}
 		if len(batch) == e.batchSize || i == len(order)-1 && len(batch) > 0 {
 			if err := e.commitBatch(ctx, batch); err != nil {
 				return err
 			}
 			committed <- batch
-			stats.Changed += len(batch)
+			for i := range batch {
+				if !batch[i].indexOnly {
+					stats.Changed++
+				}
+			}
 			batch = make([]change, 0, e.batchSize)
 		}
 	}
@@ -568,6 +594,9 @@ func (e *Engine) commitBatch(ctx context.Context, batch []change) error {
 		return err
 	}
 	for i := range batch {
+		if batch[i].indexOnly {
+			continue
+		}
 		vj, err := json.Marshal(&batch[i].v)
 		if err != nil {
 			return fmt.Errorf("compliance: encode verdict of %s: %w", batch[i].st.id, err)
@@ -577,6 +606,9 @@ func (e *Engine) commitBatch(ctx context.Context, batch []change) error {
 	err := e.db.Update(func(tx *bbolt.Tx) error {
 		for i := range batch {
 			c := &batch[i]
+			if c.indexOnly {
+				continue
+			}
 			if err := putVerdictTx(tx, c.st.id, &c.v, c.vj, c.hist); err != nil {
 				return err
 			}

@@ -190,8 +190,8 @@ func TestReevaluateAllStricterPolicy(t *testing.T) {
 	e.clock.Set(t0.Add(time.Minute)) // history rows are keyed by evaluation time
 	before := bucketDump(t, e.db)
 	st, err := e.eng.ReevaluateAll(ctx)
-	// Every verdict records the new policy version; half the devices flip to denied.
-	if err != nil || st.Devices != 10 || st.Changed != 10 {
+	// Half the devices flip to denied; only their verdicts are rewritten.
+	if err != nil || st.Devices != 10 || st.Changed != 5 {
 		t.Fatalf("pass after the stricter policy = %+v, %v", st, err)
 	}
 	slices.Sort(denied)
@@ -215,11 +215,25 @@ func TestReevaluateAllStricterPolicy(t *testing.T) {
 			changedKeys++
 		}
 	}
-	if changedKeys != 10+5 { // ten verdicts, five history rows
-		t.Fatalf("%d keys written, want 15", changedKeys)
+	if changedKeys != 5+5 { // five verdicts, five history rows
+		t.Fatalf("%d keys written, want 10", changedKeys)
 	}
 	if st, err := e.eng.ReevaluateAll(ctx); err != nil || st.Changed != 0 {
 		t.Fatalf("second pass = %+v, %v", st, err)
+	}
+
+	// A shorter report age moves no verdict but moves every staleness deadline in the index.
+	e.putPolicy(t, "clinical", "encryption: {required: true}\nreporting: {max_age: 1h}\nos: {windows: 10.0.22631}\n")
+	if st, err := e.eng.ReevaluateAll(ctx); err != nil || st.Changed != 0 {
+		t.Fatalf("pass after a max_age change = %+v, %v", st, err)
+	}
+	for _, id := range old {
+		if v, _, _ := e.eng.Verdict(id); v.PolicyVersion != 2 {
+			t.Fatalf("unchanged verdict rewritten: %+v", v)
+		}
+	}
+	if a := e.index.Lookup(old[0], t0.Add(2*time.Hour)); !slices.Contains(codes(a.Reasons), access.ReasonReportStale) {
+		t.Fatalf("index kept the old staleness deadline: %+v", a)
 	}
 }
 

@@ -20,10 +20,10 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/text"
 )
 
 // Platform is how a device is managed.
@@ -669,7 +669,7 @@ func (d *Device) normalize() error {
 		{"os", d.OS}, {"owner", d.Owner}, {"group", d.Group}, {"serial", d.Serial}, {"udid", d.UDID},
 		{"enrollment_id", d.EnrollmentID}, {"hostname", d.Hostname}, {"enrollment", d.Enrollment},
 	} {
-		if len(f.v) > maxText || !printable(f.v) {
+		if len(f.v) > maxText || !text.Printable(f.v) {
 			errs = append(errs, fmt.Errorf("%s must be printable text up to %d bytes", f.name, maxText))
 		}
 	}
@@ -695,16 +695,4 @@ func (d *Device) normalize() error {
 		d.CertSerials = nil
 	}
 	return nil
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
 }
