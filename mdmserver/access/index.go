@@ -129,6 +129,16 @@ type entry struct {
 	deadline time.Time // the earliest instant the answer may change without a write
 	body     []byte    // JSON of d.Answer at any instant before deadline
 	allow    bool
+	// posture is d.Posture encoded. Postures are never changed once published (a report makes
+	// a new one), so a re-evaluation that keeps the posture reuses these bytes: the posture is
+	// most of an answer, and a fleet-wide policy change would otherwise re-encode every one.
+	posture json.RawMessage
+}
+
+// answerJSON is Answer with the posture already encoded; it marshals to the same JSON.
+type answerJSON struct {
+	Answer
+	Posture json.RawMessage `json:"posture,omitempty"`
 }
 
 // deadline returns the first instant after which d's answer may differ from its answer at now.
@@ -183,7 +193,10 @@ func (x *Index) Put(d *Decision, now time.Time) {
 			d = &cp
 		}
 	}
-	e := newEntry(d, now)
+	x.mu.RLock()
+	prev := x.entries[d.DeviceID]
+	x.mu.RUnlock()
+	e := newEntry(d, now, prev)
 	x.mu.Lock()
 	if old := x.entries[d.DeviceID]; old != nil {
 		for _, s := range old.d.CertSerials {
@@ -197,10 +210,21 @@ func (x *Index) Put(d *Decision, now time.Time) {
 	x.mu.Unlock()
 }
 
-func newEntry(d *Decision, now time.Time) *entry {
+// newEntry encodes d's answer at now. prev, when not nil, is the entry d replaces: its encoded
+// posture is reused when the posture is the same.
+func newEntry(d *Decision, now time.Time, prev *entry) *entry {
+	var posture json.RawMessage
+	switch {
+	case d.Posture == nil:
+	case prev != nil && prev.d.Posture == d.Posture:
+		posture = prev.posture
+	default:
+		posture, _ = json.Marshal(d.Posture) // a Posture always encodes
+	}
 	a := d.Answer(now)
-	body, _ := json.Marshal(a) // an Answer always encodes
-	return &entry{d: d, deadline: deadline(d, now), body: body, allow: a.Allow}
+	a.Posture = nil
+	body, _ := json.Marshal(answerJSON{Answer: a, Posture: posture})
+	return &entry{d: d, deadline: deadline(d, now), body: body, allow: a.Allow, posture: posture}
 }
 
 // Delete removes a device (its decision then answers unknown_device).
@@ -262,7 +286,7 @@ func (x *Index) LookupJSON(deviceID string, now time.Time) (body []byte, allow b
 	}
 	// Past a deadline: re-derive and cache the entry for the new period. Concurrent readers may
 	// both do it; the results are identical.
-	ne := newEntry(e.d, now)
+	ne := newEntry(e.d, now, e)
 	x.mu.Lock()
 	if x.entries[deviceID] == e {
 		x.entries[deviceID] = ne

@@ -144,3 +144,24 @@ func BenchmarkLookupJSON(b *testing.B) {
 		}
 	})
 }
+
+// The cached JSON carries the posture, and matches encoding the Answer directly.
+func TestLookupJSONCarriesPosture(t *testing.T) {
+	x := NewIndex()
+	x.MarkLoaded()
+	d := compliantDecision("d")
+	d.Posture = &policies.Posture{Platform: policies.PlatformLinux,
+		DiskEncrypted: policies.Observe(true, policies.ProvenanceAgent, t0)}
+	x.Put(d, t0)
+	d2 := *d
+	d2.Verdict.EvaluatedAt = t0.Add(time.Second) // same posture pointer: the encoding is reused
+	x.Put(&d2, t0)
+	body, _ := x.LookupJSON("d", t0.Add(time.Minute))
+	want, _ := json.Marshal(x.Lookup("d", t0.Add(time.Minute)))
+	var a, b map[string]any
+	json.Unmarshal(body, &a)
+	json.Unmarshal(want, &b)
+	if fmt.Sprint(a) != fmt.Sprint(b) || a["posture"] == nil {
+		t.Fatalf("cached answer differs:\n%s\n%s", body, want)
+	}
+}

@@ -3,6 +3,7 @@ package compliance
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +22,10 @@ import (
 var (
 	bucketPosture = []byte("compliance_posture") // device id -> Posture JSON
 	bucketVerdict = []byte("compliance_verdict") // device id -> Verdict JSON
-	bucketHistory = []byte("compliance_history") // device id \x00 RFC3339Nano -> Verdict JSON
+	// History is append-only: rows are keyed by a sequence so a fleet-wide pass appends at the
+	// end of the tree instead of rewriting pages everywhere; a compact index finds one device's.
+	bucketHistory    = []byte("compliance_history")     // seq (8-byte BE) -> Verdict JSON
+	bucketHistoryIdx = []byte("compliance_history_idx") // device id \x00 seq -> (empty)
 )
 
 // DefaultBatchSize is how many changed verdicts ReevaluateAll commits per write transaction.
@@ -82,7 +86,14 @@ type deviceState struct {
 }
 
 // Engine evaluates device posture against the effective policies, persists postures and
-// verdicts, and keeps the access index current.
+// verdicts, and keeps the access index current. It is safe for concurrent use: reports for
+// different devices commit together (bbolt Batch), reports for one device are serialized, and
+// ReevaluateAll runs alone.
+//
+// A stored verdict is the evaluation that produced the device's current outcome: a report
+// always stores a fresh verdict, but a re-evaluation that yields the same outcome (same
+// compliance, reasons, grace) writes nothing, so evaluated_at and policy_version then name
+// the evaluation that produced it.
 type Engine struct {
 	db        *bbolt.DB
 	policies  *PolicyStore
@@ -136,7 +147,7 @@ func NewEngine(db *bbolt.DB, ps *PolicyStore, inv *inventory.Store, index *acces
 		o(e)
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketPosture, bucketVerdict, bucketHistory} {
+		for _, b := range [][]byte{bucketPosture, bucketVerdict, bucketHistory, bucketHistoryIdx} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -402,14 +413,17 @@ func putVerdictTx(tx *bbolt.Tx, id string, v *policies.Verdict, vj []byte, hist 
 	if !hist {
 		return nil
 	}
-	return tx.Bucket(bucketHistory).Put(historyKey(id, v.EvaluatedAt), vj)
-}
-
-func historyKey(id string, at time.Time) []byte {
-	k := make([]byte, 0, len(id)+1+len(time.RFC3339Nano))
-	k = append(k, id...)
-	k = append(k, 0)
-	return at.UTC().AppendFormat(k, time.RFC3339Nano)
+	rows := tx.Bucket(bucketHistory)
+	rows.FillPercent = 1 // append-only: pack pages full
+	seq, err := rows.NextSequence()
+	if err != nil {
+		return err
+	}
+	key := binary.BigEndian.AppendUint64(nil, seq)
+	if err := rows.Put(key, vj); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketHistoryIdx).Put(append(append([]byte(id), 0), key...), nil)
 }
 
 // verdictChanged reports whether the outcome of v differs from prev, and whether the
@@ -720,8 +734,9 @@ func (e *Engine) RunStaleness(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Verdict returns the device's current verdict and posture from memory.
-func (e *Engine) Verdict(deviceID string) (policies.Verdict, *policies.Posture, bool) {
+// Verdict returns the device's current verdict and posture from memory; ok is false for a
+// device the engine does not know. The posture is shared: treat it as read-only.
+func (e *Engine) Verdict(deviceID string) (v policies.Verdict, p *policies.Posture, ok bool) {
 	e.mu.RLock()
 	st := e.devices[deviceID]
 	e.mu.RUnlock()
@@ -741,8 +756,13 @@ func (e *Engine) History(ctx context.Context, deviceID string, limit int) ([]pol
 	prefix := append([]byte(deviceID), 0)
 	var out []policies.Verdict
 	err := e.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketHistory).Cursor()
-		for k, v := c.Seek(prefix); k != nil && len(out) < limit && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		hist := tx.Bucket(bucketHistory)
+		c := tx.Bucket(bucketHistoryIdx).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && len(out) < limit && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			v := hist.Get(k[len(prefix):])
+			if v == nil {
+				return fmt.Errorf("compliance: history index of %s points at a missing row", deviceID)
+			}
 			var vd policies.Verdict
 			if err := json.Unmarshal(v, &vd); err != nil {
 				return fmt.Errorf("compliance: decode history of %s: %w", deviceID, err)
