@@ -314,6 +314,22 @@ func TestBadInput(t *testing.T) {
 		t.Error("foreign client certificate accepted in the TLS handshake")
 	}
 
+	// A trusted identity (the device CA issued it) that sends a malformed plist, or that never
+	// enrolled and checks in for an unknown enrollment, is refused.
+	trusted, tkey := env.ca.Issue(t, "never enrolled")
+	trustedClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs(),
+		Certificates: []tls.Certificate{{Certificate: [][]byte{trusted.Raw}, PrivateKey: tkey}}}}}
+	idle := `<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>Status</key><string>Idle</string>` +
+		`<key>UDID</key><string>0000-UNKNOWN-ENROLLMENT</string></dict></plist>`
+	for name, body := range map[string]string{"malformed plist": "<plist><dict><key>Status", "unknown enrollment": idle} {
+		if code := post(trustedClient, []byte(body), nil); code < 400 {
+			t.Errorf("%s from a trusted identity: status %d", name, code)
+		}
+	}
+	if code := post(trustedClient, []byte(`<plist><dict><key>MessageType</key><string>Authenticate</string></dict></plist>`), checkin); code < 400 {
+		t.Errorf("Authenticate without a UDID: status %d", code)
+	}
+
 	admin := []struct {
 		method, path, body string
 		want               int
