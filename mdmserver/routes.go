@@ -15,9 +15,6 @@ import (
 // routes is the one place every endpoint and the roles it allows are listed.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	role := func(h http.HandlerFunc, roles ...tokens.Role) http.Handler {
-		return s.tokens.Require(s.log, h, roles...)
-	}
 
 	// Operations.
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -42,42 +39,57 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /agent/v1/commands", s.requireDevice(s.agentCommands))
 	mux.Handle("POST /agent/v1/commands/{id}/result", s.requireDevice(s.agentCommandResult))
 
-	// Admin API.
-	mux.Handle("POST /api/v1/tokens", role(s.createToken))
-	mux.Handle("GET /api/v1/tokens", role(s.listTokens))
-	mux.Handle("DELETE /api/v1/tokens/{id}", role(s.revokeToken))
-	mux.Handle("PUT /api/v1/pushcert", role(s.putPushCert))
-	mux.Handle("GET /api/v1/pushcert", role(s.listPushCerts, tokens.RoleIT))
-	mux.Handle("POST /api/v1/enrollments", role(s.createEnrollment, tokens.RoleIT))
-	mux.Handle("GET /api/v1/enrollments", role(s.listEnrollments, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("DELETE /api/v1/enrollments/{id}", role(s.revokeEnrollment, tokens.RoleIT, tokens.RoleSecurity))
-	mux.Handle("GET /api/v1/devices", role(s.listDevices, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("GET /api/v1/devices/{id}", role(s.getDevice, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("DELETE /api/v1/devices/{id}", role(s.unenrollDevice, tokens.RoleIT, tokens.RoleSecurity))
-	mux.Handle("PUT /api/v1/policies/{name}", role(s.putPolicy, tokens.RoleIT))
-	mux.Handle("GET /api/v1/policies/{name}", role(s.getPolicy, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("DELETE /api/v1/policies/{name}", role(s.deletePolicy, tokens.RoleIT))
-	mux.Handle("GET /api/v1/policies", role(s.listPolicies, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("POST /api/v1/policies/{name}/dry-run", role(s.dryRunPolicy, tokens.RoleIT, tokens.RoleSecurity))
-	mux.Handle("PUT /api/v1/assignments", role(s.putAssignment, tokens.RoleIT))
-
-	// Access API for the messaging backend.
-	mux.Handle("GET /access/v1/devices/{id}", role(s.accessDevice, tokens.RoleAccess))
-
-	mux.Handle("POST /api/v1/devices/{id}/lock", role(s.lockDevice, tokens.RoleIT, tokens.RoleSecurity))
-	mux.Handle("POST /api/v1/devices/{id}/lost-mode", role(s.lostMode, tokens.RoleSecurity))
-	mux.Handle("POST /api/v1/devices/{id}/wipe", role(s.wipeDevice, tokens.RoleSecurity))
-	mux.Handle("GET /api/v1/audit", role(s.listAudit, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("GET /api/v1/audit/export", role(s.exportAudit, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("GET /api/v1/audit/checkpoint", role(s.auditCheckpoint, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("POST /api/v1/devices/{id}/commands", role(s.postCommand, tokens.RoleIT, tokens.RoleSecurity))
-	mux.Handle("GET /api/v1/devices/{id}/commands", role(s.listCommands, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
-	mux.Handle("GET /api/v1/devices/{id}/commands/{uuid}", role(s.getCommand, tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor))
+	// Admin and access APIs: bearer tokens, roles per route (admin may do everything).
+	for _, rt := range s.tokenRoutes() {
+		mux.Handle(rt.pattern, s.tokens.Require(s.log, rt.handler, rt.roles...))
+	}
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem.NotFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return mux
+}
+
+// tokenRoute is an endpoint that needs a bearer token, and the roles (besides admin) it allows.
+type tokenRoute struct {
+	pattern string
+	handler http.HandlerFunc
+	roles   []tokens.Role
+}
+
+// tokenRoutes lists every token-authenticated endpoint with the roles it allows (nil: admin
+// only; admin is allowed everywhere): the one place
+// an auditor reads who may do what (and the role table test walks).
+func (s *Server) tokenRoutes() []tokenRoute {
+	return []tokenRoute{
+		{"POST /api/v1/tokens", s.createToken, nil},
+		{"GET /api/v1/tokens", s.listTokens, nil},
+		{"DELETE /api/v1/tokens/{id}", s.revokeToken, nil},
+		{"PUT /api/v1/pushcert", s.putPushCert, nil},
+		{"GET /api/v1/pushcert", s.listPushCerts, []tokens.Role{tokens.RoleIT}},
+		{"POST /api/v1/enrollments", s.createEnrollment, []tokens.Role{tokens.RoleIT}},
+		{"GET /api/v1/enrollments", s.listEnrollments, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"DELETE /api/v1/enrollments/{id}", s.revokeEnrollment, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"GET /api/v1/devices", s.listDevices, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}", s.getDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"DELETE /api/v1/devices/{id}", s.unenrollDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"PUT /api/v1/policies/{name}", s.putPolicy, []tokens.Role{tokens.RoleIT}},
+		{"GET /api/v1/policies/{name}", s.getPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"DELETE /api/v1/policies/{name}", s.deletePolicy, []tokens.Role{tokens.RoleIT}},
+		{"GET /api/v1/policies", s.listPolicies, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"POST /api/v1/policies/{name}/dry-run", s.dryRunPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"PUT /api/v1/assignments", s.putAssignment, []tokens.Role{tokens.RoleIT}},
+		{"GET /access/v1/devices/{id}", s.accessDevice, []tokens.Role{tokens.RoleAccess}},
+		{"POST /api/v1/devices/{id}/lock", s.lockDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"POST /api/v1/devices/{id}/lost-mode", s.lostMode, []tokens.Role{tokens.RoleSecurity}},
+		{"POST /api/v1/devices/{id}/wipe", s.wipeDevice, []tokens.Role{tokens.RoleSecurity}},
+		{"GET /api/v1/audit", s.listAudit, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/audit/export", s.exportAudit, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/audit/checkpoint", s.auditCheckpoint, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"POST /api/v1/devices/{id}/commands", s.postCommand, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"GET /api/v1/devices/{id}/commands", s.listCommands, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}/commands/{uuid}", s.getCommand, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
