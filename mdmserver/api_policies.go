@@ -10,7 +10,6 @@ import (
 
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
-	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/policies"
 )
@@ -60,7 +59,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	s.record(r, event{Action: "policy.put", Target: name, Details: map[string]string{"version": itoa(sp.Version)}})
+	s.record(r, event{Action: "policy.put", Target: name, Details: map[string]string{"version": strconv.Itoa(sp.Version)}})
 	s.reevaluate(r.Context())
 	httpjson.Write(w, http.StatusOK, map[string]any{"name": sp.Name, "version": sp.Version, "updated_at": sp.UpdatedAt})
 }
@@ -206,17 +205,3 @@ func (s *Server) dryRunPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // GET /access/v1/devices/{id}: may this device open a session? Answered from memory.
-func (s *Server) accessDevice(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if len(id) == 0 || len(id) > 128 {
-		httpjson.Write(w, http.StatusOK, access.DenyAnswer(id, access.ReasonInvalidDeviceID, "the device id is malformed"))
-		return
-	}
-	body, _ := s.index.LookupJSON(id, time.Now())
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.Write(body)
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }

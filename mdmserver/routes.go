@@ -9,6 +9,7 @@ import (
 
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -79,7 +80,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/policies", s.listPolicies, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"POST /api/v1/policies/{name}/dry-run", s.dryRunPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/assignments", s.putAssignment, []tokens.Role{tokens.RoleIT}},
-		{"GET /access/v1/devices/{id}", s.accessDevice, []tokens.Role{tokens.RoleAccess}},
+		{"GET /access/v1/devices/{id}", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleAccess}},
 		{"POST /api/v1/devices/{id}/lock", s.lockDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/lost-mode", s.lostMode, []tokens.Role{tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/wipe", s.wipeDevice, []tokens.Role{tokens.RoleSecurity}},
