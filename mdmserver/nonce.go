@@ -2,6 +2,7 @@ package mdmserver
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"sync"
 	"time"
@@ -16,20 +17,27 @@ const maxNoncesPerDevice = 4
 // nonces issues single-use report nonces per device, so a captured report cannot be replayed.
 // They live in memory: after a restart an agent's nonce is unknown, it gets 409 nonce-invalid
 // and fetches a new one, which costs one round trip and loses nothing.
+//
+// Nonces are kept per device, oldest first, at most maxNoncesPerDevice each: issuing and using
+// one touches only that device's few entries, so no request pays for the size of the fleet.
 type nonces struct {
-	mu     sync.Mutex
-	issued map[string]nonceEntry // nonce → owner
-	count  map[string]int        // device → outstanding nonces
-	now    func() time.Time
+	mu       sync.Mutex
+	byDevice map[string][]nonceEntry
+	// sweepAt is the map size at which devices holding only expired nonces are dropped; it
+	// doubles with the live size, so sweeping costs amortised O(1) per issue.
+	sweepAt int
+	now     func() time.Time
 }
 
 type nonceEntry struct {
-	device  string
+	nonce   string
 	expires time.Time
 }
 
+const minNonceSweep = 1024
+
 func newNonces() *nonces {
-	return &nonces{issued: map[string]nonceEntry{}, count: map[string]int{}, now: time.Now}
+	return &nonces{byDevice: map[string][]nonceEntry{}, sweepAt: minNonceSweep, now: time.Now}
 }
 
 // issue returns a new nonce for device, dropping the device's oldest when it has too many.
@@ -40,12 +48,16 @@ func (n *nonces) issue(device string) (string, time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	now := n.now()
-	if n.count[device] >= maxNoncesPerDevice || len(n.issued) > 1<<20 {
-		n.sweep(now, device)
+	held := unexpired(n.byDevice[device], now)
+	if len(held) >= maxNoncesPerDevice {
+		held = held[len(held)-maxNoncesPerDevice+1:]
 	}
 	exp := now.Add(nonceTTL)
-	n.issued[nonce] = nonceEntry{device: device, expires: exp}
-	n.count[device]++
+	// A fresh slice: held may share its array with the old entry.
+	n.byDevice[device] = append(append(make([]nonceEntry, 0, len(held)+1), held...), nonceEntry{nonce, exp})
+	if len(n.byDevice) >= n.sweepAt {
+		n.sweep(now)
+	}
 	return nonce, exp
 }
 
@@ -53,24 +65,37 @@ func (n *nonces) issue(device string) (string, time.Time) {
 func (n *nonces) use(device, nonce string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	e, ok := n.issued[nonce]
-	if !ok || e.device != device {
-		return false
-	}
-	delete(n.issued, nonce)
-	n.count[device]--
-	return n.now().Before(e.expires)
-}
-
-// sweep drops expired nonces, and all of device's when it is over its limit.
-func (n *nonces) sweep(now time.Time, device string) {
-	for k, e := range n.issued {
-		if !now.Before(e.expires) || (e.device == device && n.count[device] >= maxNoncesPerDevice) {
-			delete(n.issued, k)
-			n.count[e.device]--
-			if n.count[e.device] <= 0 {
-				delete(n.count, e.device)
+	held := n.byDevice[device]
+	for i, e := range held {
+		if subtle.ConstantTimeCompare([]byte(e.nonce), []byte(nonce)) == 1 {
+			rest := append(held[:i:i], held[i+1:]...)
+			if len(rest) == 0 {
+				delete(n.byDevice, device)
+			} else {
+				n.byDevice[device] = rest
 			}
+			return n.now().Before(e.expires)
 		}
 	}
+	return false
+}
+
+// sweep drops the devices whose nonces all expired.
+func (n *nonces) sweep(now time.Time) {
+	for device, held := range n.byDevice {
+		if len(unexpired(held, now)) == 0 {
+			delete(n.byDevice, device)
+		}
+	}
+	n.sweepAt = max(minNonceSweep, 2*len(n.byDevice))
+}
+
+// unexpired returns the tail of held (oldest first) that has not expired at now.
+func unexpired(held []nonceEntry, now time.Time) []nonceEntry {
+	for i, e := range held {
+		if now.Before(e.expires) {
+			return held[i:]
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package mdmserver
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -21,10 +22,60 @@ func TestNonces(t *testing.T) {
 	if n.use("d1", b) {
 		t.Fatal("expired nonce accepted")
 	}
+	var issued []string
 	for i := 0; i < 100; i++ {
-		n.issue("d1")
+		nonce, _ := n.issue("d1")
+		issued = append(issued, nonce)
 	}
-	if n.count["d1"] > maxNoncesPerDevice || len(n.issued) > maxNoncesPerDevice {
-		t.Fatalf("one device holds %d nonces", n.count["d1"])
+	if held := len(n.byDevice["d1"]); held > maxNoncesPerDevice {
+		t.Fatalf("one device holds %d nonces", held)
+	}
+	if n.use("d1", issued[len(issued)-maxNoncesPerDevice-1]) {
+		t.Fatal("a nonce beyond the per-device limit was still usable")
+	}
+	for _, nonce := range issued[len(issued)-maxNoncesPerDevice:] {
+		if !n.use("d1", nonce) {
+			t.Fatal("one of the newest nonces was dropped")
+		}
+	}
+}
+
+// TestNonceSweep checks that devices that fetched a nonce and never came back are forgotten.
+func TestNonceSweep(t *testing.T) {
+	n := newNonces()
+	now := time.Now()
+	n.now = func() time.Time { return now }
+	for i := range minNonceSweep - 1 {
+		n.issue(fmt.Sprint("gone-", i))
+	}
+	now = now.Add(nonceTTL)
+	n.issue("fresh")
+	if len(n.byDevice) != 1 {
+		t.Fatalf("after the sweep %d devices hold nonces, want 1", len(n.byDevice))
+	}
+}
+
+func BenchmarkNonceIssueUse(b *testing.B) {
+	n := newNonces()
+	for i := range 100_000 {
+		n.issue(fmt.Sprint("device-", i))
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		d := fmt.Sprint("device-", i%100_000)
+		nonce, _ := n.issue(d)
+		n.use(d, nonce)
+	}
+}
+
+// BenchmarkNonceIssueAtLimit is a device that keeps fetching nonces without using them, in a
+// fleet of 100,000: each issue must drop its oldest without scanning the fleet.
+func BenchmarkNonceIssueAtLimit(b *testing.B) {
+	n := newNonces()
+	for i := range 100_000 {
+		n.issue(fmt.Sprint("device-", i))
+	}
+	for b.Loop() {
+		n.issue("device-0")
 	}
 }
