@@ -29,6 +29,11 @@ func deviceFromContext(ctx context.Context) *inventory.Device {
 	return d
 }
 
+// lastSeenResolution is how fine a device's last_seen is kept. Writing it on every agent request
+// would make each long poll and nonce fetch a disk commit; once a minute is all an inventory
+// view needs, and staleness is judged from report times, not from last_seen.
+const lastSeenResolution = time.Minute
+
 // requireDevice admits agent requests that present a valid, unrevoked certificate Hale issued
 // to an enrolled device that is still managed. The handshake already refused foreign, expired
 // and revoked certificates; this checks again (a certificate may be revoked mid-connection) and
@@ -58,7 +63,9 @@ func (s *Server) requireDevice(next http.HandlerFunc) http.Handler {
 			problem.Error(w, r, http.StatusForbidden, "device-"+string(d.State), "the device is "+string(d.State))
 			return
 		}
-		_ = s.inventory.Touch(r.Context(), d.ID, time.Now().UTC())
+		if now := time.Now(); now.Sub(d.LastSeen) >= lastSeenResolution {
+			_ = s.inventory.Touch(r.Context(), d.ID, now)
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, d)))
 	})
 }
