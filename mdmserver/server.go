@@ -170,9 +170,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err = s.loadPendingWipes(); err != nil {
 		return nil, err
 	}
-	s.index.SetStateOverride(s.stateOverride)
 	if s.compliance, err = compliance.NewEngine(db, s.policies, s.inventory, s.index,
-		compliance.WithLogger(s.log.With("component", "compliance"))); err != nil {
+		compliance.WithLogger(s.log.With("component", "compliance")),
+		compliance.WithStateOverride(s.stateOverride)); err != nil {
 		return nil, err
 	}
 	// The decision index must be complete before the server answers anything: until then every

@@ -165,16 +165,6 @@ type Index struct {
 	entries  map[string]*entry
 	bySerial map[string]string
 	loaded   atomic.Bool
-	override func(deviceID string) string
-}
-
-// SetStateOverride installs f, asked on every Put for a state that overrides the decision's
-// (the server uses it for wipe_pending: denied from the moment a wipe is accepted). f runs on
-// the write path only and must be fast and not block.
-func (x *Index) SetStateOverride(f func(deviceID string) string) {
-	x.mu.Lock()
-	x.override = f
-	x.mu.Unlock()
 }
 
 // NewIndex returns an empty index, not yet loaded.
@@ -184,16 +174,6 @@ func NewIndex() *Index {
 
 // Put replaces a device's decision. Callers put a decision only after it was committed.
 func (x *Index) Put(d *Decision, now time.Time) {
-	x.mu.RLock()
-	override := x.override
-	x.mu.RUnlock()
-	if override != nil {
-		if st := override(d.DeviceID); st != "" {
-			cp := *d
-			cp.State = st
-			d = &cp
-		}
-	}
 	x.mu.RLock()
 	prev := x.entries[d.DeviceID]
 	x.mu.RUnlock()

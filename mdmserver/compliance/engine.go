@@ -95,13 +95,15 @@ type deviceState struct {
 // compliance, reasons, grace) writes nothing, so evaluated_at and policy_version then name
 // the evaluation that produced it.
 type Engine struct {
-	db        *bbolt.DB
-	policies  *PolicyStore
-	inv       *inventory.Store
-	index     *access.Index
-	now       func() time.Time
-	logger    *slog.Logger
-	batchSize int
+	db       *bbolt.DB
+	policies *PolicyStore
+	inv      *inventory.Store
+	index    *access.Index
+	// stateOverride, when set, names a state that overrides a device's inventory state.
+	stateOverride func(deviceID string) string
+	now           func() time.Time
+	logger        *slog.Logger
+	batchSize     int
 
 	// pass is held shared by single-device operations and exclusively by ReevaluateAll, so
 	// a whole-fleet pass needs no per-device locks.
@@ -124,6 +126,14 @@ func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = n
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
+
+// WithStateOverride sets f, asked for every decision the engine publishes, for a state that
+// overrides the inventory's ("" for none). The server uses it for wipe_pending: a device is
+// denied from the moment a wipe is accepted, before the inventory says wiped. f must be fast
+// and must not block.
+func WithStateOverride(f func(deviceID string) string) Option {
+	return func(e *Engine) { e.stateOverride = f }
+}
 
 // WithBatchSize sets how many changed verdicts ReevaluateAll commits per transaction.
 func WithBatchSize(n int) Option {
@@ -263,6 +273,11 @@ func (e *Engine) decision(st *deviceState, sp *StoredPolicy) *access.Decision {
 	d := &access.Decision{
 		DeviceID: st.id, State: string(st.dev.State), Verdict: st.verdict, Posture: st.posture,
 		CertSerials: st.dev.CertSerials,
+	}
+	if e.stateOverride != nil {
+		if state := e.stateOverride(st.id); state != "" {
+			d.State = state
+		}
 	}
 	if st.posture != nil && !st.posture.ReportedAt.IsZero() {
 		d.ReportedAt = st.posture.ReportedAt

@@ -84,6 +84,50 @@ func TestIngestToIndex(t *testing.T) {
 	}
 }
 
+// TestStateOverride checks that an overriding state (the server's wipe_pending) reaches the
+// index as the device's state, is a change the hooks hear about once, and survives later
+// reports until it is lifted.
+func TestStateOverride(t *testing.T) {
+	e := newEnv(t)
+	var pending sync.Map
+	e.opts = []Option{WithStateOverride(func(id string) string {
+		if _, ok := pending.Load(id); ok {
+			return "wipe_pending"
+		}
+		return ""
+	})}
+	e.db.Close()
+	e.open(t)
+	ctx := context.Background()
+	e.putPolicy(t, "clinical", basePolicy)
+	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	d := e.device(t, "icu")
+	e.report(t, d.ID, windows("10.0.22631", true, t0))
+	var flips []string
+	e.eng.OnChange(func(_ context.Context, id string, old, new access.Decision) {
+		flips = append(flips, old.State+"->"+new.State)
+	})
+
+	pending.Store(d.ID, true)
+	if _, err := e.eng.DeviceChanged(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	e.report(t, d.ID, windows("10.0.22631", true, t0.Add(time.Minute)))
+	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); a.Allow || a.State != "wipe_pending" || a.Reasons[0].Code != access.ReasonWipePending {
+		t.Fatalf("answer with a wipe pending = %+v", a)
+	}
+	pending.Delete(d.ID)
+	if _, err := e.eng.DeviceChanged(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); !a.Allow {
+		t.Fatalf("answer after the override lifted = %+v", a)
+	}
+	if want := []string{"active->wipe_pending", "wipe_pending->active"}; !slices.Equal(flips, want) {
+		t.Fatalf("hooks saw %v, want %v", flips, want)
+	}
+}
+
 func TestGraceAndHistory(t *testing.T) {
 	e := newEnv(t)
 	d := e.device(t, "icu")

@@ -43,6 +43,7 @@ type env struct {
 	index *access.Index
 	eng   *Engine
 	clock *clock
+	opts  []Option // extra engine options, applied on every open
 }
 
 func newEnv(tb testing.TB) *env {
@@ -68,7 +69,7 @@ func (e *env) open(tb testing.TB) {
 		tb.Fatal(err)
 	}
 	e.index = access.NewIndex()
-	if e.eng, err = NewEngine(db, e.ps, e.inv, e.index, WithClock(e.clock.Now)); err != nil {
+	if e.eng, err = NewEngine(db, e.ps, e.inv, e.index, append([]Option{WithClock(e.clock.Now)}, e.opts...)...); err != nil {
 		tb.Fatal(err)
 	}
 	if err := e.eng.Load(context.Background()); err != nil {
