@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -207,17 +208,32 @@ func TestSecurityInfoEndToEnd(t *testing.T) {
 		t.Errorf("fake APNs pushes: %+v", pushes)
 	}
 
-	// DeviceInformation and ProfileList parse too.
+	// DeviceInformation and ProfileList parse too; the list names what the device holds.
+	dev.Update(func(s *applesim.State) {
+		s.Profiles = append(s.Profiles, applesim.Profile{Identifier: "org.example.wifi", UUID: "5B3A8D2E-7C41-4F7A-9E0B-2D6C1A9F4E11"})
+	})
 	for _, rt := range []string{"DeviceInformation", "ProfileList"} {
 		env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, []byte(`{"request_type":"`+rt+`"}`), &rec)
 		res := env.waitCommand(dev.UDID(), rec.UUID).Result
-		switch {
-		case res == nil:
-			t.Fatalf("%s: no result", rt)
-		case rt == "DeviceInformation" && (res.DeviceInformation == nil || res.DeviceInformation.OSVersion != dev.State().OSVersion):
-			t.Errorf("DeviceInformation = %+v", res.DeviceInformation)
-		case rt == "ProfileList" && res.ProfileList == nil && len(dev.State().Profiles) > 0:
-			t.Errorf("ProfileList missing")
+		if res == nil || res.RequestType != rt || res.Status != "Acknowledged" {
+			t.Fatalf("%s: result %+v", rt, res)
+		}
+		switch rt {
+		case "DeviceInformation":
+			if res.DeviceInformation == nil || res.DeviceInformation.OSVersion != dev.State().OSVersion {
+				t.Errorf("DeviceInformation = %+v", res.DeviceInformation)
+			}
+		case "ProfileList":
+			var got, want []string
+			for _, p := range res.ProfileList {
+				got = append(got, p.Identifier)
+			}
+			for _, p := range dev.State().Profiles {
+				want = append(want, p.Identifier)
+			}
+			if len(want) == 0 || !slices.Equal(got, want) {
+				t.Errorf("ProfileList identifiers = %v, the device holds %v", got, want)
+			}
 		}
 	}
 }

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -101,7 +102,7 @@ func (t *timing) RoundTrip(r *http.Request) (*http.Response, error) {
 		if rerr != nil {
 			return nil, rerr
 		}
-		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+		resp.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	d := time.Since(start)
 	t.mu.Lock()
