@@ -13,6 +13,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/testpki"
 )
 
 // Result shapes per Apple's device management schema, decoded with
@@ -102,9 +103,9 @@ func passcodePayload(minLength int) map[string]any {
 }
 
 // sign wraps data in a CMS signature by a fresh signer.
-func sign(t testing.TB, ca *testCA, data []byte) ([]byte, *x509.Certificate) {
+func sign(t testing.TB, ca *testpki.CA, data []byte) ([]byte, *x509.Certificate) {
 	t.Helper()
-	cert, key := ca.issue(t, "profile signer")
+	cert, key := ca.Issue(t, "profile signer")
 	sd, err := pkcs7.NewSignedData(data)
 	if err != nil {
 		t.Fatal(err)
@@ -482,7 +483,7 @@ func TestMacOS(t *testing.T) {
 }
 
 func TestParseProfile(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testpki.NewCA(t, "applesim test CA")
 	good := mobileconfig(t, "org.hale.p", passcodePayload(6), map[string]any{
 		"PayloadType": "com.apple.applicationaccess", "PayloadVersion": 1,
 		"PayloadIdentifier": "org.hale.r", "PayloadUUID": newUUID(), "allowScreenShot": false,

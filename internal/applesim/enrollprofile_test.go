@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/halemdm/hale/internal/testpki"
 )
 
 // enrollmentProfile builds an enrollment profile the way an MDM server
@@ -61,7 +63,7 @@ func TestEnrollmentProfileDrivesDevice(t *testing.T) {
 		t.Errorf("SCEP payload: %+v", ep.SCEP)
 	}
 	// The identity would come from SCEP; here the test CA issues it.
-	cert, key := h.ca.issue(t, "device")
+	cert, key := h.ca.Issue(t, "device")
 	dev, err := New(ep.ServerURL, append(ep.Options(), WithIdentity(cert, key))...)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +74,7 @@ func TestEnrollmentProfileDrivesDevice(t *testing.T) {
 }
 
 func TestEnrollmentProfileRefusals(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testpki.NewCA(t, "applesim test CA")
 	for name, tc := range map[string]struct {
 		mdm  map[string]any
 		want string
@@ -85,7 +87,7 @@ func TestEnrollmentProfileRefusals(t *testing.T) {
 		"no identity":       {map[string]any{"IdentityCertificateUUID": nil}, "IdentityCertificateUUID"},
 		"not mdm":           {map[string]any{"PayloadType": "com.apple.wifi.managed"}, "want exactly 1"},
 	} {
-		_, err := ParseEnrollmentProfile(enrollmentProfile(t, ca.cert.Raw, tc.mdm))
+		_, err := ParseEnrollmentProfile(enrollmentProfile(t, ca.Cert.Raw, tc.mdm))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one mentioning %q", name, err, tc.want)
 		}

@@ -2,13 +2,15 @@ package applesim
 
 import (
 	"testing"
+
+	"github.com/halemdm/hale/internal/testpki"
 )
 
 // FuzzHandleCommand feeds arbitrary server responses to the device's
 // command decoder and executor: nothing may panic, and every command
 // that can be attributed is answered with a well-formed result.
 func FuzzHandleCommand(f *testing.F) {
-	ca := newTestCA(f)
+	ca := testpki.NewCA(f, "applesim test CA")
 	profile := mobileconfig(f, "org.hale.f", passcodePayload(6))
 	signed, _ := sign(f, ca, profile)
 	for _, seed := range [][]byte{
@@ -63,7 +65,7 @@ func FuzzHandleCommand(f *testing.F) {
 // FuzzParseProfile checks that no profile, signed or not, panics the
 // parser, and that accepted profiles carry the required keys.
 func FuzzParseProfile(f *testing.F) {
-	ca := newTestCA(f)
+	ca := testpki.NewCA(f, "applesim test CA")
 	profile := mobileconfig(f, "org.hale.f", passcodePayload(6))
 	signed, _ := sign(f, ca, profile)
 	f.Add(profile)
@@ -90,9 +92,9 @@ func FuzzParseProfile(f *testing.F) {
 // FuzzParseEnrollmentProfile checks the enrollment profile reader on
 // arbitrary input: no panics, and accepted profiles meet its checks.
 func FuzzParseEnrollmentProfile(f *testing.F) {
-	ca := newTestCA(f)
-	f.Add(enrollmentProfile(f, ca.cert.Raw, nil))
-	f.Add(enrollmentProfile(f, ca.cert.Raw, map[string]any{"ServerURL": "http://x"}))
+	ca := testpki.NewCA(f, "applesim test CA")
+	f.Add(enrollmentProfile(f, ca.Cert.Raw, nil))
+	f.Add(enrollmentProfile(f, ca.Cert.Raw, map[string]any{"ServerURL": "http://x"}))
 	f.Add(enrollmentProfile(f, []byte{0x30}, nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ep, err := ParseEnrollmentProfile(data)

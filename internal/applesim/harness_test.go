@@ -2,14 +2,8 @@ package applesim
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -30,67 +24,8 @@ import (
 	"github.com/micromdm/plist"
 
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/testpki"
 )
-
-// testCA is a throw-away certificate authority for device identities.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "applesim test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue makes a client-auth identity signed by the CA, as SCEP would.
-func (ca *testCA) issue(t testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
 
 // capture is a service decorator that records every command result
 // nanomdm receives, in the style of nanomdm's service chain.
@@ -138,14 +73,14 @@ type harness struct {
 	apns   *fakeapns.Server
 	server *httptest.Server
 	cap    *capture
-	ca     *testCA
+	ca     *testpki.CA
 }
 
 // newHarness starts the stack. With tlsAuth the identity comes from
 // the TLS client certificate, otherwise from the Mdm-Signature header.
 func newHarness(t *testing.T, tlsAuth bool) *harness {
 	t.Helper()
-	h := &harness{store: inmem.New(), ca: newTestCA(t)}
+	h := &harness{store: inmem.New(), ca: testpki.NewCA(t, "applesim test CA")}
 	h.apns = fakeapns.New(fakeapns.WithTopic(DefaultTopic))
 	t.Cleanup(h.apns.Close)
 
@@ -163,7 +98,7 @@ func newHarness(t *testing.T, tlsAuth bool) *harness {
 		results:                  make(map[string]*mdm.CommandResults),
 		arrived:                  make(chan struct{}, 1),
 	}
-	verifier, err := certverify.NewPoolVerifier(h.ca.pem, nil, x509.ExtKeyUsageClientAuth)
+	verifier, err := certverify.NewPoolVerifier(h.ca.PEM, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +121,7 @@ func newHarness(t *testing.T, tlsAuth bool) *harness {
 // newDevice makes a device with a CA-issued identity.
 func (h *harness) newDevice(t *testing.T, opts ...Option) *Device {
 	t.Helper()
-	cert, key := h.ca.issue(t, "device")
+	cert, key := h.ca.Issue(t, "device")
 	all := append([]Option{WithHTTPClient(h.server.Client()), WithIdentity(cert, key)}, opts...)
 	d, err := New(h.server.URL+"/mdm", all...)
 	if err != nil {
