@@ -117,7 +117,8 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) {
 	d, err := s.inventory.Create(r.Context(), inventory.Device{
 		ID: deviceID, Platform: inventory.PlatformAgent, OS: req.Facts.OS, Owner: e.Owner, Group: e.Group,
 		Serial: req.Facts.Serial, Hostname: req.Facts.Hostname, EnrolledAt: now, LastSeen: now,
-		CertSerials: []string{inventory.SerialHex(chain[0].SerialNumber)}, State: inventory.StateActive, Enrollment: e.ID,
+		CertSerials: []string{inventory.SerialHex(chain[0].SerialNumber)}, CertSHA256: []string{inventory.CertFingerprint(chain[0])},
+		State: inventory.StateActive, Enrollment: e.ID,
 	})
 	if err != nil {
 		s.internal(w, r, err)
@@ -157,7 +158,7 @@ func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	if _, err := s.inventory.AddCertSerial(r.Context(), d.ID, inventory.SerialHex(chain[0].SerialNumber)); err != nil {
+	if _, err := s.inventory.AddCert(r.Context(), d.ID, chain[0]); err != nil {
 		_ = s.ca.Revoke(r.Context(), chain[0].SerialNumber, "cessationOfOperation")
 		s.internal(w, r, err)
 		return

@@ -83,9 +83,9 @@ func (s *Server) linkAppleDevice(ctx context.Context, r *mdm.Request, m *mdm.Aut
 	var extra struct{ ProductName, OSVersion, DeviceName string }
 	_ = plist.Unmarshal(m.Raw, &extra) // optional keys; the Authenticate already parsed
 	now := time.Now().UTC()
-	serial := ""
+	serial, fingerprint := "", ""
 	if r.Certificate != nil {
-		serial = inventory.SerialHex(r.Certificate.SerialNumber)
+		serial, fingerprint = inventory.SerialHex(r.Certificate.SerialNumber), inventory.CertFingerprint(r.Certificate)
 	}
 	update := func(d *inventory.Device) error {
 		d.EnrollmentID, d.UDID, d.LastSeen = eid, m.UDID, now
@@ -97,6 +97,9 @@ func (s *Server) linkAppleDevice(ctx context.Context, r *mdm.Request, m *mdm.Aut
 		}
 		if serial != "" && !containsString(d.CertSerials, serial) {
 			d.CertSerials = append(d.CertSerials, serial)
+		}
+		if fingerprint != "" && !containsString(d.CertSHA256, fingerprint) {
+			d.CertSHA256 = append(d.CertSHA256, fingerprint)
 		}
 		return nil
 	}

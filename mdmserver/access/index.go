@@ -50,6 +50,8 @@ type Decision struct {
 	Posture    *policies.Posture
 	// CertSerials are the device's current certificate serials (hex), for lookups by certificate.
 	CertSerials []string
+	// CertSHA256 are the same certificates' SHA-256 fingerprints (lower-case hex).
+	CertSHA256 []string
 }
 
 // Answer is the JSON body of GET /access/v1/devices/{id} (DESIGN.md's access contract).
@@ -164,12 +166,13 @@ type Index struct {
 	mu       sync.RWMutex
 	entries  map[string]*entry
 	bySerial map[string]string
+	bySHA256 map[string]string
 	loaded   atomic.Bool
 }
 
 // NewIndex returns an empty index, not yet loaded.
 func NewIndex() *Index {
-	return &Index{entries: make(map[string]*entry), bySerial: make(map[string]string)}
+	return &Index{entries: make(map[string]*entry), bySerial: make(map[string]string), bySHA256: make(map[string]string)}
 }
 
 // Put replaces a device's decision. Callers put a decision only after it was committed.
@@ -179,14 +182,13 @@ func (x *Index) Put(d *Decision, now time.Time) {
 	x.mu.RUnlock()
 	e := newEntry(d, now, prev)
 	x.mu.Lock()
-	if old := x.entries[d.DeviceID]; old != nil {
-		for _, s := range old.d.CertSerials {
-			delete(x.bySerial, s)
-		}
-	}
+	x.unindexCerts(x.entries[d.DeviceID])
 	x.entries[d.DeviceID] = e
 	for _, s := range d.CertSerials {
 		x.bySerial[s] = d.DeviceID
+	}
+	for _, fp := range d.CertSHA256 {
+		x.bySHA256[fp] = d.DeviceID
 	}
 	x.mu.Unlock()
 }
@@ -211,13 +213,22 @@ func newEntry(d *Decision, now time.Time, prev *entry) *entry {
 // Delete removes a device (its decision then answers unknown_device).
 func (x *Index) Delete(deviceID string) {
 	x.mu.Lock()
-	if old := x.entries[deviceID]; old != nil {
-		for _, s := range old.d.CertSerials {
-			delete(x.bySerial, s)
-		}
-	}
+	x.unindexCerts(x.entries[deviceID])
 	delete(x.entries, deviceID)
 	x.mu.Unlock()
+}
+
+// unindexCerts drops e's certificates from the lookup maps; x.mu is held.
+func (x *Index) unindexCerts(e *entry) {
+	if e == nil {
+		return
+	}
+	for _, s := range e.d.CertSerials {
+		delete(x.bySerial, s)
+	}
+	for _, fp := range e.d.CertSHA256 {
+		delete(x.bySHA256, fp)
+	}
 }
 
 // MarkLoaded declares the index complete: lookups stop answering index_not_loaded.
@@ -281,6 +292,14 @@ func (x *Index) DeviceForSerial(serial string) string {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return x.bySerial[serial]
+}
+
+// DeviceForSHA256 returns the device holding the certificate with this SHA-256 fingerprint
+// (lower-case hex), or "".
+func (x *Index) DeviceForSHA256(fingerprint string) string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.bySHA256[fingerprint]
 }
 
 // Decision returns a copy of the stored decision of deviceID, or nil.

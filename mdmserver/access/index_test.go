@@ -107,19 +107,19 @@ func TestLookupJSONHonoursDeadlines(t *testing.T) {
 func TestSerialIndex(t *testing.T) {
 	x := NewIndex()
 	d := compliantDecision("d")
-	d.CertSerials = []string{"aa", "bb"}
+	d.CertSerials, d.CertSHA256 = []string{"aa", "bb"}, []string{"f1", "f2"}
 	x.Put(d, t0)
-	if x.DeviceForSerial("bb") != "d" {
-		t.Fatal("serial not indexed")
+	if x.DeviceForSerial("bb") != "d" || x.DeviceForSHA256("f2") != "d" {
+		t.Fatal("serial or fingerprint not indexed")
 	}
 	d2 := compliantDecision("d")
-	d2.CertSerials = []string{"cc"}
+	d2.CertSerials, d2.CertSHA256 = []string{"cc"}, []string{"f3"}
 	x.Put(d2, t0)
-	if x.DeviceForSerial("aa") != "" || x.DeviceForSerial("cc") != "d" {
-		t.Fatal("replaced serials not re-indexed")
+	if x.DeviceForSerial("aa") != "" || x.DeviceForSerial("cc") != "d" || x.DeviceForSHA256("f1") != "" || x.DeviceForSHA256("f3") != "d" {
+		t.Fatal("replaced certificates not re-indexed")
 	}
 	x.Delete("d")
-	if x.DeviceForSerial("cc") != "" || x.Len() != 0 {
+	if x.DeviceForSerial("cc") != "" || x.DeviceForSHA256("f3") != "" || x.Len() != 0 {
 		t.Fatal("delete left entries")
 	}
 }

@@ -63,10 +63,12 @@ type snapshot struct {
 	Group       string
 	OS          string
 	CertSerials []string
+	CertSHA256  []string
 }
 
 func snapshotOf(d *inventory.Device) snapshot {
-	return snapshot{State: d.State, Group: d.Group, OS: d.OS, CertSerials: slices.Clone(d.CertSerials)}
+	return snapshot{State: d.State, Group: d.Group, OS: d.OS, CertSerials: slices.Clone(d.CertSerials),
+		CertSHA256: slices.Clone(d.CertSHA256)}
 }
 
 // deviceState is what the Engine knows about one device. posture is never changed in place
@@ -272,7 +274,7 @@ func policyOf(sp *StoredPolicy) *policies.Policy {
 func (e *Engine) decision(st *deviceState, sp *StoredPolicy) *access.Decision {
 	d := &access.Decision{
 		DeviceID: st.id, State: string(st.dev.State), Verdict: st.verdict, Posture: st.posture,
-		CertSerials: st.dev.CertSerials,
+		CertSerials: st.dev.CertSerials, CertSHA256: st.dev.CertSHA256,
 	}
 	if e.stateOverride != nil {
 		if state := e.stateOverride(st.id); state != "" {
@@ -488,6 +490,7 @@ func (e *Engine) publish(ctx context.Context, nd *access.Decision, now time.Time
 func sameAnswer(a, b *access.Decision) bool {
 	return a.State == b.State && a.Posture == b.Posture && a.ReportedAt.Equal(b.ReportedAt) &&
 		a.StaleAt.Equal(b.StaleAt) && slices.Equal(a.CertSerials, b.CertSerials) &&
+		slices.Equal(a.CertSHA256, b.CertSHA256) &&
 		a.Verdict.Compliant == b.Verdict.Compliant && slices.Equal(a.Verdict.Reasons, b.Verdict.Reasons) &&
 		a.Verdict.NoncompliantSince.Equal(b.Verdict.NoncompliantSince) && a.Verdict.GraceUntil.Equal(b.Verdict.GraceUntil)
 }

@@ -11,6 +11,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -107,7 +109,10 @@ type Device struct {
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	// CertSerials are the serials (lower-case hex, no leading zeros) of every certificate issued
 	// to the device; unique across devices, indexed.
-	CertSerials    []string  `json:"cert_serials,omitempty"`
+	CertSerials []string `json:"cert_serials,omitempty"`
+	// CertSHA256 are the SHA-256 fingerprints (lower-case hex of the DER) of the same
+	// certificates, for the access API's lookups by fingerprint.
+	CertSHA256     []string  `json:"cert_sha256,omitempty"`
 	State          State     `json:"state"`
 	StateChangedAt time.Time `json:"state_changed_at"`
 	// Enrollment is the ID of the enroll record the device used.
@@ -388,6 +393,29 @@ func oneOrNone(s string) []string {
 		return nil
 	}
 	return []string{s}
+}
+
+// CertFingerprint is the SHA-256 of a certificate's DER in lower-case hex: the form CertSHA256
+// keeps and the access API accepts.
+func CertFingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// AddCert records that cert was issued to device id: its serial and its fingerprint. Adding a
+// certificate the device has is a no-op; one whose serial belongs to another device is
+// ErrConflict.
+func (s *Store) AddCert(ctx context.Context, id string, cert *x509.Certificate) (*Device, error) {
+	sn, fp := SerialHex(cert.SerialNumber), CertFingerprint(cert)
+	return s.Update(ctx, id, func(d *Device) error {
+		if !slices.Contains(d.CertSerials, sn) {
+			d.CertSerials = append(d.CertSerials, sn)
+		}
+		if !slices.Contains(d.CertSHA256, fp) {
+			d.CertSHA256 = append(d.CertSHA256, fp)
+		}
+		return nil
+	})
 }
 
 // AddCertSerial records that a certificate with serial was issued to device id. Adding a serial
@@ -675,6 +703,14 @@ func (d *Device) normalize() error {
 	}
 	if len(d.CertSerials) > MaxCertSerials {
 		errs = append(errs, fmt.Errorf("more than %d certificate serials", MaxCertSerials))
+	}
+	if len(d.CertSHA256) > MaxCertSerials {
+		errs = append(errs, fmt.Errorf("more than %d certificate fingerprints", MaxCertSerials))
+	}
+	for _, fp := range d.CertSHA256 {
+		if b, err := hex.DecodeString(fp); err != nil || len(b) != sha256.Size || strings.ToLower(fp) != fp {
+			errs = append(errs, fmt.Errorf("certificate fingerprint %q is not lower-case hex SHA-256", fp))
+		}
 	}
 	serials := make([]string, 0, len(d.CertSerials))
 	for _, raw := range d.CertSerials {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/testpki"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -226,11 +228,25 @@ func TestUpdateMovesIndexes(t *testing.T) {
 	}
 	checkIndexes(t, db)
 
+	// AddCert keeps serial and fingerprint; a malformed fingerprint is refused.
+	ca := testpki.NewCA(t, "inventory test CA")
+	cert, _ := ca.Issue(t, d.ID)
+	if got, err := s.AddCert(ctx, d.ID, cert); err != nil || !slices.Contains(got.CertSerials, SerialHex(cert.SerialNumber)) ||
+		!slices.Equal(got.CertSHA256, []string{CertFingerprint(cert)}) {
+		t.Errorf("AddCert = %+v, %v", got, err)
+	}
+	if got, _ := s.AddCert(ctx, d.ID, cert); len(got.CertSHA256) != 1 {
+		t.Errorf("re-adding a certificate duplicated it: %v", got.CertSHA256)
+	}
+	if _, err := s.Update(ctx, d.ID, func(d *Device) error { d.CertSHA256 = append(d.CertSHA256, "ABC"); return nil }); !errors.Is(err, ErrInvalid) {
+		t.Errorf("junk fingerprint: %v", err)
+	}
+
 	// AddCertSerial: idempotent, conflicts across devices.
 	if got, err := s.AddCertSerial(ctx, d.ID, "0:4"); err != nil || !slices.Contains(got.CertSerials, "4") {
 		t.Errorf("AddCertSerial = %+v, %v", got, err)
 	}
-	if got, _ := s.AddCertSerial(ctx, d.ID, "04"); len(got.CertSerials) != 3 {
+	if got, _ := s.AddCertSerial(ctx, d.ID, "04"); len(got.CertSerials) != 4 {
 		t.Errorf("re-adding a serial duplicated it: %v", got.CertSerials)
 	}
 	if _, err := s.AddCertSerial(ctx, other.ID, "4"); !errors.Is(err, ErrConflict) {
