@@ -1,0 +1,170 @@
+// Command backend is a minimal messaging backend guarded by Hale: it opens a session only for a
+// device Hale allows, and drops sessions when Hale pushes a revocation event.
+//
+//	go run ./examples/backend --server https://127.0.0.1:8443 --ca root.pem --token $TOKEN
+//
+// where root.pem is the server's root CA (GET /ca/root.pem) and $TOKEN an API token of role access.
+//
+// Devices call POST /sessions over mTLS with their device certificate, optionally with a posture
+// token ("Authorization: Posture <jwt>"). Hale pushes events to POST /ssf/events.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/halemdm/hale/posture"
+)
+
+func main() {
+	server := flag.String("server", "", "Hale server URL (https://host:port)")
+	caFile := flag.String("ca", "", "PEM file with the Hale server's root CA (default: system roots)")
+	token := flag.String("token", os.Getenv("HALE_ACCESS_TOKEN"), "API token with role access (or HALE_ACCESS_TOKEN)")
+	listen := flag.String("listen", "127.0.0.1:9443", "address to serve on")
+	certFile := flag.String("tls-cert", "", "TLS certificate PEM for the listener (default: self-signed, in memory)")
+	keyFile := flag.String("tls-key", "", "TLS key PEM for the listener")
+	clientCA := flag.String("client-ca", "", "PEM file of CAs that issue device certificates (default: accept any, tokens bind to it)")
+	issuer := flag.String("issuer", "", "iss of Hale's tokens and events (default: --server)")
+	audience := flag.String("audience", "", "aud of the events Hale pushes here (default: https://LISTEN/ssf/events)")
+	pushAuth := flag.String("push-authorization", os.Getenv("HALE_PUSH_AUTHORIZATION"), "Authorization header value Hale's pushes must carry")
+	live := flag.Bool("live", false, "confirm every posture token with a live decision from Hale")
+	flag.Parse()
+	if err := run(*server, *caFile, *token, *listen, *certFile, *keyFile, *clientCA, *issuer, *audience, *pushAuth, *live); err != nil {
+		slog.Error("backend", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(server, caFile, token, listen, certFile, keyFile, clientCA, issuer, audience, pushAuth string, live bool) error {
+	if server == "" {
+		return errors.New("--server is required")
+	}
+	if issuer == "" {
+		issuer = server
+	}
+	if audience == "" {
+		audience = "https://" + listen + "/ssf/events"
+	}
+	opts := []posture.ClientOption{posture.WithBearerToken(token)}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, posture.WithRootCAsPEM(pem))
+	}
+	client, err := posture.NewClient(server, opts...)
+	if err != nil {
+		return err
+	}
+	keys := client.Keys()
+	verifier := posture.NewVerifier(keys, posture.WithIssuer(issuer))
+	gate := &posture.Gate{Verifier: verifier, Client: client, RequireLiveDecision: live, Logger: slog.Default()}
+	receiver := posture.NewReceiver(keys, audience, issuer,
+		posture.WithClient(client), posture.WithVerifier(verifier), posture.WithAuthorization(pushAuth),
+		posture.WithOnEvent(func(_ context.Context, set posture.SETClaims, typ string, ev posture.CAEPEvent) {
+			// A real backend would close the device's open sessions here.
+			slog.Info("hale event", "type", typ, "device", set.SubID.ID, "status", ev.CurrentStatus,
+				"reason", ev.ReasonCode, "jti", set.ID)
+		}))
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /sessions", posture.Middleware(gate)(http.HandlerFunc(openSession)))
+	mux.Handle("POST /ssf/events", receiver)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+
+	tlsConfig, err := listenerTLS(certFile, keyFile, clientCA)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: listen, Handler: mux, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	slog.Info("backend listening", "addr", "https://"+listen, "hale", server, "audience", audience)
+	if err := srv.ListenAndServeTLS("", ""); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// openSession runs only for allowed devices: the middleware put what it learned in the context.
+func openSession(w http.ResponseWriter, r *http.Request) {
+	access, _ := posture.FromContext(r.Context())
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	slog.Info("session opened", "device", access.DeviceID, "in_grace", access.Decision.InGrace, "by_token", access.Claims != nil)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"session": hex.EncodeToString(id), "device_id": access.DeviceID,
+		"in_grace": access.Decision.InGrace, "warnings": access.Decision.Reasons,
+	})
+}
+
+// listenerTLS asks every client for its certificate: posture tokens are bound to it, and without
+// a token it is how Hale recognizes the device.
+func listenerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", clientCA)
+		}
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	var cert tls.Certificate
+	var err error
+	if certFile != "" {
+		cert, err = tls.LoadX509KeyPair(certFile, keyFile)
+	} else {
+		cert, err = selfSigned()
+	}
+	cfg.Certificates = []tls.Certificate{cert}
+	return cfg, err
+}
+
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "hale example backend"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(30 * 24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	slog.Warn("serving a self-signed certificate; use --tls-cert/--tls-key in production")
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
