@@ -43,6 +43,9 @@ type Config struct {
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	// MaxBodyBytes bounds every request body except where a route sets its own limit.
 	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
+	// PostureTokenTTL is how long a posture token from POST /access/v1/token is valid. Short:
+	// the token proves posture at issue time, and the backend learns of changes by events.
+	PostureTokenTTL time.Duration `mapstructure:"posture_token_ttl"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.
@@ -53,6 +56,7 @@ func Defaults() Config {
 		LogLevel:        "info",
 		ShutdownTimeout: 20 * time.Second,
 		MaxBodyBytes:    1 << 20,
+		PostureTokenTTL: 5 * time.Minute,
 	}
 }
 
@@ -83,6 +87,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = Defaults().MaxBodyBytes
+	}
+	switch {
+	case c.PostureTokenTTL == 0:
+		c.PostureTokenTTL = Defaults().PostureTokenTTL
+	case c.PostureTokenTTL < 30*time.Second || c.PostureTokenTTL > time.Hour:
+		errs = append(errs, fmt.Errorf("posture_token_ttl %s: want 30s to 1h", c.PostureTokenTTL))
 	}
 	return errors.Join(errs...)
 }

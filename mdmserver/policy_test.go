@@ -41,14 +41,6 @@ func (env *testEnv) access(token, id string) access.Answer {
 	return a
 }
 
-func reasonCodes(a access.Answer) []string {
-	var out []string
-	for _, r := range a.Reasons {
-		out = append(out, r.Code)
-	}
-	return out
-}
-
 // waitAccess polls the access API until cond holds.
 func (env *testEnv) waitAccess(token, id string, what string, cond func(access.Answer) bool) access.Answer {
 	env.t.Helper()
@@ -59,7 +51,7 @@ func (env *testEnv) waitAccess(token, id string, what string, cond func(access.A
 			return a
 		}
 		if time.Now().After(deadline) {
-			env.t.Fatalf("access never %s: allow=%v reasons=%v", what, a.Allow, reasonCodes(a))
+			env.t.Fatalf("access never %s: allow=%v reasons=%v", what, a.Allow, a.ReasonCodes())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -106,13 +98,13 @@ func TestApplePolicyComplianceAndGrace(t *testing.T) {
 	var rec commands.Record
 	env.call("POST", "/api/v1/devices/"+d.ID+"/commands", it, []byte(`{"request_type":"SecurityInfo"}`), &rec)
 	a = env.waitAccess(accessTok, d.ID, "in grace", func(a access.Answer) bool { return !a.Compliant })
-	if !a.Allow || !a.InGrace || a.GraceUntil.IsZero() || !slices.Contains(reasonCodes(a), "passcode_missing") {
-		t.Fatalf("within grace: allow=%v in_grace=%v grace_until=%v reasons=%v", a.Allow, a.InGrace, a.GraceUntil, reasonCodes(a))
+	if !a.Allow || !a.InGrace || a.GraceUntil.IsZero() || !slices.Contains(a.ReasonCodes(), "passcode_missing") {
+		t.Fatalf("within grace: allow=%v in_grace=%v grace_until=%v reasons=%v", a.Allow, a.InGrace, a.GraceUntil, a.ReasonCodes())
 	}
 	time.Sleep(time.Until(a.GraceUntil) + 50*time.Millisecond)
 	a = env.access(accessTok, d.ID)
-	if a.Allow || !slices.Contains(reasonCodes(a), access.ReasonGraceExpired) || !slices.Contains(reasonCodes(a), "passcode_missing") {
-		t.Fatalf("past grace: allow=%v reasons=%v", a.Allow, reasonCodes(a))
+	if a.Allow || !slices.Contains(a.ReasonCodes(), access.ReasonGraceExpired) || !slices.Contains(a.ReasonCodes(), "passcode_missing") {
+		t.Fatalf("past grace: allow=%v reasons=%v", a.Allow, a.ReasonCodes())
 	}
 
 	// Dry run of a stricter policy names the device without changing anything.

@@ -40,6 +40,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /agent/v1/commands", s.requireDevice(s.agentCommands))
 	mux.Handle("POST /agent/v1/commands/{id}/result", s.requireDevice(s.agentCommandResult))
 
+	// Access API for devices and for anyone verifying what the server signed.
+	mux.Handle("POST /access/v1/token", s.requireDevice(s.issuePostureToken))
+	mux.Handle("GET /access/v1/jwks.json", s.keys.Handler())
+
 	// Admin and access APIs: bearer tokens, roles per route (admin may do everything).
 	for _, rt := range s.tokenRoutes() {
 		mux.Handle(rt.pattern, s.tokens.Require(s.log, rt.handler, rt.roles...))
@@ -81,6 +85,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"POST /api/v1/policies/{name}/dry-run", s.dryRunPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/assignments", s.putAssignment, []tokens.Role{tokens.RoleIT}},
 		{"GET /access/v1/devices/{id}", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleAccess}},
+		{"POST /access/v1/check", s.accessCheck, []tokens.Role{tokens.RoleAccess}},
 		{"POST /api/v1/devices/{id}/lock", s.lockDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/lost-mode", s.lostMode, []tokens.Role{tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/wipe", s.wipeDevice, []tokens.Role{tokens.RoleSecurity}},

@@ -37,8 +37,10 @@ import (
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/signing"
 	"github.com/halemdm/hale/mdmserver/store"
 	"github.com/halemdm/hale/mdmserver/tokens"
+	"github.com/halemdm/hale/posture"
 )
 
 // Server is a running Hale server's state. Create it with New, serve it with Serve or
@@ -73,6 +75,10 @@ type Server struct {
 	compliance    *compliance.Engine
 	index         *access.Index
 	agentQueue    *agentcmd.Queue
+	// keys sign posture tokens and security event tokens; tokenVerifier checks the posture
+	// tokens a backend hands to POST /access/v1/check.
+	keys          *signing.Keyset
+	tokenVerifier *posture.Verifier
 	nonces        *nonces
 	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index.
 	pendingWipes sync.Map
@@ -183,6 +189,10 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err = s.bootstrapAdminToken(context.Background()); err != nil {
 		return nil, err
 	}
+	if s.keys, err = signing.Open(db, s.key, signing.WithLogger(s.log.With("component", "signing"))); err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	s.tokenVerifier = posture.NewVerifier(s.keys, posture.WithIssuer(cfg.PublicURL))
 	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithLogger(s.log.With("component", "ca")),
 		certs.WithCRLURL(strings.TrimSuffix(cfg.PublicURL, "/")+"/ca/crl")); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
@@ -310,9 +320,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// checkpoint when it grew.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
-	work.Add(2)
+	work.Add(3)
 	go func() { defer work.Done(); s.compliance.RunStaleness(workCtx, time.Minute) }()
 	go func() { defer work.Done(); _ = s.audit.Run(workCtx, 5*time.Minute) }()
+	go func() { defer work.Done(); s.keys.Run(workCtx) }()
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {

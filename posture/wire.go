@@ -47,6 +47,7 @@ const (
 	ReasonCertRevoked     = "certificate_revoked"
 	ReasonInvalidDeviceID = "invalid_device_id"
 	ReasonUnknownCert     = "unknown_certificate"
+	ReasonInvalidSubject  = "invalid_subject"
 	ReasonInvalidToken    = "invalid_token"
 	ReasonTokenRevoked    = "token_revoked"
 	ReasonUnreachable     = "server_unreachable"

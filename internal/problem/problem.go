@@ -31,6 +31,9 @@ type Details struct {
 	RequestID string `json:"request_id,omitempty"`
 	// Errors lists field-level problems, for example every validation error of a policy.
 	Errors []FieldError `json:"errors,omitempty"`
+	// Reasons are the stable reason codes of an access denial ([{code, detail}]), so a caller
+	// handles a 403 from the access API like a decision.
+	Reasons any `json:"reasons,omitempty"`
 }
 
 // FieldError is one problem with one field of a request.

@@ -15,24 +15,29 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/posture"
 )
 
-// Reason codes the access API answers with, beyond the policy's own compliance reasons.
+// Reason codes the access API answers with, beyond the policy's own compliance reasons. They
+// are the public SDK's (package posture), so server and backends share one list.
 const (
-	ReasonUnknownDevice   = "unknown_device"
-	ReasonIndexNotLoaded  = "index_not_loaded"
-	ReasonInternalError   = "internal_error"
-	ReasonReportStale     = "report_stale"
-	ReasonNoReport        = "no_report"
-	ReasonGraceExpired    = "noncompliant_past_grace"
-	ReasonLocked          = "device_locked"
-	ReasonLost            = "device_lost"
-	ReasonWiped           = "device_wiped"
-	ReasonWipePending     = "wipe_pending"
-	ReasonUnenrolled      = "device_unenrolled"
-	ReasonRetired         = "device_retired"
-	ReasonCertRevoked     = "certificate_revoked"
-	ReasonInvalidDeviceID = "invalid_device_id"
+	ReasonUnknownDevice   = posture.ReasonUnknownDevice
+	ReasonIndexNotLoaded  = posture.ReasonIndexNotLoaded
+	ReasonInternalError   = posture.ReasonInternalError
+	ReasonReportStale     = posture.ReasonReportStale
+	ReasonNoReport        = posture.ReasonNoReport
+	ReasonGraceExpired    = posture.ReasonGraceExpired
+	ReasonLocked          = posture.ReasonLocked
+	ReasonLost            = posture.ReasonLost
+	ReasonWiped           = posture.ReasonWiped
+	ReasonWipePending     = posture.ReasonWipePending
+	ReasonUnenrolled      = posture.ReasonUnenrolled
+	ReasonRetired         = posture.ReasonRetired
+	ReasonCertRevoked     = posture.ReasonCertRevoked
+	ReasonInvalidDeviceID = posture.ReasonInvalidDeviceID
+	ReasonInvalidSubject  = posture.ReasonInvalidSubject
+	ReasonUnknownCert     = posture.ReasonUnknownCert
+	ReasonInvalidToken    = posture.ReasonInvalidToken
 )
 
 // Decision is what the index knows about one device: the last verdict, the device's
@@ -332,4 +337,13 @@ func DeviceHandler(x *Index) http.HandlerFunc {
 		h.Set("Cache-Control", "no-store")
 		w.Write(body)
 	}
+}
+
+// ReasonCodes lists the codes of a's reasons, in order.
+func (a Answer) ReasonCodes() []string {
+	codes := make([]string, len(a.Reasons))
+	for i, r := range a.Reasons {
+		codes[i] = r.Code
+	}
+	return codes
 }

@@ -19,21 +19,13 @@ func compliantDecision(id string) *Decision {
 	}
 }
 
-func codes(a Answer) []string {
-	var out []string
-	for _, r := range a.Reasons {
-		out = append(out, r.Code)
-	}
-	return out
-}
-
 func TestAnswerFailsClosed(t *testing.T) {
 	x := NewIndex()
-	if a := x.Lookup("d1", t0); a.Allow || codes(a)[0] != ReasonIndexNotLoaded {
+	if a := x.Lookup("d1", t0); a.Allow || a.ReasonCodes()[0] != ReasonIndexNotLoaded {
 		t.Fatalf("unloaded index answered %+v", a)
 	}
 	x.MarkLoaded()
-	if a := x.Lookup("d1", t0); a.Allow || codes(a)[0] != ReasonUnknownDevice {
+	if a := x.Lookup("d1", t0); a.Allow || a.ReasonCodes()[0] != ReasonUnknownDevice {
 		t.Fatalf("unknown device answered %+v", a)
 	}
 
@@ -75,7 +67,7 @@ func TestAnswerFailsClosed(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			x.Put(c.d, t0)
 			a := x.Lookup("d", c.at)
-			got := fmt.Sprint(codes(a))
+			got := fmt.Sprint(a.ReasonCodes())
 			if got == "[]" && c.codes == "[]" {
 				got = "[]"
 			}

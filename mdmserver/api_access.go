@@ -1,0 +1,225 @@
+package mdmserver
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/halemdm/hale/certs"
+	"github.com/halemdm/hale/internal/httpjson"
+	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/posture"
+)
+
+// Bounds of POST /access/v1/check: a batch of MaxCheckBatch subjects that each carry a PEM
+// certificate fits, anything much larger is refused before it is read.
+const (
+	maxCheckBody       = 4 << 20
+	maxSubjectCertPEM  = 16 << 10
+	maxSubjectTokenLen = posture.MaxTokenBytes
+)
+
+// accessCheck answers POST /access/v1/check: one subject (device ID, certificate, fingerprint
+// or posture token) or a batch of up to posture.MaxCheckBatch. A subject the server cannot
+// vouch for is a deny with a reason, never an error: the backend always gets a decision.
+func (s *Server) accessCheck(w http.ResponseWriter, r *http.Request) {
+	var req posture.CheckRequest
+	if !problem.DecodeJSON(w, r, maxCheckBody, &req) {
+		return
+	}
+	single := req.Subject != (posture.Subject{})
+	switch {
+	case single && len(req.Devices) > 0:
+		problem.BadRequest(w, r, "give one subject or a devices batch, not both")
+		return
+	case !single && len(req.Devices) == 0:
+		problem.BadRequest(w, r, "give a subject (device_id, certificate, certificate_sha256 or token) or a devices batch")
+		return
+	case len(req.Devices) > posture.MaxCheckBatch:
+		problem.Error(w, r, http.StatusRequestEntityTooLarge, "batch-too-large",
+			"a check carries at most 1000 subjects; split the batch")
+		return
+	}
+	now := time.Now()
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if single {
+		h.Set("Content-Type", "application/json")
+		w.Write(s.decideJSON(r, req.Subject, now))
+		return
+	}
+	out := struct {
+		Decisions []json.RawMessage `json:"decisions"`
+	}{make([]json.RawMessage, len(req.Devices))}
+	for i, subj := range req.Devices {
+		out.Decisions[i] = s.decideJSON(r, subj, now)
+	}
+	httpjson.Write(w, http.StatusOK, out)
+}
+
+// decideJSON is the encoded decision for one subject.
+func (s *Server) decideJSON(r *http.Request, subj posture.Subject, now time.Time) []byte {
+	deny := func(id, code, detail string) []byte {
+		b, _ := json.Marshal(access.DenyAnswer(id, code, detail))
+		return b
+	}
+	given := 0
+	for _, f := range []string{subj.DeviceID, subj.Certificate, subj.CertificateSHA256, subj.Token} {
+		if f != "" {
+			given++
+		}
+	}
+	if given != 1 {
+		return deny(subj.DeviceID, access.ReasonInvalidSubject,
+			"name the device one way: device_id, certificate, certificate_sha256 or token")
+	}
+	var id string
+	switch {
+	case subj.DeviceID != "":
+		if len(subj.DeviceID) > access.MaxDeviceIDLen {
+			return deny("", access.ReasonInvalidDeviceID, "the device id is malformed")
+		}
+		id = subj.DeviceID
+	case subj.Certificate != "":
+		cert, err := parseSubjectCert(subj.Certificate)
+		if err != nil {
+			return deny("", access.ReasonUnknownCert, err.Error())
+		}
+		if err := s.ca.VerifyClientCert([]*x509.Certificate{cert}); errors.Is(err, certs.ErrRevoked) {
+			return deny(cert.Subject.CommonName, access.ReasonCertRevoked, "the certificate was revoked")
+		} else if err != nil && s.verifyExtraDeviceCA([]*x509.Certificate{cert}) != nil {
+			return deny("", access.ReasonUnknownCert, "the certificate was not issued to a device by this server or is expired")
+		}
+		if id = s.index.DeviceForSHA256(inventory.CertFingerprint(cert)); id == "" {
+			return deny("", access.ReasonUnknownCert, "no enrolled device holds this certificate")
+		}
+	case subj.CertificateSHA256 != "":
+		fp, ok := normalizeFingerprint(subj.CertificateSHA256)
+		if !ok {
+			return deny("", access.ReasonUnknownCert, "certificate_sha256 must be 64 hex digits, colons allowed")
+		}
+		if id = s.index.DeviceForSHA256(fp); id == "" {
+			return deny("", access.ReasonUnknownCert, "no enrolled device holds a certificate with this fingerprint")
+		}
+	case subj.Token != "":
+		if len(subj.Token) > maxSubjectTokenLen {
+			return deny("", access.ReasonInvalidToken, "the token is too large")
+		}
+		claims, err := s.tokenVerifier.VerifyUnbound(r.Context(), subj.Token)
+		if err != nil {
+			return deny("", posture.ReasonCode(err), err.Error())
+		}
+		id = claims.Subject
+	}
+	body, _ := s.index.LookupJSON(id, now)
+	return body
+}
+
+// parseSubjectCert decodes one PEM certificate, bounded.
+func parseSubjectCert(p string) (*x509.Certificate, error) {
+	if len(p) > maxSubjectCertPEM {
+		return nil, errors.New("the certificate is too large")
+	}
+	block, _ := pem.Decode([]byte(p))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("certificate must be one PEM CERTIFICATE block")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, errors.New("the certificate does not parse: " + err.Error())
+	}
+	return cert, nil
+}
+
+// normalizeFingerprint accepts a SHA-256 in hex, upper or lower case, with or without colons.
+func normalizeFingerprint(s string) (string, bool) {
+	if len(s) > 3*32 {
+		return "", false
+	}
+	s = strings.ToLower(strings.ReplaceAll(s, ":", ""))
+	if b, err := hex.DecodeString(s); err != nil || len(b) != 32 {
+		return "", false
+	}
+	return s, true
+}
+
+// postureTokenResponse is the answer of POST /access/v1/token.
+type postureTokenResponse struct {
+	Token     string    `json:"token"`
+	TokenType string    `json:"token_type"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// InGrace warns the device that it is allowed only until GraceUntil unless it is fixed.
+	InGrace    bool      `json:"in_grace"`
+	GraceUntil time.Time `json:"grace_until,omitzero"`
+}
+
+// issuePostureToken answers POST /access/v1/token for an agent over mTLS: a short-lived JWT that
+// states the device's verdict, bound to the certificate it connected with. A denied device gets
+// 403 with the reasons, never a token.
+func (s *Server) issuePostureToken(w http.ResponseWriter, r *http.Request) {
+	d := deviceFromContext(r.Context())
+	now := time.Now()
+	a := s.index.Lookup(d.ID, now)
+	if !a.Allow {
+		p := problem.New(http.StatusForbidden, "access-denied", "the device may not open sessions now: "+strings.Join(a.ReasonCodes(), ", "))
+		p.Reasons = a.Reasons
+		problem.Write(w, r, p)
+		return
+	}
+	jti := make([]byte, 16)
+	_, _ = rand.Read(jti)
+	exp := now.Add(s.cfg.PostureTokenTTL)
+	claims := posture.TokenClaims{
+		Issuer: s.cfg.PublicURL, Subject: d.ID, Audience: posture.TokenAudience,
+		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: hex.EncodeToString(jti),
+		Confirm: posture.Confirm{X5tS256: posture.Thumbprint(r.TLS.PeerCertificates[0])},
+		Device:  deviceClaims(a),
+	}
+	tok, err := s.keys.Sign(posture.TokenType, claims)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, postureTokenResponse{
+		Token: tok, TokenType: posture.TokenType, ExpiresAt: time.Unix(claims.Expiry, 0).UTC(),
+		InGrace: a.InGrace, GraceUntil: a.GraceUntil,
+	})
+}
+
+// deviceClaims are the posture facts a token carries: the verdict and the claims HIPAA texting
+// rests on.
+func deviceClaims(a access.Answer) posture.DeviceAt {
+	dc := posture.DeviceAt{Compliant: a.Compliant, InGrace: a.InGrace}
+	if a.InGrace {
+		dc.GraceUntil = a.GraceUntil.Unix()
+		for _, r := range a.Reasons {
+			dc.Reasons = append(dc.Reasons, r.Code)
+		}
+	}
+	if p := a.Posture; p != nil {
+		dc.Platform = string(p.Platform)
+		if p.OS != nil {
+			dc.OSVersion = p.OS.Value.Version
+		}
+		dc.Encrypted = claimValue(p.DiskEncrypted)
+		dc.PasscodeSet = claimValue(p.PasscodePresent)
+	}
+	return dc
+}
+
+func claimValue(c *policies.Claim[bool]) *bool {
+	if c == nil {
+		return nil
+	}
+	v := c.Value
+	return &v
+}
