@@ -212,6 +212,11 @@ func newEntry(d *Decision, now time.Time, prev *entry) *entry {
 	a := d.Answer(now)
 	a.Posture = nil
 	body, _ := json.Marshal(answerJSON{Answer: a, Posture: posture})
+	if n := len(posture); n > 0 && len(body) > n && string(body[len(body)-1-n:len(body)-1]) == string(posture) {
+		// The posture is the body's last member: keep it as a slice of the body rather than a
+		// second copy. It is most of an answer, and the index holds one per device.
+		posture = body[len(body)-1-n : len(body)-1 : len(body)-1]
+	}
 	return &entry{d: d, deadline: deadline(d, now), body: body, allow: a.Allow, posture: posture}
 }
 

@@ -3,6 +3,7 @@ package access
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -155,5 +156,33 @@ func TestLookupJSONCarriesPosture(t *testing.T) {
 	json.Unmarshal(want, &b)
 	if fmt.Sprint(a) != fmt.Sprint(b) || a["posture"] == nil {
 		t.Fatalf("cached answer differs:\n%s\n%s", body, want)
+	}
+}
+
+// BenchmarkIndexMemory reports the heap one indexed device costs, with a typical agent posture.
+func BenchmarkIndexMemory(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		x := NewIndex()
+		for i := range n {
+			d := compliantDecision(fmt.Sprintf("d_%016x", i))
+			d.CertSerials = []string{fmt.Sprintf("%x", 1<<40+i)}
+			d.CertSHA256 = []string{fmt.Sprintf("%064x", i)}
+			d.Posture = &policies.Posture{Platform: policies.PlatformLinux, ReportedAt: t0,
+				OS:                policies.Observe(policies.OSInfo{Version: "24.04", Distribution: "ubuntu", Kernel: "6.8.0-49-generic"}, policies.ProvenanceAgent, t0),
+				DiskEncrypted:     policies.Observe(true, policies.ProvenanceAgent, t0),
+				SwapEncrypted:     policies.Observe(true, policies.ProvenanceAgent, t0),
+				PasscodePresent:   policies.Observe(true, policies.ProvenanceAgent, t0),
+				ScreenLockEnabled: policies.Observe(true, policies.ProvenanceAgent, t0),
+			}
+			x.Put(d, t0)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/device")
+		runtime.KeepAlive(x)
 	}
 }
