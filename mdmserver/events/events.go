@@ -1,0 +1,469 @@
+// Package events is Hale's OpenID Shared Signals (SSF 1.0) transmitter: it turns what happens
+// to a device (its access decision flips; it is locked, lost, wiped or revoked) into CAEP
+// Security Event Tokens and gets them to the configured receivers, by push (RFC 8935) or by
+// poll (RFC 8936).
+//
+// Every SET is committed to a bbolt outbox before Emit returns, so an acknowledged event
+// survives a crash, and stays there until the receiver has taken it: a push receiver answered
+// 2xx (or rejected it as invalid), a poll receiver acknowledged its jti.
+package events
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/posture"
+)
+
+// Signer signs a JWT with the server's keys (mdmserver/signing.Keyset implements it).
+type Signer interface {
+	Sign(typ string, claims any) (string, error)
+}
+
+// Event is one thing that happened to a device.
+type Event struct {
+	Type         string // posture.EventComplianceChange or posture.EventSessionRevoked
+	DeviceID     string
+	ReasonCode   string // Hale's stable reason code (posture.Reason*)
+	ReasonDetail string // for administrators, in English
+	// PreviousStatus and CurrentStatus are "compliant" or "not-compliant"; a compliance change
+	// requires both.
+	PreviousStatus, CurrentStatus string
+	Initiator                     string // "admin", "user", "policy" or "system"
+	TXN                           string // the command or change ID
+	At                            time.Time
+}
+
+// Errors. Both are wrapped with what was wrong.
+var (
+	ErrNotFound = errors.New("events: no such event stream")
+	ErrInvalid  = errors.New("events: invalid")
+)
+
+// Bucket names.
+var (
+	streamsBucket = []byte("ssf_streams") // stream ID → record JSON
+	// outboxBucket holds streamID 0x00 seq(16 bytes, big endian) → entry JSON, so a stream's
+	// SETs are contiguous and in the order they were emitted.
+	outboxBucket = []byte("ssf_outbox")
+)
+
+// sealPurpose binds sealed Authorization headers to this slot of the store.
+const sealPurpose = "hale/ssf-auth"
+
+// Defaults.
+const (
+	defaultHTTPTimeout = 10 * time.Second
+	defaultMinBackoff  = time.Second
+	defaultMaxBackoff  = 5 * time.Minute
+	defaultPollWait    = 30 * time.Second
+)
+
+// entry is one SET waiting in the outbox.
+type entry struct {
+	JTI string `json:"jti"`
+	SET string `json:"set"`
+}
+
+// Transmitter emits SETs into the outbox and delivers them. It is safe for concurrent use.
+type Transmitter struct {
+	db     *bbolt.DB
+	signer Signer
+	issuer string
+	key    *seal.Key
+
+	log        *slog.Logger
+	now        func() time.Time
+	client     *http.Client
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	pollWait   time.Duration
+
+	mu      sync.Mutex
+	signals map[string]chan struct{} // stream ID → closed on the next change to its outbox
+	status  map[string]*deliveryStatus
+	running bool
+	changed chan struct{} // a stream was created or deleted; Run reconciles its deliverers
+}
+
+// deliveryStatus is the in-memory delivery state of a stream, reported on read.
+type deliveryStatus struct {
+	lastDeliveredAt time.Time
+	lastError       string
+	lastErrorAt     time.Time
+}
+
+// Option configures a Transmitter.
+type Option func(*Transmitter)
+
+// WithLogger sets the logger for delivery failures and rejected SETs.
+func WithLogger(l *slog.Logger) Option {
+	return func(t *Transmitter) {
+		if l != nil {
+			t.log = l
+		}
+	}
+}
+
+// WithClock sets the clock for iat, event timestamps and stream creation times (tests).
+func WithClock(now func() time.Time) Option {
+	return func(t *Transmitter) {
+		if now != nil {
+			t.now = now
+		}
+	}
+}
+
+// WithHTTPClient sets the client push delivery uses. The default has a 10s timeout and does not
+// follow redirects: a receiver's endpoint is configured exactly, and a redirect must not carry
+// SETs (or its Authorization header) somewhere else.
+func WithHTTPClient(c *http.Client) Option {
+	return func(t *Transmitter) {
+		if c != nil {
+			t.client = c
+		}
+	}
+}
+
+// WithBackoff sets the bounds of the exponential backoff between push retries (default 1s to
+// 5m). Each wait is jittered so that receivers coming back are not hit in lockstep.
+func WithBackoff(minWait, maxWait time.Duration) Option {
+	return func(t *Transmitter) {
+		if minWait > 0 {
+			t.minBackoff = minWait
+		}
+		if maxWait >= t.minBackoff {
+			t.maxBackoff = maxWait
+		}
+	}
+}
+
+// WithPollWait sets how long a poll with returnImmediately false waits for a SET (default 30s).
+func WithPollWait(d time.Duration) Option {
+	return func(t *Transmitter) {
+		if d >= 0 {
+			t.pollWait = d
+		}
+	}
+}
+
+// New returns a Transmitter storing its streams and outbox in db. issuer is the "iss" of every
+// SET and the base of the URLs in the SSF configuration; key seals receivers' Authorization
+// headers at rest.
+func New(db *bbolt.DB, signer Signer, issuer string, key *seal.Key, opts ...Option) (*Transmitter, error) {
+	switch {
+	case db == nil:
+		return nil, errors.New("events: nil bbolt database")
+	case signer == nil:
+		return nil, errors.New("events: nil signer")
+	case key == nil:
+		return nil, errors.New("events: nil seal key")
+	}
+	issuer = strings.TrimRight(issuer, "/")
+	if issuer == "" {
+		return nil, errors.New("events: empty issuer; set it to the server's public base URL")
+	}
+	t := &Transmitter{
+		db:     db,
+		signer: signer,
+		issuer: issuer,
+		key:    key,
+		log:    slog.Default(),
+		now:    time.Now,
+		client: &http.Client{
+			Timeout: defaultHTTPTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+		minBackoff: defaultMinBackoff,
+		maxBackoff: defaultMaxBackoff,
+		pollWait:   defaultPollWait,
+		signals:    map[string]chan struct{}{},
+		status:     map[string]*deliveryStatus{},
+		changed:    make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{streamsBucket, outboxBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("events: create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// initiators are the initiating_entity values CAEP defines.
+var initiators = map[string]bool{"": true, "admin": true, "user": true, "policy": true, "system": true}
+
+func validStatus(s string) bool { return s == "compliant" || s == "not-compliant" }
+
+// validateEvent checks an event before anything is signed, so one bad event fails the whole
+// Emit instead of committing half of it.
+func validateEvent(ev Event) error {
+	switch ev.Type {
+	case posture.EventComplianceChange:
+		if !validStatus(ev.PreviousStatus) || !validStatus(ev.CurrentStatus) {
+			return fmt.Errorf("%w event: a compliance change needs previous and current status of compliant or not-compliant, got %q and %q",
+				ErrInvalid, ev.PreviousStatus, ev.CurrentStatus)
+		}
+	case posture.EventSessionRevoked:
+	default:
+		return fmt.Errorf("%w event: type %q is not one Hale emits", ErrInvalid, ev.Type)
+	}
+	if ev.DeviceID == "" {
+		return fmt.Errorf("%w event: empty device ID", ErrInvalid)
+	}
+	if !initiators[ev.Initiator] {
+		return fmt.Errorf("%w event: initiator %q is not admin, user, policy or system", ErrInvalid, ev.Initiator)
+	}
+	return nil
+}
+
+// body is the CAEP event body of ev.
+func (t *Transmitter) body(ev Event) (json.RawMessage, error) {
+	at := ev.At
+	if at.IsZero() {
+		at = t.now()
+	}
+	b := posture.CAEPEvent{
+		EventTimestamp:   at.Unix(),
+		InitiatingEntity: ev.Initiator,
+		ReasonCode:       ev.ReasonCode,
+	}
+	if ev.ReasonDetail != "" {
+		b.ReasonAdmin = map[string]string{"en": ev.ReasonDetail}
+	}
+	if ev.Type == posture.EventComplianceChange {
+		b.PreviousStatus, b.CurrentStatus = ev.PreviousStatus, ev.CurrentStatus
+	}
+	return json.Marshal(b)
+}
+
+// sign builds and signs one SET for aud about subject.
+func (t *Transmitter) sign(aud string, sub posture.SubjectID, eventType string, body json.RawMessage, txn string) (entry, error) {
+	jti := randomHex(16)
+	c := posture.SETClaims{
+		Issuer:   t.issuer,
+		Audience: aud,
+		IssuedAt: t.now().Unix(),
+		ID:       jti,
+		SubID:    sub,
+		Events:   map[string]json.RawMessage{eventType: body},
+		TXN:      txn,
+	}
+	set, err := t.signer.Sign(posture.SETType, c)
+	if err != nil {
+		return entry{}, fmt.Errorf("events: sign SET: %w", err)
+	}
+	return entry{JTI: jti, SET: set}, nil
+}
+
+// Emit turns evs into SETs for every stream that requested their type and commits them all in
+// one transaction before returning: when Emit returns nil, every SET is durable. It then wakes
+// the push deliverers and poll waiters of the streams it wrote to. With no streams it does
+// nothing.
+func (t *Transmitter) Emit(ctx context.Context, evs ...Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if err := validateEvent(ev); err != nil {
+			return err
+		}
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	streams, err := t.records()
+	if err != nil {
+		return err
+	}
+	// Sign outside the write transaction so that signing does not hold bbolt's writer lock.
+	pending := map[string][]entry{}
+	for _, s := range streams {
+		for _, ev := range evs {
+			if !s.wants(ev.Type) {
+				continue
+			}
+			body, err := t.body(ev)
+			if err != nil {
+				return fmt.Errorf("events: encode event: %w", err)
+			}
+			e, err := t.sign(s.Audience, posture.SubjectID{Format: "opaque", ID: ev.DeviceID}, ev.Type, body, ev.TXN)
+			if err != nil {
+				return err
+			}
+			pending[s.ID] = append(pending[s.ID], e)
+		}
+	}
+	_, err = t.commit(pending)
+	return err
+}
+
+// Verify puts an SSF verification event into the stream's outbox, so a receiver can check
+// end to end that it gets, and can verify, what Hale sends. The subject is the stream itself.
+func (t *Transmitter) Verify(ctx context.Context, streamID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s, err := t.record(streamID)
+	if err != nil {
+		return err
+	}
+	e, err := t.sign(s.Audience, posture.SubjectID{Format: "opaque", ID: s.ID}, posture.EventVerification, json.RawMessage(`{}`), "")
+	if err != nil {
+		return err
+	}
+	n, err := t.commit(map[string][]entry{s.ID: {e}})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		// The stream was deleted between the lookup and the commit.
+		return fmt.Errorf("%w: %s", ErrNotFound, streamID)
+	}
+	return nil
+}
+
+// commit writes the entries of every stream in one transaction, skipping streams deleted since
+// they were read, then wakes their deliverers. It returns how many entries it wrote.
+func (t *Transmitter) commit(pending map[string][]entry) (int, error) {
+	if len(pending) == 0 {
+		return 0, nil
+	}
+	written := 0
+	err := t.db.Update(func(tx *bbolt.Tx) error {
+		sb, ob := tx.Bucket(streamsBucket), tx.Bucket(outboxBucket)
+		for id, es := range pending {
+			if sb.Get([]byte(id)) == nil {
+				continue
+			}
+			for _, e := range es {
+				seq, err := ob.NextSequence()
+				if err != nil {
+					return err
+				}
+				v, err := json.Marshal(e)
+				if err != nil {
+					return err
+				}
+				if err := ob.Put(outboxKey(id, seq), v); err != nil {
+					return err
+				}
+				written++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("events: commit SETs to the outbox: %w", err)
+	}
+	for id := range pending {
+		t.notify(id)
+	}
+	return written, nil
+}
+
+// outboxKey is streamID 0x00 followed by seq as 16 bytes big endian.
+func outboxKey(streamID string, seq uint64) []byte {
+	k := make([]byte, len(streamID)+1+16)
+	copy(k, streamID)
+	binary.BigEndian.PutUint64(k[len(k)-8:], seq)
+	return k
+}
+
+func outboxPrefix(streamID string) []byte { return []byte(streamID + "\x00") }
+
+// outboxEntry is an entry with its key, for removal after delivery.
+type outboxEntry struct {
+	key []byte
+	entry
+}
+
+// peek returns up to n of the stream's oldest entries.
+func (t *Transmitter) peek(streamID string, n int) ([]outboxEntry, error) {
+	var out []outboxEntry
+	err := t.db.View(func(tx *bbolt.Tx) error {
+		prefix := outboxPrefix(streamID)
+		c := tx.Bucket(outboxBucket).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < n; k, v = c.Next() {
+			var e entry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("events: corrupt outbox entry %x: %w", k, err)
+			}
+			out = append(out, outboxEntry{key: bytes.Clone(k), entry: e})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// remove deletes one delivered entry.
+func (t *Transmitter) remove(key []byte) error {
+	return t.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(outboxBucket).Delete(key) })
+}
+
+// Pending returns how many SETs wait in the stream's outbox (0 for an unknown stream).
+func (t *Transmitter) Pending(streamID string) int {
+	n := 0
+	_ = t.db.View(func(tx *bbolt.Tx) error {
+		prefix := outboxPrefix(streamID)
+		c := tx.Bucket(outboxBucket).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// signal returns a channel closed at the next change to the stream's outbox. Take it before
+// looking at the outbox, so an Emit between the look and the wait is not missed.
+func (t *Transmitter) signal(streamID string) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ch, ok := t.signals[streamID]
+	if !ok {
+		ch = make(chan struct{})
+		t.signals[streamID] = ch
+	}
+	return ch
+}
+
+// notify wakes everything waiting on the stream's outbox.
+func (t *Transmitter) notify(streamID string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ch, ok := t.signals[streamID]; ok {
+		close(ch)
+		delete(t.signals, streamID)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics rather than return short)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,259 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/posture"
+)
+
+const testIssuer = "https://hale.example"
+
+var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// testSigner signs like mdmserver/signing.Keyset: ES256 compact JWS with the given typ.
+type testSigner struct{ key *ecdsa.PrivateKey }
+
+func newTestSigner(t testing.TB) *testSigner {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testSigner{key: k}
+}
+
+func (s *testSigner) Sign(typ string, claims any) (string, error) {
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: s.key},
+		(&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	obj, err := sig.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// verify checks a SET's signature and typ and returns its claims.
+func (s *testSigner) verify(t testing.TB, set string) posture.SETClaims {
+	t.Helper()
+	obj, err := jose.ParseSignedCompact(set, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatalf("parse SET: %v", err)
+	}
+	if typ := obj.Signatures[0].Header.ExtraHeaders[jose.HeaderType]; typ != posture.SETType {
+		t.Fatalf("typ header = %v, want %s", typ, posture.SETType)
+	}
+	payload, err := obj.Verify(&s.key.PublicKey)
+	if err != nil {
+		t.Fatalf("SET signature does not verify: %v", err)
+	}
+	var c posture.SETClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatalf("SET claims: %v", err)
+	}
+	return c
+}
+
+func testKey(t testing.TB) *seal.Key {
+	k, err := seal.New(bytes.Repeat([]byte{1}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func openDB(t testing.TB, path string) *bbolt.DB {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+type fixture struct {
+	tr     *Transmitter
+	db     *bbolt.DB
+	path   string
+	signer *testSigner
+}
+
+func defaultOpts() []Option {
+	return []Option{
+		WithLogger(slog.New(slog.DiscardHandler)),
+		WithClock(func() time.Time { return testNow }),
+		WithBackoff(time.Millisecond, 5*time.Millisecond),
+		WithPollWait(50 * time.Millisecond),
+	}
+}
+
+func newFixture(t testing.TB, opts ...Option) *fixture {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hale.db")
+	db := openDB(t, path)
+	t.Cleanup(func() { db.Close() })
+	f := &fixture{db: db, path: path, signer: newTestSigner(t)}
+	tr, err := New(db, f.signer, testIssuer+"/", testKey(t), append(defaultOpts(), opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tr = tr
+	return f
+}
+
+// run starts tr.Run until the test ends.
+func run(t testing.TB, tr *Transmitter) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		tr.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// waitFor polls cond until it holds, failing the test after a generous deadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// receiver is a push endpoint that records what it got and answers with respond.
+type receiver struct {
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	reqs    []received
+	respond func(n int, w http.ResponseWriter, r *http.Request) // n counts from 0
+}
+
+type received struct {
+	header http.Header
+	body   string
+}
+
+func newReceiver(t testing.TB, respond func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+	rc := &receiver{respond: respond}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		n := len(rc.reqs)
+		rc.reqs = append(rc.reqs, received{header: r.Header.Clone(), body: string(b)})
+		rc.mu.Unlock()
+		if rc.respond != nil {
+			rc.respond(n, w, r)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) got() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.reqs...)
+}
+
+func (f *fixture) pushStream(t testing.TB, url string, mod ...func(*Stream)) Stream {
+	t.Helper()
+	s := Stream{Delivery: DeliveryPush, EndpointURL: url, Audience: "https://chat.example"}
+	for _, m := range mod {
+		m(&s)
+	}
+	s, err := f.tr.CreateStream(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (f *fixture) pollStream(t testing.TB) Stream {
+	t.Helper()
+	s, err := f.tr.CreateStream(context.Background(), Stream{Delivery: DeliveryPoll, Audience: "poller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func complianceEvent(device string) Event {
+	return Event{
+		Type:           posture.EventComplianceChange,
+		DeviceID:       device,
+		ReasonCode:     "encryption_off",
+		ReasonDetail:   "FileVault is off",
+		PreviousStatus: "compliant",
+		CurrentStatus:  "not-compliant",
+		Initiator:      "policy",
+		TXN:            "chg_1",
+		At:             testNow.Add(-time.Minute),
+	}
+}
+
+func revokedEvent(device string) Event {
+	return Event{Type: posture.EventSessionRevoked, DeviceID: device, ReasonCode: posture.ReasonWiped, Initiator: "admin", TXN: "c_1"}
+}
+
+func emit(t testing.TB, tr *Transmitter, evs ...Event) {
+	t.Helper()
+	if err := tr.Emit(context.Background(), evs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// poll posts body to the poll handler for stream id.
+func poll(t testing.TB, tr *Transmitter, id, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/ssf/poll/"+id, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetPathValue("id", id)
+	rec := httptest.NewRecorder()
+	tr.PollHandler().ServeHTTP(rec, req)
+	return rec
+}
+
+func decodePoll(t testing.TB, rec *httptest.ResponseRecorder) posture.PollResponse {
+	t.Helper()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("poll: %d %s", rec.Code, rec.Body)
+	}
+	var pr posture.PollResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &pr); err != nil {
+		t.Fatalf("poll response: %v: %s", err, rec.Body)
+	}
+	return pr
+}
