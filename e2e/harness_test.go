@@ -34,7 +34,7 @@ type server struct {
 	admin  string
 }
 
-func startServer(t *testing.T) *server {
+func startServer(t *testing.T, mutate ...func(*mdmserver.Config)) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,6 +43,9 @@ func startServer(t *testing.T) *server {
 	cfg := mdmserver.Defaults()
 	cfg.Listen = ln.Addr().String()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
+	for _, m := range mutate {
+		m(&cfg)
+	}
 	log := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -137,7 +140,8 @@ var (
 	binDir   string
 )
 
-// buildBinary builds ./cmd/<name> once per test binary run and returns its path.
+// buildBinary builds ./cmd/<name> (or ./<name> when name is a path, like examples/backend)
+// once per test binary run and returns its path.
 func buildBinary(t *testing.T, name string) string {
 	t.Helper()
 	buildMu.Lock()
@@ -151,8 +155,12 @@ func buildBinary(t *testing.T, name string) string {
 			t.Fatal(err)
 		}
 	}
-	out := filepath.Join(binDir, name)
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
+	pkg := "./cmd/" + name
+	if strings.Contains(name, "/") {
+		pkg = "./" + name
+	}
+	out := filepath.Join(binDir, filepath.Base(name))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = ".."
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", name, err, b)

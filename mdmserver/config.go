@@ -37,6 +37,9 @@ type Config struct {
 	// MDMCAFile is a PEM bundle of extra CAs whose client certificates may check in at /mdm, for
 	// devices whose identity was issued outside Hale. Hale's own CA is always trusted.
 	MDMCAFile string `mapstructure:"mdm_ca_file"`
+	// SSFCAFile is a PEM bundle to trust, instead of the system roots, for the HTTPS receivers
+	// Security Event Tokens are pushed to (backends with certificates from a private CA).
+	SSFCAFile string `mapstructure:"ssf_ca_file"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `mapstructure:"log_level"`
 	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM.

@@ -43,6 +43,7 @@ func (s *Server) routes() http.Handler {
 	// Access API for devices and for anyone verifying what the server signed.
 	mux.Handle("POST /access/v1/token", s.requireDevice(s.issuePostureToken))
 	mux.Handle("GET /access/v1/jwks.json", s.keys.Handler())
+	mux.Handle("GET /.well-known/ssf-configuration", s.events.ConfigurationHandler())
 
 	// Admin and access APIs: bearer tokens, roles per route (admin may do everything).
 	for _, rt := range s.tokenRoutes() {
@@ -86,6 +87,11 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"PUT /api/v1/assignments", s.putAssignment, []tokens.Role{tokens.RoleIT}},
 		{"GET /access/v1/devices/{id}", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleAccess}},
 		{"POST /access/v1/check", s.accessCheck, []tokens.Role{tokens.RoleAccess}},
+		{"POST /ssf/v1/streams/{id}/poll", s.events.PollHandler().ServeHTTP, []tokens.Role{tokens.RoleAccess}},
+		{"POST /api/v1/event-streams", s.audited("event_stream.create", s.events.CreateStreamHandler()), nil},
+		{"GET /api/v1/event-streams", s.events.ListStreamsHandler().ServeHTTP, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/event-streams/{id}", s.events.GetStreamHandler().ServeHTTP, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"DELETE /api/v1/event-streams/{id}", s.audited("event_stream.delete", s.events.DeleteStreamHandler()), nil},
 		{"POST /api/v1/devices/{id}/lock", s.lockDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/lost-mode", s.lostMode, []tokens.Role{tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/wipe", s.wipeDevice, []tokens.Role{tokens.RoleSecurity}},

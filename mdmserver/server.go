@@ -2,6 +2,7 @@ package mdmserver
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/micromdm/nanomdm/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/certs/scep"
@@ -34,6 +36,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
@@ -79,7 +82,9 @@ type Server struct {
 	// tokens a backend hands to POST /access/v1/check.
 	keys          *signing.Keyset
 	tokenVerifier *posture.Verifier
-	nonces        *nonces
+	// events delivers Security Event Tokens to the backends when decisions change.
+	events *events.Transmitter
+	nonces *nonces
 	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index.
 	pendingWipes sync.Map
 	auditKey     string // the audit log's public note verifier key
@@ -193,6 +198,10 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
 	s.tokenVerifier = posture.NewVerifier(s.keys, posture.WithIssuer(cfg.PublicURL))
+	if s.events, err = s.newEvents(db); err != nil {
+		return nil, err
+	}
+	s.compliance.OnChange(s.emitDecisionChange)
 	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithLogger(s.log.With("component", "ca")),
 		certs.WithCRLURL(strings.TrimSuffix(cfg.PublicURL, "/")+"/ca/crl")); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
@@ -243,15 +252,43 @@ func loadMasterKey(cfg Config) (*seal.Key, error) {
 	}
 }
 
+// readCertPool reads a PEM bundle named by the configuration option opt.
+func readCertPool(opt, path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", opt, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s holds no PEM certificate", opt, path)
+	}
+	return pool, nil
+}
+
+// newEvents opens the security event transmitter. Receivers are reached with the system roots,
+// or with Config.SSFCAFile when they use a private CA.
+func (s *Server) newEvents(db *bbolt.DB) (*events.Transmitter, error) {
+	opts := []events.Option{events.WithLogger(s.log.With("component", "events"))}
+	if s.cfg.SSFCAFile != "" {
+		roots, err := readCertPool("ssf_ca_file", s.cfg.SSFCAFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, events.WithHTTPClient(&http.Client{Timeout: 10 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}))
+	}
+	t, err := events.New(db, s.keys, s.cfg.PublicURL, s.key, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("security events: %w", err)
+	}
+	return t, nil
+}
+
 func (s *Server) newPusher(roots *x509.CertPool) (*pushsvc.PushService, error) {
 	if roots == nil && s.cfg.APNsCAFile != "" {
-		pem, err := os.ReadFile(s.cfg.APNsCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read apns_ca_file: %w", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("apns_ca_file %s holds no PEM certificate", s.cfg.APNsCAFile)
+		var err error
+		if roots, err = readCertPool("apns_ca_file", s.cfg.APNsCAFile); err != nil {
+			return nil, err
 		}
 	}
 	newClient, err := apns.NewClientFunc(s.cfg.APNsURL, apns.WithRootCAs(roots))
@@ -320,10 +357,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// checkpoint when it grew.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
-	work.Add(3)
+	work.Add(4)
 	go func() { defer work.Done(); s.compliance.RunStaleness(workCtx, time.Minute) }()
 	go func() { defer work.Done(); _ = s.audit.Run(workCtx, 5*time.Minute) }()
 	go func() { defer work.Done(); s.keys.Run(workCtx) }()
+	go func() { defer work.Done(); s.events.Run(workCtx) }()
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {

@@ -34,52 +34,63 @@ import (
 	"github.com/halemdm/hale/posture"
 )
 
+// config is what the flags set.
+type config struct {
+	server, caFile, token, listen string
+	certFile, keyFile, clientCA   string
+	issuer, audience, pushAuth    string
+	live, trustDeviceID           bool
+}
+
 func main() {
-	server := flag.String("server", "", "Hale server URL (https://host:port)")
-	caFile := flag.String("ca", "", "PEM file with the Hale server's root CA (default: system roots)")
-	token := flag.String("token", os.Getenv("HALE_ACCESS_TOKEN"), "API token with role access (or HALE_ACCESS_TOKEN)")
-	listen := flag.String("listen", "127.0.0.1:9443", "address to serve on")
-	certFile := flag.String("tls-cert", "", "TLS certificate PEM for the listener (default: self-signed, in memory)")
-	keyFile := flag.String("tls-key", "", "TLS key PEM for the listener")
-	clientCA := flag.String("client-ca", "", "PEM file of CAs that issue device certificates (default: accept any, tokens bind to it)")
-	issuer := flag.String("issuer", "", "iss of Hale's tokens and events (default: --server)")
-	audience := flag.String("audience", "", "aud of the events Hale pushes here (default: https://LISTEN/ssf/events)")
-	pushAuth := flag.String("push-authorization", os.Getenv("HALE_PUSH_AUTHORIZATION"), "Authorization header value Hale's pushes must carry")
-	live := flag.Bool("live", false, "confirm every posture token with a live decision from Hale")
+	var c config
+	flag.StringVar(&c.server, "server", "", "Hale server URL (https://host:port)")
+	flag.StringVar(&c.caFile, "ca", "", "PEM file with the Hale server's root CA (default: system roots)")
+	flag.StringVar(&c.token, "token", os.Getenv("HALE_ACCESS_TOKEN"), "API token with role access (or HALE_ACCESS_TOKEN)")
+	flag.StringVar(&c.listen, "listen", "127.0.0.1:9443", "address to serve on")
+	flag.StringVar(&c.certFile, "tls-cert", "", "TLS certificate PEM for the listener (default: self-signed, in memory)")
+	flag.StringVar(&c.keyFile, "tls-key", "", "TLS key PEM for the listener")
+	flag.StringVar(&c.clientCA, "client-ca", "", "PEM file of CAs that issue device certificates (default: accept any, tokens bind to it)")
+	flag.StringVar(&c.issuer, "issuer", "", "iss of Hale's tokens and events (default: --server)")
+	flag.StringVar(&c.audience, "audience", "", "aud of the events Hale pushes here (default: https://LISTEN/ssf/events)")
+	flag.StringVar(&c.pushAuth, "push-authorization", os.Getenv("HALE_PUSH_AUTHORIZATION"), "Authorization header value Hale's pushes must carry")
+	flag.BoolVar(&c.live, "live", false, "confirm every posture token with a live decision from Hale")
+	flag.BoolVar(&c.trustDeviceID, "trust-device-id", false,
+		"accept the X-Device-ID header: only behind a proxy that authenticates devices, since a client may claim any ID")
 	flag.Parse()
-	if err := run(*server, *caFile, *token, *listen, *certFile, *keyFile, *clientCA, *issuer, *audience, *pushAuth, *live); err != nil {
+	if err := run(c); err != nil {
 		slog.Error("backend", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(server, caFile, token, listen, certFile, keyFile, clientCA, issuer, audience, pushAuth string, live bool) error {
-	if server == "" {
+func run(c config) error {
+	if c.server == "" {
 		return errors.New("--server is required")
 	}
-	if issuer == "" {
-		issuer = server
+	if c.issuer == "" {
+		c.issuer = c.server
 	}
-	if audience == "" {
-		audience = "https://" + listen + "/ssf/events"
+	if c.audience == "" {
+		c.audience = "https://" + c.listen + "/ssf/events"
 	}
-	opts := []posture.ClientOption{posture.WithBearerToken(token)}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+	opts := []posture.ClientOption{posture.WithBearerToken(c.token)}
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
 		if err != nil {
 			return err
 		}
 		opts = append(opts, posture.WithRootCAsPEM(pem))
 	}
-	client, err := posture.NewClient(server, opts...)
+	client, err := posture.NewClient(c.server, opts...)
 	if err != nil {
 		return err
 	}
 	keys := client.Keys()
-	verifier := posture.NewVerifier(keys, posture.WithIssuer(issuer))
-	gate := &posture.Gate{Verifier: verifier, Client: client, RequireLiveDecision: live, Logger: slog.Default()}
-	receiver := posture.NewReceiver(keys, audience, issuer,
-		posture.WithClient(client), posture.WithVerifier(verifier), posture.WithAuthorization(pushAuth),
+	verifier := posture.NewVerifier(keys, posture.WithIssuer(c.issuer))
+	gate := &posture.Gate{Verifier: verifier, Client: client, RequireLiveDecision: c.live, TrustDeviceID: c.trustDeviceID, Logger: slog.Default()}
+	receiver := posture.NewReceiver(keys, c.audience, c.issuer,
+		posture.WithClient(client), posture.WithVerifier(verifier), posture.WithAuthorization(c.pushAuth),
 		posture.WithOnEvent(func(_ context.Context, set posture.SETClaims, typ string, ev posture.CAEPEvent) {
 			// A real backend would close the device's open sessions here.
 			slog.Info("hale event", "type", typ, "device", set.SubID.ID, "status", ev.CurrentStatus,
@@ -91,11 +102,11 @@ func run(server, caFile, token, listen, certFile, keyFile, clientCA, issuer, aud
 	mux.Handle("POST /ssf/events", receiver)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 
-	tlsConfig, err := listenerTLS(certFile, keyFile, clientCA)
+	tlsConfig, err := listenerTLS(c.certFile, c.keyFile, c.clientCA)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: listen, Handler: mux, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: c.listen, Handler: mux, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -104,7 +115,7 @@ func run(server, caFile, token, listen, certFile, keyFile, clientCA, issuer, aud
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	slog.Info("backend listening", "addr", "https://"+listen, "hale", server, "audience", audience)
+	slog.Info("backend listening", "addr", "https://"+c.listen, "hale", c.server, "audience", c.audience)
 	if err := srv.ListenAndServeTLS("", ""); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

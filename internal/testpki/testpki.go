@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"time"
 )
 
@@ -100,4 +101,18 @@ func serial(t TB) *big.Int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// ServerFor makes the leaf a TLS server certificate for hosts (DNS names or IP addresses).
+func ServerFor(hosts ...string) LeafOption {
+	return func(c *x509.Certificate) {
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				c.IPAddresses = append(c.IPAddresses, ip)
+			} else {
+				c.DNSNames = append(c.DNSNames, h)
+			}
+		}
+	}
 }
