@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
@@ -16,46 +16,51 @@ var adminStates = map[string]bool{
 	"locked": true, "lost": true, "wipe_pending": true, "wiped": true, "unenrolled": true, "retired": true,
 }
 
-// emitDecisionChange tells the backends, by Security Event Tokens, that a device's decision
-// changed: session-revoked when it may no longer open sessions (locked, lost, wipe ordered,
-// wiped, unenrolled, or noncompliant past grace), and device-compliance-change when its
-// compliance flipped. It runs as a compliance change hook, after the change committed; the
-// events are committed to the outbox before it returns.
-func (s *Server) emitDecisionChange(ctx context.Context, deviceID string, old, new access.Decision) {
+// emitDecisionChanges tells the backends, by Security Event Tokens, that devices' decisions
+// changed: session-revoked when a device may no longer open sessions (locked, lost, wipe
+// ordered, wiped, unenrolled, or noncompliant past grace), and device-compliance-change when
+// its compliance flipped. It runs as the compliance change hook, after the changes committed;
+// their events are committed to the outbox, in one transaction, before it returns.
+func (s *Server) emitDecisionChanges(ctx context.Context, changes []compliance.Change) {
 	now := time.Now()
-	was, is := old.Answer(now), new.Answer(now)
 	var evs []events.Event
-	initiator := "policy"
-	if adminStates[new.State] && new.State != old.State {
-		initiator = "admin"
-	}
-	first := func(a access.Answer) (code, detail string) {
-		if len(a.Reasons) > 0 {
-			return a.Reasons[0].Code, a.Reasons[0].Detail
-		}
-		return "", ""
-	}
-	if was.Compliant != is.Compliant {
-		code, detail := first(is)
-		evs = append(evs, events.Event{
-			Type: posture.EventComplianceChange, DeviceID: deviceID, At: now, Initiator: "policy",
-			PreviousStatus: complianceStatus(was.Compliant), CurrentStatus: complianceStatus(is.Compliant),
-			ReasonCode: code, ReasonDetail: detail,
-		})
-	}
-	if !is.Allow && (was.Allow || new.State != old.State) {
-		code, detail := first(is)
-		evs = append(evs, events.Event{
-			Type: posture.EventSessionRevoked, DeviceID: deviceID, At: now, Initiator: initiator,
-			ReasonCode: code, ReasonDetail: detail,
-		})
+	for _, c := range changes {
+		evs = append(evs, decisionEvents(c, now)...)
 	}
 	if len(evs) == 0 {
 		return
 	}
 	if err := s.events.Emit(context.WithoutCancel(ctx), evs...); err != nil {
-		s.log.ErrorContext(ctx, "security events not emitted", "device_id", deviceID, "err", err)
+		s.log.ErrorContext(ctx, "security events not emitted", "devices", len(changes), "err", err)
 	}
+}
+
+// decisionEvents are the events one change calls for.
+func decisionEvents(c compliance.Change, now time.Time) []events.Event {
+	was, is := c.Old.Answer(now), c.New.Answer(now)
+	var code, detail string
+	if len(is.Reasons) > 0 {
+		code, detail = is.Reasons[0].Code, is.Reasons[0].Detail
+	}
+	var evs []events.Event
+	if was.Compliant != is.Compliant {
+		evs = append(evs, events.Event{
+			Type: posture.EventComplianceChange, DeviceID: c.DeviceID, At: now, Initiator: "policy",
+			PreviousStatus: complianceStatus(was.Compliant), CurrentStatus: complianceStatus(is.Compliant),
+			ReasonCode: code, ReasonDetail: detail,
+		})
+	}
+	if !is.Allow && (was.Allow || c.New.State != c.Old.State) {
+		initiator := "policy"
+		if adminStates[c.New.State] && c.New.State != c.Old.State {
+			initiator = "admin"
+		}
+		evs = append(evs, events.Event{
+			Type: posture.EventSessionRevoked, DeviceID: c.DeviceID, At: now, Initiator: initiator,
+			ReasonCode: code, ReasonDetail: detail,
+		})
+	}
+	return evs
 }
 
 func complianceStatus(compliant bool) string {

@@ -201,7 +201,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.events, err = s.newEvents(db); err != nil {
 		return nil, err
 	}
-	s.compliance.OnChange(s.emitDecisionChange)
+	s.compliance.OnChange(s.emitDecisionChanges)
 	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithLogger(s.log.With("component", "ca")),
 		certs.WithCRLURL(strings.TrimSuffix(cfg.PublicURL, "/")+"/ca/crl")); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)

@@ -33,10 +33,19 @@ var (
 // fsyncs against the size of one transaction (about 1 MiB of verdicts and history here).
 const DefaultBatchSize = 5000
 
-// ChangeFunc is told about a device whose access decision flipped (allow to deny or back) or
-// whose inventory state changed. It runs synchronously after the commit and before the call
-// that caused it returns, so it must be quick and must not call back into the Engine.
-type ChangeFunc func(ctx context.Context, deviceID string, old, new access.Decision)
+// Change is a device whose access decision flipped (allow to deny or back) or whose state
+// changed: the decision published before and the one published now.
+type Change struct {
+	DeviceID string
+	Old, New access.Decision
+}
+
+// ChangeFunc is told about changed devices a committed batch at a time: one change after a
+// single device's update, up to the batch size during a fleet-wide pass, so a hook that
+// writes (the security event outbox) commits once per batch rather than once per device. It
+// runs synchronously after the commit and before the call that caused it returns, so it must
+// be quick and must not call back into the Engine.
+type ChangeFunc func(ctx context.Context, changes []Change)
 
 // Stats describes one ReevaluateAll pass.
 type Stats struct {
@@ -419,7 +428,9 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p
 		}
 	}
 	st.dev, st.posture, st.verdict, st.unsaved, st.maxAge = dev, p, v, false, reportMaxAge(sp)
-	e.publish(ctx, e.decision(st, sp), now)
+	if c, ok := e.publish(e.decision(st, sp), now); ok {
+		e.runHooks(ctx, []Change{c})
+	}
 	return v, nil
 }
 
@@ -460,28 +471,36 @@ func verdictChanged(prev, v *policies.Verdict) (changed, history bool) {
 	return changed, history
 }
 
-// publish puts a committed decision into the index and runs the hooks when, compared with the
-// decision it replaces, the allow flipped or the device state changed. A device's first
-// decision is not a change.
+// publish puts a committed decision into the index and returns the change for the hooks when,
+// compared with the decision it replaces, the allow flipped or the device state changed. A
+// device's first decision is not a change.
 //
 // A decision that answers exactly like the published one (only the policy version it was
 // evaluated against, or the evaluation time, moved) leaves the published entry alone: the
 // index re-encodes an answer on every Put, and a policy edit that changes no outcome would
 // otherwise re-encode every device it covers.
-func (e *Engine) publish(ctx context.Context, nd *access.Decision, now time.Time) {
+func (e *Engine) publish(nd *access.Decision, now time.Time) (Change, bool) {
 	old := e.index.Decision(nd.DeviceID)
 	if old != nil && sameAnswer(old, nd) {
-		return
+		return Change{}, false
 	}
 	e.index.Put(nd, now)
 	if old == nil || old.State == nd.State && old.Answer(now).Allow == nd.Answer(now).Allow {
+		return Change{}, false
+	}
+	return Change{DeviceID: nd.DeviceID, Old: *old, New: *nd}, true
+}
+
+// runHooks tells every hook about changes, when there are any.
+func (e *Engine) runHooks(ctx context.Context, changes []Change) {
+	if len(changes) == 0 {
 		return
 	}
 	e.hooksMu.RLock()
 	hooks := e.hooks
 	e.hooksMu.RUnlock()
 	for _, h := range hooks {
-		h(ctx, nd.DeviceID, *old, *nd)
+		h(ctx, changes)
 	}
 }
 
@@ -562,15 +581,20 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
+		var changes []Change
 		for batch := range committed {
+			changes = changes[:0]
 			for i := range batch {
 				c := &batch[i]
 				c.st.mu.Lock() // Verdict reads without holding e.pass
 				c.st.verdict, c.st.unsaved, c.st.maxAge = c.v, false, reportMaxAge(c.sp)
 				d := e.decision(c.st, c.sp)
 				c.st.mu.Unlock()
-				e.publish(ctx, d, now)
+				if ch, ok := e.publish(d, now); ok {
+					changes = append(changes, ch)
+				}
 			}
+			e.runHooks(ctx, changes)
 		}
 	}()
 	err := e.evaluateAll(ctx, order, devices, now, committed, &stats)

@@ -64,9 +64,11 @@ func TestIngestToIndex(t *testing.T) {
 	// Locking the device denies it and tells the hooks.
 	var mu sync.Mutex
 	var flips []string
-	e.eng.OnChange(func(_ context.Context, id string, old, new access.Decision) {
+	e.eng.OnChange(func(_ context.Context, changes []Change) {
 		mu.Lock()
-		flips = append(flips, fmt.Sprintf("%s %s->%s", id, old.State, new.State))
+		for _, c := range changes {
+			flips = append(flips, fmt.Sprintf("%s %s->%s", c.DeviceID, c.Old.State, c.New.State))
+		}
 		mu.Unlock()
 	})
 	locked, err := e.inv.SetState(ctx, good.ID, inventory.StateLocked, t0)
@@ -104,8 +106,10 @@ func TestStateOverride(t *testing.T) {
 	d := e.device(t, "icu")
 	e.report(t, d.ID, windows("10.0.22631", true, t0))
 	var flips []string
-	e.eng.OnChange(func(_ context.Context, id string, old, new access.Decision) {
-		flips = append(flips, old.State+"->"+new.State)
+	e.eng.OnChange(func(_ context.Context, changes []Change) {
+		for _, c := range changes {
+			flips = append(flips, c.Old.State+"->"+c.New.State)
+		}
 	})
 
 	pending.Store(d.ID, true)
@@ -220,11 +224,13 @@ func TestReevaluateAllStricterPolicy(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var denied []string
-	e.eng.OnChange(func(_ context.Context, id string, o, n access.Decision) {
+	e.eng.OnChange(func(_ context.Context, changes []Change) {
 		mu.Lock()
 		defer mu.Unlock()
-		if now := e.clock.Now(); o.Answer(now).Allow && !n.Answer(now).Allow {
-			denied = append(denied, id)
+		for _, c := range changes {
+			if now := e.clock.Now(); c.Old.Answer(now).Allow && !c.New.Answer(now).Allow {
+				denied = append(denied, c.DeviceID)
+			}
 		}
 	})
 	if st, err := e.eng.ReevaluateAll(ctx); err != nil || st.Devices != 10 || st.Changed != 0 {
