@@ -3,11 +3,13 @@ package mdmserver
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
+	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -70,33 +72,20 @@ func complianceStatus(compliant bool) string {
 	return "not-compliant"
 }
 
-// audited records action in the audit log when h answers a success: for handlers of other
+// audited records action in the audit log with the outcome h answered: for handlers of other
 // packages (the event stream API) that do not audit themselves.
 func (s *Server) audited(action string, h http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		h.ServeHTTP(sw, r)
+		h.ServeHTTP(w, r)
+		status := httpmw.Status(w)
 		outcome := audit.OutcomeOK
 		switch {
-		case sw.status == http.StatusUnauthorized || sw.status == http.StatusForbidden:
+		case status == http.StatusUnauthorized || status == http.StatusForbidden:
 			outcome = audit.OutcomeDenied
-		case sw.status >= 400:
+		case status >= 400:
 			outcome = audit.OutcomeError
 		}
 		s.record(r, event{Action: action, Target: r.PathValue("id"), Outcome: outcome,
-			Details: map[string]string{"status": http.StatusText(sw.status)}})
+			Details: map[string]string{"status": strconv.Itoa(status)}})
 	}
 }
-
-// statusRecorder remembers the status a handler answered.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusRecorder) WriteHeader(code int) {
-	w.status = code
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -129,6 +129,21 @@ func (w *statusWriter) status() int {
 	return w.code
 }
 
+// Status returns the status a handler has answered on w so far, for a decorator that runs
+// after the handler (audit). It is 0 when w does not come from Wrap.
+func Status(w http.ResponseWriter) int {
+	for {
+		switch v := w.(type) {
+		case *statusWriter:
+			return v.status()
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			return 0
+		}
+	}
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer (flush, deadlines).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,5 +49,30 @@ func TestWrap(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.requests.WithLabelValues("GET /boom/{id}", "GET", "500")); n != 1 {
 		t.Fatalf("panics counted %v", n)
+	}
+}
+
+// Status sees what a handler answered through Wrap's writer, also behind another wrapper.
+func TestStatus(t *testing.T) {
+	var seen []int
+	after := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			seen = append(seen, Status(w))
+		})
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /created", after(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(201) })))
+	mux.Handle("GET /written", after(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })))
+	mux.Handle("GET /silent", after(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	h := Wrap(mux, slog.New(slog.DiscardHandler), nil)
+	for _, p := range []string{"/created", "/written", "/silent"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", p, nil))
+	}
+	if want := []int{201, 200, 200}; !slices.Equal(seen, want) {
+		t.Fatalf("Status saw %v, want %v", seen, want)
+	}
+	if got := Status(httptest.NewRecorder()); got != 0 {
+		t.Fatalf("Status of a plain writer = %d, want 0", got)
 	}
 }
