@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
 )
@@ -78,7 +78,7 @@ func TestExampleBackendSessionsAndRevocation(t *testing.T) {
 	waitFor(t, 10*time.Second, "the backend to listen", func() bool { code, _ := session("", ""); return code != 0 })
 
 	var tok struct{ Token string }
-	if code := do(t, hale, "POST", srv.url+"/access/v1/token", nil, &tok); code != 200 {
+	if code := apitest.Do(t, hale, "POST", srv.url+"/access/v1/token", "", nil, &tok); code != 200 {
 		t.Fatalf("posture token: %d", code)
 	}
 	for name, h := range map[string][2]string{
@@ -189,34 +189,14 @@ func (s *server) get(t *testing.T, path string) []byte {
 func reportEncrypted(t *testing.T, srv *server, hale *http.Client) {
 	t.Helper()
 	var nonce struct{ Nonce string }
-	if code := do(t, hale, "GET", srv.url+"/agent/v1/nonce", nil, &nonce); code != 200 {
+	if code := apitest.Do(t, hale, "GET", srv.url+"/agent/v1/nonce", "", nil, &nonce); code != 200 {
 		t.Fatalf("nonce: %d", code)
 	}
 	now := time.Now().UTC()
 	claim := map[string]any{"value": true, "source": "agent", "observed_at": now}
 	report := map[string]any{"nonce": nonce.Nonce, "sequence": 1, "collected_at": now, "posture": map[string]any{
 		"platform": "linux", "reported_at": now, "disk_encrypted": claim, "swap_encrypted": claim}}
-	if code := do(t, hale, "POST", srv.url+"/agent/v1/report", report, nil); code != 200 {
+	if code := apitest.Do(t, hale, "POST", srv.url+"/agent/v1/report", "", report, nil); code != 200 {
 		t.Fatalf("report: %d", code)
 	}
-}
-
-// do sends a JSON request with c and decodes the JSON answer.
-func do(t *testing.T, c *http.Client, method, url string, body, out any) int {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, url, rd)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		json.NewDecoder(resp.Body).Decode(out)
-	}
-	return resp.StatusCode
 }

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/mdmserver"
 )
 
@@ -73,22 +74,13 @@ func startServer(t *testing.T, mutate ...func(*mdmserver.Config)) *server {
 // mustCall sends an API request and fails the test unless the status is want.
 func (s *server) mustCall(method, path, token, body string, want int, out any) {
 	s.t.Helper()
-	req, _ := http.NewRequest(method, s.url+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, b)
+	var raw json.RawMessage
+	if code := apitest.Do(s.t, s.client, method, s.url+path, token, body, &raw); code != want {
+		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, raw)
 	}
 	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			s.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		if err := json.Unmarshal(raw, out); err != nil {
+			s.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
 		}
 	}
 }

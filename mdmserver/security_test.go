@@ -6,11 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
@@ -36,27 +36,6 @@ func (env *testEnv) enrolledAgent() (agentIdentity, *http.Client) {
 	return id, env.mtlsClient(id)
 }
 
-// agentDo sends an agent request over mTLS and decodes the answer.
-func agentDo(t *testing.T, c *http.Client, method, url string, body any, out any) int {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, url, rd)
-	resp, err := c.Do(req)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		json.Unmarshal(b, out)
-	}
-	return resp.StatusCode
-}
-
 func TestAgentLockAndSelectiveWipe(t *testing.T) {
 	env := newTestEnv(t)
 	it, security := env.token("it"), env.token("security")
@@ -67,7 +46,7 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 	polled := make(chan []agentcmd.Command, 1)
 	go func() {
 		var got struct{ Commands []agentcmd.Command }
-		agentDo(t, agent, "GET", env.url+"/agent/v1/commands?wait=20s", nil, &got)
+		apitest.Do(t, agent, "GET", env.url+"/agent/v1/commands?wait=20s", "", nil, &got)
 		polled <- got.Commands
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -83,7 +62,7 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("lock did not reach the long-polling agent")
 	}
-	if code := agentDo(t, agent, "POST", env.url+"/agent/v1/commands/"+ans.CommandID+"/result", map[string]string{"status": "done"}, nil); code != 200 {
+	if code := apitest.Do(t, agent, "POST", env.url+"/agent/v1/commands/"+ans.CommandID+"/result", "", map[string]string{"status": "done"}, nil); code != 200 {
 		t.Fatalf("lock result: %d", code)
 	}
 
@@ -113,12 +92,12 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 		t.Fatalf("idempotent wipe: %+v then %+v", first, second)
 	}
 	var got struct{ Commands []agentcmd.Command }
-	agentDo(t, agent, "GET", env.url+"/agent/v1/commands", nil, &got)
+	apitest.Do(t, agent, "GET", env.url+"/agent/v1/commands", "", nil, &got)
 	if len(got.Commands) != 1 || got.Commands[0].Type != agentcmd.TypeWipe || got.Commands[0].Mode != "selective" {
 		t.Fatalf("agent commands: %+v", got.Commands)
 	}
 	res := map[string]any{"status": "done", "removed": []string{"/srv/phi"}}
-	if code := agentDo(t, agent, "POST", env.url+"/agent/v1/commands/"+first.CommandID+"/result", res, nil); code != 200 {
+	if code := apitest.Do(t, agent, "POST", env.url+"/agent/v1/commands/"+first.CommandID+"/result", "", res, nil); code != 200 {
 		t.Fatalf("wipe result: %d", code)
 	}
 	var d inventory.Device
@@ -127,7 +106,7 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 		t.Fatalf("device after wipe: %s", d.State)
 	}
 	agent.CloseIdleConnections()
-	if code := agentDo(t, agent, "GET", env.url+"/agent/v1/nonce", nil, nil); code > 0 && code < 400 {
+	if code := apitest.Do(t, agent, "GET", env.url+"/agent/v1/nonce", "", nil, nil); code > 0 && code < 400 {
 		t.Fatalf("wiped device's certificate still works: %d", code)
 	}
 	if code := env.call("POST", devURL+"/wipe", security, wipe, nil); code != http.StatusConflict {
@@ -173,7 +152,7 @@ func TestAgentPolicyETag(t *testing.T) {
 	env := newTestEnv(t)
 	it := env.token("it")
 	_, agent := env.enrolledAgent()
-	if code := agentDo(t, agent, "GET", env.url+"/agent/v1/policy", nil, nil); code != http.StatusNotFound {
+	if code := apitest.Do(t, agent, "GET", env.url+"/agent/v1/policy", "", nil, nil); code != http.StatusNotFound {
 		t.Fatalf("no policy yet: %d", code)
 	}
 	env.call("PUT", "/api/v1/policies/p", it, []byte("reporting:\n  max_age: 15m\nmanaged_data:\n  linux: [/srv/securetext]\n"), nil)

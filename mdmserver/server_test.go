@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/fakeapns"
 	"github.com/halemdm/hale/internal/testpki"
@@ -103,28 +103,7 @@ func (env *testEnv) start(ln net.Listener) {
 // call sends an admin API request and decodes a JSON answer into out (when not nil).
 func (env *testEnv) call(method, path, token string, body []byte, out any) int {
 	env.t.Helper()
-	req, err := http.NewRequest(method, env.url+path, bytes.NewReader(body))
-	if err != nil {
-		env.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := env.client.Do(req)
-	if err != nil {
-		env.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
-		env.t.Errorf("%s %s: error %d is not problem+json: %s", method, path, resp.StatusCode, b)
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			env.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
-		}
-	}
-	return resp.StatusCode
+	return apitest.Do(env.t, env.client, method, env.url+path, token, body, out)
 }
 
 func (env *testEnv) uploadPushCert() {

@@ -1,0 +1,64 @@
+// Package apitest sends JSON requests to Hale's HTTP APIs from tests: the one request helper
+// the server's, the end-to-end and the benchmark tests share.
+package apitest
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+)
+
+// TB is the part of testing.TB Do uses.
+type TB interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// Do sends a request with c and returns the status. body is sent as JSON ([]byte and string
+// as they are; nil sends none); token, when not empty, goes in a bearer Authorization header;
+// a JSON answer is decoded into out when out is not nil.
+//
+// A request that got no answer returns -1 rather than failing the test: a refused handshake
+// is what some tests expect. An error status without application/problem+json fails the test,
+// since every Hale error is one.
+func Do(t TB, c *http.Client, method, url, token string, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = bytes.NewReader([]byte(b))
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("%s %s: encode body: %v", method, url, err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("%s %s: error %d is not problem+json: %s", method, url, resp.StatusCode, b)
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, url, b, err)
+		}
+	}
+	return resp.StatusCode
+}
