@@ -26,32 +26,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/internal/testclock"
 )
-
-// testClock is a settable clock for WithClock.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *testClock { return &testClock{t: t} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 func newMasterKey(t testing.TB) *seal.Key {
 	t.Helper()
@@ -211,7 +191,7 @@ func TestOpenTamperedIntermediateRefused(t *testing.T) {
 }
 
 func TestSignLifetimesAndProfile(t *testing.T) {
-	clk := newClock(time.Now())
+	clk := testclock.New(time.Now())
 	a := newTestCA(t, WithClock(clk.Now), WithCRLURL("https://mdm.example.org/ca/crl"))
 	for _, tc := range []struct {
 		kind Kind
@@ -454,7 +434,7 @@ func TestMTLSRefusesExpired(t *testing.T) {
 	key := newMasterKey(t)
 	now := time.Now()
 	// The CA is made 200 days ago; an agent identity issued 100 days ago expired 10 days ago.
-	clk := newClock(now.Add(-200 * 24 * time.Hour))
+	clk := testclock.New(now.Add(-200 * 24 * time.Hour))
 	old := openCA(t, dir, key, WithClock(clk.Now))
 	clk.Set(now.Add(-100 * 24 * time.Hour))
 	expired := issueAgent(t, old, "dev-old")
@@ -637,7 +617,7 @@ func TestRenew(t *testing.T) {
 }
 
 func TestServerCertificateRenewsBeforeExpiry(t *testing.T) {
-	clk := newClock(time.Now())
+	clk := testclock.New(time.Now())
 	a := newTestCA(t, WithClock(clk.Now))
 	sc, err := a.ServerCertificate([]string{"localhost", "127.0.0.1"})
 	if err != nil {
@@ -780,7 +760,7 @@ func parseChainPEM(b []byte) ([]*x509.Certificate, error) {
 func TestSCEPRA(t *testing.T) {
 	dir := t.TempDir()
 	key := newMasterKey(t)
-	clk := newClock(time.Now())
+	clk := testclock.New(time.Now())
 	a := openCA(t, dir, key, WithClock(clk.Now))
 	ra, raKey, err := a.SCEPRA()
 	if err != nil {

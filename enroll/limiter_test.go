@@ -5,11 +5,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/halemdm/hale/internal/testclock"
 )
 
 func TestLimiterBurstAndRefill(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
-	l := NewLimiter(1, 3, WithLimiterClock(clk.now))
+	clk := testclock.New(time.Unix(1000, 0))
+	l := NewLimiter(1, 3, WithLimiterClock(clk.Now))
 	for i := range 3 {
 		if !l.Allow("192.0.2.1:5555") {
 			t.Fatalf("request %d denied within burst", i)
@@ -21,7 +23,7 @@ func TestLimiterBurstAndRefill(t *testing.T) {
 	if !l.Allow("192.0.2.2:5555") {
 		t.Fatal("another address shares the bucket")
 	}
-	clk.add(time.Second)
+	clk.Advance(time.Second)
 	if !l.Allow("192.0.2.1") || l.Allow("192.0.2.1") {
 		t.Fatal("refill of one token per second not honoured")
 	}
@@ -49,8 +51,8 @@ func TestLimiterBurstAndRefill(t *testing.T) {
 }
 
 func TestLimiterBoundedMemory(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
-	l := NewLimiter(0.001, 1, WithMaxEntries(100), WithLimiterClock(clk.now))
+	clk := testclock.New(time.Unix(1000, 0))
+	l := NewLimiter(0.001, 1, WithMaxEntries(100), WithLimiterClock(clk.Now))
 	l.Allow("198.51.100.1") // spends its only token
 	for i := range 1000 {
 		l.Allow(fmt.Sprintf("10.0.%d.%d", i/256, i%256))
@@ -92,14 +94,14 @@ func TestLimiterConcurrent(t *testing.T) {
 }
 
 func TestLimiterClockStepBack(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
-	l := NewLimiter(1, 1, WithLimiterClock(clk.now))
+	clk := testclock.New(time.Unix(1000, 0))
+	l := NewLimiter(1, 1, WithLimiterClock(clk.Now))
 	l.Allow("192.0.2.9")
-	clk.add(-time.Hour)
+	clk.Advance(-time.Hour)
 	if l.Allow("192.0.2.9") {
 		t.Error("clock step back refilled the bucket")
 	}
-	clk.add(time.Hour + time.Second)
+	clk.Advance(time.Hour + time.Second)
 	if !l.Allow("192.0.2.9") {
 		t.Error("bucket did not refill after the clock recovered")
 	}

@@ -10,26 +10,19 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/testclock"
 )
 
-// clock is a settable test clock, safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-func newStore(t *testing.T, opts ...Option) (*Store, *clock, *bbolt.DB) {
+func newStore(t *testing.T, opts ...Option) (*Store, *testclock.Clock, *bbolt.DB) {
 	t.Helper()
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "e.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	s, err := New(db, append([]Option{WithClock(c.now)}, opts...)...)
+	c := testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	s, err := New(db, append([]Option{WithClock(c.Now)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +99,7 @@ func TestRedeem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != e.ID || got.State != StateUsed || got.DeviceID != "d_1" || !got.UsedAt.Equal(clk.now()) {
+	if got.ID != e.ID || got.State != StateUsed || got.DeviceID != "d_1" || !got.UsedAt.Equal(clk.Now()) {
 		t.Fatalf("redeemed = %+v", got)
 	}
 	if _, err := s.Redeem(ctx, tok, PlatformAgent, "d_2"); !errors.Is(err, ErrUsed) {
@@ -122,7 +115,7 @@ func TestRedeem(t *testing.T) {
 	}
 
 	_, tok2, _ := s.Create(ctx, Request{Owner: "o", Group: "g", Platform: PlatformAgent, TTL: time.Hour})
-	clk.add(time.Hour)
+	clk.Advance(time.Hour)
 	if _, err := s.Redeem(ctx, tok2, PlatformAgent, "d_4"); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired: %v", err)
 	}
@@ -147,7 +140,7 @@ func TestRevokeKeepsFirstTimeAndListStates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clk.add(time.Second) // distinct creation times, for the ordering check
+		clk.Advance(time.Second) // distinct creation times, for the ordering check
 		return e, tok
 	}
 	pending, _ := mk(PlatformApple, 24*time.Hour)
@@ -158,7 +151,7 @@ func TestRevokeKeepsFirstTimeAndListStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	r1, _ := s.Revoke(ctx, revoked.ID)
-	clk.add(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	r2, _ := s.Revoke(ctx, revoked.ID)
 	if !r1.RevokedAt.Equal(r2.RevokedAt) {
 		t.Errorf("second revoke moved the time: %v -> %v", r1.RevokedAt, r2.RevokedAt)
@@ -254,7 +247,7 @@ func TestChallengeFlow(t *testing.T) {
 
 	// Expiry.
 	ch2, _ := s.IssueChallenge(ctx, e.ID)
-	clk.add(30 * time.Minute)
+	clk.Advance(30 * time.Minute)
 	if _, err := s.ConsumeChallenge(ctx, ch2); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired challenge: %v", err)
 	}
@@ -278,8 +271,8 @@ func TestChallengeFlow(t *testing.T) {
 	}
 
 	// Pruning removes expired challenges (ch, ch2 are past expiry after another 30m; ch3 too).
-	clk.add(31 * time.Minute)
-	n, err := s.PruneChallenges(ctx, clk.now())
+	clk.Advance(31 * time.Minute)
+	n, err := s.PruneChallenges(ctx, clk.Now())
 	if err != nil || n != 3 {
 		t.Errorf("PruneChallenges = %d, %v; want 3", n, err)
 	}

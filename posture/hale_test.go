@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/halemdm/hale/internal/testclock"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/posture"
 )
@@ -31,24 +32,7 @@ const (
 	audience    = "https://backend.test/ssf/events"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testclock.Clock { return testclock.New(t0) }
 
 // signer is a server signing key.
 type signer struct {
@@ -284,7 +268,7 @@ func deny(id, code string) posture.Decision {
 }
 
 // newClient is a Client for h trusting its test certificate, with the clock c.
-func newClient(t *testing.T, h *fakeHale, c *clock, opts ...posture.ClientOption) *posture.Client {
+func newClient(t *testing.T, h *fakeHale, c *testclock.Clock, opts ...posture.ClientOption) *posture.Client {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AddCert(h.srv.Certificate())

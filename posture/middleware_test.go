@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/internal/testclock"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -21,7 +22,7 @@ type gateFixture struct {
 	client   *posture.Client
 	verifier *posture.Verifier
 	cert     *x509.Certificate // d1's certificate
-	clock    *clock
+	clock    *testclock.Clock
 }
 
 func newGateFixture(t *testing.T) *gateFixture {

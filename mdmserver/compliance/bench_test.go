@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
-	"go.etcd.io/bbolt"
 )
 
 const benchDevices = 100_000

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
-	"go.etcd.io/bbolt"
 )
 
 func TestIngestToIndex(t *testing.T) {

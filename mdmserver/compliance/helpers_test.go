@@ -4,35 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/testclock"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
-	"go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
 
 // env is an engine on a real bbolt file, with the stores it needs.
 type env struct {
@@ -42,13 +25,13 @@ type env struct {
 	ps    *PolicyStore
 	index *access.Index
 	eng   *Engine
-	clock *clock
+	clock *testclock.Clock
 	opts  []Option // extra engine options, applied on every open
 }
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	e := &env{path: filepath.Join(tb.TempDir(), "hale.db"), clock: &clock{t: t0}}
+	e := &env{path: filepath.Join(tb.TempDir(), "hale.db"), clock: testclock.New(t0)}
 	e.open(tb)
 	tb.Cleanup(func() { e.db.Close() })
 	return e

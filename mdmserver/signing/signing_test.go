@@ -14,29 +14,14 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/halemdm/hale/internal/seal"
-	"github.com/halemdm/hale/posture"
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/internal/testclock"
+	"github.com/halemdm/hale/posture"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *testclock.Clock { return testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 func sealKey(tb testing.TB, b byte) *seal.Key {
 	tb.Helper()
