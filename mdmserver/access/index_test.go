@@ -1,13 +1,16 @@
 package access
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/posture"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -184,5 +187,37 @@ func BenchmarkIndexMemory(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/device")
 		runtime.KeepAlive(x)
+	}
+}
+
+// The server's Answer and the SDK's posture.Decision are the same JSON: every field the server
+// writes is one the SDK reads, and reads back to the same document.
+func TestAnswerIsTheSDKDecision(t *testing.T) {
+	d := compliantDecision("d")
+	d.State = "active"
+	d.Verdict = policies.Verdict{Compliant: false, EvaluatedAt: t0, NoncompliantSince: t0, GraceUntil: t0.Add(time.Hour),
+		Reasons: []policies.Reason{{Code: policies.CodeEncryptionOff, Detail: "the disk is not encrypted"}}}
+	d.Posture = &policies.Posture{Platform: policies.PlatformLinux, ReportedAt: t0,
+		DiskEncrypted: policies.Observe(false, policies.ProvenanceAgent, t0)}
+	a := d.Answer(t0)
+	if !a.InGrace || !a.Allow || len(a.Reasons) == 0 {
+		t.Fatalf("fixture is not an in-grace answer with reasons: %+v", a)
+	}
+	server, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(server))
+	dec.DisallowUnknownFields()
+	var sdk posture.Decision
+	if err := dec.Decode(&sdk); err != nil {
+		t.Fatalf("the SDK cannot read an answer: %v", err)
+	}
+	again, _ := json.Marshal(sdk)
+	var x, y any
+	json.Unmarshal(server, &x)
+	json.Unmarshal(again, &y)
+	if !reflect.DeepEqual(x, y) {
+		t.Fatalf("round trip through the SDK changed the answer:\n%s\n%s", server, again)
 	}
 }
