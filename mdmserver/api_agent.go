@@ -114,12 +114,13 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().UTC()
-	d, err := s.inventory.Create(r.Context(), inventory.Device{
+	dev := inventory.Device{
 		ID: deviceID, Platform: inventory.PlatformAgent, OS: req.Facts.OS, Owner: e.Owner, Group: e.Group,
 		Serial: req.Facts.Serial, Hostname: req.Facts.Hostname, EnrolledAt: now, LastSeen: now,
-		CertSerials: []string{inventory.SerialHex(chain[0].SerialNumber)}, CertSHA256: []string{inventory.CertFingerprint(chain[0])},
 		State: inventory.StateActive, Enrollment: e.ID,
-	})
+	}
+	dev.RecordCert(chain[0])
+	d, err := s.inventory.Create(r.Context(), dev)
 	if err != nil {
 		s.internal(w, r, err)
 		return

@@ -83,10 +83,6 @@ func (s *Server) linkAppleDevice(ctx context.Context, r *mdm.Request, m *mdm.Aut
 	var extra struct{ ProductName, OSVersion, DeviceName string }
 	_ = plist.Unmarshal(m.Raw, &extra) // optional keys; the Authenticate already parsed
 	now := time.Now().UTC()
-	serial, fingerprint := "", ""
-	if r.Certificate != nil {
-		serial, fingerprint = inventory.SerialHex(r.Certificate.SerialNumber), inventory.CertFingerprint(r.Certificate)
-	}
 	update := func(d *inventory.Device) error {
 		d.EnrollmentID, d.UDID, d.LastSeen = eid, m.UDID, now
 		if m.SerialNumber != "" {
@@ -95,11 +91,8 @@ func (s *Server) linkAppleDevice(ctx context.Context, r *mdm.Request, m *mdm.Aut
 		if os := appleOS(extra.ProductName); os != "" {
 			d.OS = os
 		}
-		if serial != "" && !containsString(d.CertSerials, serial) {
-			d.CertSerials = append(d.CertSerials, serial)
-		}
-		if fingerprint != "" && !containsString(d.CertSHA256, fingerprint) {
-			d.CertSHA256 = append(d.CertSHA256, fingerprint)
+		if r.Certificate != nil {
+			d.RecordCert(r.Certificate)
 		}
 		return nil
 	}
@@ -138,15 +131,6 @@ func appleOS(productName string) string {
 		return "macos"
 	}
 	return ""
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // GET /api/v1/devices?state=&group=&owner=&cursor=&limit=

@@ -406,16 +406,18 @@ func CertFingerprint(cert *x509.Certificate) string {
 // certificate the device has is a no-op; one whose serial belongs to another device is
 // ErrConflict.
 func (s *Store) AddCert(ctx context.Context, id string, cert *x509.Certificate) (*Device, error) {
-	sn, fp := SerialHex(cert.SerialNumber), CertFingerprint(cert)
-	return s.Update(ctx, id, func(d *Device) error {
-		if !slices.Contains(d.CertSerials, sn) {
-			d.CertSerials = append(d.CertSerials, sn)
-		}
-		if !slices.Contains(d.CertSHA256, fp) {
-			d.CertSHA256 = append(d.CertSHA256, fp)
-		}
-		return nil
-	})
+	return s.Update(ctx, id, func(d *Device) error { d.RecordCert(cert); return nil })
+}
+
+// RecordCert notes on d that cert was issued to it: its serial and its fingerprint, each once.
+// It is the one place the two lists grow, so they always name the same certificates.
+func (d *Device) RecordCert(cert *x509.Certificate) {
+	if sn := SerialHex(cert.SerialNumber); !slices.Contains(d.CertSerials, sn) {
+		d.CertSerials = append(d.CertSerials, sn)
+	}
+	if fp := CertFingerprint(cert); !slices.Contains(d.CertSHA256, fp) {
+		d.CertSHA256 = append(d.CertSHA256, fp)
+	}
 }
 
 // AddCertSerial records that a certificate with serial was issued to device id. Adding a serial
