@@ -23,9 +23,8 @@ import (
 // Bounds of POST /access/v1/check: a batch of MaxCheckBatch subjects that each carry a PEM
 // certificate fits, anything much larger is refused before it is read.
 const (
-	maxCheckBody       = 4 << 20
-	maxSubjectCertPEM  = 16 << 10
-	maxSubjectTokenLen = posture.MaxTokenBytes
+	maxCheckBody      = 4 << 20
+	maxSubjectCertPEM = 16 << 10
 )
 
 // accessCheck answers POST /access/v1/check: one subject (device ID, certificate, fingerprint
@@ -111,9 +110,6 @@ func (s *Server) decideJSON(r *http.Request, subj posture.Subject, now time.Time
 			return deny("", access.ReasonUnknownCert, "no enrolled device holds a certificate with this fingerprint")
 		}
 	case subj.Token != "":
-		if len(subj.Token) > maxSubjectTokenLen {
-			return deny("", access.ReasonInvalidToken, "the token is too large")
-		}
 		claims, err := s.tokenVerifier.VerifyUnbound(r.Context(), subj.Token)
 		if err != nil {
 			return deny("", posture.ReasonCode(err), err.Error())

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"time"
+
+	"github.com/halemdm/hale/posture"
 )
 
 // Config is the server's configuration. The zero value is not usable; start from Defaults.
@@ -94,8 +96,9 @@ func (c *Config) Validate() error {
 	switch {
 	case c.PostureTokenTTL == 0:
 		c.PostureTokenTTL = Defaults().PostureTokenTTL
-	case c.PostureTokenTTL < 30*time.Second || c.PostureTokenTTL > time.Hour:
-		errs = append(errs, fmt.Errorf("posture_token_ttl %s: want 30s to 1h", c.PostureTokenTTL))
+	case c.PostureTokenTTL < 30*time.Second || c.PostureTokenTTL > posture.MaxTokenLifetime:
+		// Verifiers refuse longer-lived tokens: they remember revocations only that long.
+		errs = append(errs, fmt.Errorf("posture_token_ttl %s: want 30s to %s", c.PostureTokenTTL, posture.MaxTokenLifetime))
 	}
 	return errors.Join(errs...)
 }
