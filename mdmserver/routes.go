@@ -92,6 +92,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/event-streams", s.events.ListStreamsHandler().ServeHTTP, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/event-streams/{id}", s.events.GetStreamHandler().ServeHTTP, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"DELETE /api/v1/event-streams/{id}", s.audited("event_stream.delete", s.events.DeleteStreamHandler()), nil},
+		{"POST /api/v1/event-streams/{id}/verify", s.audited("event_stream.verify", s.events.VerifyStreamHandler()), []tokens.Role{tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/lock", s.lockDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/lost-mode", s.lostMode, []tokens.Role{tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/wipe", s.wipeDevice, []tokens.Role{tokens.RoleSecurity}},

@@ -274,10 +274,13 @@ func TestAdminHandlers(t *testing.T) {
 	if rec := do(f.tr.GetStreamHandler(), "GET", s.ID); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"audience":"chat"`) {
 		t.Errorf("get: %d %s", rec.Code, rec.Body)
 	}
+	if rec := do(f.tr.VerifyStreamHandler(), "POST", s.ID); rec.Code != http.StatusAccepted || f.tr.Pending(s.ID) != 1 {
+		t.Errorf("verify: %d %s, %d pending", rec.Code, rec.Body, f.tr.Pending(s.ID))
+	}
 	if rec := do(f.tr.DeleteStreamHandler(), "DELETE", s.ID); rec.Code != http.StatusNoContent {
 		t.Errorf("delete: %d %s", rec.Code, rec.Body)
 	}
-	for _, h := range []http.Handler{f.tr.GetStreamHandler(), f.tr.DeleteStreamHandler()} {
+	for _, h := range []http.Handler{f.tr.GetStreamHandler(), f.tr.DeleteStreamHandler(), f.tr.VerifyStreamHandler()} {
 		if rec := do(h, "GET", s.ID); rec.Code != 404 || rec.Header().Get("Content-Type") != problem.ContentType {
 			t.Errorf("after delete: %d %s", rec.Code, rec.Body)
 		}

@@ -241,6 +241,19 @@ func (t *Transmitter) DeleteStreamHandler() http.Handler {
 	})
 }
 
+// VerifyStreamHandler serves POST /api/v1/event-streams/{id}/verify: 202, and an SSF
+// verification event waits in the stream's outbox, so an administrator can check a receiver
+// end to end.
+func (t *Transmitter) VerifyStreamHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := t.Verify(r.Context(), r.PathValue("id")); err != nil {
+			t.writeErr(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+}
+
 // writeErr answers err as a problem; unexpected errors are logged, not shown.
 func (t *Transmitter) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
