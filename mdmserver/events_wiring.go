@@ -13,11 +13,6 @@ import (
 	"github.com/halemdm/hale/posture"
 )
 
-// adminStates are the states only an administrator's action puts a device in.
-var adminStates = map[string]bool{
-	"locked": true, "lost": true, "wipe_pending": true, "wiped": true, "unenrolled": true, "retired": true,
-}
-
 // emitDecisionChanges tells the backends, by Security Event Tokens, that devices' decisions
 // changed: session-revoked when a device may no longer open sessions (locked, lost, wipe
 // ordered, wiped, unenrolled, or noncompliant past grace), and device-compliance-change when
@@ -53,8 +48,10 @@ func decisionEvents(c compliance.Change, now time.Time) []events.Event {
 		})
 	}
 	if !is.Allow && (was.Allow || c.New.State != c.Old.State) {
+		// Every state but active follows from an administrator's action (lock, lost mode, a
+		// wipe and its acknowledgement, unenroll); a denial without one is the policy's.
 		initiator := "policy"
-		if adminStates[c.New.State] && c.New.State != c.Old.State {
+		if c.New.State != c.Old.State && c.New.State != "" && c.New.State != "active" {
 			initiator = "admin"
 		}
 		evs = append(evs, events.Event{

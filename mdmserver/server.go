@@ -357,11 +357,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// checkpoint when it grew.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
-	work.Add(4)
-	go func() { defer work.Done(); s.compliance.RunStaleness(workCtx, time.Minute) }()
-	go func() { defer work.Done(); _ = s.audit.Run(workCtx, 5*time.Minute) }()
-	go func() { defer work.Done(); s.keys.Run(workCtx) }()
-	go func() { defer work.Done(); s.events.Run(workCtx) }()
+	work.Go(func() { s.compliance.RunStaleness(workCtx, time.Minute) })
+	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
+	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
+	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {
