@@ -36,12 +36,12 @@ import (
 	"runtime/metrics"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/halemdm/hale/certs"
+	"github.com/halemdm/hale/internal/measure"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/httpmw"
@@ -356,7 +356,7 @@ func (b *bench) phase(name, prefix string, d time.Duration) phase {
 		firstErr error
 	}
 	ws := make([]worker, len(b.clients))
-	gc0, cpu0 := gcCycles(), cpuTime()
+	gc0, cpu0 := gcCycles(), measure.ProcessCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -387,7 +387,7 @@ func (b *bench) phase(name, prefix string, d time.Duration) phase {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	p := phase{Name: name, Seconds: elapsed.Seconds(), GCs: gcCycles() - gc0, CPU: 100 * (cpuTime() - cpu0).Seconds() / elapsed.Seconds()}
+	p := phase{Name: name, Seconds: elapsed.Seconds(), GCs: gcCycles() - gc0, CPU: 100 * (measure.ProcessCPU() - cpu0).Seconds() / elapsed.Seconds()}
 	for _, w := range ws {
 		p.lat = append(p.lat, w.lat...)
 		p.Errors += w.errs
@@ -431,9 +431,9 @@ func (p *phase) summarize() {
 	if p.Seconds > 0 {
 		p.PerSecond = float64(p.Requests) / p.Seconds
 	}
-	p.P50ms = ms(percentile(p.lat, 0.50))
-	p.P99ms = ms(percentile(p.lat, 0.99))
-	p.P999ms = ms(percentile(p.lat, 0.999))
+	p.P50ms = measure.Millis(measure.Percentile(p.lat, 0.50))
+	p.P99ms = measure.Millis(measure.Percentile(p.lat, 0.99))
+	p.P999ms = measure.Millis(measure.Percentile(p.lat, 0.999))
 }
 
 // merge sums phases of one route: throughput over their total time, percentiles over every request.
@@ -457,15 +457,6 @@ func merge(name string, ps []phase) phase {
 	return m
 }
 
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
-
 // heapInUse returns the heap in use after a full collection: live data and its spans.
 func heapInUse() uint64 {
 	runtime.GC()
@@ -482,15 +473,6 @@ func gcCycles() uint64 {
 		return 0
 	}
 	return s[0].Value.Uint64()
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // goals returns the access/baseline ratios and whether each goal is met.

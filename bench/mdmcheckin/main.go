@@ -37,6 +37,7 @@ import (
 
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/measure"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/store"
@@ -219,7 +220,7 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 	return result{
 		Backend: backend, Devices: n, Requests: int64(len(lat)), Errors: tm.errs.Load(),
 		Seconds: total.Seconds(), PerSecond: float64(len(lat)) / total.Seconds(),
-		P50ms: ms(percentile(lat, 0.50)), P99ms: ms(percentile(lat, 0.99)), EnrollPerSec: enrollRate,
+		P50ms: measure.Millis(measure.Percentile(lat, 0.50)), P99ms: measure.Millis(measure.Percentile(lat, 0.99)), EnrollPerSec: enrollRate,
 	}, nil
 }
 
@@ -264,15 +265,6 @@ func each(devs []*applesim.Device, c int, fn func(*applesim.Device) error) error
 	}
 	return nil
 }
-
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func report(w io.Writer, rs []result) {
 	fmt.Fprintf(w, "%-7s %8s %9s %7s %12s %9s %9s %12s\n", "backend", "devices", "requests", "errors", "checkins/s", "p50 ms", "p99 ms", "enrolls/s")

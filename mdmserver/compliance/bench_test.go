@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.etcd.io/bbolt"
 
+	"github.com/halemdm/hale/internal/measure"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
@@ -135,15 +135,15 @@ func BenchmarkReevaluateVsRead100k(b *testing.B) {
 	var read, reeval, readCPU, reevalCPU time.Duration
 	i := 0
 	for b.Loop() {
-		start, cpu := time.Now(), cpuTime()
+		start, cpu := time.Now(), measure.ProcessCPU()
 		n := 0
 		if err := e.inv.ForEach(ctx, func(*inventory.Device) error { n++; return nil }); err != nil || n != benchDevices {
 			b.Fatalf("read %d devices: %v", n, err)
 		}
 		read += time.Since(start)
-		readCPU += cpuTime() - cpu
+		readCPU += measure.ProcessCPU() - cpu
 
-		start, cpu = time.Now(), cpuTime()
+		start, cpu = time.Now(), measure.ProcessCPU()
 		e.clock.Set(t0.Add(time.Duration(i+2) * time.Minute))
 		if _, err := e.ps.Put(ctx, "base", []byte(srcs[i%2]), "bench"); err != nil {
 			b.Fatal(err)
@@ -153,7 +153,7 @@ func BenchmarkReevaluateVsRead100k(b *testing.B) {
 			b.Fatalf("pass = %+v, %v", st, err)
 		}
 		reeval += time.Since(start)
-		reevalCPU += cpuTime() - cpu
+		reevalCPU += measure.ProcessCPU() - cpu
 		i++
 	}
 	b.ReportMetric(float64(read.Nanoseconds())/float64(i), "read-ns/pass")
@@ -161,14 +161,4 @@ func BenchmarkReevaluateVsRead100k(b *testing.B) {
 	b.ReportMetric(float64(reeval)/float64(read), "ratio")
 	b.ReportMetric(float64(readCPU.Nanoseconds())/float64(i), "read-cpu-ns/pass")
 	b.ReportMetric(float64(reevalCPU.Nanoseconds())/float64(i), "reeval-cpu-ns/pass")
-}
-
-// cpuTime is the user and system CPU time of the process so far, so that the comparison can
-// also be read independently of other load on the machine.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
