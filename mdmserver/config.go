@@ -48,6 +48,11 @@ type Config struct {
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	// MaxBodyBytes bounds every request body except where a route sets its own limit.
 	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
+	// EnrollRate and EnrollBurst limit enrollment attempts per source address (per second, and
+	// the burst allowed before the rate applies), to slow token guessing. Raise them for a
+	// mass rollout where many devices enroll from behind one NAT address.
+	EnrollRate  float64 `mapstructure:"enroll_rate"`
+	EnrollBurst int     `mapstructure:"enroll_burst"`
 	// PostureTokenTTL is how long a posture token from POST /access/v1/token is valid. Short:
 	// the token proves posture at issue time, and the backend learns of changes by events.
 	PostureTokenTTL time.Duration `mapstructure:"posture_token_ttl"`
@@ -62,6 +67,8 @@ func Defaults() Config {
 		ShutdownTimeout: 20 * time.Second,
 		MaxBodyBytes:    1 << 20,
 		PostureTokenTTL: 5 * time.Minute,
+		EnrollRate:      1,
+		EnrollBurst:     20,
 	}
 }
 
@@ -92,6 +99,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = Defaults().MaxBodyBytes
+	}
+	if c.EnrollRate <= 0 || c.EnrollBurst <= 0 {
+		errs = append(errs, fmt.Errorf("enroll_rate %g and enroll_burst %d: both must be positive", c.EnrollRate, c.EnrollBurst))
 	}
 	switch {
 	case c.PostureTokenTTL == 0:

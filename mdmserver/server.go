@@ -166,7 +166,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.enrollments, err = enroll.New(db); err != nil {
 		return nil, err
 	}
-	s.enrollLimiter = enroll.NewLimiter(1, 20) // a burst of 20 attempts, then one a second per source
+	s.enrollLimiter = enroll.NewLimiter(cfg.EnrollRate, cfg.EnrollBurst)
 	if s.audit, s.auditKey, err = openAudit(cfg, s.key, db, s.log); err != nil {
 		return nil, err
 	}

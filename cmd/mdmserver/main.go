@@ -92,6 +92,8 @@ func loadConfig(v *viper.Viper) (mdmserver.Config, error) {
 	v.SetDefault("shutdown_timeout", d.ShutdownTimeout)
 	v.SetDefault("max_body_bytes", d.MaxBodyBytes)
 	v.SetDefault("posture_token_ttl", d.PostureTokenTTL)
+	v.SetDefault("enroll_rate", d.EnrollRate)
+	v.SetDefault("enroll_burst", d.EnrollBurst)
 	for _, k := range []string{"public_url", "names", "master_key", "master_key_file", "apns_url", "apns_ca_file", "mdm_ca_file", "ssf_ca_file"} {
 		v.SetDefault(k, nil)
 	}
