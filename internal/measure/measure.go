@@ -3,6 +3,8 @@
 package measure
 
 import (
+	"fmt"
+	"os"
 	"slices"
 	"time"
 )
@@ -32,4 +34,25 @@ func Summarize(lat []time.Duration) Summary {
 		s.Max = lat[len(lat)-1]
 	}
 	return s
+}
+
+// Harness is the part of testing.TB that Hale's fixture builders (testpki, apitest) take, for
+// harnesses that run outside a test: any failure prints and ends the program.
+type Harness struct{ Name string }
+
+// Helper does nothing; it is there for the interfaces.
+func (Harness) Helper() {}
+
+// Fatal prints args and exits.
+func (h Harness) Fatal(args ...any) { h.exit(fmt.Sprint(args...)) }
+
+// Fatalf prints the formatted message and exits.
+func (h Harness) Fatalf(format string, args ...any) { h.exit(fmt.Sprintf(format, args...)) }
+
+// Errorf prints the formatted message and exits: a harness has no later point to fail at.
+func (h Harness) Errorf(format string, args ...any) { h.exit(fmt.Sprintf(format, args...)) }
+
+func (h Harness) exit(msg string) {
+	fmt.Fprintf(os.Stderr, "%s: %s\n", h.Name, msg)
+	os.Exit(1)
 }
