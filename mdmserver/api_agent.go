@@ -241,7 +241,7 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 	if first {
 		s.record(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(res.Status),
 			Details: map[string]string{"command_id": cmd.ID, "type": cmd.Type, "status": res.Status, "removed": strconv.Itoa(len(res.Removed))}})
-		if cmd.Type == agentcmd.TypeWipe && res.Status == agentcmd.StateDone {
+		if cmd.Type == agentcmd.TypeWipe && res.Status == agentcmd.ResultDone {
 			if err := s.finishWipe(r.Context(), d); err != nil {
 				s.internal(w, r, err)
 				return
@@ -252,7 +252,7 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 }
 
 func outcomeOf(status string) string {
-	if status == agentcmd.StateDone {
+	if status == agentcmd.ResultDone {
 		return audit.OutcomeOK
 	}
 	return audit.OutcomeError

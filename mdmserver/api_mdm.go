@@ -140,10 +140,27 @@ func (s *Server) listCommands(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]any{"commands": recs})
 }
 
-// GET /api/v1/devices/{id}/commands/{uuid}: the record and, once answered, the parsed result.
+// GET /api/v1/devices/{id}/commands/{uuid}: the record and, once answered, the parsed result
+// (Apple devices), or the agent command with its result (agents).
 func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.appleDeviceFor(w, r)
+	d, ok := s.deviceFor(w, r)
 	if !ok {
+		return
+	}
+	if d.Platform == inventory.PlatformAgent {
+		cmd, err := s.agentQueue.Get(r.Context(), d.ID, r.PathValue("uuid"))
+		switch {
+		case errors.Is(err, agentcmd.ErrNotFound):
+			problem.NotFound(w, r, "no command "+r.PathValue("uuid")+" for device "+d.ID)
+		case err != nil:
+			s.internal(w, r, err)
+		default:
+			httpjson.Write(w, http.StatusOK, cmd)
+		}
+		return
+	}
+	if d.EnrollmentID == "" {
+		problem.NotFound(w, r, "device "+d.ID+" has not checked in; it has no commands")
 		return
 	}
 	id, uuid := d.EnrollmentID, r.PathValue("uuid")

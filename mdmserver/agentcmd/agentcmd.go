@@ -25,12 +25,19 @@ const (
 	TypeWipe = "wipe"
 )
 
-// Command states.
+// Command states, named as the MDM command states are (mdmserver/commands) so that an operator
+// reads one vocabulary for both kinds of device.
 const (
-	StateQueued    = "queued"    // committed, not yet fetched
-	StateDelivered = "delivered" // handed to the agent at least once
-	StateDone      = "done"      // the agent reported success
-	StateFailed    = "failed"    // the agent reported failure
+	StateQueued       = "queued"       // committed, not yet fetched
+	StateDelivered    = "delivered"    // handed to the agent at least once
+	StateAcknowledged = "acknowledged" // the agent reported success
+	StateError        = "error"        // the agent reported failure
+)
+
+// Result statuses, as the agent reports them.
+const (
+	ResultDone   = "done"
+	ResultFailed = "failed"
 )
 
 // Command is one command for one device, in the shape the agent receives it.
@@ -86,20 +93,36 @@ func New(db *bbolt.DB) (*Queue, error) {
 
 func key(deviceID, id string) []byte { return []byte(deviceID + "\x00" + id) }
 
-// Enqueue commits c for its device and wakes the device's long polls. ID, IssuedAt and State
-// are filled in.
+// NewID returns a new command ID, for callers that must record the ID before the command is
+// enqueued.
+func NewID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return "c_" + hex.EncodeToString(b)
+}
+
+// Enqueue commits c for its device and wakes the device's long polls. IssuedAt and State are
+// filled in, and ID when it is empty.
 func (q *Queue) Enqueue(ctx context.Context, c Command) (*Command, error) {
 	if c.DeviceID == "" || (c.Type != TypeLock && c.Type != TypeWipe) {
 		return nil, fmt.Errorf("%w: device and a type of lock or wipe are required", ErrInvalid)
 	}
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	c.ID, c.IssuedAt, c.State = "c_"+hex.EncodeToString(b), q.now().UTC(), StateQueued
+	if c.ID == "" {
+		c.ID = NewID()
+	}
+	c.IssuedAt, c.State = q.now().UTC(), StateQueued
 	v, err := json.Marshal(c)
 	if err != nil {
 		return nil, err
 	}
-	if err := q.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put(key(c.DeviceID, c.ID), v) }); err != nil {
+	err = q.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if b.Get(key(c.DeviceID, c.ID)) != nil {
+			return fmt.Errorf("%w: command %s exists", ErrInvalid, c.ID)
+		}
+		return b.Put(key(c.DeviceID, c.ID), v)
+	})
+	if err != nil {
 		return nil, err
 	}
 	q.wake(c.DeviceID)
@@ -126,6 +149,26 @@ func (q *Queue) List(ctx context.Context, deviceID string) ([]Command, error) {
 }
 
 // pending returns the device's unfinished commands and marks them delivered.
+// Get returns one command of a device, or ErrNotFound.
+func (q *Queue) Get(ctx context.Context, deviceID, id string) (*Command, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var cmd *Command
+	err := q.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucket).Get(key(deviceID, id))
+		if v == nil {
+			return ErrNotFound
+		}
+		cmd = new(Command)
+		return json.Unmarshal(v, cmd)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
 func (q *Queue) pending(deviceID string) ([]Command, error) {
 	var out []Command
 	err := q.db.Update(func(tx *bbolt.Tx) error {
@@ -216,7 +259,7 @@ func (q *Queue) unwait(deviceID string, ch chan struct{}) {
 // Complete records the agent's result. Reporting the same command again is accepted and changes
 // nothing (the agent may resend after a lost response); first is false then.
 func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result) (cmd *Command, first bool, err error) {
-	if r.Status != StateDone && r.Status != StateFailed {
+	if r.Status != ResultDone && r.Status != ResultFailed {
 		return nil, false, fmt.Errorf("%w: status must be done or failed", ErrInvalid)
 	}
 	err = q.db.Update(func(tx *bbolt.Tx) error {
@@ -229,11 +272,14 @@ func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result) (cm
 		if err := json.Unmarshal(v, cmd); err != nil {
 			return err
 		}
-		if cmd.State == StateDone || cmd.State == StateFailed {
+		if cmd.State == StateAcknowledged || cmd.State == StateError {
 			return nil
 		}
 		first = true
-		cmd.State, cmd.FinishedAt, cmd.Result = r.Status, q.now().UTC(), &r
+		cmd.State, cmd.FinishedAt, cmd.Result = StateAcknowledged, q.now().UTC(), &r
+		if r.Status == ResultFailed {
+			cmd.State = StateError
+		}
 		nv, err := json.Marshal(cmd)
 		if err != nil {
 			return err

@@ -61,15 +61,15 @@ func TestRedeliveredUntilCompleteThenIdempotent(t *testing.T) {
 	if _, _, err := q.Complete(ctx, "d1", c.ID, Result{Status: "maybe"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad status: %v", err)
 	}
-	if _, _, err := q.Complete(ctx, "d2", c.ID, Result{Status: StateDone}); !errors.Is(err, ErrNotFound) {
+	if _, _, err := q.Complete(ctx, "d2", c.ID, Result{Status: ResultDone}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("another device completed it: %v", err)
 	}
-	cmd, first, err := q.Complete(ctx, "d1", c.ID, Result{Status: StateDone, Detail: "locked 2 sessions"})
-	if err != nil || !first || cmd.State != StateDone {
+	cmd, first, err := q.Complete(ctx, "d1", c.ID, Result{Status: ResultDone, Detail: "locked 2 sessions"})
+	if err != nil || !first || cmd.State != StateAcknowledged {
 		t.Fatalf("complete: %+v %v %v", cmd, first, err)
 	}
-	cmd, first, _ = q.Complete(ctx, "d1", c.ID, Result{Status: StateFailed})
-	if first || cmd.State != StateDone {
+	cmd, first, _ = q.Complete(ctx, "d1", c.ID, Result{Status: ResultFailed})
+	if first || cmd.State != StateAcknowledged {
 		t.Fatalf("second report changed the command: %+v", cmd)
 	}
 	if cmds, _ := q.Wait(ctx, "d1", 0); len(cmds) != 0 {

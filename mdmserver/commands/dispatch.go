@@ -18,6 +18,9 @@ import (
 
 // Command is an MDM command to send: its RequestType and the command-specific keys.
 type Command struct {
+	// UUID is the command's UUID; Send makes one when it is empty. Set it when something must
+	// be stored under the UUID before the command can reach the device (a lock PIN).
+	UUID        string
 	RequestType string
 	Fields      map[string]any
 }
@@ -68,7 +71,10 @@ func (d *Dispatcher) Send(ctx context.Context, enrollmentID string, cmd Command,
 	if _, reserved := cmd.Fields["RequestType"]; reserved {
 		return nil, fmt.Errorf("%w: RequestType is not a field", ErrInvalidCommand)
 	}
-	uuid := newUUID()
+	uuid := cmd.UUID
+	if uuid == "" {
+		uuid = NewUUID()
+	}
 	raw, err := encode(uuid, cmd)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
@@ -136,8 +142,8 @@ func encode(uuid string, cmd Command) ([]byte, error) {
 	return plist.MarshalIndent(map[string]any{"CommandUUID": uuid, "Command": body}, "\t")
 }
 
-// newUUID returns a random (version 4) UUID in upper case, as Apple's tools write them.
-func newUUID() string {
+// NewUUID returns a random (version 4) UUID in upper case, as Apple's tools write them.
+func NewUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40

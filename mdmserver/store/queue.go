@@ -34,6 +34,8 @@ import (
 //	mdmq_status    <enrollment id> 0x00 <uuid>  → <last status reported, e.g. NotNow>
 type commandQueue struct {
 	db *bbolt.DB
+	// sealer, when set, seals command bodies at rest (purpose "mdm-command/<uuid>").
+	sealer Sealer
 	// lastSeen records the enrollment's last-seen time where nanomdm's kv storage keeps it.
 	lastSeen func(ctx context.Context, id string, at time.Time) error
 }
@@ -69,7 +71,7 @@ func (q *commandQueue) EnqueueCommand(ctx context.Context, ids []string, cmd *md
 		if cmds.Get([]byte(cmd.CommandUUID)) != nil {
 			return fmt.Errorf("command already exists: %s", cmd.CommandUUID)
 		}
-		body := append(append([]byte(cmd.Command.RequestType), 0), cmd.Raw...)
+		body := append(append([]byte(cmd.Command.RequestType), 0), q.seal(cmd.CommandUUID, cmd.Raw)...)
 		if err := cmds.Put([]byte(cmd.CommandUUID), body); err != nil {
 			return err
 		}
@@ -142,7 +144,11 @@ func (q *commandQueue) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*md
 			if !ok {
 				return fmt.Errorf("store: queued command %s has no body (corrupt queue)", v)
 			}
-			cmd = &mdm.Command{CommandUUID: string(v), Raw: bytes.Clone(raw)}
+			plain, err := q.open(string(v), raw)
+			if err != nil {
+				return err
+			}
+			cmd = &mdm.Command{CommandUUID: string(v), Raw: plain}
 			cmd.Command.RequestType = string(reqType)
 			return nil
 		}
@@ -165,6 +171,26 @@ func (q *commandQueue) ClearQueue(r *mdm.Request) error {
 		}
 		return nil
 	})
+}
+
+// seal returns the body as stored: sealed when the queue has a sealer.
+func (q *commandQueue) seal(uuid string, raw []byte) []byte {
+	if q.sealer == nil {
+		return raw
+	}
+	return q.sealer.Seal("mdm-command/"+uuid, raw)
+}
+
+// open returns a copy of the stored body in plain text.
+func (q *commandQueue) open(uuid string, stored []byte) ([]byte, error) {
+	if q.sealer == nil {
+		return bytes.Clone(stored), nil
+	}
+	plain, err := q.sealer.Open("mdm-command/"+uuid, stored)
+	if err != nil {
+		return nil, fmt.Errorf("store: queued command %s cannot be opened with the master key: %w", uuid, err)
+	}
+	return plain, nil
 }
 
 // microTime formats t as nanomdm's kv storage stores last-seen times.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -8,6 +9,9 @@ import (
 
 	"github.com/micromdm/nanomdm/mdm"
 	"github.com/micromdm/plist"
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/seal"
 )
 
 func newMDM(t *testing.T) *MDMStorage {
@@ -152,4 +156,54 @@ func TestQueueRejectsBadInput(t *testing.T) {
 	if cmd, _ := m.RetrieveNextCommand(request("dev"), false); cmd != nil {
 		t.Error("ClearQueue left a command")
 	}
+}
+
+// With a sealer, a queued command's body (which may hold a lock PIN) is never in the file in
+// plain text, reads back whole, and is bound to its UUID: a body moved onto another command
+// does not open.
+func TestQueueSealsCommandBodies(t *testing.T) {
+	s := openTestStore(t)
+	key, err := seal.New(bytes.Repeat([]byte{7}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMDMStorage(s, WithCommandSealer(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, b := testCommand(t, "CMD-A"), testCommand(t, "CMD-B")
+	for _, c := range []*mdm.Command{a, b} {
+		if _, err := m.EnqueueCommand(ctx, []string{"dev1"}, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = s.DB().Update(func(tx *bbolt.Tx) error {
+		cmds := tx.Bucket(bucketQueueCommands)
+		stored := bytes.Clone(cmds.Get([]byte("CMD-A")))
+		if bytes.Contains(stored, []byte("ProfileList</string>")) || bytes.Contains(stored, []byte("CMD-A")) {
+			t.Errorf("body stored in plain text: %q", stored)
+		}
+		return cmds.Put([]byte("CMD-B"), stored) // swap A's body onto B
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.RetrieveNextCommand(request("dev1"), false)
+	if err != nil || got == nil || !bytes.Equal(got.Raw, a.Raw) {
+		t.Fatalf("first command: %v %+v", err, got)
+	}
+	if _, err := m.queue.open("CMD-B", mustGet(t, s, "CMD-B")); err == nil {
+		t.Fatal("a body moved onto another command opened")
+	}
+}
+
+func mustGet(t *testing.T, s *Store, uuid string) []byte {
+	t.Helper()
+	var v []byte
+	_ = s.DB().View(func(tx *bbolt.Tx) error {
+		_, v, _ = bytes.Cut(bytes.Clone(tx.Bucket(bucketQueueCommands).Get([]byte(uuid))), []byte{0})
+		return nil
+	})
+	return v
 }
