@@ -1,9 +1,8 @@
 package mdmserver
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
+	"maps"
 	"net/http"
 	"regexp"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/tokens"
@@ -34,9 +34,11 @@ type securityRequest struct {
 	ObliterationBehavior string `json:"obliteration_behavior,omitempty"`
 }
 
-// securityAnswer is the 202 answer: the command and the state the device is now treated as.
+// securityAnswer is the 202 answer: the command and the state the device is now treated as, or
+// the approval a full wipe awaits under the two-person rule.
 type securityAnswer struct {
-	CommandID   string `json:"command_id"`
+	CommandID   string `json:"command_id,omitempty"`
+	ApprovalID  string `json:"approval_id,omitempty"`
 	State       string `json:"state"`
 	DeviceID    string `json:"device_id"`
 	DeviceState string `json:"device_state"`
@@ -76,9 +78,8 @@ func (s *Server) lostMode(w http.ResponseWriter, r *http.Request) {
 // POST /api/v1/devices/{id}/wipe
 func (s *Server) wipeDevice(w http.ResponseWriter, r *http.Request) { s.securityAction(w, r, "wipe") }
 
-// securityAction carries out lock, lost mode and wipe. Order matters: the device is denied by
-// the access API (its state committed and the decision updated) before the command is queued,
-// so there is no moment where a device ordered wiped can still open a session.
+// securityAction answers lock, lost mode and wipe requests: it checks them, holds a full wipe
+// for a second approver where the two-person rule applies, and otherwise carries it out.
 func (s *Server) securityAction(w http.ResponseWriter, r *http.Request, action string) {
 	var req securityRequest
 	if !problem.DecodeJSON(w, r, 16<<10, &req) {
@@ -93,91 +94,162 @@ func (s *Server) securityAction(w http.ResponseWriter, r *http.Request, action s
 		return
 	}
 	idemKey := r.Header.Get("Idempotency-Key")
+	if len(idemKey) > 128 {
+		problem.BadRequest(w, r, "Idempotency-Key is at most 128 characters")
+		return
+	}
+	// Security actions are rare and must not run twice for one Idempotency-Key, even when the
+	// same request arrives twice at once: one at a time.
+	s.securityMu.Lock()
+	defer s.securityMu.Unlock()
 	if idemKey != "" {
-		if len(idemKey) > 128 {
-			problem.BadRequest(w, r, "Idempotency-Key is at most 128 characters")
-			return
-		}
 		if prev, ok := s.idempotentAnswer(r, idemKey); ok {
 			httpjson.Write(w, http.StatusAccepted, prev)
 			return
 		}
 	}
-	switch d.State {
-	case inventory.StateWiped, inventory.StateUnenrolled, inventory.StateRetired:
-		s.record(r, event{Action: "device." + action, Target: d.ID, Outcome: "denied", Details: map[string]string{"reason": "device is " + string(d.State)}})
-		problem.Error(w, r, http.StatusConflict, "invalid-state", "device "+d.ID+" is "+string(d.State)+"; nothing to "+action)
+	if !s.actionAllowed(w, r, d, action, &req) {
 		return
 	}
-	if d.Platform == inventory.PlatformAgent && (action == "wipe" && req.Mode == "full") {
-		problem.BadRequest(w, r, "agents wipe selectively (the policy's managed_data); use mode selective")
-		return
-	}
-	if d.Platform == inventory.PlatformApple && action == "wipe" && req.Mode == "selective" {
-		problem.BadRequest(w, r, "Apple devices are wiped fully (EraseDevice); use mode full")
-		return
-	}
-
-	// 1. Deny first.
-	newState := map[string]inventory.State{"lock": inventory.StateLocked, "lost-mode": inventory.StateLost, "wipe": inventory.StateLocked}[action]
-	if action == "wipe" {
-		if err := s.markWipePending(r.Context(), d.ID); err != nil {
-			s.internal(w, r, err)
-			return
-		}
-	}
-	if d.State != inventory.StateLost || action != "lock" { // a lost device stays lost when locked
-		if _, err := s.inventory.SetState(r.Context(), d.ID, newState, time.Now().UTC()); err != nil && !errors.Is(err, inventory.ErrInvalidTransition) {
-			s.internal(w, r, err)
-			return
-		}
-	}
-	s.deviceChanged(r.Context(), d.ID)
-
-	// 2. Order the device.
-	by := actor(r)
 	var ans securityAnswer
-	switch d.Platform {
-	case inventory.PlatformApple:
-		rec, err := s.dispatch.Send(r.Context(), d.EnrollmentID, appleCommand(action, &req, d), by)
-		if err != nil {
-			s.internal(w, r, err)
-			return
-		}
-		ans = securityAnswer{CommandID: rec.UUID, State: string(rec.State)}
-	default:
-		c := agentcmd.Command{DeviceID: d.ID, Type: agentcmd.TypeLock, Reason: req.Reason, IssuedBy: by}
-		if action == "wipe" {
-			c.Type, c.Mode, c.ManagedData = agentcmd.TypeWipe, "selective", s.managedData(r.Context(), d)
-		}
-		cmd, err := s.agentQueue.Enqueue(r.Context(), c)
-		if err != nil {
-			s.internal(w, r, err)
-			return
-		}
-		ans = securityAnswer{CommandID: cmd.ID, State: cmd.State}
+	var err error
+	if action == "wipe" && req.Mode == "full" && s.cfg.needsApproval(d.Group) {
+		ans, err = s.requestApproval(r, d, &req)
+	} else {
+		ans, err = s.carryOut(r, d, action, &req, nil)
 	}
-	cur, _ := s.inventory.Get(r.Context(), d.ID)
-	ans.DeviceID, ans.DeviceState = d.ID, string(cur.State)
-	if action == "wipe" {
-		ans.DeviceState = "wipe_pending"
+	if err != nil {
+		s.internal(w, r, err)
+		return
 	}
-	details := map[string]string{"reason": req.Reason, "command_id": ans.CommandID, "platform": string(d.Platform)}
-	if req.Mode != "" {
-		details["mode"] = req.Mode
-	}
-	if req.PIN != "" {
-		details["pin_set"] = "true" // never the PIN itself
-	}
-	s.record(r, event{Action: "device." + action, Target: d.ID, Details: details})
 	if idemKey != "" {
 		s.saveIdempotentAnswer(r, idemKey, ans)
 	}
 	httpjson.Write(w, http.StatusAccepted, ans)
 }
 
+// actionAllowed refuses, answering itself, an action the device cannot take.
+func (s *Server) actionAllowed(w http.ResponseWriter, r *http.Request, d *inventory.Device, action string, req *securityRequest) bool {
+	switch d.State {
+	case inventory.StateWiped, inventory.StateUnenrolled, inventory.StateRetired:
+		s.record(r, event{Action: "device." + action, Target: d.ID, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "device is " + string(d.State)}})
+		problem.Error(w, r, http.StatusConflict, "invalid-state", "device "+d.ID+" is "+string(d.State)+"; nothing to "+action)
+		return false
+	}
+	if d.Platform == inventory.PlatformAgent && action == "wipe" && req.Mode == "full" {
+		problem.BadRequest(w, r, "agents wipe selectively (the policy's managed_data); use mode selective")
+		return false
+	}
+	if d.Platform == inventory.PlatformApple && action == "wipe" && req.Mode == "selective" {
+		problem.BadRequest(w, r, "Apple devices are wiped fully (EraseDevice); use mode full")
+		return false
+	}
+	return true
+}
+
+// carryOut orders a device locked, lost or wiped. Order matters:
+//
+//  1. One transaction commits the device's new state, the wipe-pending mark, the sealed PIN and
+//     the audit entry: the order is on the record exactly when it is in force.
+//  2. The access decision is updated (and revocation events go out) before the command is
+//     queued, so there is no moment where a device ordered wiped can still open a session.
+//  3. The command is queued for the device (an MDM command with an APNs push, or an agent
+//     command).
+//
+// extra goes into the audit entry's details (the approval a wipe was carried out under).
+func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, req *securityRequest, extra map[string]string) (securityAnswer, error) {
+	ctx := r.Context()
+	commandID := agentcmd.NewID()
+	if d.Platform == inventory.PlatformApple {
+		commandID = commands.NewUUID()
+	}
+	// macOS needs a PIN to lock or erase; one is made when none was given, kept sealed, and shown
+	// to the security role only (GET .../commands/{uuid}/pin).
+	pinGenerated := false
+	if d.Platform == inventory.PlatformApple && d.OS == "macos" && action != "lost-mode" && req.PIN == "" {
+		req.PIN, pinGenerated = newPIN(), true
+	}
+	details := map[string]string{"reason": req.Reason, "command_id": commandID, "platform": string(d.Platform)}
+	maps.Copy(details, extra)
+	if req.Mode != "" {
+		details["mode"] = req.Mode
+	}
+	if req.PIN != "" {
+		details["pin"] = "sealed" // never the PIN itself
+		if pinGenerated {
+			details["pin"] = "generated, sealed"
+		}
+	}
+	newState := map[string]inventory.State{"lock": inventory.StateLocked, "lost-mode": inventory.StateLost, "wipe": inventory.StateLocked}[action]
+	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
+		_, err := s.inventory.UpdateTx(tx, d.ID, func(cur *inventory.Device) error {
+			// A lost device stays lost when locked; a state it cannot move to is kept.
+			if (cur.State == inventory.StateLost && action == "lock") || !inventory.CanTransition(cur.State, newState) {
+				return nil
+			}
+			cur.State, cur.StateChangedAt = newState, time.Now().UTC()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if action == "wipe" {
+			if err := putWipePending(tx, d.ID); err != nil {
+				return err
+			}
+		}
+		if req.PIN != "" {
+			if err := s.putPIN(tx, commandID, req.PIN); err != nil {
+				return err
+			}
+		}
+		_, err = s.audit.AppendTx(tx, s.entry(r, event{Action: "device." + action, Target: d.ID, Details: details}))
+		return err
+	})
+	if err != nil {
+		return securityAnswer{}, err
+	}
+	if action == "wipe" {
+		s.pendingWipes.Store(d.ID, true)
+	}
+	s.deviceChanged(ctx, d.ID)
+
+	by := actor(r)
+	ans := securityAnswer{CommandID: commandID, DeviceID: d.ID}
+	switch d.Platform {
+	case inventory.PlatformApple:
+		cmd := appleCommand(action, req)
+		cmd.UUID = commandID
+		rec, err := s.dispatch.Send(ctx, d.EnrollmentID, cmd, by)
+		if err != nil {
+			s.record(r, event{Action: "device." + action, Target: d.ID, Outcome: audit.OutcomeError, Details: map[string]string{"command_id": commandID, "error": "the command could not be queued"}})
+			return securityAnswer{}, err
+		}
+		ans.State = string(rec.State)
+	default:
+		c := agentcmd.Command{ID: commandID, DeviceID: d.ID, Type: agentcmd.TypeLock, Reason: req.Reason, IssuedBy: by}
+		if action == "wipe" {
+			c.Type, c.Mode, c.ManagedData = agentcmd.TypeWipe, "selective", s.managedData(ctx, d)
+		}
+		cmd, err := s.agentQueue.Enqueue(ctx, c)
+		if err != nil {
+			s.record(r, event{Action: "device." + action, Target: d.ID, Outcome: audit.OutcomeError, Details: map[string]string{"command_id": commandID, "error": "the command could not be queued"}})
+			return securityAnswer{}, err
+		}
+		ans.State = cmd.State
+	}
+	ans.DeviceState = string(newState)
+	if cur, err := s.inventory.Get(ctx, d.ID); err == nil {
+		ans.DeviceState = string(cur.State)
+	}
+	if action == "wipe" {
+		ans.DeviceState = "wipe_pending"
+	}
+	return ans, nil
+}
+
 // appleCommand builds the MDM command for an action.
-func appleCommand(action string, req *securityRequest, d *inventory.Device) commands.Command {
+func appleCommand(action string, req *securityRequest) commands.Command {
 	switch action {
 	case "lost-mode":
 		f := map[string]any{"Message": firstNonEmpty(req.Message, "This device was reported lost.")}
@@ -265,20 +337,15 @@ func (s *Server) saveIdempotentAnswer(r *http.Request, key string, ans securityA
 	}
 }
 
-// markWipePending records that a wipe was ordered, so the device is denied as wipe_pending until
-// the wipe is acknowledged, across restarts. It is committed before it takes effect in memory.
-func (s *Server) markWipePending(ctx context.Context, deviceID string) error {
-	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketPendingWipe)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(deviceID), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
-	})
-	if err == nil {
-		s.pendingWipes.Store(deviceID, true)
+// putWipePending records inside tx that a wipe was ordered, so the device is denied as
+// wipe_pending until the wipe is acknowledged, across restarts. The caller marks it in memory
+// after the commit.
+func putWipePending(tx *bbolt.Tx, deviceID string) error {
+	b, err := tx.CreateBucketIfNotExists(bucketPendingWipe)
+	if err != nil {
+		return err
 	}
-	return err
+	return b.Put([]byte(deviceID), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
 }
 
 // loadPendingWipes fills the in-memory set from the store at start.

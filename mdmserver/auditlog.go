@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
@@ -71,8 +73,18 @@ type event struct {
 }
 
 // record appends ev to the audit log with the request's actor, role, source and request ID.
-// A failure to audit is logged loudly; callers that must not act unaudited use it before acting.
+// A failure to audit is logged loudly; an action that must not happen unaudited appends its
+// entry with AppendTx in the action's own transaction instead.
 func (s *Server) record(r *http.Request, ev event) error {
+	_, err := s.audit.Append(context.WithoutCancel(r.Context()), s.entry(r, ev))
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "AUDIT APPEND FAILED", "action", ev.Action, "target", ev.Target, "err", err)
+	}
+	return err
+}
+
+// entry is the audit entry for ev done by the caller of r.
+func (s *Server) entry(r *http.Request, ev event) audit.Entry {
 	e := audit.Entry{
 		Actor: "anonymous", Source: r.RemoteAddr, RequestID: httpmw.RequestID(r.Context()),
 		Action: ev.Action, Target: ev.Target, Outcome: ev.Outcome, Details: ev.Details,
@@ -89,11 +101,17 @@ func (s *Server) record(r *http.Request, ev event) error {
 	} else if d := deviceFromContext(r.Context()); d != nil {
 		e.Actor, e.Role = "device:"+d.ID, "device"
 	}
-	_, err := s.audit.Append(context.WithoutCancel(r.Context()), e)
-	if err != nil {
-		s.log.ErrorContext(r.Context(), "AUDIT APPEND FAILED", "action", ev.Action, "target", ev.Target, "err", err)
+	return e
+}
+
+// recordForbidden puts a valid token's refused request on the audit record.
+func (s *Server) recordForbidden(r *http.Request, t *tokens.Token) {
+	target := r.Method + " " + r.URL.Path
+	if len(target) > 200 {
+		target = target[:200]
 	}
-	return err
+	target = strings.ToValidUTF8(target, "?")
+	_ = s.record(r.WithContext(tokens.WithToken(r.Context(), t)), event{Action: "auth.forbidden", Target: target, Outcome: audit.OutcomeDenied})
 }
 
 // GET /api/v1/audit?actor=&action=&target=&since=&until=&start=&limit=
@@ -152,4 +170,76 @@ func auditFilter(w http.ResponseWriter, r *http.Request) (audit.Filter, bool) {
 		}
 	}
 	return f, true
+}
+
+// GET /api/v1/audit/proof/inclusion?index=N&tree_size=M: proof that entry N is in the tree of M
+// entries (default: the latest checkpoint's), with the entry's stored bytes.
+func (s *Server) auditInclusionProof(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	index, err1 := strconv.ParseInt(q.Get("index"), 10, 64)
+	size, err2 := parseOptionalInt(q.Get("tree_size"))
+	if err1 != nil || err2 != nil {
+		problem.BadRequest(w, r, "index (required) and tree_size must be integers")
+		return
+	}
+	p, err := s.audit.InclusionProof(r.Context(), index, size)
+	if s.proofError(w, r, err) {
+		return
+	}
+	httpjson.Write(w, http.StatusOK, p)
+}
+
+// consistencyAnswer is the answer of GET /api/v1/audit/proof/consistency.
+type consistencyAnswer struct {
+	OldSize int64          `json:"old_size"`
+	NewSize int64          `json:"new_size"`
+	Proof   tlog.TreeProof `json:"proof"`
+}
+
+// GET /api/v1/audit/proof/consistency?old=N&new=M: proof that the tree of M entries extends the
+// tree of N (default M: the latest checkpoint's size), so a saved checkpoint vouches for a newer one.
+func (s *Server) auditConsistencyProof(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	oldSize, err1 := strconv.ParseInt(q.Get("old"), 10, 64)
+	newSize, err2 := parseOptionalInt(q.Get("new"))
+	if err1 != nil || err2 != nil {
+		problem.BadRequest(w, r, "old (required) and new must be integers")
+		return
+	}
+	if newSize == 0 {
+		var err error
+		if newSize, err = s.audit.LatestSize(r.Context()); s.proofError(w, r, err) {
+			return
+		}
+	}
+	p, err := s.audit.ConsistencyProof(r.Context(), oldSize, newSize)
+	if s.proofError(w, r, err) {
+		return
+	}
+	if p == nil {
+		p = tlog.TreeProof{}
+	}
+	httpjson.Write(w, http.StatusOK, consistencyAnswer{OldSize: oldSize, NewSize: newSize, Proof: p})
+}
+
+// proofError answers a proof request's error, if any: 404 for what the log does not have yet.
+func (s *Server) proofError(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, audit.ErrOutOfRange):
+		problem.NotFound(w, r, err.Error())
+	case errors.Is(err, audit.ErrNoCheckpoint):
+		problem.NotFound(w, r, "no signed checkpoint yet: GET /api/v1/audit/checkpoint makes one")
+	default:
+		s.internal(w, r, err)
+	}
+	return true
+}
+
+func parseOptionalInt(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	return strconv.ParseInt(v, 10, 64)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/halemdm/hale/posture"
@@ -56,6 +57,12 @@ type Config struct {
 	// PostureTokenTTL is how long a posture token from POST /access/v1/token is valid. Short:
 	// the token proves posture at issue time, and the backend learns of changes by events.
 	PostureTokenTTL time.Duration `mapstructure:"posture_token_ttl"`
+	// TwoPersonWipeGroups are the device groups whose full wipes need a second security token
+	// holder's approval (POST /api/v1/approvals/{id}) before the wipe is sent; "*" means every
+	// group. Empty: a security token wipes alone.
+	TwoPersonWipeGroups []string `mapstructure:"two_person_wipe_groups"`
+	// ApprovalTTL is how long a wipe request waits for its second approver before it expires.
+	ApprovalTTL time.Duration `mapstructure:"approval_ttl"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.
@@ -69,6 +76,7 @@ func Defaults() Config {
 		PostureTokenTTL: 5 * time.Minute,
 		EnrollRate:      1,
 		EnrollBurst:     20,
+		ApprovalTTL:     time.Hour,
 	}
 }
 
@@ -94,6 +102,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("public_url %q: want an https URL", c.PublicURL))
 		}
 	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = Defaults().ShutdownTimeout
 	}
@@ -110,7 +123,23 @@ func (c *Config) Validate() error {
 		// Verifiers refuse longer-lived tokens: they remember revocations only that long.
 		errs = append(errs, fmt.Errorf("posture_token_ttl %s: want 30s to %s", c.PostureTokenTTL, posture.MaxTokenLifetime))
 	}
+	switch {
+	case c.ApprovalTTL == 0:
+		c.ApprovalTTL = Defaults().ApprovalTTL
+	case c.ApprovalTTL < time.Minute || c.ApprovalTTL > 7*24*time.Hour:
+		errs = append(errs, fmt.Errorf("approval_ttl %s: want 1m to 168h", c.ApprovalTTL))
+	}
+	for _, g := range c.TwoPersonWipeGroups {
+		if g == "" || len(g) > 256 {
+			errs = append(errs, fmt.Errorf("two_person_wipe_groups: %q is not a group name", g))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// needsApproval reports whether a full wipe of a device in group needs a second approver.
+func (c *Config) needsApproval(group string) bool {
+	return slices.Contains(c.TwoPersonWipeGroups, "*") || slices.Contains(c.TwoPersonWipeGroups, group)
 }
 
 func (c *Config) path(name string) string { return filepath.Join(c.DataDir, name) }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/compliance"
@@ -18,18 +21,55 @@ import (
 // ordered, wiped, unenrolled, or noncompliant past grace), and device-compliance-change when
 // its compliance flipped. It runs as the compliance change hook, after the changes committed;
 // their events are committed to the outbox, in one transaction, before it returns.
+//
+// Each revocation is also put on the audit record ("access.revoked", by "system"), in the same
+// transaction as its SETs: the record that a device's sessions were revoked exists if and only
+// if the events telling the backends do.
 func (s *Server) emitDecisionChanges(ctx context.Context, changes []compliance.Change) {
 	now := time.Now()
 	var evs []events.Event
+	var records []audit.Entry
 	for _, c := range changes {
-		evs = append(evs, decisionEvents(c, now)...)
+		devEvents := decisionEvents(c, now)
+		evs = append(evs, devEvents...)
+		if e, ok := revocationRecord(c.DeviceID, devEvents); ok {
+			records = append(records, e)
+		}
 	}
 	if len(evs) == 0 {
 		return
 	}
-	if err := s.events.Emit(context.WithoutCancel(ctx), evs...); err != nil {
+	appendRecords := func(tx *bbolt.Tx) error {
+		for _, e := range records {
+			if _, err := s.audit.AppendTx(tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := s.events.EmitWith(context.WithoutCancel(ctx), appendRecords, evs...); err != nil {
 		s.log.ErrorContext(ctx, "security events not emitted", "devices", len(changes), "err", err)
 	}
+}
+
+// revocationRecord is the audit entry for a device's events when they revoke its sessions.
+func revocationRecord(deviceID string, evs []events.Event) (audit.Entry, bool) {
+	var types []string
+	revoked := -1
+	for i, ev := range evs {
+		types = append(types, ev.Type)
+		if ev.Type == posture.EventSessionRevoked {
+			revoked = i
+		}
+	}
+	if revoked < 0 {
+		return audit.Entry{}, false
+	}
+	ev := evs[revoked]
+	return audit.Entry{
+		Time: ev.At, Actor: "system", Action: "access.revoked", Target: deviceID, Outcome: audit.OutcomeOK,
+		Details: map[string]string{"reason_code": ev.ReasonCode, "initiator": ev.Initiator, "events": strings.Join(types, " ")},
+	}, true
 }
 
 // decisionEvents are the events one change calls for.

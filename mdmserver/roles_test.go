@@ -30,10 +30,15 @@ func TestRoleTable(t *testing.T) {
 	env.srv.tokens.Revoke(ctx, rec.ID)
 	wrong := "hale_0123456789abcdef_" + strings.Repeat("0", 64)
 
+	// Routes that need query parameters get valid ones, so an allowed role reaches a 200.
+	queries := map[string]string{
+		"GET /api/v1/audit/proof/inclusion":   "?index=0&tree_size=1",
+		"GET /api/v1/audit/proof/consistency": "?old=0&new=1",
+	}
 	placeholders := strings.NewReplacer("{id}", "d_00000000000000aa", "{name}", "probe", "{uuid}", "UUID")
 	for _, rt := range env.srv.tokenRoutes() {
 		method, pattern, _ := strings.Cut(rt.pattern, " ")
-		path := placeholders.Replace(pattern)
+		path := placeholders.Replace(pattern) + queries[rt.pattern]
 		body := ""
 		if method == "POST" || method == "PUT" {
 			body = "{}"

@@ -78,6 +78,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"DELETE /api/v1/enrollments/{id}", s.revokeEnrollment, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"GET /api/v1/devices", s.listDevices, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}", s.getDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}/access", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"DELETE /api/v1/devices/{id}", s.unenrollDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/policies/{name}", s.putPolicy, []tokens.Role{tokens.RoleIT}},
 		{"GET /api/v1/policies/{name}", s.getPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
@@ -96,12 +97,17 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"POST /api/v1/devices/{id}/lock", s.lockDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/lost-mode", s.lostMode, []tokens.Role{tokens.RoleSecurity}},
 		{"POST /api/v1/devices/{id}/wipe", s.wipeDevice, []tokens.Role{tokens.RoleSecurity}},
+		{"GET /api/v1/approvals", s.listApprovals, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"POST /api/v1/approvals/{id}", s.decideApproval, []tokens.Role{tokens.RoleSecurity}},
 		{"GET /api/v1/audit", s.listAudit, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/export", s.exportAudit, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/checkpoint", s.auditCheckpoint, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/audit/proof/inclusion", s.auditInclusionProof, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/audit/proof/consistency", s.auditConsistencyProof, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"POST /api/v1/devices/{id}/commands", s.postCommand, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"GET /api/v1/devices/{id}/commands", s.listCommands, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}/commands/{uuid}", s.getCommand, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}/commands/{uuid}/pin", s.commandPIN, []tokens.Role{tokens.RoleSecurity}},
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/apns"
+	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
@@ -87,8 +88,12 @@ type Server struct {
 	nonces *nonces
 	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index.
 	pendingWipes sync.Map
-	auditKey     string // the audit log's public note verifier key
-	scep         http.Handler
+	// securityMu runs lock, lost-mode, wipe and approval decisions one at a time, so that one
+	// Idempotency-Key or one approval can never act twice.
+	securityMu sync.Mutex
+	approvals  *approvals.Store
+	auditKey   string // the audit log's public note verifier key
+	scep       http.Handler
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
@@ -147,14 +152,17 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	db := s.store.DB()
 	s.mdmStore = o.mdmStorage
 	if s.mdmStore == nil {
-		if s.mdmStore, err = store.NewMDMStorage(s.store); err != nil {
+		if s.mdmStore, err = store.NewMDMStorage(s.store, store.WithCommandSealer(s.key)); err != nil {
 			return nil, fmt.Errorf("nanomdm storage: %w", err)
 		}
 	}
 	if s.pushCerts, err = pushcert.New(db, s.key); err != nil {
 		return nil, fmt.Errorf("push certificate store: %w", err)
 	}
-	if s.tokens, err = tokens.New(db); err != nil {
+	if s.tokens, err = tokens.New(db, tokens.WithOnForbidden(s.recordForbidden)); err != nil {
+		return nil, err
+	}
+	if s.approvals, err = approvals.New(db); err != nil {
 		return nil, err
 	}
 	if s.commands, err = commands.NewStore(db); err != nil {

@@ -113,6 +113,8 @@ var (
 	ErrNotFound     = errors.New("audit: no such entry")
 	ErrNoCheckpoint = errors.New("audit: no checkpoint yet")
 	ErrInvalidEntry = errors.New("audit: invalid entry")
+	// ErrOutOfRange is returned for a proof about entries or tree sizes the log does not have.
+	ErrOutOfRange = errors.New("audit: out of range")
 )
 
 // DefaultOrigin is the checkpoint origin line unless WithOrigin says otherwise.

@@ -139,6 +139,19 @@ func (l *Log) Latest(ctx context.Context) ([]byte, error) {
 	return signed, err
 }
 
+// LatestSize returns the tree size of the most recent signed checkpoint, or ErrNoCheckpoint.
+func (l *Log) LatestSize(ctx context.Context) (int64, error) {
+	signed, err := l.Latest(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cp, err := OpenCheckpoint(signed, l.verifier)
+	if err != nil {
+		return 0, err
+	}
+	return cp.N, nil
+}
+
 // Run makes a checkpoint at start and then every interval whenever the log grew, until ctx is
 // done. Failures are logged, not fatal: the next tick tries again.
 func (l *Log) Run(ctx context.Context, interval time.Duration) error {
@@ -198,15 +211,10 @@ type InclusionProof struct {
 // size of the latest checkpoint.
 func (l *Log) InclusionProof(ctx context.Context, index, treeSize int64) (*InclusionProof, error) {
 	if treeSize == 0 {
-		signed, err := l.Latest(ctx)
-		if err != nil {
+		var err error
+		if treeSize, err = l.LatestSize(ctx); err != nil {
 			return nil, err
 		}
-		cp, err := OpenCheckpoint(signed, l.verifier)
-		if err != nil {
-			return nil, err
-		}
-		treeSize = cp.N
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -222,7 +230,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, treeSize int64) (*Inclu
 			return err
 		}
 		if index < 0 || index >= treeSize || treeSize > n {
-			return fmt.Errorf("audit: no inclusion proof for entry %d in a tree of %d (the log has %d entries)", index, treeSize, n)
+			return fmt.Errorf("%w: no inclusion proof for entry %d in a tree of %d (the log has %d entries)", ErrOutOfRange, index, treeSize, n)
 		}
 		r := hashReader{bs.hashes}
 		if p.Proof, err = tlog.ProveRecord(treeSize, index, r); err != nil {
@@ -261,7 +269,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize int64) (tlo
 			return err
 		}
 		if oldSize < 0 || oldSize > newSize || newSize > n {
-			return fmt.Errorf("audit: no consistency proof from size %d to %d (the log has %d entries)", oldSize, newSize, n)
+			return fmt.Errorf("%w: no consistency proof from size %d to %d (the log has %d entries)", ErrOutOfRange, oldSize, newSize, n)
 		}
 		if oldSize == 0 {
 			p = tlog.TreeProof{} // every tree extends the empty one

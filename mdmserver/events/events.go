@@ -285,6 +285,13 @@ func (t *Transmitter) sign(aud string, sub posture.SubjectID, eventType string, 
 // the push deliverers and poll waiters of the streams it wrote to. With no streams it does
 // nothing.
 func (t *Transmitter) Emit(ctx context.Context, evs ...Event) error {
+	return t.EmitWith(ctx, nil, evs...)
+}
+
+// EmitWith is Emit with more writes in the same transaction: also runs inside the transaction
+// that commits the SETs (even when no stream wants them), so a record of the emission, such as
+// an audit entry, commits if and only if the SETs do.
+func (t *Transmitter) EmitWith(ctx context.Context, also func(*bbolt.Tx) error, evs ...Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -318,7 +325,7 @@ func (t *Transmitter) Emit(ctx context.Context, evs ...Event) error {
 			pending[s.ID] = append(pending[s.ID], e)
 		}
 	}
-	_, err = t.commit(pending)
+	_, err = t.commit(pending, also)
 	return err
 }
 
@@ -336,7 +343,7 @@ func (t *Transmitter) Verify(ctx context.Context, streamID string) error {
 	if err != nil {
 		return err
 	}
-	n, err := t.commit(map[string][]entry{s.ID: {e}})
+	n, err := t.commit(map[string][]entry{s.ID: {e}}, nil)
 	if err != nil {
 		return err
 	}
@@ -347,14 +354,20 @@ func (t *Transmitter) Verify(ctx context.Context, streamID string) error {
 	return nil
 }
 
-// commit writes the entries of every stream in one transaction, skipping streams deleted since
-// they were read, then wakes their deliverers. It returns how many entries it wrote.
-func (t *Transmitter) commit(pending map[string][]entry) (int, error) {
-	if len(pending) == 0 {
+// commit writes the entries of every stream in one transaction, with also's writes, skipping
+// streams deleted since they were read, then wakes their deliverers. It returns how many entries
+// it wrote.
+func (t *Transmitter) commit(pending map[string][]entry, also func(*bbolt.Tx) error) (int, error) {
+	if len(pending) == 0 && also == nil {
 		return 0, nil
 	}
 	written := 0
 	err := t.db.Update(func(tx *bbolt.Tx) error {
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
+		}
 		sb, ob := tx.Bucket(streamsBucket), tx.Bucket(outboxBucket)
 		for id, es := range pending {
 			if sb.Get([]byte(id)) == nil {

@@ -49,6 +49,9 @@ func (s *Store) Require(log *slog.Logger, next http.Handler, roles ...Role) http
 			return
 		}
 		if t.Role != RoleAdmin && !slices.Contains(roles, t.Role) {
+			if s.onForbidden != nil {
+				s.onForbidden(r, t)
+			}
 			problem.Error(w, r, http.StatusForbidden, "forbidden",
 				"role "+string(t.Role)+" may not do this; allowed: "+joinRoles(roles))
 			return

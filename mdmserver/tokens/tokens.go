@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -79,8 +80,9 @@ var bucket = []byte("api_tokens")
 
 // Store keeps tokens in a bbolt bucket.
 type Store struct {
-	db  *bbolt.DB
-	now func() time.Time
+	db          *bbolt.DB
+	now         func() time.Time
+	onForbidden func(*http.Request, *Token)
 }
 
 // Option configures a Store.
@@ -88,6 +90,14 @@ type Option func(*Store)
 
 // WithClock sets the clock used for expiry (tests).
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithOnForbidden sets a function Require calls when a valid token is refused for its role, before
+// answering 403: the server puts those refusals on the audit record, since a token probing for
+// what it may do is worth a security engineer's look. (Unknown tokens are only logged: anyone
+// can send one, and each audit entry costs a disk sync.)
+func WithOnForbidden(fn func(r *http.Request, t *Token)) Option {
+	return func(s *Store) { s.onForbidden = fn }
+}
 
 // New returns a Store on db, creating its bucket.
 func New(db *bbolt.DB, opts ...Option) (*Store, error) {

@@ -1,0 +1,224 @@
+package mdmserver
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/httpjson"
+	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/approvals"
+	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/tokens"
+)
+
+// requestApproval holds a full wipe for a second security token holder. The request, with its
+// parameters sealed (they may carry a PIN), and its audit entry commit together.
+func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *securityRequest) (securityAnswer, error) {
+	t := tokens.FromContext(r.Context())
+	if t == nil {
+		return securityAnswer{}, errors.New("approval requested without a token")
+	}
+	params, err := json.Marshal(req)
+	if err != nil {
+		return securityAnswer{}, err
+	}
+	ap := approvals.Request{
+		Action: "wipe", DeviceID: d.ID, Group: d.Group, Reason: req.Reason, Mode: req.Mode,
+		RequestedBy: actor(r), RequesterTokenID: t.ID,
+	}
+	created, err := s.approvals.Create(r.Context(), ap, s.cfg.ApprovalTTL, func(tx *bbolt.Tx, a *approvals.Request) error {
+		a.Params = s.key.Seal(approvalPurpose(a.ID), params)
+		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "approval.request", Target: d.ID, Details: map[string]string{
+			"approval_id": a.ID, "action": a.Action, "mode": a.Mode, "reason": a.Reason, "expires_at": a.ExpiresAt.Format(time.RFC3339),
+		}}))
+		return err
+	})
+	if err != nil {
+		return securityAnswer{}, err
+	}
+	return securityAnswer{ApprovalID: created.ID, State: "pending_approval", DeviceID: d.ID, DeviceState: string(d.State)}, nil
+}
+
+func approvalPurpose(id string) string { return "approval/" + id }
+
+// GET /api/v1/approvals?state=pending|approved|rejected|expired
+func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	switch state {
+	case "", approvals.StatePending, approvals.StateApproved, approvals.StateRejected, approvals.StateExpired:
+	default:
+		problem.BadRequest(w, r, "state must be pending, approved, rejected or expired")
+		return
+	}
+	list, err := s.approvals.List(r.Context(), state)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"approvals": list})
+}
+
+// approvalAnswer is a decided request and, once approved, the command it was carried out with.
+type approvalAnswer struct {
+	*approvals.Request
+	Command *securityAnswer `json:"command,omitempty"`
+}
+
+// POST /api/v1/approvals/{id} {"decision": "approve"|"reject", "comment": "..."}: a second
+// security token holder decides a held wipe. The requester cannot decide their own request, and
+// an expired one can no longer be approved. On approval the wipe is carried out at once.
+func (s *Server) decideApproval(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Decision string `json:"decision"`
+		Comment  string `json:"comment"`
+	}
+	if !problem.DecodeJSON(w, r, 16<<10, &req) {
+		return
+	}
+	if req.Decision == "" {
+		req.Decision = "approve"
+	}
+	if (req.Decision != "approve" && req.Decision != "reject") || len(req.Comment) > 500 {
+		problem.BadRequest(w, r, "decision must be approve or reject; comment at most 500 characters")
+		return
+	}
+	t := tokens.FromContext(r.Context())
+	id := r.PathValue("id")
+	approve := req.Decision == "approve"
+
+	s.securityMu.Lock()
+	defer s.securityMu.Unlock()
+	ap, err := s.approvals.Decide(r.Context(), id, approve, actor(r), t.ID, req.Comment, func(tx *bbolt.Tx, a *approvals.Request) error {
+		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "approval." + req.Decision, Target: a.DeviceID, Details: map[string]string{
+			"approval_id": a.ID, "action": a.Action, "requested_by": a.RequestedBy,
+		}}))
+		return err
+	})
+	if err != nil {
+		s.approvalError(w, r, id, err)
+		return
+	}
+	ans := approvalAnswer{Request: ap}
+	if approve {
+		cmd, err := s.carryOutApproved(r, ap)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		ans.Command = cmd
+		ap.CommandID = cmd.CommandID
+	}
+	ap.Params = nil
+	httpjson.Write(w, http.StatusOK, ans)
+}
+
+// carryOutApproved wipes the device of an approved request, unless it has since been wiped or
+// unenrolled, and records the command on the request.
+func (s *Server) carryOutApproved(r *http.Request, ap *approvals.Request) (*securityAnswer, error) {
+	plain, err := s.key.Open(approvalPurpose(ap.ID), ap.Params)
+	if err != nil {
+		return nil, fmt.Errorf("approval %s: opening its parameters: %w", ap.ID, err)
+	}
+	var req securityRequest
+	if err := json.Unmarshal(plain, &req); err != nil {
+		return nil, fmt.Errorf("approval %s: %w", ap.ID, err)
+	}
+	d, err := s.inventory.Get(r.Context(), ap.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	if d.State == inventory.StateWiped || d.State == inventory.StateUnenrolled || d.State == inventory.StateRetired {
+		s.record(r, event{Action: "device.wipe", Target: d.ID, Outcome: audit.OutcomeDenied,
+			Details: map[string]string{"approval_id": ap.ID, "reason": "device is " + string(d.State)}})
+		return &securityAnswer{State: "not_sent", DeviceID: d.ID, DeviceState: string(d.State)}, nil
+	}
+	ans, err := s.carryOut(r, d, ap.Action, &req, map[string]string{"approval_id": ap.ID, "requested_by": ap.RequestedBy})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.approvals.SetCommand(r.Context(), ap.ID, ans.CommandID); err != nil {
+		s.log.ErrorContext(r.Context(), "recording an approval's command failed", "approval_id", ap.ID, "err", err)
+	}
+	return &ans, nil
+}
+
+func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, id string, err error) {
+	switch {
+	case errors.Is(err, approvals.ErrNotFound):
+		problem.NotFound(w, r, "no approval request "+id)
+	case errors.Is(err, approvals.ErrSamePerson):
+		s.record(r, event{Action: "approval.decide", Target: id, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "requester cannot decide"}})
+		problem.Error(w, r, http.StatusForbidden, "same-person", "the two-person rule needs a second security token holder: the requester cannot approve or reject their own request")
+	case errors.Is(err, approvals.ErrDecided), errors.Is(err, approvals.ErrExpired):
+		problem.Error(w, r, http.StatusConflict, "approval-closed", err.Error())
+	default:
+		s.internal(w, r, err)
+	}
+}
+
+// Lock and erase PINs, sealed under the master key and bound to their command.
+
+var bucketCommandPINs = []byte("command_pins") // command UUID -> sealed PIN
+
+func pinPurpose(commandID string) string { return "command-pin/" + commandID }
+
+// putPIN stores a command's PIN, sealed, inside tx.
+func (s *Server) putPIN(tx *bbolt.Tx, commandID, pin string) error {
+	b, err := tx.CreateBucketIfNotExists(bucketCommandPINs)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(commandID), s.key.Seal(pinPurpose(commandID), []byte(pin)))
+}
+
+// newPIN returns a random 6-digit PIN.
+func newPIN() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return fmt.Sprintf("%06d", n.Int64())
+}
+
+// GET /api/v1/devices/{id}/commands/{uuid}/pin (security): the PIN that unlocks a Mac after a
+// lock or erase. Every reading is audited.
+func (s *Server) commandPIN(w http.ResponseWriter, r *http.Request) {
+	d, ok := s.deviceFor(w, r)
+	if !ok {
+		return
+	}
+	uuid := r.PathValue("uuid")
+	if _, err := s.commands.Get(r.Context(), d.EnrollmentID, uuid); err != nil {
+		problem.NotFound(w, r, "no command "+uuid+" for device "+d.ID)
+		return
+	}
+	var sealed []byte
+	_ = s.store.DB().View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketCommandPINs); b != nil {
+			sealed = append(sealed, b.Get([]byte(uuid))...)
+		}
+		return nil
+	})
+	if len(sealed) == 0 {
+		problem.NotFound(w, r, "command "+uuid+" has no PIN")
+		return
+	}
+	pin, err := s.key.Open(pinPurpose(uuid), sealed)
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("opening the PIN of command %s: %w", uuid, err))
+		return
+	}
+	if err := s.record(r, event{Action: "command.pin_view", Target: d.ID, Details: map[string]string{"command_id": uuid}}); err != nil {
+		s.internal(w, r, err) // a PIN is shown only on the record
+		return
+	}
+	httpjson.Write(w, http.StatusOK, map[string]string{"pin": string(pin), "command_id": uuid})
+}
