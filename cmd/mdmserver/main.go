@@ -14,8 +14,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
+
+	"github.com/go-viper/mapstructure/v2"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -64,7 +67,7 @@ func newRootCommand() *cobra.Command {
 func bindFlags(c *cobra.Command, v *viper.Viper) {
 	d := mdmserver.Defaults()
 	f := c.Flags()
-	f.String("config", "", "YAML configuration file (see examples/server.yaml)")
+	f.String("config", "", "YAML configuration file (see examples/mdmserver.yaml)")
 	f.String("listen", d.Listen, "HTTPS listen address")
 	f.String("data", d.DataDir, "data directory (hale.db, master key, CA, bootstrap token)")
 	f.String("public-url", "", "base URL devices use to reach the server (default https://localhost:<port>)")
@@ -85,17 +88,14 @@ func bindFlags(c *cobra.Command, v *viper.Viper) {
 
 // loadConfig resolves the configuration: flags > HALE_* environment > file > defaults.
 func loadConfig(v *viper.Viper) (mdmserver.Config, error) {
+	// Every option needs a default for AutomaticEnv to see its HALE_* variable: set them all from
+	// the Config struct itself, so a new option cannot be forgotten here.
 	d := mdmserver.Defaults()
-	v.SetDefault("listen", d.Listen)
-	v.SetDefault("data", d.DataDir)
-	v.SetDefault("log_level", d.LogLevel)
-	v.SetDefault("shutdown_timeout", d.ShutdownTimeout)
-	v.SetDefault("max_body_bytes", d.MaxBodyBytes)
-	v.SetDefault("posture_token_ttl", d.PostureTokenTTL)
-	v.SetDefault("enroll_rate", d.EnrollRate)
-	v.SetDefault("enroll_burst", d.EnrollBurst)
-	for _, k := range []string{"public_url", "names", "master_key", "master_key_file", "apns_url", "apns_ca_file", "mdm_ca_file", "ssf_ca_file"} {
-		v.SetDefault(k, nil)
+	dv := reflect.ValueOf(d)
+	for i := range dv.NumField() {
+		if key := dv.Type().Field(i).Tag.Get("mapstructure"); key != "" {
+			v.SetDefault(key, dv.Field(i).Interface())
+		}
 	}
 	v.SetEnvPrefix("HALE")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
@@ -106,7 +106,8 @@ func loadConfig(v *viper.Viper) (mdmserver.Config, error) {
 		}
 	}
 	var cfg mdmserver.Config
-	if err := v.Unmarshal(&cfg); err != nil {
+	// A misspelt option in the file must not be dropped in silence.
+	if err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true }); err != nil {
 		return d, fmt.Errorf("decode configuration: %w", err)
 	}
 	return cfg, nil
