@@ -226,7 +226,12 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 		problem.BadRequest(w, r, "result too large")
 		return
 	}
-	cmd, first, err := s.agentQueue.Complete(r.Context(), d.ID, r.PathValue("id"), res)
+	// The result and its audit entry commit together.
+	cmd, _, err := s.agentQueue.Complete(r.Context(), d.ID, r.PathValue("id"), res, func(tx *bbolt.Tx, cmd *agentcmd.Command) error {
+		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(res.Status),
+			Details: map[string]string{"command_id": cmd.ID, "type": cmd.Type, "status": res.Status, "removed": strconv.Itoa(len(res.Removed))}}))
+		return err
+	})
 	switch {
 	case errors.Is(err, agentcmd.ErrNotFound):
 		problem.NotFound(w, r, "no command "+r.PathValue("id")+" for this device")
@@ -238,14 +243,12 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	if first {
-		s.record(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(res.Status),
-			Details: map[string]string{"command_id": cmd.ID, "type": cmd.Type, "status": res.Status, "removed": strconv.Itoa(len(res.Removed))}})
-		if cmd.Type == agentcmd.TypeWipe && res.Status == agentcmd.ResultDone {
-			if err := s.finishWipe(r.Context(), d); err != nil {
-				s.internal(w, r, err)
-				return
-			}
+	// Not only on the first report: if the server stopped after recording the result but before
+	// finishing the wipe, the agent's resent result finishes it (finishWipe is idempotent).
+	if cmd.Type == agentcmd.TypeWipe && cmd.State == agentcmd.StateAcknowledged && d.State != inventory.StateWiped {
+		if err := s.finishWipe(r.Context(), d); err != nil {
+			s.internal(w, r, err)
+			return
 		}
 	}
 	httpjson.Write(w, http.StatusOK, map[string]bool{"ok": true})

@@ -257,8 +257,9 @@ func (q *Queue) unwait(deviceID string, ch chan struct{}) {
 }
 
 // Complete records the agent's result. Reporting the same command again is accepted and changes
-// nothing (the agent may resend after a lost response); first is false then.
-func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result) (cmd *Command, first bool, err error) {
+// nothing (the agent may resend after a lost response); first is false then. also, when not nil,
+// runs in the same transaction when the result is first recorded (the caller's audit entry).
+func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result, also func(*bbolt.Tx, *Command) error) (cmd *Command, first bool, err error) {
 	if r.Status != ResultDone && r.Status != ResultFailed {
 		return nil, false, fmt.Errorf("%w: status must be done or failed", ErrInvalid)
 	}
@@ -284,7 +285,16 @@ func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result) (cm
 		if err != nil {
 			return err
 		}
-		return b.Put(key(deviceID, id), nv)
+		if err := b.Put(key(deviceID, id), nv); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(tx, cmd)
+		}
+		return nil
 	})
-	return cmd, first, err
+	if err != nil {
+		return nil, false, err
+	}
+	return cmd, first, nil
 }

@@ -58,17 +58,17 @@ func TestRedeliveredUntilCompleteThenIdempotent(t *testing.T) {
 			t.Fatalf("poll %d: %+v", i, cmds)
 		}
 	}
-	if _, _, err := q.Complete(ctx, "d1", c.ID, Result{Status: "maybe"}); !errors.Is(err, ErrInvalid) {
+	if _, _, err := q.Complete(ctx, "d1", c.ID, Result{Status: "maybe"}, nil); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad status: %v", err)
 	}
-	if _, _, err := q.Complete(ctx, "d2", c.ID, Result{Status: ResultDone}); !errors.Is(err, ErrNotFound) {
+	if _, _, err := q.Complete(ctx, "d2", c.ID, Result{Status: ResultDone}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("another device completed it: %v", err)
 	}
-	cmd, first, err := q.Complete(ctx, "d1", c.ID, Result{Status: ResultDone, Detail: "locked 2 sessions"})
+	cmd, first, err := q.Complete(ctx, "d1", c.ID, Result{Status: ResultDone, Detail: "locked 2 sessions"}, nil)
 	if err != nil || !first || cmd.State != StateAcknowledged {
 		t.Fatalf("complete: %+v %v %v", cmd, first, err)
 	}
-	cmd, first, _ = q.Complete(ctx, "d1", c.ID, Result{Status: ResultFailed})
+	cmd, first, _ = q.Complete(ctx, "d1", c.ID, Result{Status: ResultFailed}, nil)
 	if first || cmd.State != StateAcknowledged {
 		t.Fatalf("second report changed the command: %+v", cmd)
 	}
