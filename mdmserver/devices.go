@@ -17,6 +17,7 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
 )
 
 // inventoryLink wraps nanomdm's service so that an Apple device's check-ins keep its inventory
@@ -162,7 +163,16 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	httpjson.Write(w, http.StatusOK, d)
+	// The verdict is null until the device was first evaluated, the posture until it reported.
+	out := struct {
+		*inventory.Device
+		Verdict *policies.Verdict `json:"verdict"`
+		Posture *policies.Posture `json:"posture"`
+	}{Device: d}
+	if v, p, ok := s.compliance.Verdict(d.ID); ok {
+		out.Verdict, out.Posture = &v, p
+	}
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // DELETE /api/v1/devices/{id}: unenroll. Every certificate of the device is revoked, so it can no
