@@ -2,11 +2,13 @@ package mdmserver
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -178,4 +180,35 @@ func TestAgentPolicyETag(t *testing.T) {
 		t.Fatalf("unchanged policy: %v %v", resp.StatusCode, err)
 	}
 	resp.Body.Close()
+}
+
+// A wipe accepted before a restart is still in force after it: the device stays denied as
+// wipe_pending, and the EraseDevice still queued (no push certificate yet, so the device has not
+// checked in) is delivered at its first check-in to the new server.
+func TestAppleWipeSurvivesRestart(t *testing.T) {
+	env := newTestEnv(t)
+	dev := env.newDevice()
+	security := env.token("security")
+	var ans securityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/wipe", security, []byte(`{"reason":"lost","mode":"full"}`), &ans); code != 202 || ans.State != "queued" {
+		t.Fatalf("wipe: %d %+v", code, ans)
+	}
+
+	env.restart()
+	var d inventory.Device
+	env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d)
+	if a := env.access(env.admin, d.ID); a.Allow || !slices.Contains(a.ReasonCodes(), "wipe_pending") {
+		t.Fatalf("after restart: %+v", a)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := dev.Poll(ctx); err != nil && !dev.State().Erased {
+		t.Fatal(err)
+	}
+	if !dev.State().Erased {
+		t.Fatal("the erase was not delivered after the restart")
+	}
+	if rec := env.waitCommand(dev.UDID(), ans.CommandID); rec.State != "acknowledged" {
+		t.Fatalf("EraseDevice after restart: %+v", rec.Record)
+	}
 }

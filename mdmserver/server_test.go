@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,18 @@ type testEnv struct {
 	apns   *fakeapns.Server
 	ca     *testpki.CA
 	cfg    Config
+	stop   func() // stops the server; runs at cleanup unless called before
+}
+
+// restart stops the server and starts another on the same data directory and address.
+func (env *testEnv) restart() {
+	env.t.Helper()
+	env.stop()
+	ln, err := net.Listen("tcp", env.cfg.Listen)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	env.start(ln)
 }
 
 func newTestEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
@@ -80,15 +93,19 @@ func (env *testEnv) start(ln net.Listener) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		if err := srv.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	var once sync.Once
+	env.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+			if err := srv.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(env.stop)
 	env.srv = srv
 	env.url = "https://" + ln.Addr().String()
 	env.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
