@@ -57,6 +57,7 @@ const (
 	claimSwapEncrypted     = "swap_encrypted"
 	claimPasscodePresent   = "passcode_present"
 	claimPasscodeCompliant = "passcode_compliant"
+	claimPasswordRules     = "password_rules"
 	claimScreenLockEnabled = "screen_lock_enabled"
 	claimScreenLockTimeout = "screen_lock_timeout"
 	claimInstalledProfiles = "installed_profiles"
@@ -279,7 +280,11 @@ func (e *evaluation) passcode() {
 		if !present {
 			e.add(CodePasscodeMissing, "no passcode or password is set")
 		} else if pc.hasComplexity() {
-			if compliant, ok := fresh(e, pos.PasscodeCompliant, claimPasscodeCompliant); ok && !compliant {
+			if pos.PasscodeCompliant == nil && pos.PasswordRules != nil {
+				if rules, ok := fresh(e, pos.PasswordRules, claimPasswordRules); ok && !rules.Satisfy(pc) {
+					e.add(CodePasscodeNoncompliant, "the OS's password rules are weaker than the policy")
+				}
+			} else if compliant, ok := fresh(e, pos.PasscodeCompliant, claimPasscodeCompliant); ok && !compliant {
 				e.add(CodePasscodeNoncompliant, "the passcode does not meet the policy")
 			}
 		}

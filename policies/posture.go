@@ -56,6 +56,33 @@ type InstalledProfile struct {
 	UUID       string `json:"uuid"`
 }
 
+// PasswordRules are the OS's rules for new local passwords.
+type PasswordRules struct {
+	// Enforced is false when no password-quality module checks new passwords: then nothing
+	// below is enforced.
+	Enforced  bool `json:"enforced"`
+	MinLength int  `json:"min_length"`
+	// MinClasses is how many character classes (lower case, upper case, digits, others) a
+	// password must mix; MinOther how many non-alphanumeric characters it must hold.
+	MinClasses int `json:"min_classes,omitempty"`
+	MinOther   int `json:"min_other,omitempty"`
+}
+
+// Satisfy reports whether rules enforce at least what pc asks of a passcode's content.
+// Password age is not part of the rules, so a policy with max_age_days is never satisfied by
+// them.
+func (r PasswordRules) Satisfy(pc *PasscodePolicy) bool {
+	switch {
+	case !r.Enforced, r.MinLength < pc.MinLength, pc.MaxAgeDays > 0:
+		return false
+	case pc.RequireAlphanumeric && r.MinClasses < 2:
+		return false
+	case r.MinOther < pc.MinComplexChars:
+		return false
+	}
+	return true
+}
+
 // Posture is everything known about a device's security state. Agents build it from their
 // collectors; the server builds it from Apple command results (SecurityInfo, DeviceInformation,
 // ProfileList) and merges the two. Every field is optional: nil means unknown.
@@ -77,6 +104,10 @@ type Posture struct {
 	// (agents). PasscodeCompliant is the OS's own word that it meets the installed policy.
 	PasscodePresent   *Claim[bool] `json:"passcode_present,omitempty"`
 	PasscodeCompliant *Claim[bool] `json:"passcode_compliant,omitempty"`
+	// PasswordRules is what the OS enforces for every new local password (agents; on Linux
+	// PAM's pam_pwquality). Agents cannot read a password to judge it, so where
+	// PasscodeCompliant is unknown the evaluation judges the rules instead.
+	PasswordRules *Claim[PasswordRules] `json:"password_rules,omitempty"`
 	// ScreenLockEnabled and ScreenLockTimeout are what desktop agents read from the session
 	// settings: the screen locks after ScreenLockTimeout of inactivity.
 	ScreenLockEnabled *Claim[bool]     `json:"screen_lock_enabled,omitempty"`

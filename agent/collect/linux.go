@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"strconv"
@@ -611,7 +612,67 @@ func collectLinuxPassword(_ context.Context, env *Env) (Partial, error) {
 	if any {
 		p.PasscodePresent = observe(env, all)
 	}
+	rules, known, err := linuxPasswordRules(env)
+	if err != nil {
+		return p, err
+	}
+	if known {
+		p.PasswordRules = observe(env, rules)
+	}
 	return p, nil
+}
+
+// pamPasswordStacks are the files, by distribution family, whose "password" lines decide how a
+// new password is checked: Debian and Ubuntu, then Fedora, RHEL and Arch.
+var pamPasswordStacks = []string{"/etc/pam.d/common-password", "/etc/pam.d/system-auth", "/etc/pam.d/passwd"}
+
+// linuxPasswordRules reads what PAM enforces for new passwords: pam_pwquality (or the older
+// pam_cracklib) with its options and /etc/security/pwquality.conf. With no PAM stack to read
+// (a container) the rules are unknown; with a stack that checks no quality they are observed as
+// not enforced.
+func linuxPasswordRules(env *Env) (policies.PasswordRules, bool, error) {
+	for _, name := range pamPasswordStacks {
+		data, err := env.ReadFile(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return policies.PasswordRules{}, false, err
+		}
+		module, args := parsePAMQuality(data)
+		if module == "" {
+			return policies.PasswordRules{Enforced: false}, true, nil
+		}
+		conf := map[string]string{}
+		if module == "pam_pwquality.so" {
+			// The module's own options win over the configuration files, which apply in order.
+			files := []string{"/etc/security/pwquality.conf"}
+			if entries, err := env.ReadDir("/etc/security/pwquality.conf.d"); err == nil {
+				for _, e := range entries {
+					if strings.HasSuffix(e.Name(), ".conf") {
+						files = append(files, "/etc/security/pwquality.conf.d/"+e.Name())
+					}
+				}
+			}
+			for _, f := range files {
+				data, err := env.ReadFile(f)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return policies.PasswordRules{}, false, err
+				}
+				kv, err := parseKeyValue(data)
+				if err != nil {
+					return policies.PasswordRules{}, false, err
+				}
+				maps.Copy(conf, kv)
+			}
+		}
+		maps.Copy(conf, args)
+		return passwordRules(module, conf), true, nil
+	}
+	return policies.PasswordRules{}, false, nil
 }
 
 // --- updates and reboot ---

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/halemdm/hale/policies"
 )
 
 // mountEntry is one line of /proc/self/mountinfo.
@@ -365,4 +367,71 @@ func parseDconfLocks(data []byte) ([]string, error) {
 		return nil
 	})
 	return keys, err
+}
+
+// parsePAMQuality finds the password-quality module in a PAM stack's "password" lines
+// (pam_pwquality.so or pam_cracklib.so) and returns it with its key=value options; module is
+// empty when the stack has none.
+func parsePAMQuality(data []byte) (module string, args map[string]string) {
+	_ = lines(data, func(l string) error {
+		f := strings.Fields(l)
+		if module != "" || len(f) < 3 || f[0] != "password" {
+			return nil
+		}
+		// The control is a word ("requisite") or a bracketed list ("[success=1 default=ignore]").
+		i := 2
+		if strings.HasPrefix(f[1], "[") {
+			for i = 1; i < len(f) && !strings.HasSuffix(f[i], "]"); i++ {
+			}
+			i++
+		}
+		if i >= len(f) {
+			return nil
+		}
+		switch base := f[i][strings.LastIndexByte(f[i], '/')+1:]; base {
+		case "pam_pwquality.so", "pam_cracklib.so":
+			module, args = base, map[string]string{}
+			for _, a := range f[i+1:] {
+				if k, v, ok := strings.Cut(a, "="); ok {
+					args[k] = v
+				}
+			}
+		}
+		return nil
+	})
+	return module, args
+}
+
+// passwordRules turns a quality module's settings into the rules it enforces. Positive
+// "credits" let each character of a class count twice towards minlen, so the shortest password
+// that passes is minlen less those credits; a negative credit requires that many characters of
+// the class. Defaults are the modules' own: pwquality minlen 8 and no credits, cracklib minlen 9
+// and a credit of 1 per class. Neither accepts a password shorter than 6.
+func passwordRules(module string, conf map[string]string) policies.PasswordRules {
+	num := func(key string, def int) int {
+		if n, err := strconv.Atoi(strings.TrimSpace(conf[key])); err == nil {
+			return n
+		}
+		return def
+	}
+	minlen, credit := 8, 0
+	if module == "pam_cracklib.so" {
+		minlen, credit = 9, 1
+	}
+	r := policies.PasswordRules{Enforced: true, MinClasses: max(num("minclass", 0), 0)}
+	shortest, required := num("minlen", minlen), 0
+	for _, class := range []string{"dcredit", "ucredit", "lcredit", "ocredit"} {
+		switch c := num(class, credit); {
+		case c > 0:
+			shortest -= c
+		case c < 0:
+			required++
+			if class == "ocredit" {
+				r.MinOther = -c
+			}
+		}
+	}
+	r.MinLength = max(shortest, 6)
+	r.MinClasses = max(r.MinClasses, required)
+	return r
 }

@@ -3,6 +3,7 @@ package collect
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,6 +112,7 @@ func TestLinuxFixtures(t *testing.T) {
 			"screen_lock_enabled":      `true`,
 			"screen_lock_timeout":      `"5m0s"`,
 			"passcode_present":         `true`,
+			"password_rules":           `{"enforced":true,"min_length":12,"min_classes":3}`,
 			"pending_security_updates": `3`,
 			"reboot_required":          `true`,
 			"firewall_enabled":         `true`,
@@ -125,6 +127,7 @@ func TestLinuxFixtures(t *testing.T) {
 			"screen_lock_enabled":      `true`,
 			"screen_lock_timeout":      `"10m0s"`,
 			"passcode_present":         `false`,
+			"password_rules":           `{"enforced":true,"min_length":8}`,
 			"pending_security_updates": `3`,
 			"reboot_required":          `true`,
 			"firewall_enabled":         `true`,
@@ -153,6 +156,7 @@ func TestLinuxFixtures(t *testing.T) {
 			"screen_lock_enabled":      `true`, // from dconf locks: gsettings is not installed
 			"screen_lock_timeout":      `"10m30s"`,
 			"passcode_present":         `false`,
+			"password_rules":           `{"enforced":false,"min_length":0}`,
 			"pending_security_updates": `0`,
 			"reboot_required":          `false`,
 			"firewall_enabled":         `false`,
@@ -323,5 +327,39 @@ func TestPartitionOfEncryptedArray(t *testing.T) {
 	w("sys/devices/virtual/block/dm-1/dm/uuid", "CRYPT-INTEGRITY-def-m1\n")
 	if enc, err := blockEncrypted(env, "/sys/devices/virtual/block/md0/md0p1", 0); err != nil || enc {
 		t.Errorf("md0p1 with one integrity-only member: %v, %v", enc, err)
+	}
+}
+
+func TestPasswordRules(t *testing.T) {
+	cases := []struct {
+		stack, conf string
+		want        policies.PasswordRules
+	}{
+		{"password requisite pam_pwquality.so retry=3 minlen=14 ocredit=-1", "minlen = 10\n",
+			policies.PasswordRules{Enforced: true, MinLength: 14, MinClasses: 1, MinOther: 1}},
+		{"password [success=1 default=ignore] /lib/security/pam_pwquality.so dcredit=2 ucredit=2", "",
+			policies.PasswordRules{Enforced: true, MinLength: 6}}, // 8 less 4 credits, floored at 6
+		{"password required pam_cracklib.so minlen=12", "",
+			policies.PasswordRules{Enforced: true, MinLength: 8}}, // cracklib credits 1 per class
+		{"#password requisite pam_pwquality.so\npassword required pam_unix.so", "", policies.PasswordRules{}},
+		{"password", "", policies.PasswordRules{}},
+	}
+	for _, c := range cases {
+		module, args := parsePAMQuality([]byte(c.stack))
+		var got policies.PasswordRules
+		if module != "" {
+			conf, _ := parseKeyValue([]byte(c.conf))
+			maps.Copy(conf, args)
+			got = passwordRules(module, conf)
+		}
+		if got != c.want {
+			t.Errorf("%q: %+v, want %+v", c.stack, got, c.want)
+		}
+	}
+	hipaa := &policies.PasscodePolicy{Required: true, MinLength: 12, RequireAlphanumeric: true}
+	if !(policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 3}).Satisfy(hipaa) ||
+		(policies.PasswordRules{Enforced: true, MinLength: 12}).Satisfy(hipaa) ||
+		(policies.PasswordRules{MinLength: 20, MinClasses: 4}).Satisfy(hipaa) {
+		t.Error("Satisfy judged wrongly")
 	}
 }

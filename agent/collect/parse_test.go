@@ -494,3 +494,16 @@ func FuzzParseSmallFiles(f *testing.F) {
 		_ = unescapeOctal(string(b))
 	})
 }
+
+// A PAM stack never yields rules weaker than the modules' own floor of 6 characters.
+func FuzzParsePAMQuality(f *testing.F) {
+	f.Add([]byte("password requisite pam_pwquality.so retry=3 minlen=-40 dcredit=99\n"))
+	f.Add([]byte("password [success=1 default=ignore pam_unix.so\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if module, args := parsePAMQuality(b); module != "" {
+			if r := passwordRules(module, args); r.MinLength < 6 || r.MinClasses < 0 || r.MinOther < 0 {
+				t.Fatalf("rules %+v", r)
+			}
+		}
+	})
+}
