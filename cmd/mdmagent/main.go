@@ -149,6 +149,7 @@ func enrollCmd(g *globals) *cobra.Command {
 
 func runCmd(g *globals) *cobra.Command {
 	var wipeRoots []string
+	var postureRoot string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "run the agent (under the service manager, or in the foreground)",
@@ -167,7 +168,11 @@ func runCmd(g *globals) *cobra.Command {
 				if len(wipeRoots) > 0 {
 					opts = append(opts, agent.WithWipeRoots(wipeRoots...))
 				}
-				a, err := agent.New(store, agent.HostCollector(collect.WithStateDir(store.Dir()), collect.WithLogger(g.logger())), opts...)
+				copts := []collect.Option{collect.WithStateDir(store.Dir()), collect.WithLogger(g.logger())}
+				if postureRoot != "" {
+					copts = append(copts, collect.WithRoot(postureRoot))
+				}
+				a, err := agent.New(store, agent.HostCollector(copts...), opts...)
 				if err != nil {
 					return err
 				}
@@ -184,6 +189,10 @@ func runCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringArrayVar(&wipeRoots, "wipe-root", nil, "directory under which a selective wipe may remove data (repeatable; default per OS)")
+	// Like posture --root: collect from a fixture tree standing for /. For tests and demos, so
+	// hidden; the posture is self-reported either way (provenance "agent").
+	c.Flags().StringVar(&postureRoot, "posture-root", "", "collect posture from this directory instead of / (tests)")
+	_ = c.Flags().MarkHidden("posture-root")
 	return c
 }
 
