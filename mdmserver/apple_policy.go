@@ -12,10 +12,15 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/enroll"
+	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
+
+// securityCommands are the MDM commands whose every result goes on the audit record (the
+// routine posture queries' results do not, or they would flood it).
+var securityCommands = map[string]bool{"DeviceLock": true, "EnableLostMode": true, "DisableLostMode": true, "EraseDevice": true, "ClearPasscode": true}
 
 // appleResult turns an Apple command result into posture (claims with provenance mdm), keeps the
 // inventory's OS current, delivers the effective policy once the platform is known, and finishes
@@ -24,6 +29,15 @@ func (s *Server) appleResult(ctx context.Context, res *commands.Result) {
 	d, err := s.inventory.GetByEnrollmentID(ctx, res.EnrollmentID)
 	if err != nil {
 		return // not a Hale-enrolled device
+	}
+	if securityCommands[res.RequestType] || res.Status == "Error" {
+		e := auditEntry("device:"+d.ID, "command.result", d.ID, map[string]string{
+			"command_id": res.CommandUUID, "type": res.RequestType, "status": res.Status})
+		e.Role = "device"
+		if res.Status == "Error" {
+			e.Outcome = audit.OutcomeError
+		}
+		s.auditSystem(ctx, e)
 	}
 	if res.RequestType == "EraseDevice" && res.Status == "Acknowledged" {
 		if err := s.finishWipe(ctx, d); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
@@ -173,6 +174,17 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) {
 		out.Verdict, out.Posture = &v, p
 	}
 	httpjson.Write(w, http.StatusOK, out)
+}
+
+// GET /api/v1/devices/{id}/access: the access API's answer for a device, for IT, security and
+// auditors; {id} may be an Apple UDID as on every /api/v1/devices route.
+func (s *Server) deviceAccess(w http.ResponseWriter, r *http.Request) {
+	d, ok := s.deviceFor(w, r)
+	if !ok {
+		return
+	}
+	r.SetPathValue("id", d.ID)
+	access.DeviceHandler(s.index).ServeHTTP(w, r)
 }
 
 // DELETE /api/v1/devices/{id}: unenroll. Every certificate of the device is revoked, so it can no

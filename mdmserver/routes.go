@@ -78,7 +78,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"DELETE /api/v1/enrollments/{id}", s.revokeEnrollment, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"GET /api/v1/devices", s.listDevices, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}", s.getDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"GET /api/v1/devices/{id}/access", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}/access", s.deviceAccess, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"DELETE /api/v1/devices/{id}", s.unenrollDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/policies/{name}", s.putPolicy, []tokens.Role{tokens.RoleIT}},
 		{"GET /api/v1/policies/{name}", s.getPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
