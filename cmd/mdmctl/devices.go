@@ -1,0 +1,344 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// device is an inventory record as the API shows it.
+type device struct {
+	ID             string    `json:"id"`
+	Platform       string    `json:"platform"`
+	OS             string    `json:"os"`
+	Owner          string    `json:"owner"`
+	Group          string    `json:"group"`
+	Serial         string    `json:"serial"`
+	UDID           string    `json:"udid"`
+	Hostname       string    `json:"hostname"`
+	EnrollmentID   string    `json:"enrollment_id"`
+	EnrolledAt     time.Time `json:"enrolled_at"`
+	LastSeen       time.Time `json:"last_seen"`
+	State          string    `json:"state"`
+	StateChangedAt time.Time `json:"state_changed_at"`
+	CertSerials    []string  `json:"cert_serials"`
+}
+
+// maxPages bounds how many pages a listing follows, against a server that never ends one.
+const maxPages = 10000
+
+func (a *app) devicesCommand() *cobra.Command {
+	cmd := group("devices", "List and show enrolled devices", "device")
+
+	var state, group, owner string
+	var pageSize int
+	list := &cobra.Command{
+		Use:   "list [--state S] [--group G] [--owner O]",
+		Short: "List devices (every page)",
+		Args:  cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			devs, err := listDevices(cmd.Context(), c, state, group, owner, pageSize)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				if devs == nil {
+					devs = []json.RawMessage{}
+				}
+				return a.printJSON(map[string]any{"devices": devs, "next_cursor": ""})
+			}
+			rows := make([][]string, 0, len(devs))
+			for _, raw := range devs {
+				var d device
+				if err := json.Unmarshal(raw, &d); err != nil {
+					return fmt.Errorf("decoding a device: %w", err)
+				}
+				rows = append(rows, []string{d.ID, d.Platform, d.OS, d.Owner, d.Group, d.State, ts(d.LastSeen)})
+			}
+			return table(a.stdout, []string{"ID", "PLATFORM", "OS", "OWNER", "GROUP", "STATE", "LAST SEEN"}, rows)
+		}),
+	}
+	f := list.Flags()
+	f.StringVar(&state, "state", "", "active, locked, lost, wiped, unenrolled or retired")
+	f.StringVar(&group, "group", "", "only this group")
+	f.StringVar(&owner, "owner", "", "only this owner")
+	f.IntVar(&pageSize, "page-size", 0, "devices per request (server default when 0)")
+
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one device",
+		Args:  cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s", args[0]), nil, &raw); err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				var d device
+				if err := json.Unmarshal(raw, &d); err != nil {
+					return err
+				}
+				return fields(w, "id", d.ID, "platform", d.Platform, "os", d.OS, "owner", d.Owner, "group", d.Group,
+					"state", d.State, "state changed", ts(d.StateChangedAt), "enrolled", ts(d.EnrolledAt),
+					"last seen", ts(d.LastSeen), "hostname", d.Hostname, "serial", d.Serial, "udid", d.UDID,
+					"enrollment id", d.EnrollmentID, "certificates", strings.Join(d.CertSerials, ", "))
+			})
+		}),
+	}
+	cmd.AddCommand(list, show)
+	return cmd
+}
+
+// listDevices follows next_cursor to the end.
+func listDevices(ctx context.Context, c *client, state, group, owner string, pageSize int) ([]json.RawMessage, error) {
+	var all []json.RawMessage
+	cursor, limit := "", ""
+	if pageSize > 0 {
+		limit = strconv.Itoa(pageSize)
+	}
+	seen := map[string]bool{}
+	for range maxPages {
+		var page struct {
+			Devices    []json.RawMessage `json:"devices"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		path := query("/api/v1/devices", "state", state, "group", group, "owner", owner, "cursor", cursor, "limit", limit)
+		if err := c.do(ctx, http.MethodGet, path, nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Devices...)
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		if seen[page.NextCursor] {
+			return nil, errors.New("the server repeated a page cursor; stopping")
+		}
+		seen[page.NextCursor] = true
+		cursor = page.NextCursor
+	}
+	return nil, fmt.Errorf("more than %d pages of devices; narrow the listing", maxPages)
+}
+
+// command is an Apple MDM command record or an agent command: the fields of both.
+type command struct {
+	CommandID   string    `json:"command_id"` // Apple
+	ID          string    `json:"id"`         // agent
+	RequestType string    `json:"request_type"`
+	Type        string    `json:"type"`
+	State       string    `json:"state"`
+	RequestedBy string    `json:"requested_by"`
+	IssuedBy    string    `json:"issued_by"`
+	CreatedAt   time.Time `json:"created_at"`
+	IssuedAt    time.Time `json:"issued_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	FinishedAt  time.Time `json:"finished_at"`
+	AnsweredAt  time.Time `json:"answered_at"`
+	Result      *struct {
+		Status string `json:"status"`
+		Detail string `json:"detail"`
+	} `json:"result"`
+}
+
+func (c *command) id() string   { return firstNonEmpty(c.CommandID, c.ID) }
+func (c *command) kind() string { return firstNonEmpty(c.RequestType, c.Type) }
+func (c *command) by() string   { return firstNonEmpty(c.RequestedBy, c.IssuedBy) }
+func (c *command) issued() time.Time {
+	if !c.CreatedAt.IsZero() {
+		return c.CreatedAt
+	}
+	return c.IssuedAt
+}
+func (c *command) updated() time.Time {
+	for _, t := range []time.Time{c.AnsweredAt, c.FinishedAt, c.UpdatedAt} {
+		if !t.IsZero() {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+func (c *command) row() []string {
+	detail := ""
+	if c.Result != nil {
+		detail = firstNonEmpty(c.Result.Detail, c.Result.Status)
+	}
+	return []string{c.id(), c.kind(), c.State, c.by(), ts(c.issued()), ts(c.updated()), detail}
+}
+
+var commandHeader = []string{"ID", "TYPE", "STATE", "ISSUED BY", "ISSUED", "UPDATED", "RESULT"}
+
+func (a *app) commandsCommand() *cobra.Command {
+	cmd := group("commands", "Commands sent to a device and their states")
+	list := &cobra.Command{
+		Use:   "list DEVICE",
+		Short: "List a device's commands",
+		Args:  cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands", args[0]), nil, &raw); err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				var ans struct{ Commands []command }
+				if err := json.Unmarshal(raw, &ans); err != nil {
+					return err
+				}
+				rows := make([][]string, 0, len(ans.Commands))
+				for i := range ans.Commands {
+					rows = append(rows, ans.Commands[i].row())
+				}
+				return table(w, commandHeader, rows)
+			})
+		}),
+	}
+	show := &cobra.Command{
+		Use:   "show DEVICE COMMAND_ID",
+		Short: "Show one command and its result",
+		Args:  cobra.ExactArgs(2),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s", args[0], args[1]), nil, &raw); err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				var cm command
+				if err := json.Unmarshal(raw, &cm); err != nil {
+					return err
+				}
+				return table(w, commandHeader, [][]string{cm.row()})
+			})
+		}),
+	}
+	pin := &cobra.Command{
+		Use:   "pin DEVICE COMMAND_ID",
+		Short: "Show the unlock PIN of a lock or wipe command (security role)",
+		Args:  cobra.ExactArgs(2),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s/pin", args[0], args[1]), nil, &raw); err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				var ans struct{ PIN string }
+				if err := json.Unmarshal(raw, &ans); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintln(w, sanitize(ans.PIN))
+				return err
+			})
+		}),
+	}
+	cmd.AddCommand(list, show, pin)
+	return cmd
+}
+
+// accessAnswer is the access decision for one device.
+type accessAnswer struct {
+	DeviceID          string    `json:"device_id"`
+	Allow             bool      `json:"allow"`
+	Reasons           []reason  `json:"reasons"`
+	Compliant         bool      `json:"compliant"`
+	InGrace           bool      `json:"in_grace"`
+	State             string    `json:"state"`
+	EvaluatedAt       time.Time `json:"evaluated_at"`
+	NoncompliantSince time.Time `json:"noncompliant_since"`
+	GraceUntil        time.Time `json:"grace_until"`
+	ReportedAt        time.Time `json:"reported_at"`
+}
+
+func (a *app) accessCommand() *cobra.Command {
+	cmd := group("access", "Ask what the messaging backend would be told about a device")
+	var fingerprint, certFile string
+	check := &cobra.Command{
+		Use:   "check DEVICE | --fingerprint HEX | --cert FILE",
+		Short: "Show the access decision for a device, by ID or by its certificate",
+		Long: `check shows the decision the access API gives the messaging backend. By device ID it uses
+GET /api/v1/devices/{id}/access (it, security, auditor); by certificate (--cert PEM file) or
+certificate SHA-256 (--fingerprint) it uses POST /access/v1/check, which needs an access or admin
+token.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			given := len(args)
+			if fingerprint != "" {
+				given++
+			}
+			if certFile != "" {
+				given++
+			}
+			if given != 1 {
+				return usagef("name the device one way: DEVICE, --fingerprint or --cert")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			switch {
+			case len(args) == 1:
+				err = c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/access", args[0]), nil, &raw)
+			case fingerprint != "":
+				err = c.do(cmd.Context(), http.MethodPost, "/access/v1/check", map[string]string{"certificate_sha256": fingerprint}, &raw)
+			default:
+				pemBytes, rerr := readFileLimited(certFile, 16<<10)
+				if rerr != nil {
+					return rerr
+				}
+				err = c.do(cmd.Context(), http.MethodPost, "/access/v1/check", map[string]string{"certificate": string(pemBytes)}, &raw)
+			}
+			if err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				var ans accessAnswer
+				if err := json.Unmarshal(raw, &ans); err != nil {
+					return err
+				}
+				verdict := "DENY"
+				if ans.Allow {
+					verdict = "ALLOW"
+				}
+				if err := fields(w, "device", ans.DeviceID, "decision", verdict, "state", ans.State,
+					"compliant", yesNo(ans.Compliant), "in grace", yesNo(ans.InGrace), "grace until", ts(ans.GraceUntil),
+					"noncompliant since", ts(ans.NoncompliantSince), "evaluated", ts(ans.EvaluatedAt), "reported", ts(ans.ReportedAt)); err != nil {
+					return err
+				}
+				for _, r := range ans.Reasons {
+					fmt.Fprintf(w, "  %s: %s\n", sanitize(r.Code), sanitize(r.Detail))
+				}
+				return nil
+			})
+		}),
+	}
+	check.Flags().StringVar(&fingerprint, "fingerprint", "", "SHA-256 of the device certificate (hex, colons allowed)")
+	check.Flags().StringVar(&certFile, "cert", "", "PEM file of the device certificate")
+	cmd.AddCommand(check)
+	return cmd
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// enrollment is an enrollment as the API shows it.
+type enrollment struct {
+	ID         string    `json:"id"`
+	Owner      string    `json:"owner"`
+	Group      string    `json:"group"`
+	Platform   string    `json:"platform"`
+	State      string    `json:"state"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	DeviceID   string    `json:"device_id"`
+	Token      string    `json:"token"`
+	ProfileURL string    `json:"profile_url"`
+}
+
+func (a *app) enrollCommand() *cobra.Command {
+	cmd := group("enroll", "Create, list and revoke enrollment tokens")
+
+	var req struct {
+		Owner    string `json:"owner"`
+		Group    string `json:"group"`
+		Platform string `json:"platform"`
+		TTL      string `json:"ttl,omitempty"`
+	}
+	create := &cobra.Command{
+		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h]",
+		Short: "Create a one-time enrollment token (shown once)",
+		Args:  cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			if req.Platform != "apple" && req.Platform != "agent" {
+				return usagef("--platform must be apple or agent")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, &raw); err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				var e enrollment
+				if err := json.Unmarshal(raw, &e); err != nil {
+					return err
+				}
+				return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
+					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL)
+			})
+		}),
+	}
+	f := create.Flags()
+	f.StringVar(&req.Owner, "owner", "", "who the device belongs to")
+	f.StringVar(&req.Group, "group", "", "the device's group (policies and approvals follow it)")
+	f.StringVar(&req.Platform, "platform", "", "apple (enrollment profile) or agent (mdmagent enroll)")
+	f.StringVar(&req.TTL, "ttl", "", "how long the token is valid, like 24h (server default when empty)")
+	for _, n := range []string{"owner", "group", "platform"} {
+		_ = create.MarkFlagRequired(n)
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List enrollments and their state",
+		Args:  cobra.NoArgs,
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/enrollments", nil, &raw); err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				var ans struct{ Enrollments []enrollment }
+				if err := json.Unmarshal(raw, &ans); err != nil {
+					return err
+				}
+				rows := make([][]string, 0, len(ans.Enrollments))
+				for _, e := range ans.Enrollments {
+					rows = append(rows, []string{e.ID, e.Owner, e.Group, e.Platform, e.State, ts(e.ExpiresAt), e.DeviceID})
+				}
+				return table(w, []string{"ID", "OWNER", "GROUP", "PLATFORM", "STATE", "EXPIRES", "DEVICE"}, rows)
+			})
+		}),
+	}
+
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an unused enrollment token",
+		Args:  cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var raw json.RawMessage
+			if err := c.do(cmd.Context(), http.MethodDelete, pathf("/api/v1/enrollments/%s", args[0]), nil, &raw); err != nil {
+				return err
+			}
+			return a.emit(raw, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "enrollment %s revoked\n", sanitize(args[0]))
+				return err
+			})
+		}),
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
