@@ -143,6 +143,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.approvalsCommand(),
 		a.auditCommand(),
 		a.drillCommand(),
+		a.eventsCommand(),
 		a.tokensCommand(),
 		a.pushcertCommand(),
 		&cobra.Command{
