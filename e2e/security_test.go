@@ -146,7 +146,9 @@ func TestSecurityOperations(t *testing.T) {
 			}
 		}
 	}
-	var refused struct{ Entries []struct{ Action, Role string } }
+	var refused struct {
+		Entries []struct{ Action, Role string }
+	}
 	json.Unmarshal([]byte(asSecurity.must(0, "audit", "list", "--action", "auth.forbidden", "-o", "json")), &refused)
 	if len(refused.Entries) != 2 || refused.Entries[0].Role != "it" {
 		t.Errorf("the IT token's refused wipes on the record: %+v", refused.Entries)
