@@ -1,6 +1,7 @@
 package mdmserver
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -212,4 +213,22 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	s.log.ErrorContext(r.Context(), "request failed", "err", err, "path", r.URL.Path,
 		"request_id", w.Header().Get(problem.RequestIDHeader))
 	problem.Internal(w, r)
+}
+
+// expireCommands expires MDM commands unanswered for longer than command_ttl, every interval,
+// until ctx is done. Security commands never expire.
+func (s *Server) expireCommands(ctx context.Context, every time.Duration) {
+	for {
+		n, err := s.dispatch.Expire(ctx, s.cfg.CommandTTL, func(requestType string) bool { return securityCommands[requestType] })
+		if err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "expiring commands failed", "err", err)
+		} else if n > 0 {
+			s.log.InfoContext(ctx, "commands expired", "count", n, "ttl", s.cfg.CommandTTL)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }

@@ -63,6 +63,10 @@ type Config struct {
 	TwoPersonWipeGroups []string `mapstructure:"two_person_wipe_groups"`
 	// ApprovalTTL is how long a wipe request waits for its second approver before it expires.
 	ApprovalTTL time.Duration `mapstructure:"approval_ttl"`
+	// CommandTTL is how long an MDM command may wait for its device before it expires and
+	// leaves the queue. Lock, lost mode and erase never expire: a lost device that checks in
+	// months later must still get them.
+	CommandTTL time.Duration `mapstructure:"command_ttl"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.
@@ -77,6 +81,7 @@ func Defaults() Config {
 		EnrollRate:      1,
 		EnrollBurst:     20,
 		ApprovalTTL:     time.Hour,
+		CommandTTL:      7 * 24 * time.Hour,
 	}
 }
 
@@ -128,6 +133,12 @@ func (c *Config) Validate() error {
 		c.ApprovalTTL = Defaults().ApprovalTTL
 	case c.ApprovalTTL < time.Minute || c.ApprovalTTL > 7*24*time.Hour:
 		errs = append(errs, fmt.Errorf("approval_ttl %s: want 1m to 168h", c.ApprovalTTL))
+	}
+	switch {
+	case c.CommandTTL == 0:
+		c.CommandTTL = Defaults().CommandTTL
+	case c.CommandTTL < time.Hour || c.CommandTTL > 365*24*time.Hour:
+		errs = append(errs, fmt.Errorf("command_ttl %s: want 1h to 8760h", c.CommandTTL))
 	}
 	for _, g := range c.TwoPersonWipeGroups {
 		if g == "" || len(g) > 256 {

@@ -212,3 +212,42 @@ func TestAppleWipeSurvivesRestart(t *testing.T) {
 		t.Fatalf("EraseDevice after restart: %+v", rec.Record)
 	}
 }
+
+// Commands no device answered within command_ttl expire and leave the queue; a lock does not:
+// the device gets it whenever it comes back.
+func TestCommandsExpireButLocksWait(t *testing.T) {
+	env := newTestEnv(t)
+	dev := env.newDevice() // no push certificate: commands wait for a check-in
+	it := env.token("it")
+	var query, lock struct {
+		UUID string `json:"command_id"`
+	}
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", it, []byte(`{"request_type":"SecurityInfo"}`), &query); code != 202 {
+		t.Fatalf("query: %d", code)
+	}
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/lock", it, []byte(`{"reason":"left in a taxi"}`), &lock); code != 202 {
+		t.Fatalf("lock: %d", code)
+	}
+	// A TTL in the past expires everything unanswered so far.
+	n, err := env.srv.dispatch.Expire(context.Background(), -time.Minute, func(rt string) bool { return securityCommands[rt] })
+	if err != nil || n < 1 {
+		t.Fatalf("expire: %d %v", n, err)
+	}
+	var rec struct{ State string }
+	env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands/"+query.UUID, it, nil, &rec)
+	if rec.State != "expired" {
+		t.Fatalf("query after expiry: %s", rec.State)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := dev.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range dev.Commands() {
+		got = append(got, c.CommandUUID)
+	}
+	if !slices.Contains(got, lock.UUID) || slices.Contains(got, query.UUID) {
+		t.Fatalf("the device was handed %v: want the lock %s and not the expired query %s", got, lock.UUID, query.UUID)
+	}
+}

@@ -369,6 +369,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
 	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
 	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
+	work.Go(func() { s.expireCommands(workCtx, time.Hour) })
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {

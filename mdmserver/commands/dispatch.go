@@ -132,6 +132,46 @@ func (d *Dispatcher) Push(ctx context.Context, enrollmentID, uuid string) (*Reco
 	})
 }
 
+// QueueRemover takes one command out of an enrollment's queue (the bbolt queue in
+// mdmserver/store does).
+type QueueRemover interface {
+	RemoveCommand(ctx context.Context, enrollmentID, uuid string) error
+}
+
+// Expire takes commands that no device answered within ttl out of their queues and marks them
+// expired, except those keep names (a wipe waits for its device however long that takes). It
+// returns how many expired. A command is removed from the queue before it is marked, so a
+// crash in between leaves it unanswered, to be expired again by the next call.
+func (d *Dispatcher) Expire(ctx context.Context, ttl time.Duration, keep func(requestType string) bool) (int, error) {
+	remover, ok := d.queue.(QueueRemover)
+	if !ok {
+		return 0, errors.New("commands: the queue cannot remove single commands")
+	}
+	recs, err := d.store.Unanswered(ctx, d.now().Add(-ttl))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rec := range recs {
+		if keep != nil && keep(rec.RequestType) {
+			continue
+		}
+		if err := remover.RemoveCommand(ctx, rec.EnrollmentID, rec.UUID); err != nil {
+			return n, fmt.Errorf("commands: removing %s from the queue: %w", rec.UUID, err)
+		}
+		_, err := d.store.Update(ctx, rec.EnrollmentID, rec.UUID, func(r *Record) {
+			if !r.State.Final() { // the device may have answered meanwhile
+				r.State, r.UpdatedAt = StateExpired, d.now().UTC()
+			}
+		})
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 // encode renders the command plist nanomdm queues and the device receives.
 func encode(uuid string, cmd Command) ([]byte, error) {
 	body := make(map[string]any, len(cmd.Fields)+1)

@@ -173,6 +173,28 @@ func (s *Store) List(ctx context.Context, enrollmentID string) ([]*Record, error
 	return out, err
 }
 
+// Unanswered returns the commands created before cutoff that no device has answered (queued,
+// pushed, or deferred with NotNow).
+func (s *Store) Unanswered(ctx context.Context, cutoff time.Time) ([]*Record, error) {
+	var out []*Record
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			rec := new(Record)
+			if err := json.Unmarshal(v, rec); err != nil {
+				return err
+			}
+			if !rec.State.Final() && rec.CreatedAt.Before(cutoff) {
+				out = append(out, rec)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
 // Result returns the stored result of a command.
 func (s *Store) Result(ctx context.Context, enrollmentID, uuid string) (*Result, error) {
 	var res *Result

@@ -83,6 +83,11 @@ func (m *MDMStorage) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.
 	return m.queue.RetrieveNextCommand(r, skipNotNow)
 }
 
+// RemoveCommand takes one command out of the enrollment's queue.
+func (m *MDMStorage) RemoveCommand(ctx context.Context, enrollmentID, uuid string) error {
+	return m.queue.RemoveCommand(ctx, enrollmentID, uuid)
+}
+
 // ClearQueue removes every queued command of the enrollment.
 func (m *MDMStorage) ClearQueue(r *mdm.Request) error {
 	return m.queue.ClearQueue(r)

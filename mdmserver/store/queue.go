@@ -157,6 +157,27 @@ func (q *commandQueue) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*md
 	return cmd, err
 }
 
+// RemoveCommand takes one command out of the enrollment's queue (an expired command). Its body
+// stays, as nanomdm's does, for other enrollments it may be queued for.
+func (q *commandQueue) RemoveCommand(ctx context.Context, id, uuid string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return q.db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(bucketQueueStatus).Delete(statusKey(id, uuid)); err != nil {
+			return err
+		}
+		c := tx.Bucket(bucketQueueEntries).Cursor()
+		prefix := queuePrefix(id)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if string(v) == uuid {
+				return c.Delete()
+			}
+		}
+		return nil
+	})
+}
+
 // ClearQueue removes every queued command of the enrollment.
 func (q *commandQueue) ClearQueue(r *mdm.Request) error {
 	return q.db.Update(func(tx *bbolt.Tx) error {
