@@ -38,6 +38,7 @@ import (
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/fakeapns"
 	"github.com/halemdm/hale/internal/measure"
+	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/store"
@@ -161,7 +162,12 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 	}
 	defer srv.Close()
 	if mdmStore == nil {
-		if mdmStore, err = store.NewMDMStorage(srv.Store()); err != nil {
+		// Commands are queued as the server queues them: sealed under its master key.
+		key, err := seal.LoadOrCreate(filepath.Join(cfg.DataDir, "master.key"))
+		if err != nil {
+			return result{}, err
+		}
+		if mdmStore, err = store.NewMDMStorage(srv.Store(), store.WithCommandSealer(key)); err != nil {
 			return result{}, err
 		}
 	}
