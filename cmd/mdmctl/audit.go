@@ -94,7 +94,7 @@ func listAudit(ctx context.Context, c *client, q auditQuery, now time.Time, star
 	return nil, fmt.Errorf("more than %d pages of audit entries; narrow the filter", maxPages)
 }
 
-func auditRow(e *audit.Entry) []string {
+func auditRow(e audit.Entry) []string {
 	return []string{strconv.FormatInt(e.Index, 10), e.Time.UTC().Format(time.RFC3339), e.Actor, e.Role, e.Action, e.Target, e.Outcome, e.RequestID}
 }
 
@@ -127,11 +127,7 @@ func (a *app) auditListCommand() *cobra.Command {
 			if a.output == "json" {
 				return a.printJSON(map[string]any{"entries": entries, "next": 0})
 			}
-			rows := make([][]string, 0, len(entries))
-			for i := range entries {
-				rows = append(rows, auditRow(&entries[i]))
-			}
-			return table(a.stdout, auditHeader, rows)
+			return tableOf(a.stdout, auditHeader, entries, auditRow)
 		}),
 	}
 	f := cmd.Flags()

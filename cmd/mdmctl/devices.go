@@ -76,24 +76,12 @@ func (a *app) devicesCommand() *cobra.Command {
 	f.StringVar(&owner, "owner", "", "only this owner")
 	f.IntVar(&pageSize, "page-size", 0, "devices per request (server default when 0)")
 
-	show := &cobra.Command{
+	showCmd := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one device",
 		Args:  cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s", args[0]), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var d device
-				if err := json.Unmarshal(raw, &d); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s", args[0]), nil, func(w io.Writer, d device) error {
 				return fields(w, "id", d.ID, "platform", d.Platform, "os", d.OS, "owner", d.Owner, "group", d.Group,
 					"state", d.State, "state changed", ts(d.StateChangedAt), "enrolled", ts(d.EnrolledAt),
 					"last seen", ts(d.LastSeen), "hostname", d.Hostname, "serial", d.Serial, "udid", d.UDID,
@@ -101,7 +89,7 @@ func (a *app) devicesCommand() *cobra.Command {
 			})
 		}),
 	}
-	cmd.AddCommand(list, show)
+	cmd.AddCommand(list, showCmd)
 	return cmd
 }
 
@@ -190,45 +178,17 @@ func (a *app) commandsCommand() *cobra.Command {
 		Short: "List a device's commands",
 		Args:  cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands", args[0]), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct{ Commands []command }
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
-				rows := make([][]string, 0, len(ans.Commands))
-				for i := range ans.Commands {
-					rows = append(rows, ans.Commands[i].row())
-				}
-				return table(w, commandHeader, rows)
+			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands", args[0]), nil, func(w io.Writer, ans struct{ Commands []command }) error {
+				return tableOf(w, commandHeader, ans.Commands, func(c command) []string { return c.row() })
 			})
 		}),
 	}
-	show := &cobra.Command{
+	showCmd := &cobra.Command{
 		Use:   "show DEVICE COMMAND_ID",
 		Short: "Show one command and its result",
 		Args:  cobra.ExactArgs(2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s", args[0], args[1]), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var cm command
-				if err := json.Unmarshal(raw, &cm); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s", args[0], args[1]), nil, func(w io.Writer, cm command) error {
 				return table(w, commandHeader, [][]string{cm.row()})
 			})
 		}),
@@ -238,25 +198,13 @@ func (a *app) commandsCommand() *cobra.Command {
 		Short: "Show the unlock PIN of a lock or wipe command (security role)",
 		Args:  cobra.ExactArgs(2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s/pin", args[0], args[1]), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct{ PIN string }
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s/pin", args[0], args[1]), nil, func(w io.Writer, ans struct{ PIN string }) error {
 				_, err := fmt.Fprintln(w, sanitize(ans.PIN))
 				return err
 			})
 		}),
 	}
-	cmd.AddCommand(list, show, pin)
+	cmd.AddCommand(list, showCmd, pin)
 	return cmd
 }
 
@@ -316,11 +264,7 @@ token.`,
 			if err != nil {
 				return err
 			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans accessAnswer
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
+			return emitAs(a, raw, func(w io.Writer, ans accessAnswer) error {
 				verdict := "DENY"
 				if ans.Allow {
 					verdict = "ALLOW"

@@ -41,19 +41,7 @@ func (a *app) enrollCommand() *cobra.Command {
 			if req.Platform != "apple" && req.Platform != "agent" {
 				return usagef("--platform must be apple or agent")
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var e enrollment
-				if err := json.Unmarshal(raw, &e); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, func(w io.Writer, e enrollment) error {
 				return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
 					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL)
 			})
@@ -73,24 +61,10 @@ func (a *app) enrollCommand() *cobra.Command {
 		Short: "List enrollments and their state",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/enrollments", nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct{ Enrollments []enrollment }
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
-				rows := make([][]string, 0, len(ans.Enrollments))
-				for _, e := range ans.Enrollments {
-					rows = append(rows, []string{e.ID, e.Owner, e.Group, e.Platform, e.State, ts(e.ExpiresAt), e.DeviceID})
-				}
-				return table(w, []string{"ID", "OWNER", "GROUP", "PLATFORM", "STATE", "EXPIRES", "DEVICE"}, rows)
+			return show(a, cmd.Context(), http.MethodGet, "/api/v1/enrollments", nil, func(w io.Writer, ans struct{ Enrollments []enrollment }) error {
+				return tableOf(w, []string{"ID", "OWNER", "GROUP", "PLATFORM", "STATE", "EXPIRES", "DEVICE"}, ans.Enrollments, func(e enrollment) []string {
+					return []string{e.ID, e.Owner, e.Group, e.Platform, e.State, ts(e.ExpiresAt), e.DeviceID}
+				})
 			})
 		}),
 	}
@@ -100,15 +74,8 @@ func (a *app) enrollCommand() *cobra.Command {
 		Short: "Revoke an unused enrollment token",
 		Args:  cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodDelete, pathf("/api/v1/enrollments/%s", args[0]), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
+			// The answer is printed as the server sent it with -o json; the table needs none of it.
+			return show(a, cmd.Context(), http.MethodDelete, pathf("/api/v1/enrollments/%s", args[0]), nil, func(w io.Writer, _ json.RawMessage) error {
 				_, err := fmt.Fprintf(w, "enrollment %s revoked\n", sanitize(args[0]))
 				return err
 			})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,19 +43,7 @@ func (a *app) eventsCommand() *cobra.Command {
 			if req.EndpointURL != "" {
 				req.Delivery = "push"
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/event-streams", req, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var s eventStream
-				if err := json.Unmarshal(raw, &s); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodPost, "/api/v1/event-streams", req, func(w io.Writer, s eventStream) error {
 				return fields(w, "id", s.ID, "delivery", s.Delivery, "audience", s.Audience, "endpoint", s.EndpointURL)
 			})
 		}),
@@ -72,24 +59,10 @@ func (a *app) eventsCommand() *cobra.Command {
 		Short: "List streams with their pending events and last delivery error",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/event-streams", nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct{ Streams []eventStream }
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
-				var rows [][]string
-				for _, s := range ans.Streams {
-					rows = append(rows, []string{s.ID, s.Delivery, s.Audience, fmt.Sprint(s.Pending), s.LastError})
-				}
-				return table(w, []string{"ID", "DELIVERY", "AUDIENCE", "PENDING", "LAST ERROR"}, rows)
+			return show(a, cmd.Context(), http.MethodGet, "/api/v1/event-streams", nil, func(w io.Writer, ans struct{ Streams []eventStream }) error {
+				return tableOf(w, []string{"ID", "DELIVERY", "AUDIENCE", "PENDING", "LAST ERROR"}, ans.Streams, func(s eventStream) []string {
+					return []string{s.ID, s.Delivery, s.Audience, fmt.Sprint(s.Pending), s.LastError}
+				})
 			})
 		}),
 	}
@@ -116,11 +89,10 @@ verify (a wrong --audience, say) is left pending for the real receiver and makes
 			if a.output == "json" {
 				return a.printJSON(events)
 			}
-			var rows [][]string
-			for _, e := range events {
-				rows = append(rows, []string{e.JTI, e.Type, e.Device, e.Status, e.Reason, ts(e.At)})
-			}
-			if err := table(a.stdout, []string{"JTI", "EVENT", "DEVICE", "STATUS", "REASON", "AT"}, rows); err != nil {
+			err = tableOf(a.stdout, []string{"JTI", "EVENT", "DEVICE", "STATUS", "REASON", "AT"}, events, func(e polledEvent) []string {
+				return []string{e.JTI, e.Type, e.Device, e.Status, e.Reason, ts(e.At)}
+			})
+			if err != nil {
 				return err
 			}
 			for _, e := range events {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,33 @@ import (
 	"text/tabwriter"
 	"time"
 )
+
+// show calls the API and prints the answer: the server's JSON with -o json, otherwise render's
+// view of it decoded as T. Commands check their arguments and read their files before calling
+// it, so a mistake on the command line is reported before a missing token or server.
+func show[T any](a *app, ctx context.Context, method, path string, body any, render func(w io.Writer, v T) error) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, method, path, body, &raw); err != nil {
+		return err
+	}
+	return emitAs(a, raw, render)
+}
+
+// emitAs is emit for an answer that render shows decoded as T. It is decoded only for a table:
+// -o json prints the server's bytes, with the fields mdmctl does not know.
+func emitAs[T any](a *app, raw json.RawMessage, render func(w io.Writer, v T) error) error {
+	return a.emit(raw, func(w io.Writer) error {
+		var v T
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return err
+		}
+		return render(w, v)
+	})
+}
 
 // emit prints an answer: the server's JSON, indented, with -o json; otherwise what table writes.
 func (a *app) emit(raw json.RawMessage, table func(w io.Writer) error) error {
@@ -49,6 +77,15 @@ func table(w io.Writer, header []string, rows [][]string) error {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	return tw.Flush()
+}
+
+// tableOf writes items as a table under header, one row each.
+func tableOf[T any](w io.Writer, header []string, items []T, row func(T) []string) error {
+	rows := make([][]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	return table(w, header, rows)
 }
 
 // fields writes "key: value" pairs, aligned, skipping empty values.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,6 +27,22 @@ type assignment struct {
 		Name string `json:"name"`
 	} `json:"target"`
 	Policy string `json:"policy"`
+}
+
+// policyList is the answer to a policy listing.
+type policyList struct {
+	Policies    []policyView
+	Assignments []assignment
+}
+
+// noncompliant is a device a dry run would find noncompliant.
+type noncompliant struct {
+	DeviceID   string    `json:"device_id"`
+	Group      string    `json:"group"`
+	State      string    `json:"state"`
+	Reasons    []reason  `json:"reasons"`
+	InGrace    bool      `json:"in_grace"`
+	GraceUntil time.Time `json:"grace_until"`
 }
 
 // readPolicyFile reads a policy from a file, or stdin for "-", bounded.
@@ -58,19 +73,7 @@ func (a *app) policyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodPut, pathf("/api/v1/policies/%s", args[0]), rawBody{body, policyContentType(body)}, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var p policyView
-				if err := json.Unmarshal(raw, &p); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodPut, pathf("/api/v1/policies/%s", args[0]), rawBody{body, policyContentType(body)}, func(w io.Writer, p policyView) error {
 				_, err := fmt.Fprintf(w, "policy %s is at version %d\n", sanitize(p.Name), p.Version)
 				return err
 			})
@@ -82,19 +85,7 @@ func (a *app) policyCommand() *cobra.Command {
 		Short: "Print a policy's source as it was applied",
 		Args:  cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/policies/%s", args[0]), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var p policyView
-				if err := json.Unmarshal(raw, &p); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/policies/%s", args[0]), nil, func(w io.Writer, p policyView) error {
 				// The source as it is, so `mdmctl policy get x > x.yaml` round-trips; the version
 				// goes to stderr.
 				fmt.Fprintf(a.stderr, "policy %s version %d, updated %s by %s\n", sanitize(p.Name), p.Version, ts(p.UpdatedAt), cell(p.UpdatedBy))
@@ -113,22 +104,7 @@ func (a *app) policyCommand() *cobra.Command {
 		Short: "List policies and where they are assigned",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/policies", nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct {
-					Policies    []policyView
-					Assignments []assignment
-				}
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodGet, "/api/v1/policies", nil, func(w io.Writer, ans policyList) error {
 				assigned := map[string][]string{}
 				for _, as := range ans.Assignments {
 					t := as.Target.Kind
@@ -137,11 +113,9 @@ func (a *app) policyCommand() *cobra.Command {
 					}
 					assigned[as.Policy] = append(assigned[as.Policy], t)
 				}
-				rows := make([][]string, 0, len(ans.Policies))
-				for _, p := range ans.Policies {
-					rows = append(rows, []string{p.Name, fmt.Sprint(p.Version), ts(p.UpdatedAt), p.UpdatedBy, strings.Join(assigned[p.Name], ",")})
-				}
-				return table(w, []string{"NAME", "VERSION", "UPDATED", "BY", "ASSIGNED TO"}, rows)
+				return tableOf(w, []string{"NAME", "VERSION", "UPDATED", "BY", "ASSIGNED TO"}, ans.Policies, func(p policyView) []string {
+					return []string{p.Name, fmt.Sprint(p.Version), ts(p.UpdatedAt), p.UpdatedBy, strings.Join(assigned[p.Name], ",")}
+				})
 			})
 		}),
 	}
@@ -167,38 +141,15 @@ the default assignment.`,
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
 			path := query(pathf("/api/v1/policies/%s/dry-run", args[0]), "kind", kind, "target", name)
-			if err := c.do(cmd.Context(), http.MethodPost, path, body, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct {
-					Noncompliant []struct {
-						DeviceID   string    `json:"device_id"`
-						Group      string    `json:"group"`
-						State      string    `json:"state"`
-						Reasons    []reason  `json:"reasons"`
-						InGrace    bool      `json:"in_grace"`
-						GraceUntil time.Time `json:"grace_until"`
-					}
-				}
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodPost, path, body, func(w io.Writer, ans struct{ Noncompliant []noncompliant }) error {
 				if len(ans.Noncompliant) == 0 {
 					_, err := fmt.Fprintln(w, "no device would be noncompliant")
 					return err
 				}
-				rows := make([][]string, 0, len(ans.Noncompliant))
-				for _, d := range ans.Noncompliant {
-					rows = append(rows, []string{d.DeviceID, d.Group, d.State, yesNo(d.InGrace), ts(d.GraceUntil), reasonCodes(d.Reasons)})
-				}
-				return table(w, []string{"DEVICE", "GROUP", "STATE", "IN GRACE", "GRACE UNTIL", "REASONS"}, rows)
+				return tableOf(w, []string{"DEVICE", "GROUP", "STATE", "IN GRACE", "GRACE UNTIL", "REASONS"}, ans.Noncompliant, func(d noncompliant) []string {
+					return []string{d.DeviceID, d.Group, d.State, yesNo(d.InGrace), ts(d.GraceUntil), reasonCodes(d.Reasons)}
+				})
 			})
 		}),
 	}
@@ -214,25 +165,11 @@ the default assignment.`,
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
 			req := map[string]any{"target": map[string]string{"kind": kind, "name": name}, "policy": args[0]}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodPut, "/api/v1/assignments", req, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct{ Assignments []assignment }
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
-				rows := make([][]string, 0, len(ans.Assignments))
-				for _, x := range ans.Assignments {
-					rows = append(rows, []string{x.Target.Kind, x.Target.Name, x.Policy})
-				}
-				return table(w, []string{"KIND", "TARGET", "POLICY"}, rows)
+			return show(a, cmd.Context(), http.MethodPut, "/api/v1/assignments", req, func(w io.Writer, ans struct{ Assignments []assignment }) error {
+				return tableOf(w, []string{"KIND", "TARGET", "POLICY"}, ans.Assignments, func(x assignment) []string {
+					return []string{x.Target.Kind, x.Target.Name, x.Policy}
+				})
 			})
 		}),
 	}

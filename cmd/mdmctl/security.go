@@ -99,11 +99,7 @@ random key is made and printed when you give none.`,
 			if err != nil {
 				return err
 			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans securityAnswer
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
+			return emitAs(a, raw, func(w io.Writer, ans securityAnswer) error {
 				if ans.State == statePendingApproval || ans.ApprovalID != "" {
 					expires := ""
 					if !ans.ExpiresAt.IsZero() {
@@ -180,24 +176,12 @@ func (a *app) approveCommand() *cobra.Command {
 		Short: "Approve (or reject) a wipe that waits for a second security token holder",
 		Args:  cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
 			decision := "approve"
 			if reject {
 				decision = "reject"
 			}
-			var raw json.RawMessage
 			body := map[string]string{"decision": decision, "comment": comment}
-			if err := c.do(cmd.Context(), http.MethodPost, pathf("/api/v1/approvals/%s", args[0]), body, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ap approval
-				if err := json.Unmarshal(raw, &ap); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodPost, pathf("/api/v1/approvals/%s", args[0]), body, func(w io.Writer, ap approval) error {
 				return fields(w, "approval", ap.ID, "state", ap.State, "action", ap.Action, "device", ap.DeviceID,
 					"requested by", ap.RequestedBy, "decided by", ap.DecidedBy, "command", ap.CommandID)
 			})
@@ -216,25 +200,12 @@ func (a *app) approvalsCommand() *cobra.Command {
 		Short: "List approvals",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, query("/api/v1/approvals", "state", state), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct{ Approvals []approval }
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
-				rows := make([][]string, 0, len(ans.Approvals))
-				for _, ap := range ans.Approvals {
-					rows = append(rows, []string{ap.ID, ap.Action, ap.DeviceID, ap.Mode, ap.RequestedBy, ap.State,
-						ts(ap.CreatedAt), ts(ap.ExpiresAt), ap.DecidedBy, ap.CommandID})
-				}
-				return table(w, []string{"ID", "ACTION", "DEVICE", "MODE", "REQUESTED BY", "STATE", "CREATED", "EXPIRES", "DECIDED BY", "COMMAND"}, rows)
+			header := []string{"ID", "ACTION", "DEVICE", "MODE", "REQUESTED BY", "STATE", "CREATED", "EXPIRES", "DECIDED BY", "COMMAND"}
+			return show(a, cmd.Context(), http.MethodGet, query("/api/v1/approvals", "state", state), nil, func(w io.Writer, ans struct{ Approvals []approval }) error {
+				return tableOf(w, header, ans.Approvals, func(ap approval) []string {
+					return []string{ap.ID, ap.Action, ap.DeviceID, ap.Mode, ap.RequestedBy, ap.State,
+						ts(ap.CreatedAt), ts(ap.ExpiresAt), ap.DecidedBy, ap.CommandID}
+				})
 			})
 		}),
 	}

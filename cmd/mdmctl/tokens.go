@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,19 +35,7 @@ func (a *app) tokensCommand() *cobra.Command {
 		Short: "Create a token; it is printed once and cannot be shown again",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/tokens", req, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var t apiToken
-				if err := json.Unmarshal(raw, &t); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodPost, "/api/v1/tokens", req, func(w io.Writer, t apiToken) error {
 				if err := fields(w, "id", t.ID, "name", t.Name, "role", t.Role, "expires", ts(t.ExpiresAt), "token", t.Token); err != nil {
 					return err
 				}
@@ -69,24 +56,10 @@ func (a *app) tokensCommand() *cobra.Command {
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/tokens", nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var ans struct{ Tokens []apiToken }
-				if err := json.Unmarshal(raw, &ans); err != nil {
-					return err
-				}
-				rows := make([][]string, 0, len(ans.Tokens))
-				for _, t := range ans.Tokens {
-					rows = append(rows, []string{t.ID, t.Name, t.Role, t.State, ts(t.CreatedAt), ts(t.ExpiresAt), t.CreatedBy})
-				}
-				return table(w, []string{"ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "CREATED BY"}, rows)
+			return show(a, cmd.Context(), http.MethodGet, "/api/v1/tokens", nil, func(w io.Writer, ans struct{ Tokens []apiToken }) error {
+				return tableOf(w, []string{"ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "CREATED BY"}, ans.Tokens, func(t apiToken) []string {
+					return []string{t.ID, t.Name, t.Role, t.State, ts(t.CreatedAt), ts(t.ExpiresAt), t.CreatedBy}
+				})
 			})
 		}),
 	}
@@ -96,19 +69,7 @@ func (a *app) tokensCommand() *cobra.Command {
 		Short: "Revoke a token at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodDelete, pathf("/api/v1/tokens/%s", args[0]), nil, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var t apiToken
-				if err := json.Unmarshal(raw, &t); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodDelete, pathf("/api/v1/tokens/%s", args[0]), nil, func(w io.Writer, t apiToken) error {
 				_, err := fmt.Fprintf(w, "token %s (%s) is %s\n", sanitize(t.ID), sanitize(t.Name), sanitize(t.State))
 				return err
 			})
@@ -116,6 +77,12 @@ func (a *app) tokensCommand() *cobra.Command {
 	}
 	cmd.AddCommand(create, list, revoke)
 	return cmd
+}
+
+// pushCertInfo is the answer to a push certificate upload.
+type pushCertInfo struct {
+	Topic    string    `json:"topic"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 func (a *app) pushcertCommand() *cobra.Command {
@@ -150,22 +117,7 @@ both, or --cert and --key, which are concatenated.`,
 			default:
 				return usagef("give FILE (certificate then key) or both --cert and --key")
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), http.MethodPut, "/api/v1/pushcert", rawBody{body, "application/x-pem-file"}, &raw); err != nil {
-				return err
-			}
-			return a.emit(raw, func(w io.Writer) error {
-				var info struct {
-					Topic    string    `json:"topic"`
-					NotAfter time.Time `json:"not_after"`
-				}
-				if err := json.Unmarshal(raw, &info); err != nil {
-					return err
-				}
+			return show(a, cmd.Context(), http.MethodPut, "/api/v1/pushcert", rawBody{body, "application/x-pem-file"}, func(w io.Writer, info pushCertInfo) error {
 				return fields(w, "topic", info.Topic, "expires", ts(info.NotAfter))
 			})
 		}),

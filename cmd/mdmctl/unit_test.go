@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,5 +111,64 @@ func TestBoundedBody(t *testing.T) {
 	}
 	if _, err := read("abcde", 4); err == nil {
 		t.Error("a body past the limit was read without error")
+	}
+}
+
+// TestShow checks the helper most commands print through: -o json prints the server's bytes
+// (fields mdmctl does not know included) without decoding them, a table gets the decoded value,
+// and no request is sent without a token.
+func TestShow(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.Method != http.MethodPost || r.URL.Path != "/api/v1/things" || r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "unexpected request", http.StatusTeapot)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"name":"x\u001b","extra":[1,2]}`)
+	}))
+	defer srv.Close()
+
+	type thing struct{ Name string }
+	run := func(output, token string) (string, []thing, error) {
+		var out bytes.Buffer
+		a := newApp()
+		a.stdout, a.getenv = &out, func(k string) string {
+			if k == "HALE_CONFIG" {
+				return filepath.Join(t.TempDir(), "none.json")
+			}
+			return ""
+		}
+		a.server, a.token, a.output = srv.URL, token, output
+		var got []thing
+		err := show(a, context.Background(), http.MethodPost, "/api/v1/things", map[string]int{"n": 1}, func(w io.Writer, v thing) error {
+			got = append(got, v)
+			return fields(w, "name", v.Name)
+		})
+		return out.String(), got, err
+	}
+
+	out, got, err := run("json", "tok")
+	if err != nil || got != nil || !strings.Contains(out, `"extra": [`) {
+		t.Errorf("-o json: %q, rendered %v, %v; want the server's JSON, not rendered", out, got, err)
+	}
+	out, got, err = run("table", "tok")
+	if err != nil || len(got) != 1 || got[0].Name != "x\x1b" || out != "name: x \n" {
+		t.Errorf("table: %q, rendered %v, %v; want the decoded value, sanitized", out, got, err)
+	}
+	before := calls.Load()
+	if _, _, err := run("table", ""); exitCode(err) != exitAuth || calls.Load() != before {
+		t.Errorf("without a token: %v (exit %d), %d requests; want exit %d and none", err, exitCode(err), calls.Load()-before, exitAuth)
+	}
+}
+
+func TestTableOf(t *testing.T) {
+	var out bytes.Buffer
+	err := tableOf(&out, []string{"A", "B"}, []int{1, 22}, func(n int) []string {
+		return []string{strings.Repeat("x", n%10), ""}
+	})
+	if want := "A   B\nx   -\nxx  -\n"; err != nil || out.String() != want {
+		t.Errorf("tableOf = %q, %v; want %q", out.String(), err, want)
 	}
 }
