@@ -377,6 +377,7 @@ func TestTwoPersonWipe(t *testing.T) {
 	}
 	cmdID := all.Approvals[0].CommandID
 	r = second.ok(t, "commands", "pin", dev.UDID(), cmdID)
+	waitFor(t, "the erase to reach the device", func() bool { return dev.State().Erased })
 	if pin := strings.TrimSpace(r.stdout); len(pin) != 6 || pin != dev.State().ErasePIN {
 		t.Fatalf("pin %q, device got %q", pin, dev.State().ErasePIN)
 	}
