@@ -246,7 +246,7 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 	// Not only on the first report: if the server stopped after recording the result but before
 	// finishing the wipe, the agent's resent result finishes it (finishWipe is idempotent).
 	if cmd.Type == agentcmd.TypeWipe && cmd.State == agentcmd.StateAcknowledged && d.State != inventory.StateWiped {
-		if err := s.finishWipe(r.Context(), d); err != nil {
+		if err := s.finishWipe(r.Context(), d, cmd.ID); err != nil {
 			s.internal(w, r, err)
 			return
 		}
@@ -261,12 +261,16 @@ func outcomeOf(status string) string {
 	return audit.OutcomeError
 }
 
-// finishWipe marks a device wiped after its wipe was acknowledged and revokes its certificates.
-func (s *Server) finishWipe(ctx context.Context, d *inventory.Device) error {
+// finishWipe marks a device wiped after its wipe (commandID) was acknowledged, and revokes its
+// certificates first: the device deleted its key, and nothing should be able to use a copy. The
+// state, the end of wipe_pending and the audit entry commit together; it is idempotent, so a
+// crash anywhere is finished by the next call (the agent's resent result, or the start-up pass).
+func (s *Server) finishWipe(ctx context.Context, d *inventory.Device, commandID string) error {
 	if err := s.revokeDeviceCerts(ctx, d, "cessationOfOperation"); err != nil {
 		return err
 	}
 	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
+		wiped := false
 		_, err := s.inventory.UpdateTx(tx, d.ID, func(cur *inventory.Device) error {
 			if cur.State == inventory.StateWiped {
 				return nil
@@ -274,11 +278,19 @@ func (s *Server) finishWipe(ctx context.Context, d *inventory.Device) error {
 			if !inventory.CanTransition(cur.State, inventory.StateWiped) {
 				return inventory.ErrInvalidTransition
 			}
-			cur.State, cur.StateChangedAt = inventory.StateWiped, time.Now().UTC()
+			cur.State, cur.StateChangedAt, wiped = inventory.StateWiped, time.Now().UTC(), true
 			return nil
 		})
 		if err != nil {
 			return err
+		}
+		if wiped {
+			e := auditEntry("device:"+d.ID, "device.wiped", d.ID, map[string]string{
+				"command_id": commandID, "revoked_certificates": strconv.Itoa(len(d.CertSerials))})
+			e.Role = "device"
+			if _, err := s.audit.AppendTx(tx, e); err != nil {
+				return err
+			}
 		}
 		return clearWipePending(tx, d.ID)
 	})

@@ -21,7 +21,7 @@ import (
 
 // requestApproval holds a full wipe for a second security token holder. The request, with its
 // parameters sealed (they may carry a PIN), and its audit entry commit together.
-func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *securityRequest) (securityAnswer, error) {
+func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *securityRequest, idemKey string) (securityAnswer, error) {
 	t := tokens.FromContext(r.Context())
 	if t == nil {
 		return securityAnswer{}, errors.New("approval requested without a token")
@@ -34,8 +34,15 @@ func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *secu
 		Action: "wipe", DeviceID: d.ID, Group: d.Group, Reason: req.Reason, Mode: req.Mode,
 		RequestedBy: actor(r), RequesterTokenID: t.ID,
 	}
-	created, err := s.approvals.Create(r.Context(), ap, s.cfg.ApprovalTTL, func(tx *bbolt.Tx, a *approvals.Request) error {
+	var ans securityAnswer
+	_, err = s.approvals.Create(r.Context(), ap, s.cfg.ApprovalTTL, func(tx *bbolt.Tx, a *approvals.Request) error {
 		a.Params = s.key.Seal(approvalPurpose(a.ID), params)
+		ans = securityAnswer{ApprovalID: a.ID, State: "pending_approval", ExpiresAt: a.ExpiresAt, DeviceID: d.ID, DeviceState: string(d.State)}
+		if idemKey != "" {
+			if err := s.putIdempotentAnswer(tx, r, idemKey, ans); err != nil {
+				return err
+			}
+		}
 		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "approval.request", Target: d.ID, Details: map[string]string{
 			"approval_id": a.ID, "action": a.Action, "mode": a.Mode, "reason": a.Reason, "expires_at": a.ExpiresAt.Format(time.RFC3339),
 		}}))
@@ -44,7 +51,7 @@ func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *secu
 	if err != nil {
 		return securityAnswer{}, err
 	}
-	return securityAnswer{ApprovalID: created.ID, State: "pending_approval", DeviceID: d.ID, DeviceState: string(d.State)}, nil
+	return ans, nil
 }
 
 func approvalPurpose(id string) string { return "approval/" + id }
@@ -93,30 +100,50 @@ func (s *Server) decideApproval(w http.ResponseWriter, r *http.Request) {
 	t := tokens.FromContext(r.Context())
 	id := r.PathValue("id")
 	approve := req.Decision == "approve"
+	ap, err := s.approvals.Get(r.Context(), id)
+	if err != nil {
+		s.approvalError(w, r, id, err)
+		return
+	}
+	// The second person is a security token holder whose token existed before the request: an
+	// admin, or anyone able to mint a token, cannot make a fresh one to approve their own wipe.
+	if t.Role != tokens.RoleSecurity || !t.CreatedAt.Before(ap.CreatedAt) {
+		s.record(r, event{Action: "approval." + req.Decision, Target: ap.DeviceID, Outcome: audit.OutcomeDenied,
+			Details: map[string]string{"approval_id": ap.ID, "reason": "not an eligible second approver"}})
+		problem.Error(w, r, http.StatusForbidden, "not-eligible",
+			"the second approver must hold a security token created before the request")
+		return
+	}
+	defer s.serialize(ap.DeviceID)()
 
-	s.securityMu.Lock()
-	defer s.securityMu.Unlock()
-	ap, err := s.approvals.Decide(r.Context(), id, approve, actor(r), t.ID, req.Comment, func(tx *bbolt.Tx, a *approvals.Request) error {
+	decided, err := s.approvals.Decide(r.Context(), id, approve, actor(r), t.ID, req.Comment, func(tx *bbolt.Tx, a *approvals.Request) error {
 		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "approval." + req.Decision, Target: a.DeviceID, Details: map[string]string{
 			"approval_id": a.ID, "action": a.Action, "requested_by": a.RequestedBy,
 		}}))
 		return err
 	})
+	if errors.Is(err, approvals.ErrDecided) {
+		// Approved, but the wipe was never sent (the server stopped in between): send it now.
+		if cur, gerr := s.approvals.Get(r.Context(), id); gerr == nil && approve && cur.State == approvals.StateApproved &&
+			cur.CommandID == "" && cur.RequesterTokenID != t.ID {
+			decided, err = cur, nil
+		}
+	}
 	if err != nil {
 		s.approvalError(w, r, id, err)
 		return
 	}
-	ans := approvalAnswer{Request: ap}
+	ans := approvalAnswer{Request: decided}
 	if approve {
-		cmd, err := s.carryOutApproved(r, ap)
+		cmd, err := s.carryOutApproved(r, decided)
 		if err != nil {
 			s.internal(w, r, err)
 			return
 		}
 		ans.Command = cmd
-		ap.CommandID = cmd.CommandID
+		decided.CommandID = cmd.CommandID
 	}
-	ap.Params = nil
+	decided.Params = nil
 	httpjson.Write(w, http.StatusOK, ans)
 }
 
@@ -140,7 +167,7 @@ func (s *Server) carryOutApproved(r *http.Request, ap *approvals.Request) (*secu
 			Details: map[string]string{"approval_id": ap.ID, "reason": "device is " + string(d.State)}})
 		return &securityAnswer{State: "not_sent", DeviceID: d.ID, DeviceState: string(d.State)}, nil
 	}
-	ans, err := s.carryOut(r, d, ap.Action, &req, map[string]string{"approval_id": ap.ID, "requested_by": ap.RequestedBy})
+	ans, err := s.carryOut(r, d, ap.Action, &req, map[string]string{"approval_id": ap.ID, "requested_by": ap.RequestedBy}, "")
 	if err != nil {
 		return nil, err
 	}

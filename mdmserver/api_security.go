@@ -1,10 +1,12 @@
 package mdmserver
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"net/http"
 	"regexp"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -37,11 +39,13 @@ type securityRequest struct {
 // securityAnswer is the 202 answer: the command and the state the device is now treated as, or
 // the approval a full wipe awaits under the two-person rule.
 type securityAnswer struct {
-	CommandID   string `json:"command_id,omitempty"`
-	ApprovalID  string `json:"approval_id,omitempty"`
-	State       string `json:"state"`
-	DeviceID    string `json:"device_id"`
-	DeviceState string `json:"device_state"`
+	CommandID  string `json:"command_id,omitempty"`
+	ApprovalID string `json:"approval_id,omitempty"`
+	// ExpiresAt is when a held wipe's approval request lapses.
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	State       string    `json:"state"`
+	DeviceID    string    `json:"device_id"`
+	DeviceState string    `json:"device_state"`
 }
 
 var (
@@ -98,10 +102,14 @@ func (s *Server) securityAction(w http.ResponseWriter, r *http.Request, action s
 		problem.BadRequest(w, r, "Idempotency-Key is at most 128 characters")
 		return
 	}
-	// Security actions are rare and must not run twice for one Idempotency-Key, even when the
-	// same request arrives twice at once: one at a time.
-	s.securityMu.Lock()
-	defer s.securityMu.Unlock()
+	// One action at a time per device, so that one Idempotency-Key never acts twice and a second
+	// wipe sees the first; the device is read again under the lock.
+	defer s.serialize(d.ID)()
+	d, err := s.inventory.Get(r.Context(), d.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	if idemKey != "" {
 		if prev, ok := s.idempotentAnswer(r, idemKey); ok {
 			httpjson.Write(w, http.StatusAccepted, prev)
@@ -112,20 +120,25 @@ func (s *Server) securityAction(w http.ResponseWriter, r *http.Request, action s
 		return
 	}
 	var ans securityAnswer
-	var err error
 	if action == "wipe" && req.Mode == "full" && s.cfg.needsApproval(d.Group) {
-		ans, err = s.requestApproval(r, d, &req)
+		ans, err = s.requestApproval(r, d, &req, idemKey)
 	} else {
-		ans, err = s.carryOut(r, d, action, &req, nil)
+		ans, err = s.carryOut(r, d, action, &req, nil, idemKey)
 	}
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	if idemKey != "" {
-		s.saveIdempotentAnswer(r, idemKey, ans)
-	}
 	httpjson.Write(w, http.StatusAccepted, ans)
+}
+
+// serialize locks deviceID's security actions and returns the unlock. Locks are per device, so
+// a slow APNs push for one device holds up no other.
+func (s *Server) serialize(deviceID string) (unlock func()) {
+	m, _ := s.deviceLocks.LoadOrStore(deviceID, new(sync.Mutex))
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // actionAllowed refuses, answering itself, an action the device cannot take.
@@ -135,6 +148,21 @@ func (s *Server) actionAllowed(w http.ResponseWriter, r *http.Request, d *invent
 		s.record(r, event{Action: "device." + action, Target: d.ID, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "device is " + string(d.State)}})
 		problem.Error(w, r, http.StatusConflict, "invalid-state", "device "+d.ID+" is "+string(d.State)+"; nothing to "+action)
 		return false
+	}
+	if action == "wipe" {
+		if _, pending := s.pendingWipes.Load(d.ID); pending {
+			problem.Error(w, r, http.StatusConflict, "wipe-pending", "device "+d.ID+" already has a wipe on its way; see GET /api/v1/devices/"+d.ID+"/commands")
+			return false
+		}
+		held, err := s.approvals.Pending(r.Context(), d.ID)
+		if err != nil {
+			s.internal(w, r, err)
+			return false
+		}
+		if held != nil {
+			problem.Error(w, r, http.StatusConflict, "approval-pending", "a wipe of device "+d.ID+" already awaits approval: "+held.ID)
+			return false
+		}
 	}
 	if d.Platform == inventory.PlatformAgent && action == "wipe" && req.Mode == "full" {
 		problem.BadRequest(w, r, "agents wipe selectively (the policy's managed_data); use mode selective")
@@ -157,7 +185,10 @@ func (s *Server) actionAllowed(w http.ResponseWriter, r *http.Request, d *invent
 //     command).
 //
 // extra goes into the audit entry's details (the approval a wipe was carried out under).
-func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, req *securityRequest, extra map[string]string) (securityAnswer, error) {
+//
+// With an Idempotency-Key, the answer is saved in the same transaction as the order (and
+// updated with the command's state once queued), so a retry after any failure gets it back.
+func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, req *securityRequest, extra map[string]string, idemKey string) (securityAnswer, error) {
 	ctx := r.Context()
 	commandID := agentcmd.NewID()
 	if d.Platform == inventory.PlatformApple {
@@ -194,12 +225,18 @@ func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, r
 			return err
 		}
 		if action == "wipe" {
-			if err := putWipePending(tx, d.ID); err != nil {
+			if err := putWipePending(tx, d.ID, commandID); err != nil {
 				return err
 			}
 		}
 		if req.PIN != "" {
 			if err := s.putPIN(tx, commandID, req.PIN); err != nil {
+				return err
+			}
+		}
+		if idemKey != "" {
+			ans := securityAnswer{CommandID: commandID, State: "queued", DeviceID: d.ID, DeviceState: deviceStateAfter(action, newState)}
+			if err := s.putIdempotentAnswer(tx, r, idemKey, ans); err != nil {
 				return err
 			}
 		}
@@ -238,14 +275,25 @@ func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, r
 		}
 		ans.State = cmd.State
 	}
-	ans.DeviceState = string(newState)
-	if cur, err := s.inventory.Get(ctx, d.ID); err == nil {
+	ans.DeviceState = deviceStateAfter(action, newState)
+	if cur, err := s.inventory.Get(ctx, d.ID); err == nil && action != "wipe" {
 		ans.DeviceState = string(cur.State)
 	}
-	if action == "wipe" {
-		ans.DeviceState = "wipe_pending"
+	if idemKey != "" {
+		err := s.store.DB().Update(func(tx *bbolt.Tx) error { return s.putIdempotentAnswer(tx, r, idemKey, ans) })
+		if err != nil {
+			s.log.ErrorContext(ctx, "updating an idempotent answer failed; a retry gets the queued one", "err", err)
+		}
 	}
 	return ans, nil
+}
+
+// deviceStateAfter is the state an action leaves a device in, as the API answers it.
+func deviceStateAfter(action string, state inventory.State) string {
+	if action == "wipe" {
+		return "wipe_pending"
+	}
+	return string(state)
 }
 
 // appleCommand builds the MDM command for an action.
@@ -323,43 +371,73 @@ func (s *Server) idempotentAnswer(r *http.Request, key string) (securityAnswer, 
 	return ans, found
 }
 
-func (s *Server) saveIdempotentAnswer(r *http.Request, key string, ans securityAnswer) {
-	v, _ := json.Marshal(ans)
-	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketIdempotency)
-		if err != nil {
-			return err
-		}
-		return b.Put(s.idempotencyKey(r, key), v)
-	})
+// putIdempotentAnswer saves ans for the caller's Idempotency-Key inside tx.
+func (s *Server) putIdempotentAnswer(tx *bbolt.Tx, r *http.Request, key string, ans securityAnswer) error {
+	v, err := json.Marshal(ans)
 	if err != nil {
-		s.log.ErrorContext(r.Context(), "saving idempotency key failed", "err", err)
+		return err
 	}
+	b, err := tx.CreateBucketIfNotExists(bucketIdempotency)
+	if err != nil {
+		return err
+	}
+	return b.Put(s.idempotencyKey(r, key), v)
 }
 
-// putWipePending records inside tx that a wipe was ordered, so the device is denied as
-// wipe_pending until the wipe is acknowledged, across restarts. The caller marks it in memory
-// after the commit.
-func putWipePending(tx *bbolt.Tx, deviceID string) error {
+// putWipePending records inside tx that a wipe was ordered with commandID, so the device is
+// denied as wipe_pending until the wipe is acknowledged, across restarts. The caller marks it in
+// memory after the commit.
+func putWipePending(tx *bbolt.Tx, deviceID, commandID string) error {
 	b, err := tx.CreateBucketIfNotExists(bucketPendingWipe)
 	if err != nil {
 		return err
 	}
-	return b.Put([]byte(deviceID), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	return b.Put([]byte(deviceID), []byte(commandID))
 }
 
-// loadPendingWipes fills the in-memory set from the store at start.
-func (s *Server) loadPendingWipes() error {
-	return s.store.DB().Update(func(tx *bbolt.Tx) error {
+// loadPendingWipes fills the in-memory set from the store at start and returns the pending
+// wipes, device ID to command ID.
+func (s *Server) loadPendingWipes() (map[string]string, error) {
+	pending := map[string]string{}
+	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketPendingWipe)
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, _ []byte) error {
+		return b.ForEach(func(k, v []byte) error {
 			s.pendingWipes.Store(string(k), true)
+			pending[string(k)] = string(v)
 			return nil
 		})
 	})
+	return pending, err
+}
+
+// finishAcknowledgedWipes finishes, at start, the wipes whose device acknowledged them while a
+// previous run stopped before it could finish them: an erased Mac never resends its answer, and
+// an agent whose certificate was already revoked cannot.
+func (s *Server) finishAcknowledgedWipes(ctx context.Context, pending map[string]string) {
+	for deviceID, commandID := range pending {
+		d, err := s.inventory.Get(ctx, deviceID)
+		if err != nil {
+			continue
+		}
+		acked := false
+		switch d.Platform {
+		case inventory.PlatformAgent:
+			cmd, err := s.agentQueue.Get(ctx, d.ID, commandID)
+			acked = err == nil && cmd.State == agentcmd.StateAcknowledged
+		case inventory.PlatformApple:
+			rec, err := s.commands.Get(ctx, d.EnrollmentID, commandID)
+			acked = err == nil && rec.State == commands.StateAcknowledged
+		}
+		if !acked {
+			continue
+		}
+		if err := s.finishWipe(ctx, d, commandID); err != nil {
+			s.log.ErrorContext(ctx, "finishing an acknowledged wipe at start failed", "device_id", d.ID, "err", err)
+		}
+	}
 }
 
 // clearWipePending removes the mark inside tx; the caller forgets it in memory after commit.

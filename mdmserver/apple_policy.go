@@ -40,11 +40,9 @@ func (s *Server) appleResult(ctx context.Context, res *commands.Result) {
 		s.auditSystem(ctx, e)
 	}
 	if res.RequestType == "EraseDevice" && res.Status == "Acknowledged" {
-		if err := s.finishWipe(ctx, d); err != nil {
-			s.log.ErrorContext(ctx, "finishing wipe failed", "device_id", d.ID, "err", err)
-			return
+		if err := s.finishWipe(ctx, d, res.CommandUUID); err != nil {
+			s.log.ErrorContext(ctx, "finishing wipe failed; it is finished at the next start", "device_id", d.ID, "err", err)
 		}
-		s.auditSystem(ctx, auditEntry("device:"+d.ID, "device.wiped", d.ID, map[string]string{"command_id": res.CommandUUID}))
 		return
 	}
 	if res.Status != "Acknowledged" {

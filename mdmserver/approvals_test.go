@@ -2,6 +2,7 @@ package mdmserver
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"strconv"
 	"testing"
@@ -58,8 +59,19 @@ func TestTwoPersonWipeAndSealedPIN(t *testing.T) {
 	if code := env.call("POST", decide, it, []byte(`{"decision":"approve"}`), nil); code != 403 {
 		t.Fatalf("IT approving: %d, want 403", code)
 	}
-	if dev.State().Erased || len(dev.Commands()) > 0 && slices.ContainsFunc(dev.Commands(), func(c applesim.CommandRecord) bool { return c.RequestType == "EraseDevice" }) {
-		t.Fatal("the device was erased before the second approval")
+	// Nothing was sent: the server holds no EraseDevice for the device yet.
+	var cmds struct {
+		Commands []struct {
+			RequestType string `json:"request_type"`
+		}
+	}
+	env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", auditor, nil, &cmds)
+	if len(cmds.Commands) == 0 || slices.ContainsFunc(cmds.Commands, func(c struct {
+		RequestType string `json:"request_type"`
+	}) bool {
+		return c.RequestType == "EraseDevice"
+	}) {
+		t.Fatalf("commands before the second approval: %+v", cmds.Commands)
 	}
 
 	var approved struct {
@@ -179,5 +191,48 @@ func TestForbiddenAuditedAndProofs(t *testing.T) {
 		if code := env.call("GET", "/api/v1/audit/proof/"+q, env.admin, nil, nil); code != 400 {
 			t.Errorf("proof %s: %d, want 400", q, code)
 		}
+	}
+}
+
+// The second approver must be a security token that existed before the request: not an admin,
+// not a token minted to approve. An approval whose wipe was never sent (the server stopped in
+// between) is carried out when approved again.
+func TestApprovalEligibilityAndResume(t *testing.T) {
+	env := newTestEnv(t, func(c *Config) { c.TwoPersonWipeGroups = []string{"*"} })
+	env.uploadPushCert()
+	dev := env.newDevice()
+	first, second := env.token("security"), env.token("security")
+	var held securityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/wipe", first, []byte(`{"reason":"lost","mode":"full"}`), &held); code != 202 || held.ExpiresAt.IsZero() {
+		t.Fatalf("wipe: %d %+v", code, held)
+	}
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/wipe", second, []byte(`{"reason":"lost","mode":"full"}`), nil); code != 409 {
+		t.Fatalf("a second wipe request while one awaits approval: %d, want 409", code)
+	}
+	late := env.token("security")
+	decide := "/api/v1/approvals/" + held.ApprovalID
+	for name, tok := range map[string]string{"admin": env.admin, "a token made after the request": late} {
+		if code := env.call("POST", decide, tok, []byte(`{}`), nil); code != 403 {
+			t.Errorf("approval by %s: %d, want 403", name, code)
+		}
+	}
+
+	// Approved in the store, as if the server stopped before sending the wipe.
+	secondTok, err := env.srv.tokens.Authenticate(context.Background(), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.srv.approvals.Decide(context.Background(), held.ApprovalID, true, "second", secondTok.ID, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	var resumed struct {
+		State   string
+		Command *securityAnswer
+	}
+	if code := env.call("POST", decide, second, []byte(`{}`), &resumed); code != 200 || resumed.Command == nil || resumed.Command.CommandID == "" {
+		t.Fatalf("resuming an approved wipe: %d %+v", code, resumed)
+	}
+	if rec := env.waitCommand(dev.UDID(), resumed.Command.CommandID); rec.State != "acknowledged" {
+		t.Fatalf("EraseDevice: %+v", rec.Record)
 	}
 }

@@ -39,8 +39,10 @@ func (s *Server) emitDecisionChanges(ctx context.Context, changes []compliance.C
 	if len(evs) == 0 {
 		return
 	}
-	appendRecords := func(tx *bbolt.Tx) error {
+	appendRecords := func(tx *bbolt.Tx, streams int) error {
 		for _, e := range records {
+			// How many streams carry the news: the drill fails a revocation no backend hears.
+			e.Details["streams"] = strconv.Itoa(streams)
 			if _, err := s.audit.AppendTx(tx, e); err != nil {
 				return err
 			}

@@ -251,3 +251,32 @@ func TestCommandsExpireButLocksWait(t *testing.T) {
 		t.Fatalf("the device was handed %v: want the lock %s and not the expired query %s", got, lock.UUID, query.UUID)
 	}
 }
+
+// A wipe whose acknowledgement was recorded but not finished (the server stopped in between, and
+// the agent's certificate may already be revoked) is finished when the server starts; a second
+// wipe of a device with one on its way is refused.
+func TestAcknowledgedWipeFinishedAtStart(t *testing.T) {
+	env := newTestEnv(t)
+	security := env.token("security")
+	id, _ := env.enrolledAgent()
+	wipe := []byte(`{"reason":"stolen","mode":"selective"}`)
+	var ans securityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+id.DeviceID+"/wipe", security, wipe, &ans); code != 202 {
+		t.Fatalf("wipe: %d", code)
+	}
+	if code := env.call("POST", "/api/v1/devices/"+id.DeviceID+"/wipe", security, wipe, nil); code != 409 {
+		t.Fatalf("second wipe: %d, want 409", code)
+	}
+	if _, _, err := env.srv.agentQueue.Complete(context.Background(), id.DeviceID, ans.CommandID, agentcmd.Result{Status: agentcmd.ResultDone}, nil); err != nil {
+		t.Fatal(err)
+	}
+	env.restart()
+	var d inventory.Device
+	env.call("GET", "/api/v1/devices/"+id.DeviceID, env.admin, nil, &d)
+	if d.State != inventory.StateWiped {
+		t.Fatalf("after restart: %s", d.State)
+	}
+	if got := env.auditActions(id.DeviceID); !slices.Contains(got, "device.wiped") {
+		t.Fatalf("no device.wiped on the record: %v", got)
+	}
+}

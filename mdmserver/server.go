@@ -88,12 +88,12 @@ type Server struct {
 	nonces *nonces
 	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index.
 	pendingWipes sync.Map
-	// securityMu runs lock, lost-mode, wipe and approval decisions one at a time, so that one
-	// Idempotency-Key or one approval can never act twice.
-	securityMu sync.Mutex
-	approvals  *approvals.Store
-	auditKey   string // the audit log's public note verifier key
-	scep       http.Handler
+	// deviceLocks holds a *sync.Mutex per device: lock, lost mode, wipe and approval decisions
+	// for one device run one at a time (serialize).
+	deviceLocks sync.Map
+	approvals   *approvals.Store
+	auditKey    string // the audit log's public note verifier key
+	scep        http.Handler
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
@@ -186,7 +186,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	s.nonces = newNonces()
 	s.index = access.NewIndex()
-	if err = s.loadPendingWipes(); err != nil {
+	pendingWipes, err := s.loadPendingWipes()
+	if err != nil {
 		return nil, err
 	}
 	if s.compliance, err = compliance.NewEngine(db, s.policies, s.inventory, s.index,
@@ -242,6 +243,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))
+	s.finishAcknowledgedWipes(context.Background(), pendingWipes)
 	return s, nil
 }
 

@@ -148,7 +148,6 @@ func (q *Queue) List(ctx context.Context, deviceID string) ([]Command, error) {
 	return out, err
 }
 
-// pending returns the device's unfinished commands and marks them delivered.
 // Get returns one command of a device, or ErrNotFound.
 func (q *Queue) Get(ctx context.Context, deviceID, id string) (*Command, error) {
 	if err := ctx.Err(); err != nil {
@@ -169,6 +168,7 @@ func (q *Queue) Get(ctx context.Context, deviceID, id string) (*Command, error) 
 	return cmd, nil
 }
 
+// pending returns the device's unfinished commands and marks them delivered.
 func (q *Queue) pending(deviceID string) ([]Command, error) {
 	var out []Command
 	err := q.db.Update(func(tx *bbolt.Tx) error {

@@ -226,6 +226,20 @@ func (s *Store) List(ctx context.Context, state string) ([]Request, error) {
 	return out, err
 }
 
+// Pending returns the device's request awaiting a decision, or nil.
+func (s *Store) Pending(ctx context.Context, deviceID string) (*Request, error) {
+	list, err := s.List(ctx, StatePending)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i].DeviceID == deviceID {
+			return &list[i], nil
+		}
+	}
+	return nil, nil
+}
+
 // expire shows a pending request past its expiry as expired.
 func (s *Store) expire(r *Request) {
 	if r.State == StatePending && !s.now().Before(r.ExpiresAt) {

@@ -290,8 +290,9 @@ func (t *Transmitter) Emit(ctx context.Context, evs ...Event) error {
 
 // EmitWith is Emit with more writes in the same transaction: also runs inside the transaction
 // that commits the SETs (even when no stream wants them), so a record of the emission, such as
-// an audit entry, commits if and only if the SETs do.
-func (t *Transmitter) EmitWith(ctx context.Context, also func(*bbolt.Tx) error, evs ...Event) error {
+// an audit entry, commits if and only if the SETs do. It is told how many streams the SETs go
+// to: zero means no backend will hear of them.
+func (t *Transmitter) EmitWith(ctx context.Context, also func(tx *bbolt.Tx, streams int) error, evs ...Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -357,22 +358,24 @@ func (t *Transmitter) Verify(ctx context.Context, streamID string) error {
 // commit writes the entries of every stream in one transaction, with also's writes, skipping
 // streams deleted since they were read, then wakes their deliverers. It returns how many entries
 // it wrote.
-func (t *Transmitter) commit(pending map[string][]entry, also func(*bbolt.Tx) error) (int, error) {
+func (t *Transmitter) commit(pending map[string][]entry, also func(*bbolt.Tx, int) error) (int, error) {
 	if len(pending) == 0 && also == nil {
 		return 0, nil
 	}
 	written := 0
 	err := t.db.Update(func(tx *bbolt.Tx) error {
+		sb, ob := tx.Bucket(streamsBucket), tx.Bucket(outboxBucket)
+		for id := range pending {
+			if sb.Get([]byte(id)) == nil {
+				delete(pending, id) // deleted since it was read
+			}
+		}
 		if also != nil {
-			if err := also(tx); err != nil {
+			if err := also(tx, len(pending)); err != nil {
 				return err
 			}
 		}
-		sb, ob := tx.Bucket(streamsBucket), tx.Bucket(outboxBucket)
 		for id, es := range pending {
-			if sb.Get([]byte(id)) == nil {
-				continue
-			}
 			for _, e := range es {
 				seq, err := ob.NextSequence()
 				if err != nil {
