@@ -63,8 +63,11 @@ type PasswordRules struct {
 	Enforced  bool `json:"enforced"`
 	MinLength int  `json:"min_length"`
 	// MinClasses is how many character classes (lower case, upper case, digits, others) a
-	// password must mix; MinOther how many non-alphanumeric characters it must hold.
+	// password must mix; MinDigits, MinLetters and MinOther how many digits, letters and
+	// non-alphanumeric characters it must hold.
 	MinClasses int `json:"min_classes,omitempty"`
+	MinDigits  int `json:"min_digits,omitempty"`
+	MinLetters int `json:"min_letters,omitempty"`
 	MinOther   int `json:"min_other,omitempty"`
 }
 
@@ -75,12 +78,19 @@ func (r PasswordRules) Satisfy(pc *PasscodePolicy) bool {
 	switch {
 	case !r.Enforced, r.MinLength < pc.MinLength, pc.MaxAgeDays > 0:
 		return false
-	case pc.RequireAlphanumeric && r.MinClasses < 2:
+	case pc.RequireAlphanumeric && !r.alphanumeric():
 		return false
 	case r.MinOther < pc.MinComplexChars:
 		return false
 	}
 	return true
+}
+
+// alphanumeric reports whether the rules force a letter and a digit into every password: all four
+// classes, or a required digit with a required letter or with three classes (any three that
+// include digits include a letter).
+func (r PasswordRules) alphanumeric() bool {
+	return r.MinClasses >= 4 || (r.MinDigits >= 1 && (r.MinLetters >= 1 || r.MinClasses >= 3))
 }
 
 // Posture is everything known about a device's security state. Agents build it from their

@@ -426,7 +426,12 @@ func passwordRules(module string, conf map[string]string) policies.PasswordRules
 			shortest -= c
 		case c < 0:
 			required++
-			if class == "ocredit" {
+			switch class {
+			case "dcredit":
+				r.MinDigits = -c
+			case "ucredit", "lcredit":
+				r.MinLetters += -c
+			case "ocredit":
 				r.MinOther = -c
 			}
 		}

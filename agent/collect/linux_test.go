@@ -337,6 +337,8 @@ func TestPasswordRules(t *testing.T) {
 	}{
 		{"password requisite pam_pwquality.so retry=3 minlen=14 ocredit=-1", "minlen = 10\n",
 			policies.PasswordRules{Enforced: true, MinLength: 14, MinClasses: 1, MinOther: 1}},
+		{"password requisite pam_pwquality.so dcredit=-1 ucredit=-1 lcredit=-2", "",
+			policies.PasswordRules{Enforced: true, MinLength: 8, MinClasses: 3, MinDigits: 1, MinLetters: 3}},
 		{"password [success=1 default=ignore] /lib/security/pam_pwquality.so dcredit=2 ucredit=2", "",
 			policies.PasswordRules{Enforced: true, MinLength: 6}}, // 8 less 4 credits, floored at 6
 		{"password required pam_cracklib.so minlen=12", "",
@@ -356,10 +358,21 @@ func TestPasswordRules(t *testing.T) {
 			t.Errorf("%q: %+v, want %+v", c.stack, got, c.want)
 		}
 	}
-	hipaa := &policies.PasscodePolicy{Required: true, MinLength: 12, RequireAlphanumeric: true}
-	if !(policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 3}).Satisfy(hipaa) ||
-		(policies.PasswordRules{Enforced: true, MinLength: 12}).Satisfy(hipaa) ||
-		(policies.PasswordRules{MinLength: 20, MinClasses: 4}).Satisfy(hipaa) {
-		t.Error("Satisfy judged wrongly")
+	alnum := &policies.PasscodePolicy{Required: true, MinLength: 12, RequireAlphanumeric: true}
+	for _, c := range []struct {
+		rules policies.PasswordRules
+		want  bool
+	}{
+		{policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 4}, true},
+		{policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 3, MinDigits: 1}, true},
+		{policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 2, MinDigits: 1, MinLetters: 1}, true},
+		{policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 3}, false},               // upper, lower, other: no digit
+		{policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 2, MinDigits: 1}, false}, // digit and other: no letter
+		{policies.PasswordRules{Enforced: true, MinLength: 11, MinClasses: 4}, false},
+		{policies.PasswordRules{MinLength: 20, MinClasses: 4}, false}, // not enforced
+	} {
+		if got := c.rules.Satisfy(alnum); got != c.want {
+			t.Errorf("%+v satisfies %+v: %v, want %v", c.rules, alnum, got, c.want)
+		}
 	}
 }
