@@ -110,7 +110,8 @@ func TestAuditListExportVerify(t *testing.T) {
 
 	// A removed line.
 	removed := filepath.Join(e.dir, "removed.jsonl")
-	os.WriteFile(removed, bytes.Join(append(append([][]byte{}, lines[:2]...), lines[3:]...), []byte("\n")), 0o600)
+	orig := bytes.Split(b, []byte("\n")) // untampered: one fault at a time
+	os.WriteFile(removed, bytes.Join(append(append([][]byte{}, orig[:2]...), orig[3:]...), []byte("\n")), 0o600)
 	r = auditor.fails(t, exitVerify, "audit", "verify", "--checkpoint", cp, "--key", e.auditKeyPath(), "--from-file", removed)
 	if !strings.Contains(r.stderr, "entry 2 ") {
 		t.Fatalf("removed line: %s", r.stderr)

@@ -22,7 +22,9 @@ import (
 // memory. Exports are processed as streams and may be larger than an answer.
 const (
 	maxAnswer = 4 << 20
-	maxExport = 64 << 20
+	// An export streams to a file or through the verifier in O(log n) memory, so its bound only
+	// stops an endless answer: 1 TiB is some billions of entries.
+	maxExport = 1 << 40
 )
 
 // requestTimeout bounds one API call that is not a stream.

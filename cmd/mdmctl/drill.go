@@ -251,11 +251,8 @@ func (d *drill) lock(ctx context.Context, s *drillStep) error {
 	return nil
 }
 
-// Command states: Apple (commands.Record) and agent (agentcmd.Command).
-var (
-	commandDone   = []string{"acknowledged", "done"}
-	commandFailed = []string{"error", "expired", "failed"}
-)
+// Final command states, shared by Apple (commands.Record) and agent (agentcmd.Command) commands.
+var commandFailed = []string{"error", "expired"}
 
 func (d *drill) acknowledged(ctx context.Context, s *drillStep) error {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -268,7 +265,7 @@ func (d *drill) acknowledged(ctx context.Context, s *drillStep) error {
 		switch {
 		case errors.As(err, &ae):
 			return err // the server said no: waiting will not change it
-		case err == nil && slices.Contains(commandDone, cmd.State):
+		case err == nil && cmd.State == "acknowledged":
 			s.Detail = fmt.Sprintf("command %s is %s", d.rep.CommandID, cmd.State)
 			return nil
 		case err == nil && slices.Contains(commandFailed, cmd.State):
@@ -312,7 +309,13 @@ func (d *drill) revocation(ctx context.Context, s *drillStep) error {
 		}
 		if len(entries) > 0 {
 			s.Evidence = evidence(entries)
-			s.Detail = fmt.Sprintf("access.revoked at entry %d (%s)", entries[0].Index, ts(entries[0].Time))
+			e := entries[0]
+			// The server counts the event streams that carry the revocation; with none, no
+			// messaging backend heard of it, and the procedure has a hole to fix.
+			if e.Details["streams"] == "0" {
+				return fmt.Errorf("access.revoked at entry %d went to no event stream: no backend was told (create one: mdmctl events create)", e.Index)
+			}
+			s.Detail = fmt.Sprintf("access.revoked at entry %d (%s), sent on %s event stream(s)", e.Index, ts(e.Time), e.Details["streams"])
 			return nil
 		}
 		if !d.sleep(ctx) {
@@ -428,8 +431,8 @@ func (d *drill) entries(ctx context.Context, actions ...string) ([]audit.Entry, 
 	var out []audit.Entry
 	for _, e := range all {
 		if e.Index >= d.rep.AuditStart && slices.Contains(actions, e.Action) {
-			if e.Action == "device.lock" && e.Details["command_id"] != "" && e.Details["command_id"] != d.rep.CommandID {
-				continue // another lock of the same device, not the drill's
+			if (e.Action == "device.lock" || e.Action == "command.result") && e.Details["command_id"] != d.rep.CommandID {
+				continue // another command of the same device, not the drill's lock
 			}
 			out = append(out, e)
 		}

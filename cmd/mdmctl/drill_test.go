@@ -35,6 +35,7 @@ func TestDrill(t *testing.T) {
 	security := e.as(e.token("security"))
 	_, certFile, keyFile := e.pushCertFiles()
 	e.as(e.admin).ok(t, "pushcert", "upload", "--cert", certFile, "--key", keyFile)
+	e.as(e.admin).ok(t, "events", "create", "--audience", "messaging") // the backend to tell
 
 	t.Run("agent passes", func(t *testing.T) {
 		id := e.enrollAgent("drill.agent", "test-devices", &lockRunner{})
@@ -142,4 +143,15 @@ func TestDrill(t *testing.T) {
 	})
 
 	e.as(e.token("auditor")).fails(t, exitUsage, "drill", "x", "--timeout", "0s")
+}
+
+// With no event stream, a revocation reaches no backend: the drill says so and fails.
+func TestDrillWithoutEventStream(t *testing.T) {
+	e := newEnv(t)
+	id := e.enrollAgent("drill.alone", "test-devices", &lockRunner{})
+	e.waitDecided(t, id)
+	r := e.as(e.token("security")).fails(t, exitVerify, "drill", id, "--report-dir", t.TempDir(), "--timeout", "20s")
+	if !strings.Contains(r.stderr, "no event stream") {
+		t.Fatalf("drill without a stream: %s", r.stderr)
+	}
 }
