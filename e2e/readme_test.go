@@ -28,9 +28,13 @@ func TestReadmeTour(t *testing.T) {
 			t.Fatalf("the README tour needs %s (.ci/run installs it): %v", tool, err)
 		}
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("the tour runs mdmagent on this machine, which needs root to read /etc/shadow")
+	// The tour enrolls this machine and wipes it: the agent removes the example policy's
+	// managed_data (~/.local/share/securetext of every local user). That is harmless on a CI
+	// machine; elsewhere it runs only when asked.
+	if os.Getenv("CI") == "" && os.Getenv("HALE_README_TOUR") == "" {
+		t.Skip("the README tour wipes this machine's example app data: set CI or HALE_README_TOUR=1 to run it")
 	}
+	requireRoot(t)
 	repo, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
