@@ -22,6 +22,26 @@ import (
 // routine posture queries' results do not, or they would flood it).
 var securityCommands = map[string]bool{"DeviceLock": true, "EnableLostMode": true, "DisableLostMode": true, "EraseDevice": true, "ClearPasscode": true}
 
+// auditAppleResult puts a security command's result (and any error) on the audit record, inside
+// the transaction that stores the result (commands.WithResultTx).
+func (s *Server) auditAppleResult(tx *bbolt.Tx, res *commands.Result) error {
+	if !securityCommands[res.RequestType] && res.Status != "Error" {
+		return nil
+	}
+	d, err := s.inventory.GetByEnrollmentIDTx(tx, res.EnrollmentID)
+	if err != nil {
+		return nil // not a Hale-enrolled device
+	}
+	e := auditEntry("device:"+d.ID, "command.result", d.ID, map[string]string{
+		"command_id": res.CommandUUID, "type": res.RequestType, "status": res.Status})
+	e.Role = "device"
+	if res.Status == "Error" {
+		e.Outcome = audit.OutcomeError
+	}
+	_, err = s.audit.AppendTx(tx, e)
+	return err
+}
+
 // appleResult turns an Apple command result into posture (claims with provenance mdm), keeps the
 // inventory's OS current, delivers the effective policy once the platform is known, and finishes
 // an acknowledged wipe.
@@ -29,15 +49,6 @@ func (s *Server) appleResult(ctx context.Context, res *commands.Result) {
 	d, err := s.inventory.GetByEnrollmentID(ctx, res.EnrollmentID)
 	if err != nil {
 		return // not a Hale-enrolled device
-	}
-	if securityCommands[res.RequestType] || res.Status == "Error" {
-		e := auditEntry("device:"+d.ID, "command.result", d.ID, map[string]string{
-			"command_id": res.CommandUUID, "type": res.RequestType, "status": res.Status})
-		e.Role = "device"
-		if res.Status == "Error" {
-			e.Outcome = audit.OutcomeError
-		}
-		s.auditSystem(ctx, e)
 	}
 	if res.RequestType == "EraseDevice" && res.Status == "Acknowledged" {
 		if err := s.finishWipe(ctx, d, res.CommandUUID); err != nil {

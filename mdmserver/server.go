@@ -235,7 +235,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
 	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
 	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")),
-		commands.WithListener(s.appleResult))
+		commands.WithListener(s.appleResult), commands.WithResultTx(s.auditAppleResult))
 	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}
 	// certauth outermost: nothing below it sees a request whose certificate is not (or no longer)
 	// the one bound to its enrollment. Never its warn-only mode.

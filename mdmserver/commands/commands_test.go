@@ -44,7 +44,7 @@ func TestResultStateTransitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := &Result{EnrollmentID: "U1", CommandUUID: "C1", Status: "NotNow", ReceivedAt: now}
-	if _, err := s.saveResult(res); err != nil {
+	if _, err := s.saveResult(res, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Get(ctx, "U1", "C1"); got.State != StateNotNow {
@@ -54,7 +54,7 @@ func TestResultStateTransitions(t *testing.T) {
 	if err := parse([]byte(securityInfo), res); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.saveResult(res); err != nil {
+	if _, err := s.saveResult(res, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Get(ctx, "U1", "C1")
@@ -63,7 +63,7 @@ func TestResultStateTransitions(t *testing.T) {
 	}
 	// A late duplicate answer (the device resent after a lost response) does not rewrite history.
 	dup := &Result{EnrollmentID: "U1", CommandUUID: "C1", Status: "Error", ReceivedAt: now.Add(time.Second)}
-	if _, err := s.saveResult(dup); err != nil {
+	if _, err := s.saveResult(dup, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Get(ctx, "U1", "C1"); got.State != StateAcknowledged {
@@ -74,7 +74,7 @@ func TestResultStateTransitions(t *testing.T) {
 		t.Fatalf("stored result %+v, %v", stored, err)
 	}
 	// A result for a command enqueued outside Hale is kept without a record.
-	if _, err := s.saveResult(&Result{EnrollmentID: "U1", CommandUUID: "X", Status: "Acknowledged"}); err != nil {
+	if _, err := s.saveResult(&Result{EnrollmentID: "U1", CommandUUID: "X", Status: "Acknowledged"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(ctx, "U1", "X"); !errors.Is(err, ErrNotFound) {

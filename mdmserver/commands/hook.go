@@ -8,6 +8,7 @@ import (
 
 	"github.com/micromdm/nanomdm/mdm"
 	"github.com/micromdm/nanomdm/service"
+	"go.etcd.io/bbolt"
 )
 
 // Listener is told about every stored result, after it was committed. Posture ingest uses it to
@@ -23,6 +24,7 @@ type Hook struct {
 	log       *slog.Logger
 	now       func() time.Time
 	listeners []Listener
+	inTx      func(tx *bbolt.Tx, res *Result) error
 }
 
 // HookOption configures a Hook.
@@ -34,6 +36,13 @@ func WithLogger(l *slog.Logger) HookOption { return func(h *Hook) { h.log = l } 
 // WithListener adds a listener told about each stored result.
 func WithListener(l Listener) HookOption {
 	return func(h *Hook) { h.listeners = append(h.listeners, l) }
+}
+
+// WithResultTx runs fn inside the transaction that stores each new result, so that what it writes
+// (the result's audit entry) commits if and only if the result does. An error from fn fails the
+// store, and the device resends the result later.
+func WithResultTx(fn func(tx *bbolt.Tx, res *Result) error) HookOption {
+	return func(h *Hook) { h.inTx = fn }
 }
 
 // NewHook wraps next.
@@ -66,7 +75,7 @@ func (h *Hook) CommandAndReportResults(r *mdm.Request, results *mdm.CommandResul
 				h.log.WarnContext(ctx, "command result body not understood", "enrollment_id", id,
 					"command_uuid", results.CommandUUID, "err", err)
 			}
-			saved, err := h.store.saveResult(res)
+			saved, err := h.store.saveResult(res, h.inTx)
 			if err != nil {
 				h.log.ErrorContext(ctx, "storing command result failed; the device will resend it",
 					"enrollment_id", id, "command_uuid", results.CommandUUID, "err", err)

@@ -229,7 +229,7 @@ func (s *Store) Results(ctx context.Context, enrollmentID string) ([]*Result, er
 // the device answered, in one transaction: a result is never stored without its state change.
 // Once a command has a final answer, later answers for it (a device resending after a lost
 // response) change nothing; saved reports whether res was recorded.
-func (s *Store) saveResult(res *Result) (saved bool, err error) {
+func (s *Store) saveResult(res *Result, inTx func(*bbolt.Tx, *Result) error) (saved bool, err error) {
 	v, err := json.Marshal(res)
 	if err != nil {
 		return false, err
@@ -256,10 +256,13 @@ func (s *Store) saveResult(res *Result) (saved bool, err error) {
 			rec.UpdatedAt = res.ReceivedAt
 			rec.ErrorChain = res.ErrorChain
 		})
-		if errors.Is(err, ErrNotFound) {
-			return nil // a command enqueued outside Hale (nanomdm's API): keep the result only
+		if err != nil && !errors.Is(err, ErrNotFound) { // not found: enqueued outside Hale (nanomdm's API)
+			return err
 		}
-		return err
+		if inTx != nil {
+			return inTx(tx, res)
+		}
+		return nil
 	})
 	return saved, err
 }

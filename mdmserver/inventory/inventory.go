@@ -260,23 +260,33 @@ func (s *Store) GetByCertSerial(ctx context.Context, serial string) (*Device, er
 	return s.getByIndex(bucketByCert, sn)
 }
 
+// GetByEnrollmentIDTx is GetByEnrollmentID inside tx.
+func (s *Store) GetByEnrollmentIDTx(tx *bbolt.Tx, eid string) (*Device, error) {
+	return s.getByIndexTx(tx, bucketByEnrollment, eid)
+}
+
 func (s *Store) getByIndex(index []byte, key string) (*Device, error) {
+	var d *Device
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		d, err = s.getByIndexTx(tx, index, key)
+		return err
+	})
+	return d, err
+}
+
+func (s *Store) getByIndexTx(tx *bbolt.Tx, index []byte, key string) (*Device, error) {
 	if key == "" {
 		return nil, ErrNotFound
 	}
-	var d *Device
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		id := tx.Bucket(index).Get([]byte(key))
-		if id == nil {
-			return ErrNotFound
-		}
-		var err error
-		d, err = s.GetTx(tx, string(id))
-		if errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("inventory: index %s points %q at missing device %s", index, key, id)
-		}
-		return err
-	})
+	id := tx.Bucket(index).Get([]byte(key))
+	if id == nil {
+		return nil, ErrNotFound
+	}
+	d, err := s.GetTx(tx, string(id))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("inventory: index %s points %q at missing device %s", index, key, id)
+	}
 	return d, err
 }
 
