@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
+	"github.com/halemdm/hale/internal/rootpin"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -166,11 +167,11 @@ func New(store *state.Store, collect Collector, opts ...Option) (*Agent, error) 
 	if err != nil {
 		return nil, fmt.Errorf("agent: reading the pinned CA: %w", err)
 	}
-	ca, err := parseRootPEM(caPEM)
+	ca, err := rootpin.ParseRoot(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("agent: the pinned CA is corrupt: %w", err)
 	}
-	if Fingerprint(ca) != id.CAFingerprint {
+	if rootpin.Fingerprint(ca) != id.CAFingerprint {
 		return nil, errors.New("agent: the pinned CA file does not match the fingerprint recorded at enrollment; re-enroll with --force")
 	}
 	if a.seq, err = store.LoadSequence(); err != nil {

@@ -5,10 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/halemdm/hale/agent/state"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/internal/rootpin"
 )
 
 // EnrollConfig is what `mdmagent enroll` needs.
@@ -39,27 +38,6 @@ type EnrollConfig struct {
 	Timeout time.Duration
 	Logger  *slog.Logger
 }
-
-// ParseFingerprint normalizes a SHA-256 fingerprint: colons and spaces dropped, lower case,
-// exactly 64 hex digits.
-func ParseFingerprint(s string) (string, error) {
-	f := strings.ToLower(strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.TrimSpace(s)))
-	if len(f) != 64 {
-		return "", fmt.Errorf("CA fingerprint must be a SHA-256: 64 hex digits (colons optional), got %d digits", len(f))
-	}
-	if _, err := hex.DecodeString(f); err != nil {
-		return "", errors.New("CA fingerprint must be hexadecimal (colons optional)")
-	}
-	return f, nil
-}
-
-// Fingerprint returns the hex SHA-256 of a certificate's DER.
-func Fingerprint(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
-}
-
-const maxRootPEM = 64 << 10
 
 // Enroll creates the device key, has the server sign it, pins the server's CA and writes the
 // identity to store. The key never leaves the device; only its CSR is sent.
@@ -81,7 +59,7 @@ func Enroll(ctx context.Context, store *state.Store, cfg EnrollConfig) (*state.I
 	}
 	var want string
 	if cfg.CAFingerprint != "" {
-		if want, err = ParseFingerprint(cfg.CAFingerprint); err != nil {
+		if want, err = rootpin.ParseFingerprint(cfg.CAFingerprint); err != nil {
 			return nil, err
 		}
 	}
@@ -97,7 +75,7 @@ func Enroll(ctx context.Context, store *state.Store, cfg EnrollConfig) (*state.I
 	if err != nil {
 		return nil, err
 	}
-	log.Info("pinned the server CA", "subject", ca.Subject.String(), "sha256", Fingerprint(ca))
+	log.Info("pinned the server CA", "subject", ca.Subject.String(), "sha256", rootpin.Fingerprint(ca))
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -145,7 +123,7 @@ func Enroll(ctx context.Context, store *state.Store, cfg EnrollConfig) (*state.I
 	id := &state.Identity{
 		DeviceID:       resp.DeviceID,
 		ServerURL:      base,
-		CAFingerprint:  Fingerprint(ca),
+		CAFingerprint:  rootpin.Fingerprint(ca),
 		EnrolledAt:     time.Now().UTC(),
 		ReportInterval: interval,
 	}
@@ -190,29 +168,29 @@ func fetchServerCA(ctx context.Context, base, host, want string, systemRoots *x5
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetching the server CA: %w", problem.Read(resp))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRootPEM+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, rootpin.MaxPEM+1))
 	if err != nil {
 		return nil, fmt.Errorf("fetching the server CA: %w", err)
 	}
-	if len(body) > maxRootPEM {
+	if len(body) > rootpin.MaxPEM {
 		return nil, errors.New("fetching the server CA: /ca/root.pem is too large")
 	}
-	root, err := parseRootPEM(body)
+	root, err := rootpin.ParseRoot(body)
 	if err != nil {
 		return nil, err
 	}
 	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 {
 		return nil, errors.New("fetching the server CA: no TLS peer certificate")
 	}
-	servedVerifies := verifyPeer(resp.TLS.PeerCertificates, root, host) == nil
+	servedVerifies := rootpin.VerifyChain(resp.TLS.PeerCertificates, root, host) == nil
 
 	if want != "" {
-		got := Fingerprint(root)
+		got := rootpin.Fingerprint(root)
 		if got != want {
 			return nil, fmt.Errorf("the server's CA fingerprint is %s, not the expected %s: refusing to enroll "+
 				"(wrong server, or something is intercepting the connection)", got, want)
 		}
-		if err := verifyPeer(resp.TLS.PeerCertificates, root, host); err != nil {
+		if err := rootpin.VerifyChain(resp.TLS.PeerCertificates, root, host); err != nil {
 			return nil, fmt.Errorf("the server's TLS certificate is not issued by the CA with the given fingerprint: %w", err)
 		}
 		return root, nil
@@ -225,34 +203,6 @@ func fetchServerCA(ctx context.Context, base, host, want string, systemRoots *x5
 		return nil, errors.New("the server's TLS chain could not be determined; pass --ca-fingerprint")
 	}
 	return chains[0][len(chains[0])-1], nil
-}
-
-// parseRootPEM parses the first certificate of a PEM document and checks it is a CA.
-func parseRootPEM(b []byte) (*x509.Certificate, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, errors.New("the server's /ca/root.pem is not a PEM certificate")
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("the server's /ca/root.pem does not parse: %w", err)
-	}
-	if !c.IsCA {
-		return nil, errors.New("the server's /ca/root.pem is not a CA certificate")
-	}
-	return c, nil
-}
-
-// verifyPeer verifies a server's TLS chain against root for host.
-func verifyPeer(peer []*x509.Certificate, root *x509.Certificate, host string) error {
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
-	inter := x509.NewCertPool()
-	for _, c := range peer[1:] {
-		inter.AddCert(c)
-	}
-	_, err := peer[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
-	return err
 }
 
 // makeCSR returns a PEM CSR for key with an empty subject: the device does not know its ID

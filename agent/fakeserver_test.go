@@ -22,6 +22,7 @@ import (
 
 	"github.com/halemdm/hale/agent/state"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/internal/rootpin"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -192,7 +193,7 @@ func newFakeServer(t testing.TB) *fakeServer {
 
 func (f *fakeServer) URL() string { return f.srv.URL }
 
-func (f *fakeServer) fingerprint() string { return Fingerprint(f.ca.root) }
+func (f *fakeServer) fingerprint() string { return rootpin.Fingerprint(f.ca.root) }
 
 func (f *fakeServer) set(fn func(f *fakeServer)) {
 	f.mu.Lock()

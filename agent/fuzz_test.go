@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
+	"github.com/halemdm/hale/internal/rootpin"
 )
 
 func FuzzDecodeCommands(f *testing.F) {
@@ -98,7 +99,7 @@ func FuzzParseRootPEM(f *testing.F) {
 	f.Add([]byte(pemOf(ca.inter, ca.root)))
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := parseRootPEM(b)
+		c, err := rootpin.ParseRoot(b)
 		if err == nil && !c.IsCA {
 			t.Fatal("a non-CA certificate accepted as the root")
 		}

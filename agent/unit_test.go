@@ -120,21 +120,6 @@ func TestBackoffAndIntervals(t *testing.T) {
 	}
 }
 
-func TestParseFingerprint(t *testing.T) {
-	want := strings.Repeat("0a", 32)
-	for _, in := range []string{want, strings.ToUpper(want), colons(want), " " + colons(strings.ToUpper(want)) + " "} {
-		got, err := ParseFingerprint(in)
-		if err != nil || got != want {
-			t.Errorf("%q: %q %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"", "abc", strings.Repeat("zz", 32), want + "00"} {
-		if _, err := ParseFingerprint(in); err == nil {
-			t.Errorf("%q accepted", in)
-		}
-	}
-}
-
 func TestNormalizeServerURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://mdm.example.org":         "https://mdm.example.org",

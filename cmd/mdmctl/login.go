@@ -3,23 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
-)
 
-const maxRootPEM = 64 << 10
+	"github.com/halemdm/hale/internal/rootpin"
+)
 
 func (a *app) loginCommand() *cobra.Command {
 	var fingerprint string
@@ -58,7 +54,7 @@ func (a *app) login(ctx context.Context, fingerprint string) error {
 	var rootPEM []byte
 	switch {
 	case fingerprint != "":
-		want, err := parseFingerprint(fingerprint)
+		want, err := rootpin.ParseFingerprint(fingerprint)
 		if err != nil {
 			return usageError{err}
 		}
@@ -106,24 +102,10 @@ func (a *app) login(ctx context.Context, fingerprint string) error {
 	pinned := "no CA pinned: the server's certificate must chain to a system root"
 	if rootPEM != nil {
 		_, certs, _ := parsePEMCerts(rootPEM)
-		pinned = "CA pinned: " + certs[0].Subject.CommonName + " (SHA-256 " + fingerprintOf(certs[0]) + ")"
+		pinned = "CA pinned: " + certs[0].Subject.CommonName + " (SHA-256 " + rootpin.Fingerprint(certs[0]) + ")"
 	}
 	fmt.Fprintf(a.stdout, "logged in to %s as profile %q%s\n%s\nsaved to %s\n", server, name, note, pinned, path)
 	return nil
-}
-
-// parseFingerprint normalizes a SHA-256 fingerprint: 64 hex digits, colons and spaces allowed.
-func parseFingerprint(s string) (string, error) {
-	f := strings.ToLower(strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.TrimSpace(s)))
-	if b, err := hex.DecodeString(f); err != nil || len(b) != sha256.Size {
-		return "", errors.New("--ca-fingerprint must be a SHA-256: 64 hex digits, colons optional")
-	}
-	return f, nil
-}
-
-func fingerprintOf(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(sum[:])
 }
 
 // fetchRootByFingerprint trusts the server on first use: it fetches /ca/root.pem without
@@ -151,11 +133,11 @@ func fetchRootByFingerprint(ctx context.Context, server, want string) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	root, err := firstCert(body)
+	root, err := rootpin.ParseRoot(body)
 	if err != nil {
 		return nil, err
 	}
-	if got := fingerprintOf(root); got != want {
+	if got := rootpin.Fingerprint(root); got != want {
 		return nil, verifyError{fmt.Errorf("the server's CA root has SHA-256 %s, not the %s you gave: not pinned (wrong server, or someone in between)", got, want)}
 	}
 	mu.Lock()
@@ -174,7 +156,7 @@ func fetchRootFromCAFile(ctx context.Context, server string, pool *x509.CertPool
 	if err != nil {
 		return nil, err
 	}
-	root, err := firstCert(body)
+	root, err := rootpin.ParseRoot(body)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +165,7 @@ func fetchRootFromCAFile(ctx context.Context, server string, pool *x509.CertPool
 			return pemOf(root), nil
 		}
 	}
-	return nil, verifyError{fmt.Errorf("the server's CA root (SHA-256 %s) is not in the CA file: not pinned", fingerprintOf(root))}
+	return nil, verifyError{fmt.Errorf("the server's CA root (SHA-256 %s) is not in the CA file: not pinned", rootpin.Fingerprint(root))}
 }
 
 func fetchRootPEM(ctx context.Context, c *client) ([]byte, error) {
@@ -194,22 +176,7 @@ func fetchRootPEM(ctx context.Context, c *client) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	return readLimited(resp.Body, "/ca/root.pem", maxRootPEM)
-}
-
-func firstCert(b []byte) (*x509.Certificate, error) {
-	block, _ := pem.Decode(b)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("/ca/root.pem is not a PEM certificate")
-	}
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("/ca/root.pem: %w", err)
-	}
-	if !c.IsCA {
-		return nil, errors.New("/ca/root.pem is not a CA certificate")
-	}
-	return c, nil
+	return readLimited(resp.Body, "/ca/root.pem", rootpin.MaxPEM)
 }
 
 func pemOf(c *x509.Certificate) []byte {
@@ -218,9 +185,6 @@ func pemOf(c *x509.Certificate) []byte {
 
 // verifyPeer checks that the chain the server presented leads to root and names the server.
 func verifyPeer(chain []*x509.Certificate, root *x509.Certificate, server string) error {
-	if len(chain) == 0 {
-		return errors.New("the server presented no certificate")
-	}
 	u, err := url.Parse(server)
 	if err != nil {
 		return err
@@ -229,13 +193,7 @@ func verifyPeer(chain []*x509.Certificate, root *x509.Certificate, server string
 	if ip := net.ParseIP(host); ip != nil {
 		host = ip.String()
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host}); err != nil {
+	if err := rootpin.VerifyChain(chain, root, host); err != nil {
 		return fmt.Errorf("the server's certificate does not chain to the fingerprinted root for %s: %w", host, err)
 	}
 	return nil
