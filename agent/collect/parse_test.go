@@ -1,6 +1,8 @@
 package collect
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -504,6 +506,46 @@ func FuzzParsePAMQuality(f *testing.F) {
 			if r := passwordRules(module, args); r.MinLength < 6 || r.MinClasses < 0 || r.MinOther < 0 {
 				t.Fatalf("rules %+v", r)
 			}
+		}
+	})
+}
+
+func TestParseWindowsPassword(t *testing.T) {
+	yes, no := true, false
+	for _, c := range []struct {
+		file    string
+		present *bool
+		rules   policies.PasswordRules
+		wantErr bool
+	}{
+		{"windows-password/strict.json", &yes, policies.PasswordRules{Enforced: true, MinLength: 12, MinClasses: 3}, false},
+		{"windows-password/weak.json", &no, policies.PasswordRules{Enforced: true}, false},
+		{"windows-password/no-policy.json", nil, policies.PasswordRules{}, true},
+		{"windows-password/garbage.json", nil, policies.PasswordRules{}, true},
+	} {
+		b, err := os.ReadFile(filepath.Join("testdata", "tools", c.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		present, rules, err := parseWindowsPassword(b)
+		if (err != nil) != c.wantErr {
+			t.Errorf("%s: err %v", c.file, err)
+			continue
+		}
+		if c.wantErr {
+			continue
+		}
+		if (present == nil) != (c.present == nil) || (present != nil && *present != *c.present) || rules != c.rules {
+			t.Errorf("%s: present %v rules %+v, want %v %+v", c.file, present, rules, c.present, c.rules)
+		}
+	}
+}
+
+func FuzzParseWindowsPassword(f *testing.F) {
+	seeds(f, "windows-password")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, r, err := parseWindowsPassword(b); err == nil && (r.MinLength < 0 || !r.Enforced) {
+			t.Fatalf("rules %+v", r)
 		}
 	})
 }

@@ -101,6 +101,27 @@ func WindowsCollectors() []Collector {
 			p.FirewallEnabled = observe(env, on)
 			return p, nil
 		}},
+		collectorFunc{name: "windows-password", fn: func(ctx context.Context, env *Env) (Partial, error) {
+			var p Partial
+			// secedit exports the local security policy (needs the agent's SYSTEM rights) to a
+			// file, which the script reads and removes; the keys are the same in every language.
+			out, err := powershell(ctx, env, `$f = [IO.Path]::GetTempFileName(); `+
+				`secedit.exe /export /cfg $f /areas SECURITYPOLICY /quiet | Out-Null; `+
+				`$policy = (Get-Content -Raw $f); Remove-Item $f; `+
+				`@{users = @(Get-LocalUser | Where-Object Enabled | Select-Object Name,PasswordRequired); policy = $policy} | ConvertTo-Json -Compress -Depth 3`)
+			if err != nil {
+				return p, err
+			}
+			present, rules, err := parseWindowsPassword(out.Stdout)
+			if err != nil {
+				return p, err
+			}
+			if present != nil {
+				p.PasscodePresent = observe(env, *present)
+			}
+			p.PasswordRules = observe(env, rules)
+			return p, nil
+		}},
 		collectorFunc{name: "windows-boot", fn: func(ctx context.Context, env *Env) (Partial, error) {
 			var p Partial
 			var errs []error

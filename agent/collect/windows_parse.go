@@ -226,3 +226,54 @@ func parseConfirmSecureBoot(out []byte) (bool, error) {
 		return false, fmt.Errorf("Confirm-SecureBootUEFI: unexpected output %q", truncate(s))
 	}
 }
+
+// windowsPassword is what the windows-password collector's script prints: the enabled local
+// users (Get-LocalUser) and the local security policy as secedit exports it (an INF text).
+type windowsPassword struct {
+	Users  json.RawMessage `json:"users"`
+	Policy string          `json:"policy"`
+}
+
+// parseWindowsPassword reports whether every enabled local user must have a password, and the
+// rules the local security policy sets for new ones. Windows enforces its local policy itself,
+// so the rules are always enforced; complexity (three of upper, lower, digit, other) is
+// MinClasses 3. With no enabled local user the first answer is unknown (nil).
+func parseWindowsPassword(out []byte) (present *bool, rules policies.PasswordRules, err error) {
+	if len(out) > maxInput {
+		return nil, rules, errTooLarge
+	}
+	var w windowsPassword
+	if err := json.Unmarshal(bytes.TrimPrefix(bytes.TrimSpace(out), []byte("\xef\xbb\xbf")), &w); err != nil {
+		return nil, rules, fmt.Errorf("windows password: %w", err)
+	}
+	type user struct {
+		Name             string
+		PasswordRequired *bool
+	}
+	if users, err := jsonList[user](w.Users); err == nil && len(users) > 0 {
+		all := true
+		for _, u := range users {
+			all = all && u.PasswordRequired != nil && *u.PasswordRequired
+		}
+		present = &all
+	} else if err != nil && !errors.Is(err, errEmpty) && string(bytes.TrimSpace(w.Users)) != "[]" && string(bytes.TrimSpace(w.Users)) != "null" {
+		return nil, rules, fmt.Errorf("windows password: users: %w", err)
+	}
+	inf, err := parseINI([]byte(w.Policy))
+	if err != nil {
+		return nil, rules, fmt.Errorf("windows password: policy: %w", err)
+	}
+	length, ok := inf.get("System Access", "MinimumPasswordLength")
+	if !ok {
+		return nil, rules, errors.New("windows password: the local security policy has no MinimumPasswordLength (secedit export failed?)")
+	}
+	n, err := strconv.Atoi(length)
+	if err != nil || n < 0 || n > 1024 {
+		return nil, rules, fmt.Errorf("windows password: MinimumPasswordLength %q", truncate(length))
+	}
+	rules = policies.PasswordRules{Enforced: true, MinLength: n}
+	if c, _ := inf.get("System Access", "PasswordComplexity"); c == "1" {
+		rules.MinClasses = 3
+	}
+	return present, rules, nil
+}
