@@ -570,6 +570,22 @@ func accFixtureRoot(t *testing.T, kind string) string {
 			t.Fatal(err)
 		}
 	}
+	// The user's files: the messaging app's data a selective wipe removes, and a file it keeps.
+	// Made here rather than kept in testdata, which holds only the machine's configuration.
+	for name, content := range map[string]string{
+		"home/alice/.local/share/securetext/messages.db":          "PHI: message store\n",
+		"home/alice/.local/share/securetext/attachments/xray.png": "PHI: x-ray\n",
+		"opt/securetext/cache.bin":                                "PHI: cached attachment\n",
+		"home/alice/Documents/notes.txt":                          "not managed\n",
+	} {
+		p := filepath.Join(dst, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if kind == "unencrypted" {
 		// The overlay's files replace the tree's (os.CopyFS does not overwrite).
 		overlay := os.DirFS(filepath.Join("testdata", "acceptance", "overlays", kind))
