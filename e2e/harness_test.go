@@ -4,15 +4,10 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,10 +18,12 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/internal/apitest"
+	"github.com/halemdm/hale/internal/servertest"
 	"github.com/halemdm/hale/mdmserver"
 )
 
-// server is an in-process Hale server on a loopback port.
+// server is a Hale server the tests call: in process (startServer), or a process (accServer),
+// whose srv is then nil.
 type server struct {
 	t      *testing.T
 	srv    *mdmserver.Server
@@ -37,52 +34,18 @@ type server struct {
 
 func startServer(t *testing.T, mutate ...func(*mdmserver.Config)) *server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := mdmserver.Defaults()
-	cfg.Listen = ln.Addr().String()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	srv, err := mdmserver.New(cfg, mdmserver.WithLogger(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		srv.Close()
-	})
-	tok, err := os.ReadFile(srv.AdminTokenPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &server{t: t, srv: srv, url: "https://" + ln.Addr().String(), admin: strings.TrimSpace(string(tok)),
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}}}}
+	s := servertest.Start(t, mutate...)
+	return &server{t: t, srv: s.Server, url: s.URL, client: s.Client, admin: s.Admin}
 }
 
 // mustCall sends an API request and fails the test unless the status is want.
 func (s *server) mustCall(method, path, token, body string, want int, out any) {
 	s.t.Helper()
-	var raw json.RawMessage
-	if code := apitest.Do(s.t, s.client, method, s.url+path, token, body, &raw); code != want {
-		s.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, raw)
+	var b any
+	if body != "" {
+		b = body
 	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			s.t.Fatalf("%s %s: %v: %s", method, path, err, raw)
-		}
-	}
+	apitest.Must(s.t, s.client, method, s.url+path, token, b, want, out)
 }
 
 func (s *server) token(role string) string {

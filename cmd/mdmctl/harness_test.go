@@ -3,14 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +19,8 @@ import (
 	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/rootpin"
+	"github.com/halemdm/hale/internal/servertest"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/policies"
@@ -48,49 +45,9 @@ type env struct {
 
 func newEnv(t *testing.T, mutate ...func(*mdmserver.Config)) *env {
 	t.Helper()
-	e := &env{t: t, apns: fakeapns.New(), ca: testpki.NewCA(t, "device CA"), dir: t.TempDir()}
-	t.Cleanup(e.apns.Close)
-	caFile := filepath.Join(e.dir, "device-ca.pem")
-	if err := os.WriteFile(caFile, e.ca.PEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := mdmserver.Defaults()
-	cfg.Listen = ln.Addr().String()
-	cfg.DataDir = filepath.Join(e.dir, "data")
-	cfg.APNsURL = e.apns.URL()
-	cfg.MDMCAFile = caFile
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	e.cfg = cfg
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	srv, err := mdmserver.New(cfg, mdmserver.WithLogger(log), mdmserver.WithAPNsRootCAs(e.apns.CertPool()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		srv.Close()
-	})
-	e.srv = srv
-	e.url = "https://" + ln.Addr().String()
-	e.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}}}
-	tok, err := os.ReadFile(srv.AdminTokenPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.admin = strings.TrimSpace(string(tok))
+	s := servertest.Start(t, mutate...)
+	e := &env{t: t, srv: s.Server, cfg: s.Config, url: s.URL, admin: s.Admin, client: s.Client,
+		apns: s.APNs, ca: s.DeviceCA, dir: t.TempDir()}
 
 	resp, err := e.client.Get(e.url + "/ca/root.pem")
 	if err != nil {
@@ -111,9 +68,11 @@ func (e *env) fingerprint() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	block, _ := pem.Decode(b)
-	sum := sha256.Sum256(block.Bytes)
-	return hex.EncodeToString(sum[:])
+	root, err := rootpin.ParseRoot(b)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return rootpin.Fingerprint(root)
 }
 
 // auditKeyPath is the verifier key the server wrote for auditors.
@@ -122,15 +81,7 @@ func (e *env) auditKeyPath() string { return filepath.Join(e.cfg.DataDir, "audit
 // call sends an API request directly (setup, and checks of what mdmctl did).
 func (e *env) call(method, path, token string, body any, want int, out any) {
 	e.t.Helper()
-	var raw json.RawMessage
-	if code := apitest.Do(e.t, e.client, method, e.url+path, token, body, &raw); code != want {
-		e.t.Fatalf("%s %s: %d, want %d: %s", method, path, code, want, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			e.t.Fatalf("%s %s: %v", method, path, err)
-		}
-	}
+	apitest.Must(e.t, e.client, method, e.url+path, token, body, want, out)
 }
 
 func (e *env) token(role string) string {

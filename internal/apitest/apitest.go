@@ -62,3 +62,18 @@ func Do(t TB, c *http.Client, method, url, token string, body, out any) int {
 	}
 	return resp.StatusCode
 }
+
+// Must is Do for a call that must answer want: otherwise it fails the test with the answer. A
+// JSON answer is decoded into out when out is not nil.
+func Must(t TB, c *http.Client, method, url, token string, body any, want int, out any) {
+	t.Helper()
+	var raw json.RawMessage
+	if code := Do(t, c, method, url, token, body, &raw); code != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, url, code, want, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, url, err, raw)
+		}
+	}
+}
