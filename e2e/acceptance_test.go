@@ -30,6 +30,7 @@ import (
 	"github.com/halemdm/hale/agent/state"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/fixturetree"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/policies"
@@ -327,20 +328,7 @@ type accServer struct {
 func (s *accServer) start() {
 	t := s.t
 	t.Helper()
-	p := &process{cmd: exec.Command(s.bin, "serve", "--listen", s.addr, "--data", s.data, "--public-url", "https://"+s.addr),
-		out: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd.Env = append(os.Environ(), s.env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("mdmserver pid %d, last lines:\n%s", p.cmd.Process.Pid, accLastLines(p.output(), 60))
-		}
-	})
+	p := startProcessEnv(t, s.env, s.bin, "serve", "--listen", s.addr, "--data", s.data, "--public-url", "https://"+s.addr)
 	s.proc = p
 	deadline := time.Now().Add(60 * time.Second)
 	for !healthy(s.addr) {
@@ -548,28 +536,7 @@ func accAgentRunner(agentBin string) func(t *testing.T, a *accAgent, wipeRoots .
 // symlinks, and for "unencrypted" the overlay that puts the root on a plain partition.
 func accFixtureRoot(t *testing.T, kind string) string {
 	t.Helper()
-	src := filepath.Join("testdata", "acceptance", "roots", "laptop")
-	dst := filepath.Join(t.TempDir(), kind)
-	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	manifest, err := os.ReadFile(src + ".symlinks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(strings.TrimSpace(string(manifest)), "\n") {
-		link, target, ok := strings.Cut(l, " -> ")
-		if !ok || !strings.HasPrefix(link, "/") || strings.Contains(link, "..") {
-			t.Fatalf("laptop.symlinks: bad line %q", l)
-		}
-		p := filepath.Join(dst, filepath.FromSlash(link))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(target, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dst := fixturetree.Copy(t, filepath.Join("testdata", "acceptance", "roots", "laptop"), filepath.Join(t.TempDir(), kind))
 	// The user's files: the messaging app's data a selective wipe removes, and a file it keeps.
 	// Made here rather than kept in testdata, which holds only the machine's configuration.
 	for name, content := range map[string]string{

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/halemdm/hale/internal/fixturetree"
 )
 
 // fakeRunner answers tool invocations from recorded outputs, keyed by the full command line.
@@ -82,30 +84,5 @@ func rootSeeds(f *testing.F, name string) {
 // survives Go module zips and checkouts on any OS).
 func fixtureRoot(t testing.TB, name string) string {
 	t.Helper()
-	src := filepath.Join("testdata", "roots", name)
-	dst := filepath.Join(t.TempDir(), name)
-	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
-		t.Fatal(err)
-	}
-	manifest, err := os.ReadFile(src + ".symlinks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(strings.TrimSpace(string(manifest)), "\n") {
-		if l == "" {
-			continue
-		}
-		link, target, ok := strings.Cut(l, " -> ")
-		if !ok || !strings.HasPrefix(link, "/") || strings.Contains(link, "..") {
-			t.Fatalf("%s.symlinks: bad line %q", name, l)
-		}
-		p := filepath.Join(dst, filepath.FromSlash(link))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(target, p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
+	return fixturetree.Copy(t, filepath.Join("testdata", "roots", name), filepath.Join(t.TempDir(), name))
 }
