@@ -15,7 +15,6 @@ import (
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
-	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
@@ -183,8 +182,7 @@ func (s *Server) deviceAccess(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	r.SetPathValue("id", d.ID)
-	access.DeviceHandler(s.index).ServeHTTP(w, r)
+	s.index.WriteAnswer(w, d.ID)
 }
 
 // DELETE /api/v1/devices/{id}: unenroll. Every certificate of the device is revoked, so it can no

@@ -329,19 +329,21 @@ const MaxDeviceIDLen = 128
 // DeviceHandler serves GET /access/v1/devices/{id} from x: the hot path of every session start,
 // so it writes cached bytes and allocates nothing it does not have to.
 func DeviceHandler(x *Index) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		var body []byte
-		if len(id) == 0 || len(id) > MaxDeviceIDLen {
-			body, _ = json.Marshal(DenyAnswer(id, ReasonInvalidDeviceID, "the device id is malformed"))
-		} else {
-			body, _ = x.LookupJSON(id, time.Now())
-		}
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
-		w.Write(body)
+	return func(w http.ResponseWriter, r *http.Request) { x.WriteAnswer(w, r.PathValue("id")) }
+}
+
+// WriteAnswer writes the access answer for device id as a 200 JSON response.
+func (x *Index) WriteAnswer(w http.ResponseWriter, id string) {
+	var body []byte
+	if len(id) == 0 || len(id) > MaxDeviceIDLen {
+		body, _ = json.Marshal(DenyAnswer(id, ReasonInvalidDeviceID, "the device id is malformed"))
+	} else {
+		body, _ = x.LookupJSON(id, time.Now())
 	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.Write(body)
 }
 
 // ReasonCodes lists the codes of a's reasons, in order.
