@@ -136,6 +136,9 @@ func (a *Authority) Sign(ctx context.Context, csr *x509.CertificateRequest, p Pr
 		tmpl = deviceTemplate
 	}
 	data.Set("CRL", a.crlURL)
+	if oid, ok := kindOIDs[p.Kind]; ok {
+		data.Set("KindPolicy", oid.String())
+	}
 	opts := []provisioner.SignOption{
 		templateOption{x509util.WithTemplate(tmpl, data)},
 		provisioner.CertificateModifierFunc(func(c *x509.Certificate, _ provisioner.SignOptions) error {
@@ -163,13 +166,15 @@ const (
 	"keyUsage": ["digitalSignature"],
 {{- end }}
 	"extKeyUsage": ["clientAuth"],
+	"policyIdentifiers": [{{ toJson .KindPolicy }}],
 	"crlDistributionPoints": [{{ toJson .CRL }}]
 }`
 	serverTemplate = `{
 	"subject": {"commonName": {{ toJson .Subject.CommonName }}},
 	"sans": {{ toJson .SANs }},
 	"keyUsage": ["digitalSignature"],
-	"extKeyUsage": ["serverAuth"]
+	"extKeyUsage": ["serverAuth"],
+	"policyIdentifiers": [{{ toJson .KindPolicy }}]
 }`
 	raTemplate = `{
 	"subject": {"commonName": {{ toJson .Subject.CommonName }}},

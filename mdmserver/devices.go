@@ -22,23 +22,42 @@ import (
 
 // inventoryLink wraps nanomdm's service so that an Apple device's check-ins keep its inventory
 // record current: Authenticate links the nanomdm enrollment to the record the enrollment profile
-// created (found by the identity certificate's subject, the device ID), and the first TokenUpdate
-// queues DeviceInformation, SecurityInfo and ProfileList so Hale learns the device's posture at
-// once.
+// created (found by the identity certificate's subject, the device ID) before nanomdm records it,
+// and marks the commands nanomdm then drops from the cleared queue; the first TokenUpdate queues
+// DeviceInformation, SecurityInfo and ProfileList so Hale learns the device's posture at once,
+// and delivers the policy when the Authenticate named the platform; every poll keeps last_seen.
 type inventoryLink struct {
 	service.CheckinAndCommandService
 	s *Server
 }
 
-// Authenticate links the enrollment, then lets nanomdm record it.
+// Authenticate links the enrollment, lets nanomdm record it (which clears its queue), then
+// cancels the commands that were in that queue.
 func (l *inventoryLink) Authenticate(r *mdm.Request, m *mdm.Authenticate) error {
+	d, err := l.s.linkAppleDevice(r.Context(), r, m)
+	if err != nil {
+		return err
+	}
 	if err := l.CheckinAndCommandService.Authenticate(r, m); err != nil {
 		return err
 	}
-	return l.s.linkAppleDevice(r.Context(), r, m)
+	ctx := r.Context()
+	eid := commands.EnrollmentID(&m.Enrollment)
+	cancelled, err := l.s.commands.CancelOpen(ctx, eid, "the device enrolled again, which cleared its command queue", time.Now())
+	if err != nil {
+		l.s.log.ErrorContext(ctx, "marking cleared commands cancelled", "device_id", d.ID, "err", err)
+	} else if len(cancelled) > 0 {
+		l.s.log.InfoContext(ctx, "device enrolled again: its queued commands were dropped", "device_id", d.ID, "count", len(cancelled))
+	}
+	if _, err := l.s.compliance.DeviceChanged(ctx, d); err != nil {
+		l.s.log.ErrorContext(ctx, "re-evaluating an enrolled device failed", "device_id", d.ID, "err", err)
+	}
+	l.s.ingestAuthenticate(ctx, d, m)
+	return nil
 }
 
-// TokenUpdate records the push token, then, on a device's first one, queues the posture queries.
+// TokenUpdate records the push token, then, on a device's first one, queues the posture queries
+// and delivers the device's policy.
 func (l *inventoryLink) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
 	if err := l.CheckinAndCommandService.TokenUpdate(r, m); err != nil {
 		return err
@@ -51,6 +70,7 @@ func (l *inventoryLink) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
 	if err != nil {
 		return nil // not Hale-enrolled (no inventory record): nothing to queue
 	}
+	l.s.touchApple(r.Context(), dev)
 	if list, err := l.s.commands.List(r.Context(), eid); err == nil && len(list) > 0 {
 		return nil // not the first TokenUpdate
 	}
@@ -64,8 +84,30 @@ func (l *inventoryLink) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
 				l.s.log.Warn("queue posture query after enrollment", "device_id", dev.ID, "request_type", c.RequestType, "err", err)
 			}
 		}
+		// The Authenticate named the platform: the policy need not wait for DeviceInformation.
+		l.s.deliverPolicy(ctx, dev)
 	}()
 	return nil
+}
+
+// CommandAndReportResults keeps the device's last_seen current, then hands the poll on.
+func (l *inventoryLink) CommandAndReportResults(r *mdm.Request, m *mdm.CommandResults) (*mdm.Command, error) {
+	cmd, err := l.CheckinAndCommandService.CommandAndReportResults(r, m)
+	if err == nil && m.UserID == "" && m.EnrollmentUserID == "" {
+		if dev, lerr := l.s.inventory.GetByEnrollmentID(r.Context(), commands.EnrollmentID(&m.Enrollment)); lerr == nil {
+			l.s.touchApple(r.Context(), dev)
+		}
+	}
+	return cmd, err
+}
+
+// touchApple moves an Apple device's last_seen to now, at most once per lastSeenResolution.
+func (s *Server) touchApple(ctx context.Context, d *inventory.Device) {
+	if now := time.Now(); now.Sub(d.LastSeen) >= lastSeenResolution {
+		if err := s.inventory.Touch(ctx, d.ID, now); err != nil {
+			s.log.WarnContext(ctx, "recording last seen", "device_id", d.ID, "err", err)
+		}
+	}
 }
 
 // postureQueries are the commands that tell Hale an Apple device's posture.
@@ -77,49 +119,62 @@ func postureQueries() []commands.Command {
 	}
 }
 
+// authenticateFacts are the optional keys of an Authenticate message Hale uses.
+type authenticateFacts struct{ ProductName, OSVersion, BuildVersion string }
+
 // linkAppleDevice finds or creates the inventory record of an authenticating Apple device and
-// stores its nanomdm enrollment ID, UDID, serial and identity certificate serial.
-func (s *Server) linkAppleDevice(ctx context.Context, r *mdm.Request, m *mdm.Authenticate) error {
+// stores its nanomdm enrollment ID, UDID, serial, platform and identity certificate. The
+// enrollmentGuard has already checked that the identity owns the enrollment.
+func (s *Server) linkAppleDevice(ctx context.Context, r *mdm.Request, m *mdm.Authenticate) (*inventory.Device, error) {
 	eid := commands.EnrollmentID(&m.Enrollment)
-	var extra struct{ ProductName, OSVersion, DeviceName string }
-	_ = plist.Unmarshal(m.Raw, &extra) // optional keys; the Authenticate already parsed
+	var facts authenticateFacts
+	_ = plist.Unmarshal(m.Raw, &facts) // optional keys; the Authenticate already parsed
 	now := time.Now().UTC()
-	update := func(d *inventory.Device) error {
-		d.EnrollmentID, d.UDID, d.LastSeen = eid, m.UDID, now
+	id := ""
+	if r.Certificate != nil && inventory.ValidID(r.Certificate.Subject.CommonName) {
+		id = r.Certificate.Subject.CommonName
+	}
+	if id == "" {
+		if d, err := s.inventory.GetByEnrollmentID(ctx, eid); err == nil && !d.State.Ended() {
+			id = d.ID
+		}
+	}
+	if id == "" {
+		id = inventory.NewID() // an identity from an extra device CA, enrolled outside Hale's profile flow
+	}
+	return s.inventory.LinkEnrollment(ctx, id, eid, func(d *inventory.Device, isNew bool) error {
+		if isNew {
+			d.Platform, d.Owner, d.Group, d.EnrolledAt = inventory.PlatformApple, "unassigned", "default", now
+		}
+		d.UDID, d.LastSeen = m.UDID, now
 		if m.SerialNumber != "" {
 			d.Serial = m.SerialNumber
 		}
-		if os := appleOS(extra.ProductName); os != "" {
+		if os := appleOS(facts.ProductName); os != "" {
 			d.OS = os
 		}
 		if r.Certificate != nil {
 			d.RecordCert(r.Certificate)
 		}
 		return nil
+	})
+}
+
+// ingestAuthenticate records the OS version an Authenticate reports as a posture claim of
+// provenance mdm, as DeviceInformation's would be.
+func (s *Server) ingestAuthenticate(ctx context.Context, d *inventory.Device, m *mdm.Authenticate) {
+	var facts authenticateFacts
+	if plist.Unmarshal(m.Raw, &facts) != nil || facts.OSVersion == "" || d.OS == "" {
+		return
 	}
-	id := ""
-	if r.Certificate != nil && inventory.ValidID(r.Certificate.Subject.CommonName) {
-		id = r.Certificate.Subject.CommonName
+	at := time.Now().UTC()
+	_, err := s.compliance.IngestAppleResult(ctx, d.ID, func(p *policies.Posture) {
+		p.Platform = policies.Platform(d.OS)
+		p.OS = policies.Observe(policies.OSInfo{Version: facts.OSVersion, Build: facts.BuildVersion}, policies.ProvenanceMDM, at)
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "ingesting the Authenticate's OS version", "device_id", d.ID, "err", err)
 	}
-	if id == "" {
-		if d, err := s.inventory.GetByEnrollmentID(ctx, eid); err == nil {
-			id = d.ID
-		}
-	}
-	if id != "" {
-		if _, err := s.inventory.Update(ctx, id, update); err == nil || !errors.Is(err, inventory.ErrNotFound) {
-			return err
-		}
-	}
-	// An identity from an extra device CA, enrolled outside Hale's profile flow.
-	d := inventory.Device{ID: id, Platform: inventory.PlatformApple, Owner: "unassigned", Group: "default",
-		State: inventory.StateActive, EnrolledAt: now}
-	if d.ID == "" {
-		d.ID = inventory.NewID()
-	}
-	_ = update(&d)
-	_, err := s.inventory.Create(ctx, d)
-	return err
 }
 
 func appleOS(productName string) string {

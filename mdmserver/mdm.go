@@ -1,42 +1,142 @@
 package mdmserver
 
 import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/micromdm/nanomdm/cryptoutil"
-	httpmdm "github.com/micromdm/nanomdm/http/mdm"
+	"github.com/micromdm/nanomdm/mdm"
+	"github.com/micromdm/nanomdm/service"
+	"github.com/micromdm/nanomdm/service/certauth"
 
-	"github.com/halemdm/hale/internal/nanolog"
+	"github.com/halemdm/hale/certs"
+	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/inventory"
 )
 
 // maxMDMBody bounds a check-in or command result. The largest answers Hale asks for (ProfileList,
 // CertificateList) stay far below it.
 const maxMDMBody = 8 << 20
 
-// mdmHandler is the /mdm endpoint: the body is bounded, the device's identity certificate is taken
-// from the TLS connection or the Mdm-Signature header, verified against the CAs devices may hold,
-// and the request handed to nanomdm's service behind certauth.
-func (s *Server) mdmHandler() http.Handler {
-	logger := nanolog.New(s.log.With("component", "mdm-http"))
-	var h http.Handler = httpmdm.CheckinAndCommandHandler(s.mdm, logger)
-	h = httpmdm.CertVerifyMiddleware(h, deviceCertVerifier{s}, logger.With("handler", "cert-verify"))
-	fromTLS := httpmdm.CertExtractTLSMiddleware(h, logger.With("handler", "cert-extract-tls"))
-	fromSignature := httpmdm.CertExtractMdmSignatureMiddleware(h,
-		httpmdm.MdmSignatureVerifierFunc(cryptoutil.VerifyMdmSignature),
-		httpmdm.SigLogWithLogger(logger.With("handler", "cert-extract-signature")))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPut && r.Method != http.MethodPost {
-			w.Header().Set("Allow", "PUT, POST")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
+// serveMDM is the /mdm endpoint: it reads the bounded body, takes the device's identity
+// certificate from the Mdm-Signature header or the TLS connection, accepts only Apple device
+// identities, and hands the message to nanomdm's service behind Hale's decorators. Hale answers
+// its own refusals as problem+json; it never answers 401, which tells an Apple device to give up
+// its enrollment.
+func (s *Server) serveMDM(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPut && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "PUT, POST")
+		problem.Error(w, r, http.StatusMethodNotAllowed, "method-not-allowed", "/mdm takes PUT (check-ins) and POST")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMDMBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		problem.Error(w, r, http.StatusRequestEntityTooLarge, "body-too-large",
+			fmt.Sprintf("an MDM message is at most %d bytes", maxMDMBody))
+		return
+	} else if err != nil {
+		problem.BadRequest(w, r, "reading the MDM message: "+err.Error())
+		return
+	}
+	cert, perr := s.mdmIdentity(r, body)
+	if perr != nil {
+		s.log.WarnContext(r.Context(), "MDM request refused", "code", perr.Code, "detail", perr.Detail)
+		problem.Write(w, r, perr)
+		return
+	}
+	req := mdm.NewRequestWithContext(r.Context(), cert)
+	if q := r.URL.Query(); len(q) > 0 {
+		req.Params = make(map[string]string, len(q))
+		for k, v := range q {
+			req.Params[k] = v[0]
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxMDMBody)
-		// Apple devices sign with Mdm-Signature when the profile sets SignMessage, and otherwise
-		// present their identity in the TLS handshake (already chain-verified by crypto/tls).
-		if r.Header.Get("Mdm-Signature") == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-			fromTLS.ServeHTTP(w, r)
-			return
+	}
+	var resp []byte
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-apple-aspen-mdm-checkin") {
+		resp, err = service.CheckinRequest(s.mdm, req, body)
+	} else {
+		resp, err = service.CommandAndReportResultsRequest(s.mdm, req, body)
+	}
+	if err != nil {
+		s.mdmError(w, r, err)
+		return
+	}
+	w.Write(resp)
+}
+
+// mdmIdentity returns the request's verified Apple device identity: the Mdm-Signature header's
+// signer when the device signs its messages, else the TLS client certificate (chain-verified in
+// the handshake).
+func (s *Server) mdmIdentity(r *http.Request, body []byte) (*x509.Certificate, *problem.Details) {
+	var cert *x509.Certificate
+	if sig := r.Header.Get("Mdm-Signature"); sig != "" {
+		c, err := cryptoutil.VerifyMdmSignature(sig, body)
+		if err != nil {
+			return nil, problem.New(http.StatusBadRequest, "bad-mdm-signature", "the Mdm-Signature header does not verify: "+err.Error())
 		}
-		fromSignature.ServeHTTP(w, r)
-	})
+		cert = c
+	} else if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		cert = r.TLS.PeerCertificates[0]
+	}
+	if cert == nil {
+		return nil, problem.New(http.StatusForbidden, "identity-required",
+			"an MDM message needs the device's identity certificate (TLS client certificate or Mdm-Signature)")
+	}
+	if err := s.verifyAppleIdentity(r.Context(), cert); err != nil {
+		return nil, problem.New(http.StatusForbidden, "not-an-apple-identity", err.Error())
+	}
+	return cert, nil
+}
+
+// verifyAppleIdentity accepts an Apple device identity: one this CA issued over SCEP (not
+// revoked), or one from a configured extra device CA (mdm_ca_file). An agent's identity, a
+// server certificate or anything else of this CA is refused: they are valid client
+// certificates, but not for /mdm.
+func (s *Server) verifyAppleIdentity(ctx context.Context, cert *x509.Certificate) error {
+	err := s.ca.VerifyClientCert([]*x509.Certificate{cert})
+	if err != nil {
+		if s.verifyExtraDeviceCA([]*x509.Certificate{cert}) == nil {
+			return nil
+		}
+		return err
+	}
+	switch kind := certs.KindOf(cert); kind {
+	case certs.KindAppleMDM:
+		return nil
+	case 0:
+		// Issued before certificates named their kind: the device record it names decides.
+		d, err := s.inventory.Get(ctx, cert.Subject.CommonName)
+		if err != nil || d.Platform != inventory.PlatformApple {
+			return fmt.Errorf("certificate %s is not an Apple device identity", cert.SerialNumber.Text(16))
+		}
+		return nil
+	default:
+		return fmt.Errorf("a certificate issued for an %s is not an Apple device identity", kind)
+	}
+}
+
+// mdmError answers an error from nanomdm's service chain: Hale's own refusals as they are,
+// nanomdm's decoding errors as 400, certificate association failures as 403, the rest as 500.
+func (s *Server) mdmError(w http.ResponseWriter, r *http.Request, err error) {
+	var p *problem.Details
+	var status *service.HTTPStatusError
+	switch {
+	case errors.As(err, &p):
+		s.log.WarnContext(r.Context(), "MDM message refused", "code", p.Code, "detail", p.Detail)
+		problem.Write(w, r, p)
+	case errors.Is(err, certauth.ErrNoCertAssoc), errors.Is(err, certauth.ErrNoCertReuse), errors.Is(err, certauth.ErrMissingCert):
+		s.log.WarnContext(r.Context(), "MDM message refused", "err", err)
+		problem.Error(w, r, http.StatusForbidden, "certificate-not-associated",
+			"the identity certificate is not the one this enrollment was made with")
+	case errors.As(err, &status) && status.Status < 500:
+		problem.Error(w, r, status.Status, "invalid-mdm-message", err.Error())
+	default:
+		s.internal(w, r, err)
+	}
 }

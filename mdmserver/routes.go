@@ -23,7 +23,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 
 	// Apple MDM protocol (nanomdm), enrollment profiles and SCEP.
-	mux.Handle("/mdm", s.mdmHandler())
+	mux.HandleFunc("/mdm", s.serveMDM)
 	mux.HandleFunc("GET /enroll/apple/{token}", s.appleProfile)
 	mux.Handle("/scep", s.scep)
 

@@ -237,9 +237,12 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")),
 		commands.WithListener(s.appleResult), commands.WithResultTx(s.auditAppleResult))
 	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}
-	// certauth outermost: nothing below it sees a request whose certificate is not (or no longer)
-	// the one bound to its enrollment. Never its warn-only mode.
-	s.mdm = certauth.New(svc, s.mdmStore, certauth.WithLogger(nanoLog.With("service", "certauth")))
+	// certauth: nothing below it sees a request whose certificate is not (or no longer) the one
+	// bound to its enrollment. Never its warn-only mode. It writes a new identity's association
+	// on Authenticate, so the enrollmentGuard, outermost, first checks that the identity owns
+	// the enrollment it names.
+	svc = certauth.New(svc, s.mdmStore, certauth.WithLogger(nanoLog.With("service", "certauth")))
+	s.mdm = &enrollmentGuard{CheckinAndCommandService: svc, inventory: s.inventory, commands: s.commands}
 
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))

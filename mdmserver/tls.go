@@ -1,7 +1,6 @@
 package mdmserver
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -119,21 +118,5 @@ func (s *Server) verifyExtraDeviceCA(chain []*x509.Certificate) error {
 	}
 	_, err := chain[0].Verify(x509.VerifyOptions{Roots: s.extraDeviceCAs, Intermediates: inter,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
-	return err
-}
-
-// deviceCertVerifier checks an Apple device's identity certificate (from the TLS connection or
-// the Mdm-Signature header) for nanomdm's CertVerifyMiddleware: issued by Hale's CA and not
-// revoked, or issued by an extra device CA.
-type deviceCertVerifier struct{ s *Server }
-
-func (v deviceCertVerifier) Verify(_ context.Context, cert *x509.Certificate) error {
-	if cert == nil {
-		return errors.New("no device identity certificate")
-	}
-	err := v.s.ca.VerifyClientCert([]*x509.Certificate{cert})
-	if err != nil && v.s.verifyExtraDeviceCA([]*x509.Certificate{cert}) == nil {
-		return nil
-	}
 	return err
 }

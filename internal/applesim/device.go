@@ -241,6 +241,9 @@ func New(serverURL string, opts ...Option) (*Device, error) {
 	return d, nil
 }
 
+// Key returns the private key of the device's identity certificate.
+func (d *Device) Key() crypto.PrivateKey { return d.key }
+
 // UDID returns the device's UDID (its nanomdm enrollment ID).
 func (d *Device) UDID() string { return d.udid }
 

@@ -23,7 +23,8 @@ type State string
 
 // Command states. A command moves queued → pushed → acknowledged | error | not_now; not_now
 // returns to pushed-like waiting until the device answers for good; expired is set by an
-// operator's deadline passing before any answer.
+// operator's deadline passing before any answer; cancelled means nanomdm dropped it from the
+// device's queue (the device enrolled again, which clears its queue), so it will never be sent.
 const (
 	StateQueued       State = "queued"
 	StatePushed       State = "pushed"
@@ -31,11 +32,12 @@ const (
 	StateError        State = "error"
 	StateNotNow       State = "not_now"
 	StateExpired      State = "expired"
+	StateCancelled    State = "cancelled"
 )
 
 // Final reports whether no further device answer is expected.
 func (s State) Final() bool {
-	return s == StateAcknowledged || s == StateError || s == StateExpired
+	return s == StateAcknowledged || s == StateError || s == StateExpired || s == StateCancelled
 }
 
 // Record is one command sent to one enrollment.
@@ -51,6 +53,8 @@ type Record struct {
 	AnsweredAt   time.Time        `json:"answered_at,omitzero"`
 	PushError    string           `json:"push_error,omitempty"`
 	ErrorChain   []mdm.ErrorChain `json:"error_chain,omitempty"`
+	// Detail says why a command ended without an answer (cancelled or expired).
+	Detail string `json:"detail,omitempty"`
 }
 
 // Result is a device's answer to a command, parsed.
@@ -170,6 +174,54 @@ func (s *Store) List(ctx context.Context, enrollmentID string) ([]*Record, error
 		})
 	})
 	sortByCreated(out)
+	return out, err
+}
+
+// CancelOpen marks every unanswered command of an enrollment cancelled with the reason given,
+// in one transaction, and returns them. Call it when nanomdm cleared the enrollment's queue, so
+// the command list never shows as queued what will never be delivered.
+func (s *Store) CancelOpen(ctx context.Context, enrollmentID, reason string, at time.Time) ([]*Record, error) {
+	var out []*Record
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		out = nil
+		b := tx.Bucket(bucketRecords)
+		prefix := []byte(enrollmentID + "\x00")
+		var open []*Record
+		c := b.Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			rec := new(Record)
+			if err := json.Unmarshal(v, rec); err != nil {
+				return err
+			}
+			if !rec.State.Final() {
+				open = append(open, rec)
+			}
+		}
+		for _, rec := range open {
+			rec.State, rec.Detail, rec.UpdatedAt = StateCancelled, reason, at.UTC()
+			v, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(key(rec.EnrollmentID, rec.UUID), v); err != nil {
+				return err
+			}
+		}
+		out = open
+		return nil
+	})
+	return out, err
+}
+
+// Open returns an enrollment's unanswered commands (queued, pushed or deferred), oldest first.
+func (s *Store) Open(ctx context.Context, enrollmentID string) ([]*Record, error) {
+	all, err := s.List(ctx, enrollmentID)
+	var out []*Record
+	for _, rec := range all {
+		if !rec.State.Final() {
+			out = append(out, rec)
+		}
+	}
 	return out, err
 }
 

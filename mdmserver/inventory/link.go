@@ -1,0 +1,75 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+)
+
+// Ended reports whether a device in state s has ended its managed life (wiped, unenrolled or
+// retired). Such a device cannot come back to life: a returning device enrolls anew and gets a
+// new record.
+func (s State) Ended() bool {
+	return s == StateWiped || s == StateUnenrolled || s == StateRetired
+}
+
+// LinkEnrollment gives device id the nanomdm enrollment ID eid and applies fn to it, in one
+// transaction. When no device has id, fn fills a new record (isNew is true; its ID is set).
+//
+// An enrollment ID belongs to one device. When another device holds eid it must have ended (a
+// wiped Mac enrolling again through a new profile): it gives the ID up and keeps the rest of its
+// record, so its history stays. A live holder is ErrConflict: the enrollment is someone else's.
+// If fn returns an error nothing is written.
+func (s *Store) LinkEnrollment(ctx context.Context, id, eid string, fn func(d *Device, isNew bool) error) (*Device, error) {
+	if id == "" || eid == "" {
+		return nil, fmt.Errorf("%w: a link needs a device ID and an enrollment ID", ErrInvalid)
+	}
+	var out *Device
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		holder, err := s.getByIndexTx(tx, bucketByEnrollment, eid)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return err
+		case holder.ID != id && !holder.State.Ended():
+			return fmt.Errorf("%w: enrollment %q belongs to device %s (%s)", ErrConflict, eid, holder.ID, holder.State)
+		case holder.ID != id:
+			holder.EnrollmentID = ""
+			if err := s.PutTx(tx, holder); err != nil {
+				return err
+			}
+		}
+		d, err := s.GetTx(tx, id)
+		isNew := errors.Is(err, ErrNotFound)
+		if isNew {
+			d = &Device{ID: id}
+		} else if err != nil {
+			return err
+		}
+		d.EnrollmentID = eid
+		if err := fn(d, isNew); err != nil {
+			return err
+		}
+		if d.ID != id || d.EnrollmentID != eid {
+			return fmt.Errorf("%w: a link may not change the device or enrollment ID", ErrInvalid)
+		}
+		if isNew {
+			now := s.now().UTC()
+			if d.State == "" {
+				d.State = StateActive
+			}
+			if d.EnrolledAt.IsZero() {
+				d.EnrolledAt = now
+			}
+			d.StateChangedAt = d.EnrolledAt
+		}
+		out = d
+		return s.PutTx(tx, d)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
