@@ -58,6 +58,13 @@ func (s *Server) requireDevice(next http.HandlerFunc) http.Handler {
 			s.internal(w, r, err)
 			return
 		}
+		// The agent API is for agents: an Apple device's identity (of this CA, so it passed the
+		// handshake) must not report agent posture for its device or renew itself here.
+		if kind := certs.KindOf(id.Certificate); d.Platform != inventory.PlatformAgent || (kind != 0 && kind != certs.KindAgent) {
+			s.record(r, event{Action: "agent.auth", Target: d.ID, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "not an agent identity"}})
+			problem.Error(w, r, http.StatusForbidden, "not-an-agent-identity", "the certificate is not an agent's identity")
+			return
+		}
 		switch d.State {
 		case inventory.StateWiped, inventory.StateUnenrolled, inventory.StateRetired:
 			problem.Error(w, r, http.StatusForbidden, "device-"+string(d.State), "the device is "+string(d.State))

@@ -337,3 +337,27 @@ func TestAppleAuthenticateFactsAndLastSeen(t *testing.T) {
 		t.Fatalf("last_seen %v after a poll (was %v)", d.LastSeen, stale)
 	}
 }
+
+// The reverse direction: an Apple device's identity, though a client certificate of the same CA,
+// is refused on the agent API, so it cannot report agent posture for its device or renew there.
+func TestAppleIdentityRefusedOnAgentAPI(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dev := env.scepDevice(ctx)
+	if err := dev.Enroll(ctx); err != nil { // its certificate serial is now on its device record
+		t.Fatal(err)
+	}
+	cert := dev.Certificate()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: env.srv.RootCAs(), Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: dev.Key(), Leaf: cert}}}}}
+	for _, path := range []string{"/agent/v1/report", "/agent/v1/renew"} {
+		if code := apitest.Do(t, client, "POST", env.url+path, "", []byte(`{}`), nil); code != http.StatusForbidden {
+			t.Errorf("POST %s with an Apple identity: %d", path, code)
+		}
+	}
+	if code := apitest.Do(t, client, "GET", env.url+"/agent/v1/policy", "", nil, nil); code != http.StatusForbidden {
+		t.Errorf("GET /agent/v1/policy with an Apple identity: %d", code)
+	}
+}
