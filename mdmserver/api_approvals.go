@@ -1,12 +1,14 @@
 package mdmserver
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -19,12 +21,16 @@ import (
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
-// requestApproval holds a full wipe for a second security token holder. The request, with its
-// parameters sealed (they may carry a PIN), and its audit entry commit together.
+// requestApproval holds a wipe for a second person holding a security token. The request, with
+// its parameters sealed (they may carry a PIN), and its audit entry commit together.
 func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *securityRequest, idemKey string) (securityAnswer, error) {
 	t := tokens.FromContext(r.Context())
 	if t == nil {
 		return securityAnswer{}, errors.New("approval requested without a token")
+	}
+	requester, err := s.party(r.Context(), t)
+	if err != nil {
+		return securityAnswer{}, err
 	}
 	params, err := json.Marshal(req)
 	if err != nil {
@@ -32,7 +38,7 @@ func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *secu
 	}
 	ap := approvals.Request{
 		Action: "wipe", DeviceID: d.ID, Group: d.Group, Reason: req.Reason, Mode: req.Mode,
-		RequestedBy: actor(r), RequesterTokenID: t.ID,
+		RequestedBy: requester.Name, RequesterTokenID: t.ID, RequesterPerson: requester.Person, RequesterCreators: requester.Creators,
 	}
 	var ans securityAnswer
 	_, err = s.approvals.Create(r.Context(), ap, s.cfg.ApprovalTTL, func(tx *bbolt.Tx, a *approvals.Request) error {
@@ -55,6 +61,28 @@ func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *secu
 }
 
 func approvalPurpose(id string) string { return "approval/" + id }
+
+// party is t as the two-person rule sees it: the person it belongs to and the people whose
+// tokens created it.
+func (s *Server) party(ctx context.Context, t *tokens.Token) (approvals.Party, error) {
+	creators, err := s.tokens.Creators(ctx, t)
+	if err != nil {
+		return approvals.Party{}, err
+	}
+	return approvals.Party{Name: t.Name + " (" + t.ID + ")", TokenID: t.ID, Person: t.Person, Creators: creators}, nil
+}
+
+// requester is the party that made ap, read afresh from its token: a request made before
+// tokens had people stored none, and the token's person and creators never change.
+func (s *Server) requester(ctx context.Context, ap *approvals.Request) (approvals.Party, error) {
+	t, err := s.tokens.Get(ctx, ap.RequesterTokenID)
+	if errors.Is(err, tokens.ErrNotFound) {
+		return ap.Requester(), nil
+	} else if err != nil {
+		return approvals.Party{}, err
+	}
+	return s.party(ctx, t)
+}
 
 // GET /api/v1/approvals?state=pending|approved|rejected|expired
 func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
@@ -80,8 +108,10 @@ type approvalAnswer struct {
 }
 
 // POST /api/v1/approvals/{id} {"decision": "approve"|"reject", "comment": "..."}: a second
-// security token holder decides a held wipe. The requester cannot decide their own request, and
-// an expired one can no longer be approved. On approval the wipe is carried out at once.
+// person holding a security token decides a held wipe. The requester cannot decide their own
+// request, with any token of theirs, nor can a person who created the requester's token or
+// whose token the requester created (approvals.SecondPerson); an expired request can no longer
+// be approved. On approval the wipe is carried out at once.
 func (s *Server) decideApproval(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Decision string `json:"decision"`
@@ -105,8 +135,10 @@ func (s *Server) decideApproval(w http.ResponseWriter, r *http.Request) {
 		s.approvalError(w, r, id, err)
 		return
 	}
-	// The second person is a security token holder whose token existed before the request: an
-	// admin, or anyone able to mint a token, cannot make a fresh one to approve their own wipe.
+	// The second person holds a security token that existed before the request. The role keeps
+	// admins (who can mint any token) out; the age still matters with people counted: an admin
+	// can name a token for someone who does not exist, and this way such a token cannot be
+	// conjured once a request is waiting, only made beforehand, on the record.
 	if t.Role != tokens.RoleSecurity || !t.CreatedAt.Before(ap.CreatedAt) {
 		s.record(r, event{Action: "approval." + req.Decision, Target: ap.DeviceID, Outcome: audit.OutcomeDenied,
 			Details: map[string]string{"approval_id": ap.ID, "reason": "not an eligible second approver"}})
@@ -114,18 +146,33 @@ func (s *Server) decideApproval(w http.ResponseWriter, r *http.Request) {
 			"the second approver must hold a security token created before the request")
 		return
 	}
+	decider, err := s.party(r.Context(), t)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	requester, err := s.requester(r.Context(), ap)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := approvals.SecondPerson(requester, decider); err != nil {
+		s.approvalError(w, r, id, err)
+		return
+	}
 	defer s.serialize(ap.DeviceID)()
 
-	decided, err := s.approvals.Decide(r.Context(), id, approve, actor(r), t.ID, req.Comment, func(tx *bbolt.Tx, a *approvals.Request) error {
+	decided, err := s.approvals.Decide(r.Context(), id, approve, decider, req.Comment, func(tx *bbolt.Tx, a *approvals.Request) error {
 		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "approval." + req.Decision, Target: a.DeviceID, Details: map[string]string{
-			"approval_id": a.ID, "action": a.Action, "requested_by": a.RequestedBy,
+			"approval_id": a.ID, "action": a.Action, "requested_by": a.RequestedBy, "requester_person": requester.Person,
 		}}))
 		return err
 	})
 	if errors.Is(err, approvals.ErrDecided) {
 		// Approved, but the wipe was never sent (the server stopped in between): send it now.
+		// The caller passed the same two-person checks above.
 		if cur, gerr := s.approvals.Get(r.Context(), id); gerr == nil && approve && cur.State == approvals.StateApproved &&
-			cur.CommandID == "" && cur.RequesterTokenID != t.ID {
+			cur.CommandID == "" {
 			decided, err = cur, nil
 		}
 	}
@@ -182,8 +229,13 @@ func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, id string
 	case errors.Is(err, approvals.ErrNotFound):
 		problem.NotFound(w, r, "no approval request "+id)
 	case errors.Is(err, approvals.ErrSamePerson):
-		s.record(r, event{Action: "approval.decide", Target: id, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "requester cannot decide"}})
-		problem.Error(w, r, http.StatusForbidden, "same-person", "the two-person rule needs a second security token holder: the requester cannot approve or reject their own request")
+		s.record(r, event{Action: "approval.decide", Target: id, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "requester cannot decide", "rule": err.Error()}})
+		problem.Error(w, r, http.StatusForbidden, "same-person", "the two-person rule needs a second person holding a security token: "+
+			"the requester cannot approve or reject their own request with any of their tokens ("+strings.TrimPrefix(err.Error(), "approvals: ")+")")
+	case errors.Is(err, approvals.ErrCreator):
+		s.record(r, event{Action: "approval.decide", Target: id, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "token creator", "rule": err.Error()}})
+		problem.Error(w, r, http.StatusForbidden, "token-creator", "the two-person rule needs a second person: "+
+			"whoever created the other's token could have made it for themselves ("+strings.TrimPrefix(err.Error(), "approvals: ")+")")
 	case errors.Is(err, approvals.ErrDecided), errors.Is(err, approvals.ErrExpired):
 		problem.Error(w, r, http.StatusConflict, "approval-closed", err.Error())
 	default:

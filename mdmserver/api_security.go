@@ -37,7 +37,7 @@ type securityRequest struct {
 }
 
 // securityAnswer is the 202 answer: the command and the state the device is now treated as, or
-// the approval a full wipe awaits under the two-person rule.
+// the approval a wipe awaits under the two-person rule.
 type securityAnswer struct {
 	CommandID  string `json:"command_id,omitempty"`
 	ApprovalID string `json:"approval_id,omitempty"`
@@ -82,8 +82,9 @@ func (s *Server) lostMode(w http.ResponseWriter, r *http.Request) {
 // POST /api/v1/devices/{id}/wipe
 func (s *Server) wipeDevice(w http.ResponseWriter, r *http.Request) { s.securityAction(w, r, "wipe") }
 
-// securityAction answers lock, lost mode and wipe requests: it checks them, holds a full wipe
-// for a second approver where the two-person rule applies, and otherwise carries it out.
+// securityAction answers lock, lost mode and wipe requests: it checks them, holds a wipe (full or
+// selective) for a second approver where the two-person rule applies, and otherwise carries it
+// out.
 func (s *Server) securityAction(w http.ResponseWriter, r *http.Request, action string) {
 	var req securityRequest
 	if !problem.DecodeJSON(w, r, 16<<10, &req) {
@@ -120,7 +121,9 @@ func (s *Server) securityAction(w http.ResponseWriter, r *http.Request, action s
 		return
 	}
 	var ans securityAnswer
-	if action == "wipe" && req.Mode == "full" && s.cfg.needsApproval(d.Group) {
+	// The two-person rule holds every wipe of a covered group, full and selective alike: a
+	// selective wipe destroys the clinical data on the device just as surely.
+	if action == "wipe" && s.cfg.needsApproval(d.Group) {
 		ans, err = s.requestApproval(r, d, &req, idemKey)
 	} else {
 		ans, err = s.carryOut(r, d, action, &req, nil, idemKey)

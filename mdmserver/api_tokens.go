@@ -15,26 +15,31 @@ type tokenView struct {
 	ID        string      `json:"id"`
 	Name      string      `json:"name"`
 	Role      tokens.Role `json:"role"`
+	Person    string      `json:"person"`
 	State     string      `json:"state"`
 	CreatedAt time.Time   `json:"created_at"`
 	CreatedBy string      `json:"created_by,omitempty"`
-	ExpiresAt time.Time   `json:"expires_at,omitzero"`
-	RevokedAt time.Time   `json:"revoked_at,omitzero"`
+	// CreatedByPerson is the person of the token that created this one.
+	CreatedByPerson string    `json:"created_by_person,omitempty"`
+	ExpiresAt       time.Time `json:"expires_at,omitzero"`
+	RevokedAt       time.Time `json:"revoked_at,omitzero"`
 	// Token is the secret, present only in the answer to its creation.
 	Token string `json:"token,omitempty"`
 }
 
 func viewToken(t *tokens.Token) tokenView {
-	return tokenView{ID: t.ID, Name: t.Name, Role: t.Role, State: t.State(time.Now()), CreatedAt: t.CreatedAt,
-		CreatedBy: t.CreatedBy, ExpiresAt: t.ExpiresAt, RevokedAt: t.RevokedAt}
+	return tokenView{ID: t.ID, Name: t.Name, Role: t.Role, Person: t.Person, State: t.State(time.Now()), CreatedAt: t.CreatedAt,
+		CreatedBy: t.CreatedBy, CreatedByPerson: t.CreatorPerson, ExpiresAt: t.ExpiresAt, RevokedAt: t.RevokedAt}
 }
 
-// POST /api/v1/tokens: {name, role, ttl} → 201 {id, token, ...}; the token is shown only here.
+// POST /api/v1/tokens: {name, role, person, ttl} → 201 {id, token, ...}; the token is shown only
+// here. The token belongs to person, or, without one, to the person of the token creating it.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
-		TTL  string `json:"ttl,omitempty"`
+		Name   string `json:"name"`
+		Role   string `json:"role"`
+		Person string `json:"person,omitempty"`
+		TTL    string `json:"ttl,omitempty"`
 	}
 	if !problem.DecodeJSON(w, r, 4<<10, &req) {
 		return
@@ -47,12 +52,19 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t, secret, err := s.tokens.Create(r.Context(), tokens.NewRequest{Name: req.Name, Role: tokens.Role(req.Role), TTL: ttl, CreatedBy: actor(r)})
+	if req.Person != "" {
+		if err := tokens.ValidPerson(req.Person); err != nil {
+			problem.BadRequest(w, r, "person: "+err.Error())
+			return
+		}
+	}
+	t, secret, err := s.tokens.Create(r.Context(), tokens.NewRequest{Name: req.Name, Role: tokens.Role(req.Role), Person: req.Person,
+		TTL: ttl, CreatedBy: actor(r), Creator: tokens.FromContext(r.Context())})
 	if err != nil {
 		problem.BadRequest(w, r, err.Error())
 		return
 	}
-	s.record(r, event{Action: "token.create", Target: t.ID, Details: map[string]string{"name": t.Name, "role": string(t.Role)}})
+	s.record(r, event{Action: "token.create", Target: t.ID, Details: map[string]string{"name": t.Name, "role": string(t.Role), "person": t.Person}})
 	v := viewToken(t)
 	v.Token = secret
 	httpjson.Write(w, http.StatusCreated, v)

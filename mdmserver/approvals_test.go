@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
@@ -222,7 +223,8 @@ func TestApprovalEligibilityAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.srv.approvals.Decide(context.Background(), held.ApprovalID, true, "second", secondTok.ID, "", nil); err != nil {
+	if _, err := env.srv.approvals.Decide(context.Background(), held.ApprovalID, true,
+		approvals.Party{Name: "second", TokenID: secondTok.ID, Person: secondTok.Person}, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	var resumed struct {

@@ -72,7 +72,8 @@ type event struct {
 	Details map[string]string
 }
 
-// record appends ev to the audit log with the request's actor, role, source and request ID.
+// record appends ev to the audit log with the request's actor, role, person, source and request
+// IDs (Hale's, and the client's own when it sent one).
 // A failure to audit is logged loudly; an action that must not happen unaudited appends its
 // entry with AppendTx in the action's own transaction instead.
 func (s *Server) record(r *http.Request, ev event) error {
@@ -87,13 +88,13 @@ func (s *Server) record(r *http.Request, ev event) error {
 func (s *Server) entry(r *http.Request, ev event) audit.Entry {
 	e := audit.Entry{
 		Actor: "anonymous", Source: r.RemoteAddr, RequestID: httpmw.RequestID(r.Context()),
-		Action: ev.Action, Target: ev.Target, Outcome: ev.Outcome, Details: ev.Details,
+		ClientRequestID: httpmw.ClientRequestID(r.Context()), Action: ev.Action, Target: ev.Target, Outcome: ev.Outcome, Details: ev.Details,
 	}
 	if e.Outcome == "" {
 		e.Outcome = audit.OutcomeOK
 	}
 	if t := tokens.FromContext(r.Context()); t != nil {
-		e.Actor, e.Role = "token:"+t.ID, string(t.Role)
+		e.Actor, e.Role, e.Person = "token:"+t.ID, string(t.Role), t.Person
 		if e.Details == nil {
 			e.Details = map[string]string{}
 		}

@@ -57,9 +57,11 @@ type Config struct {
 	// PostureTokenTTL is how long a posture token from POST /access/v1/token is valid. Short:
 	// the token proves posture at issue time, and the backend learns of changes by events.
 	PostureTokenTTL time.Duration `mapstructure:"posture_token_ttl"`
-	// TwoPersonWipeGroups are the device groups whose full wipes need a second security token
-	// holder's approval (POST /api/v1/approvals/{id}) before the wipe is sent; "*" means every
-	// group. Empty: a security token wipes alone.
+	// TwoPersonWipeGroups are the device groups whose wipes, full (Apple) and selective (agents)
+	// alike, need a second person's approval (POST /api/v1/approvals/{id}, with a security token
+	// of a person other than the requester, who neither created nor was created by the
+	// requester's token) before the wipe is sent; "*" means every group. Lock and lost mode are
+	// never held. Empty: a security token wipes alone.
 	TwoPersonWipeGroups []string `mapstructure:"two_person_wipe_groups"`
 	// ApprovalTTL is how long a wipe request waits for its second approver before it expires.
 	ApprovalTTL time.Duration `mapstructure:"approval_ttl"`
@@ -148,7 +150,7 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// needsApproval reports whether a full wipe of a device in group needs a second approver.
+// needsApproval reports whether a wipe (any mode) of a device in group needs a second approver.
 func (c *Config) needsApproval(group string) bool {
 	return slices.Contains(c.TwoPersonWipeGroups, "*") || slices.Contains(c.TwoPersonWipeGroups, group)
 }

@@ -7,8 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,10 +19,16 @@ import (
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
 
+// tokenPeople numbers the people env.token makes tokens for.
+var tokenPeople atomic.Int64
+
+// token creates a token with role for a person of its own, as an admin does for each member of
+// staff: two tokens from token are two people.
 func (env *testEnv) token(role string) string {
 	env.t.Helper()
 	var tok struct{ Token string }
-	if code := env.call("POST", "/api/v1/tokens", env.admin, []byte(`{"name":"`+role+`-desk","role":"`+role+`"}`), &tok); code != 201 {
+	person := fmt.Sprintf("%s-person-%d", role, tokenPeople.Add(1))
+	if code := env.call("POST", "/api/v1/tokens", env.admin, []byte(`{"name":"`+role+`-desk","role":"`+role+`","person":"`+person+`"}`), &tok); code != 201 {
 		env.t.Fatalf("create %s token: %d", role, code)
 	}
 	return tok.Token

@@ -159,7 +159,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.pushCerts, err = pushcert.New(db, s.key); err != nil {
 		return nil, fmt.Errorf("push certificate store: %w", err)
 	}
-	if s.tokens, err = tokens.New(db, tokens.WithOnForbidden(s.recordForbidden)); err != nil {
+	if s.tokens, err = tokens.New(db, tokens.WithOnForbidden(s.recordForbidden), tokens.WithLogger(s.log.With("component", "tokens"))); err != nil {
 		return nil, err
 	}
 	if s.approvals, err = approvals.New(db); err != nil {
@@ -319,7 +319,7 @@ func (s *Server) bootstrapAdminToken(ctx context.Context) error {
 	if err != nil || n > 0 {
 		return err
 	}
-	_, secret, err := s.tokens.Create(ctx, tokens.NewRequest{Name: "bootstrap", Role: tokens.RoleAdmin, CreatedBy: "mdmserver"})
+	_, secret, err := s.tokens.Create(ctx, tokens.NewRequest{Name: "bootstrap", Role: tokens.RoleAdmin, Person: "bootstrap", CreatedBy: "mdmserver"})
 	if err != nil {
 		return fmt.Errorf("create bootstrap admin token: %w", err)
 	}

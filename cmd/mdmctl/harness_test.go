@@ -87,7 +87,8 @@ func (e *env) call(method, path, token string, body any, want int, out any) {
 func (e *env) token(role string) string {
 	e.t.Helper()
 	var tok struct{ Token string }
-	e.call("POST", "/api/v1/tokens", e.admin, map[string]string{"name": role + "-" + time.Now().Format("150405.000000"), "role": role}, 201, &tok)
+	name := role + "-" + time.Now().Format("150405.000000")
+	e.call("POST", "/api/v1/tokens", e.admin, map[string]string{"name": name, "role": role, "person": name}, 201, &tok) // a person each
 	return tok.Token
 }
 

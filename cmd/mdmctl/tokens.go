@@ -14,29 +14,33 @@ type apiToken struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	Role      string    `json:"role"`
+	Person    string    `json:"person"`
 	State     string    `json:"state"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by"`
-	ExpiresAt time.Time `json:"expires_at"`
-	RevokedAt time.Time `json:"revoked_at"`
-	Token     string    `json:"token"`
+	// CreatedByPerson is the person of the token that created this one.
+	CreatedByPerson string    `json:"created_by_person"`
+	ExpiresAt       time.Time `json:"expires_at"`
+	RevokedAt       time.Time `json:"revoked_at"`
+	Token           string    `json:"token"`
 }
 
 func (a *app) tokensCommand() *cobra.Command {
 	cmd := group("tokens", "Create, list and revoke API tokens (admin)", "token")
 
 	var req struct {
-		Name string `json:"name"`
-		Role string `json:"role"`
-		TTL  string `json:"ttl,omitempty"`
+		Name   string `json:"name"`
+		Role   string `json:"role"`
+		Person string `json:"person,omitempty"`
+		TTL    string `json:"ttl,omitempty"`
 	}
 	create := &cobra.Command{
-		Use:   "create --name N --role admin|it|security|auditor|access [--ttl 720h]",
+		Use:   "create --name N --role admin|it|security|auditor|access [--person P] [--ttl 720h]",
 		Short: "Create a token; it is printed once and cannot be shown again",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return show(a, cmd.Context(), http.MethodPost, "/api/v1/tokens", req, func(w io.Writer, t apiToken) error {
-				if err := fields(w, "id", t.ID, "name", t.Name, "role", t.Role, "expires", ts(t.ExpiresAt), "token", t.Token); err != nil {
+				if err := fields(w, "id", t.ID, "name", t.Name, "role", t.Role, "person", t.Person, "expires", ts(t.ExpiresAt), "token", t.Token); err != nil {
 					return err
 				}
 				fmt.Fprintln(a.stderr, "The token is shown only now: store it in a secret manager.")
@@ -47,6 +51,7 @@ func (a *app) tokensCommand() *cobra.Command {
 	f := create.Flags()
 	f.StringVar(&req.Name, "name", "", "who or what uses the token (it names the actor in the audit log)")
 	f.StringVar(&req.Role, "role", "", "admin, it, security, auditor or access")
+	f.StringVar(&req.Person, "person", "", "the person the token belongs to, as the two-person rule and the audit log count people (default: yours)")
 	f.StringVar(&req.TTL, "ttl", "", "lifetime, like 720h (no expiry when empty)")
 	_ = create.MarkFlagRequired("name")
 	_ = create.MarkFlagRequired("role")
@@ -57,8 +62,8 @@ func (a *app) tokensCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return show(a, cmd.Context(), http.MethodGet, "/api/v1/tokens", nil, func(w io.Writer, ans struct{ Tokens []apiToken }) error {
-				return tableOf(w, []string{"ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES", "CREATED BY"}, ans.Tokens, func(t apiToken) []string {
-					return []string{t.ID, t.Name, t.Role, t.State, ts(t.CreatedAt), ts(t.ExpiresAt), t.CreatedBy}
+				return tableOf(w, []string{"ID", "NAME", "ROLE", "PERSON", "STATE", "CREATED", "EXPIRES", "CREATED BY"}, ans.Tokens, func(t apiToken) []string {
+					return []string{t.ID, t.Name, t.Role, t.Person, t.State, ts(t.CreatedAt), ts(t.ExpiresAt), t.CreatedBy}
 				})
 			})
 		}),

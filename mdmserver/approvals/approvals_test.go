@@ -27,6 +27,9 @@ func newStore(t *testing.T) (*Store, *testclock.Clock) {
 	return s, clock
 }
 
+// by is a decider known only by its token, as before tokens had people.
+func by(name, tokenID string) Party { return Party{Name: name, TokenID: tokenID} }
+
 func TestDecide(t *testing.T) {
 	s, clock := newStore(t)
 	ctx := context.Background()
@@ -35,24 +38,24 @@ func TestDecide(t *testing.T) {
 	if err != nil || r.State != StatePending || r.ExpiresAt != clock.Now().Add(time.Hour) {
 		t.Fatalf("create: %v %+v", err, r)
 	}
-	if _, err := s.Decide(ctx, r.ID, true, "a", "tok-a", "", nil); !errors.Is(err, ErrSamePerson) {
+	if _, err := s.Decide(ctx, r.ID, true, by("a", "tok-a"), "", nil); !errors.Is(err, ErrSamePerson) {
 		t.Fatalf("requester deciding: %v", err)
 	}
 	undo := errors.New("audit failed")
-	if _, err := s.Decide(ctx, r.ID, true, "b", "tok-b", "", func(*bbolt.Tx, *Request) error { return undo }); !errors.Is(err, undo) {
+	if _, err := s.Decide(ctx, r.ID, true, by("b", "tok-b"), "", func(*bbolt.Tx, *Request) error { return undo }); !errors.Is(err, undo) {
 		t.Fatalf("failing hook: %v", err)
 	}
 	if got, _ := s.Get(ctx, r.ID); got.State != StatePending {
 		t.Fatalf("a decision whose hook failed stuck: %s", got.State)
 	}
-	d, err := s.Decide(ctx, r.ID, true, "b", "tok-b", "ok", nil)
+	d, err := s.Decide(ctx, r.ID, true, by("b", "tok-b"), "ok", nil)
 	if err != nil || d.State != StateApproved || d.DecidedBy != "b" || string(d.Params) != "sealed" {
 		t.Fatalf("approve: %v %+v", err, d)
 	}
-	if _, err := s.Decide(ctx, r.ID, false, "c", "tok-c", "", nil); !errors.Is(err, ErrDecided) {
+	if _, err := s.Decide(ctx, r.ID, false, by("c", "tok-c"), "", nil); !errors.Is(err, ErrDecided) {
 		t.Fatalf("deciding twice: %v", err)
 	}
-	if _, err := s.Decide(ctx, "ap_nope", true, "c", "tok-c", "", nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Decide(ctx, "ap_nope", true, by("c", "tok-c"), "", nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown: %v", err)
 	}
 }
@@ -63,7 +66,7 @@ func TestExpiry(t *testing.T) {
 	ctx := context.Background()
 	r, _ := s.Create(ctx, Request{Action: "wipe", DeviceID: "d1", RequesterTokenID: "tok-a"}, time.Hour, nil)
 	clock.Advance(time.Hour)
-	if _, err := s.Decide(ctx, r.ID, true, "b", "tok-b", "", nil); !errors.Is(err, ErrExpired) {
+	if _, err := s.Decide(ctx, r.ID, true, by("b", "tok-b"), "", nil); !errors.Is(err, ErrExpired) {
 		t.Fatalf("approving an expired request: %v", err)
 	}
 	list, err := s.List(ctx, StateExpired)
@@ -72,5 +75,27 @@ func TestExpiry(t *testing.T) {
 	}
 	if pending, _ := s.List(ctx, StatePending); len(pending) != 0 {
 		t.Fatalf("pending: %+v", pending)
+	}
+}
+
+// The rule compares people, and the people who made each other's tokens.
+func TestSecondPerson(t *testing.T) {
+	dana := Party{TokenID: "t1", Person: "dana", Creators: []string{"alex", "bootstrap"}}
+	for name, c := range map[string]struct {
+		requester, decider Party
+		want               error
+	}{
+		"same token":                  {dana, dana, ErrSamePerson},
+		"same person, other token":    {dana, Party{TokenID: "t2", Person: "Dana"}, ErrSamePerson},
+		"decider made the requester":  {dana, Party{TokenID: "t3", Person: "alex"}, ErrCreator},
+		"decider's maker's maker":     {dana, Party{TokenID: "t4", Person: "bootstrap"}, ErrCreator},
+		"requester made the decider":  {dana, Party{TokenID: "t5", Person: "x", Creators: []string{"dana", "alex"}}, ErrCreator},
+		"second person":               {dana, Party{TokenID: "t6", Person: "eli", Creators: []string{"alex", "bootstrap"}}, nil},
+		"stored without people":       {Party{TokenID: "t1"}, Party{TokenID: "t7"}, nil},
+		"stored without people, same": {Party{TokenID: "t1"}, Party{TokenID: "t1"}, ErrSamePerson},
+	} {
+		if err := SecondPerson(c.requester, c.decider); !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
 	}
 }

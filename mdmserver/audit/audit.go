@@ -92,10 +92,17 @@ type Entry struct {
 	Actor string `json:"actor"`
 	// Role is the actor's role, when it has one.
 	Role string `json:"role,omitempty"`
+	// Person is who the actor's token belongs to: the two-person rule and an auditor count
+	// people, not tokens. Empty for devices, the system and anonymous callers.
+	Person string `json:"person,omitempty"`
 	// Source is the caller's network address.
 	Source string `json:"source,omitempty"`
-	// RequestID ties the entry to the request's logs.
+	// RequestID ties the entry to the request's logs. The server makes it for every request;
+	// a client never chooses it.
 	RequestID string `json:"request_id,omitempty"`
+	// ClientRequestID is the X-Request-Id the client sent, sanitised and bounded, kept for
+	// correlating with the client's own logs. It is the client's word, not an identifier.
+	ClientRequestID string `json:"client_request_id,omitempty"`
 	// Action is what was done, "noun.verb", e.g. "device.wipe". Required.
 	Action string `json:"action"`
 	// Target is what it was done to, e.g. a device ID or policy name.
@@ -323,7 +330,8 @@ func validate(e Entry) error {
 		return bad("time %v is outside years 1-9999", e.Time)
 	}
 	fields := []struct{ name, v string }{
-		{"actor", e.Actor}, {"role", e.Role}, {"source", e.Source}, {"request_id", e.RequestID},
+		{"actor", e.Actor}, {"role", e.Role}, {"person", e.Person}, {"source", e.Source}, {"request_id", e.RequestID},
+		{"client_request_id", e.ClientRequestID},
 		{"action", e.Action}, {"target", e.Target}, {"outcome", e.Outcome},
 	}
 	for _, f := range fields {

@@ -1,5 +1,10 @@
 // Package httpmw holds the middleware every Hale HTTP request passes through: a request ID,
 // panic recovery, an access log line, and Prometheus metrics labelled by route pattern.
+//
+// The request ID is always Hale's own, made for each request: it names the request in the
+// response's X-Request-Id header, problem+json answers, logs and audit entries, so it must not
+// repeat. A client's X-Request-Id is kept apart, bounded and sanitised, as the client request
+// ID: useful for finding the request in the client's logs, worth nothing as an identifier.
 package httpmw
 
 import (
@@ -8,7 +13,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -18,16 +22,42 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 )
 
-type requestIDKey struct{}
+type (
+	requestIDKey       struct{}
+	clientRequestIDKey struct{}
+)
 
-// RequestID returns the request ID of ctx, or "".
+// RequestID returns Hale's request ID of ctx, or "".
 func RequestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
 }
 
-// A client may send its own request ID for correlation; anything else is replaced.
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+// ClientRequestID returns the X-Request-Id the client sent with the request of ctx, as
+// [SanitizeClientRequestID] keeps it, or "" when it sent none.
+func ClientRequestID(ctx context.Context) string {
+	id, _ := ctx.Value(clientRequestIDKey{}).(string)
+	return id
+}
+
+// MaxClientRequestIDLen is how many bytes of a client's X-Request-Id are kept.
+const MaxClientRequestIDLen = 128
+
+// SanitizeClientRequestID makes a client's request ID safe to log and store: at most
+// [MaxClientRequestIDLen] bytes, each byte outside printable ASCII (controls, spaces, anything
+// non-ASCII) replaced by '?', so it cannot forge log lines or carry invisible text.
+func SanitizeClientRequestID(v string) string {
+	if len(v) > MaxClientRequestIDLen {
+		v = v[:MaxClientRequestIDLen]
+	}
+	b := []byte(v)
+	for i, c := range b {
+		if c <= ' ' || c > '~' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
 
 // Metrics are the HTTP metrics of one server.
 type Metrics struct {
@@ -57,12 +87,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func Wrap(h http.Handler, log *slog.Logger, m *Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get(problem.RequestIDHeader)
-		if !validRequestID.MatchString(id) {
-			id = newID()
-		}
+		id := newID()
+		client := SanitizeClientRequestID(r.Header.Get(problem.RequestIDHeader))
 		w.Header().Set(problem.RequestIDHeader, id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		if client != "" {
+			ctx = context.WithValue(ctx, clientRequestIDKey{}, client)
+		}
+		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 
 		defer func() {
@@ -70,7 +102,8 @@ func Wrap(h http.Handler, log *slog.Logger, m *Metrics) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				log.ErrorContext(r.Context(), "handler panic", "request_id", id, "panic", v, "stack", string(debug.Stack()))
+				log.ErrorContext(r.Context(), "handler panic", "request_id", id, "client_request_id", client,
+					"panic", v, "stack", string(debug.Stack()))
 				if !sw.wrote {
 					problem.Internal(sw, r)
 				}
@@ -84,10 +117,13 @@ func Wrap(h http.Handler, log *slog.Logger, m *Metrics) http.Handler {
 				m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status())).Inc()
 				m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
 			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "http request",
-				slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", route),
+			attrs := []slog.Attr{slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", route),
 				slog.String("path", r.URL.Path), slog.Int("status", sw.status()), slog.Int64("bytes", sw.bytes),
-				slog.Duration("elapsed", elapsed), slog.String("remote", r.RemoteAddr))
+				slog.Duration("elapsed", elapsed), slog.String("remote", r.RemoteAddr)}
+			if client != "" {
+				attrs = append(attrs, slog.String("client_request_id", client))
+			}
+			log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
 		}()
 		h.ServeHTTP(sw, r)
 	})

@@ -17,10 +17,12 @@ func TestWrap(t *testing.T) {
 	m := NewMetrics(reg)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boom/{id}", func(http.ResponseWriter, *http.Request) { panic("handler bug") })
+	var clientIDs []string
 	mux.HandleFunc("GET /ok/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if RequestID(r.Context()) == "" {
-			t.Error("no request ID in context")
+		if RequestID(r.Context()) == "" || RequestID(r.Context()) != w.Header().Get("X-Request-Id") {
+			t.Error("no request ID in context, or not the one answered")
 		}
+		clientIDs = append(clientIDs, ClientRequestID(r.Context()))
 	})
 	h := Wrap(mux, slog.New(slog.DiscardHandler), m)
 
@@ -33,8 +35,9 @@ func TestWrap(t *testing.T) {
 	req := httptest.NewRequest("GET", "/ok/d_2", nil)
 	req.Header.Set("X-Request-Id", "client-chosen-1")
 	h.ServeHTTP(rec, req)
-	if rec.Header().Get("X-Request-Id") != "client-chosen-1" {
-		t.Fatalf("request ID not echoed: %q", rec.Header().Get("X-Request-Id"))
+	// Hale's own ID is answered, never the client's (issue 23.4); the client's is kept apart.
+	if got := rec.Header().Get("X-Request-Id"); got == "" || got == "client-chosen-1" || clientIDs[0] != "client-chosen-1" {
+		t.Fatalf("request ID %q answered for a client's %q (kept as %q)", got, "client-chosen-1", clientIDs[0])
 	}
 	rec = httptest.NewRecorder()
 	req = httptest.NewRequest("GET", "/ok/d_3", nil)
@@ -42,6 +45,9 @@ func TestWrap(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if got := rec.Header().Get("X-Request-Id"); got == "" || strings.ContainsAny(got, " \n") {
 		t.Fatalf("unsafe request ID kept: %q", got)
+	}
+	if clientIDs[1] != "bad?id?forged:?line" {
+		t.Fatalf("client request ID kept as %q", clientIDs[1])
 	}
 	// Metrics are labelled by route pattern, never by the device ID in the path.
 	if n := testutil.ToFloat64(m.requests.WithLabelValues("GET /ok/{id}", "GET", "200")); n != 2 {
@@ -74,5 +80,20 @@ func TestStatus(t *testing.T) {
 	}
 	if got := Status(httptest.NewRecorder()); got != 0 {
 		t.Fatalf("Status of a plain writer = %d, want 0", got)
+	}
+}
+
+// A client's request ID is kept to 128 bytes of printable ASCII; nothing else gets through.
+func TestSanitizeClientRequestID(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                       "",
+		"abc-123:x.y_z":          "abc-123:x.y_z",
+		"a b\r\nc":               "a?b??c",
+		"\u202eevil":             "???evil",
+		strings.Repeat("x", 200): strings.Repeat("x", MaxClientRequestIDLen),
+	} {
+		if got := SanitizeClientRequestID(in); got != want {
+			t.Errorf("SanitizeClientRequestID(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

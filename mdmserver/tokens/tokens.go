@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,13 +43,20 @@ func (r Role) Valid() bool { return slices.Contains(Roles, r) }
 
 // Token is a stored token record. It never holds the secret.
 type Token struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Role      Role      `json:"role"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Role Role   `json:"role"`
+	// Person is who the token belongs to. Names say what a token is for and may repeat; the
+	// two-person rule and the audit log count people. See [ValidPerson].
+	Person    string    `json:"person"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
-	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// CreatorTokenID and CreatorPerson are the token that created this one and its person
+	// (empty for the bootstrap token, which the server made). [Store.Creators] follows them.
+	CreatorTokenID string    `json:"creator_token_id,omitempty"`
+	CreatorPerson  string    `json:"creator_person,omitempty"`
+	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	RevokedAt      time.Time `json:"revoked_at,omitzero"`
 	// Hash is the hex SHA-256 of the secret part.
 	Hash string `json:"hash"`
 }
@@ -82,6 +90,7 @@ var bucket = []byte("api_tokens")
 type Store struct {
 	db          *bbolt.DB
 	now         func() time.Time
+	log         *slog.Logger
 	onForbidden func(*http.Request, *Token)
 }
 
@@ -99,28 +108,46 @@ func WithOnForbidden(fn func(r *http.Request, t *Token)) Option {
 	return func(s *Store) { s.onForbidden = fn }
 }
 
-// New returns a Store on db, creating its bucket.
+// WithLogger sets where the store reports the migration it runs at start.
+func WithLogger(log *slog.Logger) Option { return func(s *Store) { s.log = log } }
+
+// New returns a Store on db, creating its bucket and giving every token stored before tokens
+// had people a person (see [migratePeople]), in one transaction.
 func New(db *bbolt.DB, opts ...Option) (*Store, error) {
-	s := &Store{db: db, now: time.Now}
+	s := &Store{db: db, now: time.Now, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(s)
 	}
+	var migrated int
 	err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		migrated, err = migratePeople(b)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tokens: create bucket: %w", err)
+		return nil, fmt.Errorf("tokens: open: %w", err)
+	}
+	if migrated > 0 {
+		s.log.Warn("tokens: gave each token stored without a person a person named after the token; "+
+			"tokens that share a name now belong to one person", "tokens", migrated)
 	}
 	return s, nil
 }
 
 // NewRequest describes a token to create.
 type NewRequest struct {
-	Name      string
-	Role      Role
+	Name string
+	Role Role
+	// Person is who the token belongs to. Empty: the creator's person, or (with no creator)
+	// a person named after the token.
+	Person    string
 	TTL       time.Duration // zero: never expires
 	CreatedBy string
+	// Creator is the token that creates this one, nil for the server's own (bootstrap).
+	Creator *Token
 }
 
 // Create makes a token and returns its record and the secret token string, which is never
@@ -135,9 +162,23 @@ func (s *Store) Create(ctx context.Context, req NewRequest) (*Token, string, err
 	if req.TTL < 0 {
 		return nil, "", errors.New("tokens: ttl must not be negative")
 	}
+	person := req.Person
+	switch {
+	case person != "":
+	case req.Creator != nil:
+		person = req.Creator.Person
+	default:
+		person = req.Name
+	}
+	if err := ValidPerson(person); err != nil {
+		return nil, "", err
+	}
 	id, secret := randomHex(8), randomHex(32)
 	now := s.now().UTC()
-	t := &Token{ID: id, Name: req.Name, Role: req.Role, CreatedAt: now, CreatedBy: req.CreatedBy, Hash: hashSecret(secret)}
+	t := &Token{ID: id, Name: req.Name, Role: req.Role, Person: person, CreatedAt: now, CreatedBy: req.CreatedBy, Hash: hashSecret(secret)}
+	if req.Creator != nil {
+		t.CreatorTokenID, t.CreatorPerson = req.Creator.ID, req.Creator.Person
+	}
 	if req.TTL > 0 {
 		t.ExpiresAt = now.Add(req.TTL)
 	}
