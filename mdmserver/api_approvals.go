@@ -230,12 +230,12 @@ func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, id string
 		problem.NotFound(w, r, "no approval request "+id)
 	case errors.Is(err, approvals.ErrSamePerson):
 		s.record(r, event{Action: "approval.decide", Target: id, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "requester cannot decide", "rule": err.Error()}})
-		problem.Error(w, r, http.StatusForbidden, "same-person", "the two-person rule needs a second person holding a security token: "+
-			"the requester cannot approve or reject their own request with any of their tokens ("+strings.TrimPrefix(err.Error(), "approvals: ")+")")
+		problem.Error(w, r, http.StatusForbidden, "same-person", "two-person rule: "+strings.TrimPrefix(err.Error(), "approvals: ")+
+			"; another person, holding a security token, must decide it")
 	case errors.Is(err, approvals.ErrCreator):
 		s.record(r, event{Action: "approval.decide", Target: id, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "token creator", "rule": err.Error()}})
-		problem.Error(w, r, http.StatusForbidden, "token-creator", "the two-person rule needs a second person: "+
-			"whoever created the other's token could have made it for themselves ("+strings.TrimPrefix(err.Error(), "approvals: ")+")")
+		problem.Error(w, r, http.StatusForbidden, "token-creator", "two-person rule: "+strings.TrimPrefix(err.Error(), "approvals: ")+
+			"; whoever made a token could have made it for themselves, so another person must decide it")
 	case errors.Is(err, approvals.ErrDecided), errors.Is(err, approvals.ErrExpired):
 		problem.Error(w, r, http.StatusConflict, "approval-closed", err.Error())
 	default:

@@ -104,6 +104,13 @@ func TestTwoPersonRuleCountsPeople(t *testing.T) {
 		t.Fatalf("a token the requester made for someone else: %d %q, want 403 token-creator", code, problemCode)
 	}
 
+	// The refusal says why, naming the person.
+	var refusal struct{ Detail string }
+	env.call("POST", "/api/v1/approvals/"+held3.ApprovalID, eli, []byte(`{}`), &refusal)
+	if !strings.Contains(refusal.Detail, `requester "bootstrap" created the approver's token`) {
+		t.Errorf("refusal detail: %q", refusal.Detail)
+	}
+
 	mac2 := env.newDevice()
 	var held2 securityAnswer
 	if code := env.call("POST", "/api/v1/devices/"+mac2.UDID()+"/wipe", dana1, []byte(`{"reason":"stolen","mode":"full"}`), &held2); code != 202 || held2.ApprovalID == "" {
