@@ -78,8 +78,12 @@ func TestAcceptance(t *testing.T) {
 	backendCAFile := filepath.Join(dir, "backend-ca.pem")
 	accWrite(t, apnsCA, accPEM(apns.Certificate()))
 	accWrite(t, backendCAFile, backendCA.PEM)
+	// The example backend listens on loopback: the server may push there because the operator
+	// allow-lists exactly that address.
+	backendAddr := freeAddr(t)
 	srv := &accServer{t: t, bin: serverBin, addr: freeAddr(t), data: filepath.Join(dir, "data"), env: []string{
 		"HALE_APNS_URL=" + apns.URL(), "HALE_APNS_CA_FILE=" + apnsCA, "HALE_SSF_CA_FILE=" + backendCAFile,
+		"HALE_SSF_ALLOWED_DESTINATIONS=" + backendAddr,
 		// Twelve agents and an Apple device enroll from one address within seconds.
 		"HALE_ENROLL_RATE=1000", "HALE_ENROLL_BURST=1000",
 	}}
@@ -147,7 +151,7 @@ func TestAcceptance(t *testing.T) {
 
 	// 5. The example backend, receiving the server's events. Agent A opens a session with its
 	// device certificate; agent B is refused.
-	backend := accStartBackend(t, srv, backendBin, backendCA, accessTok, dir)
+	backend := accStartBackend(t, srv, backendBin, backendCA, accessTok, dir, backendAddr)
 	if code, body := backend.session(certA); code != http.StatusOK || !strings.Contains(body, agentA.id) {
 		t.Fatalf("agent A's session: %d %s\n%s", code, body, accLastLines(backend.proc.output(), 40))
 	}
@@ -695,9 +699,8 @@ type accBackend struct {
 	roots *x509.CertPool
 }
 
-func accStartBackend(t *testing.T, srv *accServer, bin string, ca *testpki.CA, accessTok, dir string) *accBackend {
+func accStartBackend(t *testing.T, srv *accServer, bin string, ca *testpki.CA, accessTok, dir, addr string) *accBackend {
 	t.Helper()
-	addr := freeAddr(t)
 	certFile, keyFile := writeServerCert(t, ca, dir, "127.0.0.1")
 	rootFile := filepath.Join(dir, "hale-root.pem")
 	accWrite(t, rootFile, srv.get(t, "/ca/root.pem"))
@@ -709,8 +712,9 @@ func accStartBackend(t *testing.T, srv *accServer, bin string, ca *testpki.CA, a
 	b.proc = startProcess(t, bin, "--server", srv.url, "--ca", rootFile, "--token", accessTok,
 		"--issuer", ssf.Issuer, "--listen", addr, "--tls-cert", certFile, "--tls-key", keyFile)
 	receiver := "https://" + addr + "/ssf/events"
-	srv.mustCall("POST", "/api/v1/event-streams", srv.admin,
-		`{"delivery":"push","endpoint_url":"`+receiver+`","audience":"`+receiver+`"}`, 201, nil)
+	// The backend's stream belongs to its own access token.
+	srv.mustCall("POST", "/ssf/v1/stream", accessTok,
+		`{"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":"`+receiver+`"},"aud":"`+receiver+`"}`, 201, nil)
 	waitFor(t, 10*time.Second, "the backend to listen", func() bool { code, _ := b.session(tls.Certificate{}); return code > 0 })
 	return b
 }

@@ -31,7 +31,9 @@ func TestExampleBackendSessionsAndRevocation(t *testing.T) {
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "backend-ca.pem")
 	os.WriteFile(caFile, backendCA.PEM, 0o600)
-	srv := startServer(t, func(c *mdmserver.Config) { c.SSFCAFile = caFile })
+	// The backend listens on loopback, which the server reaches only because it is allow-listed.
+	addr := freeAddr(t)
+	srv := startServer(t, func(c *mdmserver.Config) { c.SSFCAFile, c.SSFAllowedDestinations = caFile, []string{addr} })
 	it, security, accessTok := srv.token("it"), srv.token("security"), srv.token("access")
 
 	// A compliant agent device, enrolled and reporting through the agent API.
@@ -43,7 +45,6 @@ func TestExampleBackendSessionsAndRevocation(t *testing.T) {
 
 	// The example backend, trusting Hale's root and receiving its events.
 	backendBin := buildBinary(t, "examples/backend")
-	addr := freeAddr(t)
 	certFile, keyFile := writeServerCert(t, backendCA, dir, "127.0.0.1")
 	rootFile := filepath.Join(dir, "hale-root.pem")
 	os.WriteFile(rootFile, srv.get(t, "/ca/root.pem"), 0o600)
@@ -52,10 +53,13 @@ func TestExampleBackendSessionsAndRevocation(t *testing.T) {
 	json.Unmarshal(srv.get(t, "/.well-known/ssf-configuration"), &ssf)
 	backend := startProcess(t, backendBin, "--server", srv.url, "--ca", rootFile, "--token", accessTok,
 		"--issuer", ssf.Issuer, "--listen", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--trust-device-id")
-	var stream struct{ ID string }
+	// The backend creates its stream with its own access token.
+	var stream struct {
+		ID string `json:"stream_id"`
+	}
 	receiver := "https://" + addr + "/ssf/events"
-	srv.mustCall("POST", "/api/v1/event-streams", srv.admin,
-		`{"delivery":"push","endpoint_url":"`+receiver+`","audience":"`+receiver+`"}`, 201, &stream)
+	srv.mustCall("POST", "/ssf/v1/stream", accessTok,
+		`{"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":"`+receiver+`"},"aud":"`+receiver+`"}`, 201, &stream)
 
 	// The device's connection to the backend presents its Hale certificate.
 	roots := x509.NewCertPool()
@@ -114,7 +118,7 @@ func TestExampleBackendSessionsAndRevocation(t *testing.T) {
 		}
 	}
 	var st struct{ Pending int }
-	srv.mustCall("GET", "/api/v1/event-streams/"+stream.ID, srv.admin, "", 200, &st)
+	srv.mustCall("GET", "/ssf/v1/stream?stream_id="+stream.ID, srv.admin, "", 200, &st)
 	if st.Pending != 0 {
 		t.Errorf("%d SETs still in the outbox after delivery", st.Pending)
 	}

@@ -305,6 +305,6 @@ func (s *Server) finishWipe(ctx context.Context, d *inventory.Device, commandID 
 		return err
 	}
 	s.pendingWipes.Delete(d.ID)
-	s.deviceChanged(ctx, d.ID)
+	s.deviceChanged(causedBy(ctx, d.ID, commandID), d.ID)
 	return nil
 }

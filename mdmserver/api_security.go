@@ -252,7 +252,7 @@ func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, r
 	if action == "wipe" {
 		s.pendingWipes.Store(d.ID, true)
 	}
-	s.deviceChanged(ctx, d.ID)
+	s.deviceChanged(causedBy(ctx, d.ID, commandID), d.ID) // the events carry the command as txn
 
 	by := actor(r)
 	ans := securityAnswer{CommandID: commandID, DeviceID: d.ID}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -43,6 +44,11 @@ type Config struct {
 	// SSFCAFile is a PEM bundle to trust, instead of the system roots, for the HTTPS receivers
 	// Security Event Tokens are pushed to (backends with certificates from a private CA).
 	SSFCAFile string `mapstructure:"ssf_ca_file"`
+	// SSFAllowedDestinations are the non-public destinations push receivers may be at anyway:
+	// CIDR prefixes or addresses (any port), or host:port (a name is allowed whatever it
+	// resolves to). Without an entry, delivery connects only to public addresses that are not
+	// this machine's, checked at connect time.
+	SSFAllowedDestinations []string `mapstructure:"ssf_allowed_destinations"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `mapstructure:"log_level"`
 	// ShutdownTimeout bounds how long in-flight requests may take to finish on SIGTERM.
@@ -141,6 +147,9 @@ func (c *Config) Validate() error {
 		c.CommandTTL = Defaults().CommandTTL
 	case c.CommandTTL < time.Hour || c.CommandTTL > 365*24*time.Hour:
 		errs = append(errs, fmt.Errorf("command_ttl %s: want 1h to 8760h", c.CommandTTL))
+	}
+	if _, err := events.ParseAllowList(c.SSFAllowedDestinations); err != nil {
+		errs = append(errs, fmt.Errorf("ssf_allowed_destinations: %w", err))
 	}
 	for _, g := range c.TwoPersonWipeGroups {
 		if g == "" || len(g) > 256 {

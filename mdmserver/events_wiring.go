@@ -2,6 +2,8 @@ package mdmserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/tokens"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -31,6 +34,10 @@ func (s *Server) emitDecisionChanges(ctx context.Context, changes []compliance.C
 	var records []audit.Entry
 	for _, c := range changes {
 		devEvents := decisionEvents(c, now)
+		txn := causeOf(ctx, c.DeviceID)
+		for i := range devEvents {
+			devEvents[i].TXN = txn
+		}
 		evs = append(evs, devEvents...)
 		if e, ok := revocationRecord(c.DeviceID, devEvents); ok {
 			records = append(records, e)
@@ -70,8 +77,45 @@ func revocationRecord(deviceID string, evs []events.Event) (audit.Entry, bool) {
 	ev := evs[revoked]
 	return audit.Entry{
 		Time: ev.At, Actor: "system", Action: "access.revoked", Target: deviceID, Outcome: audit.OutcomeOK,
-		Details: map[string]string{"reason_code": ev.ReasonCode, "initiator": ev.Initiator, "events": strings.Join(types, " ")},
+		Details: map[string]string{"reason_code": ev.ReasonCode, "initiator": ev.Initiator, "events": strings.Join(types, " "), "txn": ev.TXN},
 	}, true
+}
+
+// causeKey carries, in the context of a device change, the command that caused it.
+type causeKey struct{}
+
+type cause struct{ deviceID, commandID string }
+
+// causedBy marks ctx as the change commandID (a lock, lost mode or wipe, ordered or
+// acknowledged) makes to deviceID: the security events of that device's change carry the
+// command ID as their txn, so a backend can tie a revocation to the command behind it.
+func causedBy(ctx context.Context, deviceID, commandID string) context.Context {
+	return context.WithValue(ctx, causeKey{}, cause{deviceID, commandID})
+}
+
+// causeOf is the txn of a device's change: the command that caused it, or a new ID shared by
+// the events of this one change (SSF: txn is unique to the underlying event).
+func causeOf(ctx context.Context, deviceID string) string {
+	if c, ok := ctx.Value(causeKey{}).(cause); ok && c.deviceID == deviceID && c.commandID != "" {
+		return c.commandID
+	}
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // never fails (crypto/rand panics rather than return short)
+	return "chg_" + hex.EncodeToString(b)
+}
+
+// streamCaller is who calls the event stream API: the token, which owns the streams it
+// creates; admin, security and auditor read every stream, and admin and security delete any.
+func streamCaller(r *http.Request) events.Caller {
+	t := tokens.FromContext(r.Context())
+	if t == nil {
+		return events.Caller{}
+	}
+	return events.Caller{
+		ID:        t.ID,
+		ReadAll:   t.Role == tokens.RoleAdmin || t.Role == tokens.RoleSecurity || t.Role == tokens.RoleAuditor,
+		DeleteAll: t.Role == tokens.RoleAdmin || t.Role == tokens.RoleSecurity,
+	}
 }
 
 // decisionEvents are the events one change calls for.
@@ -111,10 +155,11 @@ func complianceStatus(compliant bool) string {
 	return "not-compliant"
 }
 
-// audited records action in the audit log with the outcome h answered: for handlers of other
-// packages (the event stream API) that do not audit themselves.
+// audited records action in the audit log with the outcome h answered, and the stream the
+// request named as its target: for the event stream API, which does not audit itself.
 func (s *Server) audited(action string, h http.Handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		r, stream := events.TrackStream(r)
 		h.ServeHTTP(w, r)
 		status := httpmw.Status(w)
 		outcome := audit.OutcomeOK
@@ -124,7 +169,7 @@ func (s *Server) audited(action string, h http.Handler) http.HandlerFunc {
 		case status >= 400:
 			outcome = audit.OutcomeError
 		}
-		s.record(r, event{Action: action, Target: r.PathValue("id"), Outcome: outcome,
+		s.record(r, event{Action: action, Target: stream(), Outcome: outcome,
 			Details: map[string]string{"status": strconv.Itoa(status)}})
 	}
 }

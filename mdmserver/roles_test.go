@@ -35,6 +35,9 @@ func TestRoleTable(t *testing.T) {
 		"GET /api/v1/audit/proof/inclusion":   "?index=0&tree_size=1",
 		"GET /api/v1/audit/proof/consistency": "?old=0&new=1",
 	}
+	// Routes whose plain GET answers something else than 200 to an allowed role: a stream's
+	// status needs a stream_id, and a probe has no stream.
+	not200 := map[string]bool{"GET /ssf/v1/status": true}
 	placeholders := strings.NewReplacer("{id}", "d_00000000000000aa", "{name}", "probe", "{uuid}", "UUID")
 	for _, rt := range env.srv.tokenRoutes() {
 		method, pattern, _ := strings.Cut(rt.pattern, " ")
@@ -56,7 +59,7 @@ func TestRoleTable(t *testing.T) {
 				t.Errorf("%s as %s: %d, want 403", rt.pattern, role, code)
 			case allowed && (code == 401 || code == 403):
 				t.Errorf("%s as %s: %d, want the handler's answer", rt.pattern, role, code)
-			case allowed && method == "GET" && !strings.Contains(pattern, "{") && code != 200:
+			case allowed && method == "GET" && !strings.Contains(pattern, "{") && !not200[rt.pattern] && code != 200:
 				t.Errorf("%s as %s: %d, want 200", rt.pattern, role, code)
 			}
 		}

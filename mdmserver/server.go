@@ -2,7 +2,6 @@ package mdmserver
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -279,16 +278,21 @@ func readCertPool(opt, path string) (*x509.CertPool, error) {
 }
 
 // newEvents opens the security event transmitter. Receivers are reached with the system roots,
-// or with Config.SSFCAFile when they use a private CA.
+// or with Config.SSFCAFile when they use a private CA, at public addresses or those
+// Config.SSFAllowedDestinations names; each stream belongs to the API token that created it.
 func (s *Server) newEvents(db *bbolt.DB) (*events.Transmitter, error) {
-	opts := []events.Option{events.WithLogger(s.log.With("component", "events"))}
+	allow, err := events.ParseAllowList(s.cfg.SSFAllowedDestinations)
+	if err != nil {
+		return nil, fmt.Errorf("ssf_allowed_destinations: %w", err)
+	}
+	opts := []events.Option{events.WithLogger(s.log.With("component", "events")),
+		events.WithAllowList(allow), events.WithCaller(streamCaller), events.WithRegisterer(s.registry)}
 	if s.cfg.SSFCAFile != "" {
 		roots, err := readCertPool("ssf_ca_file", s.cfg.SSFCAFile)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, events.WithHTTPClient(&http.Client{Timeout: 10 * time.Second,
-			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}))
+		opts = append(opts, events.WithRootCAs(roots))
 	}
 	t, err := events.New(db, s.keys, s.cfg.PublicURL, s.key, opts...)
 	if err != nil {

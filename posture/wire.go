@@ -42,6 +42,7 @@ const (
 	ReasonLost            = "device_lost"
 	ReasonWiped           = "device_wiped"
 	ReasonWipePending     = "wipe_pending"
+	ReasonWipeIncomplete  = "wipe_incomplete" // the last wipe left managed data behind
 	ReasonUnenrolled      = "device_unenrolled"
 	ReasonRetired         = "device_retired"
 	ReasonCertRevoked     = "certificate_revoked"
@@ -168,6 +169,12 @@ type CAEPEvent struct {
 	CurrentStatus  string `json:"current_status,omitempty"`
 	// ReasonCode is Hale's stable reason code (an extension member CAEP allows).
 	ReasonCode string `json:"reason_code,omitempty"`
+}
+
+// VerificationEvent is the body of an SSF verification event: the state the receiver sent
+// when it asked for the event, echoed back.
+type VerificationEvent struct {
+	State string `json:"state,omitempty"`
 }
 
 // PollRequest is the body of an RFC 8936 poll.

@@ -90,6 +90,8 @@ func run(log io.Writer, n, concurrency int) (result, error) {
 	}
 	cfg := mdmserver.Defaults()
 	cfg.Listen, cfg.DataDir, cfg.SSFCAFile = ln.Addr().String(), filepath.Join(dir, "data"), caFile
+	// The receiver is on loopback: allow-list exactly its address, as an operator would.
+	cfg.SSFAllowedDestinations = []string{receiver.srv.Listener.Addr().String()}
 	cfg.EnrollBurst = n // every device enrolls from this one address
 	srv, err := mdmserver.New(cfg, mdmserver.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
@@ -124,9 +126,11 @@ func run(log io.Writer, n, concurrency int) (result, error) {
 	for i := range ids {
 		ids[i] = s.enrollCompliantAgent(it)
 	}
-	var stream struct{ ID string }
-	if code := s.call("POST", "/api/v1/event-streams", s.admin, map[string]string{
-		"delivery": "push", "endpoint_url": receiver.url, "audience": receiver.url}, &stream); code != http.StatusCreated {
+	var stream struct {
+		ID string `json:"stream_id"`
+	}
+	if code := s.call("POST", "/ssf/v1/stream", s.token("access"), map[string]any{
+		"delivery": map[string]string{"method": "urn:ietf:rfc:8935", "endpoint_url": receiver.url}, "aud": receiver.url}, &stream); code != http.StatusCreated {
 		return result{}, fmt.Errorf("create event stream: %d", code)
 	}
 	fmt.Fprintf(log, "%d agent devices enrolled and compliant; wiping them, %d at a time\n", n, concurrency)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -78,15 +77,14 @@ func (a *app) devicesCommand() *cobra.Command {
 
 	showCmd := &cobra.Command{
 		Use:   "show ID",
-		Short: "Show one device",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show one device: its record, access decision, verdict, posture and last wipe",
+		Long: `show prints the device's inventory record; the access API's decision (allow, and why not);
+the verdict (compliant, its reasons, the grace period and until when); every posture claim with
+its source (agent, mdm, app, attested) and age; and its last wipe with the outcome of each managed
+data path. -o json prints GET /api/v1/devices/{id} as the server answers it.`,
+		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s", args[0]), nil, func(w io.Writer, d device) error {
-				return fields(w, "id", d.ID, "platform", d.Platform, "os", d.OS, "owner", d.Owner, "group", d.Group,
-					"state", d.State, "state changed", ts(d.StateChangedAt), "enrolled", ts(d.EnrolledAt),
-					"last seen", ts(d.LastSeen), "hostname", d.Hostname, "serial", d.Serial, "udid", d.UDID,
-					"enrollment id", d.EnrollmentID, "certificates", strings.Join(d.CertSerials, ", "))
-			})
+			return a.showDevice(cmd.Context(), args[0])
 		}),
 	}
 	cmd.AddCommand(list, showCmd)
@@ -137,10 +135,46 @@ type command struct {
 	UpdatedAt   time.Time `json:"updated_at"`
 	FinishedAt  time.Time `json:"finished_at"`
 	AnsweredAt  time.Time `json:"answered_at"`
-	Result      *struct {
-		Status string `json:"status"`
-		Detail string `json:"detail"`
-	} `json:"result"`
+	// Result is an agent command's result, as its device reported it.
+	Result *commandResult `json:"result"`
+}
+
+// commandResult is what an agent reported for a command: for a wipe, every managed path with
+// its outcome.
+type commandResult struct {
+	Status string       `json:"status"`
+	Detail string       `json:"detail"`
+	Paths  []pathResult `json:"paths"`
+}
+
+// pathResult is one managed data path of a selective wipe and what became of it.
+type pathResult struct {
+	Path    string `json:"path"`
+	Managed string `json:"managed,omitempty"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// writeDetail writes the command's fields, its result and, for a wipe, a table of its paths.
+func (c *command) writeDetail(w io.Writer) error {
+	kv := []string{"id", c.id(), "type", c.kind(), "state", c.State, "issued by", c.by(), "issued", ts(c.issued()), "updated", ts(c.updated())}
+	if c.Result != nil {
+		kv = append(kv, "result", c.Result.Status, "detail", c.Result.Detail)
+	}
+	if err := fields(w, kv...); err != nil {
+		return err
+	}
+	return writePaths(w, c.Result)
+}
+
+// writePaths writes a wipe result's paths as a table, if it has any.
+func writePaths(w io.Writer, r *commandResult) error {
+	if r == nil || len(r.Paths) == 0 {
+		return nil
+	}
+	return tableOf(w, []string{"PATH", "OUTCOME", "REASON", "POLICY ENTRY"}, r.Paths, func(p pathResult) []string {
+		return []string{p.Path, p.Outcome, p.Reason, p.Managed}
+	})
 }
 
 func (c *command) id() string   { return firstNonEmpty(c.CommandID, c.ID) }
@@ -189,7 +223,7 @@ func (a *app) commandsCommand() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s", args[0], args[1]), nil, func(w io.Writer, cm command) error {
-				return table(w, commandHeader, [][]string{cm.row()})
+				return cm.writeDetail(w)
 			})
 		}),
 	}

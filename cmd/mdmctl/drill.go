@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/halemdm/hale/internal/text"
 	"github.com/halemdm/hale/mdmserver/audit"
 )
 
@@ -56,21 +57,32 @@ type evidenceEntry struct {
 
 // drillReport is the whole drill, written as JSON and Markdown.
 type drillReport struct {
-	Device         string        `json:"device"`
-	DeviceID       string        `json:"device_id,omitempty"`
-	Platform       string        `json:"platform,omitempty"`
-	Server         string        `json:"server"`
-	StartedAt      time.Time     `json:"started_at"`
-	FinishedAt     time.Time     `json:"finished_at"`
-	Passed         bool          `json:"passed"`
-	CommandID      string        `json:"command_id,omitempty"`
-	AccessBefore   *accessBefore `json:"access_before,omitempty"`
-	AccessReasons  []string      `json:"access_reasons,omitempty"`
-	AuditStart     int64         `json:"audit_log_size_at_start"`
-	CheckpointSize int64         `json:"checkpoint_size,omitempty"`
-	CheckpointKey  string        `json:"checkpoint_key,omitempty"`
-	KeyPinned      bool          `json:"checkpoint_key_pinned"`
-	Steps          []*drillStep  `json:"steps"`
+	Device     string    `json:"device"`
+	DeviceID   string    `json:"device_id,omitempty"`
+	Platform   string    `json:"platform,omitempty"`
+	Server     string    `json:"server"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Passed     bool      `json:"passed"`
+	CommandID  string    `json:"command_id,omitempty"`
+	// CommandResult is the lock command's final state and the result the device reported.
+	CommandResult  *drillCommandResult `json:"command_result,omitempty"`
+	AccessBefore   *accessBefore       `json:"access_before,omitempty"`
+	AccessReasons  []string            `json:"access_reasons,omitempty"`
+	AuditStart     int64               `json:"audit_log_size_at_start"`
+	CheckpointSize int64               `json:"checkpoint_size,omitempty"`
+	CheckpointKey  string              `json:"checkpoint_key,omitempty"`
+	KeyPinned      bool                `json:"checkpoint_key_pinned"`
+	Steps          []*drillStep        `json:"steps"`
+}
+
+// drillCommandResult is a command's final state with the result its device reported (the
+// device wrote Detail and Paths: they are shown escaped).
+type drillCommandResult struct {
+	State  string       `json:"state"`
+	Status string       `json:"status,omitempty"`
+	Detail string       `json:"detail,omitempty"`
+	Paths  []pathResult `json:"paths,omitempty"`
 }
 
 // accessBefore is the device's access decision before the drill locked it.
@@ -252,7 +264,7 @@ func (d *drill) lock(ctx context.Context, s *drillStep) error {
 }
 
 // Final command states, shared by Apple (commands.Record) and agent (agentcmd.Command) commands.
-var commandFailed = []string{"error", "expired"}
+var commandFailed = []string{"error", "expired", "partial", "cancelled"}
 
 func (d *drill) acknowledged(ctx context.Context, s *drillStep) error {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -265,15 +277,20 @@ func (d *drill) acknowledged(ctx context.Context, s *drillStep) error {
 		switch {
 		case errors.As(err, &ae):
 			return err // the server said no: waiting will not change it
-		case err == nil && cmd.State == "acknowledged":
-			s.Detail = fmt.Sprintf("command %s is %s", d.rep.CommandID, cmd.State)
-			return nil
-		case err == nil && slices.Contains(commandFailed, cmd.State):
+		case err == nil && (cmd.State == "acknowledged" || slices.Contains(commandFailed, cmd.State)):
+			d.rep.CommandResult = &drillCommandResult{State: cmd.State}
 			detail := ""
-			if cmd.Result != nil && cmd.Result.Detail != "" {
-				detail = ": " + cmd.Result.Detail
+			if cmd.Result != nil {
+				d.rep.CommandResult.Status, d.rep.CommandResult.Detail, d.rep.CommandResult.Paths = cmd.Result.Status, cmd.Result.Detail, cmd.Result.Paths
+				if cmd.Result.Detail != "" {
+					detail = ": " + cmd.Result.Detail
+				}
 			}
-			return fmt.Errorf("command %s ended %s%s", d.rep.CommandID, cmd.State, detail)
+			if cmd.State != "acknowledged" {
+				return fmt.Errorf("command %s ended %s%s", d.rep.CommandID, cmd.State, detail)
+			}
+			s.Detail = fmt.Sprintf("command %s is %s%s", d.rep.CommandID, cmd.State, detail)
+			return nil
 		case err == nil:
 			last = cmd.State
 		}
@@ -486,12 +503,16 @@ func (d *drill) write(dir string) ([]string, error) {
 	if err := os.WriteFile(paths[0], d.markdown(), 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(paths[1], append(j, '\n'), 0o644); err != nil {
+	// The JSON keeps every value exactly, with control and format characters as \u escapes.
+	if err := os.WriteFile(paths[1], append(text.JSON(j), '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return paths, nil
 }
 
+// markdown renders the report. Every value that a device, a user or the server supplied goes
+// through text.MarkdownCode or text.MarkdownCell, so it shows as written and renders as nothing
+// else: no image, link, HTML, table break or bidi reordering.
 func (d *drill) markdown() []byte {
 	r := d.rep
 	var b bytes.Buffer
@@ -499,14 +520,14 @@ func (d *drill) markdown() []byte {
 	if !r.Passed {
 		result = "FAIL"
 	}
-	fmt.Fprintf(&b, "# Lost-device drill: %s\n\n", md(r.Device))
+	fmt.Fprintf(&b, "# Lost-device drill: %s\n\n", text.MarkdownCode(r.Device))
 	if r.DeviceID != "" {
-		fmt.Fprintf(&b, "- Device: %s (%s)\n", md(r.DeviceID), md(r.Platform))
+		fmt.Fprintf(&b, "- Device: %s (%s)\n", text.MarkdownCode(r.DeviceID), text.MarkdownCode(r.Platform))
 	}
-	fmt.Fprintf(&b, "- Result: **%s**\n- Server: %s\n- Started: %s\n- Finished: %s (%s)\n", result, md(r.Server),
+	fmt.Fprintf(&b, "- Result: **%s**\n- Server: %s\n- Started: %s\n- Finished: %s (%s)\n", result, text.MarkdownCode(r.Server),
 		r.StartedAt.Format(time.RFC3339Nano), r.FinishedAt.Format(time.RFC3339Nano), r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
 	if r.CommandID != "" {
-		fmt.Fprintf(&b, "- Lock command: %s\n", md(r.CommandID))
+		fmt.Fprintf(&b, "- Lock command: %s\n", text.MarkdownCode(r.CommandID))
 	}
 	fmt.Fprintf(&b, "- Audit log size at start: %d\n", r.AuditStart)
 	if r.CheckpointSize > 0 {
@@ -514,29 +535,35 @@ func (d *drill) markdown() []byte {
 		if !r.KeyPinned {
 			pinned = "**not pinned**: the server's own key was used"
 		}
-		fmt.Fprintf(&b, "- Checkpoint: %d entries, key %s, %s\n", r.CheckpointSize, md(r.CheckpointKey), pinned)
+		fmt.Fprintf(&b, "- Checkpoint: %d entries, key %s, %s\n", r.CheckpointSize, text.MarkdownCode(r.CheckpointKey), pinned)
 	}
 	b.WriteString("\n## Steps\n\n| # | Step | Result | Start | End | Duration | Detail |\n|---|---|---|---|---|---|---|\n")
 	for i, s := range r.Steps {
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %d ms | %s |\n", i+1, md(s.Title), strings.ToUpper(s.Result),
-			s.Start.Format(time.RFC3339Nano), s.End.Format(time.RFC3339Nano), s.DurationMS, md(s.Detail))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %d ms | %s |\n", i+1, s.Title, strings.ToUpper(s.Result),
+			s.Start.Format(time.RFC3339Nano), s.End.Format(time.RFC3339Nano), s.DurationMS, text.MarkdownCell(s.Detail))
+	}
+	if cr := r.CommandResult; cr != nil {
+		fmt.Fprintf(&b, "\n## Command result\n\n- State: %s\n- Status: %s\n- Detail (as the device reported it): %s\n",
+			text.MarkdownCode(cr.State), text.MarkdownCode(cr.Status), text.MarkdownCode(cr.Detail))
+		if len(cr.Paths) > 0 {
+			b.WriteString("\n| Path | Outcome | Reason |\n|---|---|---|\n")
+			for _, p := range cr.Paths {
+				fmt.Fprintf(&b, "| %s | %s | %s |\n", text.MarkdownCell(p.Path), text.MarkdownCell(p.Outcome), text.MarkdownCell(p.Reason))
+			}
+		}
 	}
 	b.WriteString("\n## Audit evidence\n")
 	for i, s := range r.Steps {
 		if len(s.Evidence) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\n### %d. %s\n\n| Index | Time | Action | Actor | Outcome | Inclusion proved |\n|---|---|---|---|---|---|\n", i+1, md(s.Title))
+		fmt.Fprintf(&b, "\n### %d. %s\n\n| Index | Time | Action | Actor | Outcome | Inclusion proved |\n|---|---|---|---|---|---|\n", i+1, s.Title)
 		for _, e := range s.Evidence {
-			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", e.Index, e.Time.Format(time.RFC3339Nano), md(e.Action), md(e.Actor), md(e.Outcome), yesNo(e.Proved))
+			fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s |\n", e.Index, e.Time.Format(time.RFC3339Nano),
+				text.MarkdownCell(e.Action), text.MarkdownCell(e.Actor), text.MarkdownCell(e.Outcome), yesNo(e.Proved))
 		}
 	}
 	return b.Bytes()
-}
-
-// md makes a value safe in a Markdown table cell.
-func md(s string) string {
-	return strings.NewReplacer("|", `\|`, "\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;").Replace(sanitize(s))
 }
 
 func (d *drill) summary(paths []string) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,68 +15,133 @@ import (
 	"github.com/halemdm/hale/posture"
 )
 
-// eventStream is a revocation event stream as the server shows it.
+// eventStream is a revocation event stream as the server shows it (OpenID SSF 1.0).
 type eventStream struct {
-	ID              string   `json:"id"`
-	Delivery        string   `json:"delivery"`
-	EndpointURL     string   `json:"endpoint_url"`
-	Audience        string   `json:"audience"`
-	EventsRequested []string `json:"events_requested"`
+	ID       string `json:"stream_id"`
+	Audience string `json:"aud"`
+	Delivery struct {
+		Method      string `json:"method"`
+		EndpointURL string `json:"endpoint_url"`
+	} `json:"delivery"`
+	EventsDelivered []string `json:"events_delivered"`
+	Status          string   `json:"status"`
 	Pending         int      `json:"pending"`
 	LastError       string   `json:"last_error"`
 }
 
-func (a *app) eventsCommand() *cobra.Command {
-	cmd := group("events", "Revocation event streams (OpenID SSF/CAEP): create, list, poll", "event")
+// method is the stream's delivery method in a word.
+func (s eventStream) method() string {
+	switch s.Delivery.Method {
+	case "urn:ietf:rfc:8935":
+		return "push"
+	case "urn:ietf:rfc:8936":
+		return "poll"
+	}
+	return s.Delivery.Method
+}
 
-	var req struct {
-		Delivery            string `json:"delivery"`
-		Audience            string `json:"audience"`
+// streamPath is the OpenID SSF configuration endpoint.
+const streamPath = "/ssf/v1/stream"
+
+func (a *app) eventsCommand() *cobra.Command {
+	cmd := group("events", "Revocation event streams (OpenID SSF/CAEP): create, list, poll, verify, delete", "event")
+
+	type delivery struct {
+		Method              string `json:"method"`
 		EndpointURL         string `json:"endpoint_url,omitempty"`
 		AuthorizationHeader string `json:"authorization_header,omitempty"`
 	}
+	var req struct {
+		Delivery    delivery `json:"delivery"`
+		Audience    string   `json:"aud,omitempty"`
+		Description string   `json:"description,omitempty"`
+	}
 	create := &cobra.Command{
-		Use:   "create --audience A [--push URL [--authorization VALUE]]",
-		Short: "Create a stream: polled (RFC 8936) by default, pushed (RFC 8935) with --push (admin)",
-		Args:  cobra.NoArgs,
+		Use:   "create [--audience A] [--push URL [--authorization VALUE]]",
+		Short: "Create a stream owned by this token: polled (RFC 8936) by default, pushed (RFC 8935) with --push",
+		Long: `Create makes an event stream that belongs to the token creating it: only that token can poll,
+change, verify or delete it (admin and security can read and delete every stream). A messaging
+backend creates its stream with its own access token.`,
+		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			req.Delivery = "poll"
-			if req.EndpointURL != "" {
-				req.Delivery = "push"
+			req.Delivery.Method = "urn:ietf:rfc:8936"
+			if req.Delivery.EndpointURL != "" {
+				req.Delivery.Method = "urn:ietf:rfc:8935"
+			} else if req.Delivery.AuthorizationHeader != "" {
+				return usagef("--authorization goes with --push")
 			}
-			return show(a, cmd.Context(), http.MethodPost, "/api/v1/event-streams", req, func(w io.Writer, s eventStream) error {
-				return fields(w, "id", s.ID, "delivery", s.Delivery, "audience", s.Audience, "endpoint", s.EndpointURL)
+			return show(a, cmd.Context(), http.MethodPost, streamPath, req, func(w io.Writer, s eventStream) error {
+				return fields(w, "stream_id", s.ID, "delivery", s.method(), "audience", s.Audience, "endpoint", s.Delivery.EndpointURL)
 			})
 		}),
 	}
 	f := create.Flags()
-	f.StringVar(&req.Audience, "audience", "", "the receiver's name; every SET of the stream carries it as aud")
-	f.StringVar(&req.EndpointURL, "push", "", "HTTPS URL to push SETs to (RFC 8935)")
-	f.StringVar(&req.AuthorizationHeader, "authorization", "", "Authorization header value the receiver expects on pushes")
-	_ = create.MarkFlagRequired("audience")
+	f.StringVar(&req.Audience, "audience", "", "the receiver's name, the aud of every SET of the stream (default: the push URL or the poll URL)")
+	f.StringVar(&req.Delivery.EndpointURL, "push", "", "HTTPS URL to push SETs to (RFC 8935)")
+	f.StringVar(&req.Delivery.AuthorizationHeader, "authorization", "", "Authorization header value the receiver expects on pushes")
+	f.StringVar(&req.Description, "description", "", "what the stream is for, for people")
 
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List streams with their pending events and last delivery error",
+		Short: "List this token's streams (every stream for admin, security and auditor) with their pending events and last delivery error",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			return show(a, cmd.Context(), http.MethodGet, "/api/v1/event-streams", nil, func(w io.Writer, ans struct{ Streams []eventStream }) error {
-				return tableOf(w, []string{"ID", "DELIVERY", "AUDIENCE", "PENDING", "LAST ERROR"}, ans.Streams, func(s eventStream) []string {
-					return []string{s.ID, s.Delivery, s.Audience, fmt.Sprint(s.Pending), s.LastError}
+			return show(a, cmd.Context(), http.MethodGet, streamPath, nil, func(w io.Writer, streams []eventStream) error {
+				return tableOf(w, []string{"STREAM_ID", "DELIVERY", "STATUS", "AUDIENCE", "PENDING", "LAST ERROR"}, streams, func(s eventStream) []string {
+					return []string{s.ID, s.method(), s.Status, s.Audience, fmt.Sprint(s.Pending), s.LastError}
 				})
 			})
+		}),
+	}
+
+	var state string
+	verify := &cobra.Command{
+		Use:   "verify STREAM [--state S]",
+		Short: "Ask for a verification event on a stream this token owns; it carries --state back",
+		Args:  cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			body := map[string]string{"stream_id": args[0], "state": state}
+			if err := c.do(cmd.Context(), http.MethodPost, "/ssf/v1/verify", body, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "verification event queued on %s\n", args[0])
+			return nil
+		}),
+	}
+	verify.Flags().StringVar(&state, "state", "", "an opaque value the verification event echoes")
+
+	del := &cobra.Command{
+		Use:   "delete STREAM",
+		Short: "Delete a stream this token owns (admin and security: any stream) and the events waiting in it",
+		Args:  cobra.ExactArgs(1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), http.MethodDelete, streamPath+"?stream_id="+url.QueryEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "deleted %s\n", args[0])
+			return nil
 		}),
 	}
 
 	var audience string
 	var maxEvents int
 	poll := &cobra.Command{
-		Use:   "poll STREAM --audience A [--max 100]",
-		Short: "Fetch a polled stream's events, verify each against the server's keys, and acknowledge them (access)",
+		Use:   "poll STREAM [--audience A] [--max 100]",
+		Short: "Fetch a polled stream's events, verify each against the server's keys, and acknowledge them (the stream's token)",
 		Long: `Poll fetches the stream's pending Security Event Tokens (RFC 8936), verifies each one's
 signature against the server's JWKS, its issuer and its audience (with the posture package a
-messaging backend uses), prints the verified events and acknowledges them. A SET that does not
-verify (a wrong --audience, say) is left pending for the real receiver and makes poll exit 6.`,
+messaging backend uses), prints the verified events and acknowledges them. Only the token that
+created the stream may poll it. The audience is the stream's unless --audience names another;
+a SET that does not verify (a wrong --audience, say) is left pending for the real receiver and
+makes poll exit 6.`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -89,8 +155,8 @@ verify (a wrong --audience, say) is left pending for the real receiver and makes
 			if a.output == "json" {
 				return a.printJSON(events)
 			}
-			err = tableOf(a.stdout, []string{"JTI", "EVENT", "DEVICE", "STATUS", "REASON", "AT"}, events, func(e polledEvent) []string {
-				return []string{e.JTI, e.Type, e.Device, e.Status, e.Reason, ts(e.At)}
+			err = tableOf(a.stdout, []string{"JTI", "EVENT", "SUBJECT", "STATUS", "REASON", "TXN", "AT"}, events, func(e polledEvent) []string {
+				return []string{e.JTI, e.Type, e.Device, firstOf(e.Status, e.State), e.Reason, e.TXN, ts(e.At)}
 			})
 			if err != nil {
 				return err
@@ -103,21 +169,31 @@ verify (a wrong --audience, say) is left pending for the real receiver and makes
 			return nil
 		}),
 	}
-	poll.Flags().StringVar(&audience, "audience", "", "the stream's audience, which every SET must carry")
+	poll.Flags().StringVar(&audience, "audience", "", "the audience every SET must carry (default: the stream's)")
 	poll.Flags().IntVar(&maxEvents, "max", 100, "most events to fetch (1-1000)")
-	_ = poll.MarkFlagRequired("audience")
 
-	cmd.AddCommand(create, list, poll)
+	cmd.AddCommand(create, list, poll, verify, del)
 	return cmd
+}
+
+func firstOf(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 // polledEvent is one event of a polled SET, after verification.
 type polledEvent struct {
 	JTI    string    `json:"jti"`
-	Type   string    `json:"event"` // the event type's last path element: session-revoked, ...
-	Device string    `json:"device_id,omitempty"`
+	Type   string    `json:"event"`               // the event type's last path element: session-revoked, ...
+	Device string    `json:"device_id,omitempty"` // the subject: a device, or the stream for verification
 	Status string    `json:"current_status,omitempty"`
 	Reason string    `json:"reason_code,omitempty"`
+	State  string    `json:"state,omitempty"` // a verification event's echoed state
+	TXN    string    `json:"txn,omitempty"`   // the command or change behind the event
 	At     time.Time `json:"event_time,omitzero"`
 	Error  string    `json:"error,omitempty"` // why the SET was rejected
 }
@@ -134,6 +210,13 @@ func pollEvents(ctx context.Context, c *client, stream, audience string, max int
 	if err := c.do(ctx, http.MethodGet, "/.well-known/ssf-configuration", nil, &conf); err != nil {
 		return nil, err
 	}
+	if audience == "" {
+		var s eventStream
+		if err := c.do(ctx, http.MethodGet, streamPath+"?stream_id="+url.QueryEscape(stream), nil, &s); err != nil {
+			return nil, err
+		}
+		audience = s.Audience
+	}
 	// The keys come from this server, over the connection mdmctl trusts, whatever the
 	// configuration names: a SET proves only what the server's own keys sign.
 	keys := posture.RemoteJWKS(c.base+"/access/v1/jwks.json", c.http)
@@ -143,7 +226,12 @@ func pollEvents(ctx context.Context, c *client, stream, audience string, max int
 		func(_ context.Context, set posture.SETClaims, eventType string, ev posture.CAEPEvent) {
 			e := *current
 			e.Type = eventType[strings.LastIndexByte(eventType, '/')+1:]
-			e.Device, e.Status, e.Reason = set.SubID.ID, ev.CurrentStatus, ev.ReasonCode
+			e.Device, e.Status, e.Reason, e.TXN = set.SubID.ID, ev.CurrentStatus, ev.ReasonCode, set.TXN
+			if eventType == posture.EventVerification {
+				var v posture.VerificationEvent
+				_ = json.Unmarshal(set.Events[eventType], &v)
+				e.State = v.State
+			}
 			if ev.EventTimestamp > 0 {
 				e.At = time.Unix(ev.EventTimestamp, 0).UTC()
 			}

@@ -255,14 +255,16 @@ func (a *app) printError(err error) {
 		}
 		return
 	}
+	// An error may quote what a device or the server wrote (a command's result detail).
+	msg := sanitize(err.Error())
 	switch exitCode(err) {
 	case exitVerify:
-		fmt.Fprintln(a.stderr, "verification FAILED:", err)
+		fmt.Fprintln(a.stderr, "verification FAILED:", msg)
 	case exitUsage:
-		fmt.Fprintln(a.stderr, "error:", err)
+		fmt.Fprintln(a.stderr, "error:", msg)
 		fmt.Fprintln(a.stderr, "run 'mdmctl --help' or 'mdmctl COMMAND --help' for usage")
 	default:
-		fmt.Fprintln(a.stderr, "error:", err)
+		fmt.Fprintln(a.stderr, "error:", msg)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/halemdm/hale/internal/text"
 )
 
 // show calls the API and prints the answer: the server's JSON with -o json, otherwise render's
@@ -46,7 +48,8 @@ func (a *app) emit(raw json.RawMessage, table func(w io.Writer) error) error {
 	return table(a.stdout)
 }
 
-// printJSON writes raw indented, or v encoded when raw is not JSON bytes.
+// printJSON writes raw indented, or v encoded when raw is not JSON bytes, with control and
+// format characters escaped.
 func (a *app) printJSON(v any) error {
 	var b []byte
 	switch raw := v.(type) {
@@ -62,6 +65,9 @@ func (a *app) printJSON(v any) error {
 			return err
 		}
 	}
+	// The values are kept exactly, but a bidi override or a terminal escape in one is written
+	// as a \u escape, not as itself.
+	b = text.JSON(b)
 	_, err := fmt.Fprintf(a.stdout, "%s\n", b)
 	return err
 }
@@ -100,8 +106,8 @@ func fields(w io.Writer, kv ...string) error {
 	return tw.Flush()
 }
 
-// cell makes a value safe for a table cell: no tabs, newlines or terminal control characters
-// (values come from the server and from devices), "-" when empty.
+// cell makes a value safe for a table cell: no tabs, newlines, terminal control or Unicode
+// format characters (values come from the server, from devices and from users), "-" when empty.
 func cell(s string) string {
 	if s == "" {
 		return "-"
@@ -109,15 +115,10 @@ func cell(s string) string {
 	return sanitize(s)
 }
 
-// sanitize replaces control characters, so a device name cannot rewrite the terminal.
-func sanitize(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// sanitize is text.Clean, the one cleaner for everything mdmctl prints that a device or a user
+// wrote: control characters become spaces and bidi and other format characters go, so a value
+// can neither rewrite the terminal nor reorder what surrounds it.
+func sanitize(s string) string { return text.Clean(s) }
 
 // ts formats a time for a table: UTC, to the second; "" for the zero time.
 func ts(t time.Time) string {

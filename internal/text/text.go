@@ -1,5 +1,7 @@
 // Package text holds the checks Hale applies to free text from the network (owners, groups,
-// hostnames, tokens) before it is stored or logged.
+// hostnames, tokens) before it is stored or logged, and the one way to make such text, or any
+// text a device or a user wrote, safe to show: on a terminal (Clean), in Markdown (MarkdownCode,
+// MarkdownCell) and in JSON meant for people to read (JSON).
 package text
 
 import (

@@ -33,7 +33,7 @@ func benchReevaluateWithEvents(b *testing.B, withEvents bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := tr.CreateStream(ctx, events.Stream{Delivery: events.DeliveryPoll, Audience: "bench"}); err != nil {
+	if _, err := tr.CreateStream(ctx, events.Caller{ID: "bench-receiver"}, events.Config{Audience: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	if withEvents {

@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -48,10 +50,16 @@ type Event struct {
 	At                            time.Time
 }
 
-// Errors. Both are wrapped with what was wrong.
+// Errors. Each is wrapped with what was wrong.
 var (
-	ErrNotFound = errors.New("events: no such event stream")
-	ErrInvalid  = errors.New("events: invalid")
+	ErrNotFound  = errors.New("events: no such event stream")
+	ErrInvalid   = errors.New("events: invalid")
+	ErrForbidden = errors.New("events: not allowed")
+	ErrTooMany   = errors.New("events: too many")
+	// ErrDisabled: a disabled stream holds no events, so it cannot be verified.
+	ErrDisabled = errors.New("events: the stream is disabled")
+	// ErrTooSoon: verification asked for again within the minimum interval.
+	ErrTooSoon = errors.New("events: verification requested too soon")
 )
 
 // Bucket names.
@@ -60,6 +68,8 @@ var (
 	// outboxBucket holds streamID 0x00 seq(16 bytes, big endian) → entry JSON, so a stream's
 	// SETs are contiguous and in the order they were emitted.
 	outboxBucket = []byte("ssf_outbox")
+	// subjectsBucket holds streamID 0x00 deviceID → a subject marker (see subjects.go).
+	subjectsBucket = []byte("ssf_subjects")
 )
 
 // sealPurpose binds sealed Authorization headers to this slot of the store.
@@ -71,6 +81,7 @@ const (
 	defaultMinBackoff  = time.Second
 	defaultMaxBackoff  = 5 * time.Minute
 	defaultPollWait    = 30 * time.Second
+	defaultMinVerify   = 5 * time.Second
 )
 
 // entry is one SET waiting in the outbox.
@@ -88,16 +99,22 @@ type Transmitter struct {
 
 	log        *slog.Logger
 	now        func() time.Time
+	guard      *guard
+	rootCAs    *x509.CertPool
 	client     *http.Client
 	minBackoff time.Duration
 	maxBackoff time.Duration
 	pollWait   time.Duration
+	minVerify  time.Duration
+	caller     func(*http.Request) Caller
+	metrics    *metrics
 
-	mu      sync.Mutex
-	signals map[string]chan struct{} // stream ID → closed on the next change to its outbox
-	status  map[string]*deliveryStatus
-	running bool
-	changed chan struct{} // a stream was created or deleted; Run reconciles its deliverers
+	mu       sync.Mutex
+	signals  map[string]chan struct{} // stream ID → closed on the next change to its outbox
+	status   map[string]*deliveryStatus
+	verified map[string]time.Time // stream ID → when its last verification was asked for
+	running  bool
+	changed  chan struct{} // a stream was created, changed or deleted; Run reconciles deliverers
 }
 
 // deliveryStatus is the in-memory delivery state of a stream, reported on read.
@@ -105,60 +122,6 @@ type deliveryStatus struct {
 	lastDeliveredAt time.Time
 	lastError       string
 	lastErrorAt     time.Time
-}
-
-// Option configures a Transmitter.
-type Option func(*Transmitter)
-
-// WithLogger sets the logger for delivery failures and rejected SETs.
-func WithLogger(l *slog.Logger) Option {
-	return func(t *Transmitter) {
-		if l != nil {
-			t.log = l
-		}
-	}
-}
-
-// WithClock sets the clock for iat, event timestamps and stream creation times (tests).
-func WithClock(now func() time.Time) Option {
-	return func(t *Transmitter) {
-		if now != nil {
-			t.now = now
-		}
-	}
-}
-
-// WithHTTPClient sets the client push delivery uses. The default has a 10s timeout and does not
-// follow redirects: a receiver's endpoint is configured exactly, and a redirect must not carry
-// SETs (or its Authorization header) somewhere else.
-func WithHTTPClient(c *http.Client) Option {
-	return func(t *Transmitter) {
-		if c != nil {
-			t.client = c
-		}
-	}
-}
-
-// WithBackoff sets the bounds of the exponential backoff between push retries (default 1s to
-// 5m). Each wait is jittered so that receivers coming back are not hit in lockstep.
-func WithBackoff(minWait, maxWait time.Duration) Option {
-	return func(t *Transmitter) {
-		if minWait > 0 {
-			t.minBackoff = minWait
-		}
-		if maxWait >= t.minBackoff {
-			t.maxBackoff = maxWait
-		}
-	}
-}
-
-// WithPollWait sets how long a poll with returnImmediately false waits for a SET (default 30s).
-func WithPollWait(d time.Duration) Option {
-	return func(t *Transmitter) {
-		if d >= 0 {
-			t.pollWait = d
-		}
-	}
 }
 
 // New returns a Transmitter storing its streams and outbox in db. issuer is the "iss" of every
@@ -178,30 +141,29 @@ func New(db *bbolt.DB, signer Signer, issuer string, key *seal.Key, opts ...Opti
 		return nil, errors.New("events: empty issuer; set it to the server's public base URL")
 	}
 	t := &Transmitter{
-		db:     db,
-		signer: signer,
-		issuer: issuer,
-		key:    key,
-		log:    slog.Default(),
-		now:    time.Now,
-		client: &http.Client{
-			Timeout: defaultHTTPTimeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
+		db:         db,
+		signer:     signer,
+		issuer:     issuer,
+		key:        key,
+		log:        slog.Default(),
+		now:        time.Now,
+		guard:      newGuard(),
 		minBackoff: defaultMinBackoff,
 		maxBackoff: defaultMaxBackoff,
 		pollWait:   defaultPollWait,
+		minVerify:  defaultMinVerify,
+		caller:     func(*http.Request) Caller { return Caller{} },
 		signals:    map[string]chan struct{}{},
 		status:     map[string]*deliveryStatus{},
+		verified:   map[string]time.Time{},
 		changed:    make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(t)
 	}
+	t.client = t.newClient()
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{streamsBucket, outboxBucket} {
+		for _, b := range [][]byte{streamsBucket, outboxBucket, subjectsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("events: create bucket %s: %w", b, err)
 			}
@@ -212,6 +174,26 @@ func New(db *bbolt.DB, signer Signer, issuer string, key *seal.Key, opts ...Opti
 		return nil, err
 	}
 	return t, nil
+}
+
+// newClient is push delivery's HTTP client. It connects through the guard, never through a
+// proxy (the guard must see the receiver's address), and does not follow redirects: a
+// receiver's endpoint is configured exactly, and a redirect must not carry SETs (or the
+// receiver's Authorization header) somewhere else.
+func (t *Transmitter) newClient() *http.Client {
+	return &http.Client{
+		Timeout: defaultHTTPTimeout,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         t.guard.DialContext,
+			TLSClientConfig:     &tls.Config{RootCAs: t.rootCAs, MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout: defaultHTTPTimeout,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConns:        100,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // initiators are the initiating_entity values CAEP defines.
@@ -304,15 +286,37 @@ func (t *Transmitter) EmitWith(ctx context.Context, also func(tx *bbolt.Tx, stre
 	if len(evs) == 0 {
 		return nil
 	}
-	streams, err := t.records()
+	// Which stream gets which event: its status, its event types and its subjects.
+	var streams []record
+	var gets map[string][]bool // stream ID → per event, whether it goes there
+	err := t.db.View(func(tx *bbolt.Tx) error {
+		recs, err := recordsTx(tx)
+		if err != nil {
+			return err
+		}
+		gets = map[string][]bool{}
+		for i := range recs {
+			rec := &recs[i]
+			if !rec.takesEvents() {
+				continue
+			}
+			streams = append(streams, *rec)
+			g := make([]bool, len(evs))
+			for j, ev := range evs {
+				g[j] = rec.wants(ev.Type) && includes(tx, rec, ev.DeviceID)
+			}
+			gets[rec.ID] = g
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	// Sign outside the write transaction so that signing does not hold bbolt's writer lock.
 	pending := map[string][]entry{}
 	for _, s := range streams {
-		for _, ev := range evs {
-			if !s.wants(ev.Type) {
+		for j, ev := range evs {
+			if !gets[s.ID][j] {
 				continue
 			}
 			body, err := t.body(ev)
@@ -330,17 +334,44 @@ func (t *Transmitter) EmitWith(ctx context.Context, also func(tx *bbolt.Tx, stre
 	return err
 }
 
-// Verify puts an SSF verification event into the stream's outbox, so a receiver can check
-// end to end that it gets, and can verify, what Hale sends. The subject is the stream itself.
-func (t *Transmitter) Verify(ctx context.Context, streamID string) error {
+// maxState bounds a verification request's state.
+const maxState = 1024
+
+// Verify puts an SSF verification event, echoing state, into the outbox of a stream the caller
+// owns, so its receiver can check end to end that it gets, and can verify, what Hale sends. The
+// subject is the stream itself. A paused stream holds it until enabled; a disabled stream
+// refuses (ErrDisabled), and so does a second request within the minimum interval (ErrTooSoon).
+func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state string) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if len(state) > maxState {
+		return fmt.Errorf("%w verification: state is longer than %d bytes", ErrInvalid, maxState)
 	}
 	s, err := t.record(streamID)
 	if err != nil {
 		return err
 	}
-	e, err := t.sign(s.Audience, posture.SubjectID{Format: "opaque", ID: s.ID}, posture.EventVerification, json.RawMessage(`{}`), "")
+	if !caller.owns(s) {
+		return notFound(streamID)
+	}
+	if s.status() == StatusDisabled {
+		return fmt.Errorf("%w: enable stream %s to verify it", ErrDisabled, s.ID)
+	}
+	now := t.now()
+	t.mu.Lock()
+	last, ok := t.verified[s.ID]
+	if ok && now.Sub(last) < t.minVerify {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: wait %s between verifications of a stream", ErrTooSoon, t.minVerify)
+	}
+	t.verified[s.ID] = now
+	t.mu.Unlock()
+	body, err := json.Marshal(posture.VerificationEvent{State: state})
+	if err != nil {
+		return err
+	}
+	e, err := t.sign(s.Audience, posture.SubjectID{Format: "opaque", ID: s.ID}, posture.EventVerification, body, "")
 	if err != nil {
 		return err
 	}
@@ -364,10 +395,10 @@ func (t *Transmitter) commit(pending map[string][]entry, also func(*bbolt.Tx, in
 	}
 	written := 0
 	err := t.db.Update(func(tx *bbolt.Tx) error {
-		sb, ob := tx.Bucket(streamsBucket), tx.Bucket(outboxBucket)
+		ob := tx.Bucket(outboxBucket)
 		for id := range pending {
-			if sb.Get([]byte(id)) == nil {
-				delete(pending, id) // deleted since it was read
+			if rec, err := recordTx(tx, id); err != nil || rec.status() == StatusDisabled {
+				delete(pending, id) // deleted or disabled since it was read
 			}
 		}
 		if also != nil {

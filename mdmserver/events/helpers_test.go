@@ -101,12 +101,44 @@ type fixture struct {
 	signer *testSigner
 }
 
-func defaultOpts() []Option {
+// rx is the receiver the tests act as, unless a request names another in callerHeader.
+var rx = Caller{ID: "tok_receiver"}
+
+// callerHeader names the credential a test request comes from; readAllHeader lets it read and
+// delete every stream (as admin and security may).
+const (
+	callerHeader  = "X-Test-Caller"
+	readAllHeader = "X-Test-Read-All"
+)
+
+func testCaller(r *http.Request) Caller {
+	id := r.Header.Get(callerHeader)
+	if id == "" {
+		return rx
+	}
+	all := r.Header.Get(readAllHeader) != ""
+	return Caller{ID: id, ReadAll: all, DeleteAll: all}
+}
+
+// loopback is the allow-list the push tests need: their receivers are httptest servers on
+// 127.0.0.1, which delivery refuses unless the operator names it.
+func loopback(t testing.TB) *AllowList {
+	a, err := ParseAllowList([]string{"127.0.0.0/8", "::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func defaultOpts(t testing.TB) []Option {
 	return []Option{
 		WithLogger(slog.New(slog.DiscardHandler)),
 		WithClock(func() time.Time { return testNow }),
 		WithBackoff(time.Millisecond, 5*time.Millisecond),
 		WithPollWait(50 * time.Millisecond),
+		WithCaller(testCaller),
+		WithAllowList(loopback(t)),
+		WithMinVerificationInterval(0),
 	}
 }
 
@@ -116,7 +148,7 @@ func newFixture(t testing.TB, opts ...Option) *fixture {
 	db := openDB(t, path)
 	t.Cleanup(func() { db.Close() })
 	f := &fixture{db: db, path: path, signer: newTestSigner(t)}
-	tr, err := New(db, f.signer, testIssuer+"/", testKey(t), append(defaultOpts(), opts...)...)
+	tr, err := New(db, f.signer, testIssuer+"/", testKey(t), append(defaultOpts(t), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,22 +220,24 @@ func (rc *receiver) got() []received {
 	return append([]received(nil), rc.reqs...)
 }
 
-func (f *fixture) pushStream(t testing.TB, url string, mod ...func(*Stream)) Stream {
+// pushStream creates a push stream of rx's to url.
+func (f *fixture) pushStream(t testing.TB, url string, mod ...func(*Config)) Stream {
 	t.Helper()
-	s := Stream{Delivery: DeliveryPush, EndpointURL: url, Audience: "https://chat.example"}
+	c := Config{Delivery: Delivery{Method: MethodPush, EndpointURL: url}, Audience: "https://chat.example"}
 	for _, m := range mod {
-		m(&s)
+		m(&c)
 	}
-	s, err := f.tr.CreateStream(context.Background(), s)
+	s, err := f.tr.CreateStream(context.Background(), rx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
+// pollStream creates a poll stream of rx's.
 func (f *fixture) pollStream(t testing.TB) Stream {
 	t.Helper()
-	s, err := f.tr.CreateStream(context.Background(), Stream{Delivery: DeliveryPoll, Audience: "poller"})
+	s, err := f.tr.CreateStream(context.Background(), rx, Config{Audience: "poller"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,11 +269,14 @@ func emit(t testing.TB, tr *Transmitter, evs ...Event) {
 	}
 }
 
-// poll posts body to the poll handler for stream id.
-func poll(t testing.TB, tr *Transmitter, id, body string) *httptest.ResponseRecorder {
+// poll posts body to the poll handler for stream id, as rx or, with as, another credential.
+func poll(t testing.TB, tr *Transmitter, id, body string, as ...string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, "/ssf/poll/"+id, strings.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, "/ssf/v1/streams/"+id+"/poll", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	if len(as) > 0 {
+		req.Header.Set(callerHeader, as[0])
+	}
 	req.SetPathValue("id", id)
 	rec := httptest.NewRecorder()
 	tr.PollHandler().ServeHTTP(rec, req)
@@ -256,4 +293,54 @@ func decodePoll(t testing.TB, rec *httptest.ResponseRecorder) posture.PollRespon
 		t.Fatalf("poll response: %v: %s", err, rec.Body)
 	}
 	return pr
+}
+
+// api routes the stream API as the server does, without its token check: testCaller stands in.
+func (f *fixture) api() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /ssf/v1/stream", f.tr.CreateStreamHandler())
+	mux.Handle("GET /ssf/v1/stream", f.tr.GetStreamHandler())
+	mux.Handle("PATCH /ssf/v1/stream", f.tr.UpdateStreamHandler(false))
+	mux.Handle("PUT /ssf/v1/stream", f.tr.UpdateStreamHandler(true))
+	mux.Handle("DELETE /ssf/v1/stream", f.tr.DeleteStreamHandler())
+	mux.Handle("GET /ssf/v1/status", f.tr.GetStatusHandler())
+	mux.Handle("POST /ssf/v1/status", f.tr.SetStatusHandler())
+	mux.Handle("POST /ssf/v1/subjects/add", f.tr.SubjectHandler(false))
+	mux.Handle("POST /ssf/v1/subjects/remove", f.tr.SubjectHandler(true))
+	mux.Handle("POST /ssf/v1/verify", f.tr.VerifyHandler())
+	mux.Handle("POST /ssf/v1/streams/{id}/poll", f.tr.PollHandler())
+	return mux
+}
+
+// do sends one stream API request as rx or, with as, as another credential ("*" after its
+// name: one that may read and delete every stream).
+func (f *fixture) do(t testing.TB, method, target, body string, as ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if len(as) > 0 {
+		name, all := strings.CutSuffix(as[0], "*")
+		req.Header.Set(callerHeader, name)
+		if all {
+			req.Header.Set(readAllHeader, "yes")
+		}
+	}
+	rec := httptest.NewRecorder()
+	f.api().ServeHTTP(rec, req)
+	return rec
+}
+
+// decodeStream reads a stream from a 200 or 201 answer.
+func decodeStream(t testing.TB, rec *httptest.ResponseRecorder, want int) Stream {
+	t.Helper()
+	if rec.Code != want {
+		t.Fatalf("answered %d, want %d: %s", rec.Code, want, rec.Body)
+	}
+	var s Stream
+	if err := json.Unmarshal(rec.Body.Bytes(), &s); err != nil {
+		t.Fatalf("stream: %v: %s", err, rec.Body)
+	}
+	return s
 }

@@ -3,9 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -20,15 +18,17 @@ const (
 	maxPollBody      = 64 << 10
 	defaultMaxEvents = 100
 	maxMaxEvents     = 1000
-	// maxRequestBody bounds admin API bodies.
+	// maxRequestBody bounds stream management bodies.
 	maxRequestBody = 64 << 10
 )
 
-// PollHandler serves RFC 8936 polls: POST with the stream ID as path value "id". It first
-// removes the SETs the receiver acknowledged (or rejected in setErrs, which are logged), then
-// returns up to maxEvents (default 100, at most 1000) pending SETs. With none pending and
-// returnImmediately false it waits for an Emit, up to the poll wait. SETs stay in the outbox
-// until acknowledged, so a receiver that lost a response gets them again on the next poll.
+// PollHandler serves RFC 8936 polls: POST with the stream ID as path value "id", from the
+// credential that owns the stream (anyone else is told there is no such stream, and nothing is
+// acknowledged). It first removes the SETs the receiver acknowledged (or rejected in setErrs,
+// which are logged), then returns up to maxEvents (default 100, at most 1000) pending SETs.
+// With none pending and returnImmediately false it waits for an Emit, up to the poll wait.
+// SETs stay in the outbox until acknowledged, so a receiver that lost a response gets them
+// again on the next poll. A paused or disabled stream transmits nothing.
 func (t *Transmitter) PollHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -37,12 +37,16 @@ func (t *Transmitter) PollHandler() http.Handler {
 			return
 		}
 		id := r.PathValue("id")
+		noteStream(r, id)
 		rec, err := t.record(id)
+		if err == nil && !t.caller(r).owns(rec) {
+			err = notFound(id)
+		}
 		if err != nil {
 			t.writeErr(w, r, err)
 			return
 		}
-		if rec.Delivery != DeliveryPoll {
+		if rec.Delivery != deliveryPoll {
 			problem.Error(w, r, http.StatusConflict, "not-a-poll-stream", "stream "+rec.ID+" is delivered by push; it cannot be polled")
 			return
 		}
@@ -69,6 +73,10 @@ func (t *Transmitter) PollHandler() http.Handler {
 		var timer <-chan time.Time
 		for {
 			woken := t.signal(rec.ID)
+			if cur, err := t.record(rec.ID); err != nil || cur.status() != StatusEnabled {
+				httpjson.Write(w, http.StatusOK, posture.PollResponse{SETs: map[string]string{}})
+				return
+			}
 			es, err := t.peek(rec.ID, maxEvents+1)
 			if err != nil {
 				t.writeErr(w, r, err)
@@ -138,131 +146,21 @@ func (t *Transmitter) acknowledge(r *http.Request, streamID string, req posture.
 	if err != nil {
 		return err
 	}
+	rejected := 0
 	for jti, se := range req.SETErrs {
 		msg := "receiver rejected the SET: " + truncate(se.Err, 64)
 		if se.Description != "" {
 			msg += ": " + truncate(se.Description, 256)
 		}
 		t.log.WarnContext(r.Context(), "events: poll receiver rejected a SET; dropped", "stream", streamID, "jti", truncate(jti, 64), "error", msg)
-		t.failed(streamID, msg)
+		t.failed(streamID, msg) // the receiver's own words, shown back to it
+		rejected++
 	}
-	if len(req.Ack) > 0 && removed > 0 {
+	rejected = min(rejected, removed)
+	t.metrics.result(deliveryPoll, resultRejected, rejected)
+	t.metrics.result(deliveryPoll, resultDelivered, removed-rejected)
+	if len(req.Ack) > 0 && removed > rejected {
 		t.delivered(streamID)
 	}
 	return nil
-}
-
-// ConfigurationHandler serves the SSF transmitter configuration metadata
-// (GET /.well-known/ssf-configuration).
-func (t *Transmitter) ConfigurationHandler() http.Handler {
-	cfg := map[string]any{
-		"spec_version":               "1_0",
-		"issuer":                     t.issuer,
-		"jwks_uri":                   t.issuer + "/access/v1/jwks.json",
-		"delivery_methods_supported": []string{urnPush, urnPoll},
-		"configuration_endpoint":     t.issuer + "/api/v1/event-streams",
-		"authorization_schemes":      []map[string]string{{"spec_urn": "urn:ietf:rfc:6750"}},
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			problem.Error(w, r, http.StatusMethodNotAllowed, "method-not-allowed", "fetch the configuration with GET")
-			return
-		}
-		httpjson.Write(w, http.StatusOK, cfg)
-	})
-}
-
-// createStreamRequest is the body of POST /api/v1/event-streams.
-type createStreamRequest struct {
-	Delivery            string   `json:"delivery"`
-	EndpointURL         string   `json:"endpoint_url,omitempty"`
-	Audience            string   `json:"audience"`
-	EventsRequested     []string `json:"events_requested,omitempty"`
-	AuthorizationHeader string   `json:"authorization_header,omitempty"`
-}
-
-// CreateStreamHandler serves POST /api/v1/event-streams: it answers 201 with the stream.
-func (t *Transmitter) CreateStreamHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req createStreamRequest
-		if !problem.DecodeJSON(w, r, maxRequestBody, &req) {
-			return
-		}
-		s, err := t.CreateStream(r.Context(), Stream{
-			Delivery:            req.Delivery,
-			EndpointURL:         req.EndpointURL,
-			Audience:            req.Audience,
-			EventsRequested:     req.EventsRequested,
-			AuthorizationHeader: req.AuthorizationHeader,
-		})
-		if err != nil {
-			t.writeErr(w, r, err)
-			return
-		}
-		w.Header().Set("Location", strings.TrimRight(r.URL.Path, "/")+"/"+s.ID)
-		httpjson.Write(w, http.StatusCreated, s)
-	})
-}
-
-// ListStreamsHandler serves GET /api/v1/event-streams: {"streams": [...]}.
-func (t *Transmitter) ListStreamsHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		list, err := t.ListStreams(r.Context())
-		if err != nil {
-			t.writeErr(w, r, err)
-			return
-		}
-		httpjson.Write(w, http.StatusOK, map[string]any{"streams": list})
-	})
-}
-
-// GetStreamHandler serves GET /api/v1/event-streams/{id}.
-func (t *Transmitter) GetStreamHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, err := t.GetStream(r.Context(), r.PathValue("id"))
-		if err != nil {
-			t.writeErr(w, r, err)
-			return
-		}
-		httpjson.Write(w, http.StatusOK, s)
-	})
-}
-
-// DeleteStreamHandler serves DELETE /api/v1/event-streams/{id}: 204, and the stream's pending
-// SETs are dropped.
-func (t *Transmitter) DeleteStreamHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := t.DeleteStream(r.Context(), r.PathValue("id")); err != nil {
-			t.writeErr(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-}
-
-// VerifyStreamHandler serves POST /api/v1/event-streams/{id}/verify: 202, and an SSF
-// verification event waits in the stream's outbox, so an administrator can check a receiver
-// end to end.
-func (t *Transmitter) VerifyStreamHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := t.Verify(r.Context(), r.PathValue("id")); err != nil {
-			t.writeErr(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
-	})
-}
-
-// writeErr answers err as a problem; unexpected errors are logged, not shown.
-func (t *Transmitter) writeErr(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		problem.NotFound(w, r, err.Error())
-	case errors.Is(err, ErrInvalid):
-		problem.BadRequest(w, r, err.Error())
-	default:
-		t.log.ErrorContext(r.Context(), "events: request failed", "path", r.URL.Path, "err", err)
-		problem.Internal(w, r)
-	}
 }

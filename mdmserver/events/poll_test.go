@@ -20,7 +20,7 @@ func TestPollRedeliversUntilAcked(t *testing.T) {
 	s := f.pollStream(t)
 	emit(t, f.tr, revokedEvent("dev-1"))
 
-	first := decodePoll(t, poll(t, f.tr, s.ID, `{"returnImmediately":true}`))
+	first := decodePoll(t, poll(t, f.tr, s.StreamID, `{"returnImmediately":true}`))
 	if len(first.SETs) != 1 || first.MoreAvailable {
 		t.Fatalf("first poll = %+v", first)
 	}
@@ -31,19 +31,19 @@ func TestPollRedeliversUntilAcked(t *testing.T) {
 			t.Errorf("SET %s claims %+v", j, c)
 		}
 	}
-	again := decodePoll(t, poll(t, f.tr, s.ID, `{"returnImmediately":true}`))
+	again := decodePoll(t, poll(t, f.tr, s.StreamID, `{"returnImmediately":true}`))
 	if !maps.Equal(again.SETs, first.SETs) {
 		t.Errorf("unacknowledged SET not redelivered: %+v", again)
 	}
 
-	acked := decodePoll(t, poll(t, f.tr, s.ID, `{"returnImmediately":true,"ack":["`+jti+`","unknown-jti"]}`))
+	acked := decodePoll(t, poll(t, f.tr, s.StreamID, `{"returnImmediately":true,"ack":["`+jti+`","unknown-jti"]}`))
 	if len(acked.SETs) != 0 {
 		t.Errorf("poll after ack = %+v", acked)
 	}
-	if n := f.tr.Pending(s.ID); n != 0 {
+	if n := f.tr.Pending(s.StreamID); n != 0 {
 		t.Errorf("pending after ack = %d", n)
 	}
-	if st, _ := f.tr.GetStream(t.Context(), s.ID); st.LastDeliveredAt.IsZero() {
+	if st, _ := f.tr.GetStream(t.Context(), rx, s.StreamID); st.LastDeliveredAt.IsZero() {
 		t.Errorf("status after ack = %+v", st)
 	}
 }
@@ -54,7 +54,7 @@ func TestPollMaxEventsAndOrder(t *testing.T) {
 	for i := range 5 {
 		emit(t, f.tr, revokedEvent(fmt.Sprintf("dev-%d", i)))
 	}
-	pr := decodePoll(t, poll(t, f.tr, s.ID, `{"maxEvents":2,"returnImmediately":true}`))
+	pr := decodePoll(t, poll(t, f.tr, s.StreamID, `{"maxEvents":2,"returnImmediately":true}`))
 	if len(pr.SETs) != 2 || !pr.MoreAvailable {
 		t.Fatalf("poll = %+v", pr)
 	}
@@ -68,16 +68,16 @@ func TestPollMaxEventsAndOrder(t *testing.T) {
 		t.Errorf("first page = %v, want the two oldest", devs)
 	}
 	ack, _ := json.Marshal(posture.PollRequest{Ack: jtis, ReturnImmediately: true})
-	pr = decodePoll(t, poll(t, f.tr, s.ID, string(ack)))
+	pr = decodePoll(t, poll(t, f.tr, s.StreamID, string(ack)))
 	if len(pr.SETs) != 3 || pr.MoreAvailable {
 		t.Errorf("second page = %d sets, more %v", len(pr.SETs), pr.MoreAvailable)
 	}
 	// maxEvents 0 only acknowledges.
-	if pr := decodePoll(t, poll(t, f.tr, s.ID, `{"maxEvents":0}`)); len(pr.SETs) != 0 {
+	if pr := decodePoll(t, poll(t, f.tr, s.StreamID, `{"maxEvents":0}`)); len(pr.SETs) != 0 {
 		t.Errorf("maxEvents 0 returned %d sets", len(pr.SETs))
 	}
 	// An empty body is a poll with defaults.
-	if pr := decodePoll(t, poll(t, f.tr, s.ID, ``)); len(pr.SETs) != 3 {
+	if pr := decodePoll(t, poll(t, f.tr, s.StreamID, ``)); len(pr.SETs) != 3 {
 		t.Errorf("empty-body poll returned %d sets", len(pr.SETs))
 	}
 }
@@ -86,21 +86,21 @@ func TestPollSetErrsDropAndRecord(t *testing.T) {
 	f := newFixture(t)
 	s := f.pollStream(t)
 	emit(t, f.tr, revokedEvent("dev-1"), revokedEvent("dev-2"))
-	pr := decodePoll(t, poll(t, f.tr, s.ID, `{"returnImmediately":true}`))
+	pr := decodePoll(t, poll(t, f.tr, s.StreamID, `{"returnImmediately":true}`))
 	var bad string
 	for j, set := range pr.SETs {
 		if f.signer.verify(t, set).SubID.ID == "dev-1" {
 			bad = j
 		}
 	}
-	pr = decodePoll(t, poll(t, f.tr, s.ID, `{"returnImmediately":true,"setErrs":{"`+bad+`":{"err":"invalid_key","description":"kid unknown"}}}`))
+	pr = decodePoll(t, poll(t, f.tr, s.StreamID, `{"returnImmediately":true,"setErrs":{"`+bad+`":{"err":"invalid_key","description":"kid unknown"}}}`))
 	if len(pr.SETs) != 1 {
 		t.Fatalf("after setErrs: %+v", pr)
 	}
 	if _, ok := pr.SETs[bad]; ok {
 		t.Error("rejected SET is still delivered")
 	}
-	st, _ := f.tr.GetStream(t.Context(), s.ID)
+	st, _ := f.tr.GetStream(t.Context(), rx, s.StreamID)
 	if !strings.Contains(st.LastError, "invalid_key") {
 		t.Errorf("LastError = %q", st.LastError)
 	}
@@ -110,12 +110,12 @@ func TestLongPollWakesOnEmit(t *testing.T) {
 	f := newFixture(t, WithPollWait(time.Minute))
 	s := f.pollStream(t)
 	done := make(chan *httptest.ResponseRecorder)
-	go func() { done <- poll(t, f.tr, s.ID, `{}`) }()
+	go func() { done <- poll(t, f.tr, s.StreamID, `{}`) }()
 	// Wait until the poll is parked on the stream's signal, so the Emit below is what wakes it.
 	waitFor(t, "the poll to wait", func() bool {
 		f.tr.mu.Lock()
 		defer f.tr.mu.Unlock()
-		_, ok := f.tr.signals[s.ID]
+		_, ok := f.tr.signals[s.StreamID]
 		return ok
 	})
 	emit(t, f.tr, revokedEvent("dev-1"))
@@ -132,7 +132,7 @@ func TestLongPollWakesOnEmit(t *testing.T) {
 func TestLongPollTimesOutEmpty(t *testing.T) {
 	f := newFixture(t, WithPollWait(20*time.Millisecond))
 	s := f.pollStream(t)
-	rec := poll(t, f.tr, s.ID, `{"returnImmediately":false}`)
+	rec := poll(t, f.tr, s.StreamID, `{"returnImmediately":false}`)
 	if pr := decodePoll(t, rec); len(pr.SETs) != 0 || pr.SETs == nil {
 		t.Errorf("empty long poll = %s", rec.Body)
 	}
@@ -149,13 +149,13 @@ func TestPollErrors(t *testing.T) {
 		name, id, body string
 		status         int
 	}{
-		{"bad JSON", s.ID, `{"ack":`, 400},
-		{"wrong type", s.ID, `{"ack":"jti"}`, 400},
-		{"unknown field", s.ID, `{"acks":[]}`, 400},
-		{"negative maxEvents", s.ID, `{"maxEvents":-1}`, 400},
-		{"oversized body", s.ID, `{"ack":["` + strings.Repeat("a", 70<<10) + `"]}`, 413},
+		{"bad JSON", s.StreamID, `{"ack":`, 400},
+		{"wrong type", s.StreamID, `{"ack":"jti"}`, 400},
+		{"unknown field", s.StreamID, `{"acks":[]}`, 400},
+		{"negative maxEvents", s.StreamID, `{"maxEvents":-1}`, 400},
+		{"oversized body", s.StreamID, `{"ack":["` + strings.Repeat("a", 70<<10) + `"]}`, 413},
 		{"unknown stream", "ss_nope", `{}`, 404},
-		{"push stream", pushS.ID, `{}`, 409},
+		{"push stream", pushS.StreamID, `{}`, 409},
 	}
 	for _, c := range cases {
 		rec := poll(t, f.tr, c.id, c.body)
@@ -166,8 +166,8 @@ func TestPollErrors(t *testing.T) {
 		}
 	}
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest(http.MethodGet, "/poll/"+s.ID, nil)
-	req.SetPathValue("id", s.ID)
+	req := httptest.NewRequest(http.MethodGet, "/poll/"+s.StreamID, nil)
+	req.SetPathValue("id", s.StreamID)
 	f.tr.PollHandler().ServeHTTP(rec, req)
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("GET poll: %d", rec.Code)
@@ -182,7 +182,7 @@ func TestPollMaxEventsCapped(t *testing.T) {
 		evs[i] = revokedEvent(fmt.Sprintf("dev-%d", i))
 	}
 	emit(t, f.tr, evs...)
-	pr := decodePoll(t, poll(t, f.tr, s.ID, `{"maxEvents":100000,"returnImmediately":true}`))
+	pr := decodePoll(t, poll(t, f.tr, s.StreamID, `{"maxEvents":100000,"returnImmediately":true}`))
 	if len(pr.SETs) != maxMaxEvents || !pr.MoreAvailable {
 		t.Errorf("poll returned %d sets (more %v), want the cap %d", len(pr.SETs), pr.MoreAvailable, maxMaxEvents)
 	}
@@ -200,7 +200,7 @@ func FuzzPollRequest(f *testing.F) {
 	s := fx.pollStream(f)
 	emit(f, fx.tr, revokedEvent("dev-1"), revokedEvent("dev-2"))
 	f.Fuzz(func(t *testing.T, body string) {
-		rec := poll(t, fx.tr, s.ID, body)
+		rec := poll(t, fx.tr, s.StreamID, body)
 		switch rec.Code {
 		case http.StatusOK:
 			var pr posture.PollResponse

@@ -2,15 +2,17 @@ package events
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/halemdm/hale/posture"
@@ -19,9 +21,9 @@ import (
 // maxResponseBody bounds what is read of a receiver's answer.
 const maxResponseBody = 64 << 10
 
-// Run delivers push streams until ctx ends: one goroutine per push stream, started and stopped
-// as streams are created and deleted, so a receiver that hangs or fails delays only its own
-// stream. Each stream's SETs go in the order they were emitted, and whatever is still in the
+// Run delivers push streams until ctx ends: one goroutine per enabled push stream, started,
+// restarted and stopped as streams are created, changed (paused, enabled, given another
+// endpoint) and deleted, so a receiver that hangs or fails delays only its own stream. Each stream's SETs go in the order they were emitted, and whatever is still in the
 // outbox when Run returns is delivered by the next Run, after a restart too. Run returns when
 // ctx ends and every deliverer has stopped. Only one Run may be active at a time.
 func (t *Transmitter) Run(ctx context.Context) {
@@ -39,16 +41,24 @@ func (t *Transmitter) Run(ctx context.Context) {
 		t.mu.Unlock()
 	}()
 
-	var wg sync.WaitGroup
-	active := map[string]context.CancelFunc{}
+	type deliverer struct {
+		rev    uint64
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	active := map[string]deliverer{}
+	stop := func(d deliverer) {
+		d.cancel()
+		<-d.done // an aborted push returns at once; no two deliverers share a stream
+	}
 	defer func() {
-		for _, cancel := range active {
-			cancel()
+		for _, d := range active {
+			stop(d)
 		}
-		wg.Wait()
 	}()
-	// reconcile starts a deliverer for every push stream without one and stops those of
-	// deleted streams. It reports whether it could read the streams.
+	// reconcile starts a deliverer for every enabled push stream without one, restarts those
+	// whose stream changed, and stops those of streams deleted, paused or disabled. It reports
+	// whether it could read the streams.
 	reconcile := func() bool {
 		recs, err := t.records()
 		if err != nil {
@@ -57,24 +67,27 @@ func (t *Transmitter) Run(ctx context.Context) {
 		}
 		want := map[string]bool{}
 		for _, r := range recs {
-			if r.Delivery != DeliveryPush {
+			if r.Delivery != deliveryPush || r.status() != StatusEnabled {
 				continue
 			}
 			want[r.ID] = true
-			if _, ok := active[r.ID]; ok {
-				continue
+			if d, ok := active[r.ID]; ok {
+				if d.rev == r.Rev {
+					continue
+				}
+				stop(d)
 			}
 			dctx, cancel := context.WithCancel(ctx)
-			active[r.ID] = cancel
-			wg.Add(1)
+			d := deliverer{rev: r.Rev, cancel: cancel, done: make(chan struct{})}
+			active[r.ID] = d
 			go func() {
-				defer wg.Done()
+				defer close(d.done)
 				t.deliver(dctx, r)
 			}()
 		}
-		for id, cancel := range active {
+		for id, d := range active {
 			if !want[id] {
-				cancel()
+				stop(d)
 				delete(active, id)
 			}
 		}
@@ -127,7 +140,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 		if err != nil {
 			// Sending without the header would only be refused; keep the SETs for a fixed key.
 			log.Error("events: cannot open the stream's sealed Authorization header; push delivery stopped", "err", err)
-			t.failed(r.ID, "cannot open the sealed authorization header: "+err.Error())
+			t.failed(r.ID, "server error: the authorization header cannot be read; set it again")
 			return
 		}
 		auth = string(b)
@@ -138,7 +151,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 		es, err := t.peek(r.ID, 1)
 		if err != nil {
 			log.Error("events: cannot read the outbox", "err", err)
-			t.failed(r.ID, err.Error())
+			t.failed(r.ID, "server error")
 			if !t.sleep(ctx, t.backoff(attempt)) {
 				return
 			}
@@ -155,7 +168,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 			continue
 		}
 		e := es[0]
-		res, retryAfter, msg := t.push(ctx, r, auth, e.SET)
+		res, retryAfter, msg := t.push(ctx, log, r, auth, e.SET)
 		if ctx.Err() != nil {
 			return // stopping (or the stream was deleted): the SET stays for the next Run
 		}
@@ -163,7 +176,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 		case outcomeDelivered, outcomeRejected:
 			if err := t.remove(e.key); err != nil {
 				log.Error("events: cannot remove a delivered SET from the outbox; it will be sent again", "jti", e.JTI, "err", err)
-				t.failed(r.ID, err.Error())
+				t.failed(r.ID, "server error")
 				if !t.sleep(ctx, t.backoff(attempt)) {
 					return
 				}
@@ -183,7 +196,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 			if retryAfter > wait {
 				wait = min(retryAfter, t.maxBackoff)
 			}
-			log.Warn("events: push delivery failed; will retry", "jti", e.JTI, "error", msg, "retry_in", wait)
+			log.Warn("events: push delivery failed; will retry", "jti", e.JTI, "class", msg, "retry_in", wait)
 			if !t.sleep(ctx, wait) {
 				return
 			}
@@ -192,11 +205,14 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 	}
 }
 
-// push POSTs one SET (RFC 8935 section 2) and classifies the answer.
-func (t *Transmitter) push(ctx context.Context, r record, auth, set string) (res outcome, retryAfter time.Duration, msg string) {
+// push POSTs one SET (RFC 8935 section 2) and classifies the answer. msg is what the stream's
+// owner may read: a class, never transport details, which go to the server's log (a receiver
+// must not learn from Hale which inside ports are open, or what an inside server answers).
+func (t *Transmitter) push(ctx context.Context, log *slog.Logger, r record, auth, set string) (res outcome, retryAfter time.Duration, msg string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.EndpointURL, strings.NewReader(set))
 	if err != nil {
-		return outcomeRetry, 0, "build request: " + err.Error()
+		log.Error("events: cannot build the push request", "err", err)
+		return outcomeRetry, 0, "server error"
 	}
 	req.Header.Set("Content-Type", "application/secevent+jwt")
 	req.Header.Set("Accept", "application/json")
@@ -205,39 +221,73 @@ func (t *Transmitter) push(ctx context.Context, r record, auth, set string) (res
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
-		return outcomeRetry, 0, "POST " + r.EndpointURL + ": " + unwrapURLError(err)
+		class, result := classify(err)
+		if ctx.Err() == nil {
+			log.Warn("events: push failed", "class", class, "err", err)
+			t.metrics.result(deliveryPush, result, 1)
+		}
+		return outcomeRetry, 0, class
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	refused := fmt.Sprintf("receiver refused: %d", resp.StatusCode)
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		t.metrics.result(deliveryPush, resultDelivered, 1)
 		return outcomeDelivered, 0, ""
 	case resp.StatusCode == http.StatusBadRequest:
 		var se posture.SETErr
-		if json.Unmarshal(body, &se) == nil && se.Err != "" {
-			m := "receiver rejected the SET: " + truncate(se.Err, 64)
-			if se.Description != "" {
-				m += ": " + truncate(se.Description, 256)
-			}
-			return outcomeRejected, 0, m
+		if json.Unmarshal(body, &se) == nil && validErrCode(se.Err) {
+			log.Warn("events: receiver rejected a SET", "err", se.Err, "description", truncate(se.Description, 256))
+			t.metrics.result(deliveryPush, resultRejected, 1)
+			return outcomeRejected, 0, "receiver rejected the SET: " + se.Err
 		}
 		// A 400 without an RFC 8935 error is not a verdict on the SET but a receiver that
 		// does not speak the protocol (wrong URL, a proxy): keep the SET until it is fixed.
-		return outcomeRetry, 0, fmt.Sprintf("receiver answered %s without an RFC 8935 error", resp.Status)
+		t.metrics.result(deliveryPush, resultRefused, 1)
+		return outcomeRetry, 0, refused
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		return outcomeRetry, parseRetryAfter(resp.Header.Get("Retry-After")), "receiver answered " + resp.Status
+		t.metrics.result(deliveryPush, resultRefused, 1)
+		return outcomeRetry, parseRetryAfter(resp.Header.Get("Retry-After")), refused
 	default:
 		// 5xx, and 3xx/401/403/404: the receiver or its configuration is broken, not the SET.
-		return outcomeRetry, 0, "receiver answered " + resp.Status
+		t.metrics.result(deliveryPush, resultRefused, 1)
+		return outcomeRetry, 0, refused
 	}
 }
 
-// unwrapURLError drops the *url.Error wrapping whose text repeats the method and URL.
-func unwrapURLError(err error) string {
-	if u := errors.Unwrap(err); u != nil {
-		return u.Error()
+// classify turns a transport error into what the stream's owner is told, and a metric result.
+func classify(err error) (class, result string) {
+	var (
+		recordErr  tls.RecordHeaderError
+		alertErr   tls.AlertError
+		verifyErr  *tls.CertificateVerificationError
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		invalidErr x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, ErrDestinationNotAllowed):
+		return "destination not allowed", resultNotAllowed
+	case errors.As(err, &recordErr), errors.As(err, &alertErr), errors.As(err, &verifyErr),
+		errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
+		return "TLS error", resultTLS
 	}
-	return err.Error()
+	return "connection failed", resultConnection
+}
+
+// validErrCode accepts the short snake_case codes of RFC 8935's error registry, and nothing a
+// server that is not an SSF receiver might put there.
+func validErrCode(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseRetryAfter reads a Retry-After of delay-seconds (HTTP dates are ignored).

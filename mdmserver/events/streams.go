@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -16,42 +13,98 @@ import (
 	"github.com/halemdm/hale/posture"
 )
 
-// Delivery methods.
+// Delivery method URNs (SSF 1.0 section 6).
 const (
-	DeliveryPush = "push" // RFC 8935: Hale POSTs each SET to the receiver
-	DeliveryPoll = "poll" // RFC 8936: the receiver polls Hale
+	MethodPush = "urn:ietf:rfc:8935" // Hale POSTs each SET to the receiver
+	MethodPoll = "urn:ietf:rfc:8936" // the receiver polls Hale
 )
 
-// Delivery method URNs (SSF), accepted as aliases of push and poll.
+// Stored delivery methods (the stream records of earlier releases use these words).
 const (
-	urnPush = "urn:ietf:rfc:8935"
-	urnPoll = "urn:ietf:rfc:8936"
+	deliveryPush = "push"
+	deliveryPoll = "poll"
+)
+
+// Stream statuses (SSF 1.0 section 8.1.2).
+const (
+	StatusEnabled  = "enabled"  // events are delivered
+	StatusPaused   = "paused"   // events are held and delivered once enabled again
+	StatusDisabled = "disabled" // events are neither delivered nor held
 )
 
 // Limits on stream configuration.
 const (
-	maxAudience   = 256
-	maxURL        = 2048
-	maxAuthHeader = 4096
+	maxAudience        = 256
+	maxURL             = 2048
+	maxAuthHeader      = 4096
+	maxDescription     = 512
+	maxReason          = 256
+	maxEventsRequested = 32
+	maxEventURI        = 512
+	// maxStreamsPerOwner bounds what one credential can make the server store and sign for.
+	maxStreamsPerOwner = 16
 )
 
-// Stream is a configured receiver.
-type Stream struct {
-	ID       string `json:"id"`
-	Delivery string `json:"delivery"` // "push" (RFC 8935) or "poll" (RFC 8936)
-	// EndpointURL is where push delivery POSTs SETs: https, or http for loopback hosts only.
-	EndpointURL string `json:"endpoint_url,omitempty"`
-	Audience    string `json:"audience"` // the SET "aud"
-	// EventsRequested are the CAEP event types the receiver wants; default both.
-	EventsRequested []string `json:"events_requested"`
-	// AuthorizationHeader is sent with every push. It is write-only: sealed at rest and never
-	// returned; AuthorizationSet says whether there is one.
-	AuthorizationHeader string    `json:"authorization_header,omitempty"`
-	AuthorizationSet    bool      `json:"authorization_set,omitempty"`
-	CreatedAt           time.Time `json:"created_at"`
+// Caller is who calls the stream API: the credential that owns the streams it creates, and
+// what it may do with streams it does not own.
+type Caller struct {
+	// ID identifies the credential (an API token's ID). Streams it creates belong to it, and
+	// only it may poll, acknowledge, change or verify them.
+	ID string
+	// ReadAll lets the caller read every stream (admin, security, auditor).
+	ReadAll bool
+	// DeleteAll lets the caller delete any stream (admin, security).
+	DeleteAll bool
+}
 
-	// Status, filled on read. Delivery state other than Pending is kept in memory: it
-	// restarts empty with the server.
+// owns reports whether c is the credential that created r. A stream from before owners has
+// none: nobody owns it.
+func (c Caller) owns(r *record) bool { return c.ID != "" && r.Owner == c.ID }
+
+// Delivery is how a stream's SETs reach the receiver.
+type Delivery struct {
+	Method string `json:"method"`
+	// EndpointURL is where push delivery POSTs SETs (the receiver's), or where the receiver
+	// polls (Hale's, filled in by Hale).
+	EndpointURL string `json:"endpoint_url,omitempty"`
+	// AuthorizationHeader is sent with every push. It is write-only: sealed at rest and never
+	// returned (Stream.AuthorizationSet says whether there is one).
+	AuthorizationHeader string `json:"authorization_header,omitempty"`
+}
+
+// Config is what a receiver chooses for a stream: SSF's Receiver-Supplied properties, and the
+// audience, which Hale lets the receiver name when it creates the stream.
+type Config struct {
+	Delivery        Delivery // a zero Method means poll
+	EventsRequested []string // unknown event types are kept but never delivered; none means all
+	Description     string
+	Audience        string // create only; default: the push endpoint or the poll URL
+}
+
+// Stream is a stream's configuration as SSF 1.0 section 8.1.1 describes it, followed by Hale's
+// own members: status, subjects, owner and delivery state.
+type Stream struct {
+	StreamID                string   `json:"stream_id"`
+	Issuer                  string   `json:"iss"`
+	Audience                string   `json:"aud"`
+	Delivery                Delivery `json:"delivery"`
+	EventsSupported         []string `json:"events_supported"`
+	EventsRequested         []string `json:"events_requested"`
+	EventsDelivered         []string `json:"events_delivered"`
+	Description             string   `json:"description,omitempty"`
+	MinVerificationInterval int      `json:"min_verification_interval,omitempty"`
+
+	Status       string `json:"status"`
+	StatusReason string `json:"status_reason,omitempty"`
+	// Subjects is "all" (every device's events, less the removed ones) or "listed" (only the
+	// added devices'); see AddSubject.
+	Subjects         string    `json:"subjects"`
+	Owner            string    `json:"owner,omitempty"` // the creating credential's ID
+	AuthorizationSet bool      `json:"authorization_set,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
+	// Delivery state, filled on read. Apart from Pending it is kept in memory: it restarts
+	// empty with the server. LastError is a class ("connection failed", "TLS error",
+	// "receiver refused: 503", "destination not allowed"), never transport details.
 	Pending         int       `json:"pending"`
 	LastDeliveredAt time.Time `json:"last_delivered_at,omitzero"`
 	LastError       string    `json:"last_error,omitempty"`
@@ -61,159 +114,97 @@ type Stream struct {
 // record is a stream as stored: the Authorization header only sealed.
 type record struct {
 	ID              string    `json:"id"`
-	Delivery        string    `json:"delivery"`
+	Owner           string    `json:"owner,omitempty"`
+	Delivery        string    `json:"delivery"` // deliveryPush or deliveryPoll
 	EndpointURL     string    `json:"endpoint_url,omitempty"`
 	Audience        string    `json:"audience"`
 	EventsRequested []string  `json:"events_requested"`
+	Description     string    `json:"description,omitempty"`
 	AuthSealed      []byte    `json:"auth_sealed,omitempty"`
+	Status          string    `json:"status,omitempty"` // "" is enabled
+	StatusReason    string    `json:"status_reason,omitempty"`
+	Listed          bool      `json:"subjects_listed,omitempty"`
+	Subjects        int       `json:"subjects,omitempty"` // entries in the subjects bucket
+	Rev             uint64    `json:"rev,omitempty"`      // moves on every change; restarts delivery
 	CreatedAt       time.Time `json:"created_at"`
 }
 
-// wants reports whether the stream receives events of type typ.
-func (r *record) wants(typ string) bool { return slices.Contains(r.EventsRequested, typ) }
+// supported are the event types a stream can be delivered. Verification events are not
+// requested: they go to the one stream being verified.
+var supported = []string{posture.EventComplianceChange, posture.EventSessionRevoked}
 
-// requestable are the event types a stream may ask for. Verification events are not asked
-// for: they go to the one stream being verified.
-var requestable = []string{posture.EventComplianceChange, posture.EventSessionRevoked}
-
-// validate normalizes s and checks it, returning an ErrInvalid error that says what is wrong.
-func validate(s *Stream) error {
-	switch s.Delivery {
-	case DeliveryPush, urnPush:
-		s.Delivery = DeliveryPush
-		if err := validateEndpoint(s.EndpointURL); err != nil {
-			return err
+// delivered is events_delivered: the supported types the stream requested, or all of them
+// when it requested none.
+func (r *record) delivered() []string {
+	if len(r.EventsRequested) == 0 {
+		return slices.Clone(supported)
+	}
+	out := []string{}
+	for _, e := range supported {
+		if slices.Contains(r.EventsRequested, e) {
+			out = append(out, e)
 		}
-	case DeliveryPoll, urnPoll:
-		s.Delivery = DeliveryPoll
-		if s.EndpointURL != "" {
-			return fmt.Errorf("%w stream: endpoint_url is for push streams; a poll receiver calls Hale", ErrInvalid)
-		}
-		if s.AuthorizationHeader != "" {
-			return fmt.Errorf("%w stream: authorization_header is for push streams; a poll receiver authenticates to Hale", ErrInvalid)
-		}
-	default:
-		return fmt.Errorf("%w stream: delivery must be push or poll, got %q", ErrInvalid, truncate(s.Delivery, 64))
 	}
-	if strings.TrimSpace(s.Audience) == "" {
-		return fmt.Errorf("%w stream: audience is required (the receiver's identifier, the SET aud)", ErrInvalid)
-	}
-	if len(s.Audience) > maxAudience {
-		return fmt.Errorf("%w stream: audience is longer than %d bytes", ErrInvalid, maxAudience)
-	}
-	if hasControl(s.Audience) {
-		return fmt.Errorf("%w stream: audience contains control characters", ErrInvalid)
-	}
-	if len(s.EventsRequested) == 0 {
-		s.EventsRequested = slices.Clone(requestable)
-	} else {
-		var evs []string
-		for _, e := range s.EventsRequested {
-			if !slices.Contains(requestable, e) {
-				return fmt.Errorf("%w stream: event type %q is not one Hale emits (%s)", ErrInvalid, truncate(e, 200), strings.Join(requestable, ", "))
-			}
-			if !slices.Contains(evs, e) {
-				evs = append(evs, e)
-			}
-		}
-		s.EventsRequested = evs
-	}
-	if len(s.AuthorizationHeader) > maxAuthHeader {
-		return fmt.Errorf("%w stream: authorization_header is longer than %d bytes", ErrInvalid, maxAuthHeader)
-	}
-	if hasControl(s.AuthorizationHeader) {
-		return fmt.Errorf("%w stream: authorization_header contains control characters", ErrInvalid)
-	}
-	return nil
+	return out
 }
 
-// validateEndpoint accepts https URLs, and http ones only to loopback hosts (a receiver on the
-// same machine): SETs and the receiver's credential must not cross a network in the clear.
-func validateEndpoint(raw string) error {
-	if raw == "" {
-		return fmt.Errorf("%w stream: endpoint_url is required for push delivery", ErrInvalid)
+// wants reports whether the stream is delivered events of type typ.
+func (r *record) wants(typ string) bool { return slices.Contains(r.delivered(), typ) }
+
+func (r *record) status() string {
+	if r.Status == "" {
+		return StatusEnabled
 	}
-	if len(raw) > maxURL {
-		return fmt.Errorf("%w stream: endpoint_url is longer than %d bytes", ErrInvalid, maxURL)
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("%w stream: endpoint_url: %v", ErrInvalid, err)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%w stream: endpoint_url must be an absolute URL with a host", ErrInvalid)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%w stream: endpoint_url must not carry credentials; use authorization_header", ErrInvalid)
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("%w stream: endpoint_url must not have a fragment", ErrInvalid)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return fmt.Errorf("%w stream: endpoint_url must be https (http only to localhost)", ErrInvalid)
-		}
-	default:
-		return fmt.Errorf("%w stream: endpoint_url scheme %q is not https", ErrInvalid, truncate(u.Scheme, 32))
-	}
-	return nil
+	return r.Status
 }
 
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+// takesEvents reports whether Emit writes to the stream: not when it is disabled, and not
+// when it is a poll stream from before owners, which nobody may poll.
+func (r *record) takesEvents() bool {
+	return r.status() != StatusDisabled && (r.Owner != "" || r.Delivery == deliveryPush)
 }
 
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-// CreateStream validates s, assigns its ID and creation time, and stores it. The returned
-// stream has no AuthorizationHeader. Validation failures wrap ErrInvalid.
-func (t *Transmitter) CreateStream(ctx context.Context, s Stream) (Stream, error) {
+// CreateStream validates c and stores a new stream owned by the caller. The returned stream has
+// no AuthorizationHeader. Validation failures wrap ErrInvalid; a caller with no identity, or
+// with maxStreamsPerOwner streams already, gets ErrForbidden or ErrTooMany.
+func (t *Transmitter) CreateStream(ctx context.Context, caller Caller, c Config) (Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return Stream{}, err
 	}
-	if err := validate(&s); err != nil {
+	if caller.ID == "" {
+		return Stream{}, fmt.Errorf("%w: streams belong to the credential that creates them, and this request has none", ErrForbidden)
+	}
+	rec := record{ID: "ss_" + randomHex(16), Owner: caller.ID, CreatedAt: t.now().UTC(), Rev: 1}
+	if err := t.apply(&rec, c, false); err != nil {
 		return Stream{}, err
 	}
-	rec := record{
-		ID:              "ss_" + randomHex(16),
-		Delivery:        s.Delivery,
-		EndpointURL:     s.EndpointURL,
-		Audience:        s.Audience,
-		EventsRequested: s.EventsRequested,
-		CreatedAt:       t.now().UTC(),
-	}
-	if s.AuthorizationHeader != "" {
-		rec.AuthSealed = t.key.Seal(sealPurpose, []byte(s.AuthorizationHeader))
-	}
-	v, err := json.Marshal(rec)
+	err := t.db.Update(func(tx *bbolt.Tx) error {
+		n := 0
+		err := tx.Bucket(streamsBucket).ForEach(func(_, v []byte) error {
+			var r record
+			if json.Unmarshal(v, &r) == nil && r.Owner == caller.ID {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n >= maxStreamsPerOwner {
+			return fmt.Errorf("%w: this credential already has %d streams; delete one first", ErrTooMany, n)
+		}
+		return putRecord(tx, &rec)
+	})
 	if err != nil {
-		return Stream{}, fmt.Errorf("events: encode stream: %w", err)
-	}
-	err = t.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(streamsBucket).Put([]byte(rec.ID), v) })
-	if err != nil {
-		return Stream{}, fmt.Errorf("events: store stream: %w", err)
+		return Stream{}, err
 	}
 	t.streamsChanged()
 	return t.view(&rec), nil
 }
 
-// ListStreams returns every stream with its status, ordered by ID.
-func (t *Transmitter) ListStreams(ctx context.Context) ([]Stream, error) {
+// ListStreams returns the caller's streams, or every stream for a caller who may read all,
+// ordered by ID.
+func (t *Transmitter) ListStreams(ctx context.Context, caller Caller) ([]Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -221,15 +212,18 @@ func (t *Transmitter) ListStreams(ctx context.Context) ([]Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Stream, 0, len(recs))
+	out := []Stream{}
 	for i := range recs {
-		out = append(out, t.view(&recs[i]))
+		if caller.ReadAll || caller.owns(&recs[i]) {
+			out = append(out, t.view(&recs[i]))
+		}
 	}
 	return out, nil
 }
 
-// GetStream returns one stream with its status, or an error wrapping ErrNotFound.
-func (t *Transmitter) GetStream(ctx context.Context, id string) (Stream, error) {
+// GetStream returns one stream the caller owns or may read, or an error wrapping ErrNotFound:
+// a stream of another receiver is not there, as far as the caller can tell.
+func (t *Transmitter) GetStream(ctx context.Context, caller Caller, id string) (Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return Stream{}, err
 	}
@@ -237,61 +231,170 @@ func (t *Transmitter) GetStream(ctx context.Context, id string) (Stream, error) 
 	if err != nil {
 		return Stream{}, err
 	}
+	if !caller.ReadAll && !caller.owns(rec) {
+		return Stream{}, notFound(id)
+	}
 	return t.view(rec), nil
 }
 
-// DeleteStream removes a stream and every SET still waiting for it, in one transaction, and
-// stops its deliverer.
-func (t *Transmitter) DeleteStream(ctx context.Context, id string) error {
+// Patch changes a stream's receiver configuration. Nil members stay as they are (SSF PATCH)
+// or, when the configuration is replaced (SSF PUT), are removed.
+type Patch struct {
+	Delivery        *Delivery
+	EventsRequested *[]string
+	Description     *string
+	Audience        string // only to repeat it: aud cannot change
+}
+
+// UpdateStream changes the configuration of a stream the caller owns: merging p into it, or
+// with replace, putting p in its place. check, when set, sees the stream as it was first (the
+// API compares what the receiver sent back of Hale's members). A patched push stream keeps its
+// Authorization header unless the patch names another header or endpoint; a replaced one keeps
+// it only if the replacement repeats it.
+func (t *Transmitter) UpdateStream(ctx context.Context, caller Caller, id string, p Patch, replace bool, check func(cur *Stream) error) (Stream, error) {
+	var out record
+	err := t.change(ctx, caller, id, func(_ *bbolt.Tx, rec *record) error {
+		if check != nil {
+			cur := t.config(rec)
+			if err := check(&cur); err != nil {
+				return err
+			}
+		}
+		c := Config{Audience: p.Audience}
+		if !replace {
+			c.Delivery = Delivery{Method: rec.Delivery, EndpointURL: rec.EndpointURL}
+			c.EventsRequested, c.Description = rec.EventsRequested, rec.Description
+		}
+		if p.Delivery != nil {
+			c.Delivery = *p.Delivery
+		}
+		if p.EventsRequested != nil {
+			c.EventsRequested = *p.EventsRequested
+		}
+		if p.Description != nil {
+			c.Description = *p.Description
+		}
+		if err := t.apply(rec, c, !replace); err != nil {
+			return err
+		}
+		out = *rec
+		return nil
+	})
+	if err != nil {
+		return Stream{}, err
+	}
+	return t.view(&out), nil
+}
+
+// change runs fn on the caller's own stream id inside a write transaction and stores the
+// result with its revision moved on. Anyone else's stream is ErrNotFound.
+func (t *Transmitter) change(ctx context.Context, caller Caller, id string, fn func(tx *bbolt.Tx, rec *record) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	err := t.db.Update(func(tx *bbolt.Tx) error {
-		sb := tx.Bucket(streamsBucket)
-		if sb.Get([]byte(id)) == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, truncate(id, 64))
-		}
-		if err := sb.Delete([]byte(id)); err != nil {
+		rec, err := recordTx(tx, id)
+		if err != nil {
 			return err
 		}
-		// Collect first: deleting under a cursor skips keys.
-		prefix := outboxPrefix(id)
-		var keys [][]byte
-		c := tx.Bucket(outboxBucket).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			keys = append(keys, bytes.Clone(k))
+		if !caller.owns(rec) {
+			return notFound(id)
 		}
-		ob := tx.Bucket(outboxBucket)
-		for _, k := range keys {
-			if err := ob.Delete(k); err != nil {
-				return err
-			}
+		if err := fn(tx, rec); err != nil {
+			return err
 		}
-		return nil
+		rec.Rev++
+		return putRecord(tx, rec)
+	})
+	if err != nil {
+		return err
+	}
+	t.streamsChanged()
+	t.notify(id) // a poll waiting on a stream that was paused or changed answers now
+	return nil
+}
+
+// DeleteStream removes a stream the caller owns (or any, for a caller who may delete all),
+// with every SET still waiting for it and its subjects, in one transaction, and stops its
+// deliverer.
+func (t *Transmitter) DeleteStream(ctx context.Context, caller Caller, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := t.db.Update(func(tx *bbolt.Tx) error {
+		rec, err := recordTx(tx, id)
+		if err != nil {
+			return err
+		}
+		if !caller.DeleteAll && !caller.owns(rec) {
+			return notFound(id)
+		}
+		if err := tx.Bucket(streamsBucket).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := deletePrefix(tx.Bucket(outboxBucket), outboxPrefix(id)); err != nil {
+			return err
+		}
+		return deletePrefix(tx.Bucket(subjectsBucket), outboxPrefix(id))
 	})
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
 	delete(t.status, id)
+	delete(t.verified, id)
 	t.mu.Unlock()
 	t.notify(id)
 	t.streamsChanged()
 	return nil
 }
 
+// deletePrefix deletes every key of b that starts with prefix.
+func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
+	// Collect first: deleting under a cursor skips keys.
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func notFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, truncate(id, 64)) }
+
+func putRecord(tx *bbolt.Tx, rec *record) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("events: encode stream: %w", err)
+	}
+	return tx.Bucket(streamsBucket).Put([]byte(rec.ID), v)
+}
+
 // records reads every stored stream, ordered by ID.
 func (t *Transmitter) records() ([]record, error) {
 	var out []record
 	err := t.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(streamsBucket).ForEach(func(k, v []byte) error {
-			var r record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("events: corrupt stream %q: %w", k, err)
-			}
-			out = append(out, r)
-			return nil
-		})
+		var err error
+		out, err = recordsTx(tx)
+		return err
+	})
+	return out, err
+}
+
+func recordsTx(tx *bbolt.Tx) ([]record, error) {
+	var out []record
+	err := tx.Bucket(streamsBucket).ForEach(func(k, v []byte) error {
+		var r record
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("events: corrupt stream %q: %w", k, err)
+		}
+		out = append(out, r)
+		return nil
 	})
 	return out, err
 }
@@ -300,36 +403,65 @@ func (t *Transmitter) records() ([]record, error) {
 func (t *Transmitter) record(id string) (*record, error) {
 	var r *record
 	err := t.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(streamsBucket).Get([]byte(id))
-		if v == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, truncate(id, 64))
-		}
-		r = &record{}
-		if err := json.Unmarshal(v, r); err != nil {
-			return fmt.Errorf("events: corrupt stream %q: %w", id, err)
-		}
-		return nil
+		var err error
+		r, err = recordTx(tx, id)
+		return err
 	})
 	return r, err
 }
 
-// view is the public form of a record, with its status.
-func (t *Transmitter) view(r *record) Stream {
-	s := Stream{
-		ID:               r.ID,
-		Delivery:         r.Delivery,
-		EndpointURL:      r.EndpointURL,
-		Audience:         r.Audience,
-		EventsRequested:  slices.Clone(r.EventsRequested),
-		AuthorizationSet: len(r.AuthSealed) > 0,
-		CreatedAt:        r.CreatedAt,
-		Pending:          t.Pending(r.ID),
+func recordTx(tx *bbolt.Tx, id string) (*record, error) {
+	v := tx.Bucket(streamsBucket).Get([]byte(id))
+	if v == nil {
+		return nil, notFound(id)
 	}
+	r := &record{}
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("events: corrupt stream %q: %w", id, err)
+	}
+	return r, nil
+}
+
+// view is the public form of a record, with its delivery state.
+func (t *Transmitter) view(r *record) Stream {
+	s := t.config(r)
+	s.Pending = t.Pending(r.ID)
 	t.mu.Lock()
 	if st := t.status[r.ID]; st != nil {
 		s.LastDeliveredAt, s.LastError, s.LastErrorAt = st.lastDeliveredAt, st.lastError, st.lastErrorAt
 	}
 	t.mu.Unlock()
+	return s
+}
+
+// config is the public form of a record without its delivery state: safe inside a transaction.
+func (t *Transmitter) config(r *record) Stream {
+	s := Stream{
+		StreamID:                r.ID,
+		Issuer:                  t.issuer,
+		Audience:                r.Audience,
+		Delivery:                Delivery{Method: MethodPoll, EndpointURL: t.pollURL(r.ID)},
+		EventsSupported:         slices.Clone(supported),
+		EventsRequested:         slices.Clone(r.EventsRequested),
+		EventsDelivered:         r.delivered(),
+		Description:             r.Description,
+		MinVerificationInterval: int(t.minVerify / time.Second),
+		Status:                  r.status(),
+		StatusReason:            r.StatusReason,
+		Subjects:                "all",
+		Owner:                   r.Owner,
+		AuthorizationSet:        len(r.AuthSealed) > 0,
+		CreatedAt:               r.CreatedAt,
+	}
+	if s.EventsRequested == nil {
+		s.EventsRequested = []string{}
+	}
+	if r.Delivery == deliveryPush {
+		s.Delivery = Delivery{Method: MethodPush, EndpointURL: r.EndpointURL}
+	}
+	if r.Listed {
+		s.Subjects = "listed"
+	}
 	return s
 }
 
@@ -340,7 +472,7 @@ func (t *Transmitter) delivered(id string) {
 	t.statusLocked(id).lastDeliveredAt = t.now().UTC()
 }
 
-// failed records a delivery failure.
+// failed records a delivery failure, as the receiver may see it.
 func (t *Transmitter) failed(id, msg string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -357,7 +489,7 @@ func (t *Transmitter) statusLocked(id string) *deliveryStatus {
 	return st
 }
 
-// streamsChanged tells Run to start or stop deliverers.
+// streamsChanged tells Run to start, restart or stop deliverers.
 func (t *Transmitter) streamsChanged() {
 	select {
 	case t.changed <- struct{}{}:
