@@ -40,6 +40,7 @@ type Agent struct {
 	lockArgv []string
 
 	wipeRoots      []string
+	homes          func() []string // the local users' home directories, for "~/" wipe paths
 	minInterval    time.Duration
 	maxInterval    time.Duration
 	collectEvery   time.Duration
@@ -121,6 +122,7 @@ func New(store *state.Store, collect Collector, opts ...Option) (*Agent, error) 
 		log:            slog.New(slog.DiscardHandler),
 		lockArgv:       defaultLockCommand(runtime.GOOS),
 		wipeRoots:      DefaultWipeRoots(runtime.GOOS),
+		homes:          func() []string { return localHomesFor(runtime.GOOS) },
 		minInterval:    15 * time.Second,
 		maxInterval:    time.Hour,
 		collectEvery:   60 * time.Second,

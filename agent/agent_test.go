@@ -475,7 +475,9 @@ func TestSelectiveWipe(t *testing.T) {
 	f.mu.Lock()
 	res := f.results["c_wipe"]
 	f.mu.Unlock()
-	if res.Status != "done" || !slices.Equal(res.Removed, []string{app, single}) {
+	got, _ := outcomes(res.Paths)
+	if res.Status != "done" || !slices.Equal(res.Removed, []string{app, single}) ||
+		!slices.Equal(got, []string{app + " removed", single + " removed", filepath.Join(root, "carol", "absent") + " absent"}) {
 		t.Fatalf("result %+v", res)
 	}
 	// The loop stopped: no more reports arrive.
@@ -486,38 +488,6 @@ func TestSelectiveWipe(t *testing.T) {
 	}
 	if _, err := New(store, (&counterCollector{}).collect); !errors.Is(err, state.ErrNotEnrolled) {
 		t.Fatalf("New after wipe: %v, want ErrNotEnrolled", err)
-	}
-}
-
-func TestSelectiveWipeRefusesHostilePaths(t *testing.T) {
-	f := newFakeServer(t)
-	store, id := enrollDevice(t, f, "tok-1")
-	root := t.TempDir()
-	victim := filepath.Join(root, "alice", "data.db")
-	mustWrite(t, victim)
-	a := newAgent(t, store, (&counterCollector{}).collect, WithWipeRoots(root))
-	r := start(t, a)
-	// One good path and one outside the roots: nothing is removed, the agent keeps running.
-	f.enqueue(id.DeviceID, Command{ID: "c_bad", Type: "wipe", Mode: "selective", ManagedData: []string{victim, "/etc/passwd"}})
-	eventually(t, 5*time.Second, "refusal", func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		_, ok := f.results["c_bad"]
-		return ok
-	})
-	f.mu.Lock()
-	res := f.results["c_bad"]
-	f.mu.Unlock()
-	if res.Status != "failed" || !strings.Contains(res.Detail, "/etc/passwd") {
-		t.Fatalf("result %+v", res)
-	}
-	if _, err := os.Stat(victim); err != nil {
-		t.Fatal("a refused wipe removed data")
-	}
-	select {
-	case <-r.done:
-		t.Fatal("the agent stopped after a refused wipe")
-	default:
 	}
 }
 

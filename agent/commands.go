@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -88,7 +87,7 @@ func (a *Agent) handle(ctx context.Context, c Command) error {
 
 // execute acts on a command. unenroll says the agent must remove its key and state afterwards.
 func (a *Agent) execute(ctx context.Context, c Command) (res *state.Result, unenroll bool) {
-	res = &state.Result{Status: "failed"}
+	res = &state.Result{Status: state.StatusFailed}
 	defer func() { res.FinishedAt = time.Now().UTC() }()
 	switch c.Type {
 	case "lock":
@@ -103,22 +102,16 @@ func (a *Agent) execute(ctx context.Context, c Command) (res *state.Result, unen
 		if len(paths) == 0 {
 			paths = a.policyManagedData() // the command may leave the list to the policy
 		}
-		passwd, _ := os.ReadFile("/etc/passwd") // unreadable: "~/" paths expand to nothing
-		targets, err := planWipe(paths, localHomes(passwd), a.wipeRoots, a.store.Dir())
+		targets, err := planWipe(paths, a.homes(), a.wipeRoots, a.store.Dir())
 		if err != nil {
 			res.Detail = err.Error()
 			return res, false
 		}
-		removed, err := doWipe(targets)
-		res.Removed = removed
-		if err != nil {
-			res.Detail = "selective wipe incomplete: " + err.Error() + "; the agent removes its key and state anyway"
-			return res, true
-		}
-		res.Status = "done"
-		res.Detail = fmt.Sprintf("removed %d of %d managed data paths (the others were absent); the agent removed its key and state and stopped reporting",
-			len(removed), len(targets))
-		return res, true
+		done := wipeResult(doWipe(targets))
+		res.Status, res.Detail, res.Removed, res.Paths = done.Status, done.Detail, done.Removed, done.Paths
+		// Only a complete wipe ends the agent: after a partial one it keeps its identity, so a
+		// new wipe can reach it, and the server keeps denying the device meanwhile.
+		return res, res.Status == state.StatusDone
 	default:
 		res.Detail = fmt.Sprintf("command type %q is not supported by the agent (lock, wipe)", c.Type)
 	}

@@ -35,14 +35,19 @@ func FuzzDecodeCommands(f *testing.F) {
 			if !state.ValidID(c.ID) || strings.ContainsAny(c.ID, `/\.`) || filepath.Base(c.ID) != c.ID {
 				t.Fatalf("unsafe command ID %q accepted", c.ID)
 			}
-			// Whatever paths were sent, a wipe plan only ever targets absolute paths strictly
-			// inside an allowed root.
+			// Whatever paths were sent, a wipe plan only ever removes absolute paths strictly
+			// inside an allowed root or a user's home; anything else is refused.
 			root := t.TempDir()
-			targets, err := planWipe(c.ManagedData, []string{filepath.Join(root, "home", "u")}, []string{root}, "")
+			home := filepath.Join(t.TempDir(), "u")
+			targets, err := planWipe(c.ManagedData, []string{home}, []string{root}, "")
 			if err == nil {
 				for _, tg := range targets {
-					if !filepath.IsAbs(tg.path) || !within(tg.path, root) {
-						t.Fatalf("wipe plan escapes its root: %q", tg.path)
+					if tg.refused != "" {
+						continue
+					}
+					if !filepath.IsAbs(tg.path) || !(within(tg.path, root) && tg.root == root || within(tg.path, home) && tg.root == home) ||
+						filepath.Join(tg.root, tg.rel) != tg.path {
+						t.Fatalf("wipe plan escapes its root: %+v", tg)
 					}
 				}
 			}

@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io/fs"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -29,8 +31,8 @@ func TestReadmeTour(t *testing.T) {
 		}
 	}
 	// The tour enrolls this machine and wipes it: the agent removes the example policy's
-	// managed_data (~/.local/share/securetext of every local user). That is harmless on a CI
-	// machine; elsewhere it runs only when asked.
+	// managed_data (~/.local/share/securetext of every local user, root included). That is
+	// harmless on a CI machine; elsewhere it runs only when asked.
 	if os.Getenv("CI") == "" && os.Getenv("HALE_README_TOUR") == "" {
 		t.Skip("the README tour wipes this machine's example app data: set CI or HALE_README_TOUR=1 to run it")
 	}
@@ -61,23 +63,44 @@ func TestReadmeTour(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", full)
 	cmd.Dir = dir
-	// A home of its own, for mdmctl's profile; Go's caches stay where they are.
+	// The tour's ~ is the home the agent wipes: root's, as /etc/passwd names it (the agent wipes
+	// "~/" paths in every local user's home). mdmctl's profile goes to a directory of its own;
+	// Go's caches stay where they are.
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	appData := filepath.Join(me.HomeDir, ".local", "share", "securetext")
 	goenv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	caches := strings.Fields(string(goenv))
-	cmd.Env = append(os.Environ(), "HOME="+filepath.Join(dir, "home"), "XDG_CONFIG_HOME="+filepath.Join(dir, "home", ".config"),
+	cmd.Env = append(os.Environ(), "HOME="+me.HomeDir, "XDG_CONFIG_HOME="+filepath.Join(dir, "home", ".config"),
 		"HALE_LISTEN=127.0.0.1:"+port, "GOCACHE="+caches[0], "GOMODCACHE="+caches[1], "GOPATH="+caches[2])
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the README tour failed: %v\n--- script ---\n%s\n--- output ---\n%s", err, full, out)
 	}
 	t.Logf("README tour output:\n%s", out)
-	for _, want := range []string{`"allow": false`, "session-revoked", "device.wipe", "verified"} {
+	for _, want := range []string{`"allow": false`, "session-revoked", "device.wiped", "verified", "gone: ~/.local/share/securetext"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("the tour's output does not show %q", want)
 		}
+	}
+	// The file the tour made is what the wipe reports removed, and it is gone: a wipe that
+	// skipped root's home would say absent or refused, and leave it.
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^state: +acknowledged$`),
+		regexp.MustCompile(`(?m)^result: +done$`),
+		regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(appData) + ` +removed `),
+	} {
+		if !want.Match(out) {
+			t.Errorf("the wipe's result does not show %s", want)
+		}
+	}
+	if _, err := os.Lstat(appData); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s survived the tour's wipe: %v", appData, err)
 	}
 }
 

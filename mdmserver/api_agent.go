@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -220,23 +222,27 @@ func (s *Server) agentCommands(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]any{"commands": cmds})
 }
 
-// POST /agent/v1/commands/{id}/result (mTLS): the agent's result. A successful selective wipe
-// makes the device wiped and revokes its certificates: the agent deleted its key, and nothing
-// should be able to use a copy.
+// POST /agent/v1/commands/{id}/result (mTLS): the agent's result. A selective wipe that removed
+// every managed path makes the device wiped and revokes its certificates: the agent deleted its
+// key, and nothing should be able to use a copy. A wipe that left any path behind (partial) or
+// failed leaves the device denied as wipe_incomplete, with its identity, so that a new wipe can
+// reach it.
 func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 	d := deviceFromContext(r.Context())
 	var res agentcmd.Result
-	if !problem.DecodeJSON(w, r, 64<<10, &res) {
+	if !problem.DecodeJSON(w, r, maxAgentResult, &res) {
 		return
 	}
-	if len(res.Removed) > 4096 || len(res.Detail) > 4096 {
-		problem.BadRequest(w, r, "result too large")
-		return
-	}
-	// The result and its audit entry commit together.
+	// The result, its audit entry and, for a wipe that did not finish, the device's move from
+	// wipe_pending to wipe_incomplete commit together.
+	incomplete := false
 	cmd, _, err := s.agentQueue.Complete(r.Context(), d.ID, r.PathValue("id"), res, func(tx *bbolt.Tx, cmd *agentcmd.Command) error {
-		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(res.Status),
-			Details: map[string]string{"command_id": cmd.ID, "type": cmd.Type, "status": res.Status, "removed": strconv.Itoa(len(res.Removed))}}))
+		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(cmd.Result.Status),
+			Details: resultDetails(cmd)}))
+		if err != nil || cmd.Type != agentcmd.TypeWipe || cmd.State == agentcmd.StateAcknowledged {
+			return err
+		}
+		incomplete, err = s.markWipeIncomplete(tx, d.ID, cmd)
 		return err
 	})
 	switch {
@@ -250,6 +256,11 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
+	if incomplete {
+		s.pendingWipes.Delete(d.ID)
+		s.incompleteWipes.Store(d.ID, cmd.ID)
+		s.deviceChanged(causedBy(r.Context(), d.ID, cmd.ID), d.ID)
+	}
 	// Not only on the first report: if the server stopped after recording the result but before
 	// finishing the wipe, the agent's resent result finishes it (finishWipe is idempotent).
 	if cmd.Type == agentcmd.TypeWipe && cmd.State == agentcmd.StateAcknowledged && d.State != inventory.StateWiped {
@@ -260,6 +271,46 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 	}
 	httpjson.Write(w, http.StatusOK, map[string]bool{"ok": true})
 }
+
+// maxAgentResult bounds a command result's body: a wipe lists up to agentcmd.MaxResultPaths
+// paths with their outcomes.
+const maxAgentResult = 1 << 20
+
+// resultDetails are the audit details of an agent's result: for a wipe, how many paths had each
+// outcome and, bounded, every path that was not removed or absent, with its reason.
+func resultDetails(cmd *agentcmd.Command) map[string]string {
+	res := cmd.Result
+	det := map[string]string{"command_id": cmd.ID, "type": cmd.Type, "status": res.Status, "state": cmd.State,
+		"removed": strconv.Itoa(len(res.Removed))}
+	if len(res.Paths) == 0 {
+		return det
+	}
+	n := res.Count()
+	for _, o := range []string{agentcmd.OutcomeRemoved, agentcmd.OutcomeAbsent, agentcmd.OutcomeRefused, agentcmd.OutcomeFailed} {
+		det[o] = strconv.Itoa(n[o])
+	}
+	var left []string
+	size := 0
+	for _, p := range res.Paths {
+		if p.Outcome != agentcmd.OutcomeRefused && p.Outcome != agentcmd.OutcomeFailed {
+			continue
+		}
+		item := p.Outcome + " " + p.Path + ": " + p.Reason
+		if size+len(item) > maxLeftBehind {
+			left = append(left, fmt.Sprintf("and %d more (see the command)", n[agentcmd.OutcomeRefused]+n[agentcmd.OutcomeFailed]-len(left)))
+			break
+		}
+		size += len(item)
+		left = append(left, item)
+	}
+	if len(left) > 0 {
+		det["left_behind"] = strings.Join(left, "; ")
+	}
+	return det
+}
+
+// maxLeftBehind bounds the paths a wipe left behind as listed in its audit entry.
+const maxLeftBehind = 4096
 
 func outcomeOf(status string) string {
 	if status == agentcmd.ResultDone {
@@ -299,12 +350,16 @@ func (s *Server) finishWipe(ctx context.Context, d *inventory.Device, commandID 
 				return err
 			}
 		}
+		if err := clearWipeIncomplete(tx, d.ID); err != nil {
+			return err
+		}
 		return clearWipePending(tx, d.ID)
 	})
 	if err != nil {
 		return err
 	}
 	s.pendingWipes.Delete(d.ID)
+	s.incompleteWipes.Delete(d.ID)
 	s.deviceChanged(causedBy(ctx, d.ID, commandID), d.ID)
 	return nil
 }

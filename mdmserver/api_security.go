@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -348,8 +349,9 @@ func firstNonEmpty(v ...string) string {
 }
 
 var (
-	bucketIdempotency = []byte("idempotency_keys") // "<token id>\x00<key>" → answer
-	bucketPendingWipe = []byte("pending_wipes")    // device id → RFC 3339 time ordered
+	bucketIdempotency    = []byte("idempotency_keys") // "<token id>\x00<key>" → answer
+	bucketPendingWipe    = []byte("pending_wipes")    // device id → command id of the wipe ordered
+	bucketIncompleteWipe = []byte("incomplete_wipes") // device id → command id of a wipe that left data behind
 )
 
 func (s *Server) idempotencyKey(r *http.Request, key string) []byte {
@@ -398,8 +400,8 @@ func putWipePending(tx *bbolt.Tx, deviceID, commandID string) error {
 	return b.Put([]byte(deviceID), []byte(commandID))
 }
 
-// loadPendingWipes fills the in-memory set from the store at start and returns the pending
-// wipes, device ID to command ID.
+// loadPendingWipes fills the in-memory sets of pending and incomplete wipes from the store at
+// start and returns the pending wipes, device ID to command ID.
 func (s *Server) loadPendingWipes() (map[string]string, error) {
 	pending := map[string]string{}
 	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
@@ -407,13 +409,61 @@ func (s *Server) loadPendingWipes() (map[string]string, error) {
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
+		err = b.ForEach(func(k, v []byte) error {
 			s.pendingWipes.Store(string(k), true)
 			pending[string(k)] = string(v)
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		inc, err := tx.CreateBucketIfNotExists(bucketIncompleteWipe)
+		if err != nil {
+			return err
+		}
+		return inc.ForEach(func(k, v []byte) error {
+			s.incompleteWipes.Store(string(k), string(v))
+			return nil
+		})
 	})
 	return pending, err
+}
+
+// markWipeIncomplete records inside tx that the agent's wipe cmd finished without removing all
+// managed data (partial) or failed: the device is no longer wipe_pending but wipe_incomplete,
+// denied all the same, keeps its identity so a new wipe can reach it, and is never called wiped.
+// It reports false, changing nothing, when cmd is not the device's pending wipe. The caller
+// updates the in-memory sets after the commit.
+func (s *Server) markWipeIncomplete(tx *bbolt.Tx, deviceID string, cmd *agentcmd.Command) (bool, error) {
+	pb := tx.Bucket(bucketPendingWipe)
+	if pb == nil || string(pb.Get([]byte(deviceID))) != cmd.ID {
+		return false, nil
+	}
+	b, err := tx.CreateBucketIfNotExists(bucketIncompleteWipe)
+	if err != nil {
+		return false, err
+	}
+	if err := b.Put([]byte(deviceID), []byte(cmd.ID)); err != nil {
+		return false, err
+	}
+	if err := pb.Delete([]byte(deviceID)); err != nil {
+		return false, err
+	}
+	n := cmd.Result.Count()
+	e := auditEntry("device:"+deviceID, "device.wipe_incomplete", deviceID, map[string]string{
+		"command_id": cmd.ID, "state": cmd.State,
+		"refused": strconv.Itoa(n[agentcmd.OutcomeRefused]), "failed": strconv.Itoa(n[agentcmd.OutcomeFailed])})
+	e.Role, e.Outcome = "device", audit.OutcomeError
+	_, err = s.audit.AppendTx(tx, e)
+	return err == nil, err
+}
+
+// clearWipeIncomplete removes the mark inside tx; the caller forgets it in memory after commit.
+func clearWipeIncomplete(tx *bbolt.Tx, deviceID string) error {
+	if b := tx.Bucket(bucketIncompleteWipe); b != nil {
+		return b.Delete([]byte(deviceID))
+	}
+	return nil
 }
 
 // finishAcknowledgedWipes finishes, at start, the wipes whose device acknowledged them while a

@@ -31,10 +31,15 @@ func (s *Server) deviceChanged(ctx context.Context, deviceID string) {
 }
 
 // stateOverride gives the access decision a state beyond the inventory's: a device with a wipe
-// ordered and not yet acknowledged is wipe_pending, denied from the moment the wipe was accepted.
+// ordered and not yet acknowledged is wipe_pending, denied from the moment the wipe was accepted;
+// one whose last wipe left managed data behind is wipe_incomplete, denied until a new wipe
+// finishes (or it is unenrolled).
 func (s *Server) stateOverride(deviceID string) string {
 	if _, pending := s.pendingWipes.Load(deviceID); pending {
 		return "wipe_pending"
+	}
+	if _, incomplete := s.incompleteWipes.Load(deviceID); incomplete {
+		return "wipe_incomplete"
 	}
 	return ""
 }

@@ -85,8 +85,10 @@ type Server struct {
 	// events delivers Security Event Tokens to the backends when decisions change.
 	events *events.Transmitter
 	nonces *nonces
-	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index.
-	pendingWipes sync.Map
+	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index, and
+	// incompleteWipes the incomplete_wipes bucket (device ID → the wipe that left data behind).
+	pendingWipes    sync.Map
+	incompleteWipes sync.Map
 	// deviceLocks holds a *sync.Mutex per device: lock, lost mode, wipe and approval decisions
 	// for one device run one at a time (serialize).
 	deviceLocks sync.Map

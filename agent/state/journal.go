@@ -23,12 +23,41 @@ const (
 	PhaseReported Phase = "reported" // the server acknowledged Result
 )
 
+// Result statuses. A selective wipe is done only when every managed data path was removed or
+// absent; partial when any was refused or failed (the data is still there).
+const (
+	StatusDone    = "done"
+	StatusPartial = "partial"
+	StatusFailed  = "failed"
+)
+
 // Result is a command's outcome as posted to the server.
 type Result struct {
-	Status     string    `json:"status"` // done or failed
-	Detail     string    `json:"detail,omitempty"`
-	Removed    []string  `json:"removed,omitempty"`
-	FinishedAt time.Time `json:"finished_at"`
+	Status string `json:"status"` // done, partial (wipe only) or failed
+	Detail string `json:"detail,omitempty"`
+	// Removed lists the paths a wipe removed; Paths is every path's outcome. Removed is kept
+	// for servers that predate Paths.
+	Removed    []string     `json:"removed,omitempty"`
+	Paths      []PathResult `json:"paths,omitempty"`
+	FinishedAt time.Time    `json:"finished_at"`
+}
+
+// Outcomes of one managed data path in a selective wipe.
+const (
+	OutcomeRemoved = "removed" // it existed and is gone
+	OutcomeAbsent  = "absent"  // nothing was there
+	OutcomeRefused = "refused" // the agent would not touch it; Reason says why
+	OutcomeFailed  = "failed"  // removing it did not finish; Reason says why
+)
+
+// PathResult is what a selective wipe did with one path.
+type PathResult struct {
+	// Path is the path on this device: a policy's "~/" entry expanded in one user's home.
+	Path string `json:"path"`
+	// Managed is the policy's entry the path came from, when it differs from Path.
+	Managed string `json:"managed,omitempty"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // Entry is one command's journal record.

@@ -31,6 +31,7 @@ const (
 	ReasonLost            = posture.ReasonLost
 	ReasonWiped           = posture.ReasonWiped
 	ReasonWipePending     = posture.ReasonWipePending
+	ReasonWipeIncomplete  = posture.ReasonWipeIncomplete
 	ReasonUnenrolled      = posture.ReasonUnenrolled
 	ReasonRetired         = posture.ReasonRetired
 	ReasonCertRevoked     = posture.ReasonCertRevoked
@@ -45,7 +46,7 @@ const (
 type Decision struct {
 	DeviceID string
 	// State is the inventory state (active, locked, lost, wiped, unenrolled, retired) or a
-	// pending command that already denies (wipe_pending).
+	// wipe's state that already denies (wipe_pending, wipe_incomplete).
 	State   string
 	Verdict policies.Verdict
 	// ReportedAt is when the newest posture report arrived; StaleAt is when it stops counting.
@@ -92,6 +93,8 @@ func (d *Decision) Answer(now time.Time) Answer {
 		deny(ReasonWiped, "the device was wiped")
 	case "wipe_pending":
 		deny(ReasonWipePending, "a wipe was ordered for this device")
+	case "wipe_incomplete":
+		deny(ReasonWipeIncomplete, "the last wipe left managed data on the device; order a new wipe or unenroll it")
 	case "unenrolled":
 		deny(ReasonUnenrolled, "the device was unenrolled")
 	case "retired":

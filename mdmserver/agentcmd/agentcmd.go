@@ -31,13 +31,32 @@ const (
 	StateQueued       = "queued"       // committed, not yet fetched
 	StateDelivered    = "delivered"    // handed to the agent at least once
 	StateAcknowledged = "acknowledged" // the agent reported success
+	StatePartial      = "partial"      // the agent did part of it: a wipe that left managed data behind
 	StateError        = "error"        // the agent reported failure
 )
 
-// Result statuses, as the agent reports them.
+// Result statuses, as the agent reports them. A wipe is done only when no path was refused or
+// failed; otherwise it is partial.
 const (
-	ResultDone   = "done"
-	ResultFailed = "failed"
+	ResultDone    = "done"
+	ResultPartial = "partial"
+	ResultFailed  = "failed"
+)
+
+// Outcomes of one managed data path in a selective wipe.
+const (
+	OutcomeRemoved = "removed" // it existed and is gone
+	OutcomeAbsent  = "absent"  // nothing was there
+	OutcomeRefused = "refused" // the agent would not touch it (Reason says why)
+	OutcomeFailed  = "failed"  // removing it did not finish (Reason says why)
+)
+
+// Bounds on a result, so that a device cannot make the server store or show more.
+const (
+	MaxResultPaths = 4096
+	maxDetail      = 4096
+	maxPath        = 4096
+	maxReason      = 1024
 )
 
 // Command is one command for one device, in the shape the agent receives it.
@@ -57,12 +76,69 @@ type Command struct {
 	Result      *Result   `json:"result,omitempty"`
 }
 
-// Result is what the agent reports for a command.
+// Result is what the agent reports for a command. Paths came later than Removed: an agent that
+// predates them reports a wipe's removed paths only.
 type Result struct {
-	Status     string    `json:"status"` // done or failed
-	Detail     string    `json:"detail,omitempty"`
-	Removed    []string  `json:"removed,omitempty"`
-	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Status     string       `json:"status"` // done, partial (wipe only) or failed
+	Detail     string       `json:"detail,omitempty"`
+	Removed    []string     `json:"removed,omitempty"`
+	Paths      []PathResult `json:"paths,omitempty"`
+	FinishedAt time.Time    `json:"finished_at,omitzero"`
+}
+
+// PathResult is what a selective wipe did with one managed data path.
+type PathResult struct {
+	Path    string `json:"path"`              // on the device, "~/" expanded per user
+	Managed string `json:"managed,omitempty"` // the policy's entry, when it differs
+	Outcome string `json:"outcome"`           // removed, absent, refused or failed
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Count returns how many paths had each outcome.
+func (r *Result) Count() map[string]int {
+	n := map[string]int{}
+	for _, p := range r.Paths {
+		n[p.Outcome]++
+	}
+	return n
+}
+
+// check validates r as the result of a command of type typ, and makes a wipe that says done
+// while listing paths it refused or failed partial: the paths are the evidence.
+func (r *Result) check(typ string) error {
+	switch {
+	case r.Status != ResultDone && r.Status != ResultPartial && r.Status != ResultFailed:
+		return fmt.Errorf("%w: status must be done, partial or failed", ErrInvalid)
+	case r.Status == ResultPartial && typ != TypeWipe:
+		return fmt.Errorf("%w: only a wipe can be partial", ErrInvalid)
+	case len(r.Detail) > maxDetail || len(r.Removed) > MaxResultPaths || len(r.Paths) > MaxResultPaths:
+		return fmt.Errorf("%w: result too large (detail up to %d bytes, up to %d paths)", ErrInvalid, maxDetail, MaxResultPaths)
+	}
+	for _, p := range r.Removed {
+		if len(p) > maxPath {
+			return fmt.Errorf("%w: a removed path is longer than %d bytes", ErrInvalid, maxPath)
+		}
+	}
+	for _, p := range r.Paths {
+		switch {
+		case p.Path == "" || len(p.Path) > maxPath || len(p.Managed) > maxPath || len(p.Reason) > maxReason:
+			return fmt.Errorf("%w: each path needs a path of at most %d bytes and a reason of at most %d", ErrInvalid, maxPath, maxReason)
+		case p.Outcome != OutcomeRemoved && p.Outcome != OutcomeAbsent && p.Outcome != OutcomeRefused && p.Outcome != OutcomeFailed:
+			return fmt.Errorf("%w: a path's outcome must be removed, absent, refused or failed", ErrInvalid)
+		}
+	}
+	if n := r.Count(); r.Status == ResultDone && n[OutcomeRefused]+n[OutcomeFailed] > 0 {
+		r.Status = ResultPartial
+	}
+	return nil
+}
+
+// stateOf is the command state each result status leaves.
+var stateOf = map[string]string{ResultDone: StateAcknowledged, ResultPartial: StatePartial, ResultFailed: StateError}
+
+// Finished reports whether the agent reported the command's result.
+func (c *Command) Finished() bool {
+	return c.State == StateAcknowledged || c.State == StatePartial || c.State == StateError
 }
 
 // Errors.
@@ -259,10 +335,9 @@ func (q *Queue) unwait(deviceID string, ch chan struct{}) {
 // Complete records the agent's result. Reporting the same command again is accepted and changes
 // nothing (the agent may resend after a lost response); first is false then. also, when not nil,
 // runs in the same transaction when the result is first recorded (the caller's audit entry).
+//
+// The command's state follows the result: acknowledged when done, partial, or error when failed.
 func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result, also func(*bbolt.Tx, *Command) error) (cmd *Command, first bool, err error) {
-	if r.Status != ResultDone && r.Status != ResultFailed {
-		return nil, false, fmt.Errorf("%w: status must be done or failed", ErrInvalid)
-	}
 	err = q.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucket)
 		v := b.Get(key(deviceID, id))
@@ -273,14 +348,14 @@ func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result, als
 		if err := json.Unmarshal(v, cmd); err != nil {
 			return err
 		}
-		if cmd.State == StateAcknowledged || cmd.State == StateError {
+		if cmd.Finished() {
 			return nil
 		}
-		first = true
-		cmd.State, cmd.FinishedAt, cmd.Result = StateAcknowledged, q.now().UTC(), &r
-		if r.Status == ResultFailed {
-			cmd.State = StateError
+		if err := r.check(cmd.Type); err != nil {
+			return err
 		}
+		first = true
+		cmd.State, cmd.FinishedAt, cmd.Result = stateOf[r.Status], q.now().UTC(), &r
 		nv, err := json.Marshal(cmd)
 		if err != nil {
 			return err

@@ -96,3 +96,44 @@ func TestSurvivesRestart(t *testing.T) {
 		t.Fatalf("after restart: %+v", cmds)
 	}
 }
+
+// A wipe's state follows its paths: done only when nothing was refused or failed; a result that
+// says done but lists a refused path is partial; only a wipe can be partial.
+func TestWipeResultStates(t *testing.T) {
+	q, _ := newQueue(t)
+	ctx := context.Background()
+	refused := []PathResult{{Path: "/home/a/.app", Outcome: OutcomeRemoved}, {Path: "/root/.app", Outcome: OutcomeRefused, Reason: "outside the roots"}}
+	for _, tc := range []struct {
+		typ    string
+		res    Result
+		state  string
+		status string
+	}{
+		{TypeWipe, Result{Status: ResultDone, Paths: refused[:1]}, StateAcknowledged, ResultDone},
+		{TypeWipe, Result{Status: ResultDone, Paths: refused}, StatePartial, ResultPartial},
+		{TypeWipe, Result{Status: ResultPartial, Paths: refused}, StatePartial, ResultPartial},
+		{TypeWipe, Result{Status: ResultDone, Paths: []PathResult{{Path: "/x", Outcome: OutcomeFailed}}}, StatePartial, ResultPartial},
+		{TypeWipe, Result{Status: ResultFailed}, StateError, ResultFailed},
+		{TypeWipe, Result{Status: ResultDone, Removed: []string{"/srv/phi"}}, StateAcknowledged, ResultDone}, // an agent before paths
+	} {
+		c, _ := q.Enqueue(ctx, Command{DeviceID: "d1", Type: tc.typ, Mode: "selective"})
+		cmd, _, err := q.Complete(ctx, "d1", c.ID, tc.res, nil)
+		if err != nil || cmd.State != tc.state || cmd.Result.Status != tc.status || !cmd.Finished() {
+			t.Errorf("%+v: %v %+v", tc.res, err, cmd)
+		}
+	}
+	lock, _ := q.Enqueue(ctx, Command{DeviceID: "d1", Type: TypeLock})
+	for _, bad := range []Result{
+		{Status: ResultPartial},
+		{Status: ResultDone, Paths: []PathResult{{Path: "/x", Outcome: "gone"}}},
+		{Status: ResultDone, Paths: []PathResult{{Outcome: OutcomeRemoved}}},
+		{Status: ResultDone, Paths: make([]PathResult, MaxResultPaths+1)},
+	} {
+		if _, _, err := q.Complete(ctx, "d1", lock.ID, bad, nil); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v accepted: %v", bad.Status, err)
+		}
+	}
+	if cmd, _ := q.Get(ctx, "d1", lock.ID); cmd.Finished() {
+		t.Fatalf("a refused result finished the command: %+v", cmd)
+	}
+}
