@@ -251,21 +251,6 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	return s, nil
 }
 
-func loadMasterKey(cfg Config) (*seal.Key, error) {
-	switch {
-	case cfg.MasterKey != "":
-		return seal.Parse(cfg.MasterKey)
-	case cfg.MasterKeyFile != "":
-		b, err := os.ReadFile(cfg.MasterKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("read master key file: %w", err)
-		}
-		return seal.Parse(string(b))
-	default:
-		return seal.LoadOrCreate(cfg.path("master.key"))
-	}
-}
-
 // readCertPool reads a PEM bundle named by the configuration option opt.
 func readCertPool(opt, path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)

@@ -63,10 +63,17 @@ func Parse(s string) (*Key, error) {
 // its directory 0700) when it does not exist. A key file readable by group or others is refused:
 // a leaked master key opens every sealed secret.
 func LoadOrCreate(path string) (*Key, error) {
-	b, err := os.ReadFile(path)
+	k, err := Load(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return create(path)
 	}
+	return k, err
+}
+
+// Load reads the master key file at path and never creates one: a missing file is an error that
+// wraps fs.ErrNotExist. A key file readable by group or others is refused.
+func Load(path string) (*Key, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("seal: read master key: %w", err)
 	}
