@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -161,7 +162,7 @@ func (t *Transmitter) UpdateStreamHandler(replace bool) http.Handler {
 // stream as it was: SSF lets a receiver send them back, but not change them.
 func (t *Transmitter) sameSupplied(cur *Stream, b *updateBody) error {
 	bad := func(name string) error {
-		return errors.Join(ErrInvalid, errors.New("stream: "+name+" is set by Hale and does not match"))
+		return fmt.Errorf("%w stream: %s is set by Hale and does not match the stream's", ErrInvalid, name)
 	}
 	switch {
 	case b.Issuer != nil && *b.Issuer != cur.Issuer:

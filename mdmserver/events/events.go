@@ -6,6 +6,11 @@
 // Every SET is committed to a bbolt outbox before Emit returns, so an acknowledged event
 // survives a crash, and stays there until the receiver has taken it: a push receiver answered
 // 2xx (or rejected it as invalid), a poll receiver acknowledged its jti.
+//
+// Receivers manage their streams with the SSF 1.0 stream API (api.go). A stream belongs to the
+// credential that created it: no other receiver can see, poll or change it. Push delivery
+// connects only to public addresses, or to those the operator allows (dest.go), so a stream
+// cannot aim Hale, and the receiver's Authorization header, at the network inside.
 package events
 
 import (
