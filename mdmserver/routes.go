@@ -50,9 +50,8 @@ func (s *Server) routes() http.Handler {
 		mux.Handle(rt.pattern, s.tokens.Require(s.log, rt.handler, rt.roles...))
 	}
 
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.NotFound(w, r, "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
+	// Everything else: 405 with Allow for a known path, 404 for an unknown one.
+	mux.HandleFunc("/", unrouted(mux))
 	return mux
 }
 
