@@ -62,14 +62,17 @@ const DefaultChallengeTTL = time.Hour
 // maxText bounds owner, group, creator and device identifiers.
 const maxText = 128
 
-// Errors returned by Redeem and ConsumeChallenge. The HTTP layer should answer all of them with
-// the same status (and log which one) so that a guesser learns nothing about other tokens.
+// Errors returned by Redeem and the challenge methods. The HTTP layer should answer all of them
+// with the same status (and log which one) so that a guesser learns nothing about other tokens.
 var (
 	ErrUnknown       = errors.New("enroll: unknown enrollment token or challenge")
 	ErrExpired       = errors.New("enroll: enrollment token or challenge expired; create a new enrollment")
 	ErrRevoked       = errors.New("enroll: enrollment revoked")
 	ErrUsed          = errors.New("enroll: enrollment token or challenge already used")
 	ErrWrongPlatform = errors.New("enroll: enrollment token is for another platform")
+	// ErrInUse is returned for a SCEP challenge another request holds while it is being issued
+	// a certificate.
+	ErrInUse = errors.New("enroll: challenge in use by another request; retry shortly")
 	// ErrNotFound is returned by Get, Revoke, IssueChallenge and BindDevice for an unknown id.
 	ErrNotFound = errors.New("enroll: no such enrollment")
 	// ErrNotRedeemed is returned when a step needs a redeemed enrollment and it is still pending.
@@ -117,14 +120,6 @@ type record struct {
 	TokenHash string `json:"token_hash"`
 }
 
-// challenge is a stored SCEP challenge, keyed by its hash.
-type challenge struct {
-	EnrollmentID string    `json:"enrollment_id"`
-	CreatedAt    time.Time `json:"created_at"`
-	ExpiresAt    time.Time `json:"expires_at"`
-	UsedAt       time.Time `json:"used_at,omitzero"`
-}
-
 var (
 	bucketEnrollments = []byte("enrollments")
 	bucketTokens      = []byte("enrollment_tokens")     // sha256(token) -> enrollment id
@@ -140,9 +135,10 @@ const (
 
 // Store keeps enrollments and SCEP challenges in bbolt buckets.
 type Store struct {
-	db           *bbolt.DB
-	now          func() time.Time
-	challengeTTL time.Duration
+	db            *bbolt.DB
+	now           func() time.Time
+	challengeTTL  time.Duration
+	challengeHold time.Duration
 }
 
 // Option configures a Store.
@@ -160,9 +156,19 @@ func WithChallengeTTL(d time.Duration) Option {
 	}
 }
 
+// WithChallengeHold sets how long HoldChallenge holds a challenge for one issuance before
+// another request may take it (default DefaultChallengeHold).
+func WithChallengeHold(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.challengeHold = d
+		}
+	}
+}
+
 // New returns a Store on db, creating its buckets.
 func New(db *bbolt.DB, opts ...Option) (*Store, error) {
-	s := &Store{db: db, now: time.Now, challengeTTL: DefaultChallengeTTL}
+	s := &Store{db: db, now: time.Now, challengeTTL: DefaultChallengeTTL, challengeHold: DefaultChallengeHold}
 	for _, o := range opts {
 		o(s)
 	}
@@ -414,114 +420,6 @@ func (s *Store) BindDevice(ctx context.Context, enrollmentID, deviceID string) (
 		rec.DeviceID = deviceID
 		return nil
 	})
-}
-
-// IssueChallenge creates a one-time SCEP challenge bound to a redeemed Apple enrollment and
-// returns it; only its hash is stored. It expires after the store's challenge TTL.
-func (s *Store) IssueChallenge(ctx context.Context, enrollmentID string) (string, error) {
-	secret := challengePrefix + randomHex(secretBytes)
-	err := s.db.Update(func(tx *bbolt.Tx) error { return s.issueChallengeTx(tx, enrollmentID, secret) })
-	if err != nil {
-		return "", err
-	}
-	return secret, nil
-}
-
-func (s *Store) issueChallengeTx(tx *bbolt.Tx, enrollmentID, secret string) error {
-	rec, err := getRecord(tx, enrollmentID)
-	if err != nil {
-		return err
-	}
-	switch {
-	case !rec.RevokedAt.IsZero():
-		return ErrRevoked
-	case rec.UsedAt.IsZero():
-		return ErrNotRedeemed
-	case rec.Platform != PlatformApple:
-		return ErrWrongPlatform
-	}
-	now := s.now().UTC()
-	v, err := json.Marshal(challenge{EnrollmentID: rec.ID, CreatedAt: now, ExpiresAt: now.Add(s.challengeTTL)})
-	if err != nil {
-		return err
-	}
-	return tx.Bucket(bucketChallenges).Put(hashKey(hashSecret(secret)), v)
-}
-
-// ConsumeChallenge checks a SCEP challenge and marks it used, returning its enrollment. A second
-// use fails with ErrUsed, an unknown challenge with ErrUnknown; a challenge of a since revoked
-// enrollment fails with ErrRevoked.
-func (s *Store) ConsumeChallenge(ctx context.Context, secret string) (*Enrollment, error) {
-	hash, ok := tokenHash(secret, challengePrefix)
-	if !ok {
-		return nil, ErrUnknown
-	}
-	var rec *record
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketChallenges)
-		key := hashKey(hash)
-		v := b.Get(key)
-		if v == nil {
-			return ErrUnknown
-		}
-		var c challenge
-		if err := json.Unmarshal(v, &c); err != nil {
-			return fmt.Errorf("enroll: decode challenge: %w", err)
-		}
-		now := s.now()
-		switch {
-		case !c.UsedAt.IsZero():
-			return ErrUsed
-		case !now.Before(c.ExpiresAt):
-			return ErrExpired
-		}
-		var err error
-		if rec, err = getRecord(tx, c.EnrollmentID); err != nil {
-			return err
-		}
-		if !rec.RevokedAt.IsZero() {
-			return ErrRevoked
-		}
-		c.UsedAt = now.UTC()
-		if v, err = json.Marshal(c); err != nil {
-			return err
-		}
-		return b.Put(key, v)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return s.public(rec), nil
-}
-
-// PruneChallenges deletes challenges that expired before cutoff, used or not, and returns how many
-// it removed. Call it periodically; challenges are useless after expiry.
-func (s *Store) PruneChallenges(ctx context.Context, cutoff time.Time) (int, error) {
-	n := 0
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketChallenges)
-		var stale [][]byte
-		err := b.ForEach(func(k, v []byte) error {
-			var ch challenge
-			// An undecodable challenge can never be consumed either: prune it too.
-			if err := json.Unmarshal(v, &ch); err != nil || !ch.ExpiresAt.After(cutoff) {
-				stale = append(stale, slices.Clone(k))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		// Deleting while iterating a bbolt cursor skips keys; delete after the scan.
-		for _, k := range stale {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(stale)
-		return nil
-	})
-	return n, err
 }
 
 // update applies fn to the stored record with id in one transaction.

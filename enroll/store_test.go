@@ -231,30 +231,30 @@ func TestChallengeFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ConsumeChallenge(ctx, ch[:len(ch)-1]+"x"); !errors.Is(err, ErrUnknown) {
+	if _, err := consume(s, ch[:len(ch)-1]+"x"); !errors.Is(err, ErrUnknown) {
 		t.Errorf("malformed challenge: %v", err)
 	}
-	if _, err := s.ConsumeChallenge(ctx, tok); !errors.Is(err, ErrUnknown) {
+	if _, err := consume(s, tok); !errors.Is(err, ErrUnknown) {
 		t.Errorf("token as challenge: %v", err)
 	}
-	got, err := s.ConsumeChallenge(ctx, ch)
+	got, err := consume(s, ch)
 	if err != nil || got.ID != e.ID {
 		t.Fatalf("consume = %+v, %v", got, err)
 	}
-	if _, err := s.ConsumeChallenge(ctx, ch); !errors.Is(err, ErrUsed) {
+	if _, err := consume(s, ch); !errors.Is(err, ErrUsed) {
 		t.Errorf("reuse: %v", err)
 	}
 
 	// Expiry.
 	ch2, _ := s.IssueChallenge(ctx, e.ID)
 	clk.Advance(30 * time.Minute)
-	if _, err := s.ConsumeChallenge(ctx, ch2); !errors.Is(err, ErrExpired) {
+	if _, err := consume(s, ch2); !errors.Is(err, ErrExpired) {
 		t.Errorf("expired challenge: %v", err)
 	}
 	// Revocation after issue.
 	ch3, _ := s.IssueChallenge(ctx, e.ID)
 	s.Revoke(ctx, e.ID)
-	if _, err := s.ConsumeChallenge(ctx, ch3); !errors.Is(err, ErrRevoked) {
+	if _, err := consume(s, ch3); !errors.Is(err, ErrRevoked) {
 		t.Errorf("challenge of revoked enrollment: %v", err)
 	}
 	if _, err := s.IssueChallenge(ctx, e.ID); !errors.Is(err, ErrRevoked) {
@@ -276,7 +276,7 @@ func TestChallengeFlow(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Errorf("PruneChallenges = %d, %v; want 3", n, err)
 	}
-	if _, err := s.ConsumeChallenge(ctx, ch); !errors.Is(err, ErrUnknown) {
+	if _, err := consume(s, ch); !errors.Is(err, ErrUnknown) {
 		t.Errorf("pruned challenge: %v", err)
 	}
 }
@@ -331,10 +331,92 @@ func TestRedeemForProfile(t *testing.T) {
 	if _, _, err := s.RedeemForProfile(ctx, tok); !errors.Is(err, ErrUsed) {
 		t.Errorf("second fetch: %v", err)
 	}
-	if c, err := s.ConsumeChallenge(ctx, ch); err != nil || c.ID != e.ID {
+	if c, err := consume(s, ch); err != nil || c.ID != e.ID {
 		t.Errorf("challenge = %+v, %v", c, err)
 	}
 	if _, _, err := s.RedeemForProfile(ctx, "junk"); !errors.Is(err, ErrUnknown) {
 		t.Errorf("junk: %v", err)
+	}
+}
+
+// consume holds a challenge and spends it at once, as an issuance that succeeded does.
+func consume(s *Store, secret string) (*Enrollment, error) {
+	h, err := s.HoldChallenge(context.Background(), secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.SpendChallenge(context.Background(), h, nil); err != nil {
+		return nil, err
+	}
+	return h.Enrollment, nil
+}
+
+// A held challenge is not spent: while held, other requests get ErrInUse; released, it can be
+// held again; spent, it is used. A hold that lapsed can be taken over, and the first holder can
+// then no longer spend it.
+func TestChallengeHold(t *testing.T) {
+	ctx := context.Background()
+	s, clk, _ := newStore(t, WithChallengeHold(time.Minute))
+	e, tok, _ := s.Create(ctx, Request{Owner: "o", Group: "g", Platform: PlatformApple})
+	_, ch, err := s.RedeemForProfile(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, err := s.HoldChallenge(ctx, ch)
+	if err != nil || h1.Enrollment.ID != e.ID {
+		t.Fatalf("hold = %+v, %v", h1, err)
+	}
+	if _, err := s.HoldChallenge(ctx, ch); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second hold: %v, want ErrInUse", err)
+	}
+	if err := s.ReleaseChallenge(ctx, h1); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := s.HoldChallenge(ctx, ch)
+	if err != nil {
+		t.Fatalf("hold after release: %v", err)
+	}
+	if err := s.SpendChallenge(ctx, h1, nil); !errors.Is(err, ErrInUse) {
+		t.Fatalf("spend by a released holder: %v, want ErrInUse", err)
+	}
+
+	// h2 lapses and h3 takes over: h2 can neither spend nor release it.
+	clk.Advance(time.Minute)
+	h3, err := s.HoldChallenge(ctx, ch)
+	if err != nil {
+		t.Fatalf("hold after the hold lapsed: %v", err)
+	}
+	if err := s.SpendChallenge(ctx, h2, nil); !errors.Is(err, ErrInUse) {
+		t.Fatalf("spend by a lapsed holder: %v, want ErrInUse", err)
+	}
+	if err := s.ReleaseChallenge(ctx, h2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HoldChallenge(ctx, ch); !errors.Is(err, ErrInUse) {
+		t.Fatalf("a lapsed holder's release freed another's hold: %v", err)
+	}
+	// A failing also writes nothing: the challenge stays held by h3, unspent.
+	boom := errors.New("boom")
+	if err := s.SpendChallenge(ctx, h3, func(*bbolt.Tx, *Enrollment) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("spend with failing also: %v", err)
+	}
+	var seen *Enrollment
+	if err := s.SpendChallenge(ctx, h3, func(_ *bbolt.Tx, e *Enrollment) error { seen = e; return nil }); err != nil || seen == nil || seen.ID != e.ID {
+		t.Fatalf("spend = %v, also saw %+v", err, seen)
+	}
+	if _, err := s.HoldChallenge(ctx, ch); !errors.Is(err, ErrUsed) {
+		t.Fatalf("hold of a spent challenge: %v, want ErrUsed", err)
+	}
+
+	// Revoked between hold and spend: not spent, refused.
+	e2, tok2, _ := s.Create(ctx, Request{Owner: "o", Group: "g", Platform: PlatformApple})
+	_, ch2, _ := s.RedeemForProfile(ctx, tok2)
+	h, err := s.HoldChallenge(ctx, ch2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Revoke(ctx, e2.ID)
+	if err := s.SpendChallenge(ctx, h, nil); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("spend after revocation: %v, want ErrRevoked", err)
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/certs/scep"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
@@ -173,28 +176,47 @@ func (s *Server) appleProfile(w http.ResponseWriter, r *http.Request) {
 	w.Write(signed)
 }
 
-// scepChallenge validates a SCEP challenge from an Apple enrollment profile: it is used up, and
-// the device the profile was made for is created in the inventory. The returned device ID is
-// what the identity certificate must name.
-func (s *Server) scepChallenge(ctx context.Context, challenge string, _ *x509.CertificateRequest) (string, error) {
-	e, err := s.enrollments.ConsumeChallenge(ctx, challenge)
+// scepChallenge holds a SCEP challenge from an Apple enrollment profile for one issuance. Only
+// a certificate actually issued spends it, and in the same transaction creates the device the
+// profile was made for in the inventory, with the audit entry; a CSR the CA refuses gives the
+// challenge back. The claim's device ID is what the identity certificate must name.
+func (s *Server) scepChallenge(ctx context.Context, challenge string, _ *x509.CertificateRequest) (*scep.Claim, error) {
+	h, err := s.enrollments.HoldChallenge(ctx, challenge)
 	if err != nil {
 		s.auditSystem(ctx, audit.Entry{Actor: "anonymous", Action: "enrollment.scep", Outcome: audit.OutcomeDenied,
 			Details: map[string]string{"reason": err.Error()}})
-		return "", err
+		return nil, err
 	}
+	e := h.Enrollment
 	if e.DeviceID == "" {
-		return "", errors.New("enrollment has no device bound")
+		_ = s.enrollments.ReleaseChallenge(ctx, h)
+		return nil, errors.New("enrollment has no device bound")
 	}
-	now := time.Now().UTC()
-	_, err = s.inventory.Create(ctx, inventory.Device{ID: e.DeviceID, Platform: inventory.PlatformApple,
-		Owner: e.Owner, Group: e.Group, Enrollment: e.ID, State: inventory.StateActive, EnrolledAt: now})
-	if err != nil && !errors.Is(err, inventory.ErrConflict) {
-		return "", err
+	commit := func(ctx context.Context, cert *x509.Certificate) error {
+		return s.enrollments.SpendChallenge(ctx, h, func(tx *bbolt.Tx, e *enroll.Enrollment) error {
+			if _, err := s.inventory.GetTx(tx, e.DeviceID); errors.Is(err, inventory.ErrNotFound) {
+				err = s.inventory.PutTx(tx, &inventory.Device{ID: e.DeviceID, Platform: inventory.PlatformApple,
+					Owner: e.Owner, Group: e.Group, Enrollment: e.ID, State: inventory.StateActive, EnrolledAt: time.Now().UTC()})
+				if err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
+			}
+			_, err := s.audit.AppendTx(tx, audit.Entry{Actor: "device:" + e.DeviceID, Role: "device", Action: "enrollment.scep",
+				Target: e.DeviceID, Outcome: audit.OutcomeOK, Details: map[string]string{"enrollment": e.ID, "serial": inventory.SerialHex(cert.SerialNumber)}})
+			return err
+		})
 	}
-	s.auditSystem(ctx, audit.Entry{Actor: "device:" + e.DeviceID, Role: "device", Action: "enrollment.scep",
-		Target: e.DeviceID, Outcome: audit.OutcomeOK, Details: map[string]string{"enrollment": e.ID}})
-	return e.DeviceID, nil
+	release := func(ctx context.Context, why error) {
+		if err := s.enrollments.ReleaseChallenge(context.WithoutCancel(ctx), h); err != nil {
+			// The hold lapses by itself; until then the device's retries are refused.
+			s.log.ErrorContext(ctx, "cannot release a SCEP challenge", "enrollment", e.ID, "err", err)
+		}
+		s.auditSystem(ctx, audit.Entry{Actor: "anonymous", Action: "enrollment.scep", Target: e.DeviceID, Outcome: audit.OutcomeDenied,
+			Details: map[string]string{"reason": "csr refused", "enrollment": e.ID}})
+	}
+	return &scep.Claim{DeviceID: e.DeviceID, Commit: commit, Release: release}, nil
 }
 
 // auditSystem appends an entry that has no HTTP request of its own.

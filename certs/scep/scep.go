@@ -42,9 +42,22 @@ const maxMessage = 64 << 10
 // caps are the capabilities announced by GetCACaps.
 const caps = "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n"
 
-// ChallengeFunc checks the challenge password of an enrollment and returns the device ID the
-// issued identity will name. It must accept a challenge only once; any error refuses the request.
-type ChallengeFunc func(ctx context.Context, challenge string, csr *x509.CertificateRequest) (deviceID string, err error)
+// ChallengeFunc checks the challenge password of an enrollment request and holds the challenge
+// for this request's issuance, without spending it: a request the CA refuses must leave the
+// challenge to the device's next try. While held, the challenge must be refused to other
+// requests. Any error refuses the request.
+type ChallengeFunc func(ctx context.Context, challenge string, csr *x509.CertificateRequest) (*Claim, error)
+
+// Claim is a challenge held for one request.
+type Claim struct {
+	// DeviceID is what the issued identity names.
+	DeviceID string
+	// Commit spends the challenge on the certificate just issued. An error means it could not
+	// be spent on it: the request is refused and the certificate revoked.
+	Commit func(ctx context.Context, issued *x509.Certificate) error
+	// Release gives the challenge back when no certificate was issued; err says why not.
+	Release func(ctx context.Context, err error)
+}
 
 // Server is the SCEP endpoint. It is an http.Handler.
 type Server struct {
@@ -160,15 +173,25 @@ func (s *Server) handle(ctx context.Context, req *smscep.PKIMessage, ra *x509.Ce
 	if req.ChallengePassword == "" {
 		return fail(smscep.BadRequest, "no challenge password")
 	}
-	deviceID, err := s.check(ctx, req.ChallengePassword, req.CSR)
+	claim, err := s.check(ctx, req.ChallengePassword, req.CSR)
 	if err != nil {
 		return fail(smscep.BadRequest, "challenge refused", "err", err)
 	}
-	chain, err := s.ca.Sign(ctx, req.CSR, certs.Profile{Kind: certs.KindAppleMDM, DeviceID: deviceID})
+	chain, err := s.ca.Sign(ctx, req.CSR, certs.Profile{Kind: certs.KindAppleMDM, DeviceID: claim.DeviceID})
 	if err != nil {
-		return fail(smscep.BadRequest, "certificate request refused", "device_id", deviceID, "err", err)
+		claim.Release(ctx, err)
+		return fail(smscep.BadRequest, "certificate request refused", "device_id", claim.DeviceID, "err", err)
 	}
-	s.logger.Info("SCEP enrollment", "device_id", deviceID, "serial", chain[0].SerialNumber.String(),
+	if err := claim.Commit(ctx, chain[0]); err != nil {
+		// Issued, but the challenge could not be spent on it (another request took the challenge
+		// over, the enrollment was revoked, the store failed): the certificate must be unusable.
+		if rerr := s.ca.Revoke(context.WithoutCancel(ctx), chain[0].SerialNumber, "cessationOfOperation"); rerr != nil {
+			s.logger.Error("SCEP: cannot revoke a certificate whose challenge was not spent",
+				"serial", chain[0].SerialNumber.String(), "err", rerr)
+		}
+		return fail(smscep.BadRequest, "challenge not spent", "device_id", claim.DeviceID, "err", err)
+	}
+	s.logger.Info("SCEP enrollment", "device_id", claim.DeviceID, "serial", chain[0].SerialNumber.String(),
 		"transaction_id", string(req.TransactionID))
 	return certRep(req, ra, raKey, chain[0], signer, "")
 }

@@ -31,21 +31,42 @@ var (
 	oidAES128CBCDER = []byte{0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02}
 )
 
-// challenges is a one-time challenge store like the one enrollment will provide.
+// challenges is a one-time challenge store that holds a challenge while its request is issued,
+// as package enroll's does.
 type challenges struct {
-	mu sync.Mutex
-	m  map[string]string // challenge -> device ID
+	mu       sync.Mutex
+	m        map[string]string // challenge -> device ID
+	held     map[string]bool
+	released []error // why each released hold was released
 }
 
-func (c *challenges) check(_ context.Context, challenge string, _ *x509.CertificateRequest) (string, error) {
+func (c *challenges) check(_ context.Context, challenge string, _ *x509.CertificateRequest) (*Claim, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id, ok := c.m[challenge]
-	if !ok {
-		return "", errors.New("unknown or used challenge")
+	if !ok || c.held[challenge] {
+		return nil, errors.New("unknown, used or held challenge")
 	}
-	delete(c.m, challenge)
-	return id, nil
+	if c.held == nil {
+		c.held = map[string]bool{}
+	}
+	c.held[challenge] = true
+	return &Claim{
+		DeviceID: id,
+		Commit: func(context.Context, *x509.Certificate) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			delete(c.m, challenge)
+			delete(c.held, challenge)
+			return nil
+		},
+		Release: func(_ context.Context, err error) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			delete(c.held, challenge)
+			c.released = append(c.released, err)
+		},
+	}, nil
 }
 
 type fixture struct {
@@ -53,7 +74,7 @@ type fixture struct {
 	srv *httptest.Server
 }
 
-func newFixture(t *testing.T, ch *challenges) *fixture {
+func newFixture(t *testing.T, check ChallengeFunc) *fixture {
 	t.Helper()
 	raw := make([]byte, seal.KeySize)
 	rand.Read(raw)
@@ -63,7 +84,7 @@ func newFixture(t *testing.T, ch *challenges) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ca.Close() })
-	s, err := New(ca, ch.check)
+	s, err := New(ca, check)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +198,7 @@ func (d *device) enroll(t *testing.T, f *fixture, cn, challenge string, useGET b
 }
 
 func TestCaps(t *testing.T) {
-	f := newFixture(t, &challenges{})
+	f := newFixture(t, (&challenges{}).check)
 	resp, body := f.get(t, "GetCACaps")
 	for _, c := range []string{"AES", "SHA-256", "POSTPKIOperation"} {
 		if !strings.Contains(string(body), c) {
@@ -205,7 +226,7 @@ func TestCaps(t *testing.T) {
 
 func TestEnrollment(t *testing.T) {
 	ch := &challenges{m: map[string]string{"good-1": "device-1", "good-2": "device-2"}}
-	f := newFixture(t, ch)
+	f := newFixture(t, ch.check)
 	d := newDevice(t)
 
 	for i, useGET := range []bool{false, true} {
@@ -239,7 +260,7 @@ func TestEnrollment(t *testing.T) {
 
 func TestEnrollmentRefused(t *testing.T) {
 	ch := &challenges{m: map[string]string{"once": "device-1", "other": "device-9"}}
-	f := newFixture(t, ch)
+	f := newFixture(t, ch.check)
 	d := newDevice(t)
 	for _, tc := range []struct{ name, cn, challenge string }{
 		{"wrong challenge", "device-1", "guess"},
@@ -251,6 +272,13 @@ func TestEnrollmentRefused(t *testing.T) {
 			t.Errorf("%s: status %v fail %v", tc.name, rep.PKIStatus, rep.FailInfo)
 		}
 	}
+	// The CSR the CA refused released its challenge, with the CA's reason, unspent.
+	if len(ch.released) != 1 || !errors.Is(ch.released[0], certs.ErrBadRequest) {
+		t.Fatalf("released holds: %v", ch.released)
+	}
+	if rep := d.enroll(t, f, "device-9", "other", false); rep.PKIStatus != smscep.SUCCESS {
+		t.Fatalf("the challenge refused with a wrong CSR, used again: %v %v", rep.PKIStatus, rep.FailInfo)
+	}
 	if rep := d.enroll(t, f, "device-1", "once", false); rep.PKIStatus != smscep.SUCCESS {
 		t.Fatalf("first use: %v %v", rep.PKIStatus, rep.FailInfo)
 	}
@@ -260,7 +288,7 @@ func TestEnrollmentRefused(t *testing.T) {
 }
 
 func TestGarbage(t *testing.T) {
-	f := newFixture(t, &challenges{})
+	f := newFixture(t, (&challenges{}).check)
 	for name, body := range map[string][]byte{
 		"empty":   nil,
 		"garbage": []byte("not a pkcs7 message at all"),
@@ -319,4 +347,30 @@ func FuzzPKIOperation(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A certificate whose challenge could not be spent on it (another request took the challenge
+// over) is revoked, and the request is refused.
+func TestEnrollmentCommitFails(t *testing.T) {
+	var issued *x509.Certificate
+	check := func(context.Context, string, *x509.CertificateRequest) (*Claim, error) {
+		return &Claim{DeviceID: "device-1",
+			Commit: func(_ context.Context, c *x509.Certificate) error {
+				issued = c
+				return errors.New("the hold lapsed and another request took the challenge")
+			},
+			Release: func(context.Context, error) { t.Error("released after issuance") },
+		}, nil
+	}
+	f := newFixture(t, check)
+	rep := newDevice(t).enroll(t, f, "device-1", "any", false)
+	if rep.PKIStatus != smscep.FAILURE || rep.Certificate != nil {
+		t.Fatalf("status %v: a certificate whose challenge was not spent was handed out", rep.PKIStatus)
+	}
+	if issued == nil {
+		t.Fatal("Commit was not called with the issued certificate")
+	}
+	if revoked, err := f.ca.IsRevoked(issued.SerialNumber); err != nil || !revoked {
+		t.Fatalf("the unspent challenge's certificate is not revoked: %v %v", revoked, err)
+	}
 }

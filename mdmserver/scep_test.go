@@ -1,0 +1,104 @@
+package mdmserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/mdmserver/inventory"
+)
+
+// appleSCEPPayload fetches a new Apple enrollment's profile and returns its SCEP payload, with
+// a client that trusts the server.
+func (env *testEnv) appleSCEPPayload() (*applesim.SCEPPayload, *http.Client) {
+	env.t.Helper()
+	e := env.createEnrollment("apple")
+	resp, profile := env.get(env.url + strings.TrimPrefix(e.ProfileURL, env.srv.cfg.PublicURL))
+	if resp.StatusCode != http.StatusOK {
+		env.t.Fatalf("profile: %d %s", resp.StatusCode, profile)
+	}
+	ep, err := applesim.ParseEnrollmentProfile(profile)
+	if err != nil || ep.SCEP == nil {
+		env.t.Fatalf("enrollment profile: %v", err)
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
+	return ep.SCEP, client
+}
+
+// A SCEP request whose CSR the CA refuses (it names another subject than the profile's device)
+// leaves the one-time challenge unspent; the challenge is spent only when a certificate is
+// issued, and two concurrent requests with it get one certificate between them.
+func TestSCEPRefusedCSRKeepsChallenge(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	payload, client := env.appleSCEPPayload()
+	ctx := context.Background()
+
+	wrong := *payload
+	wrong.Subject = [][2]string{{"CN", "d_someone_else"}, {"O", "Hale"}}
+	if _, _, err := applesim.SCEPEnroll(ctx, client, &wrong); !errors.Is(err, applesim.ErrSCEPFailed) {
+		t.Fatalf("CSR for another subject: %v, want a SCEP failure", err)
+	}
+	var list struct{ Devices []inventory.Device }
+	env.call("GET", "/api/v1/devices", env.admin, nil, &list)
+	if len(list.Devices) != 0 {
+		t.Fatalf("a refused SCEP request created devices: %+v", list.Devices)
+	}
+
+	// Two devices race with the same, still unspent challenge: exactly one gets a certificate.
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		issued []*x509.Certificate
+		errs   []error
+	)
+	for range 2 {
+		wg.Go(func() {
+			cert, _, err := applesim.SCEPEnroll(ctx, client, payload)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				issued = append(issued, cert)
+			}
+		})
+	}
+	wg.Wait()
+	if len(issued) != 1 {
+		t.Fatalf("%d certificates for one challenge (errors %v), want 1", len(issued), errs)
+	}
+	if !errors.Is(errs[0], applesim.ErrSCEPFailed) {
+		t.Fatalf("the losing request: %v, want a SCEP failure", errs[0])
+	}
+	var deviceID string
+	for _, rdn := range payload.Subject {
+		if rdn[0] == "CN" {
+			deviceID = rdn[1]
+		}
+	}
+	if issued[0].Subject.CommonName != deviceID {
+		t.Fatalf("issued for %q, want the profile's device %q", issued[0].Subject.CommonName, deviceID)
+	}
+	// Spent now: a third request is refused.
+	if _, _, err := applesim.SCEPEnroll(ctx, client, payload); !errors.Is(err, applesim.ErrSCEPFailed) {
+		t.Fatalf("a spent challenge was accepted: %v", err)
+	}
+	env.call("GET", "/api/v1/devices", env.admin, nil, &list)
+	if len(list.Devices) != 1 || list.Devices[0].ID != deviceID || list.Devices[0].Platform != inventory.PlatformApple {
+		t.Fatalf("inventory after issuance: %+v", list.Devices)
+	}
+	// The loser never got a certificate signed: nothing had to be revoked.
+	_, crlDER := env.get(env.url + "/ca/crl")
+	crl, err := x509.ParseRevocationList(crlDER)
+	if err != nil || len(crl.RevokedCertificateEntries) != 0 {
+		t.Fatalf("CRL: %v, %d revoked", err, len(crl.RevokedCertificateEntries))
+	}
+}
