@@ -81,7 +81,9 @@ var (
 // supervision columns follow Apple's device-management schema
 // (github.com/apple/device-management, mdm/profiles/com.apple.applicationaccess.yaml).
 type restriction struct {
-	Key        string
+	Key string
+	// Field is the policy field that sets the key, as validation errors name it.
+	Field      string
 	Platforms  platformSet
 	Supervised platformSet // platforms where the key is ignored without supervision
 	Code       string      // reason when the device reports the restriction not in effect
@@ -99,49 +101,49 @@ func optBool(b *bool) (bool, bool) {
 }
 
 var restrictions = [...]restriction{
-	{Key: "allowScreenShot", Platforms: appleAll, Code: CodeScreenshotsAllowed,
+	{Key: "allowScreenShot", Field: "screenshots.allowed", Platforms: appleAll, Code: CodeScreenshotsAllowed,
 		value: func(p *Policy) (bool, bool) {
 			if p.Screenshots == nil {
 				return false, false
 			}
 			return optBool(p.Screenshots.Allowed)
 		}},
-	{Key: "allowRemoteScreenObservation", Platforms: appleAll, Code: CodeScreenshotsAllowed,
+	{Key: "allowRemoteScreenObservation", Field: "screenshots.screen_observation_allowed", Platforms: appleAll, Code: CodeScreenshotsAllowed,
 		value: func(p *Policy) (bool, bool) {
 			if p.Screenshots == nil {
 				return false, false
 			}
 			return optBool(p.Screenshots.ScreenObservationAllowed)
 		}},
-	{Key: "allowCloudBackup", Platforms: appleMobile, Code: CodeCloudBackupAllowed,
+	{Key: "allowCloudBackup", Field: "backup.cloud_backup_allowed", Platforms: appleMobile, Code: CodeCloudBackupAllowed,
 		value: func(p *Policy) (bool, bool) {
 			if p.Backup == nil {
 				return false, false
 			}
 			return optBool(p.Backup.CloudBackupAllowed)
 		}},
-	{Key: "allowCloudDocumentSync", Platforms: appleAll, Supervised: appleMobile, Code: CodeCloudBackupAllowed,
+	{Key: "allowCloudDocumentSync", Field: "backup.cloud_document_sync_allowed", Platforms: appleAll, Supervised: appleMobile, Code: CodeCloudBackupAllowed,
 		value: func(p *Policy) (bool, bool) {
 			if p.Backup == nil {
 				return false, false
 			}
 			return optBool(p.Backup.CloudDocumentSyncAllowed)
 		}},
-	{Key: "allowCloudDesktopAndDocuments", Platforms: setOf(PlatformMacOS), Code: CodeCloudBackupAllowed,
+	{Key: "allowCloudDesktopAndDocuments", Field: "backup.cloud_document_sync_allowed", Platforms: setOf(PlatformMacOS), Code: CodeCloudBackupAllowed,
 		value: func(p *Policy) (bool, bool) {
 			if p.Backup == nil {
 				return false, false
 			}
 			return optBool(p.Backup.CloudDocumentSyncAllowed)
 		}},
-	{Key: "forceEncryptedBackup", Platforms: appleMobile, Code: CodeCloudBackupAllowed, restrictive: true,
+	{Key: "forceEncryptedBackup", Field: "backup.require_encrypted_backup", Platforms: appleMobile, Code: CodeCloudBackupAllowed, restrictive: true,
 		value: func(p *Policy) (bool, bool) {
 			if p.Backup == nil || !p.Backup.RequireEncryptedBackup {
 				return false, false
 			}
 			return true, true
 		}},
-	{Key: "allowLockScreenNotificationsView", Platforms: appleMobile, Code: CodeLockScreenPreviews,
+	{Key: "allowLockScreenNotificationsView", Field: "notifications.lock_screen_view_allowed", Platforms: appleMobile, Code: CodeLockScreenPreviews,
 		value: func(p *Policy) (bool, bool) {
 			if p.Notifications == nil {
 				return false, false

@@ -30,7 +30,12 @@
 //	  macos: "14.5"
 //	  windows: "10.0.22631"       # or "10.0.22631.3447" to require an update revision
 //	  linux: {ubuntu: "22.04", debian: "12"}   # ubuntu: "22.04" directly under os also works
-//	integrity: {block_jailbroken: true, require_sip: true, require_secure_boot: true, block_agent_tampering: true}
+//	integrity:
+//	  block_jailbroken: true
+//	  jailbreak_evidence: observed  # deny devices reported jailbroken; required: also those never reported on
+//	  require_sip: true
+//	  require_secure_boot: true
+//	  block_agent_tampering: true
 //	reporting: {max_age: 15m, interval: 5m}
 //	grace: {period: 24h, no_grace_for: [encryption_off]}   # or grace: 24h
 //	managed_data:
@@ -40,4 +45,8 @@
 //
 // Evaluation fails closed: a fact a rule needs that is unknown or older than the policy's
 // report age makes the device noncompliant, with a reason that names the fact.
+//
+// So a rule that needs a fact no source reports on some platform can never be met there.
+// CheckObservable finds such rules: Sources lists, as data, which facts each source Hale has
+// (Apple MDM queries, the mdmagent's collectors) reports on which platforms.
 package policies

@@ -66,6 +66,13 @@ const (
 	claimSIP               = "sip_enabled"
 	claimSecureBoot        = "secure_boot"
 	claimAgentTampered     = "agent_tampered"
+	// Reported but not judged by any rule yet; sources list them.
+	claimFirewallEnabled = "firewall_enabled"
+	claimGatekeeper      = "gatekeeper_enabled"
+	claimKernelLockdown  = "kernel_lockdown"
+	claimKernelTainted   = "kernel_tainted"
+	claimPendingSecurity = "pending_security_updates"
+	claimRebootRequired  = "reboot_required"
 )
 
 // Evaluate judges a posture against a policy at now. It is pure and deterministic: the same
@@ -176,8 +183,8 @@ func (e *evaluation) run() {
 	}
 }
 
-// integrity: jailbreak on iOS/iPadOS (and on any platform that reports it), SIP on macOS,
-// secure boot and agent tampering on desktops (and anywhere tampering is reported).
+// integrity: jailbreak on the evidence the policy names, SIP on macOS, secure boot and agent
+// tampering on desktops (and anywhere tampering is reported).
 func (e *evaluation) integrity() {
 	ip, pos := e.p.Integrity, e.pos
 	if ip == nil {
@@ -185,11 +192,7 @@ func (e *evaluation) integrity() {
 	}
 	pl := pos.Platform
 	if ip.BlockJailbroken {
-		if appleMobile.has(pl) || pos.Jailbroken != nil {
-			if jb, ok := fresh(e, pos.Jailbroken, claimJailbroken); ok && jb {
-				e.add(CodeJailbroken, "the device is jailbroken or rooted")
-			}
-		}
+		e.jailbreak(ip.JailbreakEvidence)
 	}
 	if ip.RequireSIP && pl == PlatformMacOS {
 		if on, ok := fresh(e, pos.SIPEnabled, claimSIP); ok && !on {
@@ -205,6 +208,22 @@ func (e *evaluation) integrity() {
 		if t, ok := fresh(e, pos.AgentTampered, claimAgentTampered); ok && t {
 			e.add(CodeAgentTampered, "the agent reports that it was tampered with")
 		}
+	}
+}
+
+// jailbreak: with evidence required, on every platform, a fresh report that the device is not
+// jailbroken (unknown or stale fails closed). Otherwise only a report that it is jailbroken
+// denies, however old: no later report said otherwise, and a jailbreak does not heal itself.
+func (e *evaluation) jailbreak(evidence JailbreakEvidence) {
+	const detail = "the device is jailbroken or rooted"
+	if evidence == JailbreakRequired {
+		if jb, ok := fresh(e, e.pos.Jailbroken, claimJailbroken); ok && jb {
+			e.add(CodeJailbroken, detail)
+		}
+		return
+	}
+	if c := e.pos.Jailbroken; c != nil && c.Value {
+		e.add(CodeJailbroken, detail)
 	}
 }
 

@@ -49,7 +49,6 @@ func compliantPosture(p *Policy, pl Platform, now time.Time) *Posture {
 		pos.SIPEnabled = Observe(true, ProvenanceMDM, at)
 	}
 	if appleMobile.has(pl) {
-		pos.Jailbroken = Observe(false, ProvenanceAttested, at)
 		pos.Supervised = Observe(true, ProvenanceMDM, at)
 	}
 	if appleAll.has(pl) {
@@ -242,10 +241,33 @@ func TestEvaluateRules(t *testing.T) {
 		}},
 
 		// Integrity.
-		{name: "jailbroken", platforms: mobile, mutate: func(_ *Policy, pos *Posture) { pos.Jailbroken.Value = true },
-			want: []string{CodeJailbroken}},
-		{name: "jailbreak unknown on mobile", platforms: mobile, mutate: func(_ *Policy, pos *Posture) { pos.Jailbroken = nil },
-			want: []string{CodeClaimUnknown}, detail: "jailbroken"},
+		{name: "jailbroken", platforms: mobile, mutate: func(_ *Policy, pos *Posture) {
+			pos.Jailbroken = Observe(true, ProvenanceAttested, pos.ReportedAt)
+		}, want: []string{CodeJailbroken}},
+		// Nothing Hale has reports jailbreak on iOS: by default an unreported device is not
+		// denied for it (it used to be claim_unknown, so no iPhone could ever comply).
+		{name: "jailbreak unreported", platforms: every},
+		{name: "jailbreak reported long ago", platforms: every, mutate: func(_ *Policy, pos *Posture) {
+			pos.Jailbroken = Observe(true, ProvenanceAgent, pos.ReportedAt.Add(-48*time.Hour))
+		}, want: []string{CodeJailbroken}},
+		{name: "not jailbroken long ago", platforms: every, mutate: func(_ *Policy, pos *Posture) {
+			pos.Jailbroken = Observe(false, ProvenanceAgent, pos.ReportedAt.Add(-48*time.Hour))
+		}},
+		{name: "jailbreak unreported, evidence required", platforms: every, mutate: func(p *Policy, _ *Posture) {
+			p.Integrity.JailbreakEvidence = JailbreakRequired
+		}, want: []string{CodeClaimUnknown}, detail: "jailbroken"},
+		{name: "jailbreak report stale, evidence required", platforms: every, mutate: func(p *Policy, pos *Posture) {
+			p.Integrity.JailbreakEvidence = JailbreakRequired
+			pos.Jailbroken = Observe(false, ProvenanceAgent, pos.ReportedAt.Add(-48*time.Hour))
+		}, want: []string{CodeClaimStale}, detail: "jailbroken"},
+		{name: "not jailbroken, evidence required", platforms: every, mutate: func(p *Policy, pos *Posture) {
+			p.Integrity.JailbreakEvidence = JailbreakRequired
+			pos.Jailbroken = Observe(false, ProvenanceAgent, pos.ReportedAt)
+		}},
+		{name: "jailbroken, evidence required", platforms: every, mutate: func(p *Policy, pos *Posture) {
+			p.Integrity.JailbreakEvidence = JailbreakRequired
+			pos.Jailbroken = Observe(true, ProvenanceAgent, pos.ReportedAt)
+		}, want: []string{CodeJailbroken}},
 		{name: "rooted desktop reported", platforms: desk, mutate: func(_ *Policy, pos *Posture) {
 			pos.Jailbroken = Observe(true, ProvenanceAgent, pos.ReportedAt)
 		}, want: []string{CodeJailbroken}},
@@ -456,7 +478,7 @@ func TestGraceNeverForIntrinsicReasons(t *testing.T) {
 		pl     Platform
 		mutate func(*Posture)
 	}{
-		{"jailbroken", PlatformIOS, func(pos *Posture) { pos.Jailbroken.Value = true }},
+		{"jailbroken", PlatformIOS, func(pos *Posture) { pos.Jailbroken = Observe(true, ProvenanceAttested, pos.ReportedAt) }},
 		{"agent tampered", PlatformLinux, func(pos *Posture) { pos.AgentTampered.Value = true }},
 	} {
 		pos := compliantPosture(p, tc.pl, t0)

@@ -619,12 +619,31 @@ func (d *decoder) os(field string, n *yaml.Node) *OSPolicy {
 
 func (d *decoder) integrity(field string, n *yaml.Node) *IntegrityPolicy {
 	ip := &IntegrityPolicy{}
+	var evidenceNode *yaml.Node
 	d.mapping(field, n, map[string]func(string, *yaml.Node){
-		"block_jailbroken":      func(f string, n *yaml.Node) { d.boolean(f, n, &ip.BlockJailbroken) },
+		"block_jailbroken": func(f string, n *yaml.Node) { d.boolean(f, n, &ip.BlockJailbroken) },
+		"jailbreak_evidence": func(f string, n *yaml.Node) {
+			var s string
+			if !d.str(f, n, 32, &s) {
+				return
+			}
+			evidenceNode = n
+			switch JailbreakEvidence(s) {
+			case JailbreakObserved:
+				// The default, stored as empty so both spellings hash alike.
+			case JailbreakRequired:
+				ip.JailbreakEvidence = JailbreakRequired
+			default:
+				d.fail(f, n, "must be observed (deny a device reported jailbroken) or required (also deny a device no source reported on) (got %q)", clip(s))
+			}
+		},
 		"require_sip":           func(f string, n *yaml.Node) { d.boolean(f, n, &ip.RequireSIP) },
 		"require_secure_boot":   func(f string, n *yaml.Node) { d.boolean(f, n, &ip.RequireSecureBoot) },
 		"block_agent_tampering": func(f string, n *yaml.Node) { d.boolean(f, n, &ip.BlockAgentTampering) },
 	})
+	if evidenceNode != nil && !ip.BlockJailbroken {
+		d.fail(join(field, "jailbreak_evidence"), evidenceNode, "applies to block_jailbroken: set block_jailbroken: true or remove it")
+	}
 	return ip
 }
 

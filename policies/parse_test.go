@@ -89,6 +89,36 @@ func TestParseHIPAAValues(t *testing.T) {
 	}
 }
 
+// jailbreak_evidence: observed is the default and hashes as if left out; required is kept.
+func TestParseJailbreakEvidence(t *testing.T) {
+	for in, want := range map[string]JailbreakEvidence{
+		"integrity: {block_jailbroken: true}":                               "",
+		"integrity: {block_jailbroken: true, jailbreak_evidence: observed}": "",
+		"integrity: {block_jailbroken: true, jailbreak_evidence: required}": JailbreakRequired,
+	} {
+		p, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if p.Integrity.JailbreakEvidence != want {
+			t.Errorf("%s: evidence %q, want %q", in, p.Integrity.JailbreakEvidence, want)
+		}
+		again, err := Parse(p.Canonical())
+		if err != nil || again.Hash() != p.Hash() {
+			t.Errorf("%s: canonical %s does not round-trip: %v", in, p.Canonical(), err)
+		}
+	}
+	a, _ := Parse([]byte("integrity: {block_jailbroken: true}"))
+	b, _ := Parse([]byte("integrity: {block_jailbroken: true, jailbreak_evidence: observed}"))
+	if a.Hash() != b.Hash() {
+		t.Error("observed and the default hash differently")
+	}
+	r, _ := Parse([]byte("integrity: {block_jailbroken: true, jailbreak_evidence: required}"))
+	if c := string(r.Canonical()); c != `{"integrity":{"block_jailbroken":true,"jailbreak_evidence":"required"}}` {
+		t.Errorf("canonical %s", c)
+	}
+}
+
 func TestParseYAMLFlowMapping(t *testing.T) {
 	// Looks like JSON, is YAML: must not be refused as bad JSON.
 	p, err := Parse([]byte("{passcode: {required: true}, encryption: {required: true}}"))
@@ -211,6 +241,12 @@ func TestParseErrors(t *testing.T) {
 			[]wantProblem{{"os.android", 2, "unknown platform"}}},
 		{"bad version", "os:\n  ios: seventeen\n",
 			[]wantProblem{{"os.ios", 2, "not a version"}}},
+		{"unknown jailbreak evidence", "integrity:\n  block_jailbroken: true\n  jailbreak_evidence: attested\n",
+			[]wantProblem{{"integrity.jailbreak_evidence", 3, "must be observed"}}},
+		{"jailbreak evidence not a string", "integrity:\n  block_jailbroken: true\n  jailbreak_evidence: true\n",
+			[]wantProblem{{"integrity.jailbreak_evidence", 3, "must be a string"}}},
+		{"jailbreak evidence without the rule", "integrity:\n  jailbreak_evidence: required\n  require_sip: true\n",
+			[]wantProblem{{"integrity.jailbreak_evidence", 2, "set block_jailbroken: true"}}},
 		{"bad distro id", "os:\n  linux:\n    Ubuntu: \"22.04\"\n",
 			[]wantProblem{{"os.linux", 3, "os-release ID"}}},
 		{"bad bundle ids", "notifications:\n  apps:\n    - bundle_id: securetext\n      previews: never\n    - bundle_id: com..x\n      previews: never\n    - bundle_id: com.ex ample\n      previews: never\n",

@@ -165,10 +165,29 @@ func (o *OSPolicy) Minimum(platform Platform, distribution string) (min string, 
 	return "", false, true
 }
 
+// JailbreakEvidence says what block_jailbroken takes as grounds to deny a device.
+type JailbreakEvidence string
+
+// The jailbreak evidence choices. The empty value means JailbreakObserved; Parse stores
+// "observed" as empty, so both spellings have one canonical form.
+const (
+	// JailbreakObserved denies a device that a source reported jailbroken or rooted. A device
+	// about which no source reported is not denied for it: on iOS and iPadOS nothing Hale has
+	// today can tell, and a rule nothing can observe would deny every such device.
+	JailbreakObserved JailbreakEvidence = "observed"
+	// JailbreakRequired also denies a device about which no source has reported (fail closed),
+	// which only a platform with a source that reports jailbreak can ever satisfy; see
+	// CheckObservable.
+	JailbreakRequired JailbreakEvidence = "required"
+)
+
 // IntegrityPolicy holds device integrity requirements.
 type IntegrityPolicy struct {
-	// BlockJailbroken denies jailbroken or rooted devices.
+	// BlockJailbroken denies jailbroken or rooted devices, on the evidence JailbreakEvidence
+	// names.
 	BlockJailbroken bool `json:"block_jailbroken,omitempty"`
+	// JailbreakEvidence is JailbreakRequired or empty (JailbreakObserved).
+	JailbreakEvidence JailbreakEvidence `json:"jailbreak_evidence,omitempty"`
 	// RequireSIP demands System Integrity Protection (macOS).
 	RequireSIP bool `json:"require_sip,omitempty"`
 	// RequireSecureBoot demands secure boot (desktops).

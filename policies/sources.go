@@ -1,0 +1,80 @@
+package policies
+
+// Enrollments: how a device came under management, as POST /api/v1/enrollments names it. A
+// device has one; which sources report on it follows from it.
+const (
+	EnrollmentApple = "apple" // Apple MDM: iOS, iPadOS and macOS
+	EnrollmentAgent = "agent" // the mdmagent: Linux, macOS and Windows
+)
+
+// Source is one way Hale learns facts about devices: which posture claims it reports, on which
+// platforms, for devices of which enrollment. Sources are data so that the satisfiability
+// check (CheckObservable) follows what Hale can see, and a new source is one more entry.
+type Source struct {
+	// Name identifies the source in reports ("apple-mdm").
+	Name string `json:"name"`
+	// Enrollment is the enrollment whose devices the source reports on. Empty means devices of
+	// any enrollment on the source's platforms, such as the messaging app's attestation; such a
+	// source adds facts but no platforms to check.
+	Enrollment string `json:"enrollment,omitempty"`
+	// Provenance is the provenance its claims carry.
+	Provenance Provenance `json:"provenance"`
+	// What says where the facts come from, for people reading a report.
+	What string `json:"what"`
+	// Claims lists, per platform, the posture claims (their JSON keys, such as
+	// "passcode_present") the source reports there.
+	Claims map[Platform][]string `json:"claims"`
+}
+
+// reports reports whether s reports claim on pl.
+func (s *Source) reports(pl Platform, claim string) bool {
+	for _, c := range s.Claims[pl] {
+		if c == claim {
+			return true
+		}
+	}
+	return false
+}
+
+// appleMobileMDM is what Apple MDM tells Hale about an iPhone or iPad: DeviceInformation's
+// OSVersion and IsSupervised, SecurityInfo's PasscodePresent, PasscodeCompliant(WithProfiles)
+// and HardwareEncryptionCaps (data protection), and the ProfileList. Nothing in them says
+// whether the device is jailbroken.
+var appleMobileMDM = []string{claimOS, claimSupervised, claimPasscodePresent, claimPasscodeCompliant,
+	claimDiskEncrypted, claimInstalledProfiles}
+
+// Sources are the sources Hale has today, as the server maps Apple command results
+// (mdmserver's applyAppleResult) and as the agent's collectors report (agent/collect). Apple
+// DDM status reports, the messaging app's App Attest and Play Integrity verdicts and the
+// Android Management API each become one more entry when Hale reads them.
+var Sources = []Source{
+	{
+		Name: "apple-mdm", Enrollment: EnrollmentApple, Provenance: ProvenanceMDM,
+		What: "Apple MDM queries: DeviceInformation, SecurityInfo, ProfileList",
+		Claims: map[Platform][]string{
+			PlatformIOS:    appleMobileMDM,
+			PlatformIPadOS: appleMobileMDM,
+			// SecurityInfo on macOS has FileVault, SIP and the firewall, but no passcode keys
+			// (Apple documents those for iOS only), and Hale does not map its SecureBoot.
+			PlatformMacOS: {claimOS, claimSupervised, claimDiskEncrypted, claimSIP, claimFirewallEnabled,
+				claimInstalledProfiles},
+		},
+	},
+	{
+		Name: "mdmagent", Enrollment: EnrollmentAgent, Provenance: ProvenanceAgent,
+		What: "the mdmagent's collectors",
+		Claims: map[Platform][]string{
+			PlatformLinux: {claimOS, claimDiskEncrypted, claimSwapEncrypted, claimPasscodePresent,
+				claimPasswordRules, claimScreenLockEnabled, claimScreenLockTimeout, claimSecureBoot,
+				claimAgentTampered, claimJailbroken, claimFirewallEnabled, claimKernelLockdown,
+				claimKernelTainted, claimPendingSecurity, claimRebootRequired},
+			// No password or secure boot collector on macOS.
+			PlatformMacOS: {claimOS, claimDiskEncrypted, claimFirewallEnabled, claimSIP, claimGatekeeper,
+				claimScreenLockEnabled, claimScreenLockTimeout, claimAgentTampered, claimJailbroken},
+			// Tamper checks need ACLs, which the cgo-free agent does not read on Windows yet.
+			PlatformWindows: {claimOS, claimDiskEncrypted, claimScreenLockEnabled, claimScreenLockTimeout,
+				claimFirewallEnabled, claimPasscodePresent, claimPasswordRules, claimJailbroken,
+				claimSecureBoot},
+		},
+	},
+}
