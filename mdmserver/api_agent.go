@@ -89,12 +89,12 @@ type agentEnrollResponse struct {
 
 // POST /agent/v1/enroll: {token, csr, facts} → 201 {device_id, certificate_chain, ...}.
 func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) {
-	if !s.allowEnrollAttempt(w, r, "enrollment.agent") {
+	if !s.allowEnrollAttempt(w, r, refusedAgent) {
 		return
 	}
 	req, err := enroll.DecodeAgentEnroll(r.Body)
 	if err != nil {
-		s.record(r, event{Action: "enrollment.agent", Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "invalid request"}})
+		s.refuseEnrollment(r, refusedAgent, "invalid_request")
 		s.enrollDecodeError(w, r, err)
 		return
 	}
@@ -104,7 +104,7 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) {
 	chain, err := s.ca.Sign(r.Context(), req.CSR, certs.Profile{Kind: certs.KindAgent, DeviceID: deviceID})
 	if err != nil {
 		if errors.Is(err, certs.ErrBadRequest) {
-			s.record(r, event{Action: "enrollment.agent", Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "csr refused"}})
+			s.refuseEnrollment(r, refusedAgent, "csr_refused")
 			problem.BadRequest(w, r, "certificate request refused: "+err.Error())
 			return
 		}
@@ -116,7 +116,7 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) {
 		_ = s.ca.Revoke(r.Context(), chain[0].SerialNumber, "cessationOfOperation")
 		if errors.Is(err, enroll.ErrInvalid) || errors.Is(err, enroll.ErrUnknown) || errors.Is(err, enroll.ErrExpired) ||
 			errors.Is(err, enroll.ErrRevoked) || errors.Is(err, enroll.ErrUsed) || errors.Is(err, enroll.ErrWrongPlatform) {
-			s.tokenRefused(w, r, "enrollment.agent", err)
+			s.tokenRefused(w, r, refusedAgent, err)
 			return
 		}
 		s.internal(w, r, err)

@@ -11,6 +11,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/certs/scep"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/httpjson"
@@ -87,31 +88,26 @@ func (s *Server) revokeEnrollment(w http.ResponseWriter, r *http.Request) {
 }
 
 // allowEnrollAttempt rate-limits enrollment endpoints per source address, so a token cannot be
-// guessed by brute force. It answers 429 and audits the refusal when the source is over budget.
-func (s *Server) allowEnrollAttempt(w http.ResponseWriter, r *http.Request, action string) bool {
+// guessed by brute force. It answers 429 and counts the refusal when the source is over budget.
+func (s *Server) allowEnrollAttempt(w http.ResponseWriter, r *http.Request, endpoint string) bool {
 	if s.enrollLimiter.Allow(r.RemoteAddr) {
 		return true
 	}
-	s.record(r, event{Action: action, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": "rate_limited"}})
+	s.refuseEnrollment(r, endpoint, "rate_limited")
 	w.Header().Set("Retry-After", "5")
 	problem.Error(w, r, http.StatusTooManyRequests, "rate-limited", "too many enrollment attempts from this address; wait and retry")
 	return false
 }
 
-// tokenRefused answers a refused enrollment token: 401 with a reason, audited. Which of
+// tokenRefused answers a refused enrollment token: 401 with a reason, counted. Which of
 // unknown, expired, revoked or used it was is said: a guesser learns nothing from it (the
 // token space is 256 bits), an IT admin learns what to do.
-func (s *Server) tokenRefused(w http.ResponseWriter, r *http.Request, action string, err error) {
-	reason := "unknown"
-	for _, c := range []struct {
-		err  error
-		name string
-	}{{enroll.ErrExpired, "expired"}, {enroll.ErrRevoked, "revoked"}, {enroll.ErrUsed, "used"}, {enroll.ErrWrongPlatform, "wrong_platform"}} {
-		if errors.Is(err, c.err) {
-			reason = c.name
-		}
+func (s *Server) tokenRefused(w http.ResponseWriter, r *http.Request, endpoint string, err error) {
+	reason, ok := refusalReason(err)
+	if !ok {
+		reason = "unknown"
 	}
-	s.record(r, event{Action: action, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": reason}})
+	s.refuseEnrollment(r, endpoint, reason)
 	problem.Error(w, r, http.StatusUnauthorized, "enrollment-token-invalid",
 		"the enrollment token is "+strings.ReplaceAll(reason, "_", " ")+"; ask IT for a new one")
 }
@@ -120,7 +116,7 @@ func (s *Server) tokenRefused(w http.ResponseWriter, r *http.Request, action str
 // profile carries a one-time SCEP challenge bound to this enrollment and the device ID the
 // identity certificate must name.
 func (s *Server) appleProfile(w http.ResponseWriter, r *http.Request) {
-	if !s.allowEnrollAttempt(w, r, "enrollment.apple_profile") {
+	if !s.allowEnrollAttempt(w, r, refusedAppleProfile) {
 		return
 	}
 	certsInfo, err := s.pushCerts.List(r.Context())
@@ -137,7 +133,7 @@ func (s *Server) appleProfile(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, enroll.ErrInvalid) || errors.Is(err, enroll.ErrUnknown) || errors.Is(err, enroll.ErrExpired) ||
 			errors.Is(err, enroll.ErrRevoked) || errors.Is(err, enroll.ErrUsed) || errors.Is(err, enroll.ErrWrongPlatform) {
-			s.tokenRefused(w, r, "enrollment.apple_profile", err)
+			s.tokenRefused(w, r, refusedAppleProfile, err)
 			return
 		}
 		s.internal(w, r, err)
@@ -183,8 +179,11 @@ func (s *Server) appleProfile(w http.ResponseWriter, r *http.Request) {
 func (s *Server) scepChallenge(ctx context.Context, challenge string, _ *x509.CertificateRequest) (*scep.Claim, error) {
 	h, err := s.enrollments.HoldChallenge(ctx, challenge)
 	if err != nil {
-		s.auditSystem(ctx, audit.Entry{Actor: "anonymous", Action: "enrollment.scep", Outcome: audit.OutcomeDenied,
-			Details: map[string]string{"reason": err.Error()}})
+		if reason, ok := refusalReason(err); ok {
+			s.tallyRefusal(ctx, remoteAddr(ctx), refusedSCEP, reason)
+		} else {
+			s.log.ErrorContext(ctx, "SCEP challenge check failed", "err", err)
+		}
 		return nil, err
 	}
 	e := h.Enrollment
@@ -213,15 +212,9 @@ func (s *Server) scepChallenge(ctx context.Context, challenge string, _ *x509.Ce
 			// The hold lapses by itself; until then the device's retries are refused.
 			s.log.ErrorContext(ctx, "cannot release a SCEP challenge", "enrollment", e.ID, "err", err)
 		}
-		s.auditSystem(ctx, audit.Entry{Actor: "anonymous", Action: "enrollment.scep", Target: e.DeviceID, Outcome: audit.OutcomeDenied,
-			Details: map[string]string{"reason": "csr refused", "enrollment": e.ID}})
+		if errors.Is(why, certs.ErrBadRequest) {
+			s.tallyRefusal(ctx, remoteAddr(ctx), refusedSCEP, "csr_refused")
+		}
 	}
 	return &scep.Claim{DeviceID: e.DeviceID, Commit: commit, Release: release}, nil
-}
-
-// auditSystem appends an entry that has no HTTP request of its own.
-func (s *Server) auditSystem(ctx context.Context, e audit.Entry) {
-	if _, err := s.audit.Append(context.WithoutCancel(ctx), e); err != nil {
-		s.log.ErrorContext(ctx, "AUDIT APPEND FAILED", "action", e.Action, "err", err)
-	}
 }

@@ -25,7 +25,7 @@ func (s *Server) routes() http.Handler {
 	// Apple MDM protocol (nanomdm), enrollment profiles and SCEP.
 	mux.HandleFunc("/mdm", s.serveMDM)
 	mux.HandleFunc("GET /enroll/apple/{token}", s.appleProfile)
-	mux.Handle("/scep", s.scep)
+	mux.Handle("/scep", withRemoteAddr(s.scep))
 
 	// The certificate authority.
 	mux.Handle("GET /ca/root.pem", s.ca.RootHandler())

@@ -100,8 +100,16 @@ type Server struct {
 	// to a newly enrolled device), so Close waits for it.
 	background sync.WaitGroup
 
+	// refusals tallies anonymous refusals on the enrollment endpoints per source, audited as
+	// one entry per source and window (refusals.go); refusalCount counts them in the metrics.
+	refusals     *enroll.Refusals
+	refusalCount *prometheus.CounterVec
+
 	registry *prometheus.Registry
 	handler  http.Handler
+
+	// now is the compliance clock (WithClock).
+	now func() time.Time
 }
 
 // Option configures a Server.
@@ -111,6 +119,7 @@ type options struct {
 	log        *slog.Logger
 	apnsRoots  *x509.CertPool
 	mdmStorage storage.AllStorage
+	now        func() time.Time
 }
 
 // WithLogger sets the server's logger (default: slog.Default()).
@@ -119,6 +128,12 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithAPNsRootCAs trusts roots for the APNs connection instead of the system pool (tests with a
 // fake APNs server; equivalent to Config.APNsCAFile).
 func WithAPNsRootCAs(roots *x509.CertPool) Option { return func(o *options) { o.apnsRoots = roots } }
+
+// WithClock sets the clock compliance runs on (default time.Now): when an Apple command result
+// and its posture claims arrived, when verdicts are evaluated (staleness, grace), and when the
+// access API answers. It exists so that tests can move past a policy's grace period honestly;
+// TLS, tokens, certificates, the audit log and agent reports keep the wall clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithMDMStorage runs nanomdm on st instead of Hale's bbolt file. Hale's own records stay in
 // bbolt. It exists for benchmarks against nanomdm's other backends and for deployments that move
@@ -130,14 +145,14 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	o := options{log: slog.Default()}
+	o := options{log: slog.Default(), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	s := &Server{cfg: cfg, log: o.log, registry: prometheus.NewRegistry()}
+	s := &Server{cfg: cfg, log: o.log, registry: prometheus.NewRegistry(), now: o.now}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -176,6 +191,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.enrollLimiter = enroll.NewLimiter(cfg.EnrollRate, cfg.EnrollBurst)
+	s.refusals, s.refusalCount = enroll.NewRefusals(), newRefusalCounter(s.registry)
 	if s.audit, s.auditKey, err = openAudit(cfg, s.key, db, s.log); err != nil {
 		return nil, err
 	}
@@ -186,13 +202,13 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.nonces = newNonces()
-	s.index = access.NewIndex()
+	s.index = access.NewIndex(access.WithClock(s.now))
 	pendingWipes, err := s.loadPendingWipes()
 	if err != nil {
 		return nil, err
 	}
 	if s.compliance, err = compliance.NewEngine(db, s.policies, s.inventory, s.index,
-		compliance.WithLogger(s.log.With("component", "compliance")),
+		compliance.WithLogger(s.log.With("component", "compliance")), compliance.WithClock(s.now),
 		compliance.WithStateOverride(s.stateOverride)); err != nil {
 		return nil, err
 	}
@@ -236,7 +252,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
 	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
 	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")),
-		commands.WithListener(s.appleResult), commands.WithResultTx(s.auditAppleResult))
+		commands.WithClock(s.now), commands.WithListener(s.appleResult), commands.WithResultTx(s.auditAppleResult))
 	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}
 	// certauth: nothing below it sees a request whose certificate is not (or no longer) the one
 	// bound to its enrollment. Never its warn-only mode. It writes a new identity's association
@@ -366,6 +382,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
 	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
 	work.Go(func() { s.expireCommands(workCtx, time.Hour) })
+	work.Go(func() { s.runRefusalAudit(workCtx, 10*time.Second) })
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {
@@ -398,6 +415,10 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // partly built Server.
 func (s *Server) Close() error {
 	s.background.Wait()
+	if s.refusals != nil && s.audit != nil {
+		// Windows still open: their counts go on the record now rather than with the process.
+		s.auditRefusals(s.refusals.Drain(time.Now()))
+	}
 	var errs []error
 	if s.ca != nil {
 		errs = append(errs, s.ca.Close())
