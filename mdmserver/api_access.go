@@ -48,7 +48,7 @@ func (s *Server) accessCheck(w http.ResponseWriter, r *http.Request) {
 			"a check carries at most 1000 subjects; split the batch")
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	if single {

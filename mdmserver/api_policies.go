@@ -37,8 +37,19 @@ func policyProblem(w http.ResponseWriter, r *http.Request, err error) {
 	problem.Write(w, r, p)
 }
 
-// PUT /api/v1/policies/{name}: a YAML or JSON policy → {name, version}. Every device is
-// re-evaluated against it before the answer, so a dry-run or access check right after sees it.
+// unobservable is the satisfiability report of a policy: the rules no source Hale has can
+// observe on some platforms. Such a policy is still applied (it may be meant for other
+// platforms), but devices there can never meet those rules; answers carry the list, never null.
+func unobservable(p *policies.Policy) []policies.UnobservableRule {
+	if u := policies.CheckObservable(p, nil); u != nil {
+		return u
+	}
+	return []policies.UnobservableRule{}
+}
+
+// PUT /api/v1/policies/{name}: a YAML or JSON policy → {name, version, unobservable}. Every
+// device is re-evaluated against it before the answer, so a dry-run or access check right after
+// sees it.
 func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := policies.ValidName(name); err != nil {
@@ -61,7 +72,8 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(r, event{Action: "policy.put", Target: name, Details: map[string]string{"version": strconv.Itoa(sp.Version)}})
 	s.reevaluate(r.Context())
-	httpjson.Write(w, http.StatusOK, map[string]any{"name": sp.Name, "version": sp.Version, "updated_at": sp.UpdatedAt})
+	httpjson.Write(w, http.StatusOK, map[string]any{"name": sp.Name, "version": sp.Version, "updated_at": sp.UpdatedAt,
+		"unobservable": unobservable(sp.Policy)})
 }
 
 // reevaluate re-evaluates every device after a policy or assignment change, then delivers the
@@ -163,7 +175,8 @@ func (s *Server) putAssignment(w http.ResponseWriter, r *http.Request) {
 }
 
 // POST /api/v1/policies/{name}/dry-run[?kind=&target=]: the devices that would be noncompliant if
-// the policy in the body (or, with no body, the stored one) were applied; nothing changes.
+// the policy in the body (or, with no body, the stored one) were applied, and the policy's
+// unobservable rules; nothing changes.
 func (s *Server) dryRunPolicy(w http.ResponseWriter, r *http.Request) {
 	body, ok := readPolicyBody(w, r)
 	if !ok {
@@ -201,7 +214,8 @@ func (s *Server) dryRunPolicy(w http.ResponseWriter, r *http.Request) {
 	if results == nil {
 		results = []compliance.DryRunResult{}
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"policy": p.Name, "noncompliant": results})
+	httpjson.Write(w, http.StatusOK, map[string]any{"policy": p.Name, "noncompliant": results,
+		"unobservable": unobservable(p)})
 }
 
 // GET /access/v1/devices/{id}: may this device open a session? Answered from memory.

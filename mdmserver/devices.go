@@ -167,7 +167,7 @@ func (s *Server) ingestAuthenticate(ctx context.Context, d *inventory.Device, m 
 	if plist.Unmarshal(m.Raw, &facts) != nil || facts.OSVersion == "" || d.OS == "" {
 		return
 	}
-	at := time.Now().UTC()
+	at := s.now().UTC()
 	_, err := s.compliance.IngestAppleResult(ctx, d.ID, func(p *policies.Posture) {
 		p.Platform = policies.Platform(d.OS)
 		p.OS = policies.Observe(policies.OSInfo{Version: facts.OSVersion, Build: facts.BuildVersion}, policies.ProvenanceMDM, at)

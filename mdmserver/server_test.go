@@ -36,7 +36,8 @@ type testEnv struct {
 	apns   *fakeapns.Server
 	ca     *testpki.CA
 	cfg    Config
-	stop   func() // stops the server; runs at cleanup unless called before
+	opts   []Option // beyond the logger and APNs roots, at every start
+	stop   func()   // stops the server; runs at cleanup unless called before
 }
 
 // restart stops the server and starts another on the same data directory and address.
@@ -52,7 +53,13 @@ func (env *testEnv) restart() {
 
 func newTestEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
 	t.Helper()
-	env := &testEnv{t: t, apns: fakeapns.New(), ca: testpki.NewCA(t, "device CA")}
+	return newTestEnvWith(t, nil, mutate...)
+}
+
+// newTestEnvWith is newTestEnv with server options, such as WithClock.
+func newTestEnvWith(t *testing.T, opts []Option, mutate ...func(*Config)) *testEnv {
+	t.Helper()
+	env := &testEnv{t: t, apns: fakeapns.New(), ca: testpki.NewCA(t, "device CA"), opts: opts}
 	t.Cleanup(env.apns.Close)
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "device-ca.pem")
@@ -86,7 +93,7 @@ func testLogger() *slog.Logger {
 
 func (env *testEnv) start(ln net.Listener) {
 	t := env.t
-	srv, err := New(env.cfg, WithLogger(testLogger()), WithAPNsRootCAs(env.apns.CertPool()))
+	srv, err := New(env.cfg, append([]Option{WithLogger(testLogger()), WithAPNsRootCAs(env.apns.CertPool())}, env.opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

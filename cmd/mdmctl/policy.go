@@ -19,6 +19,36 @@ type policyView struct {
 	UpdatedAt time.Time `json:"updated_at"`
 	UpdatedBy string    `json:"updated_by"`
 	Source    string    `json:"source"`
+	// Unobservable comes with apply's answer (policies.UnobservableRule).
+	Unobservable []unobservableRule `json:"unobservable"`
+}
+
+// unobservableRule is a rule of a policy that no source Hale has can observe on some platforms
+// of an enrollment (policies.UnobservableRule).
+type unobservableRule struct {
+	Rule       string   `json:"rule"`
+	Enrollment string   `json:"enrollment"`
+	Platforms  []string `json:"platforms"`
+	Needs      []string `json:"needs"`
+	Why        string   `json:"why"`
+}
+
+// printUnobservable warns about a policy's unobservable rules, above a table of them; nothing
+// when there are none. The policy still applies: it may be meant for other platforms.
+func printUnobservable(w io.Writer, rules []unobservableRule) error {
+	if len(rules) == 0 {
+		return nil
+	}
+	what := fmt.Sprintf("%d rules of this policy", len(rules))
+	if len(rules) == 1 {
+		what = "1 rule of this policy"
+	}
+	fmt.Fprintf(w, "\nWARNING: %s cannot be observed on some platforms: nothing Hale has reports the\n"+
+		"facts needed there, so devices there stay noncompliant whatever their real state, and are\n"+
+		"denied when grace ends (-o json says why for each):\n", what)
+	return tableOf(w, []string{"RULE", "ENROLLMENT", "PLATFORMS", "NEEDS"}, rules, func(u unobservableRule) []string {
+		return []string{u.Rule, u.Enrollment, strings.Join(u.Platforms, ","), strings.Join(u.Needs, ", ")}
+	})
 }
 
 type assignment struct {
@@ -74,8 +104,10 @@ func (a *app) policyCommand() *cobra.Command {
 				return err
 			}
 			return show(a, cmd.Context(), http.MethodPut, pathf("/api/v1/policies/%s", args[0]), rawBody{body, policyContentType(body)}, func(w io.Writer, p policyView) error {
-				_, err := fmt.Fprintf(w, "policy %s is at version %d\n", sanitize(p.Name), p.Version)
-				return err
+				if _, err := fmt.Fprintf(w, "policy %s is at version %d\n", sanitize(p.Name), p.Version); err != nil {
+					return err
+				}
+				return printUnobservable(w, p.Unobservable)
 			})
 		}),
 	}
@@ -126,7 +158,8 @@ func (a *app) policyCommand() *cobra.Command {
 		Short: "Show the devices that would be noncompliant under a policy; nothing changes",
 		Long: `dry-run evaluates every device the policy would apply to against the policy in FILE (or the stored
 policy NAME) and lists those that would be noncompliant, with reasons. Without a target it uses
-the default assignment.`,
+the default assignment. It also lists the policy's rules that no source Hale has can observe on
+some platforms: devices there could never meet them.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			var body any
@@ -142,14 +175,23 @@ the default assignment.`,
 				return err
 			}
 			path := query(pathf("/api/v1/policies/%s/dry-run", args[0]), "kind", kind, "target", name)
-			return show(a, cmd.Context(), http.MethodPost, path, body, func(w io.Writer, ans struct{ Noncompliant []noncompliant }) error {
+			type answer struct {
+				Noncompliant []noncompliant
+				Unobservable []unobservableRule
+			}
+			return show(a, cmd.Context(), http.MethodPost, path, body, func(w io.Writer, ans answer) error {
+				var err error
 				if len(ans.Noncompliant) == 0 {
-					_, err := fmt.Fprintln(w, "no device would be noncompliant")
+					_, err = fmt.Fprintln(w, "no device would be noncompliant")
+				} else {
+					err = tableOf(w, []string{"DEVICE", "GROUP", "STATE", "IN GRACE", "GRACE UNTIL", "REASONS"}, ans.Noncompliant, func(d noncompliant) []string {
+						return []string{d.DeviceID, d.Group, d.State, yesNo(d.InGrace), ts(d.GraceUntil), reasonCodes(d.Reasons)}
+					})
+				}
+				if err != nil {
 					return err
 				}
-				return tableOf(w, []string{"DEVICE", "GROUP", "STATE", "IN GRACE", "GRACE UNTIL", "REASONS"}, ans.Noncompliant, func(d noncompliant) []string {
-					return []string{d.DeviceID, d.Group, d.State, yesNo(d.InGrace), ts(d.GraceUntil), reasonCodes(d.Reasons)}
-				})
+				return printUnobservable(w, ans.Unobservable)
 			})
 		}),
 	}

@@ -176,11 +176,24 @@ type Index struct {
 	bySerial map[string]string
 	bySHA256 map[string]string
 	loaded   atomic.Bool
+	now      func() time.Time // the time WriteAnswer answers at
 }
 
+// IndexOption configures an Index.
+type IndexOption func(*Index)
+
+// WithClock sets the clock WriteAnswer judges grace and staleness by (default time.Now). Give
+// it the clock of the engine that fills the index, so both agree on when grace ends.
+func WithClock(now func() time.Time) IndexOption { return func(x *Index) { x.now = now } }
+
 // NewIndex returns an empty index, not yet loaded.
-func NewIndex() *Index {
-	return &Index{entries: make(map[string]*entry), bySerial: make(map[string]string), bySHA256: make(map[string]string)}
+func NewIndex(opts ...IndexOption) *Index {
+	x := &Index{entries: make(map[string]*entry), bySerial: make(map[string]string), bySHA256: make(map[string]string),
+		now: time.Now}
+	for _, o := range opts {
+		o(x)
+	}
+	return x
 }
 
 // Put replaces a device's decision. Callers put a decision only after it was committed.
@@ -341,7 +354,7 @@ func (x *Index) WriteAnswer(w http.ResponseWriter, id string) {
 	if len(id) == 0 || len(id) > MaxDeviceIDLen {
 		body, _ = json.Marshal(DenyAnswer(id, ReasonInvalidDeviceID, "the device id is malformed"))
 	} else {
-		body, _ = x.LookupJSON(id, time.Now())
+		body, _ = x.LookupJSON(id, x.now())
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

@@ -33,6 +33,9 @@ type HookOption func(*Hook)
 // WithLogger sets the hook's logger.
 func WithLogger(l *slog.Logger) HookOption { return func(h *Hook) { h.log = l } }
 
+// WithClock sets the clock that stamps each result's ReceivedAt (default time.Now).
+func WithClock(now func() time.Time) HookOption { return func(h *Hook) { h.now = now } }
+
 // WithListener adds a listener told about each stored result.
 func WithListener(l Listener) HookOption {
 	return func(h *Hook) { h.listeners = append(h.listeners, l) }
