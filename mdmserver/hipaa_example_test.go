@@ -153,3 +153,33 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 		t.Fatalf("passcode restored: allow=%v reasons=%v", a.Allow, a.ReasonCodes())
 	}
 }
+
+// What the server keeps of a Mac's answers to the posture queries is what policies.Sources says
+// Apple MDM reports on macOS (TestHIPAAExampleOnIPhone checks the iPhone): the satisfiability
+// check reasons from that table.
+func TestAppleMDMSourceOnAMac(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	accessTok := env.token("access")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mac := env.scepDevice(ctx, applesim.WithState(applesim.MacOSState()))
+	if err := mac.Enroll(ctx); err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+	go func() { _ = mac.RunPushLoop(ctx, env.apns) }()
+	id := mac.Certificate().Subject.CommonName
+	a := env.waitAccess(accessTok, id, "reported", func(a access.Answer) bool {
+		p := a.Posture
+		return p != nil && p.Supervised != nil && p.SIPEnabled != nil && p.InstalledProfiles != nil
+	})
+	var want []string
+	for _, s := range policies.Sources {
+		if s.Name == "apple-mdm" {
+			want = slices.Sorted(slices.Values(s.Claims[policies.PlatformMacOS]))
+		}
+	}
+	if got := postureKeys(t, a.Posture); len(want) == 0 || !slices.Equal(got, want) {
+		t.Errorf("the server keeps %v of a Mac's answers; policies.Sources says %v", got, want)
+	}
+}

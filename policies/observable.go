@@ -94,7 +94,7 @@ func whyUnobservable(u *UnobservableRule, sources []Source) string {
 		}
 		for _, pl := range u.Platforms {
 			if _, ok := s.Claims[pl]; ok {
-				consulted = append(consulted, s.Name+" ("+s.What+")")
+				consulted = append(consulted, s.Name+": "+s.What)
 				break
 			}
 		}

@@ -50,7 +50,7 @@ var appleMobileMDM = []string{claimOS, claimSupervised, claimPasscodePresent, cl
 var Sources = []Source{
 	{
 		Name: "apple-mdm", Enrollment: EnrollmentApple, Provenance: ProvenanceMDM,
-		What: "Apple MDM queries: DeviceInformation, SecurityInfo, ProfileList",
+		What: "Apple MDM's DeviceInformation, SecurityInfo and ProfileList answers",
 		Claims: map[Platform][]string{
 			PlatformIOS:    appleMobileMDM,
 			PlatformIPadOS: appleMobileMDM,
@@ -62,7 +62,7 @@ var Sources = []Source{
 	},
 	{
 		Name: "mdmagent", Enrollment: EnrollmentAgent, Provenance: ProvenanceAgent,
-		What: "the mdmagent's collectors",
+		What: "the agent's collectors",
 		Claims: map[Platform][]string{
 			PlatformLinux: {claimOS, claimDiskEncrypted, claimSwapEncrypted, claimPasscodePresent,
 				claimPasswordRules, claimScreenLockEnabled, claimScreenLockTimeout, claimSecureBoot,
