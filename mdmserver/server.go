@@ -247,7 +247,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.dispatch = commands.NewDispatcher(s.commands, s.mdmStore, pusher,
-		commands.WithDispatchLogger(s.log.With("component", "commands")))
+		commands.WithDispatchLogger(s.log.With("component", "commands")), commands.WithPushMetrics(s.registry))
 
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
 	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
@@ -262,6 +262,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.mdm = &enrollmentGuard{CheckinAndCommandService: svc, inventory: s.inventory, commands: s.commands}
 
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.registerMetrics()
 	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))
 	s.finishAcknowledgedWipes(context.Background(), pendingWipes)
 	return s, nil

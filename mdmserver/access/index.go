@@ -177,6 +177,11 @@ type Index struct {
 	bySHA256 map[string]string
 	loaded   atomic.Bool
 	now      func() time.Time // the time WriteAnswer answers at
+
+	// changedAt and loadedAt are the wall-clock instants (Unix nanoseconds) of the last change
+	// (a decision put or deleted, the full load) and of the full load: the index's age.
+	changedAt atomic.Int64
+	loadedAt  atomic.Int64
 }
 
 // IndexOption configures an Index.
@@ -212,6 +217,7 @@ func (x *Index) Put(d *Decision, now time.Time) {
 		x.bySHA256[fp] = d.DeviceID
 	}
 	x.mu.Unlock()
+	x.changedAt.Store(time.Now().UnixNano())
 }
 
 // newEntry encodes d's answer at now. prev, when not nil, is the entry d replaces: its encoded
@@ -242,6 +248,7 @@ func (x *Index) Delete(deviceID string) {
 	x.unindexCerts(x.entries[deviceID])
 	delete(x.entries, deviceID)
 	x.mu.Unlock()
+	x.changedAt.Store(time.Now().UnixNano())
 }
 
 // unindexCerts drops e's certificates from the lookup maps; x.mu is held.
@@ -258,7 +265,27 @@ func (x *Index) unindexCerts(e *entry) {
 }
 
 // MarkLoaded declares the index complete: lookups stop answering index_not_loaded.
-func (x *Index) MarkLoaded() { x.loaded.Store(true) }
+func (x *Index) MarkLoaded() {
+	now := time.Now().UnixNano()
+	x.loadedAt.Store(now)
+	x.changedAt.Store(now)
+	x.loaded.Store(true)
+}
+
+// ChangedAt returns when a decision was last put or deleted or the index loaded (wall clock),
+// or zero before any of these.
+func (x *Index) ChangedAt() time.Time { return unixNano(x.changedAt.Load()) }
+
+// LoadedAt returns when the index was last marked loaded after its full load (wall clock), or
+// zero.
+func (x *Index) LoadedAt() time.Time { return unixNano(x.loadedAt.Load()) }
+
+func unixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
 
 // Loaded reports whether the index finished loading.
 func (x *Index) Loaded() bool { return x.loaded.Load() }

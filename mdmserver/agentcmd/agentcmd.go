@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/statecount"
 )
 
 // Command types an agent carries out.
@@ -149,23 +151,42 @@ var (
 
 var bucket = []byte("agent_commands") // "<device>\x00<id>" → Command JSON
 
+// States are every command state.
+var States = []string{StateQueued, StateDelivered, StateAcknowledged, StatePartial, StateError}
+
 // Queue holds agent commands and wakes long polls.
 type Queue struct {
 	db  *bbolt.DB
 	now func() time.Time
+	// states counts the commands per state, for metrics: every write of a command moves it.
+	states *statecount.Counts
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{}
 }
 
-// New returns a Queue on db.
+// New returns a Queue on db. It reads every command's state once, to count them.
 func New(db *bbolt.DB) (*Queue, error) {
+	q := &Queue{db: db, now: time.Now, waiters: map[string][]chan struct{}{}, states: statecount.New(States...)}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
-		return err
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var c struct {
+				State string `json:"state"`
+			}
+			_ = json.Unmarshal(v, &c) // an undecodable command counts under ""
+			q.states.Add(c.State, 1)
+			return nil
+		})
 	})
-	return &Queue{db: db, now: time.Now, waiters: map[string][]chan struct{}{}}, err
+	return q, err
 }
+
+// StateCounts returns how many commands are in each state, from memory.
+func (q *Queue) StateCounts() map[string]int64 { return q.states.Snapshot() }
 
 func key(deviceID, id string) []byte { return []byte(deviceID + "\x00" + id) }
 
@@ -196,6 +217,7 @@ func (q *Queue) Enqueue(ctx context.Context, c Command) (*Command, error) {
 		if b.Get(key(c.DeviceID, c.ID)) != nil {
 			return fmt.Errorf("%w: command %s exists", ErrInvalid, c.ID)
 		}
+		q.states.Move(tx, "", c.State)
 		return b.Put(key(c.DeviceID, c.ID), v)
 	})
 	if err != nil {
@@ -261,6 +283,7 @@ func (q *Queue) pending(deviceID string) ([]Command, error) {
 				continue
 			}
 			if cmd.State == StateQueued {
+				q.states.Move(tx, cmd.State, StateDelivered)
 				cmd.State, cmd.DeliveredAt = StateDelivered, q.now().UTC()
 				nv, err := json.Marshal(cmd)
 				if err != nil {
@@ -355,6 +378,7 @@ func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result, als
 			return err
 		}
 		first = true
+		q.states.Move(tx, cmd.State, stateOf[r.Status])
 		cmd.State, cmd.FinishedAt, cmd.Result = stateOf[r.Status], q.now().UTC(), &r
 		nv, err := json.Marshal(cmd)
 		if err != nil {

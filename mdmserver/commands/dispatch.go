@@ -12,8 +12,13 @@ import (
 
 	"github.com/micromdm/nanomdm/mdm"
 	"github.com/micromdm/nanomdm/push"
+	"github.com/micromdm/nanomdm/push/nanopush"
+	pushsvc "github.com/micromdm/nanomdm/push/service"
 	"github.com/micromdm/nanomdm/storage"
 	"github.com/micromdm/plist"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/halemdm/hale/mdmserver/pushcert"
 )
 
 // Command is an MDM command to send: its RequestType and the command-specific keys.
@@ -34,6 +39,7 @@ type Dispatcher struct {
 	log     *slog.Logger
 	now     func() time.Time
 	timeout time.Duration
+	pushes  *prometheus.CounterVec // by result; nil without WithPushMetrics
 }
 
 // DispatcherOption configures a Dispatcher.
@@ -45,6 +51,54 @@ func WithDispatchLogger(l *slog.Logger) DispatcherOption { return func(d *Dispat
 // WithPushTimeout bounds how long Send waits for APNs (default 10s). The command stays queued
 // when the push fails: the device gets it at its next check-in.
 func WithPushTimeout(t time.Duration) DispatcherOption { return func(d *Dispatcher) { d.timeout = t } }
+
+// Push results, the "result" label of hale_apns_pushes_total.
+const (
+	pushSent     = "sent"          // APNs accepted the push
+	pushNoCert   = "no_push_cert"  // no APNs push certificate for the device's topic
+	pushNoToken  = "no_push_token" // the device has sent no push token (TokenUpdate) yet
+	pushRejected = "rejected"      // APNs answered with an error status
+	pushFailed   = "failed"        // no answer: connection, TLS, timeout
+)
+
+// WithPushMetrics counts every push by result in hale_apns_pushes_total, registered with reg.
+func WithPushMetrics(reg prometheus.Registerer) DispatcherOption {
+	return func(d *Dispatcher) {
+		d.pushes = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hale_apns_pushes_total",
+			Help: "APNs pushes sent for MDM commands, by result: sent, no_push_cert, no_push_token, rejected (APNs refused it), failed (no answer).",
+		}, []string{"result"})
+		for _, r := range []string{pushSent, pushNoCert, pushNoToken, pushRejected, pushFailed} {
+			d.pushes.WithLabelValues(r) // every result shows, at zero until it happens
+		}
+		reg.MustRegister(d.pushes)
+	}
+}
+
+// Push outcomes found before or after APNs.
+var (
+	// errNoPusher is a push attempted without a pusher: no push certificate was configured.
+	errNoPusher = errors.New("no APNs push certificate uploaded; the device gets the command at its next check-in")
+	// errNoPushInfo is a push that came back with no response for the enrollment.
+	errNoPushInfo = errors.New("no push information for this enrollment (no TokenUpdate yet?)")
+)
+
+// pushResult classifies the outcome of one push.
+func pushResult(err error) string {
+	switch {
+	case err == nil:
+		return pushSent
+	case errors.Is(err, errNoPusher) || errors.Is(err, pushcert.ErrNotFound):
+		return pushNoCert
+	case errors.Is(err, errNoPushInfo) || errors.Is(err, pushsvc.ErrIdNotFound):
+		return pushNoToken
+	}
+	var apnsErr *nanopush.JSONPushError
+	if errors.As(err, &apnsErr) {
+		return pushRejected
+	}
+	return pushFailed
+}
 
 // NewDispatcher returns a Dispatcher. pusher may be nil (no push certificate yet): commands then
 // wait for the device's next check-in.
@@ -102,7 +156,7 @@ func (d *Dispatcher) Send(ctx context.Context, enrollmentID string, cmd Command,
 
 // Push sends an APNs push for a queued command's enrollment and records the outcome.
 func (d *Dispatcher) Push(ctx context.Context, enrollmentID, uuid string) (*Record, error) {
-	pushErr := errors.New("no APNs push certificate uploaded; the device gets the command at its next check-in")
+	pushErr := errNoPusher
 	if d.pusher != nil {
 		pctx, cancel := context.WithTimeout(ctx, d.timeout)
 		resp, err := d.pusher.Push(pctx, []string{enrollmentID})
@@ -110,11 +164,14 @@ func (d *Dispatcher) Push(ctx context.Context, enrollmentID, uuid string) (*Reco
 		pushErr = err
 		if err == nil {
 			if r := resp[enrollmentID]; r == nil {
-				pushErr = errors.New("no push information for this enrollment (no TokenUpdate yet?)")
+				pushErr = errNoPushInfo
 			} else {
 				pushErr = r.Err
 			}
 		}
+	}
+	if d.pushes != nil {
+		d.pushes.WithLabelValues(pushResult(pushErr)).Inc()
 	}
 	return d.store.Update(ctx, enrollmentID, uuid, func(r *Record) {
 		now := d.now().UTC()

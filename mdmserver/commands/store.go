@@ -16,6 +16,8 @@ import (
 
 	"github.com/micromdm/nanomdm/mdm"
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/internal/statecount"
 )
 
 // State is where a command is in its life.
@@ -83,22 +85,47 @@ var ErrNotFound = errors.New("commands: no such command")
 // one device's commands are a prefix scan.
 type Store struct {
 	db *bbolt.DB
+	// states counts the records per state, for metrics: every write of a record moves it.
+	states *statecount.Counts
 }
 
-// NewStore returns a Store on db, creating its buckets.
+// States are every command state, in the order a command goes through them.
+var States = []State{StateQueued, StatePushed, StateNotNow, StateAcknowledged, StateError, StateExpired, StateCancelled}
+
+// NewStore returns a Store on db, creating its buckets. It reads every record's state once, to
+// count them; later writes keep the counts.
 func NewStore(db *bbolt.DB) (*Store, error) {
+	s := &Store{db: db, states: statecount.New()}
+	for _, st := range States {
+		s.states.Add(string(st), 0)
+	}
 	err := db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketRecords, bucketResults} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return nil
+		return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
+			s.states.Add(stateOfRecord(v), 1)
+			return nil
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("commands: create buckets: %w", err)
+		return nil, fmt.Errorf("commands: open: %w", err)
 	}
-	return &Store{db: db}, nil
+	return s, nil
+}
+
+// StateCounts returns how many commands are in each state, from memory.
+func (s *Store) StateCounts() map[string]int64 { return s.states.Snapshot() }
+
+// stateOfRecord reads the state of a stored record without decoding the rest of it.
+func stateOfRecord(v []byte) string {
+	var r struct {
+		State State `json:"state"`
+	}
+	_ = json.Unmarshal(v, &r) // an undecodable record counts under ""
+	return string(r.State)
 }
 
 func key(enrollmentID, uuid string) []byte {
@@ -112,7 +139,14 @@ func (s *Store) Put(ctx context.Context, rec *Record) error {
 		return err
 	}
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketRecords).Put(key(rec.EnrollmentID, rec.UUID), v)
+		b := tx.Bucket(bucketRecords)
+		k := key(rec.EnrollmentID, rec.UUID)
+		old := ""
+		if prev := b.Get(k); prev != nil {
+			old = stateOfRecord(prev)
+		}
+		s.states.Move(tx, old, string(rec.State))
+		return b.Put(k, v)
 	})
 }
 
@@ -121,13 +155,13 @@ func (s *Store) Update(ctx context.Context, enrollmentID, uuid string, fn func(*
 	var rec *Record
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		var err error
-		rec, err = updateTx(tx, enrollmentID, uuid, fn)
+		rec, err = s.updateTx(tx, enrollmentID, uuid, fn)
 		return err
 	})
 	return rec, err
 }
 
-func updateTx(tx *bbolt.Tx, enrollmentID, uuid string, fn func(*Record)) (*Record, error) {
+func (s *Store) updateTx(tx *bbolt.Tx, enrollmentID, uuid string, fn func(*Record)) (*Record, error) {
 	b := tx.Bucket(bucketRecords)
 	k := key(enrollmentID, uuid)
 	v := b.Get(k)
@@ -138,7 +172,9 @@ func updateTx(tx *bbolt.Tx, enrollmentID, uuid string, fn func(*Record)) (*Recor
 	if err := json.Unmarshal(v, rec); err != nil {
 		return nil, err
 	}
+	old := rec.State
 	fn(rec)
+	s.states.Move(tx, string(old), string(rec.State))
 	nv, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
@@ -198,6 +234,7 @@ func (s *Store) CancelOpen(ctx context.Context, enrollmentID, reason string, at 
 			}
 		}
 		for _, rec := range open {
+			s.states.Move(tx, string(rec.State), string(StateCancelled))
 			rec.State, rec.Detail, rec.UpdatedAt = StateCancelled, reason, at.UTC()
 			v, err := json.Marshal(rec)
 			if err != nil {
@@ -302,7 +339,7 @@ func (s *Store) saveResult(res *Result, inTx func(*bbolt.Tx, *Result) error) (sa
 			return err
 		}
 		saved = true
-		_, err := updateTx(tx, res.EnrollmentID, res.CommandUUID, func(rec *Record) {
+		_, err := s.updateTx(tx, res.EnrollmentID, res.CommandUUID, func(rec *Record) {
 			rec.State = stateOf(res.Status)
 			rec.AnsweredAt = res.ReceivedAt
 			rec.UpdatedAt = res.ReceivedAt
