@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
 
@@ -94,6 +96,20 @@ func TestSCEPRefusedCSRKeepsChallenge(t *testing.T) {
 	env.call("GET", "/api/v1/devices", env.admin, nil, &list)
 	if len(list.Devices) != 1 || list.Devices[0].ID != deviceID || list.Devices[0].Platform != inventory.PlatformApple {
 		t.Fatalf("inventory after issuance: %+v", list.Devices)
+	}
+	// The refusals were counted, not audited one by one; the issuance was audited.
+	m := apitest.Metrics(t, env.client, env.url+"/metrics")
+	if got := m[`hale_enroll_refusals_total{endpoint="scep",reason="csr_refused"}`]; got != 1 {
+		t.Errorf("csr_refused = %v, want 1", got)
+	}
+	if got := m[`hale_enroll_refusals_total{endpoint="scep",reason="in_use"}`] + m[`hale_enroll_refusals_total{endpoint="scep",reason="used"}`]; got != 2 {
+		t.Errorf("in_use + used = %v, want 2 (the race's loser and the third request)", got)
+	}
+	var scepAudit struct{ Entries []audit.Entry }
+	env.call("GET", "/api/v1/audit?action=enrollment.scep", env.admin, nil, &scepAudit)
+	if len(scepAudit.Entries) != 1 || scepAudit.Entries[0].Outcome != audit.OutcomeOK || scepAudit.Entries[0].Target != deviceID ||
+		scepAudit.Entries[0].Details["serial"] != inventory.SerialHex(issued[0].SerialNumber) {
+		t.Errorf("enrollment.scep entries: %+v", scepAudit.Entries)
 	}
 	// The loser never got a certificate signed: nothing had to be revoked.
 	_, crlDER := env.get(env.url + "/ca/crl")
