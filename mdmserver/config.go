@@ -31,7 +31,7 @@ type Config struct {
 	Names []string `mapstructure:"names"`
 	// MasterKey is the master key itself (64 hex digits or base64), normally from
 	// HALE_MASTER_KEY. MasterKeyFile is a file holding it. With neither, DATA/master.key is
-	// created on first start.
+	// read, or created on a fresh install only: beside existing data, a missing key is an error.
 	MasterKey     string `mapstructure:"master_key"`
 	MasterKeyFile string `mapstructure:"master_key_file"`
 	// APNsURL is the base URL of Apple's push service. Empty: Apple production.
