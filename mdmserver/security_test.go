@@ -225,7 +225,8 @@ func TestAppleWipeSurvivesRestart(t *testing.T) {
 // the device gets it whenever it comes back.
 func TestCommandsExpireButLocksWait(t *testing.T) {
 	env := newTestEnv(t)
-	dev := env.newDevice() // no push certificate: commands wait for a check-in
+	// No push certificate and no push loop: commands wait for the poll the test makes.
+	dev := env.enrollDevice()
 	it := env.token("it")
 	var query, lock struct {
 		UUID string `json:"command_id"`

@@ -146,6 +146,16 @@ func (env *testEnv) uploadPushCert() {
 // its push loop until the test ends.
 func (env *testEnv) newDevice(opts ...applesim.Option) *applesim.Device {
 	env.t.Helper()
+	dev := env.enrollDevice(opts...)
+	ctx, cancel := context.WithCancel(context.Background())
+	env.t.Cleanup(cancel)
+	go func() { _ = dev.RunPushLoop(ctx, env.apns) }()
+	return dev
+}
+
+// enrollDevice is newDevice without the push loop: the device polls only when the test says.
+func (env *testEnv) enrollDevice(opts ...applesim.Option) *applesim.Device {
+	env.t.Helper()
 	cert, key := env.ca.Issue(env.t, "sim device")
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
@@ -155,12 +165,9 @@ func (env *testEnv) newDevice(opts ...applesim.Option) *applesim.Device {
 	if err != nil {
 		env.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	env.t.Cleanup(cancel)
-	if err := dev.Enroll(ctx); err != nil {
+	if err := dev.Enroll(context.Background()); err != nil {
 		env.t.Fatalf("enroll: %v", err)
 	}
-	go func() { _ = dev.RunPushLoop(ctx, env.apns) }()
 	return dev
 }
 
