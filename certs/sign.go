@@ -103,17 +103,24 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, args...))
 }
 
+// CheckRequest reports whether Sign would accept csr for p, without signing anything: a caller
+// that spends a one-time credential checks the CSR first, so that neither a refused CSR burns
+// the credential nor an anonymous caller makes the CA sign (and then revoke) a certificate.
+func CheckRequest(csr *x509.CertificateRequest, p Profile) error {
+	if csr == nil {
+		return badRequest("no certificate request")
+	}
+	if err := checkProfile(p); err != nil {
+		return err
+	}
+	return checkCSR(csr, p)
+}
+
 // Sign issues a certificate for the CSR's public key as described by p and returns the leaf
 // followed by the intermediate. The CSR must be signed by its key; its subject and SANs may only
 // name p.DeviceID (device kinds) and are otherwise ignored: the certificate names what p says.
 func (a *Authority) Sign(ctx context.Context, csr *x509.CertificateRequest, p Profile) ([]*x509.Certificate, error) {
-	if csr == nil {
-		return nil, badRequest("no certificate request")
-	}
-	if err := checkProfile(p); err != nil {
-		return nil, err
-	}
-	if err := checkCSR(csr, p); err != nil {
+	if err := CheckRequest(csr, p); err != nil {
 		return nil, err
 	}
 	notBefore, notAfter, err := a.validity(p.Kind.lifetime())

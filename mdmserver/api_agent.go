@@ -99,26 +99,28 @@ func (s *Server) agentEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	deviceID := inventory.NewID()
-	// Sign before using the token: a CSR the CA refuses (weak key, a claim to another identity)
-	// must not burn the token. A certificate signed for a token then refused is revoked at once.
-	chain, err := s.ca.Sign(r.Context(), req.CSR, certs.Profile{Kind: certs.KindAgent, DeviceID: deviceID})
-	if err != nil {
-		if errors.Is(err, certs.ErrBadRequest) {
-			s.refuseEnrollment(r, refusedAgent, "csr_refused")
-			problem.BadRequest(w, r, "certificate request refused: "+err.Error())
-			return
-		}
-		s.internal(w, r, err)
+	profile := certs.Profile{Kind: certs.KindAgent, DeviceID: deviceID}
+	// Check the CSR before using the token, and redeem the token before signing: a CSR the CA
+	// refuses (weak key, a claim to another identity) must not burn the token, and an anonymous
+	// caller must not get the CA to sign anything.
+	if err := certs.CheckRequest(req.CSR, profile); err != nil {
+		s.refuseEnrollment(r, refusedAgent, "csr_refused")
+		problem.BadRequest(w, r, "certificate request refused: "+err.Error())
 		return
 	}
 	e, err := s.enrollments.Redeem(r.Context(), req.Token, enroll.PlatformAgent, deviceID)
 	if err != nil {
-		_ = s.ca.Revoke(r.Context(), chain[0].SerialNumber, "cessationOfOperation")
 		if errors.Is(err, enroll.ErrInvalid) || errors.Is(err, enroll.ErrUnknown) || errors.Is(err, enroll.ErrExpired) ||
 			errors.Is(err, enroll.ErrRevoked) || errors.Is(err, enroll.ErrUsed) || errors.Is(err, enroll.ErrWrongPlatform) {
 			s.tokenRefused(w, r, refusedAgent, err)
 			return
 		}
+		s.internal(w, r, err)
+		return
+	}
+	chain, err := s.ca.Sign(r.Context(), req.CSR, profile)
+	if err != nil {
+		// The CSR passed CheckRequest: only the CA itself can fail here (an expired intermediate).
 		s.internal(w, r, err)
 		return
 	}

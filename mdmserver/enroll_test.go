@@ -324,3 +324,20 @@ func TestEnrollmentRateLimited(t *testing.T) {
 		t.Fatal("40 bad token attempts were never rate-limited")
 	}
 }
+
+// An anonymous agent enrollment with a valid CSR and a wrong token gets the CA to sign nothing:
+// the token is checked before signing, so no certificate is issued and then revoked.
+func TestAgentEnrollBadTokenSignsNothing(t *testing.T) {
+	env := newTestEnv(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for range 3 {
+		if code, _ := env.agentEnroll("not-a-token", key, newCSR(t, key)); code != http.StatusUnauthorized {
+			t.Fatalf("enroll with a wrong token: %d", code)
+		}
+	}
+	_, crlDER := env.get(env.url + "/ca/crl")
+	crl, err := x509.ParseRevocationList(crlDER)
+	if err != nil || len(crl.RevokedCertificateEntries) != 0 {
+		t.Fatalf("CRL after refused enrollments: %v %d entries (certificates were signed)", err, len(crl.RevokedCertificateEntries))
+	}
+}
