@@ -41,7 +41,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 	"github.com/halemdm/hale/mdmserver/signing"
-	"github.com/halemdm/hale/mdmserver/store"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/tokens"
 	"github.com/halemdm/hale/posture"
 )
@@ -52,7 +52,7 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	store *store.Store
+	store *boltstore.Store
 	key   *seal.Key
 	// mdmStore is nanomdm's storage: Hale's bbolt store unless WithMDMStorage replaced it.
 	mdmStore  storage.AllStorage
@@ -162,13 +162,13 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.key, err = loadMasterKey(cfg); err != nil {
 		return nil, err
 	}
-	if s.store, err = store.Open(cfg.path("hale.db"), store.WithLogger(s.log.With("component", "store"))); err != nil {
+	if s.store, err = boltstore.Open(cfg.path("hale.db"), boltstore.WithLogger(s.log.With("component", "store"))); err != nil {
 		return nil, err
 	}
 	db := s.store.DB()
 	s.mdmStore = o.mdmStorage
 	if s.mdmStore == nil {
-		if s.mdmStore, err = store.NewMDMStorage(s.store, store.WithCommandSealer(s.key)); err != nil {
+		if s.mdmStore, err = boltstore.NewMDMStorage(s.store, boltstore.WithCommandSealer(s.key)); err != nil {
 			return nil, fmt.Errorf("nanomdm storage: %w", err)
 		}
 	}
@@ -350,7 +350,7 @@ func (s *Server) AdminTokenPath() string {
 }
 
 // Store returns the server's bbolt store.
-func (s *Server) Store() *store.Store { return s.store }
+func (s *Server) Store() *boltstore.Store { return s.store }
 
 // Handler returns the server's complete HTTP handler (all routes and middleware).
 func (s *Server) Handler() http.Handler { return s.handler }

@@ -45,7 +45,7 @@ import (
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/httpmw"
-	"github.com/halemdm/hale/mdmserver/store"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/tokens"
 	"github.com/halemdm/hale/policies"
 )
@@ -180,7 +180,7 @@ func run(cfg config) (*result, error) {
 type bench struct {
 	dir     string
 	ca      *certs.Authority
-	st      *store.Store
+	st      *boltstore.Store
 	index   *access.Index
 	srv     *http.Server
 	served  chan error
@@ -221,7 +221,7 @@ func newBench(cfg config) (_ *bench, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	if b.st, err = store.Open(filepath.Join(b.dir, "hale.db")); err != nil {
+	if b.st, err = boltstore.Open(filepath.Join(b.dir, "hale.db")); err != nil {
 		return nil, err
 	}
 	tok, err := tokens.New(b.st.DB())

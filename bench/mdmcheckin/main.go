@@ -41,7 +41,7 @@ import (
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
-	"github.com/halemdm/hale/mdmserver/store"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 )
 
 func main() {
@@ -167,7 +167,7 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 		if err != nil {
 			return result{}, err
 		}
-		if mdmStore, err = store.NewMDMStorage(srv.Store(), store.WithCommandSealer(key)); err != nil {
+		if mdmStore, err = boltstore.NewMDMStorage(srv.Store(), boltstore.WithCommandSealer(key)); err != nil {
 			return result{}, err
 		}
 	}

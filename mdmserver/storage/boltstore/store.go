@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -116,7 +116,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 	// so a lone device's check-in is not held back, long enough to share an fsync under load.
 	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, logger: cfg.logger}
-	if err := s.createBuckets(metaBucket); err != nil {
+	names := []string{metaBucket}
+	for _, b := range buckets {
+		names = append(names, string(b))
+	}
+	if err := s.createBuckets(names...); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -187,20 +191,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 		return nil
 	}
-}
-
-// Batch runs fn in a bbolt write transaction that may be shared with other
-// concurrent Batch calls, trading up to bbolt's MaxBatchDelay (10ms) of
-// latency for one fsync per batch instead of one per call. Use it for
-// high-rate writes such as posture reports.
-//
-// fn may be called more than once (bbolt re-runs it alone if another
-// function in the batch fails), so it must be idempotent: compute
-// everything from its inputs and the transaction, never append to outside
-// state. Batch returns only after the transaction committed, so a nil error
-// means the write is durable.
-func (s *Store) Batch(fn func(*bbolt.Tx) error) error {
-	return s.db.Batch(fn)
 }
 
 // Check runs bbolt's consistency check over the whole file (page

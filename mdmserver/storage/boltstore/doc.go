@@ -52,4 +52,4 @@
 // InstalledApplicationList fit with room to spare; bigger values would hold
 // the single writer for too long and are rejected with [ErrValueTooLarge]
 // before anything is written).
-package store
+package boltstore

@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/mdmserver/storage"
 )
 
 // openTestStore opens a store in a fresh temporary directory and closes it
@@ -179,7 +181,7 @@ func TestBatchConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- s.Batch(func(tx *bbolt.Tx) error {
+			errs <- s.DB().Batch(func(tx *bbolt.Tx) error {
 				return tx.Bucket([]byte("posture")).Put(fmt.Appendf(nil, "dev-%03d", i), []byte("report"))
 			})
 		}()
@@ -234,7 +236,7 @@ func TestClosedStoreErrors(t *testing.T) {
 	checks := map[string]error{
 		"ping":   s.Ping(ctx),
 		"check":  s.Check(),
-		"batch":  s.Batch(func(*bbolt.Tx) error { return nil }),
+		"batch":  s.Batch(context.Background(), func(storage.Tx) error { return nil }),
 		"set":    b.Set(ctx, "k", []byte("v")),
 		"delete": b.Delete(ctx, "k"),
 		"commit": txn.Commit(ctx),

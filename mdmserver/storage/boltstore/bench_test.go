@@ -1,4 +1,4 @@
-package store
+package boltstore
 
 import (
 	"context"
@@ -126,7 +126,7 @@ func BenchmarkStoreParallelWrite(b *testing.B) {
 			}
 			write := s.db.Update
 			if mode == "batch" {
-				write = s.Batch
+				write = s.db.Batch
 			}
 			var n atomic.Int64
 			b.SetParallelism(8)

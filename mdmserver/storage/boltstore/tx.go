@@ -1,0 +1,60 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/mdmserver/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+// tx is a storage.Tx on one bbolt transaction. Each repository accessor (in the file of its
+// domain) wraps the same *bbolt.Tx, so everything written through them commits together.
+type tx struct {
+	tx *bbolt.Tx
+}
+
+// View runs fn in a bbolt read transaction.
+func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx}) })
+}
+
+// Update runs fn in a bbolt write transaction, which commits (and fsyncs) before Update returns.
+// Once started it runs to the end even if ctx ends: a half-done unit of work is worse than a
+// finished one, and bbolt's single writer is held only briefly.
+func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx}) })
+}
+
+// Batch runs fn through bbolt's Batch: concurrent callers share one write transaction and one
+// fsync. bbolt re-runs fn alone when another function in the batch fails, so fn must be
+// idempotent.
+func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Batch(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx}) })
+}
+
+// bucket returns a top-level bucket the store created at open, or an error naming it: a missing
+// bucket means a damaged file, not an empty one.
+func bucket(btx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
+	b := btx.Bucket(name)
+	if b == nil {
+		return nil, fmt.Errorf("boltstore: bucket %q is missing", name)
+	}
+	return b, nil
+}
+
+// TxOf returns the repositories of a bbolt transaction that code not yet moved behind the
+// storage boundary holds. It exists only while the port is under way.
+func TxOf(btx *bbolt.Tx) storage.Tx { return &tx{tx: btx} }

@@ -1,0 +1,52 @@
+// Package storage is the boundary between Hale's domain logic and its database: a [Store] runs
+// units of work, and a [Tx] hands out each domain's repository bound to one transaction.
+//
+// Each domain package (inventory, tokens, audit, ...) owns its Repository interface, in its own
+// terms: domain types in and out, its own sentinel errors, nothing of the storage format. The
+// domain's rules (state transitions, one-time redemption, the audit log's Merkle hashing) are
+// functions in the domain package over that Repository, so every backend shares them. A backend
+// (storage/boltstore, the embedded default) implements every repository, and passes the one
+// conformance suite in storage/storagetest.
+//
+// A change, its audit entry and its outbox event commit in one [Store.Update]:
+//
+//	err := st.Update(ctx, func(tx storage.Tx) error {
+//		d, err := inventory.SetState(ctx, tx.Inventory(), id, inventory.StateLocked, now)
+//		if err != nil {
+//			return err
+//		}
+//		_, err = audit.Append(ctx, tx.Audit(), entry)
+//		return err
+//	})
+package storage
+
+import (
+	"context"
+	"errors"
+)
+
+// Store is all of Hale's state on one backend. Its methods are safe for concurrent use.
+type Store interface {
+	// View runs fn on one consistent snapshot. fn must not write.
+	View(ctx context.Context, fn func(Tx) error) error
+	// Update runs fn in one read-write transaction: what fn writes through tx commits together
+	// when fn returns nil, and is durable when Update returns. An error from fn or from the
+	// commit leaves nothing written.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Batch is Update for small idempotent units that many goroutines run at once (a device's
+	// last-seen time, a command result): the backend may commit several in one transaction, so
+	// fn may run more than once and must give the same result each time.
+	Batch(ctx context.Context, fn func(Tx) error) error
+	// Ping proves the store is reachable and writable.
+	Ping(ctx context.Context) error
+	// Close releases the store. Units of work still running finish first.
+	Close() error
+}
+
+// Tx hands out the repositories of one transaction. They must not be used after the function
+// given to View, Update or Batch returns; in a View they must not write.
+type Tx interface {
+}
+
+// ErrReadOnly is returned by a repository asked to write inside a View.
+var ErrReadOnly = errors.New("storage: write in a read-only transaction")
