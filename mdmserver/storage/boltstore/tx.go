@@ -58,3 +58,7 @@ func bucket(btx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 // TxOf returns the repositories of a bbolt transaction that code not yet moved behind the
 // storage boundary holds. It exists only while the port is under way.
 func TxOf(btx *bbolt.Tx) storage.Tx { return &tx{tx: btx} }
+
+// BoltTx returns the bbolt transaction under a storage.Tx, for code not yet moved behind the
+// storage boundary. It exists only while the port is under way.
+func BoltTx(t storage.Tx) *bbolt.Tx { return t.(*tx).tx }
