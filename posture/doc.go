@@ -10,7 +10,8 @@
 //   - Receiver is the http.Handler the server pushes revocation events to (OpenID Shared
 //     Signals / CAEP Security Event Tokens, RFC 8935); it drops cached decisions and revokes
 //     tokens as they arrive.
-//   - Gate, with Middleware and the gRPC interceptors, refuses a session from a device that is
+//   - Gate, with Middleware (and the gRPC interceptors of package grpcgate, kept apart so an
+//     HTTP-only backend does not link gRPC), refuses a session from a device that is
 //     not allowed, with the reason codes, and hands the handler the device's Access.
 //
 // A backend that takes device mTLS and posture tokens:

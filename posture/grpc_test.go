@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/posture/grpcgate"
 )
 
 func grpcContext(cert *x509.Certificate, md ...string) context.Context {
@@ -29,7 +30,7 @@ func grpcContext(cert *x509.Certificate, md ...string) context.Context {
 
 func TestUnaryServerInterceptor(t *testing.T) {
 	f := newGateFixture(t)
-	intercept := posture.UnaryServerInterceptor(&posture.Gate{Verifier: f.verifier, Client: f.client})
+	intercept := grpcgate.UnaryServerInterceptor(&posture.Gate{Verifier: f.verifier, Client: f.client})
 	var reached posture.Access
 	handler := func(ctx context.Context, req any) (any, error) {
 		reached, _ = posture.FromContext(ctx)
@@ -50,7 +51,7 @@ func TestUnaryServerInterceptor(t *testing.T) {
 		}
 	}
 
-	if resp, err := call(grpcContext(f.cert, posture.PostureTokenMetadata, f.token(t, "d1"))); err != nil || resp != "ok" || reached.DeviceID != "d1" || reached.Claims == nil {
+	if resp, err := call(grpcContext(f.cert, grpcgate.PostureTokenMetadata, f.token(t, "d1"))); err != nil || resp != "ok" || reached.DeviceID != "d1" || reached.Claims == nil {
 		t.Fatalf("token: %v, %v, %+v", resp, err, reached)
 	}
 	if resp, err := call(grpcContext(f.cert, "authorization", "Posture "+f.token(t, "d1"))); err != nil || resp != "ok" {
@@ -59,9 +60,9 @@ func TestUnaryServerInterceptor(t *testing.T) {
 	if resp, err := call(grpcContext(f.cert)); err != nil || resp != "ok" || !reached.Live {
 		t.Fatalf("certificate: %v, %v", resp, err)
 	}
-	resp, err := call(grpcContext(deviceCert(t, "thief"), posture.PostureTokenMetadata, f.token(t, "d1")))
+	resp, err := call(grpcContext(deviceCert(t, "thief"), grpcgate.PostureTokenMetadata, f.token(t, "d1")))
 	wantDenied(resp, err, posture.ReasonInvalidToken)
-	resp, err = call(grpcContext(nil, posture.DeviceIDMetadata, "d1"))
+	resp, err = call(grpcContext(nil, grpcgate.DeviceIDMetadata, "d1"))
 	wantDenied(resp, err, posture.ReasonNoDeviceIdentity)
 
 	f.hale.setCert(f.cert, "d2")
@@ -79,7 +80,7 @@ func (s fakeStream) Context() context.Context { return s.ctx }
 
 func TestStreamServerInterceptor(t *testing.T) {
 	f := newGateFixture(t)
-	intercept := posture.StreamServerInterceptor(&posture.Gate{Verifier: f.verifier})
+	intercept := grpcgate.StreamServerInterceptor(&posture.Gate{Verifier: f.verifier})
 	var reached string
 	handler := func(_ any, ss grpc.ServerStream) error {
 		a, _ := posture.FromContext(ss.Context())
@@ -87,7 +88,7 @@ func TestStreamServerInterceptor(t *testing.T) {
 		return nil
 	}
 	info := &grpc.StreamServerInfo{FullMethod: "/chat.Chat/Stream"}
-	if err := intercept(nil, fakeStream{ctx: grpcContext(f.cert, posture.PostureTokenMetadata, f.token(t, "d1"))}, info, handler); err != nil || reached != "d1" {
+	if err := intercept(nil, fakeStream{ctx: grpcContext(f.cert, grpcgate.PostureTokenMetadata, f.token(t, "d1"))}, info, handler); err != nil || reached != "d1" {
 		t.Fatalf("%v, %q", err, reached)
 	}
 	reached = ""

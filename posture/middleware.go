@@ -23,7 +23,7 @@ const SessionDeniedType = "https://hale.dev/problems/session-denied"
 
 // Gate decides whether the device behind a request may open a session. Its zero value denies
 // everything: it has no way to learn anything about a device. Configure it, then use it with
-// Middleware, UnaryServerInterceptor, StreamServerInterceptor, or Authorize directly.
+// Middleware, grpcgate's interceptors, or Authorize directly.
 //
 // A request is judged by the first of these it presents:
 //
@@ -234,7 +234,7 @@ type deniedProblem struct {
 }
 
 func writeDenied(w http.ResponseWriter, r *http.Request, err error) {
-	de := publicDenial(err)
+	de := PublicDenial(err)
 	detail := de.detail()
 	if detail == "" {
 		detail = fmt.Sprintf("the device may not open a session (%s)", de.Reasons[0].Code)
@@ -250,9 +250,10 @@ func writeDenied(w http.ResponseWriter, r *http.Request, err error) {
 	})
 }
 
-// publicDenial is err as the client may see it: at least one reason, and no internal details
-// (addresses, server errors) in the reasons that describe the backend's own trouble.
-func publicDenial(err error) *DeniedError {
+// PublicDenial is err from Gate.Authorize as the client may see it: at least one reason, and no
+// internal details (addresses, server errors) in the reasons that describe the backend's own
+// trouble. Middleware and grpcgate's interceptors answer with it.
+func PublicDenial(err error) *DeniedError {
 	var de *DeniedError
 	if !errors.As(err, &de) {
 		de = &DeniedError{Reasons: []Reason{{Code: ReasonInternalError}}}

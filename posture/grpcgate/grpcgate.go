@@ -1,4 +1,7 @@
-package posture
+// Package grpcgate is the posture package's gate for gRPC servers: interceptors that let a call
+// through only when Hale allows the device it comes from. It is apart from posture so that a
+// backend serving only HTTP does not link gRPC.
+package grpcgate
 
 import (
 	"context"
@@ -10,6 +13,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/halemdm/hale/posture"
 )
 
 // gRPC metadata keys the interceptors read (besides "authorization: Posture <jwt>").
@@ -18,28 +23,28 @@ const (
 	DeviceIDMetadata     = "x-device-id"
 )
 
-// UnaryServerInterceptor is Middleware for gRPC: it lets a call through only if g allows its
+// UnaryServerInterceptor is posture.Middleware for gRPC: it lets a call through only if g allows its
 // device, with the Access in the handler's context, and otherwise fails it with
 // codes.PermissionDenied and a message "posture: session denied (code, ...): detail".
-func UnaryServerInterceptor(g *Gate) grpc.UnaryServerInterceptor {
+func UnaryServerInterceptor(g *posture.Gate) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		a, err := g.Authorize(ctx, presentedFromGRPC(ctx))
 		if err != nil {
 			return nil, grpcDenied(err)
 		}
-		return handler(NewContext(ctx, a), req)
+		return handler(posture.NewContext(ctx, a), req)
 	}
 }
 
 // StreamServerInterceptor is UnaryServerInterceptor for streaming calls: the device is judged
 // once, when the stream opens.
-func StreamServerInterceptor(g *Gate) grpc.StreamServerInterceptor {
+func StreamServerInterceptor(g *posture.Gate) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		a, err := g.Authorize(ss.Context(), presentedFromGRPC(ss.Context()))
 		if err != nil {
 			return grpcDenied(err)
 		}
-		return handler(srv, &accessStream{ServerStream: ss, ctx: NewContext(ss.Context(), a)})
+		return handler(srv, &accessStream{ServerStream: ss, ctx: posture.NewContext(ss.Context(), a)})
 	}
 }
 
@@ -50,8 +55,8 @@ type accessStream struct {
 
 func (s *accessStream) Context() context.Context { return s.ctx }
 
-func presentedFromGRPC(ctx context.Context) Presented {
-	var p Presented
+func presentedFromGRPC(ctx context.Context) posture.Presented {
+	var p posture.Presented
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, v := range md.Get("authorization") {
 			if scheme, tok, ok := strings.Cut(strings.TrimSpace(v), " "); ok && strings.EqualFold(scheme, "Posture") {
@@ -74,5 +79,5 @@ func presentedFromGRPC(ctx context.Context) Presented {
 }
 
 func grpcDenied(err error) error {
-	return status.Error(codes.PermissionDenied, publicDenial(err).Error())
+	return status.Error(codes.PermissionDenied, posture.PublicDenial(err).Error())
 }
