@@ -16,6 +16,7 @@
 package fakeapns
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -24,9 +25,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,6 @@ import (
 
 	"github.com/micromdm/nanomdm/cryptoutil"
 
-	"github.com/halemdm/hale/mdmserver/apns"
 )
 
 // Limits of the APNs provider API that the fake enforces.
@@ -209,23 +209,23 @@ func (s *Server) NewClient(cert *tls.Certificate) (*http.Client, error) {
 	return s.newClient(cert)
 }
 
-// newClient builds the client the way Hale's server does (mdmserver/apns), so tests exercise
-// the production rewriting transport.
+// newClient builds a client that dials the fake whatever host a request names (Apple's APNs
+// hosts included), so a push provider aimed at Apple reaches the fake unchanged. It does this by
+// itself rather than with Hale's rewriting transport: a test double must not share the code it
+// stands in for.
 func (s *Server) newClient(cert *tls.Certificate) (*http.Client, error) {
-	if cert == nil {
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12},
-			ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
-		base, err := url.Parse(s.ts.URL)
-		if err != nil {
-			return nil, fmt.Errorf("fakeapns: parsing server URL: %w", err)
-		}
-		return &http.Client{Transport: &apns.Rewriter{Target: base, Hosts: apns.APNsHosts, Base: tr}, Timeout: 30 * time.Second}, nil
+	addr := s.ts.Listener.Addr().String()
+	cfg := &tls.Config{RootCAs: s.CertPool(), MinVersion: tls.VersionTLS12,
+		ServerName: "example.com"} // a name httptest's certificate carries
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
 	}
-	newClient, err := apns.NewClientFunc(s.ts.URL, apns.WithRootCAs(s.CertPool()))
-	if err != nil {
-		return nil, err
-	}
-	return newClient(cert)
+	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
 }
 
 // Pushes returns a copy of every push accepted so far, oldest first.
