@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"github.com/micromdm/nanomdm/cryptoutil"
-
 )
 
 // Limits of the APNs provider API that the fake enforces.
