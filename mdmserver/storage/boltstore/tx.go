@@ -2,9 +2,11 @@ package boltstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/halemdm/hale/mdmserver/storage"
 )
@@ -53,6 +55,15 @@ func bucket(btx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 		return nil, fmt.Errorf("boltstore: bucket %q is missing", name)
 	}
 	return b, nil
+}
+
+// mapWrite turns bbolt's refusal to write in a read transaction into storage.ErrReadOnly, so
+// callers of any backend see the same error; other errors pass unchanged.
+func mapWrite(err error) error {
+	if errors.Is(err, berrors.ErrTxNotWritable) {
+		return fmt.Errorf("%w: %w", storage.ErrReadOnly, err)
+	}
+	return err
 }
 
 // TxOf returns the repositories of a bbolt transaction that code not yet moved behind the
