@@ -8,9 +8,11 @@
 // and hashed byte for byte; nothing ever re-encodes an entry to verify it. The entry's leaf hash
 // is tlog.RecordHash(bytes) (RFC 6962: SHA-256 over 0x00 || bytes), and the leaves form the
 // Merkle tree of golang.org/x/mod/sumdb/tlog, the one behind the Go checksum database. The
-// tree's stored hashes are written in the same bbolt transaction as the entry, and, through
-// [Log.AppendTx], in the same transaction as the change being audited: a change is never
-// committed without its audit entry, nor the entry without its hashes.
+// tree's stored hashes are written in the same transaction as the entry, and, through [Append]
+// on the [Repository] of the unit of work that makes the change being audited, in the same
+// transaction as that change: a change is never committed without its audit entry, nor the
+// entry without its hashes. Where it is kept is the [Repository]'s business (one per storage
+// backend); the hashing, signing and proving here are the same on every backend.
 //
 // Each entry also records Prev, the leaf hash of the entry before it (all zero for entry 0).
 // The chain adds nothing to the security of the tree, but it lets a verifier holding only an
@@ -51,17 +53,13 @@ package audit
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"go.etcd.io/bbolt"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -122,178 +120,50 @@ var (
 	ErrInvalidEntry = errors.New("audit: invalid entry")
 	// ErrOutOfRange is returned for a proof about entries or tree sizes the log does not have.
 	ErrOutOfRange = errors.New("audit: out of range")
+	// ErrCorrupt is returned by a Repository whose stored log cannot be read as one (a size,
+	// index or hash of the wrong form, an entry stored past the size): only a damaged or
+	// edited database holds one.
+	ErrCorrupt = errors.New("audit: the stored log is corrupt: run VerifyStored")
 )
 
 // DefaultOrigin is the checkpoint origin line unless WithOrigin says otherwise.
 const DefaultOrigin = "hale audit"
 
-// Bucket names. All of the package's state lives in them, in the caller's bbolt file.
-var (
-	bucketEntries     = []byte("audit_entries")     // index -> entry bytes
-	bucketHashes      = []byte("audit_hashes")      // stored hash index -> 32-byte hash
-	bucketMeta        = []byte("audit_meta")        // "size" -> number of entries
-	bucketCheckpoints = []byte("audit_checkpoints") // tree size -> signed note
-	keySize           = []byte("size")
-)
-
-// Log is an append-only audit log in a bbolt database. It keeps no state in memory beyond its
-// configuration, so any number of goroutines may use it at once.
-type Log struct {
-	db       *bbolt.DB
-	signer   note.Signer
-	verifier note.Verifier
-	origin   string
-	logger   *slog.Logger
-	now      func() time.Time
-	maxScan  int // entries one List call examines; a field so tests need not write thousands
-}
-
-// Option configures a Log.
-type Option func(*Log)
-
-// WithLogger sets the logger (default: slog.Default()).
-func WithLogger(logger *slog.Logger) Option { return func(l *Log) { l.logger = logger } }
-
-// WithClock sets the clock used for entries without a time (for tests).
-func WithClock(now func() time.Time) Option { return func(l *Log) { l.now = now } }
-
-// WithOrigin sets the checkpoint's origin line (default DefaultOrigin). It names the log, so a
-// checkpoint of one log is never taken for another's.
-func WithOrigin(origin string) Option { return func(l *Log) { l.origin = origin } }
-
-// WithVerifier sets the verifier that VerifyStored checks stored checkpoints with. Without it the
-// log re-signs each checkpoint and compares, which works for Ed25519 (deterministic signatures).
-func WithVerifier(v note.Verifier) Option { return func(l *Log) { l.verifier = v } }
-
-// New opens the audit log in db, creating its buckets if needed. signer signs checkpoints; make
-// one with NewSigner from a key made by GenerateKey.
-func New(db *bbolt.DB, signer note.Signer, opts ...Option) (*Log, error) {
-	if db == nil {
-		return nil, errors.New("audit: nil database")
+// Append appends e to the log kept in r, in r's transaction, and returns its index: the entry
+// and its tree hashes commit or roll back with whatever else that transaction writes, such as
+// the change being audited. It assigns e.Index and e.Prev, and e.Time when zero (from the wall
+// clock; [Log.Append] uses the log's). The index is final only once the transaction commits.
+func Append(ctx context.Context, r Repository, e Entry) (int64, error) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
 	}
-	if signer == nil {
-		return nil, errors.New("audit: nil checkpoint signer: make one with audit.NewSigner")
-	}
-	l := &Log{db: db, signer: signer, origin: DefaultOrigin, logger: slog.Default(), now: time.Now, maxScan: maxScan}
-	for _, opt := range opts {
-		opt(l)
-	}
-	if err := checkOrigin(l.origin); err != nil {
-		return nil, err
-	}
-	if l.verifier == nil {
-		l.verifier = resigner{signer}
-	}
-	if l.verifier.Name() != signer.Name() || l.verifier.KeyHash() != signer.KeyHash() {
-		return nil, fmt.Errorf("audit: verifier key %q does not match signer key %q", l.verifier.Name(), signer.Name())
-	}
-	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketEntries, bucketHashes, bucketMeta, bucketCheckpoints} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("audit: creating bucket %s: %w", name, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return l, nil
-}
-
-// Append appends e in its own write transaction and returns its index once committed. Prefer
-// AppendTx when the audited change is itself a bbolt write.
-func (l *Log) Append(ctx context.Context, e Entry) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	var index int64
-	err := l.db.Update(func(tx *bbolt.Tx) error {
-		var err error
-		index, err = l.AppendTx(tx, e)
-		return err
-	})
+	n, err := r.Size(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return index, nil
-}
-
-// AppendTx appends e inside the caller's write transaction tx, so the entry and its tree hashes
-// commit or roll back together with the audited change. It assigns e.Index, e.Prev and (when
-// zero) e.Time. The index is final only once tx commits.
-func (l *Log) AppendTx(tx *bbolt.Tx, e Entry) (int64, error) {
-	if tx == nil || !tx.Writable() {
-		return 0, errors.New("audit: AppendTx needs a writable bbolt transaction")
-	}
-	if tx.DB() != l.db {
-		return 0, errors.New("audit: AppendTx transaction belongs to another database")
-	}
-	bs, err := buckets(tx)
-	if err != nil {
-		return 0, err
-	}
-	n, err := readSize(bs.meta)
-	if err != nil {
-		return 0, err
-	}
-	if bs.entries.Get(key(n)) != nil {
-		return 0, fmt.Errorf("audit: entry %d already stored but the size says %d: run VerifyStored", n, n)
-	}
-	// Keys only ever grow: full pages split less and the file stays about half the size.
-	bs.entries.FillPercent, bs.hashes.FillPercent = 1.0, 1.0
-	r := hashReader{bs.hashes}
+	hr := hashReader{ctx: ctx, r: r}
 	e.Index = n
 	e.Prev = tlog.Hash{}
 	if n > 0 {
-		prev, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, n-1)})
+		prev, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, n-1)})
 		if err != nil {
 			return 0, err
 		}
 		e.Prev = prev[0]
-	}
-	if e.Time.IsZero() {
-		e.Time = l.now()
 	}
 	e.Time = e.Time.UTC()
 	data, err := encode(e)
 	if err != nil {
 		return 0, err
 	}
-	hashes, err := tlog.StoredHashesForRecordHash(n, tlog.RecordHash(data), r)
+	hashes, err := tlog.StoredHashesForRecordHash(n, tlog.RecordHash(data), hr)
 	if err != nil {
 		return 0, fmt.Errorf("audit: computing tree hashes for entry %d: %w", n, err)
 	}
-	base := tlog.StoredHashIndex(0, n)
-	for i, h := range hashes {
-		if err := bs.hashes.Put(key(base+int64(i)), h[:]); err != nil {
-			return 0, fmt.Errorf("audit: storing tree hash: %w", err)
-		}
-	}
-	if err := bs.entries.Put(key(n), data); err != nil {
+	if err := r.Put(ctx, n, data, hashes); err != nil {
 		return 0, fmt.Errorf("audit: storing entry %d: %w", n, err)
 	}
-	if err := bs.meta.Put(keySize, key(n+1)); err != nil {
-		return 0, fmt.Errorf("audit: storing size: %w", err)
-	}
 	return n, nil
-}
-
-// Size returns the number of committed entries.
-func (l *Log) Size(ctx context.Context) (int64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	var n int64
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		n, err = readSize(bs.meta)
-		return err
-	})
-	return n, err
 }
 
 // encode validates e and returns its canonical bytes.
@@ -377,57 +247,4 @@ func checkOrigin(origin string) error {
 		}
 	}
 	return nil
-}
-
-type logBuckets struct{ entries, hashes, meta, checkpoints *bbolt.Bucket }
-
-func buckets(tx *bbolt.Tx) (logBuckets, error) {
-	bs := logBuckets{
-		entries:     tx.Bucket(bucketEntries),
-		hashes:      tx.Bucket(bucketHashes),
-		meta:        tx.Bucket(bucketMeta),
-		checkpoints: tx.Bucket(bucketCheckpoints),
-	}
-	if bs.entries == nil || bs.hashes == nil || bs.meta == nil || bs.checkpoints == nil {
-		return bs, errors.New("audit: buckets missing: open the log with audit.New on this database")
-	}
-	return bs, nil
-}
-
-func readSize(meta *bbolt.Bucket) (int64, error) {
-	v := meta.Get(keySize)
-	if v == nil {
-		return 0, nil
-	}
-	n, ok := parseKey(v)
-	if !ok {
-		return 0, errors.New("audit: stored size is corrupt: run VerifyStored")
-	}
-	return n, nil
-}
-
-// key encodes a non-negative index big-endian, so bbolt's byte order is index order.
-func key(n int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }
-
-func parseKey(b []byte) (int64, bool) {
-	if len(b) != 8 {
-		return 0, false
-	}
-	n := int64(binary.BigEndian.Uint64(b))
-	return n, n >= 0
-}
-
-// hashReader reads stored tree hashes from a bucket, inside whichever transaction it belongs to.
-type hashReader struct{ b *bbolt.Bucket }
-
-func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, idx := range indexes {
-		v := r.b.Get(key(idx))
-		if len(v) != tlog.HashSize {
-			return nil, fmt.Errorf("audit: stored tree hash %d is missing or corrupt: run VerifyStored", idx)
-		}
-		copy(out[i][:], v)
-	}
-	return out, nil
 }

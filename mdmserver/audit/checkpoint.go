@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -89,20 +88,16 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	var signed []byte
-	err := l.db.Update(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
+	err := l.st.Update(ctx, func(tx Tx) error {
+		r := tx.Audit()
+		n, err := r.Size(ctx)
 		if err != nil {
 			return err
 		}
-		n, err := readSize(bs.meta)
-		if err != nil {
+		if signed, err = r.Checkpoint(ctx, n); !errors.Is(err, ErrNoCheckpoint) {
 			return err
 		}
-		if v := bs.checkpoints.Get(key(n)); v != nil {
-			signed = bytes.Clone(v)
-			return nil
-		}
-		h, err := tlog.TreeHash(n, hashReader{bs.hashes})
+		h, err := tlog.TreeHash(n, hashReader{ctx: ctx, r: r})
 		if err != nil {
 			return fmt.Errorf("audit: tree hash at size %d: %w", n, err)
 		}
@@ -110,7 +105,7 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, error) {
 		if err != nil {
 			return fmt.Errorf("audit: signing checkpoint: %w", err)
 		}
-		return bs.checkpoints.Put(key(n), signed)
+		return r.PutCheckpoint(ctx, n, signed)
 	})
 	if err != nil {
 		return nil, err
@@ -124,17 +119,10 @@ func (l *Log) Latest(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	var signed []byte
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		_, v := bs.checkpoints.Cursor().Last()
-		if v == nil {
-			return ErrNoCheckpoint
-		}
-		signed = bytes.Clone(v)
-		return nil
+	err := l.st.View(ctx, func(tx Tx) error {
+		var err error
+		signed, err = tx.Audit().LatestCheckpoint(ctx)
+		return err
 	})
 	return signed, err
 }
@@ -220,30 +208,29 @@ func (l *Log) InclusionProof(ctx context.Context, index, treeSize int64) (*Inclu
 		return nil, err
 	}
 	p := &InclusionProof{Index: index, TreeSize: treeSize}
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		n, err := readSize(bs.meta)
+	err := l.st.View(ctx, func(tx Tx) error {
+		r := tx.Audit()
+		n, err := r.Size(ctx)
 		if err != nil {
 			return err
 		}
 		if index < 0 || index >= treeSize || treeSize > n {
 			return fmt.Errorf("%w: no inclusion proof for entry %d in a tree of %d (the log has %d entries)", ErrOutOfRange, index, treeSize, n)
 		}
-		r := hashReader{bs.hashes}
-		if p.Proof, err = tlog.ProveRecord(treeSize, index, r); err != nil {
+		hr := hashReader{ctx: ctx, r: r}
+		if p.Proof, err = tlog.ProveRecord(treeSize, index, hr); err != nil {
 			return fmt.Errorf("audit: proving entry %d: %w", index, err)
 		}
-		if p.TreeHash, err = tlog.TreeHash(treeSize, r); err != nil {
+		if p.TreeHash, err = tlog.TreeHash(treeSize, hr); err != nil {
 			return fmt.Errorf("audit: tree hash at size %d: %w", treeSize, err)
 		}
-		v := bs.entries.Get(key(index))
-		if v == nil {
+		v, err := r.Entry(ctx, index)
+		if errors.Is(err, ErrNotFound) {
 			return &VerifyError{Index: index, Kind: KindMissing, Detail: "entry is missing from the database"}
+		} else if err != nil {
+			return err
 		}
-		p.Entry = bytes.Clone(v)
+		p.Entry = v
 		return nil
 	})
 	if err != nil {
@@ -259,12 +246,9 @@ func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize int64) (tlo
 		return nil, err
 	}
 	var p tlog.TreeProof
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		n, err := readSize(bs.meta)
+	err := l.st.View(ctx, func(tx Tx) error {
+		r := tx.Audit()
+		n, err := r.Size(ctx)
 		if err != nil {
 			return err
 		}
@@ -275,7 +259,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, oldSize, newSize int64) (tlo
 			p = tlog.TreeProof{} // every tree extends the empty one
 			return nil
 		}
-		p, err = tlog.ProveTree(newSize, oldSize, hashReader{bs.hashes})
+		p, err = tlog.ProveTree(newSize, oldSize, hashReader{ctx: ctx, r: r})
 		if err != nil {
 			return fmt.Errorf("audit: proving size %d extends %d: %w", newSize, oldSize, err)
 		}

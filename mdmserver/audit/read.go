@@ -9,8 +9,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	"go.etcd.io/bbolt"
 )
 
 // List limits. A page scans at most maxScan entries so that a filter matching nothing cannot
@@ -66,18 +64,14 @@ func (l *Log) Get(ctx context.Context, index int64) (Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return Entry{}, err
 	}
+	if index < 0 {
+		return Entry{}, ErrNotFound
+	}
 	var e Entry
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
+	err := l.st.View(ctx, func(tx Tx) error {
+		v, err := tx.Audit().Entry(ctx, index)
 		if err != nil {
 			return err
-		}
-		if index < 0 {
-			return ErrNotFound
-		}
-		v := bs.entries.Get(key(index))
-		if v == nil {
-			return ErrNotFound
 		}
 		e, err = decodeStored(index, v)
 		return err
@@ -136,8 +130,8 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter) error {
 		return err
 	}
 	var buf bytes.Buffer
-	// Read in short transactions and write outside them: a slow reader must not hold a bbolt
-	// read transaction open (it would stall the writer whenever the file grows).
+	// Read in short transactions and write outside them: a slow reader must not hold a read
+	// transaction open (bbolt's would stall the writer whenever the file grows).
 	for start := int64(0); start < size; {
 		raws, err := l.readRaw(ctx, start, min(size, start+batchSize))
 		if err != nil {
@@ -177,17 +171,16 @@ func (l *Log) readRaw(ctx context.Context, from, to int64) ([]rawEntry, error) {
 		return nil, err
 	}
 	out := make([]rawEntry, 0, to-from)
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
-		if err != nil {
-			return err
-		}
+	err := l.st.View(ctx, func(tx Tx) error {
+		r := tx.Audit()
 		for i := from; i < to; i++ {
-			v := bs.entries.Get(key(i))
-			if v == nil {
+			v, err := r.Entry(ctx, i)
+			if errors.Is(err, ErrNotFound) {
 				return &VerifyError{Index: i, Kind: KindMissing, Detail: "entry is missing from the database"}
+			} else if err != nil {
+				return err
 			}
-			out = append(out, rawEntry{i, bytes.Clone(v)})
+			out = append(out, rawEntry{i, v})
 		}
 		return nil
 	})

@@ -2,9 +2,9 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -17,7 +17,7 @@ func (l *Log) VerifyStored(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.verifyExtent(size); err != nil {
+	if err := l.verifyExtent(ctx, size); err != nil {
 		return err
 	}
 	var prevLeaf tlog.Hash
@@ -28,16 +28,14 @@ func (l *Log) VerifyStored(ctx context.Context) error {
 		end := min(size, start+batchSize)
 		// Entries and hashes below size never change, so batches in separate transactions see
 		// one consistent log.
-		err := l.db.View(func(tx *bbolt.Tx) error {
-			bs, err := buckets(tx)
-			if err != nil {
-				return err
-			}
-			r := hashReader{bs.hashes}
+		err := l.st.View(ctx, func(tx Tx) error {
+			r := hashReader{ctx: ctx, r: tx.Audit()}
 			for n := start; n < end; n++ {
-				data := bs.entries.Get(key(n))
-				if data == nil {
+				data, err := r.r.Entry(ctx, n)
+				if errors.Is(err, ErrNotFound) {
 					return &VerifyError{Index: n, Kind: KindMissing, Detail: "entry is missing from the database"}
+				} else if err != nil {
+					return err
 				}
 				e, err := decodeStored(n, data)
 				if err != nil {
@@ -81,23 +79,18 @@ func (l *Log) VerifyStored(ctx context.Context) error {
 
 // verifyExtent checks that nothing is stored past the size: an entry or hash there means the
 // size was rolled back to hide entries.
-func (l *Log) verifyExtent(size int64) error {
-	return l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
-		if err != nil {
+func (l *Log) verifyExtent(ctx context.Context, size int64) error {
+	return l.st.View(ctx, func(tx Tx) error {
+		entries, hashes, err := tx.Audit().Extent(ctx)
+		switch {
+		case errors.Is(err, ErrCorrupt):
+			return &VerifyError{Index: size, Kind: KindMismatch, Detail: fmt.Sprintf("the stored log past the recorded size %d: %v", size, err)}
+		case err != nil:
 			return err
-		}
-		if k, _ := bs.entries.Cursor().Last(); k != nil {
-			last, ok := parseKey(k)
-			if !ok || last >= size {
-				return &VerifyError{Index: size, Kind: KindMismatch, Detail: fmt.Sprintf("entries are stored past the recorded size %d: the size was changed", size)}
-			}
-		}
-		if k, _ := bs.hashes.Cursor().Last(); k != nil {
-			last, ok := parseKey(k)
-			if !ok || last >= tlog.StoredHashCount(size) {
-				return &VerifyError{Index: size, Kind: KindMismatch, Detail: fmt.Sprintf("tree hashes are stored past the recorded size %d: the size was changed", size)}
-			}
+		case entries > size:
+			return &VerifyError{Index: size, Kind: KindMismatch, Detail: fmt.Sprintf("entries are stored past the recorded size %d: the size was changed", size)}
+		case hashes > tlog.StoredHashCount(size):
+			return &VerifyError{Index: size, Kind: KindMismatch, Detail: fmt.Sprintf("tree hashes are stored past the recorded size %d: the size was changed", size)}
 		}
 		return nil
 	})
@@ -108,17 +101,11 @@ func (l *Log) verifyCheckpoints(ctx context.Context, size int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.db.View(func(tx *bbolt.Tx) error {
-		bs, err := buckets(tx)
-		if err != nil {
-			return err
-		}
-		r := hashReader{bs.hashes}
-		c := bs.checkpoints.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			at, ok := parseKey(k)
+	return l.st.View(ctx, func(tx Tx) error {
+		r := hashReader{ctx: ctx, r: tx.Audit()}
+		err := r.r.Checkpoints(ctx, func(at int64, v []byte) error {
 			cp, err := OpenCheckpoint(v, l.verifier)
-			if !ok || err != nil {
+			if err != nil {
 				return &VerifyError{Index: max(at-1, 0), Kind: KindMismatch, Detail: fmt.Sprintf("stored checkpoint at size %d does not verify: %v", at, err)}
 			}
 			if cp.N != at || cp.N > size || cp.Origin != l.origin {
@@ -133,7 +120,12 @@ func (l *Log) verifyCheckpoints(ctx context.Context, size int64) error {
 				return &VerifyError{Index: max(at-1, 0), Kind: KindMismatch,
 					Detail: fmt.Sprintf("the tree of the first %d entries does not match its signed checkpoint", cp.N)}
 			}
+			return nil
+		})
+		if errors.Is(err, ErrCorrupt) {
+			// A checkpoint stored under a key that is no tree size.
+			return &VerifyError{Index: 0, Kind: KindMismatch, Detail: fmt.Sprintf("a stored checkpoint does not verify: %v", err)}
 		}
-		return nil
+		return err
 	})
 }
