@@ -1,18 +1,20 @@
-package events
+package events_test
 
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
 	"testing"
-
-	"go.etcd.io/bbolt"
+	"time"
 
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/events"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -28,7 +30,7 @@ func TestConfigurationHandler(t *testing.T) {
 		"spec_version":               "1_0",
 		"issuer":                     testIssuer,
 		"jwks_uri":                   testIssuer + "/access/v1/jwks.json",
-		"delivery_methods_supported": []any{MethodPush, MethodPoll},
+		"delivery_methods_supported": []any{events.MethodPush, events.MethodPoll},
 		"configuration_endpoint":     testIssuer + "/ssf/v1/stream",
 		"status_endpoint":            testIssuer + "/ssf/v1/status",
 		"add_subject_endpoint":       testIssuer + "/ssf/v1/subjects/add",
@@ -50,10 +52,10 @@ func TestStreamLifecycle(t *testing.T) {
 	f := newFixture(t)
 	s := decodeStream(t, f.do(t, "POST", "/ssf/v1/stream", `{"events_requested":["`+posture.EventSessionRevoked+`","urn:example:unknown"]}`), 201)
 	pollURL := testIssuer + "/ssf/v1/streams/" + s.StreamID + "/poll"
-	if s.Issuer != testIssuer || s.Delivery != (Delivery{Method: MethodPoll, EndpointURL: pollURL}) || s.Audience != pollURL ||
-		!slices.Equal(s.EventsSupported, supported) || !slices.Equal(s.EventsDelivered, []string{posture.EventSessionRevoked}) ||
+	if s.Issuer != testIssuer || s.Delivery != (events.Delivery{Method: events.MethodPoll, EndpointURL: pollURL}) || s.Audience != pollURL ||
+		!slices.Equal(s.EventsSupported, events.Supported) || !slices.Equal(s.EventsDelivered, []string{posture.EventSessionRevoked}) ||
 		!slices.Equal(s.EventsRequested, []string{posture.EventSessionRevoked, "urn:example:unknown"}) ||
-		s.Status != StatusEnabled || s.Subjects != "all" || s.Owner != rx.ID || !s.CreatedAt.Equal(testNow) {
+		s.Status != events.StatusEnabled || s.Subjects != "all" || s.Owner != rx.ID || !s.CreatedAt.Equal(testNow) {
 		t.Fatalf("created %+v", s)
 	}
 
@@ -62,7 +64,7 @@ func TestStreamLifecycle(t *testing.T) {
 		t.Errorf("read %+v", got)
 	}
 	rec := f.do(t, "GET", "/ssf/v1/stream", "")
-	var list []Stream
+	var list []events.Stream
 	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &list) != nil || len(list) != 1 || list[0].StreamID != s.StreamID {
 		t.Fatalf("list: %d %s", rec.Code, rec.Body)
 	}
@@ -83,7 +85,7 @@ func TestStreamLifecycle(t *testing.T) {
 	delete(asRead, "events_delivered") // it will change; sent, it must match the old value
 	body, _ = json.Marshal(asRead)
 	r := decodeStream(t, f.do(t, "PUT", "/ssf/v1/stream", string(body)), 200)
-	if !slices.Equal(r.EventsDelivered, supported) || r.Description != "ward 7 chat" || r.Audience != s.Audience {
+	if !slices.Equal(r.EventsDelivered, events.Supported) || r.Description != "ward 7 chat" || r.Audience != s.Audience {
 		t.Errorf("replaced %+v", r)
 	}
 
@@ -108,13 +110,13 @@ func TestStreamRequestsRefused(t *testing.T) {
 	}{
 		{"POST", "/ssf/v1/stream", `{"delivery":"poll","audience":"old API"}`, 400},
 		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"carrier-pigeon"}}`, 400},
-		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + MethodPush + `","endpoint_url":"ftp://r.example/"}}`, 400},
-		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + MethodPush + `","endpoint_url":"http://r.example/"}}`, 400},
-		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + MethodPush + `"}}`, 400},
-		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + MethodPush + `","endpoint_url":"https://u:p@r.example/"}}`, 400},
-		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + MethodPush + `","endpoint_url":"https://r.example/","authorization_header":"Bearer x\r\nX-Evil: 1"}}`, 400},
-		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + MethodPoll + `","authorization_header":"Bearer x"}}`, 400},
-		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + MethodPoll + `","endpoint_url":"https://elsewhere.example/"}}`, 400},
+		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + events.MethodPush + `","endpoint_url":"ftp://r.example/"}}`, 400},
+		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + events.MethodPush + `","endpoint_url":"http://r.example/"}}`, 400},
+		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + events.MethodPush + `"}}`, 400},
+		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + events.MethodPush + `","endpoint_url":"https://u:p@r.example/"}}`, 400},
+		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + events.MethodPush + `","endpoint_url":"https://r.example/","authorization_header":"Bearer x\r\nX-Evil: 1"}}`, 400},
+		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + events.MethodPoll + `","authorization_header":"Bearer x"}}`, 400},
+		{"POST", "/ssf/v1/stream", `{"delivery":{"method":"` + events.MethodPoll + `","endpoint_url":"https://elsewhere.example/"}}`, 400},
 		{"POST", "/ssf/v1/stream", `{"aud":"` + strings.Repeat("a", 257) + `"}`, 400},
 		{"POST", "/ssf/v1/stream", `{"description":"` + strings.Repeat("d", 513) + `"}`, 400},
 		{"POST", "/ssf/v1/stream", `{"stream_id":"mine"}`, 400},
@@ -139,7 +141,7 @@ func TestStreamRequestsRefused(t *testing.T) {
 			t.Errorf("%s %s %.80s: %d %s", c.method, c.target, c.body, rec.Code, rec.Body)
 		}
 	}
-	if l, _ := f.tr.ListStreams(t.Context(), Caller{ReadAll: true}); len(l) != 1 {
+	if l, _ := f.tr.ListStreams(t.Context(), events.Caller{ReadAll: true}); len(l) != 1 {
 		t.Errorf("refused requests stored streams: %+v", l)
 	}
 	if got, _ := f.tr.GetStream(t.Context(), rx, id); got.Description != "" || got.Audience != "poller" {
@@ -163,7 +165,7 @@ func TestStreamBelongsToItsCreator(t *testing.T) {
 		for _, c := range []struct{ method, target, body string }{
 			{"POST", "/ssf/v1/streams/" + id + "/poll", `{"ack":["` + jti + `"],"returnImmediately":true}`},
 			{"PATCH", "/ssf/v1/stream", `{"stream_id":"` + id + `","description":"mine now"}`},
-			{"PUT", "/ssf/v1/stream", `{"stream_id":"` + id + `","delivery":{"method":"` + MethodPush + `","endpoint_url":"https://attacker.example/"}}`},
+			{"PUT", "/ssf/v1/stream", `{"stream_id":"` + id + `","delivery":{"method":"` + events.MethodPush + `","endpoint_url":"https://attacker.example/"}}`},
 			{"POST", "/ssf/v1/status", `{"stream_id":"` + id + `","status":"disabled"}`},
 			{"POST", "/ssf/v1/subjects/add", `{"stream_id":"` + id + `","subject":{"format":"opaque","id":"d_x"}}`},
 			{"POST", "/ssf/v1/subjects/remove", `{"stream_id":"` + id + `","subject":{"format":"opaque","id":"dev-1"}}`},
@@ -190,8 +192,8 @@ func TestStreamBelongsToItsCreator(t *testing.T) {
 	}
 
 	got, err := f.tr.GetStream(t.Context(), rx, id)
-	if err != nil || got.Pending != 1 || got.Description != "" || got.Status != StatusEnabled || got.Subjects != "all" ||
-		got.Delivery.Method != MethodPoll {
+	if err != nil || got.Pending != 1 || got.Description != "" || got.Status != events.StatusEnabled || got.Subjects != "all" ||
+		got.Delivery.Method != events.MethodPoll {
 		t.Fatalf("the stream changed: %+v %v", got, err)
 	}
 	if pr := decodePoll(t, poll(t, f.tr, id, `{"returnImmediately":true}`)); len(pr.SETs) != 1 || pr.SETs[jti] == "" {
@@ -207,12 +209,16 @@ func TestStreamBelongsToItsCreator(t *testing.T) {
 // take them), a push stream keeps being delivered.
 func TestStreamWithoutOwner(t *testing.T) {
 	f := newFixture(t)
-	err := f.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(streamsBucket)
-		if err := b.Put([]byte("ss_oldpoll"), []byte(`{"id":"ss_oldpoll","delivery":"poll","audience":"messaging","events_requested":["`+posture.EventSessionRevoked+`"],"created_at":"2025-01-01T00:00:00Z"}`)); err != nil {
+	// As the releases before owners stored them (boltstore's tests read their exact records).
+	created := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := f.db.Update(t.Context(), func(tx storage.Tx) error {
+		r := tx.Events()
+		if err := r.PutStream(t.Context(), &events.StreamRecord{ID: "ss_oldpoll", Delivery: "poll", Audience: "messaging",
+			EventsRequested: []string{posture.EventSessionRevoked}, CreatedAt: created}); err != nil {
 			return err
 		}
-		return b.Put([]byte("ss_oldpush"), []byte(`{"id":"ss_oldpush","delivery":"push","endpoint_url":"https://backend.example/ssf","audience":"backend","events_requested":["`+posture.EventSessionRevoked+`"],"created_at":"2025-01-01T00:00:00Z"}`))
+		return r.PutStream(t.Context(), &events.StreamRecord{ID: "ss_oldpush", Delivery: "push", EndpointURL: "https://backend.example/ssf",
+			Audience: "backend", EventsRequested: []string{posture.EventSessionRevoked}, CreatedAt: created})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +239,7 @@ func TestStreamWithoutOwner(t *testing.T) {
 		}
 	}
 	old := decodeStream(t, f.do(t, "GET", "/ssf/v1/stream?stream_id=ss_oldpoll", "", "tok_admin*"), 200)
-	if old.Owner != "" || old.Audience != "messaging" || old.Delivery.Method != MethodPoll || old.Status != StatusEnabled {
+	if old.Owner != "" || old.Audience != "messaging" || old.Delivery.Method != events.MethodPoll || old.Status != events.StatusEnabled {
 		t.Errorf("unowned stream reads %+v", old)
 	}
 	if rec := f.do(t, "DELETE", "/ssf/v1/stream?stream_id=ss_oldpoll", "", "tok_admin*"); rec.Code != 204 {
@@ -243,16 +249,16 @@ func TestStreamWithoutOwner(t *testing.T) {
 
 func TestStreamsPerOwnerBounded(t *testing.T) {
 	f := newFixture(t)
-	for range maxStreamsPerOwner {
+	for range events.MaxStreamsPerOwner {
 		f.pollStream(t)
 	}
 	if rec := f.do(t, "POST", "/ssf/v1/stream", `{}`); rec.Code != http.StatusConflict {
-		t.Errorf("stream %d: %d %s", maxStreamsPerOwner+1, rec.Code, rec.Body)
+		t.Errorf("stream %d: %d %s", events.MaxStreamsPerOwner+1, rec.Code, rec.Body)
 	}
 	if rec := f.do(t, "POST", "/ssf/v1/stream", `{}`, "tok_other"); rec.Code != http.StatusCreated {
 		t.Errorf("another receiver's first stream: %d %s", rec.Code, rec.Body)
 	}
-	if _, err := f.tr.CreateStream(t.Context(), Caller{}, Config{}); err == nil {
+	if _, err := f.tr.CreateStream(t.Context(), events.Caller{}, events.Config{}); err == nil {
 		t.Error("a stream was created without a caller identity")
 	}
 }
@@ -260,17 +266,18 @@ func TestStreamsPerOwnerBounded(t *testing.T) {
 func TestAuthorizationHeaderSealedAndNeverReturned(t *testing.T) {
 	const secret = "Bearer sup3r-s3cret-receiver-token"
 	f := newFixture(t)
-	s := f.pushStream(t, "https://receiver.example/events", func(c *Config) { c.Delivery.AuthorizationHeader = secret })
+	s := f.pushStream(t, "https://receiver.example/events", func(c *events.Config) { c.Delivery.AuthorizationHeader = secret })
 	if s.Delivery.AuthorizationHeader != "" || !s.AuthorizationSet {
 		t.Errorf("CreateStream returned %+v", s)
 	}
-	err := f.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(streamsBucket).ForEach(func(k, v []byte) error {
-			if bytes.Contains(v, []byte("sup3r-s3cret")) {
-				t.Errorf("stream %s is stored with the Authorization header in the clear: %s", k, v)
+	err := f.db.View(t.Context(), func(tx storage.Tx) error {
+		recs, err := tx.Events().Streams(t.Context())
+		for _, rec := range recs {
+			if v := fmt.Sprintf("%+v %q", rec, rec.AuthSealed); strings.Contains(v, "sup3r-s3cret") {
+				t.Errorf("stream %s is stored with the Authorization header in the clear: %s", rec.ID, v)
 			}
-			return nil
-		})
+		}
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -283,16 +290,16 @@ func TestAuthorizationHeaderSealedAndNeverReturned(t *testing.T) {
 
 	// A patch that leaves delivery alone, or repeats the endpoint, keeps the header; a new
 	// endpoint does not inherit it (it would carry the receiver's secret elsewhere).
-	patch := func(body string) Stream {
+	patch := func(body string) events.Stream {
 		return decodeStream(t, f.do(t, "PATCH", "/ssf/v1/stream", `{"stream_id":"`+s.StreamID+`",`+body+`}`), 200)
 	}
 	if p := patch(`"description":"d"`); !p.AuthorizationSet {
 		t.Error("a patch without delivery dropped the Authorization header")
 	}
-	if p := patch(`"delivery":{"method":"` + MethodPush + `","endpoint_url":"https://receiver.example/events"}`); !p.AuthorizationSet {
+	if p := patch(`"delivery":{"method":"` + events.MethodPush + `","endpoint_url":"https://receiver.example/events"}`); !p.AuthorizationSet {
 		t.Error("a patch repeating the endpoint dropped the Authorization header")
 	}
-	if p := patch(`"delivery":{"method":"` + MethodPush + `","endpoint_url":"https://other.example/events"}`); p.AuthorizationSet {
+	if p := patch(`"delivery":{"method":"` + events.MethodPush + `","endpoint_url":"https://other.example/events"}`); p.AuthorizationSet {
 		t.Error("a new endpoint inherited the Authorization header")
 	}
 

@@ -3,7 +3,7 @@
 // Security Event Tokens and gets them to the configured receivers, by push (RFC 8935) or by
 // poll (RFC 8936).
 //
-// Every SET is committed to a bbolt outbox before Emit returns, so an acknowledged event
+// Every SET is committed to the store's outbox before Emit returns, so an acknowledged event
 // survives a crash, and stays there until the receiver has taken it: a push receiver answered
 // 2xx (or rejected it as invalid), a poll receiver acknowledged its jti.
 //
@@ -14,12 +14,10 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,8 +27,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/posture"
@@ -67,16 +63,6 @@ var (
 	ErrTooSoon = errors.New("events: verification requested too soon")
 )
 
-// Bucket names.
-var (
-	streamsBucket = []byte("ssf_streams") // stream ID → record JSON
-	// outboxBucket holds streamID 0x00 seq(16 bytes, big endian) → entry JSON, so a stream's
-	// SETs are contiguous and in the order they were emitted.
-	outboxBucket = []byte("ssf_outbox")
-	// subjectsBucket holds streamID 0x00 deviceID → a subject marker (see subjects.go).
-	subjectsBucket = []byte("ssf_subjects")
-)
-
 // sealPurpose binds sealed Authorization headers to this slot of the store.
 const sealPurpose = "hale/ssf-auth"
 
@@ -89,15 +75,15 @@ const (
 	defaultMinVerify   = 5 * time.Second
 )
 
-// entry is one SET waiting in the outbox.
+// entry is one signed SET on its way to the outbox.
 type entry struct {
-	JTI string `json:"jti"`
-	SET string `json:"set"`
+	JTI string
+	SET string
 }
 
 // Transmitter emits SETs into the outbox and delivers them. It is safe for concurrent use.
 type Transmitter struct {
-	db     *bbolt.DB
+	st     Store
 	signer Signer
 	issuer string
 	key    *seal.Key
@@ -129,13 +115,13 @@ type deliveryStatus struct {
 	lastErrorAt     time.Time
 }
 
-// New returns a Transmitter storing its streams and outbox in db. issuer is the "iss" of every
+// New returns a Transmitter keeping its streams and outbox in st. issuer is the "iss" of every
 // SET and the base of the URLs in the SSF configuration; key seals receivers' Authorization
 // headers at rest.
-func New(db *bbolt.DB, signer Signer, issuer string, key *seal.Key, opts ...Option) (*Transmitter, error) {
+func New(st Store, signer Signer, issuer string, key *seal.Key, opts ...Option) (*Transmitter, error) {
 	switch {
-	case db == nil:
-		return nil, errors.New("events: nil bbolt database")
+	case st == nil:
+		return nil, errors.New("events: nil store")
 	case signer == nil:
 		return nil, errors.New("events: nil signer")
 	case key == nil:
@@ -146,7 +132,7 @@ func New(db *bbolt.DB, signer Signer, issuer string, key *seal.Key, opts ...Opti
 		return nil, errors.New("events: empty issuer; set it to the server's public base URL")
 	}
 	t := &Transmitter{
-		db:         db,
+		st:         st,
 		signer:     signer,
 		issuer:     issuer,
 		key:        key,
@@ -167,17 +153,6 @@ func New(db *bbolt.DB, signer Signer, issuer string, key *seal.Key, opts ...Opti
 		o(t)
 	}
 	t.client = t.newClient()
-	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{streamsBucket, outboxBucket, subjectsBucket} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return fmt.Errorf("events: create bucket %s: %w", b, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
 	return t, nil
 }
 
@@ -271,31 +246,56 @@ func (t *Transmitter) sign(aud string, sub posture.SubjectID, eventType string, 
 // one transaction before returning: when Emit returns nil, every SET is durable. It then wakes
 // the push deliverers and poll waiters of the streams it wrote to. With no streams it does
 // nothing.
+//
+// To commit the SETs together with other writes (an audit entry of the emission), use
+// Prepare, Emission.Commit inside the caller's unit of work, and Emission.Sent after it.
 func (t *Transmitter) Emit(ctx context.Context, evs ...Event) error {
-	return t.EmitWith(ctx, nil, evs...)
+	em, err := t.Prepare(ctx, evs...)
+	if err != nil || em.empty() {
+		return err
+	}
+	err = t.st.Update(ctx, func(tx Tx) error {
+		_, err := em.Commit(ctx, tx.Events())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("events: commit SETs to the outbox: %w", err)
+	}
+	em.Sent()
+	return nil
 }
 
-// EmitWith is Emit with more writes in the same transaction: also runs inside the transaction
-// that commits the SETs (even when no stream wants them), so a record of the emission, such as
-// an audit entry, commits if and only if the SETs do. It is told how many streams the SETs go
-// to: zero means no backend will hear of them.
-func (t *Transmitter) EmitWith(ctx context.Context, also func(tx *bbolt.Tx, streams int) error, evs ...Event) error {
+// Emission is a set of SETs signed for the streams that want them, ready to be committed to
+// the outbox in a unit of work.
+type Emission struct {
+	t       *Transmitter
+	pending map[string][]entry // stream ID → its SETs, in emission order
+
+	mu    sync.Mutex
+	wrote []string // the streams the last Commit wrote to
+}
+
+// Prepare turns evs into SETs for every stream that requested their type (its status, its
+// event types and its subjects decide), signed, without writing anything: signing stays out
+// of the write transaction. Commit the result with Emission.Commit.
+func (t *Transmitter) Prepare(ctx context.Context, evs ...Event) (*Emission, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	for _, ev := range evs {
 		if err := validateEvent(ev); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	em := &Emission{t: t, pending: map[string][]entry{}}
 	if len(evs) == 0 {
-		return nil
+		return em, nil
 	}
-	// Which stream gets which event: its status, its event types and its subjects.
-	var streams []record
+	var streams []StreamRecord
 	var gets map[string][]bool // stream ID → per event, whether it goes there
-	err := t.db.View(func(tx *bbolt.Tx) error {
-		recs, err := recordsTx(tx)
+	err := t.st.View(ctx, func(tx Tx) error {
+		r := tx.Events()
+		recs, err := r.Streams(ctx)
 		if err != nil {
 			return err
 		}
@@ -308,17 +308,20 @@ func (t *Transmitter) EmitWith(ctx context.Context, also func(tx *bbolt.Tx, stre
 			streams = append(streams, *rec)
 			g := make([]bool, len(evs))
 			for j, ev := range evs {
-				g[j] = rec.wants(ev.Type) && includes(tx, rec, ev.DeviceID)
+				if !rec.wants(ev.Type) {
+					continue
+				}
+				if g[j], err = includes(ctx, r, rec, ev.DeviceID); err != nil {
+					return err
+				}
 			}
 			gets[rec.ID] = g
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Sign outside the write transaction so that signing does not hold bbolt's writer lock.
-	pending := map[string][]entry{}
 	for _, s := range streams {
 		for j, ev := range evs {
 			if !gets[s.ID][j] {
@@ -326,17 +329,58 @@ func (t *Transmitter) EmitWith(ctx context.Context, also func(tx *bbolt.Tx, stre
 			}
 			body, err := t.body(ev)
 			if err != nil {
-				return fmt.Errorf("events: encode event: %w", err)
+				return nil, fmt.Errorf("events: encode event: %w", err)
 			}
 			e, err := t.sign(s.Audience, posture.SubjectID{Format: "opaque", ID: ev.DeviceID}, ev.Type, body, ev.TXN)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			pending[s.ID] = append(pending[s.ID], e)
+			em.pending[s.ID] = append(em.pending[s.ID], e)
 		}
 	}
-	_, err = t.commit(pending, also)
-	return err
+	return em, nil
+}
+
+// empty reports whether no stream gets any of the emission's SETs.
+func (em *Emission) empty() bool { return len(em.pending) == 0 }
+
+// Commit writes the emission's SETs to the outbox through r, inside the caller's unit of work,
+// skipping streams deleted or disabled since Prepare read them. It returns how many streams the
+// SETs go to: zero means no backend will hear of them. It writes the same whenever it runs, so
+// a unit of work that is retried may run it again.
+func (em *Emission) Commit(ctx context.Context, r Repository) (streams int, err error) {
+	live := make([]string, 0, len(em.pending))
+	for id := range em.pending {
+		rec, err := stream(ctx, r, id)
+		if errors.Is(err, ErrNotFound) || err == nil && rec.status() == StatusDisabled {
+			continue // deleted or disabled since it was read
+		} else if err != nil {
+			return 0, err
+		}
+		live = append(live, id)
+	}
+	for _, id := range live {
+		for _, e := range em.pending[id] {
+			if err := r.Enqueue(ctx, id, e.JTI, e.SET); err != nil {
+				return 0, err
+			}
+		}
+	}
+	em.mu.Lock()
+	em.wrote = live
+	em.mu.Unlock()
+	return len(live), nil
+}
+
+// Sent wakes the push deliverers and poll waiters of the streams Commit wrote to. Call it once
+// the unit of work that ran Commit has committed.
+func (em *Emission) Sent() {
+	em.mu.Lock()
+	wrote := em.wrote
+	em.mu.Unlock()
+	for _, id := range wrote {
+		em.t.notify(id)
+	}
 }
 
 // maxState bounds a verification request's state.
@@ -353,7 +397,7 @@ func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state
 	if len(state) > maxState {
 		return fmt.Errorf("%w verification: state is longer than %d bytes", ErrInvalid, maxState)
 	}
-	s, err := t.record(streamID)
+	s, err := t.record(ctx, streamID)
 	if err != nil {
 		return err
 	}
@@ -380,10 +424,17 @@ func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state
 	if err != nil {
 		return err
 	}
-	n, err := t.commit(map[string][]entry{s.ID: {e}}, nil)
-	if err != nil {
+	em := &Emission{t: t, pending: map[string][]entry{s.ID: {e}}}
+	n := 0
+	err = t.st.Update(ctx, func(tx Tx) error {
+		var err error
+		n, err = em.Commit(ctx, tx.Events())
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("events: commit SETs to the outbox: %w", err)
 	}
+	em.Sent()
 	if n == 0 {
 		// The stream was deleted between the lookup and the commit.
 		return fmt.Errorf("%w: %s", ErrNotFound, streamID)
@@ -391,102 +442,30 @@ func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state
 	return nil
 }
 
-// commit writes the entries of every stream in one transaction, with also's writes, skipping
-// streams deleted since they were read, then wakes their deliverers. It returns how many entries
-// it wrote.
-func (t *Transmitter) commit(pending map[string][]entry, also func(*bbolt.Tx, int) error) (int, error) {
-	if len(pending) == 0 && also == nil {
-		return 0, nil
-	}
-	written := 0
-	err := t.db.Update(func(tx *bbolt.Tx) error {
-		ob := tx.Bucket(outboxBucket)
-		for id := range pending {
-			if rec, err := recordTx(tx, id); err != nil || rec.status() == StatusDisabled {
-				delete(pending, id) // deleted or disabled since it was read
-			}
-		}
-		if also != nil {
-			if err := also(tx, len(pending)); err != nil {
-				return err
-			}
-		}
-		for id, es := range pending {
-			for _, e := range es {
-				seq, err := ob.NextSequence()
-				if err != nil {
-					return err
-				}
-				v, err := json.Marshal(e)
-				if err != nil {
-					return err
-				}
-				if err := ob.Put(outboxKey(id, seq), v); err != nil {
-					return err
-				}
-				written++
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("events: commit SETs to the outbox: %w", err)
-	}
-	for id := range pending {
-		t.notify(id)
-	}
-	return written, nil
-}
-
-// outboxKey is streamID 0x00 followed by seq as 16 bytes big endian.
-func outboxKey(streamID string, seq uint64) []byte {
-	k := make([]byte, len(streamID)+1+16)
-	copy(k, streamID)
-	binary.BigEndian.PutUint64(k[len(k)-8:], seq)
-	return k
-}
-
-func outboxPrefix(streamID string) []byte { return []byte(streamID + "\x00") }
-
-// outboxEntry is an entry with its key, for removal after delivery.
-type outboxEntry struct {
-	key []byte
-	entry
-}
-
-// peek returns up to n of the stream's oldest entries.
-func (t *Transmitter) peek(streamID string, n int) ([]outboxEntry, error) {
-	var out []outboxEntry
-	err := t.db.View(func(tx *bbolt.Tx) error {
-		prefix := outboxPrefix(streamID)
-		c := tx.Bucket(outboxBucket).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < n; k, v = c.Next() {
-			var e entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("events: corrupt outbox entry %x: %w", k, err)
-			}
-			out = append(out, outboxEntry{key: bytes.Clone(k), entry: e})
-		}
-		return nil
+// peek returns up to n of the stream's oldest SETs.
+func (t *Transmitter) peek(ctx context.Context, streamID string, n int) ([]QueuedSET, error) {
+	var out []QueuedSET
+	err := t.st.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Events().Queued(ctx, streamID, n)
+		return err
 	})
 	return out, err
 }
 
-// remove deletes one delivered entry.
-func (t *Transmitter) remove(key []byte) error {
-	return t.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(outboxBucket).Delete(key) })
+// remove deletes one delivered SET.
+func (t *Transmitter) remove(ctx context.Context, streamID string, seq uint64) error {
+	return t.st.Update(ctx, func(tx Tx) error { return tx.Events().Dequeue(ctx, streamID, seq) })
 }
 
 // Pending returns how many SETs wait in the stream's outbox (0 for an unknown stream).
 func (t *Transmitter) Pending(streamID string) int {
 	n := 0
-	_ = t.db.View(func(tx *bbolt.Tx) error {
-		prefix := outboxPrefix(streamID)
-		c := tx.Bucket(outboxBucket).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			n++
-		}
-		return nil
+	ctx := context.Background()
+	_ = t.st.View(ctx, func(tx Tx) error {
+		var err error
+		n, err = tx.Events().QueueLen(ctx, streamID)
+		return err
 	})
 	return n
 }

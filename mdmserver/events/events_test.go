@@ -1,4 +1,4 @@
-package events
+package events_test
 
 import (
 	"context"
@@ -8,13 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
 
 func TestEmitFansOutByRequestedEvents(t *testing.T) {
 	f := newFixture(t)
 	all := f.pollStream(t)
-	revokedOnly, err := f.tr.CreateStream(context.Background(), rx, Config{
+	revokedOnly, err := f.tr.CreateStream(context.Background(), rx, events.Config{
 		Audience: "revocations", EventsRequested: []string{posture.EventSessionRevoked, "urn:example:not-hale"},
 	})
 	if err != nil {
@@ -50,7 +51,7 @@ func TestEmitValidatesAndIsAllOrNothing(t *testing.T) {
 		t.Fatalf("emit with no streams: %v", err)
 	}
 	s := f.pollStream(t)
-	bad := []Event{
+	bad := []events.Event{
 		{Type: "https://example.com/other", DeviceID: "d"},
 		{Type: posture.EventSessionRevoked},
 		{Type: posture.EventComplianceChange, DeviceID: "d"},
@@ -58,7 +59,7 @@ func TestEmitValidatesAndIsAllOrNothing(t *testing.T) {
 		{Type: posture.EventSessionRevoked, DeviceID: "d", Initiator: "robot"},
 	}
 	for _, ev := range bad {
-		if err := f.tr.Emit(context.Background(), revokedEvent("ok"), ev); !errors.Is(err, ErrInvalid) {
+		if err := f.tr.Emit(context.Background(), revokedEvent("ok"), ev); !errors.Is(err, events.ErrInvalid) {
 			t.Errorf("Emit(%+v) = %v, want ErrInvalid", ev, err)
 		}
 	}
@@ -77,8 +78,12 @@ func (failingSigner) Sign(string, any) (string, error) { return "", errors.New("
 func TestEmitSignFailureCommitsNothing(t *testing.T) {
 	f := newFixture(t)
 	s := f.pollStream(t)
-	f.tr.signer = failingSigner{}
-	if err := f.tr.Emit(context.Background(), revokedEvent("d")); err == nil || !strings.Contains(err.Error(), "hsm offline") {
+	// A second transmitter on the same store, whose signer fails.
+	tr, err := events.New(streams(f.db), failingSigner{}, testIssuer, testKey(t), defaultOpts(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Emit(context.Background(), revokedEvent("d")); err == nil || !strings.Contains(err.Error(), "hsm offline") {
 		t.Fatalf("Emit = %v", err)
 	}
 	if n := f.tr.Pending(s.StreamID); n != 0 {
@@ -88,13 +93,13 @@ func TestEmitSignFailureCommitsNothing(t *testing.T) {
 
 func TestNewRejectsMissingDependencies(t *testing.T) {
 	f := newFixture(t)
-	if _, err := New(f.db, f.signer, "", testKey(t)); err == nil {
+	if _, err := events.New(streams(f.db), f.signer, "", testKey(t)); err == nil {
 		t.Error("empty issuer accepted")
 	}
-	if _, err := New(f.db, nil, testIssuer, testKey(t)); err == nil {
+	if _, err := events.New(streams(f.db), nil, testIssuer, testKey(t)); err == nil {
 		t.Error("nil signer accepted")
 	}
-	if _, err := New(f.db, f.signer, testIssuer, nil); err == nil {
+	if _, err := events.New(streams(f.db), f.signer, testIssuer, nil); err == nil {
 		t.Error("nil seal key accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package events
+package events_test
 
 import (
 	"bytes"
@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/mdmserver/events"
+	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -85,24 +87,29 @@ func testKey(t testing.TB) *seal.Key {
 	return k
 }
 
-func openDB(t testing.TB, path string) *bbolt.DB {
+func openDB(t testing.TB, path string) *boltstore.Store {
 	t.Helper()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	db, err := boltstore.Open(path, boltstore.WithOpenTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return db
 }
 
+// streams narrows st to the transmitter's repository, as the server does.
+func streams(st storage.Store) events.Store {
+	return storage.Scope(st, func(tx storage.Tx) events.Tx { return tx })
+}
+
 type fixture struct {
-	tr     *Transmitter
-	db     *bbolt.DB
+	tr     *events.Transmitter
+	db     *boltstore.Store
 	path   string
 	signer *testSigner
 }
 
 // rx is the receiver the tests act as, unless a request names another in callerHeader.
-var rx = Caller{ID: "tok_receiver"}
+var rx = events.Caller{ID: "tok_receiver"}
 
 // callerHeader names the credential a test request comes from; readAllHeader lets it read and
 // delete every stream (as admin and security may).
@@ -111,44 +118,44 @@ const (
 	readAllHeader = "X-Test-Read-All"
 )
 
-func testCaller(r *http.Request) Caller {
+func testCaller(r *http.Request) events.Caller {
 	id := r.Header.Get(callerHeader)
 	if id == "" {
 		return rx
 	}
 	all := r.Header.Get(readAllHeader) != ""
-	return Caller{ID: id, ReadAll: all, DeleteAll: all}
+	return events.Caller{ID: id, ReadAll: all, DeleteAll: all}
 }
 
 // loopback is the allow-list the push tests need: their receivers are httptest servers on
 // 127.0.0.1, which delivery refuses unless the operator names it.
-func loopback(t testing.TB) *AllowList {
-	a, err := ParseAllowList([]string{"127.0.0.0/8", "::1"})
+func loopback(t testing.TB) *events.AllowList {
+	a, err := events.ParseAllowList([]string{"127.0.0.0/8", "::1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a
 }
 
-func defaultOpts(t testing.TB) []Option {
-	return []Option{
-		WithLogger(slog.New(slog.DiscardHandler)),
-		WithClock(func() time.Time { return testNow }),
-		WithBackoff(time.Millisecond, 5*time.Millisecond),
-		WithPollWait(50 * time.Millisecond),
-		WithCaller(testCaller),
-		WithAllowList(loopback(t)),
-		WithMinVerificationInterval(0),
+func defaultOpts(t testing.TB) []events.Option {
+	return []events.Option{
+		events.WithLogger(slog.New(slog.DiscardHandler)),
+		events.WithClock(func() time.Time { return testNow }),
+		events.WithBackoff(time.Millisecond, 5*time.Millisecond),
+		events.WithPollWait(50 * time.Millisecond),
+		events.WithCaller(testCaller),
+		events.WithAllowList(loopback(t)),
+		events.WithMinVerificationInterval(0),
 	}
 }
 
-func newFixture(t testing.TB, opts ...Option) *fixture {
+func newFixture(t testing.TB, opts ...events.Option) *fixture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "hale.db")
 	db := openDB(t, path)
 	t.Cleanup(func() { db.Close() })
 	f := &fixture{db: db, path: path, signer: newTestSigner(t)}
-	tr, err := New(db, f.signer, testIssuer+"/", testKey(t), append(defaultOpts(t), opts...)...)
+	tr, err := events.New(streams(db), f.signer, testIssuer+"/", testKey(t), append(defaultOpts(t), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +164,7 @@ func newFixture(t testing.TB, opts ...Option) *fixture {
 }
 
 // run starts tr.Run until the test ends.
-func run(t testing.TB, tr *Transmitter) {
+func run(t testing.TB, tr *events.Transmitter) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -221,9 +228,9 @@ func (rc *receiver) got() []received {
 }
 
 // pushStream creates a push stream of rx's to url.
-func (f *fixture) pushStream(t testing.TB, url string, mod ...func(*Config)) Stream {
+func (f *fixture) pushStream(t testing.TB, url string, mod ...func(*events.Config)) events.Stream {
 	t.Helper()
-	c := Config{Delivery: Delivery{Method: MethodPush, EndpointURL: url}, Audience: "https://chat.example"}
+	c := events.Config{Delivery: events.Delivery{Method: events.MethodPush, EndpointURL: url}, Audience: "https://chat.example"}
 	for _, m := range mod {
 		m(&c)
 	}
@@ -235,17 +242,17 @@ func (f *fixture) pushStream(t testing.TB, url string, mod ...func(*Config)) Str
 }
 
 // pollStream creates a poll stream of rx's.
-func (f *fixture) pollStream(t testing.TB) Stream {
+func (f *fixture) pollStream(t testing.TB) events.Stream {
 	t.Helper()
-	s, err := f.tr.CreateStream(context.Background(), rx, Config{Audience: "poller"})
+	s, err := f.tr.CreateStream(context.Background(), rx, events.Config{Audience: "poller"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func complianceEvent(device string) Event {
-	return Event{
+func complianceEvent(device string) events.Event {
+	return events.Event{
 		Type:           posture.EventComplianceChange,
 		DeviceID:       device,
 		ReasonCode:     "encryption_off",
@@ -258,11 +265,11 @@ func complianceEvent(device string) Event {
 	}
 }
 
-func revokedEvent(device string) Event {
-	return Event{Type: posture.EventSessionRevoked, DeviceID: device, ReasonCode: posture.ReasonWiped, Initiator: "admin", TXN: "c_1"}
+func revokedEvent(device string) events.Event {
+	return events.Event{Type: posture.EventSessionRevoked, DeviceID: device, ReasonCode: posture.ReasonWiped, Initiator: "admin", TXN: "c_1"}
 }
 
-func emit(t testing.TB, tr *Transmitter, evs ...Event) {
+func emit(t testing.TB, tr *events.Transmitter, evs ...events.Event) {
 	t.Helper()
 	if err := tr.Emit(context.Background(), evs...); err != nil {
 		t.Fatal(err)
@@ -270,7 +277,7 @@ func emit(t testing.TB, tr *Transmitter, evs ...Event) {
 }
 
 // poll posts body to the poll handler for stream id, as rx or, with as, another credential.
-func poll(t testing.TB, tr *Transmitter, id, body string, as ...string) *httptest.ResponseRecorder {
+func poll(t testing.TB, tr *events.Transmitter, id, body string, as ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "/ssf/v1/streams/"+id+"/poll", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -333,12 +340,12 @@ func (f *fixture) do(t testing.TB, method, target, body string, as ...string) *h
 }
 
 // decodeStream reads a stream from a 200 or 201 answer.
-func decodeStream(t testing.TB, rec *httptest.ResponseRecorder, want int) Stream {
+func decodeStream(t testing.TB, rec *httptest.ResponseRecorder, want int) events.Stream {
 	t.Helper()
 	if rec.Code != want {
 		t.Fatalf("answered %d, want %d: %s", rec.Code, want, rec.Body)
 	}
-	var s Stream
+	var s events.Stream
 	if err := json.Unmarshal(rec.Body.Bytes(), &s); err != nil {
 		t.Fatalf("stream: %v: %s", err, rec.Body)
 	}

@@ -1,12 +1,8 @@
 package events
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
@@ -38,7 +34,7 @@ func (t *Transmitter) PollHandler() http.Handler {
 		}
 		id := r.PathValue("id")
 		noteStream(r, id)
-		rec, err := t.record(id)
+		rec, err := t.record(r.Context(), id)
 		if err == nil && !t.caller(r).owns(rec) {
 			err = notFound(id)
 		}
@@ -73,11 +69,11 @@ func (t *Transmitter) PollHandler() http.Handler {
 		var timer <-chan time.Time
 		for {
 			woken := t.signal(rec.ID)
-			if cur, err := t.record(rec.ID); err != nil || cur.status() != StatusEnabled {
+			if cur, err := t.record(r.Context(), rec.ID); err != nil || cur.status() != StatusEnabled {
 				httpjson.Write(w, http.StatusOK, posture.PollResponse{SETs: map[string]string{}})
 				return
 			}
-			es, err := t.peek(rec.ID, maxEvents+1)
+			es, err := t.peek(r.Context(), rec.ID, maxEvents+1)
 			if err != nil {
 				t.writeErr(w, r, err)
 				return
@@ -121,26 +117,23 @@ func (t *Transmitter) acknowledge(r *http.Request, streamID string, req posture.
 		done[j] = true
 	}
 	removed := 0
-	err := t.db.Update(func(tx *bbolt.Tx) error {
-		ob := tx.Bucket(outboxBucket)
-		prefix := outboxPrefix(streamID)
-		var keys [][]byte
-		c := ob.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var e entry
-			if err := json.Unmarshal(v, &e); err != nil {
+	ctx := r.Context()
+	err := t.st.Update(ctx, func(tx Tx) error {
+		ob := tx.Events()
+		queued, err := ob.Queued(ctx, streamID, 0)
+		if err != nil {
+			return err
+		}
+		removed = 0 // the unit of work may run again
+		for _, e := range queued {
+			if !done[e.JTI] {
+				continue
+			}
+			if err := ob.Dequeue(ctx, streamID, e.Seq); err != nil {
 				return err
 			}
-			if done[e.JTI] {
-				keys = append(keys, bytes.Clone(k))
-			}
+			removed++
 		}
-		for _, k := range keys {
-			if err := ob.Delete(k); err != nil {
-				return err
-			}
-		}
-		removed = len(keys)
 		return nil
 	})
 	if err != nil {

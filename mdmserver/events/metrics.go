@@ -1,10 +1,9 @@
 package events
 
 import (
-	"bytes"
+	"context"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
 )
 
 // Delivery result classes, the "result" label of hale_ssf_deliveries_total.
@@ -56,20 +55,23 @@ func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- outboxDes
 
 // Collect implements prometheus.Collector: one sample per stream, zero included.
 func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
-	depth := map[string]int{}
-	err := c.t.db.View(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(streamsBucket).ForEach(func(k, _ []byte) error {
-			depth[string(k)] = 0
-			return nil
-		}); err != nil {
+	var depth map[string]int
+	ctx := context.Background()
+	err := c.t.st.View(ctx, func(tx Tx) error {
+		r := tx.Events()
+		recs, err := r.Streams(ctx)
+		if err != nil {
 			return err
 		}
-		return tx.Bucket(outboxBucket).ForEach(func(k, _ []byte) error {
-			if i := bytes.IndexByte(k, 0); i > 0 {
-				depth[string(k[:i])]++
+		if depth, err = r.QueueLens(ctx); err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if _, ok := depth[rec.ID]; !ok {
+				depth[rec.ID] = 0 // every stream has a sample, an empty outbox too
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		c.t.log.Error("events: cannot read the outbox for metrics", "err", err)

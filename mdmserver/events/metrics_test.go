@@ -1,4 +1,4 @@
-package events
+package events_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -15,10 +16,10 @@ import (
 // deliveries and its setErrs as rejections.
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	f := newFixture(t, WithRegisterer(reg))
+	f := newFixture(t, events.WithRegisterer(reg))
 	a, b := f.pollStream(t), f.pollStream(t)
 	emit(t, f.tr, revokedEvent("d1"), revokedEvent("d2"))
-	if _, err := f.tr.SetStatus(t.Context(), rx, b.StreamID, StatusDisabled, ""); err != nil {
+	if _, err := f.tr.SetStatus(t.Context(), rx, b.StreamID, events.StatusDisabled, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := outboxDepth(t, reg); len(got) != 2 || got[a.StreamID] != 2 || got[b.StreamID] != 0 {
@@ -38,8 +39,8 @@ func TestMetrics(t *testing.T) {
 	if got := outboxDepth(t, reg); got[a.StreamID] != 0 {
 		t.Errorf("outbox depth after the poll = %v", got)
 	}
-	for result, want := range map[string]float64{resultDelivered: 1, resultRejected: 1} {
-		if v := testutil.ToFloat64(f.tr.metrics.results.WithLabelValues("poll", result)); v != want {
+	for result, want := range map[string]float64{events.ResultDelivered: 1, events.ResultRejected: 1} {
+		if v := testutil.ToFloat64(f.tr.Deliveries("poll", result)); v != want {
 			t.Errorf("poll %s = %v, want %v", result, v, want)
 		}
 	}

@@ -1,4 +1,4 @@
-package events
+package events_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -107,17 +108,12 @@ func TestPollSetErrsDropAndRecord(t *testing.T) {
 }
 
 func TestLongPollWakesOnEmit(t *testing.T) {
-	f := newFixture(t, WithPollWait(time.Minute))
+	f := newFixture(t, events.WithPollWait(time.Minute))
 	s := f.pollStream(t)
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- poll(t, f.tr, s.StreamID, `{}`) }()
 	// Wait until the poll is parked on the stream's signal, so the Emit below is what wakes it.
-	waitFor(t, "the poll to wait", func() bool {
-		f.tr.mu.Lock()
-		defer f.tr.mu.Unlock()
-		_, ok := f.tr.signals[s.StreamID]
-		return ok
-	})
+	waitFor(t, "the poll to wait", func() bool { return f.tr.PollWaiting(s.StreamID) })
 	emit(t, f.tr, revokedEvent("dev-1"))
 	select {
 	case rec := <-done:
@@ -130,7 +126,7 @@ func TestLongPollWakesOnEmit(t *testing.T) {
 }
 
 func TestLongPollTimesOutEmpty(t *testing.T) {
-	f := newFixture(t, WithPollWait(20*time.Millisecond))
+	f := newFixture(t, events.WithPollWait(20*time.Millisecond))
 	s := f.pollStream(t)
 	rec := poll(t, f.tr, s.StreamID, `{"returnImmediately":false}`)
 	if pr := decodePoll(t, rec); len(pr.SETs) != 0 || pr.SETs == nil {
@@ -177,14 +173,14 @@ func TestPollErrors(t *testing.T) {
 func TestPollMaxEventsCapped(t *testing.T) {
 	f := newFixture(t)
 	s := f.pollStream(t)
-	evs := make([]Event, maxMaxEvents+5)
+	evs := make([]events.Event, events.MaxMaxEvents+5)
 	for i := range evs {
 		evs[i] = revokedEvent(fmt.Sprintf("dev-%d", i))
 	}
 	emit(t, f.tr, evs...)
 	pr := decodePoll(t, poll(t, f.tr, s.StreamID, `{"maxEvents":100000,"returnImmediately":true}`))
-	if len(pr.SETs) != maxMaxEvents || !pr.MoreAvailable {
-		t.Errorf("poll returned %d sets (more %v), want the cap %d", len(pr.SETs), pr.MoreAvailable, maxMaxEvents)
+	if len(pr.SETs) != events.MaxMaxEvents || !pr.MoreAvailable {
+		t.Errorf("poll returned %d sets (more %v), want the cap %d", len(pr.SETs), pr.MoreAvailable, events.MaxMaxEvents)
 	}
 }
 
@@ -196,7 +192,7 @@ func FuzzPollRequest(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	fx := newFixture(f, WithPollWait(0))
+	fx := newFixture(f, events.WithPollWait(0))
 	s := fx.pollStream(f)
 	emit(f, fx.tr, revokedEvent("dev-1"), revokedEvent("dev-2"))
 	f.Fuzz(func(t *testing.T, body string) {

@@ -60,7 +60,7 @@ func (t *Transmitter) Run(ctx context.Context) {
 	// whose stream changed, and stops those of streams deleted, paused or disabled. It reports
 	// whether it could read the streams.
 	reconcile := func() bool {
-		recs, err := t.records()
+		recs, err := t.records(ctx)
 		if err != nil {
 			t.log.Error("events: cannot list event streams; will retry", "err", err)
 			return false
@@ -124,11 +124,11 @@ const (
 )
 
 // deliver pushes one stream's SETs in order until ctx ends.
-func (t *Transmitter) deliver(ctx context.Context, r record) {
+func (t *Transmitter) deliver(ctx context.Context, r StreamRecord) {
 	log := t.log.With("stream", r.ID)
 	defer func() {
 		// A deleted stream's status goes with it.
-		if _, err := t.record(r.ID); errors.Is(err, ErrNotFound) {
+		if _, err := t.record(context.WithoutCancel(ctx), r.ID); errors.Is(err, ErrNotFound) {
 			t.mu.Lock()
 			delete(t.status, r.ID)
 			t.mu.Unlock()
@@ -148,7 +148,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 	attempt := 0
 	for {
 		woken := t.signal(r.ID)
-		es, err := t.peek(r.ID, 1)
+		es, err := t.peek(ctx, r.ID, 1)
 		if err != nil {
 			log.Error("events: cannot read the outbox", "err", err)
 			t.failed(r.ID, "server error")
@@ -174,7 +174,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 		}
 		switch res {
 		case outcomeDelivered, outcomeRejected:
-			if err := t.remove(e.key); err != nil {
+			if err := t.remove(ctx, r.ID, e.Seq); err != nil {
 				log.Error("events: cannot remove a delivered SET from the outbox; it will be sent again", "jti", e.JTI, "err", err)
 				t.failed(r.ID, "server error")
 				if !t.sleep(ctx, t.backoff(attempt)) {
@@ -208,7 +208,7 @@ func (t *Transmitter) deliver(ctx context.Context, r record) {
 // push POSTs one SET (RFC 8935 section 2) and classifies the answer. msg is what the stream's
 // owner may read: a class, never transport details, which go to the server's log (a receiver
 // must not learn from Hale which inside ports are open, or what an inside server answers).
-func (t *Transmitter) push(ctx context.Context, log *slog.Logger, r record, auth, set string) (res outcome, retryAfter time.Duration, msg string) {
+func (t *Transmitter) push(ctx context.Context, log *slog.Logger, r StreamRecord, auth, set string) (res outcome, retryAfter time.Duration, msg string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.EndpointURL, strings.NewReader(set))
 	if err != nil {
 		log.Error("events: cannot build the push request", "err", err)

@@ -1,4 +1,4 @@
-package events
+package events_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -17,7 +18,7 @@ func TestPushDeliversSignedSET(t *testing.T) {
 	f := newFixture(t)
 	rc := newReceiver(t, nil)
 	run(t, f.tr) // the stream is created after Run: its deliverer must start on creation
-	s := f.pushStream(t, rc.srv.URL+"/events", func(c *Config) { c.Delivery.AuthorizationHeader = "Bearer receiver-secret" })
+	s := f.pushStream(t, rc.srv.URL+"/events", func(c *events.Config) { c.Delivery.AuthorizationHeader = "Bearer receiver-secret" })
 
 	emit(t, f.tr, complianceEvent("dev-1"))
 	waitFor(t, "delivery", func() bool { return len(rc.got()) == 1 && f.tr.Pending(s.StreamID) == 0 })
@@ -184,7 +185,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 
 	db := openDB(t, f.path)
 	t.Cleanup(func() { db.Close() })
-	tr, err := New(db, f.signer, testIssuer, testKey(t), defaultOpts(t)...)
+	tr, err := events.New(streams(db), f.signer, testIssuer, testKey(t), defaultOpts(t)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,10 +220,10 @@ func TestDeleteStreamStopsDeliveryAndDropsOutbox(t *testing.T) {
 	if n := f.tr.Pending(keep.StreamID); n != 1 {
 		t.Errorf("other stream's outbox = %d, want 1", n)
 	}
-	if _, err := f.tr.GetStream(context.Background(), rx, s.StreamID); !errors.Is(err, ErrNotFound) {
+	if _, err := f.tr.GetStream(context.Background(), rx, s.StreamID); !errors.Is(err, events.ErrNotFound) {
 		t.Errorf("GetStream after delete: %v", err)
 	}
-	if err := f.tr.DeleteStream(context.Background(), rx, s.StreamID); !errors.Is(err, ErrNotFound) {
+	if err := f.tr.DeleteStream(context.Background(), rx, s.StreamID); !errors.Is(err, events.ErrNotFound) {
 		t.Errorf("second delete: %v", err)
 	}
 	// The deliverer stops: the receiver stops being called.
@@ -234,20 +235,12 @@ func TestDeleteStreamStopsDeliveryAndDropsOutbox(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
-	f := newFixture(t, WithBackoff(100*time.Millisecond, time.Second))
+	f := newFixture(t, events.WithBackoff(100*time.Millisecond, time.Second))
 	for attempt := range 20 {
-		d := f.tr.backoff(attempt)
+		d := f.tr.Backoff(attempt)
 		want := min(100*time.Millisecond<<min(attempt, 10), time.Second)
 		if d < want/2 || d > want {
 			t.Errorf("backoff(%d) = %v, want in [%v, %v]", attempt, d, want/2, want)
-		}
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	for in, want := range map[string]time.Duration{"": 0, "3": 3 * time.Second, "-1": 0, "soon": 0, "99999999": 24 * time.Hour} {
-		if got := parseRetryAfter(in); got != want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
 		}
 	}
 }

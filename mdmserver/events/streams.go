@@ -1,14 +1,11 @@
 package events
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/posture"
 )
@@ -59,7 +56,7 @@ type Caller struct {
 
 // owns reports whether c is the credential that created r. A stream from before owners has
 // none: nobody owns it.
-func (c Caller) owns(r *record) bool { return c.ID != "" && r.Owner == c.ID }
+func (c Caller) owns(r *StreamRecord) bool { return c.ID != "" && r.Owner == c.ID }
 
 // Delivery is how a stream's SETs reach the receiver.
 type Delivery struct {
@@ -111,31 +108,13 @@ type Stream struct {
 	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
 }
 
-// record is a stream as stored: the Authorization header only sealed.
-type record struct {
-	ID              string    `json:"id"`
-	Owner           string    `json:"owner,omitempty"`
-	Delivery        string    `json:"delivery"` // deliveryPush or deliveryPoll
-	EndpointURL     string    `json:"endpoint_url,omitempty"`
-	Audience        string    `json:"audience"`
-	EventsRequested []string  `json:"events_requested"`
-	Description     string    `json:"description,omitempty"`
-	AuthSealed      []byte    `json:"auth_sealed,omitempty"`
-	Status          string    `json:"status,omitempty"` // "" is enabled
-	StatusReason    string    `json:"status_reason,omitempty"`
-	Listed          bool      `json:"subjects_listed,omitempty"`
-	Subjects        int       `json:"subjects,omitempty"` // entries in the subjects bucket
-	Rev             uint64    `json:"rev,omitempty"`      // moves on every change; restarts delivery
-	CreatedAt       time.Time `json:"created_at"`
-}
-
 // supported are the event types a stream can be delivered. Verification events are not
 // requested: they go to the one stream being verified.
 var supported = []string{posture.EventComplianceChange, posture.EventSessionRevoked}
 
 // delivered is events_delivered: the supported types the stream requested, or all of them
 // when it requested none.
-func (r *record) delivered() []string {
+func (r *StreamRecord) delivered() []string {
 	if len(r.EventsRequested) == 0 {
 		return slices.Clone(supported)
 	}
@@ -149,9 +128,9 @@ func (r *record) delivered() []string {
 }
 
 // wants reports whether the stream is delivered events of type typ.
-func (r *record) wants(typ string) bool { return slices.Contains(r.delivered(), typ) }
+func (r *StreamRecord) wants(typ string) bool { return slices.Contains(r.delivered(), typ) }
 
-func (r *record) status() string {
+func (r *StreamRecord) status() string {
 	if r.Status == "" {
 		return StatusEnabled
 	}
@@ -160,7 +139,7 @@ func (r *record) status() string {
 
 // takesEvents reports whether Emit writes to the stream: not when it is disabled, and not
 // when it is a poll stream from before owners, which nobody may poll.
-func (r *record) takesEvents() bool {
+func (r *StreamRecord) takesEvents() bool {
 	return r.status() != StatusDisabled && (r.Owner != "" || r.Delivery == deliveryPush)
 }
 
@@ -174,26 +153,26 @@ func (t *Transmitter) CreateStream(ctx context.Context, caller Caller, c Config)
 	if caller.ID == "" {
 		return Stream{}, fmt.Errorf("%w: streams belong to the credential that creates them, and this request has none", ErrForbidden)
 	}
-	rec := record{ID: "ss_" + randomHex(16), Owner: caller.ID, CreatedAt: t.now().UTC(), Rev: 1}
+	rec := StreamRecord{ID: "ss_" + randomHex(16), Owner: caller.ID, CreatedAt: t.now().UTC(), Rev: 1}
 	if err := t.apply(&rec, c, false); err != nil {
 		return Stream{}, err
 	}
-	err := t.db.Update(func(tx *bbolt.Tx) error {
-		n := 0
-		err := tx.Bucket(streamsBucket).ForEach(func(_, v []byte) error {
-			var r record
-			if json.Unmarshal(v, &r) == nil && r.Owner == caller.ID {
-				n++
-			}
-			return nil
-		})
+	err := t.st.Update(ctx, func(tx Tx) error {
+		r := tx.Events()
+		recs, err := r.Streams(ctx)
 		if err != nil {
 			return err
+		}
+		n := 0
+		for i := range recs {
+			if recs[i].Owner == caller.ID {
+				n++
+			}
 		}
 		if n >= maxStreamsPerOwner {
 			return fmt.Errorf("%w: this credential already has %d streams; delete one first", ErrTooMany, n)
 		}
-		return putRecord(tx, &rec)
+		return r.PutStream(ctx, &rec)
 	})
 	if err != nil {
 		return Stream{}, err
@@ -208,7 +187,7 @@ func (t *Transmitter) ListStreams(ctx context.Context, caller Caller) ([]Stream,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	recs, err := t.records()
+	recs, err := t.records(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +206,7 @@ func (t *Transmitter) GetStream(ctx context.Context, caller Caller, id string) (
 	if err := ctx.Err(); err != nil {
 		return Stream{}, err
 	}
-	rec, err := t.record(id)
+	rec, err := t.record(ctx, id)
 	if err != nil {
 		return Stream{}, err
 	}
@@ -252,8 +231,8 @@ type Patch struct {
 // Authorization header unless the patch names another header or endpoint; a replaced one keeps
 // it only if the replacement repeats it.
 func (t *Transmitter) UpdateStream(ctx context.Context, caller Caller, id string, p Patch, replace bool, check func(cur *Stream) error) (Stream, error) {
-	var out record
-	err := t.change(ctx, caller, id, func(_ *bbolt.Tx, rec *record) error {
+	var out StreamRecord
+	err := t.change(ctx, caller, id, func(_ Repository, rec *StreamRecord) error {
 		if check != nil {
 			cur := t.config(rec)
 			if err := check(&cur); err != nil {
@@ -288,23 +267,24 @@ func (t *Transmitter) UpdateStream(ctx context.Context, caller Caller, id string
 
 // change runs fn on the caller's own stream id inside a write transaction and stores the
 // result with its revision moved on. Anyone else's stream is ErrNotFound.
-func (t *Transmitter) change(ctx context.Context, caller Caller, id string, fn func(tx *bbolt.Tx, rec *record) error) error {
+func (t *Transmitter) change(ctx context.Context, caller Caller, id string, fn func(r Repository, rec *StreamRecord) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := t.db.Update(func(tx *bbolt.Tx) error {
-		rec, err := recordTx(tx, id)
+	err := t.st.Update(ctx, func(tx Tx) error {
+		r := tx.Events()
+		rec, err := stream(ctx, r, id)
 		if err != nil {
 			return err
 		}
 		if !caller.owns(rec) {
 			return notFound(id)
 		}
-		if err := fn(tx, rec); err != nil {
+		if err := fn(r, rec); err != nil {
 			return err
 		}
 		rec.Rev++
-		return putRecord(tx, rec)
+		return r.PutStream(ctx, rec)
 	})
 	if err != nil {
 		return err
@@ -321,21 +301,22 @@ func (t *Transmitter) DeleteStream(ctx context.Context, caller Caller, id string
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := t.db.Update(func(tx *bbolt.Tx) error {
-		rec, err := recordTx(tx, id)
+	err := t.st.Update(ctx, func(tx Tx) error {
+		r := tx.Events()
+		rec, err := stream(ctx, r, id)
 		if err != nil {
 			return err
 		}
 		if !caller.DeleteAll && !caller.owns(rec) {
 			return notFound(id)
 		}
-		if err := tx.Bucket(streamsBucket).Delete([]byte(id)); err != nil {
+		if err := r.DeleteStream(ctx, id); err != nil {
 			return err
 		}
-		if err := deletePrefix(tx.Bucket(outboxBucket), outboxPrefix(id)); err != nil {
+		if err := r.ClearOutbox(ctx, id); err != nil {
 			return err
 		}
-		return deletePrefix(tx.Bucket(subjectsBucket), outboxPrefix(id))
+		return r.ClearSubjects(ctx, id)
 	})
 	if err != nil {
 		return err
@@ -349,81 +330,41 @@ func (t *Transmitter) DeleteStream(ctx context.Context, caller Caller, id string
 	return nil
 }
 
-// deletePrefix deletes every key of b that starts with prefix.
-func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
-	// Collect first: deleting under a cursor skips keys.
-	var keys [][]byte
-	c := b.Cursor()
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		keys = append(keys, bytes.Clone(k))
+// stream reads one stream through r; a missing one is notFound(id).
+func stream(ctx context.Context, r Repository, id string) (*StreamRecord, error) {
+	rec, err := r.Stream(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound(id)
 	}
-	for _, k := range keys {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return rec, err
 }
 
 func notFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, truncate(id, 64)) }
 
-func putRecord(tx *bbolt.Tx, rec *record) error {
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("events: encode stream: %w", err)
-	}
-	return tx.Bucket(streamsBucket).Put([]byte(rec.ID), v)
-}
-
 // records reads every stored stream, ordered by ID.
-func (t *Transmitter) records() ([]record, error) {
-	var out []record
-	err := t.db.View(func(tx *bbolt.Tx) error {
+func (t *Transmitter) records(ctx context.Context) ([]StreamRecord, error) {
+	var out []StreamRecord
+	err := t.st.View(ctx, func(tx Tx) error {
 		var err error
-		out, err = recordsTx(tx)
+		out, err = tx.Events().Streams(ctx)
 		return err
-	})
-	return out, err
-}
-
-func recordsTx(tx *bbolt.Tx) ([]record, error) {
-	var out []record
-	err := tx.Bucket(streamsBucket).ForEach(func(k, v []byte) error {
-		var r record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("events: corrupt stream %q: %w", k, err)
-		}
-		out = append(out, r)
-		return nil
 	})
 	return out, err
 }
 
 // record reads one stored stream.
-func (t *Transmitter) record(id string) (*record, error) {
-	var r *record
-	err := t.db.View(func(tx *bbolt.Tx) error {
+func (t *Transmitter) record(ctx context.Context, id string) (*StreamRecord, error) {
+	var r *StreamRecord
+	err := t.st.View(ctx, func(tx Tx) error {
 		var err error
-		r, err = recordTx(tx, id)
+		r, err = stream(ctx, tx.Events(), id)
 		return err
 	})
 	return r, err
 }
 
-func recordTx(tx *bbolt.Tx, id string) (*record, error) {
-	v := tx.Bucket(streamsBucket).Get([]byte(id))
-	if v == nil {
-		return nil, notFound(id)
-	}
-	r := &record{}
-	if err := json.Unmarshal(v, r); err != nil {
-		return nil, fmt.Errorf("events: corrupt stream %q: %w", id, err)
-	}
-	return r, nil
-}
-
 // view is the public form of a record, with its delivery state.
-func (t *Transmitter) view(r *record) Stream {
+func (t *Transmitter) view(r *StreamRecord) Stream {
 	s := t.config(r)
 	s.Pending = t.Pending(r.ID)
 	t.mu.Lock()
@@ -435,7 +376,7 @@ func (t *Transmitter) view(r *record) Stream {
 }
 
 // config is the public form of a record without its delivery state: safe inside a transaction.
-func (t *Transmitter) config(r *record) Stream {
+func (t *Transmitter) config(r *StreamRecord) Stream {
 	s := Stream{
 		StreamID:                r.ID,
 		Issuer:                  t.issuer,

@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/posture"
 )
 
 // Subjects. A stream starts with every device's events (SSF default_subjects "ALL"). The
-// receiver narrows it in one of two ways, kept in the subjects bucket:
+// receiver narrows it in one of two ways, kept as subject marks (Repository.PutSubject):
 //
 //   - removing a device from an all-devices stream excludes that device; adding an excluded
 //     device back lifts the exclusion (SSF: re-adding a removed subject);
@@ -21,17 +19,8 @@ import (
 //
 // The stream's own ID is always a subject (its verification events) and cannot be removed.
 
-// maxSubjects bounds the subjects bucket entries of one stream.
+// maxSubjects bounds the subject marks of one stream.
 const maxSubjects = 10000
-
-// Subject markers in the subjects bucket.
-const (
-	markListed   = '+' // on a listed stream: the device is delivered
-	markExcluded = '-' // on an all-devices stream: the device is not
-)
-
-// subjectKey is streamID 0x00 deviceID.
-func subjectKey(streamID, deviceID string) []byte { return []byte(streamID + "\x00" + deviceID) }
 
 // validSubject checks an SSF subject: Hale's subjects are devices, named as in its SETs.
 func validSubject(streamID string, sub posture.SubjectID) error {
@@ -47,16 +36,19 @@ func validSubject(streamID string, sub posture.SubjectID) error {
 	return nil
 }
 
-// includes reports, inside tx, whether the stream delivers deviceID's events.
-func includes(tx *bbolt.Tx, rec *record, deviceID string) bool {
+// includes reports, through r, whether the stream delivers deviceID's events.
+func includes(ctx context.Context, r Repository, rec *StreamRecord, deviceID string) (bool, error) {
 	if !rec.Listed && rec.Subjects == 0 {
-		return true
+		return true, nil
 	}
-	v := tx.Bucket(subjectsBucket).Get(subjectKey(rec.ID, deviceID))
+	m, err := r.Subject(ctx, rec.ID, deviceID)
+	if err != nil {
+		return false, err
+	}
 	if rec.Listed {
-		return len(v) == 1 && v[0] == markListed
+		return m == SubjectListed, nil
 	}
-	return len(v) != 1 || v[0] != markExcluded
+	return m != SubjectExcluded, nil
 }
 
 // AddSubject adds a device to a stream the caller owns (see the Subjects comment above).
@@ -64,26 +56,28 @@ func (t *Transmitter) AddSubject(ctx context.Context, caller Caller, streamID st
 	if err := validSubject(streamID, sub); err != nil {
 		return err
 	}
-	return t.change(ctx, caller, streamID, func(tx *bbolt.Tx, rec *record) error {
-		b, key := tx.Bucket(subjectsBucket), subjectKey(streamID, sub.ID)
-		v := b.Get(key)
+	return t.change(ctx, caller, streamID, func(r Repository, rec *StreamRecord) error {
+		m, err := r.Subject(ctx, streamID, sub.ID)
+		if err != nil {
+			return err
+		}
 		switch {
-		case !rec.Listed && len(v) == 1 && v[0] == markExcluded:
+		case !rec.Listed && m == SubjectExcluded:
 			rec.Subjects--
-			return b.Delete(key)
+			return r.DeleteSubject(ctx, streamID, sub.ID)
 		case !rec.Listed:
-			if err := deletePrefix(b, outboxPrefix(streamID)); err != nil {
+			if err := r.ClearSubjects(ctx, streamID); err != nil {
 				return err
 			}
 			rec.Listed, rec.Subjects = true, 1
-			return b.Put(key, []byte{markListed})
-		case v != nil:
+			return r.PutSubject(ctx, streamID, sub.ID, SubjectListed)
+		case m != SubjectAbsent:
 			return nil
 		case rec.Subjects >= maxSubjects:
 			return fmt.Errorf("%w: stream %s already lists %d devices", ErrTooMany, streamID, maxSubjects)
 		}
 		rec.Subjects++
-		return b.Put(key, []byte{markListed})
+		return r.PutSubject(ctx, streamID, sub.ID, SubjectListed)
 	})
 }
 
@@ -92,20 +86,22 @@ func (t *Transmitter) RemoveSubject(ctx context.Context, caller Caller, streamID
 	if err := validSubject(streamID, sub); err != nil {
 		return err
 	}
-	return t.change(ctx, caller, streamID, func(tx *bbolt.Tx, rec *record) error {
-		b, key := tx.Bucket(subjectsBucket), subjectKey(streamID, sub.ID)
-		v := b.Get(key)
+	return t.change(ctx, caller, streamID, func(r Repository, rec *StreamRecord) error {
+		m, err := r.Subject(ctx, streamID, sub.ID)
+		if err != nil {
+			return err
+		}
 		switch {
-		case rec.Listed && v == nil, !rec.Listed && v != nil:
+		case rec.Listed && m == SubjectAbsent, !rec.Listed && m != SubjectAbsent:
 			return nil // not delivered already
 		case rec.Listed:
 			rec.Subjects--
-			return b.Delete(key)
+			return r.DeleteSubject(ctx, streamID, sub.ID)
 		case rec.Subjects >= maxSubjects:
 			return fmt.Errorf("%w: stream %s already excludes %d devices", ErrTooMany, streamID, maxSubjects)
 		}
 		rec.Subjects++
-		return b.Put(key, []byte{markExcluded})
+		return r.PutSubject(ctx, streamID, sub.ID, SubjectExcluded)
 	})
 }
 
@@ -137,10 +133,10 @@ func (t *Transmitter) SetStatus(ctx context.Context, caller Caller, streamID, st
 	if len(reason) > maxReason || hasControl(reason) {
 		return StreamStatus{}, fmt.Errorf("%w status: reason is longer than %d bytes or has control characters", ErrInvalid, maxReason)
 	}
-	err := t.change(ctx, caller, streamID, func(tx *bbolt.Tx, rec *record) error {
+	err := t.change(ctx, caller, streamID, func(r Repository, rec *StreamRecord) error {
 		rec.Status, rec.StatusReason = status, reason
 		if status == StatusDisabled {
-			return deletePrefix(tx.Bucket(outboxBucket), outboxPrefix(streamID))
+			return r.ClearOutbox(ctx, streamID)
 		}
 		return nil
 	})

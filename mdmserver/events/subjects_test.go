@@ -1,4 +1,4 @@
-package events
+package events_test
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -90,7 +91,7 @@ func TestSubjects(t *testing.T) {
 // Verification answers 204 and puts a verification SET, about the stream, echoing state, in
 // its outbox; asked again too soon, it answers 429.
 func TestVerifyEchoesState(t *testing.T) {
-	f := newFixture(t, WithMinVerificationInterval(time.Hour))
+	f := newFixture(t, events.WithMinVerificationInterval(time.Hour))
 	s := f.pollStream(t)
 	other := f.pollStream(t)
 	const state = "VGhpcyBpcyBhbiBleGFtcGxlIHN0YXRlIHZhbHVlLgo="
@@ -126,8 +127,8 @@ func TestStreamStatus(t *testing.T) {
 	setStatus := func(status string) {
 		t.Helper()
 		rec := f.do(t, "POST", "/ssf/v1/status", `{"stream_id":"`+id+`","status":"`+status+`","reason":"maintenance"}`)
-		var st StreamStatus
-		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &st) != nil || st != (StreamStatus{id, status, "maintenance"}) {
+		var st events.StreamStatus
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &st) != nil || st != (events.StreamStatus{id, status, "maintenance"}) {
 			t.Fatalf("set %s: %d %s", status, rec.Code, rec.Body)
 		}
 		rec = f.do(t, "GET", "/ssf/v1/status?stream_id="+id, "")
@@ -136,7 +137,7 @@ func TestStreamStatus(t *testing.T) {
 		}
 	}
 
-	setStatus(StatusPaused)
+	setStatus(events.StatusPaused)
 	emit(t, f.tr, revokedEvent("d1"))
 	if n := f.tr.Pending(id); n != 1 {
 		t.Errorf("paused stream holds %d events, want 1", n)
@@ -144,13 +145,13 @@ func TestStreamStatus(t *testing.T) {
 	if pr := decodePoll(t, poll(t, f.tr, id, `{"returnImmediately":true}`)); len(pr.SETs) != 0 {
 		t.Errorf("a paused stream transmitted %d events", len(pr.SETs))
 	}
-	setStatus(StatusEnabled)
+	setStatus(events.StatusEnabled)
 	if got := polledDevices(t, f, id); !slices.Equal(got, []string{"d1"}) {
 		t.Errorf("held event after enabling: %v", got)
 	}
 
 	emit(t, f.tr, revokedEvent("d2"))
-	setStatus(StatusDisabled)
+	setStatus(events.StatusDisabled)
 	emit(t, f.tr, revokedEvent("d3"))
 	if n := f.tr.Pending(id); n != 0 {
 		t.Errorf("disabled stream holds %d events", n)
@@ -158,7 +159,7 @@ func TestStreamStatus(t *testing.T) {
 	if rec := f.do(t, "POST", "/ssf/v1/verify", `{"stream_id":"`+id+`"}`); rec.Code != http.StatusConflict {
 		t.Errorf("verify a disabled stream: %d", rec.Code)
 	}
-	setStatus(StatusEnabled)
+	setStatus(events.StatusEnabled)
 	emit(t, f.tr, revokedEvent("d4"))
 	if got := polledDevices(t, f, id); !slices.Equal(got, []string{"d4"}) {
 		t.Errorf("after re-enabling: %v, want only what came after", got)
@@ -173,7 +174,7 @@ func TestPushFollowsStatusAndEndpoint(t *testing.T) {
 	run(t, f.tr)
 	s := f.pushStream(t, first.srv.URL+"/events")
 	id := s.StreamID
-	if _, err := f.tr.SetStatus(t.Context(), rx, id, StatusPaused, ""); err != nil {
+	if _, err := f.tr.SetStatus(t.Context(), rx, id, events.StatusPaused, ""); err != nil {
 		t.Fatal(err)
 	}
 	emit(t, f.tr, revokedEvent("d1"))
@@ -181,13 +182,13 @@ func TestPushFollowsStatusAndEndpoint(t *testing.T) {
 	if n := len(first.got()); n != 0 || f.tr.Pending(id) != 1 {
 		t.Fatalf("paused stream: %d pushes, %d pending", n, f.tr.Pending(id))
 	}
-	if _, err := f.tr.SetStatus(t.Context(), rx, id, StatusEnabled, ""); err != nil {
+	if _, err := f.tr.SetStatus(t.Context(), rx, id, events.StatusEnabled, ""); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the held event", func() bool { return len(first.got()) == 1 && f.tr.Pending(id) == 0 })
 
-	next := Delivery{Method: MethodPush, EndpointURL: second.srv.URL + "/events"}
-	if _, err := f.tr.UpdateStream(t.Context(), rx, id, Patch{Delivery: &next}, false, nil); err != nil {
+	next := events.Delivery{Method: events.MethodPush, EndpointURL: second.srv.URL + "/events"}
+	if _, err := f.tr.UpdateStream(t.Context(), rx, id, events.Patch{Delivery: &next}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	emit(t, f.tr, revokedEvent("d2"))

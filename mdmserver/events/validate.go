@@ -14,7 +14,7 @@ func (t *Transmitter) pollURL(id string) string {
 
 // apply validates c and writes it into rec (a new or an existing stream). keepAuth keeps the
 // sealed Authorization header when c has none and the endpoint did not change.
-func (t *Transmitter) apply(rec *record, c Config, keepAuth bool) error {
+func (t *Transmitter) apply(rec *StreamRecord, c Config, keepAuth bool) error {
 	d := c.Delivery
 	// The sealed header may stay only where it was going: to the same push endpoint.
 	keep := keepAuth && d.AuthorizationHeader == "" && rec.Delivery == deliveryPush && rec.EndpointURL == d.EndpointURL

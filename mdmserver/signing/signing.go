@@ -3,8 +3,8 @@
 // verifiers fetch to check them.
 //
 // One current key signs. When it is rotated it stays published, retired, for an overlap period
-// so that tokens and SETs signed before the rotation still verify. Private keys are kept in bbolt
-// sealed under the server's master key; a key the server cannot open is an error, never a
+// so that tokens and SETs signed before the rotation still verify. Private keys are kept in the
+// store (a Repository) sealed under the server's master key; a key the server cannot open is an error, never a
 // reason to quietly make a new one.
 package signing
 
@@ -27,11 +27,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/posture"
-	"go.etcd.io/bbolt"
 )
-
-// bucketKeys holds kid -> storedKey JSON.
-var bucketKeys = []byte("signing_keys")
 
 // sealPurpose binds sealed private keys to this slot of the store.
 const sealPurpose = "hale/signing-key"
@@ -49,16 +45,6 @@ const (
 // notices a due key (and expired retired keys) within the hour.
 const maxRunInterval = time.Hour
 
-// storedKey is one key as kept in bbolt.
-type storedKey struct {
-	Alg       string    `json:"alg"`
-	CreatedAt time.Time `json:"created_at"`
-	// RetiredAt is when the key stopped signing; zero for the current key.
-	RetiredAt time.Time `json:"retired_at,omitzero"`
-	// SealedKey is the PKCS#8 DER of the private key, sealed for sealPurpose.
-	SealedKey []byte `json:"sealed_key"`
-}
-
 // key is a loaded signing key. It is never changed after it is built; rotation replaces it.
 type key struct {
 	kid     string
@@ -74,7 +60,7 @@ type key struct {
 // published in the JWKS for an overlap period so tokens and SETs signed before a rotation verify.
 // It is safe for concurrent use.
 type Keyset struct {
-	db      *bbolt.DB
+	st      Store
 	seal    *seal.Key
 	now     func() time.Time
 	every   time.Duration
@@ -125,15 +111,15 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// Open loads the keyset from db, creating its bucket and a first key when there is none. Every
-// stored private key must open with sealKey: a key that does not (wrong master key, tampering)
-// is an error, so that tokens already issued are never orphaned by a silent regeneration.
-func Open(db *bbolt.DB, sealKey *seal.Key, opts ...Option) (*Keyset, error) {
-	if db == nil || sealKey == nil {
-		return nil, errors.New("signing: Open needs a database and a seal key")
+// Open loads the keyset from st, creating a first key when there is none. Every stored private
+// key must open with sealKey: a key that does not (wrong master key, tampering) is an error, so
+// that tokens already issued are never orphaned by a silent regeneration.
+func Open(ctx context.Context, st Store, sealKey *seal.Key, opts ...Option) (*Keyset, error) {
+	if st == nil || sealKey == nil {
+		return nil, errors.New("signing: Open needs a store and a seal key")
 	}
 	k := &Keyset{
-		db:      db,
+		st:      st,
 		seal:    sealKey,
 		now:     time.Now,
 		every:   DefaultRotateEvery,
@@ -146,23 +132,20 @@ func Open(db *bbolt.DB, sealKey *seal.Key, opts ...Option) (*Keyset, error) {
 	if k.optErr != nil {
 		return nil, k.optErr
 	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketKeys)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("signing: create bucket: %w", err)
-	}
-
 	var keys []*key
-	err := db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketKeys).ForEach(func(kid, v []byte) error {
-			ky, err := k.decode(string(kid), v)
+	err := st.View(ctx, func(tx Tx) error {
+		stored, err := tx.Signing().Keys(ctx)
+		if err != nil {
+			return err
+		}
+		for _, sk := range stored {
+			ky, err := k.decode(sk)
 			if err != nil {
-				return fmt.Errorf("key %q: %w", kid, err)
+				return fmt.Errorf("key %q: %w", sk.KID, err)
 			}
 			keys = append(keys, ky)
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("signing: load keys: %w", err)
@@ -199,7 +182,7 @@ func Open(db *bbolt.DB, sealKey *seal.Key, opts ...Option) (*Keyset, error) {
 	k.mu.Unlock()
 
 	if current == nil {
-		if err := k.Rotate(context.Background()); err != nil {
+		if err := k.Rotate(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -223,11 +206,8 @@ func withRetired(ky *key, at time.Time) *key {
 }
 
 // decode opens one stored key and checks that it is the key its kid names.
-func (k *Keyset) decode(kid string, v []byte) (*key, error) {
-	var sk storedKey
-	if err := json.Unmarshal(v, &sk); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
-	}
+func (k *Keyset) decode(sk StoredKey) (*key, error) {
+	kid := sk.KID
 	if sk.Alg != algES256 {
 		return nil, fmt.Errorf("unsupported algorithm %q", sk.Alg)
 	}
@@ -403,11 +383,11 @@ func (k *Keyset) Rotate(ctx context.Context) error {
 	}
 	k.rotMu.Lock()
 	defer k.rotMu.Unlock()
-	return k.rotateLocked()
+	return k.rotateLocked(ctx)
 }
 
 // rotateLocked rotates; k.rotMu must be held.
-func (k *Keyset) rotateLocked() error {
+func (k *Keyset) rotateLocked(ctx context.Context) error {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("signing: generate key: %w", err)
@@ -423,10 +403,7 @@ func (k *Keyset) rotateLocked() error {
 	if err != nil {
 		return err
 	}
-	rec, err := json.Marshal(storedKey{Alg: algES256, CreatedAt: now, SealedKey: k.seal.Seal(sealPurpose, der)})
-	if err != nil {
-		return fmt.Errorf("signing: encode key: %w", err)
-	}
+	rec := StoredKey{KID: next.kid, Alg: algES256, CreatedAt: now, SealedKey: k.seal.Seal(sealPurpose, der)}
 
 	k.mu.RLock()
 	prev, retired := k.current, k.retired
@@ -436,17 +413,17 @@ func (k *Keyset) rotateLocked() error {
 	if prev != nil {
 		prevRetired = withRetired(prev, now)
 	}
-	err = k.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketKeys)
-		if err := b.Put([]byte(next.kid), rec); err != nil {
+	err = k.st.Update(ctx, func(tx Tx) error {
+		r := tx.Signing()
+		if err := r.PutKey(ctx, rec); err != nil {
 			return err
 		}
 		if prev != nil {
-			if err := k.retireStored(b, prev.kid, now); err != nil {
+			if err := retireStored(ctx, r, prev.kid, now); err != nil {
 				return err
 			}
 		}
-		_, err := k.pruneStored(b, now)
+		_, err := k.pruneStored(ctx, r, now)
 		return err
 	})
 	if err != nil {
@@ -470,46 +447,35 @@ func (k *Keyset) rotateLocked() error {
 	return nil
 }
 
-// retireStored sets retired_at on the stored record of kid.
-func (k *Keyset) retireStored(b *bbolt.Bucket, kid string, at time.Time) error {
-	v := b.Get([]byte(kid))
-	if v == nil {
+// retireStored sets the retirement time on the stored record of kid.
+func retireStored(ctx context.Context, r Repository, kid string, at time.Time) error {
+	sk, err := r.Key(ctx, kid)
+	if errors.Is(err, ErrKeyNotFound) {
 		return fmt.Errorf("current key %q is missing from the store", kid)
-	}
-	var sk storedKey
-	if err := json.Unmarshal(v, &sk); err != nil {
-		return fmt.Errorf("decode key %q: %w", kid, err)
-	}
-	sk.RetiredAt = at
-	nv, err := json.Marshal(sk)
-	if err != nil {
+	} else if err != nil {
 		return err
 	}
-	return b.Put([]byte(kid), nv)
+	sk.RetiredAt = at
+	return r.PutKey(ctx, sk)
 }
 
 // pruneStored deletes retired keys whose overlap has ended at now and returns how many.
-func (k *Keyset) pruneStored(b *bbolt.Bucket, now time.Time) (int, error) {
-	var expired [][]byte
-	err := b.ForEach(func(kid, v []byte) error {
-		var sk storedKey
-		if err := json.Unmarshal(v, &sk); err != nil {
-			return fmt.Errorf("decode key %q: %w", kid, err)
-		}
-		if !sk.RetiredAt.IsZero() && !now.Before(sk.RetiredAt.Add(k.overlap)) {
-			expired = append(expired, slices.Clone(kid))
-		}
-		return nil
-	})
+func (k *Keyset) pruneStored(ctx context.Context, r Repository, now time.Time) (int, error) {
+	stored, err := r.Keys(ctx)
 	if err != nil {
 		return 0, err
 	}
-	for _, kid := range expired {
-		if err := b.Delete(kid); err != nil {
+	n := 0
+	for _, sk := range stored {
+		if sk.RetiredAt.IsZero() || now.Before(sk.RetiredAt.Add(k.overlap)) {
+			continue
+		}
+		if err := r.DeleteKey(ctx, sk.KID); err != nil {
 			return 0, err
 		}
+		n++
 	}
-	return len(expired), nil
+	return n, nil
 }
 
 // RotateIfDue rotates when the current key is at least the rotation period old, and deletes
@@ -527,13 +493,13 @@ func (k *Keyset) RotateIfDue(ctx context.Context) (rotated bool, err error) {
 	k.mu.RUnlock()
 	if cur == nil || now.Sub(cur.created) >= k.every {
 		// rotateLocked prunes the store in the same transaction.
-		return true, k.rotateLocked()
+		return true, k.rotateLocked(ctx)
 	}
 
 	var n int
-	err = k.db.Update(func(tx *bbolt.Tx) error {
+	err = k.st.Update(ctx, func(tx Tx) error {
 		var err error
-		n, err = k.pruneStored(tx.Bucket(bucketKeys), now)
+		n, err = k.pruneStored(ctx, tx.Signing(), now)
 		return err
 	})
 	if err != nil {

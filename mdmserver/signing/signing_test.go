@@ -1,4 +1,4 @@
-package signing
+package signing_test
 
 import (
 	"bytes"
@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/internal/testclock"
+	"github.com/halemdm/hale/mdmserver/signing"
+	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -32,17 +34,17 @@ func sealKey(tb testing.TB, b byte) *seal.Key {
 	return k
 }
 
-func openDB(tb testing.TB, path string) *bbolt.DB {
+func openDB(tb testing.TB, path string) *boltstore.Store {
 	tb.Helper()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	db, err := boltstore.Open(path, boltstore.WithOpenTimeout(time.Second))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return db
 }
 
-// newDB returns a bbolt file in a temp dir, closed at the end of the test.
-func newDB(tb testing.TB) (*bbolt.DB, string) {
+// newDB returns a store in a temp dir, closed at the end of the test.
+func newDB(tb testing.TB) (*boltstore.Store, string) {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "hale.db")
 	db := openDB(tb, path)
@@ -50,16 +52,26 @@ func newDB(tb testing.TB) (*bbolt.DB, string) {
 	return db, path
 }
 
-func mustOpen(tb testing.TB, db *bbolt.DB, sk *seal.Key, opts ...Option) *Keyset {
+// keys narrows st to the keyset's repository, as the server does.
+func keys(st storage.Store) signing.Store {
+	return storage.Scope(st, func(tx storage.Tx) signing.Tx { return tx })
+}
+
+// open opens the keyset on db.
+func open(db storage.Store, sk *seal.Key, opts ...signing.Option) (*signing.Keyset, error) {
+	return signing.Open(context.Background(), keys(db), sk, opts...)
+}
+
+func mustOpen(tb testing.TB, db storage.Store, sk *seal.Key, opts ...signing.Option) *signing.Keyset {
 	tb.Helper()
-	k, err := Open(db, sk, opts...)
+	k, err := open(db, sk, opts...)
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
 	return k
 }
 
-func jwks(tb testing.TB, k *Keyset) jose.JSONWebKeySet {
+func jwks(tb testing.TB, k *signing.Keyset) jose.JSONWebKeySet {
 	tb.Helper()
 	b, err := k.JWKS(context.Background())
 	if err != nil {
@@ -125,7 +137,7 @@ func verifyFails(tb testing.TB, set jose.JSONWebKeySet, tok string) bool {
 	return true
 }
 
-func sign(tb testing.TB, k *Keyset, typ string, claims any) string {
+func sign(tb testing.TB, k *signing.Keyset, typ string, claims any) string {
 	tb.Helper()
 	tok, err := k.Sign(typ, claims)
 	if err != nil {
@@ -246,7 +258,7 @@ func TestRotateOverlap(t *testing.T) {
 	sk := sealKey(t, 1)
 	c := newClock()
 	const every, overlap = 24 * time.Hour, 2 * time.Hour
-	k := mustOpen(t, db, sk, WithClock(c.Now), WithRotation(every, overlap))
+	k := mustOpen(t, db, sk, signing.WithClock(c.Now), signing.WithRotation(every, overlap))
 	ctx := context.Background()
 
 	old := sign(t, k, posture.TokenType, tokenClaims("old"))
@@ -273,7 +285,7 @@ func TestRotateOverlap(t *testing.T) {
 	db.Close()
 	db = openDB(t, path)
 	defer db.Close()
-	k = mustOpen(t, db, sk, WithClock(c.Now), WithRotation(every, overlap))
+	k = mustOpen(t, db, sk, signing.WithClock(c.Now), signing.WithRotation(every, overlap))
 	verify(t, jwks(t, k), old, posture.TokenType)
 	verify(t, jwks(t, k), sign(t, k, posture.TokenType, tokenClaims("x")), posture.TokenType)
 
@@ -299,14 +311,13 @@ func TestRotateOverlap(t *testing.T) {
 	}
 }
 
-func storedCount(tb testing.TB, db *bbolt.DB) int {
+func storedCount(tb testing.TB, db storage.Store) int {
 	tb.Helper()
 	n := 0
-	if err := db.View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketKeys); b != nil {
-			n = b.Stats().KeyN
-		}
-		return nil
+	if err := db.View(context.Background(), func(tx storage.Tx) error {
+		stored, err := tx.Signing().Keys(context.Background())
+		n = len(stored)
+		return err
 	}); err != nil {
 		tb.Fatal(err)
 	}
@@ -317,7 +328,7 @@ func TestRotateIfDue(t *testing.T) {
 	db, path := newDB(t)
 	c := newClock()
 	sk := sealKey(t, 1)
-	k := mustOpen(t, db, sk, WithClock(c.Now), WithRotation(10*time.Hour, time.Hour))
+	k := mustOpen(t, db, sk, signing.WithClock(c.Now), signing.WithRotation(10*time.Hour, time.Hour))
 	ctx := context.Background()
 	kid0 := kids(jwks(t, k))[0]
 
@@ -340,7 +351,7 @@ func TestRotateIfDue(t *testing.T) {
 	db.Close()
 	db = openDB(t, path)
 	defer db.Close()
-	k = mustOpen(t, db, sk, WithClock(c.Now), WithRotation(10*time.Hour, time.Hour))
+	k = mustOpen(t, db, sk, signing.WithClock(c.Now), signing.WithRotation(10*time.Hour, time.Hour))
 	if rotated, err := k.RotateIfDue(ctx); err != nil || rotated {
 		t.Fatalf("RotateIfDue after reopen = %v, %v", rotated, err)
 	}
@@ -349,74 +360,14 @@ func TestRotateIfDue(t *testing.T) {
 	}
 }
 
-func TestWrongSealKeyFailsClosed(t *testing.T) {
-	db, _ := newDB(t)
-	mustOpen(t, db, sealKey(t, 1))
-	before := snapshot(t, db)
-
-	if _, err := Open(db, sealKey(t, 2)); err == nil {
-		t.Fatal("Open with the wrong seal key succeeded")
-	}
-	if after := snapshot(t, db); !mapsEqual(before, after) {
-		t.Fatal("a failed Open changed the stored keys")
-	}
-	// The right key still opens it.
-	mustOpen(t, db, sealKey(t, 1))
-}
-
-func TestKeyUnderWrongKidRejected(t *testing.T) {
-	db, _ := newDB(t)
-	k := mustOpen(t, db, sealKey(t, 1))
-	kid := kids(jwks(t, k))[0]
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketKeys)
-		v := bytes.Clone(b.Get([]byte(kid)))
-		if err := b.Delete([]byte(kid)); err != nil {
-			return err
-		}
-		return b.Put([]byte("some-other-kid"), v)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Open(db, sealKey(t, 1)); err == nil {
-		t.Fatal("Open accepted a key stored under a kid that is not its thumbprint")
-	}
-}
-
-func snapshot(tb testing.TB, db *bbolt.DB) map[string]string {
-	tb.Helper()
-	m := map[string]string{}
-	if err := db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
-			m[string(k)] = string(v)
-			return nil
-		})
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	return m
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 func TestOptionsValidated(t *testing.T) {
 	db, _ := newDB(t)
-	for _, o := range []Option{WithRotation(0, time.Hour), WithRotation(time.Hour, -time.Second)} {
-		if _, err := Open(db, sealKey(t, 1), o); err == nil {
+	for _, o := range []signing.Option{signing.WithRotation(0, time.Hour), signing.WithRotation(time.Hour, -time.Second)} {
+		if _, err := open(db, sealKey(t, 1), o); err == nil {
 			t.Error("Open accepted an invalid rotation")
 		}
 	}
-	if _, err := Open(db, nil); err == nil {
+	if _, err := open(db, nil); err == nil {
 		t.Error("Open accepted a nil seal key")
 	}
 	if n := storedCount(t, db); n != 0 {
@@ -440,7 +391,7 @@ func TestSignRejects(t *testing.T) {
 func TestHandler(t *testing.T) {
 	db, _ := newDB(t)
 	c := newClock()
-	k := mustOpen(t, db, sealKey(t, 1), WithClock(c.Now), WithRotation(time.Hour, time.Hour))
+	k := mustOpen(t, db, sealKey(t, 1), signing.WithClock(c.Now), signing.WithRotation(time.Hour, time.Hour))
 	srv := httptest.NewServer(k.Handler())
 	defer srv.Close()
 
@@ -556,7 +507,7 @@ func TestConcurrentSignDuringRotate(t *testing.T) {
 func TestRunRotates(t *testing.T) {
 	db, _ := newDB(t)
 	// Real clock: a 20ms rotation period makes Run check every 2ms.
-	k := mustOpen(t, db, sealKey(t, 1), WithRotation(20*time.Millisecond, time.Hour))
+	k := mustOpen(t, db, sealKey(t, 1), signing.WithRotation(20*time.Millisecond, time.Hour))
 	first := kids(jwks(t, k))[0]
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
