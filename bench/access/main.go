@@ -45,6 +45,7 @@ import (
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/tokens"
 	"github.com/halemdm/hale/policies"
@@ -213,18 +214,18 @@ func newBench(cfg config) (_ *bench, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.st, err = boltstore.Open(filepath.Join(b.dir, "hale.db")); err != nil {
+		return nil, err
+	}
 	// The real CA and server certificate, as mdmserver.New makes them.
-	if b.ca, err = certs.Open(filepath.Join(b.dir, "ca"), master); err != nil {
+	if b.ca, err = certs.Open(filepath.Join(b.dir, "ca"), master, certs.WithDB(b.st.CADB())); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
 	serverCert, err := b.ca.ServerCertificate([]string{"127.0.0.1", "::1", "localhost"})
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	if b.st, err = boltstore.Open(filepath.Join(b.dir, "hale.db")); err != nil {
-		return nil, err
-	}
-	tok, err := tokens.New(b.st.DB())
+	tok, err := tokens.New(context.Background(), storage.Scope(b.st, func(tx storage.Tx) tokens.Tx { return tx }))
 	if err != nil {
 		return nil, err
 	}
@@ -299,11 +300,12 @@ func (b *bench) close() {
 		cancel()
 		<-b.served
 	}
-	if b.st != nil {
-		_ = b.st.Close()
-	}
+	// The CA keeps its database in the store: stop it first.
 	if b.ca != nil {
 		_ = b.ca.Close()
+	}
+	if b.st != nil {
+		_ = b.st.Close()
 	}
 	if b.dir != "" {
 		_ = os.RemoveAll(b.dir)

@@ -27,7 +27,7 @@ func WithToken(ctx context.Context, t *Token) context.Context {
 // Require wraps next so that only requests bearing an active token with one of roles reach it.
 // Admin is always allowed. No or a bad token answers 401 with a WWW-Authenticate challenge; a
 // valid token in another role answers 403.
-func (s *Store) Require(log *slog.Logger, next http.Handler, roles ...Role) http.Handler {
+func (s *Service) Require(log *slog.Logger, next http.Handler, roles ...Role) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}

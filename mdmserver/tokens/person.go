@@ -2,15 +2,12 @@ package tokens
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"go.etcd.io/bbolt"
 )
 
 // MaxPersonLen bounds a person's name in bytes.
@@ -46,62 +43,49 @@ func SamePerson(a, b string) bool { return a != "" && b != "" && strings.EqualFo
 // Creators returns the people whose tokens created t, nearest first: the person of the token
 // that created t, then of the token that created that one, up to the server's own bootstrap
 // token. A person who appears here could have minted t for themselves.
-func (s *Store) Creators(ctx context.Context, t *Token) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+func Creators(ctx context.Context, repo Repository, t *Token) ([]string, error) {
 	var out []string
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucket)
-		cur := t
-		for range maxCreatorDepth {
-			if cur.CreatorPerson != "" {
-				out = append(out, cur.CreatorPerson)
-			}
-			if cur.CreatorTokenID == "" {
-				return nil
-			}
-			v := b.Get([]byte(cur.CreatorTokenID))
-			if v == nil {
-				return fmt.Errorf("tokens: token %s names creator %s, which is not stored", cur.ID, cur.CreatorTokenID)
-			}
-			next := new(Token)
-			if err := json.Unmarshal(v, next); err != nil {
-				return err
-			}
-			cur = next
+	cur := t
+	for range maxCreatorDepth {
+		if cur.CreatorPerson != "" {
+			out = append(out, cur.CreatorPerson)
 		}
-		return fmt.Errorf("tokens: token %s has more than %d creators", t.ID, maxCreatorDepth)
-	})
-	return out, err
+		if cur.CreatorTokenID == "" {
+			return out, nil
+		}
+		next, err := repo.Get(ctx, cur.CreatorTokenID)
+		if errors.Is(err, ErrNotFound) {
+			return out, fmt.Errorf("tokens: token %s names creator %s, which is not stored", cur.ID, cur.CreatorTokenID)
+		} else if err != nil {
+			return out, err
+		}
+		cur = next
+	}
+	return out, fmt.Errorf("tokens: token %s has more than %d creators", t.ID, maxCreatorDepth)
 }
 
 // createdByRE reads the creator's token ID from CreatedBy as the API wrote it before tokens
 // had people: "<name> (<token id>)".
 var createdByRE = regexp.MustCompile(`\(([0-9a-f]{16})\)$`)
 
-// migratePeople gives each token stored without a person a person named after the token (its
+// MigratePeople gives each token stored without a person a person named after the token (its
 // name; "token-<id>" when the name is not a valid person name), and links it to the token
 // that created it, read from CreatedBy, when that token is stored. Tokens that share a name
 // thereby belong to one person, which is the point: the two-person rule then refuses them as a
-// pair. It runs in the caller's transaction, touches only tokens without a person (so a
+// pair. It runs in the caller's unit of work, touches only tokens without a person (so a
 // second run changes nothing), and returns how many it changed.
-func migratePeople(b *bbolt.Bucket) (int, error) {
+func MigratePeople(ctx context.Context, repo Repository) (int, error) {
+	list, err := repo.List(ctx)
+	if err != nil {
+		return 0, err
+	}
 	all := map[string]*Token{}
 	var todo []*Token
-	err := b.ForEach(func(k, v []byte) error {
-		t := new(Token)
-		if err := json.Unmarshal(v, t); err != nil {
-			return fmt.Errorf("token %s: %w", k, err)
-		}
+	for _, t := range list {
 		all[t.ID] = t
 		if t.Person == "" {
 			todo = append(todo, t)
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
 	}
 	for _, t := range todo {
 		t.Person = t.Name
@@ -115,7 +99,7 @@ func migratePeople(b *bbolt.Bucket) (int, error) {
 				t.CreatorTokenID, t.CreatorPerson = m[1], all[m[1]].Person
 			}
 		}
-		if err := putTx(b, t); err != nil {
+		if err := repo.Put(ctx, t); err != nil {
 			return 0, err
 		}
 	}

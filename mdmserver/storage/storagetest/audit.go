@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
@@ -13,6 +14,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/audit/audittest"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
 // testAudit is the contract of audit.Repository, and the audit log's rules over it: appends,
@@ -46,9 +48,16 @@ func auditCommitsWithTheChange(t *testing.T, open Opener) {
 	l, _ := auditLog(t, st)
 	audittest.AppendN(t, l, 0, 3)
 
+	// The change is another repository's write: a token revoked, say.
+	tok := tokens.Token{ID: "00000000000000a1", Name: "secops", Role: tokens.RoleSecurity, Person: "dana", Hash: strings.Repeat("0", 64)}
+	change := func(tx storage.Tx) error { return tx.Tokens().Put(ctx, &tok) }
+
 	// A failed change rolls back its audit entry too.
 	errChange := errors.New("change failed")
 	err := st.Update(ctx, func(tx storage.Tx) error {
+		if err := change(tx); err != nil {
+			return err
+		}
 		if _, err := audit.Append(ctx, tx.Audit(), audittest.Entry(3)); err != nil {
 			return err
 		}
@@ -60,9 +69,18 @@ func auditCommitsWithTheChange(t *testing.T, open Opener) {
 	if n, _ := l.Size(ctx); n != 3 {
 		t.Fatalf("size after rollback = %d, want 3", n)
 	}
+	_ = st.View(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Tokens().Get(ctx, tok.ID); !errors.Is(err, tokens.ErrNotFound) {
+			t.Errorf("the failed change was kept: %v", err)
+		}
+		return nil
+	})
 
 	// A committed change has its entry, with the next index.
 	err = st.Update(ctx, func(tx storage.Tx) error {
+		if err := change(tx); err != nil {
+			return err
+		}
 		for i := 3; i < 6; i++ {
 			idx, err := audit.Append(ctx, tx.Audit(), audittest.Entry(i))
 			if err != nil {
@@ -80,6 +98,12 @@ func auditCommitsWithTheChange(t *testing.T, open Opener) {
 	if err := l.VerifyStored(ctx); err != nil {
 		t.Fatal(err)
 	}
+	_ = st.View(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Tokens().Get(ctx, tok.ID); err != nil {
+			t.Errorf("the committed change is missing: %v", err)
+		}
+		return nil
+	})
 
 	// Misuse is refused, not silently accepted.
 	if err := st.View(ctx, func(tx storage.Tx) error {

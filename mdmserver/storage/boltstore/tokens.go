@@ -1,0 +1,74 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/mdmserver/tokens"
+)
+
+var bucketTokens = []byte("api_tokens") // token ID -> tokens.Token JSON
+
+var tokensBuckets = [][]byte{bucketTokens}
+
+// Tokens returns the API tokens in this transaction.
+func (t *tx) Tokens() tokens.Repository { return tokensRepo{t.tx} }
+
+// tokensRepo is tokens.Repository on the api_tokens bucket.
+type tokensRepo struct{ tx *bbolt.Tx }
+
+func (r tokensRepo) Get(ctx context.Context, id string) (*tokens.Token, error) {
+	b, err := bucket(r.tx, bucketTokens)
+	if err != nil {
+		return nil, err
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, tokens.ErrNotFound
+	}
+	t := new(tokens.Token)
+	if err := json.Unmarshal(v, t); err != nil {
+		return nil, fmt.Errorf("tokens: token %s: %w", id, err)
+	}
+	return t, nil
+}
+
+func (r tokensRepo) Put(ctx context.Context, t *tokens.Token) error {
+	b, err := bucket(r.tx, bucketTokens)
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	return mapWrite(b.Put([]byte(t.ID), v))
+}
+
+func (r tokensRepo) List(ctx context.Context) ([]*tokens.Token, error) {
+	b, err := bucket(r.tx, bucketTokens)
+	if err != nil {
+		return nil, err
+	}
+	var out []*tokens.Token
+	err = b.ForEach(func(k, v []byte) error {
+		t := new(tokens.Token)
+		if err := json.Unmarshal(v, t); err != nil {
+			return fmt.Errorf("tokens: token %s: %w", k, err)
+		}
+		out = append(out, t)
+		return nil
+	})
+	return out, err
+}
+
+func (r tokensRepo) Count(ctx context.Context) (int, error) {
+	b, err := bucket(r.tx, bucketTokens)
+	if err != nil {
+		return 0, err
+	}
+	return b.Stats().KeyN, nil
+}
