@@ -1,0 +1,57 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/mdmserver/idempotency"
+	"github.com/halemdm/hale/mdmserver/storage"
+)
+
+// bucketIdempotency holds the saved answers: "<owner>\x00<route>\x00<key>" -> answer JSON.
+var (
+	bucketIdempotency  = []byte("idempotency_keys")
+	idempotencyBuckets = [][]byte{bucketIdempotency}
+)
+
+// Idempotency returns the saved Idempotency-Key answers of this transaction.
+func (t *tx) Idempotency() idempotency.Repository { return idempotencyRepo{t.tx} }
+
+// idempotencyRepo is idempotency.Repository on one bbolt transaction.
+type idempotencyRepo struct{ tx *bbolt.Tx }
+
+var _ idempotency.Repository = idempotencyRepo{}
+
+// idempotencyKey is k's key in the bucket. NUL cannot occur in a token ID, a URL path or an
+// HTTP header value, so the parts cannot run into each other.
+func idempotencyKey(k idempotency.Key) []byte {
+	return []byte(k.Owner + "\x00" + k.Route + "\x00" + k.Key)
+}
+
+// Get returns a copy of the answer saved under k.
+func (r idempotencyRepo) Get(ctx context.Context, k idempotency.Key) (json.RawMessage, error) {
+	b, err := bucket(r.tx, bucketIdempotency)
+	if err != nil {
+		return nil, err
+	}
+	v := b.Get(idempotencyKey(k))
+	if v == nil {
+		return nil, idempotency.ErrNotFound
+	}
+	return slices.Clone(v), nil
+}
+
+// Put saves answer under k.
+func (r idempotencyRepo) Put(ctx context.Context, k idempotency.Key, answer json.RawMessage) error {
+	if !r.tx.Writable() {
+		return storage.ErrReadOnly
+	}
+	b, err := bucket(r.tx, bucketIdempotency)
+	if err != nil {
+		return err
+	}
+	return b.Put(idempotencyKey(k), answer)
+}
