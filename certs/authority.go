@@ -1,8 +1,12 @@
 // Package certs is Hale's embedded certificate authority. It runs the smallstep/certificates
 // authority in process: a root and an intermediate created on first start with their private keys
 // sealed under the master key, device and server certificates with explicit lifetimes, revocation
-// kept in a bbolt database (smallstep/nosql), a CRL, and mTLS verification that refuses revoked,
-// expired and foreign client certificates.
+// kept in the database the caller gives it (WithDB: any smallstep/nosql DB; Hale's server gives
+// its own store's), a CRL, and mTLS verification that refuses revoked, expired and foreign client
+// certificates.
+//
+// The package names no database backend. It still links bbolt and smallstep's other drivers:
+// smallstep/certificates imports smallstep/nosql, which imports all of them.
 package certs
 
 import (
@@ -29,6 +33,7 @@ import (
 	"github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/db"
+	"github.com/smallstep/nosql"
 
 	"github.com/halemdm/hale/internal/seal"
 )
@@ -51,8 +56,15 @@ const (
 	fileIntermediate    = "intermediate.pem"
 	fileRootKey         = "root.key.sealed"
 	fileIntermediateKey = "intermediate.key.sealed"
-	fileDB              = "ca.db"
 )
+
+// tables are the tables smallstep/certificates' database keeps (the ones its db.New creates;
+// TestTablesAreSmallsteps holds this list to them). Open creates them in the database it is
+// given.
+var tables = []string{
+	"revoked_x509_certs", "x509_certs", "used_ott", "ssh_certs", "ssh_hosts", "ssh_host_principals",
+	"ssh_users", "revoked_ssh_certs", "x509_certs_data", "x509_crl",
+}
 
 // backdate is subtracted from NotBefore so a peer whose clock runs a little slow accepts a new
 // certificate at once.
@@ -80,7 +92,9 @@ type Authority struct {
 	advertisedCAs *x509.CertPool
 
 	auth *authority.Authority
-	db   *db.DB
+	// store is the database WithDB gave; db is smallstep's layer over it.
+	store nosql.DB
+	db    *db.DB
 
 	revokedMu sync.RWMutex
 	revoked   map[string]struct{} // decimal serials, mirrors the authority DB
@@ -129,9 +143,16 @@ func WithCRLURL(u string) Option {
 	}
 }
 
-// Open opens the CA kept in dir (for example DATA/ca), creating a root and an intermediate with
-// ECDSA P-256 keys on first start. Private keys are sealed under key; a different master key
-// than the one that created the CA is an error. Close releases the database.
+// WithDB sets the database the authority keeps its issued and revoked certificates and its CRL
+// in. It is required: the CA must not run without its revocations. Open creates the tables it
+// needs; Close leaves the database open, for its owner to close.
+func WithDB(d nosql.DB) Option {
+	return func(a *Authority) { a.store = d }
+}
+
+// Open opens the CA kept in dir (for example DATA/ca) on the database WithDB gives, creating a
+// root and an intermediate with ECDSA P-256 keys on first start. Private keys are sealed under
+// key; a different master key than the one that created the CA is an error.
 func Open(dir string, key *seal.Key, opts ...Option) (*Authority, error) {
 	if key == nil {
 		return nil, errors.New("certs: a master key is required")
@@ -146,6 +167,9 @@ func Open(dir string, key *seal.Key, opts ...Option) (*Authority, error) {
 	}
 	for _, o := range opts {
 		o(a)
+	}
+	if a.store == nil {
+		return nil, errors.New("certs: no database: give Open one with WithDB")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("certs: create CA directory: %w", err)
@@ -163,8 +187,8 @@ func Open(dir string, key *seal.Key, opts ...Option) (*Authority, error) {
 	return a, nil
 }
 
-// Close shuts the authority down and closes its database.
-// Calling it again does nothing.
+// Close shuts the authority down. The database WithDB gave stays open. Calling it again does
+// nothing.
 func (a *Authority) Close() error {
 	a.closeOnce.Do(func() { a.closeErr = a.auth.Shutdown() })
 	return a.closeErr
@@ -321,13 +345,16 @@ func (a *Authority) readKey(name, purpose string, cert *x509.Certificate) (crypt
 	return signer, nil
 }
 
-// openAuthority starts the embedded smallstep authority on the CA's bbolt database.
+// openAuthority starts the embedded smallstep authority on the database WithDB gave.
 func (a *Authority) openAuthority() error {
-	adb, err := db.New(&db.Config{Type: "bbolt", DataSource: a.path(fileDB)})
-	if err != nil {
-		return fmt.Errorf("certs: open CA database: %w", err)
+	for _, t := range tables {
+		if err := a.store.CreateTable([]byte(t)); err != nil {
+			return fmt.Errorf("certs: create CA database table %s: %w", t, err)
+		}
 	}
-	a.db = adb.(*db.DB)
+	// smallstep's layer over a database it did not open: its Shutdown (from Close) does not
+	// close it, since it was never marked up.
+	a.db = &db.DB{DB: a.store}
 	cfg := &config.Config{
 		AuthorityConfig: &config.AuthConfig{
 			Backdate: &provisioner.Duration{Duration: backdate},
@@ -339,15 +366,15 @@ func (a *Authority) openAuthority() error {
 			IDPurl:           a.crlURL,
 		},
 	}
+	var err error
 	a.auth, err = authority.NewEmbedded(
 		authority.WithConfig(cfg),
 		authority.WithQuietInit(),
-		authority.WithDatabase(adb),
+		authority.WithDatabase(a.db),
 		authority.WithX509RootCerts(a.root),
 		authority.WithX509Signer(a.inter, a.interKey),
 	)
 	if err != nil {
-		adb.Shutdown()
 		return fmt.Errorf("certs: start authority: %w", err)
 	}
 	revoked, err := a.db.GetRevokedCertificates()

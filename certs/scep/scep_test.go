@@ -14,11 +14,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/smallstep/nosql"
 	smscep "github.com/smallstep/scep"
 	scepx509 "github.com/smallstep/scep/x509util"
 
@@ -69,6 +71,24 @@ func (c *challenges) check(_ context.Context, challenge string, _ *x509.Certific
 	}, nil
 }
 
+// openCA opens a CA in a fresh directory, on smallstep's bbolt driver there, and closes both
+// when the test ends.
+func openCA(tb testing.TB, key *seal.Key) *certs.Authority {
+	tb.Helper()
+	dir := tb.TempDir()
+	d, err := nosql.New(nosql.BBoltDriver, filepath.Join(dir, "ca.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { d.Close() })
+	ca, err := certs.Open(dir, key, certs.WithDB(d))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ca.Close() })
+	return ca
+}
+
 type fixture struct {
 	ca  *certs.Authority
 	srv *httptest.Server
@@ -79,11 +99,7 @@ func newFixture(t *testing.T, check ChallengeFunc) *fixture {
 	raw := make([]byte, seal.KeySize)
 	rand.Read(raw)
 	key, _ := seal.New(raw)
-	ca, err := certs.Open(t.TempDir(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
+	ca := openCA(t, key)
 	s, err := New(ca, check)
 	if err != nil {
 		t.Fatal(err)
@@ -326,11 +342,7 @@ func TestGarbage(t *testing.T) {
 func FuzzPKIOperation(f *testing.F) {
 	raw := make([]byte, seal.KeySize)
 	key, _ := seal.New(raw)
-	ca, err := certs.Open(f.TempDir(), key)
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer ca.Close()
+	ca := openCA(f, key)
 	s, err := New(ca, (&challenges{}).check)
 	if err != nil {
 		f.Fatal(err)
