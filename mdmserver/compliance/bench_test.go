@@ -1,16 +1,15 @@
-package compliance
+package compliance_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/internal/measure"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -22,12 +21,13 @@ const benchDevices = 100_000
 func benchFleet(b *testing.B, n int) *env {
 	b.Helper()
 	e := newEnv(b)
-	e.db.NoSync = true // setup only: bulk loading with an fsync per transaction takes minutes
 	e.putPolicy(b, "base", basePolicy)
-	e.assign(b, Target{Kind: TargetDefault}, "base")
+	e.assign(b, compliance.Target{Kind: compliance.TargetDefault}, "base")
+	ctx := context.Background()
 	const perTx = 10_000
 	for start := 0; start < n; start += perTx {
-		err := e.db.Update(func(tx *bbolt.Tx) error {
+		// Ten thousand devices per unit of work: few fsyncs, so setup takes seconds.
+		err := e.st.Update(ctx, func(tx storage.Tx) error {
 			for i := start; i < min(start+perTx, n); i++ {
 				group := "west"
 				if i%2 == 0 {
@@ -40,7 +40,7 @@ func benchFleet(b *testing.B, n int) *env {
 					StateChangedAt: t0, CertSerials: []string{fmt.Sprintf("%x", 1<<40+2*i), fmt.Sprintf("%x", 1<<40+2*i+1)},
 					Enrollment: "e_0123456789abcdef",
 				}
-				if err := e.inv.PutTx(tx, d); err != nil {
+				if err := inventory.Save(ctx, tx.Inventory(), d, t0); err != nil {
 					return err
 				}
 				ver := "10.0.22631"
@@ -52,11 +52,7 @@ func benchFleet(b *testing.B, n int) *env {
 				p.SecureBoot = policies.Observe(true, policies.ProvenanceAgent, t0)
 				p.ScreenLockEnabled = policies.Observe(true, policies.ProvenanceAgent, t0)
 				p.PasscodePresent = policies.Observe(true, policies.ProvenanceAgent, t0)
-				pj, err := json.Marshal(p)
-				if err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketPosture).Put([]byte(d.ID), pj); err != nil {
+				if err := tx.Compliance().PutPosture(ctx, d.ID, p); err != nil {
 					return err
 				}
 			}
@@ -66,17 +62,12 @@ func benchFleet(b *testing.B, n int) *env {
 			b.Fatal(err)
 		}
 	}
-	ctx := context.Background()
 	if err := e.eng.Load(ctx); err != nil {
 		b.Fatal(err)
 	}
 	if st, err := e.eng.ReevaluateAll(ctx); err != nil || st.Devices != n || st.Changed != n {
 		b.Fatalf("initial pass = %+v, %v", st, err)
 	}
-	if err := e.db.Sync(); err != nil {
-		b.Fatal(err)
-	}
-	e.db.NoSync = false
 	e.clock.Set(t0.Add(time.Minute))
 	return e
 }

@@ -1,31 +1,17 @@
 package compliance
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
-	"go.etcd.io/bbolt"
-)
-
-var (
-	bucketPosture = []byte("compliance_posture") // device id -> Posture JSON
-	bucketVerdict = []byte("compliance_verdict") // device id -> Verdict JSON
-	// History is append-only: rows are keyed by a sequence so a fleet-wide pass appends at the
-	// end of the tree instead of rewriting pages everywhere; a compact index finds one device's.
-	bucketHistory    = []byte("compliance_history")     // seq (8-byte BE) -> Verdict JSON
-	bucketHistoryIdx = []byte("compliance_history_idx") // device id \x00 seq -> (empty)
 )
 
 // DefaultBatchSize is how many changed verdicts ReevaluateAll commits per write transaction.
@@ -68,7 +54,9 @@ type DryRunResult struct {
 
 // snapshot is the part of an inventory record evaluation and decisions need.
 type snapshot struct {
-	State       inventory.State
+	State inventory.State
+	// Wipe is the state of the device's unfinished wipe, if it has one.
+	Wipe        inventory.WipeState
 	Group       string
 	OS          string
 	CertSerials []string
@@ -76,8 +64,25 @@ type snapshot struct {
 }
 
 func snapshotOf(d *inventory.Device) snapshot {
-	return snapshot{State: d.State, Group: d.Group, OS: d.OS, CertSerials: slices.Clone(d.CertSerials),
+	s := snapshot{State: d.State, Group: d.Group, OS: d.OS, CertSerials: slices.Clone(d.CertSerials),
 		CertSHA256: slices.Clone(d.CertSHA256)}
+	if d.Wipe != nil {
+		s.Wipe = d.Wipe.State
+	}
+	return s
+}
+
+// accessState is the state a decision names for a device: an unfinished wipe's (wipe_pending
+// from the moment a wipe is accepted, before the inventory says wiped; wipe_incomplete when it
+// left managed data behind) over the inventory state.
+func (s snapshot) accessState() string {
+	switch s.Wipe {
+	case inventory.WipePending:
+		return "wipe_pending"
+	case inventory.WipeIncomplete:
+		return "wipe_incomplete"
+	}
+	return string(s.State)
 }
 
 // deviceState is what the Engine knows about one device. posture is never changed in place
@@ -98,7 +103,7 @@ type deviceState struct {
 
 // Engine evaluates device posture against the effective policies, persists postures and
 // verdicts, and keeps the access index current. It is safe for concurrent use: reports for
-// different devices commit together (bbolt Batch), reports for one device are serialized, and
+// different devices commit together (Store.Batch), reports for one device are serialized, and
 // ReevaluateAll runs alone.
 //
 // A stored verdict is the evaluation that produced the device's current outcome: a report
@@ -106,15 +111,13 @@ type deviceState struct {
 // compliance, reasons, grace) writes nothing, so evaluated_at and policy_version then name
 // the evaluation that produced it.
 type Engine struct {
-	db       *bbolt.DB
+	st       Store
 	policies *PolicyStore
-	inv      *inventory.Store
 	index    *access.Index
-	// stateOverride, when set, names a state that overrides a device's inventory state.
-	stateOverride func(deviceID string) string
-	now           func() time.Time
-	logger        *slog.Logger
-	batchSize     int
+	now      func() time.Time
+	logger   *slog.Logger
+	// batchSize is how many changed verdicts ReevaluateAll commits per transaction.
+	batchSize int
 
 	// pass is held shared by single-device operations and exclusively by ReevaluateAll, so
 	// a whole-fleet pass needs no per-device locks.
@@ -138,14 +141,6 @@ func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = n
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
 
-// WithStateOverride sets f, asked for every decision the engine publishes, for a state that
-// overrides the inventory's ("" for none). The server uses it for wipe_pending: a device is
-// denied from the moment a wipe is accepted, before the inventory says wiped. f must be fast
-// and must not block.
-func WithStateOverride(f func(deviceID string) string) Option {
-	return func(e *Engine) { e.stateOverride = f }
-}
-
 // WithBatchSize sets how many changed verdicts ReevaluateAll commits per transaction.
 func WithBatchSize(n int) Option {
 	return func(e *Engine) {
@@ -155,28 +150,18 @@ func WithBatchSize(n int) Option {
 	}
 }
 
-// NewEngine returns an Engine on db, creating its buckets. Call Load before serving.
-func NewEngine(db *bbolt.DB, ps *PolicyStore, inv *inventory.Store, index *access.Index, opts ...Option) (*Engine, error) {
-	if db == nil || ps == nil || inv == nil || index == nil {
-		return nil, errors.New("compliance: NewEngine needs a database, policy store, inventory and index")
+// NewEngine returns an Engine on st, which holds the postures and verdicts and the inventory
+// it evaluates. Call Load before serving.
+func NewEngine(st Store, ps *PolicyStore, index *access.Index, opts ...Option) (*Engine, error) {
+	if st == nil || ps == nil || index == nil {
+		return nil, errors.New("compliance: NewEngine needs a store, policy store and index")
 	}
 	e := &Engine{
-		db: db, policies: ps, inv: inv, index: index, now: time.Now, logger: slog.New(slog.DiscardHandler),
+		st: st, policies: ps, index: index, now: time.Now, logger: slog.New(slog.DiscardHandler),
 		batchSize: DefaultBatchSize, devices: map[string]*deviceState{},
 	}
 	for _, o := range opts {
 		o(e)
-	}
-	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketPosture, bucketVerdict, bucketHistory, bucketHistoryIdx} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("compliance: create buckets: %w", err)
 	}
 	return e, nil
 }
@@ -198,54 +183,48 @@ func (e *Engine) OnChange(fn ChangeFunc) {
 func (e *Engine) Load(ctx context.Context) error {
 	e.pass.Lock()
 	defer e.pass.Unlock()
-	postures := map[string][]byte{}
-	verdicts := map[string][]byte{}
-	err := e.db.View(func(tx *bbolt.Tx) error {
-		for _, x := range []struct {
-			b []byte
-			m map[string][]byte
-		}{{bucketPosture, postures}, {bucketVerdict, verdicts}} {
-			// Values are only valid inside the transaction: keep copies.
-			if err := tx.Bucket(x.b).ForEach(func(k, v []byte) error {
-				x.m[string(k)] = slices.Clone(v)
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("compliance: load postures and verdicts: %w", err)
-	}
 	now := e.now()
+	postures := map[string]*policies.Posture{}
+	verdicts := map[string]*policies.Verdict{}
 	devices := map[string]*deviceState{}
 	order := []string{}
-	err = e.inv.ForEach(ctx, func(d *inventory.Device) error {
-		st := &deviceState{id: d.ID, dev: snapshotOf(d)}
-		if v, ok := postures[d.ID]; ok {
-			st.posture = new(policies.Posture)
-			if err := json.Unmarshal(v, st.posture); err != nil {
-				return fmt.Errorf("compliance: decode posture of %s: %w", d.ID, err)
-			}
+	// One snapshot: the inventory, postures and verdicts as they were at one instant.
+	err := e.st.View(ctx, func(tx Tx) error {
+		r := tx.Compliance()
+		if err := r.ForEachPosture(ctx, func(id string, p *policies.Posture) error {
+			postures[id] = p
+			return nil
+		}); err != nil {
+			return fmt.Errorf("compliance: load postures: %w", err)
 		}
-		if v, ok := verdicts[d.ID]; ok {
-			if err := json.Unmarshal(v, &st.verdict); err != nil {
-				return fmt.Errorf("compliance: decode verdict of %s: %w", d.ID, err)
-			}
-			if st.verdict.EvaluatedAt.IsZero() {
-				return fmt.Errorf("compliance: stored verdict of %s has no evaluation time", d.ID)
-			}
-		} else {
-			st.verdict = policies.Evaluate(policyOf(e.effective(st)), st.posture, nil, now)
-			st.unsaved = true
+		if err := r.ForEachVerdict(ctx, func(id string, v *policies.Verdict) error {
+			verdicts[id] = v
+			return nil
+		}); err != nil {
+			return fmt.Errorf("compliance: load verdicts: %w", err)
 		}
-		devices[d.ID] = st
-		order = append(order, d.ID)
+		err := tx.Inventory().ForEach(ctx, "", func(d *inventory.Device) error {
+			st := &deviceState{id: d.ID, dev: snapshotOf(d), posture: postures[d.ID]}
+			if v, ok := verdicts[d.ID]; ok {
+				if v.EvaluatedAt.IsZero() {
+					return fmt.Errorf("compliance: stored verdict of %s has no evaluation time", d.ID)
+				}
+				st.verdict = *v
+			} else {
+				st.verdict = policies.Evaluate(policyOf(e.effective(st)), st.posture, nil, now)
+				st.unsaved = true
+			}
+			devices[d.ID] = st
+			order = append(order, d.ID)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("compliance: load devices: %w", err)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("compliance: load devices: %w", err)
+		return err
 	}
 	if len(postures) > len(devices) {
 		e.logger.Warn("compliance: postures stored for devices missing from the inventory", "postures", len(postures), "devices", len(devices))
@@ -282,13 +261,8 @@ func policyOf(sp *StoredPolicy) *policies.Policy {
 // decision builds the index entry of a device state.
 func (e *Engine) decision(st *deviceState, sp *StoredPolicy) *access.Decision {
 	d := &access.Decision{
-		DeviceID: st.id, State: string(st.dev.State), Verdict: st.verdict, Posture: st.posture,
+		DeviceID: st.id, State: st.dev.accessState(), Verdict: st.verdict, Posture: st.posture,
 		CertSerials: st.dev.CertSerials, CertSHA256: st.dev.CertSHA256,
-	}
-	if e.stateOverride != nil {
-		if state := e.stateOverride(st.id); state != "" {
-			d.State = state
-		}
 	}
 	if st.posture != nil && !st.posture.ReportedAt.IsZero() {
 		d.ReportedAt = st.posture.ReportedAt
@@ -313,7 +287,12 @@ func (e *Engine) state(ctx context.Context, id string) (*deviceState, error) {
 	if st != nil {
 		return st, nil
 	}
-	d, err := e.inv.Get(ctx, id)
+	var d *inventory.Device
+	err := e.st.View(ctx, func(tx Tx) error {
+		var err error
+		d, err = tx.Inventory().Get(ctx, id)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("compliance: device %s: %w", id, err)
 	}
@@ -377,17 +356,13 @@ func (e *Engine) ingest(ctx context.Context, deviceID string, next func(*policie
 	if p.Platform == "" && st.dev.OS != "" {
 		p.Platform = policies.Platform(st.dev.OS)
 	}
-	pj, err := json.Marshal(p)
-	if err != nil {
-		return policies.Verdict{}, fmt.Errorf("compliance: encode posture of %s: %w", deviceID, err)
-	}
-	return e.commitOne(ctx, st, st.dev, p, pj)
+	return e.commitOne(ctx, st, st.dev, p, true)
 }
 
 // commitOne evaluates st with posture p and device snapshot dev, commits (the posture too when
-// pj is not nil; the verdict when it changed), then updates memory, index and hooks. The caller
-// holds e.pass shared and st.mu.
-func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p *policies.Posture, pj []byte) (policies.Verdict, error) {
+// it is a report; the verdict when it changed), then updates memory, index and hooks. The
+// caller holds e.pass shared and st.mu.
+func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p *policies.Posture, report bool) (policies.Verdict, error) {
 	now := e.now().UTC()
 	next := &deviceState{id: st.id, dev: dev, posture: p}
 	sp := e.effective(next)
@@ -397,29 +372,24 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p
 	if st.unsaved {
 		changed, hist = true, true
 	}
-	if pj != nil {
+	if report {
 		changed = true // a report is stored with the verdict it earned, evaluated now
 	} else if !changed {
 		v = prev // keep the stored verdict; nothing but the evaluation time moved
 	}
 	next.verdict = v
-	if pj != nil || changed {
-		var vj []byte
-		if changed {
-			var err error
-			if vj, err = json.Marshal(&v); err != nil {
-				return policies.Verdict{}, fmt.Errorf("compliance: encode verdict of %s: %w", st.id, err)
-			}
-		}
-		// Batch may run the function more than once; it only puts fixed keys and values.
-		err := e.db.Batch(func(tx *bbolt.Tx) error {
-			if pj != nil {
-				if err := tx.Bucket(bucketPosture).Put([]byte(st.id), pj); err != nil {
+	if report || changed {
+		// Batch may run the function more than once; it only puts fixed values, and a history
+		// row appended by a run that did not commit is gone with it.
+		err := e.st.Batch(ctx, func(tx Tx) error {
+			r := tx.Compliance()
+			if report {
+				if err := r.PutPosture(ctx, st.id, p); err != nil {
 					return err
 				}
 			}
-			if vj != nil {
-				return putVerdictTx(tx, st.id, &v, vj, hist)
+			if changed {
+				return r.PutVerdict(ctx, st.id, &v, hist)
 			}
 			return nil
 		})
@@ -432,26 +402,6 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p
 		e.runHooks(ctx, []Change{c})
 	}
 	return v, nil
-}
-
-func putVerdictTx(tx *bbolt.Tx, id string, v *policies.Verdict, vj []byte, hist bool) error {
-	if err := tx.Bucket(bucketVerdict).Put([]byte(id), vj); err != nil {
-		return err
-	}
-	if !hist {
-		return nil
-	}
-	rows := tx.Bucket(bucketHistory)
-	rows.FillPercent = 1 // append-only: pack pages full
-	seq, err := rows.NextSequence()
-	if err != nil {
-		return err
-	}
-	key := binary.BigEndian.AppendUint64(nil, seq)
-	if err := rows.Put(key, vj); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketHistoryIdx).Put(append(append([]byte(id), 0), key...), nil)
 }
 
 // verdictChanged reports whether the outcome of v differs from prev, and whether the
@@ -524,7 +474,7 @@ func (e *Engine) Evaluate(ctx context.Context, deviceID string) (policies.Verdic
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return e.commitOne(ctx, st, st.dev, st.posture, nil)
+	return e.commitOne(ctx, st, st.dev, st.posture, false)
 }
 
 // DeviceChanged refreshes what the engine knows of a device's inventory record (state, group,
@@ -542,238 +492,7 @@ func (e *Engine) DeviceChanged(ctx context.Context, d *inventory.Device) (polici
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return e.commitOne(ctx, st, snapshotOf(d), st.posture, nil)
-}
-
-// change is one device whose verdict moved in a ReevaluateAll pass.
-type change struct {
-	st   *deviceState
-	sp   *StoredPolicy
-	v    policies.Verdict
-	hist bool
-	vj   []byte
-	// indexOnly marks an unchanged verdict whose decision must still be republished.
-	indexOnly bool
-}
-
-// ReevaluateAll evaluates every device from memory at the current time, commits the verdicts
-// that changed in batches, and updates the index and hooks after each committed batch. Run it
-// after a policy or assignment change; RunStaleness runs it periodically.
-func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
-	start := time.Now()
-	e.pass.Lock()
-	defer e.pass.Unlock()
-	now := e.now().UTC()
-	e.mu.Lock()
-	if !e.sorted {
-		sort.Strings(e.order)
-		e.sorted = true
-	}
-	order := e.order
-	devices := e.devices
-	e.mu.Unlock()
-
-	stats := Stats{Devices: len(order)}
-	// Changed verdicts are committed a batch at a time while the pass goes on. Publishing
-	// (index entries, hooks) of a committed batch runs beside the evaluation and commit of the
-	// next one; each batch is still published only after its own commit.
-	committed := make(chan []change, 1)
-	published := make(chan struct{})
-	go func() {
-		defer close(published)
-		var changes []Change
-		for batch := range committed {
-			changes = changes[:0]
-			for i := range batch {
-				c := &batch[i]
-				c.st.mu.Lock() // Verdict reads without holding e.pass
-				c.st.verdict, c.st.unsaved, c.st.maxAge = c.v, false, reportMaxAge(c.sp)
-				d := e.decision(c.st, c.sp)
-				c.st.mu.Unlock()
-				if ch, ok := e.publish(d, now); ok {
-					changes = append(changes, ch)
-				}
-			}
-			e.runHooks(ctx, changes)
-		}
-	}()
-	err := e.evaluateAll(ctx, order, devices, now, committed, &stats)
-	close(committed)
-	<-published
-	if err != nil {
-		return stats, err
-	}
-	stats.Took = time.Since(start)
-	return stats, nil
-}
-
-// evaluateAll evaluates every device in order and commits the changed verdicts in batches,
-// handing each committed batch to the publisher.
-func (e *Engine) evaluateAll(ctx context.Context, order []string, devices map[string]*deviceState, now time.Time, committed chan<- []change, stats *Stats) error {
-	batch := make([]change, 0, e.batchSize)
-	for i, id := range order {
-		st := devices[id]
-		e.policies.mu.RLock()
-		sp, _ := e.policies.effectiveLocked(id, st.dev.Group)
-		e.policies.mu.RUnlock()
-		v := policies.Evaluate(policyOf(sp), st.posture, &st.verdict, now)
-		changed, hist := verdictChanged(&st.verdict, &v)
-		if st.unsaved {
-			changed, hist = true, true
-		}
-		switch {
-		case changed:
-			batch = append(batch, change{st: st, sp: sp, v: v, hist: hist})
-		case reportMaxAge(sp) != st.maxAge:
-			// Same verdict, new staleness deadline: publish, nothing to write.
-			batch = append(batch, change{st: st, sp: sp, v: st.verdict, indexOnly: true})
-		}
-		if len(batch) == e.batchSize || i == len(order)-1 && len(batch) > 0 {
-			if err := e.commitBatch(ctx, batch); err != nil {
-				return err
-			}
-			committed <- batch
-			for i := range batch {
-				if !batch[i].indexOnly {
-					stats.Changed++
-				}
-			}
-			batch = make([]change, 0, e.batchSize)
-		}
-	}
-	return nil
-}
-
-// commitBatch encodes and commits the verdicts (and history rows) of one batch.
-func (e *Engine) commitBatch(ctx context.Context, batch []change) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for i := range batch {
-		if batch[i].indexOnly {
-			continue
-		}
-		vj, err := json.Marshal(&batch[i].v)
-		if err != nil {
-			return fmt.Errorf("compliance: encode verdict of %s: %w", batch[i].st.id, err)
-		}
-		batch[i].vj = vj
-	}
-	err := e.db.Update(func(tx *bbolt.Tx) error {
-		for i := range batch {
-			c := &batch[i]
-			if c.indexOnly {
-				continue
-			}
-			if err := putVerdictTx(tx, c.st.id, &c.v, c.vj, c.hist); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
-	}
-	return nil
-}
-
-// DryRun returns the devices that would be noncompliant if p applied to target, with their
-// reasons, by device ID. A device gets p for target when the target is the strongest
-// assignment it would have: a group target does not reach devices with their own device
-// assignment, and the default does not reach devices covered by a group or device assignment.
-// The zero Target means wherever a policy named p.Name is assigned now. Nothing is written.
-func (e *Engine) DryRun(ctx context.Context, p *policies.Policy, target Target) ([]DryRunResult, error) {
-	if p == nil {
-		return nil, errors.New("compliance: DryRun needs a policy")
-	}
-	current := target == Target{}
-	if !current {
-		if err := target.validate(); err != nil {
-			return nil, err
-		}
-	}
-	e.pass.RLock()
-	defer e.pass.RUnlock()
-	e.mu.RLock()
-	states := make([]*deviceState, 0, len(e.devices))
-	for _, st := range e.devices {
-		states = append(states, st)
-	}
-	e.mu.RUnlock()
-	now := e.now().UTC()
-	out := []DryRunResult{}
-	for _, st := range states {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		st.mu.Lock()
-		dev, pos, prev := st.dev, st.posture, st.verdict
-		st.mu.Unlock()
-		if !e.dryRunApplies(st.id, dev.Group, p.Name, target, current) {
-			continue
-		}
-		v := policies.Evaluate(p, pos, &prev, now)
-		if v.Compliant {
-			continue
-		}
-		out = append(out, DryRunResult{
-			DeviceID: st.id, Group: dev.Group, State: string(dev.State), Reasons: v.Reasons,
-			InGrace: v.InGrace(now), GraceUntil: v.GraceUntil,
-		})
-	}
-	slices.SortFunc(out, func(a, b DryRunResult) int {
-		switch {
-		case a.DeviceID < b.DeviceID:
-			return -1
-		case a.DeviceID > b.DeviceID:
-			return 1
-		}
-		return 0
-	})
-	return out, nil
-}
-
-// dryRunApplies reports whether a device would get the candidate policy.
-func (e *Engine) dryRunApplies(id, group, name string, target Target, current bool) bool {
-	e.policies.mu.RLock()
-	defer e.policies.mu.RUnlock()
-	sp, from := e.policies.effectiveLocked(id, group)
-	if current {
-		return sp != nil && sp.Name == name
-	}
-	switch target.Kind {
-	case TargetDevice:
-		return target.Name == id
-	case TargetGroup:
-		return target.Name == group && from.Kind != TargetDevice
-	default:
-		return from.Kind != TargetDevice && from.Kind != TargetGroup
-	}
-}
-
-// RunStaleness re-evaluates every device now and then every interval until ctx ends, so that
-// stored verdicts and history reflect reports going stale and grace periods ending (the index
-// already denies at read time). Errors are logged and retried at the next tick.
-func (e *Engine) RunStaleness(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		every = time.Minute
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		st, err := e.ReevaluateAll(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			e.logger.Error("compliance: periodic re-evaluation failed; retrying at the next tick", "err", err)
-		case err == nil && st.Changed > 0:
-			e.logger.Info("compliance: periodic re-evaluation", "devices", st.Devices, "changed", st.Changed, "took", st.Took)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	return e.commitOne(ctx, st, snapshotOf(d), st.posture, false)
 }
 
 // Verdict returns the device's current verdict and posture from memory; ok is false for a
@@ -795,23 +514,11 @@ func (e *Engine) History(ctx context.Context, deviceID string, limit int) ([]pol
 	if limit <= 0 {
 		limit = 100
 	}
-	prefix := append([]byte(deviceID), 0)
 	var out []policies.Verdict
-	err := e.db.View(func(tx *bbolt.Tx) error {
-		hist := tx.Bucket(bucketHistory)
-		c := tx.Bucket(bucketHistoryIdx).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && len(out) < limit && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			v := hist.Get(k[len(prefix):])
-			if v == nil {
-				return fmt.Errorf("compliance: history index of %s points at a missing row", deviceID)
-			}
-			var vd policies.Verdict
-			if err := json.Unmarshal(v, &vd); err != nil {
-				return fmt.Errorf("compliance: decode history of %s: %w", deviceID, err)
-			}
-			out = append(out, vd)
-		}
-		return nil
+	err := e.st.View(ctx, func(tx Tx) error {
+		var err error
+		out, err = tx.Compliance().History(ctx, deviceID, limit)
+		return err
 	})
 	return out, err
 }

@@ -1,4 +1,4 @@
-package compliance
+package compliance_test
 
 import (
 	"context"
@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
@@ -28,7 +27,7 @@ func TestIngestToIndex(t *testing.T) {
 		t.Fatalf("device without a policy allowed: %+v", a)
 	}
 	e.putPolicy(t, "clinical", basePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	if _, err := e.eng.ReevaluateAll(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +64,7 @@ func TestIngestToIndex(t *testing.T) {
 	// Locking the device denies it and tells the hooks.
 	var mu sync.Mutex
 	var flips []string
-	e.eng.OnChange(func(_ context.Context, changes []Change) {
+	e.eng.OnChange(func(_ context.Context, changes []compliance.Change) {
 		mu.Lock()
 		for _, c := range changes {
 			flips = append(flips, fmt.Sprintf("%s %s->%s", c.DeviceID, c.Old.State, c.New.State))
@@ -87,48 +86,56 @@ func TestIngestToIndex(t *testing.T) {
 	}
 }
 
-// TestStateOverride checks that an overriding state (the server's wipe_pending) reaches the
-// index as the device's state, is a change the hooks hear about once, and survives later
-// reports until it is lifted.
-func TestStateOverride(t *testing.T) {
+// TestWipeState checks that a device's unfinished wipe, read from its inventory record, reaches
+// the index as the device's state (wipe_pending, then wipe_incomplete), is a change the hooks
+// hear about once, survives later reports and a reload until it is lifted.
+func TestWipeState(t *testing.T) {
 	e := newEnv(t)
-	var pending sync.Map
-	e.opts = []Option{WithStateOverride(func(id string) string {
-		if _, ok := pending.Load(id); ok {
-			return "wipe_pending"
-		}
-		return ""
-	})}
-	e.db.Close()
-	e.open(t)
 	ctx := context.Background()
 	e.putPolicy(t, "clinical", basePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	d := e.device(t, "icu")
 	e.report(t, d.ID, windows("10.0.22631", true, t0))
 	var flips []string
-	e.eng.OnChange(func(_ context.Context, changes []Change) {
+	e.eng.OnChange(func(_ context.Context, changes []compliance.Change) {
 		for _, c := range changes {
 			flips = append(flips, c.Old.State+"->"+c.New.State)
 		}
 	})
-
-	pending.Store(d.ID, true)
-	if _, err := e.eng.DeviceChanged(ctx, d); err != nil {
-		t.Fatal(err)
+	setWipe := func(w *inventory.WipeStatus) {
+		t.Helper()
+		got, err := e.inv.Update(ctx, d.ID, func(d *inventory.Device) error { d.Wipe = w; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.eng.DeviceChanged(ctx, got); err != nil {
+			t.Fatal(err)
+		}
 	}
+
+	setWipe(&inventory.WipeStatus{CommandID: "c1", State: inventory.WipePending})
 	e.report(t, d.ID, windows("10.0.22631", true, t0.Add(time.Minute)))
 	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); a.Allow || a.State != "wipe_pending" || a.Reasons[0].Code != access.ReasonWipePending {
 		t.Fatalf("answer with a wipe pending = %+v", a)
 	}
-	pending.Delete(d.ID)
-	if _, err := e.eng.DeviceChanged(ctx, d); err != nil {
-		t.Fatal(err)
+	e.reopen(t)
+	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); a.Allow || a.State != "wipe_pending" {
+		t.Fatalf("answer with a wipe pending after a reload = %+v", a)
 	}
+	e.eng.OnChange(func(_ context.Context, changes []compliance.Change) {
+		for _, c := range changes {
+			flips = append(flips, c.Old.State+"->"+c.New.State)
+		}
+	})
+	setWipe(&inventory.WipeStatus{CommandID: "c1", State: inventory.WipeIncomplete})
+	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); a.Allow || a.State != "wipe_incomplete" || a.Reasons[0].Code != access.ReasonWipeIncomplete {
+		t.Fatalf("answer with a wipe incomplete = %+v", a)
+	}
+	setWipe(nil)
 	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); !a.Allow {
-		t.Fatalf("answer after the override lifted = %+v", a)
+		t.Fatalf("answer after the wipe state lifted = %+v", a)
 	}
-	if want := []string{"active->wipe_pending", "wipe_pending->active"}; !slices.Equal(flips, want) {
+	if want := []string{"active->wipe_pending", "wipe_pending->wipe_incomplete", "wipe_incomplete->active"}; !slices.Equal(flips, want) {
 		t.Fatalf("hooks saw %v, want %v", flips, want)
 	}
 }
@@ -137,7 +144,7 @@ func TestGraceAndHistory(t *testing.T) {
 	e := newEnv(t)
 	d := e.device(t, "icu")
 	e.putPolicy(t, "clinical", gracePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 
 	v := e.report(t, d.ID, windows("10.0.22631", false, t0))
 	if v.Compliant || !v.NoncompliantSince.Equal(t0) || !v.GraceUntil.Equal(t0.Add(24*time.Hour)) {
@@ -211,7 +218,7 @@ func TestReevaluateAllStricterPolicy(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.putPolicy(t, "clinical", basePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	var old []string
 	for i := range 10 {
 		d := e.device(t, "icu")
@@ -225,7 +232,7 @@ func TestReevaluateAllStricterPolicy(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var denied []string
-	e.eng.OnChange(func(_ context.Context, changes []Change) {
+	e.eng.OnChange(func(_ context.Context, changes []compliance.Change) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, c := range changes {
@@ -240,7 +247,7 @@ func TestReevaluateAllStricterPolicy(t *testing.T) {
 
 	e.putPolicy(t, "clinical", strictPolicy)
 	e.clock.Set(t0.Add(time.Minute)) // history rows are keyed by evaluation time
-	before := bucketDump(t, e.db)
+	before := storeDump(t, e)
 	st, err := e.eng.ReevaluateAll(ctx)
 	// Half the devices flip to denied; only their verdicts are rewritten.
 	if err != nil || st.Devices != 10 || st.Changed != 5 {
@@ -262,7 +269,7 @@ func TestReevaluateAllStricterPolicy(t *testing.T) {
 			t.Fatalf("history rows of %s = %d, want 3", id, n)
 		}
 	}
-	after := bucketDump(t, e.db)
+	after := storeDump(t, e)
 	changedKeys := 0
 	for k, v := range after {
 		if before[k] != v {
@@ -296,8 +303,8 @@ func TestDryRunWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	e.putPolicy(t, "clinical", basePolicy)
 	e.putPolicy(t, "ward-policy", basePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
-	e.assign(t, Target{Kind: TargetGroup, Name: "ward"}, "ward-policy")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetGroup, Name: "ward"}, "ward-policy")
 	oldICU, newICU, oldWard := e.device(t, "icu"), e.device(t, "icu"), e.device(t, "ward")
 	e.report(t, oldICU.ID, windows("10.0.19045", true, t0))
 	e.report(t, newICU.ID, windows("10.0.22631", true, t0))
@@ -308,7 +315,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	strict.Name = "clinical"
-	before := bucketDump(t, e.db)
+	before := storeDump(t, e)
 	answers := func() []access.Answer {
 		var out []access.Answer
 		for _, id := range []string{oldICU.ID, newICU.ID, oldWard.ID} {
@@ -319,14 +326,14 @@ func TestDryRunWritesNothing(t *testing.T) {
 	beforeAnswers := answers()
 
 	for _, tc := range []struct {
-		target Target
+		target compliance.Target
 		want   []string
 	}{
-		{Target{}, []string{oldICU.ID}}, // where "clinical" applies now: the default
-		{Target{Kind: TargetDefault}, []string{oldICU.ID}},
-		{Target{Kind: TargetGroup, Name: "ward"}, []string{oldWard.ID}},
-		{Target{Kind: TargetDevice, Name: newICU.ID}, nil},
-		{Target{Kind: TargetDevice, Name: oldWard.ID}, []string{oldWard.ID}},
+		{compliance.Target{}, []string{oldICU.ID}}, // where "clinical" applies now: the default
+		{compliance.Target{Kind: compliance.TargetDefault}, []string{oldICU.ID}},
+		{compliance.Target{Kind: compliance.TargetGroup, Name: "ward"}, []string{oldWard.ID}},
+		{compliance.Target{Kind: compliance.TargetDevice, Name: newICU.ID}, nil},
+		{compliance.Target{Kind: compliance.TargetDevice, Name: oldWard.ID}, []string{oldWard.ID}},
 	} {
 		res, err := e.eng.DryRun(ctx, strict, tc.target)
 		if err != nil {
@@ -343,7 +350,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 			t.Errorf("DryRun(%+v) = %v, want %v", tc.target, got, tc.want)
 		}
 	}
-	if after := bucketDump(t, e.db); !reflect.DeepEqual(before, after) {
+	if after := storeDump(t, e); !reflect.DeepEqual(before, after) {
 		t.Fatal("DryRun wrote to the database")
 	}
 	if !reflect.DeepEqual(beforeAnswers, answers()) {
@@ -354,7 +361,7 @@ func TestDryRunWritesNothing(t *testing.T) {
 func TestRestartRestores(t *testing.T) {
 	e := newEnv(t)
 	e.putPolicy(t, "clinical", gracePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	good, bad, silent := e.device(t, "icu"), e.device(t, "icu"), e.device(t, "icu")
 	e.report(t, good.ID, windows("10.0.22631", true, t0))
 	e.report(t, bad.ID, windows("10.0.22631", false, t0))
@@ -393,65 +400,13 @@ func TestRestartRestores(t *testing.T) {
 	}
 }
 
-func TestLoadFailsClosed(t *testing.T) {
-	e := newEnv(t)
-	d := e.device(t, "icu")
-	if err := e.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketVerdict).Put([]byte(d.ID), []byte("{not json"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	idx := access.NewIndex()
-	eng, err := NewEngine(e.db, e.ps, e.inv, idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Load(context.Background()); err == nil {
-		t.Fatal("Load accepted a corrupt verdict")
-	}
-	if idx.Loaded() || idx.Lookup(d.ID, t0).Reasons[0].Code != access.ReasonIndexNotLoaded {
-		t.Fatal("index marked loaded after a failed Load")
-	}
-}
-
-func TestMergeAgent(t *testing.T) {
-	at := t0.Add(time.Hour)
-	old := &policies.Posture{
-		Platform:      policies.PlatformMacOS,
-		ReportedAt:    t0,
-		SIPEnabled:    policies.Observe(true, policies.ProvenanceMDM, t0),
-		DiskEncrypted: policies.Observe(true, policies.ProvenanceAgent, t0),
-		Jailbroken:    policies.Observe(false, policies.ProvenanceAgent, t0),
-	}
-	report := &policies.Posture{
-		SIPEnabled:    policies.Observe(false, policies.ProvenanceAgent, at),
-		DiskEncrypted: policies.Observe(false, policies.ProvenanceAttested, at.Add(time.Hour)), // lies twice
-	}
-	got := mergeAgent(old, report, at)
-	switch {
-	case got.Platform != policies.PlatformMacOS || !got.ReportedAt.Equal(at):
-		t.Fatalf("platform/reported_at = %s %s", got.Platform, got.ReportedAt)
-	case got.SIPEnabled != old.SIPEnabled:
-		t.Fatal("an MDM claim was replaced by an agent claim")
-	case got.DiskEncrypted.Value || got.DiskEncrypted.Source != policies.ProvenanceAgent || !got.DiskEncrypted.ObservedAt.Equal(at):
-		t.Fatalf("agent claim = %+v; want source agent, observed at the arrival", got.DiskEncrypted)
-	case got.Jailbroken != nil:
-		t.Fatal("an agent claim missing from the new report survived")
-	case report.DiskEncrypted.Source != policies.ProvenanceAttested:
-		t.Fatal("mergeAgent changed the report")
-	}
-	if len(claimFields) < 15 {
-		t.Fatalf("found %d claim fields in Posture", len(claimFields))
-	}
-}
-
 // TestConcurrentIngest runs reports, re-evaluations and dry runs at once (for -race) and checks
 // that every report was committed.
 func TestConcurrentIngest(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.putPolicy(t, "clinical", basePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	var ids []string
 	for range 20 {
 		ids = append(ids, e.device(t, "icu").ID)
@@ -472,7 +427,7 @@ func TestConcurrentIngest(t *testing.T) {
 			if _, err := e.eng.ReevaluateAll(ctx); err != nil {
 				t.Error(err)
 			}
-			if _, err := e.eng.DryRun(ctx, p, Target{Kind: TargetDefault}); err != nil {
+			if _, err := e.eng.DryRun(ctx, p, compliance.Target{Kind: compliance.TargetDefault}); err != nil {
 				t.Error(err)
 			}
 		}
@@ -490,7 +445,7 @@ func TestConcurrentIngest(t *testing.T) {
 func TestRunStaleness(t *testing.T) {
 	e := newEnv(t)
 	e.putPolicy(t, "clinical", basePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "clinical")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	d := e.device(t, "icu")
 	e.report(t, d.ID, windows("10.0.22631", true, t0))
 	e.clock.Set(t0.Add(49 * time.Hour))
@@ -524,7 +479,7 @@ func FuzzIngestAgentReport(f *testing.F) {
 	}
 	e := newEnv(f)
 	e.putPolicy(f, "clinical", strictPolicy)
-	e.assign(f, Target{Kind: TargetDefault}, "clinical")
+	e.assign(f, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	d := e.device(f, "icu")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var p policies.Posture
@@ -545,7 +500,7 @@ func FuzzIngestAgentReport(f *testing.F) {
 			}
 		}
 		idx := access.NewIndex()
-		eng, err := NewEngine(e.db, e.ps, e.inv, idx, WithClock(e.clock.Now))
+		eng, err := compliance.NewEngine(complianceStore(e.st), e.ps, idx, compliance.WithClock(e.clock.Now))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package compliance
+package compliance_test
 
 import (
 	"bytes"
@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/signing"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -25,11 +27,11 @@ func benchReevaluateWithEvents(b *testing.B, withEvents bool) {
 	e := benchFleet(b, n)
 	ctx := context.Background()
 	key, _ := seal.New(bytes.Repeat([]byte{1}, seal.KeySize))
-	keys, err := signing.Open(e.db, key)
+	keys, err := signing.Open(ctx, storage.Scope(e.st, func(tx storage.Tx) signing.Tx { return tx }), key)
 	if err != nil {
 		b.Fatal(err)
 	}
-	tr, err := events.New(e.db, keys, "https://hale.example", key)
+	tr, err := events.New(storage.Scope(e.st, func(tx storage.Tx) events.Tx { return tx }), keys, "https://hale.example", key)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,7 +39,7 @@ func benchReevaluateWithEvents(b *testing.B, withEvents bool) {
 		b.Fatal(err)
 	}
 	if withEvents {
-		e.eng.OnChange(func(ctx context.Context, changes []Change) {
+		e.eng.OnChange(func(ctx context.Context, changes []compliance.Change) {
 			evs := make([]events.Event, len(changes))
 			for i, c := range changes {
 				evs[i] = events.Event{Type: posture.EventSessionRevoked, DeviceID: c.DeviceID, Initiator: "policy"}

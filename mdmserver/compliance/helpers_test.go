@@ -1,58 +1,59 @@
-package compliance
+package compliance_test
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/internal/testclock"
 	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/policies"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-// env is an engine on a real bbolt file, with the stores it needs.
+// env is an engine on a real store (bbolt), with the services it needs.
 type env struct {
 	path  string
-	db    *bbolt.DB
-	inv   *inventory.Store
-	ps    *PolicyStore
+	st    *boltstore.Store
+	inv   *inventory.Service
+	ps    *compliance.PolicyStore
 	index *access.Index
-	eng   *Engine
+	eng   *compliance.Engine
 	clock *testclock.Clock
-	opts  []Option // extra engine options, applied on every open
+	opts  []compliance.Option // extra engine options, applied on every open
 }
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
 	e := &env{path: filepath.Join(tb.TempDir(), "hale.db"), clock: testclock.New(t0)}
 	e.open(tb)
-	tb.Cleanup(func() { e.db.Close() })
+	tb.Cleanup(func() { e.st.Close() })
 	return e
 }
 
 // open opens (or reopens) the database and builds every store on it, then loads the engine.
 func (e *env) open(tb testing.TB) {
 	tb.Helper()
-	db, err := bbolt.Open(e.path, 0o600, &bbolt.Options{Timeout: time.Second})
+	st, err := boltstore.Open(e.path, boltstore.WithOpenTimeout(time.Second))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.db = db
-	if e.inv, err = inventory.New(db, inventory.WithClock(e.clock.Now)); err != nil {
-		tb.Fatal(err)
-	}
-	if e.ps, err = NewPolicyStore(db, WithPolicyClock(e.clock.Now)); err != nil {
+	e.st = st
+	e.inv = inventory.NewService(storage.Scope(st, func(tx storage.Tx) inventory.Tx { return tx }), inventory.WithClock(e.clock.Now))
+	if e.ps, err = compliance.NewPolicyStore(context.Background(), complianceStore(st), compliance.WithPolicyClock(e.clock.Now)); err != nil {
 		tb.Fatal(err)
 	}
 	e.index = access.NewIndex()
-	if e.eng, err = NewEngine(db, e.ps, e.inv, e.index, append([]Option{WithClock(e.clock.Now)}, e.opts...)...); err != nil {
+	if e.eng, err = compliance.NewEngine(complianceStore(st), e.ps, e.index, append([]compliance.Option{compliance.WithClock(e.clock.Now)}, e.opts...)...); err != nil {
 		tb.Fatal(err)
 	}
 	if err := e.eng.Load(context.Background()); err != nil {
@@ -60,9 +61,14 @@ func (e *env) open(tb testing.TB) {
 	}
 }
 
+// complianceStore narrows st to what compliance uses, as the server does.
+func complianceStore(st storage.Store) compliance.Store {
+	return storage.Scope(st, func(tx storage.Tx) compliance.Tx { return tx })
+}
+
 func (e *env) reopen(tb testing.TB) {
 	tb.Helper()
-	if err := e.db.Close(); err != nil {
+	if err := e.st.Close(); err != nil {
 		tb.Fatal(err)
 	}
 	e.open(tb)
@@ -83,7 +89,7 @@ func (e *env) device(tb testing.TB, group string) *inventory.Device {
 	return d
 }
 
-func (e *env) putPolicy(tb testing.TB, name, src string) *StoredPolicy {
+func (e *env) putPolicy(tb testing.TB, name, src string) *compliance.StoredPolicy {
 	tb.Helper()
 	sp, err := e.ps.Put(context.Background(), name, []byte(src), "admin")
 	if err != nil {
@@ -92,7 +98,7 @@ func (e *env) putPolicy(tb testing.TB, name, src string) *StoredPolicy {
 	return sp
 }
 
-func (e *env) assign(tb testing.TB, t Target, name string) {
+func (e *env) assign(tb testing.TB, t compliance.Target, name string) {
 	tb.Helper()
 	if err := e.ps.Assign(context.Background(), t, name); err != nil {
 		tb.Fatal(err)
@@ -126,19 +132,73 @@ func codes(rs []policies.Reason) []string {
 	return out
 }
 
-// bucketDump returns every key and value of the compliance buckets.
-func bucketDump(tb testing.TB, db *bbolt.DB) map[string]string {
+// storeDump returns every compliance record the store holds, read through the repositories:
+// the policies (current, every version, the last version number), the assignments, and for
+// every device its posture, verdict, history rows and Apple policy delivery.
+func storeDump(tb testing.TB, e *env) map[string]string {
 	tb.Helper()
 	out := map[string]string{}
-	err := db.View(func(tx *bbolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
-			if len(name) < 11 || string(name[:11]) != "compliance_" {
-				return nil
+	put := func(k string, v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[k] = string(b)
+	}
+	ctx := context.Background()
+	err := e.st.View(ctx, func(tx storage.Tx) error {
+		r := tx.Compliance()
+		cur, err := r.CurrentPolicies(ctx)
+		if err != nil {
+			return err
+		}
+		for _, sp := range cur {
+			put("policy/"+sp.Name, sp)
+			vs, err := r.PolicyVersions(ctx, sp.Name)
+			if err != nil {
+				return err
 			}
-			return b.ForEach(func(k, v []byte) error {
-				out[string(name)+"/"+string(k)] = string(v)
-				return nil
-			})
+			for _, v := range vs {
+				put(fmt.Sprintf("version/%s/%d", v.Name, v.Version), v)
+			}
+			last, err := r.LastPolicyVersion(ctx, sp.Name)
+			if err != nil {
+				return err
+			}
+			put("last/"+sp.Name, last)
+		}
+		as, err := r.Assignments(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			put("assignment/"+a.Target.Kind+"/"+a.Target.Name, a.Policy)
+		}
+		if err := r.ForEachPosture(ctx, func(id string, p *policies.Posture) error {
+			put("posture/"+id, p)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := r.ForEachVerdict(ctx, func(id string, v *policies.Verdict) error {
+			put("verdict/"+id, v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Inventory().ForEach(ctx, "", func(d *inventory.Device) error {
+			h, err := r.History(ctx, d.ID, math.MaxInt)
+			if err != nil {
+				return err
+			}
+			for i, v := range h {
+				put(fmt.Sprintf("history/%s/%d", d.ID, i), v)
+			}
+			del, ok, err := r.Delivery(ctx, d.ID)
+			if ok {
+				put("delivery/"+d.ID, del)
+			}
+			return err
 		})
 	})
 	if err != nil {

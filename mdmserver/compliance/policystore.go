@@ -4,7 +4,7 @@
 //
 // Every change that can move a verdict (a posture report, a policy or assignment change, a
 // device's lock or wipe, time passing) goes through the Engine, which evaluates, commits the
-// posture and verdict to bbolt, and only then updates the in-memory access.Index and tells the
+// posture and verdict to the store (a Repository), and only then updates the in-memory access.Index and tells the
 // change hooks, in that order. The Engine keeps every device's posture and verdict in memory so
 // that re-evaluating the whole fleet after a policy change reads nothing from disk.
 package compliance
@@ -12,8 +12,6 @@ package compliance
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -23,7 +21,6 @@ import (
 
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
-	"go.etcd.io/bbolt"
 )
 
 // Errors returned by the PolicyStore.
@@ -32,13 +29,6 @@ var (
 	ErrInUse         = errors.New("compliance: policy is assigned; unassign it before deleting")
 	ErrInvalidName   = errors.New("compliance: invalid policy name")
 	ErrInvalidTarget = errors.New("compliance: invalid assignment target")
-)
-
-var (
-	bucketPolicies    = []byte("compliance_policies")        // name -> current StoredPolicy JSON
-	bucketPolicyHist  = []byte("compliance_policy_versions") // name \x00 version (8 bytes BE) -> StoredPolicy JSON
-	bucketPolicySeq   = []byte("compliance_policy_seq")      // name -> last version (8 bytes BE), kept after delete
-	bucketAssignments = []byte("compliance_assignments")     // kind \x00 name -> policy name
 )
 
 // maxUpdatedBy bounds the recorded author of a policy version.
@@ -69,7 +59,8 @@ type Target struct {
 	Name string `json:"name,omitempty"`
 }
 
-func (t Target) validate() error {
+// Validate checks a target: a known kind, and a name exactly when the kind needs one.
+func (t Target) Validate() error {
 	switch t.Kind {
 	case TargetDefault:
 		if t.Name != "" {
@@ -85,18 +76,16 @@ func (t Target) validate() error {
 	return fmt.Errorf("%w: kind %q is not %q, %q or %q", ErrInvalidTarget, t.Kind, TargetDefault, TargetGroup, TargetDevice)
 }
 
-func (t Target) key() []byte { return []byte(t.Kind + "\x00" + t.Name) }
-
 // Assignment binds a policy to a target.
 type Assignment struct {
 	Target Target `json:"target"`
 	Policy string `json:"policy"`
 }
 
-// PolicyStore keeps versioned policies and their assignments in bbolt. Current policies and
-// assignments are cached in memory, so Effective never touches the disk.
+// PolicyStore keeps versioned policies and their assignments in the store. Current policies
+// and assignments are cached in memory, so Effective never touches the disk.
 type PolicyStore struct {
-	db  *bbolt.DB
+	st  Store
 	now func() time.Time
 
 	mu       sync.RWMutex
@@ -112,46 +101,36 @@ func WithPolicyClock(now func() time.Time) PolicyOption {
 	return func(s *PolicyStore) { s.now = now }
 }
 
-// NewPolicyStore returns a PolicyStore on db, creating its buckets and loading the current
-// policies and assignments. A stored policy that no longer parses is an error: the server must
-// not guess which rules apply.
-func NewPolicyStore(db *bbolt.DB, opts ...PolicyOption) (*PolicyStore, error) {
-	s := &PolicyStore{db: db, now: time.Now, current: map[string]*StoredPolicy{}, assigned: map[Target]string{}}
+// NewPolicyStore returns a PolicyStore on st, loading the current policies and assignments. A
+// stored policy that no longer parses is an error: the server must not guess which rules apply.
+func NewPolicyStore(ctx context.Context, st Store, opts ...PolicyOption) (*PolicyStore, error) {
+	s := &PolicyStore{st: st, now: time.Now, current: map[string]*StoredPolicy{}, assigned: map[Target]string{}}
 	for _, o := range opts {
 		o(s)
 	}
-	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketPolicies, bucketPolicyHist, bucketPolicySeq, bucketAssignments} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("compliance: create policy buckets: %w", err)
-	}
-	err = db.View(func(tx *bbolt.Tx) error {
-		err := tx.Bucket(bucketPolicies).ForEach(func(k, v []byte) error {
-			sp, err := decodeStoredPolicy(v)
-			if err != nil {
-				return fmt.Errorf("policy %q: %w", k, err)
-			}
-			s.current[sp.Name] = sp
-			return nil
-		})
+	err := st.View(ctx, func(tx Tx) error {
+		r := tx.Compliance()
+		stored, err := r.CurrentPolicies(ctx)
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketAssignments).ForEach(func(k, v []byte) error {
-			kind, name, ok := bytes.Cut(k, []byte{0})
-			t := Target{Kind: string(kind), Name: string(name)}
-			if !ok || t.validate() != nil {
-				return fmt.Errorf("malformed assignment key %q", k)
+		for _, sp := range stored {
+			if err := parseStored(sp); err != nil {
+				return fmt.Errorf("policy %q: %w", sp.Name, err)
 			}
-			s.assigned[t] = string(v)
-			return nil
-		})
+			s.current[sp.Name] = sp
+		}
+		as, err := r.Assignments(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if a.Target.Validate() != nil {
+				return fmt.Errorf("malformed assignment to %s %q", a.Target.Kind, a.Target.Name)
+			}
+			s.assigned[a.Target] = a.Policy
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("compliance: load policies: %w", err)
@@ -159,29 +138,18 @@ func NewPolicyStore(db *bbolt.DB, opts ...PolicyOption) (*PolicyStore, error) {
 	return s, nil
 }
 
-// decodeStoredPolicy decodes a stored record and parses its source again.
-func decodeStoredPolicy(v []byte) (*StoredPolicy, error) {
-	sp := new(StoredPolicy)
-	if err := json.Unmarshal(v, sp); err != nil {
-		return nil, err
-	}
+// parseStored checks a stored record and parses its source again into sp.Policy.
+func parseStored(sp *StoredPolicy) error {
 	if err := policies.ValidName(sp.Name); err != nil || sp.Version < 1 {
-		return nil, fmt.Errorf("malformed stored policy (name %q, version %d)", sp.Name, sp.Version)
+		return fmt.Errorf("malformed stored policy (name %q, version %d)", sp.Name, sp.Version)
 	}
 	p, err := policies.Parse(sp.Source)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p.Name, p.Version = sp.Name, sp.Version
 	sp.Policy = p
-	return sp, nil
-}
-
-func versionKey(name string, v int) []byte {
-	k := make([]byte, len(name)+9)
-	copy(k, name)
-	binary.BigEndian.PutUint64(k[len(name)+1:], uint64(v))
-	return k
+	return nil
 }
 
 // Put stores source as the next version of the named policy. The source is parsed first; a
@@ -203,24 +171,14 @@ func (s *PolicyStore) Put(ctx context.Context, name string, source []byte, by st
 	sp := &StoredPolicy{Name: name, Source: bytes.Clone(source), UpdatedAt: s.now().UTC(), UpdatedBy: by, Policy: p}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		seq := tx.Bucket(bucketPolicySeq)
-		last := 0
-		if v := seq.Get([]byte(name)); len(v) == 8 {
-			last = int(binary.BigEndian.Uint64(v))
-		}
-		sp.Version = last + 1
-		enc, err := json.Marshal(sp)
+	err = s.st.Update(ctx, func(tx Tx) error {
+		r := tx.Compliance()
+		last, err := r.LastPolicyVersion(ctx, name)
 		if err != nil {
 			return err
 		}
-		if err := seq.Put([]byte(name), binary.BigEndian.AppendUint64(nil, uint64(sp.Version))); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketPolicyHist).Put(versionKey(name, sp.Version), enc); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketPolicies).Put([]byte(name), enc)
+		sp.Version = last + 1
+		return r.PutPolicy(ctx, sp)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("compliance: store policy %s: %w", name, err)
@@ -248,16 +206,17 @@ func (s *PolicyStore) GetVersion(ctx context.Context, name string, version int) 
 		return nil, fmt.Errorf("%w: %q version %d", ErrNotFound, name, version)
 	}
 	var sp *StoredPolicy
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketPolicyHist).Get(versionKey(name, version))
-		if v == nil {
-			return fmt.Errorf("%w: %q version %d", ErrNotFound, name, version)
-		}
+	err := s.st.View(ctx, func(tx Tx) error {
 		var err error
-		sp, err = decodeStoredPolicy(v)
-		return err
+		if sp, err = tx.Compliance().PolicyVersion(ctx, name, version); err != nil {
+			return err
+		}
+		return parseStored(sp)
 	})
-	return sp, err
+	if err != nil {
+		return nil, err
+	}
+	return sp, nil
 }
 
 // Versions returns every stored version of the named policy, oldest first.
@@ -266,15 +225,15 @@ func (s *PolicyStore) Versions(ctx context.Context, name string) ([]*StoredPolic
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
 	var out []*StoredPolicy
-	prefix := append([]byte(name), 0)
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketPolicyHist).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			sp, err := decodeStoredPolicy(v)
-			if err != nil {
-				return fmt.Errorf("compliance: policy %s version record %x: %w", name, k[len(prefix):], err)
+	err := s.st.View(ctx, func(tx Tx) error {
+		var err error
+		if out, err = tx.Compliance().PolicyVersions(ctx, name); err != nil {
+			return err
+		}
+		for _, sp := range out {
+			if err := parseStored(sp); err != nil {
+				return fmt.Errorf("compliance: policy %s version %d: %w", name, sp.Version, err)
 			}
-			out = append(out, sp)
 		}
 		return nil
 	})
@@ -310,8 +269,8 @@ func (s *PolicyStore) Delete(ctx context.Context, name string) error {
 			return fmt.Errorf("%w: %q is assigned to %s %q", ErrInUse, name, t.Kind, t.Name)
 		}
 	}
-	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPolicies).Delete([]byte(name))
+	if err := s.st.Update(ctx, func(tx Tx) error {
+		return tx.Compliance().DeletePolicy(ctx, name)
 	}); err != nil {
 		return fmt.Errorf("compliance: delete policy %s: %w", name, err)
 	}
@@ -322,7 +281,7 @@ func (s *PolicyStore) Delete(ctx context.Context, name string) error {
 // Assign makes policyName the policy of target, replacing what was assigned there. The policy
 // must exist. Devices are not re-evaluated here (the caller runs Engine.ReevaluateAll).
 func (s *PolicyStore) Assign(ctx context.Context, target Target, policyName string) error {
-	if err := target.validate(); err != nil {
+	if err := target.Validate(); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -330,8 +289,8 @@ func (s *PolicyStore) Assign(ctx context.Context, target Target, policyName stri
 	if s.current[policyName] == nil {
 		return fmt.Errorf("%w: %q", ErrNotFound, policyName)
 	}
-	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketAssignments).Put(target.key(), []byte(policyName))
+	if err := s.st.Update(ctx, func(tx Tx) error {
+		return tx.Compliance().PutAssignment(ctx, Assignment{Target: target, Policy: policyName})
 	}); err != nil {
 		return fmt.Errorf("compliance: assign policy %s: %w", policyName, err)
 	}
@@ -341,13 +300,13 @@ func (s *PolicyStore) Assign(ctx context.Context, target Target, policyName stri
 
 // Unassign removes the assignment of target; removing a missing assignment is a no-op.
 func (s *PolicyStore) Unassign(ctx context.Context, target Target) error {
-	if err := target.validate(); err != nil {
+	if err := target.Validate(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketAssignments).Delete(target.key())
+	if err := s.st.Update(ctx, func(tx Tx) error {
+		return tx.Compliance().DeleteAssignment(ctx, target)
 	}); err != nil {
 		return fmt.Errorf("compliance: unassign %s %q: %w", target.Kind, target.Name, err)
 	}

@@ -1,10 +1,11 @@
-package compliance
+package compliance_test
 
 import (
 	"context"
 	"errors"
 	"testing"
 
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
@@ -31,7 +32,7 @@ func TestPolicyVersioning(t *testing.T) {
 	if err != nil || old.Version != 1 || string(old.Source) != basePolicy || old.Policy.OS != nil {
 		t.Fatalf("GetVersion(1) = %+v, %v", old, err)
 	}
-	if _, err := e.ps.GetVersion(ctx, "clinical", 3); !errors.Is(err, ErrNotFound) {
+	if _, err := e.ps.GetVersion(ctx, "clinical", 3); !errors.Is(err, compliance.ErrNotFound) {
 		t.Fatalf("GetVersion(3) error = %v, want ErrNotFound", err)
 	}
 
@@ -44,10 +45,10 @@ func TestPolicyVersioning(t *testing.T) {
 	if _, err := e.ps.Put(ctx, "new-policy", []byte("bogus: 1"), "admin"); !errors.As(err, &ve) {
 		t.Fatalf("unknown field error = %v", err)
 	}
-	if _, err := e.ps.Get(ctx, "new-policy"); !errors.Is(err, ErrNotFound) {
+	if _, err := e.ps.Get(ctx, "new-policy"); !errors.Is(err, compliance.ErrNotFound) {
 		t.Fatalf("rejected policy was stored: %v", err)
 	}
-	if _, err := e.ps.Put(ctx, "bad name!", []byte(basePolicy), "admin"); !errors.Is(err, ErrInvalidName) {
+	if _, err := e.ps.Put(ctx, "bad name!", []byte(basePolicy), "admin"); !errors.Is(err, compliance.ErrInvalidName) {
 		t.Fatalf("bad name error = %v", err)
 	}
 	if cur, _ := e.ps.Get(ctx, "clinical"); cur.Version != 2 {
@@ -55,20 +56,20 @@ func TestPolicyVersioning(t *testing.T) {
 	}
 
 	// Delete refuses while assigned, then deletes; versions are never reused.
-	e.assign(t, Target{Kind: TargetGroup, Name: "icu"}, "clinical")
-	if err := e.ps.Delete(ctx, "clinical"); !errors.Is(err, ErrInUse) {
+	e.assign(t, compliance.Target{Kind: compliance.TargetGroup, Name: "icu"}, "clinical")
+	if err := e.ps.Delete(ctx, "clinical"); !errors.Is(err, compliance.ErrInUse) {
 		t.Fatalf("Delete while assigned = %v, want ErrInUse", err)
 	}
-	if err := e.ps.Unassign(ctx, Target{Kind: TargetGroup, Name: "icu"}); err != nil {
+	if err := e.ps.Unassign(ctx, compliance.Target{Kind: compliance.TargetGroup, Name: "icu"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.ps.Delete(ctx, "clinical"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.ps.Get(ctx, "clinical"); !errors.Is(err, ErrNotFound) {
+	if _, err := e.ps.Get(ctx, "clinical"); !errors.Is(err, compliance.ErrNotFound) {
 		t.Fatalf("Get after Delete = %v", err)
 	}
-	if err := e.ps.Assign(ctx, Target{Kind: TargetDefault}, "clinical"); !errors.Is(err, ErrNotFound) {
+	if err := e.ps.Assign(ctx, compliance.Target{Kind: compliance.TargetDefault}, "clinical"); !errors.Is(err, compliance.ErrNotFound) {
 		t.Fatalf("assigning a deleted policy = %v", err)
 	}
 	if v3 := e.putPolicy(t, "clinical", basePolicy); v3.Version != 3 {
@@ -80,13 +81,13 @@ func TestPolicyVersioning(t *testing.T) {
 
 	// Everything survives a restart.
 	e.putPolicy(t, "other", basePolicy)
-	e.assign(t, Target{Kind: TargetDefault}, "other")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "other")
 	e.reopen(t)
 	list, _ := e.ps.List(ctx)
 	if len(list) != 2 || list[0].Name != "clinical" || list[0].Version != 3 || list[0].Policy == nil || list[1].Name != "other" {
 		t.Fatalf("List after restart = %+v", list)
 	}
-	if as := e.ps.Assignments(); len(as) != 1 || as[0].Policy != "other" || as[0].Target.Kind != TargetDefault {
+	if as := e.ps.Assignments(); len(as) != 1 || as[0].Policy != "other" || as[0].Target.Kind != compliance.TargetDefault {
 		t.Fatalf("Assignments after restart = %+v", as)
 	}
 	if v4 := e.putPolicy(t, "clinical", basePolicy); v4.Version != 4 {
@@ -115,30 +116,30 @@ func TestPrecedence(t *testing.T) {
 			t.Fatalf("Effective = %q, %v; want %q", got, err, name)
 		}
 	}
-	e.assign(t, Target{Kind: TargetDefault}, "def")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "def")
 	want("def")
-	e.assign(t, Target{Kind: TargetGroup, Name: "ward"}, "grp")
+	e.assign(t, compliance.Target{Kind: compliance.TargetGroup, Name: "ward"}, "grp")
 	want("def")
-	e.assign(t, Target{Kind: TargetGroup, Name: "icu"}, "grp")
+	e.assign(t, compliance.Target{Kind: compliance.TargetGroup, Name: "icu"}, "grp")
 	want("grp")
-	e.assign(t, Target{Kind: TargetDevice, Name: dev.ID}, "dev")
+	e.assign(t, compliance.Target{Kind: compliance.TargetDevice, Name: dev.ID}, "dev")
 	want("dev")
-	if err := e.ps.Unassign(ctx, Target{Kind: TargetDevice, Name: dev.ID}); err != nil {
+	if err := e.ps.Unassign(ctx, compliance.Target{Kind: compliance.TargetDevice, Name: dev.ID}); err != nil {
 		t.Fatal(err)
 	}
 	want("grp")
-	if err := e.ps.Unassign(ctx, Target{Kind: TargetGroup, Name: "icu"}); err != nil {
+	if err := e.ps.Unassign(ctx, compliance.Target{Kind: compliance.TargetGroup, Name: "icu"}); err != nil {
 		t.Fatal(err)
 	}
 	want("def")
 
-	for _, bad := range []Target{{}, {Kind: "owner", Name: "x"}, {Kind: TargetDefault, Name: "x"}, {Kind: TargetGroup}} {
-		if err := e.ps.Assign(ctx, bad, "def"); !errors.Is(err, ErrInvalidTarget) {
+	for _, bad := range []compliance.Target{{}, {Kind: "owner", Name: "x"}, {Kind: compliance.TargetDefault, Name: "x"}, {Kind: compliance.TargetGroup}} {
+		if err := e.ps.Assign(ctx, bad, "def"); !errors.Is(err, compliance.ErrInvalidTarget) {
 			t.Errorf("Assign(%+v) = %v, want ErrInvalidTarget", bad, err)
 		}
 	}
 	as := e.ps.Assignments()
-	if len(as) != 2 || as[0].Target.Kind != TargetDefault || as[1].Target != (Target{Kind: TargetGroup, Name: "ward"}) {
+	if len(as) != 2 || as[0].Target.Kind != compliance.TargetDefault || as[1].Target != (compliance.Target{Kind: compliance.TargetGroup, Name: "ward"}) {
 		t.Fatalf("Assignments = %+v", as)
 	}
 }

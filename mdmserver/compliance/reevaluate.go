@@ -1,0 +1,236 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/halemdm/hale/policies"
+)
+
+// Fleet-wide work: re-evaluating every device after a policy change or as time passes, and
+// dry runs of a candidate policy.
+
+// change is one device whose verdict moved in a ReevaluateAll pass.
+type change struct {
+	st   *deviceState
+	sp   *StoredPolicy
+	v    policies.Verdict
+	hist bool
+	// indexOnly marks an unchanged verdict whose decision must still be republished.
+	indexOnly bool
+}
+
+// ReevaluateAll evaluates every device from memory at the current time, commits the verdicts
+// that changed in batches, and updates the index and hooks after each committed batch. Run it
+// after a policy or assignment change; RunStaleness runs it periodically.
+func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
+	start := time.Now()
+	e.pass.Lock()
+	defer e.pass.Unlock()
+	now := e.now().UTC()
+	e.mu.Lock()
+	if !e.sorted {
+		sort.Strings(e.order)
+		e.sorted = true
+	}
+	order := e.order
+	devices := e.devices
+	e.mu.Unlock()
+
+	stats := Stats{Devices: len(order)}
+	// Changed verdicts are committed a batch at a time while the pass goes on. Publishing
+	// (index entries, hooks) of a committed batch runs beside the evaluation and commit of the
+	// next one; each batch is still published only after its own commit.
+	committed := make(chan []change, 1)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		var changes []Change
+		for batch := range committed {
+			changes = changes[:0]
+			for i := range batch {
+				c := &batch[i]
+				c.st.mu.Lock() // Verdict reads without holding e.pass
+				c.st.verdict, c.st.unsaved, c.st.maxAge = c.v, false, reportMaxAge(c.sp)
+				d := e.decision(c.st, c.sp)
+				c.st.mu.Unlock()
+				if ch, ok := e.publish(d, now); ok {
+					changes = append(changes, ch)
+				}
+			}
+			e.runHooks(ctx, changes)
+		}
+	}()
+	err := e.evaluateAll(ctx, order, devices, now, committed, &stats)
+	close(committed)
+	<-published
+	if err != nil {
+		return stats, err
+	}
+	stats.Took = time.Since(start)
+	return stats, nil
+}
+
+// evaluateAll evaluates every device in order and commits the changed verdicts in batches,
+// handing each committed batch to the publisher.
+func (e *Engine) evaluateAll(ctx context.Context, order []string, devices map[string]*deviceState, now time.Time, committed chan<- []change, stats *Stats) error {
+	batch := make([]change, 0, e.batchSize)
+	for i, id := range order {
+		st := devices[id]
+		e.policies.mu.RLock()
+		sp, _ := e.policies.effectiveLocked(id, st.dev.Group)
+		e.policies.mu.RUnlock()
+		v := policies.Evaluate(policyOf(sp), st.posture, &st.verdict, now)
+		changed, hist := verdictChanged(&st.verdict, &v)
+		if st.unsaved {
+			changed, hist = true, true
+		}
+		switch {
+		case changed:
+			batch = append(batch, change{st: st, sp: sp, v: v, hist: hist})
+		case reportMaxAge(sp) != st.maxAge:
+			// Same verdict, new staleness deadline: publish, nothing to write.
+			batch = append(batch, change{st: st, sp: sp, v: st.verdict, indexOnly: true})
+		}
+		if len(batch) == e.batchSize || i == len(order)-1 && len(batch) > 0 {
+			if err := e.commitBatch(ctx, batch); err != nil {
+				return err
+			}
+			committed <- batch
+			for i := range batch {
+				if !batch[i].indexOnly {
+					stats.Changed++
+				}
+			}
+			batch = make([]change, 0, e.batchSize)
+		}
+	}
+	return nil
+}
+
+// commitBatch encodes and commits the verdicts (and history rows) of one batch.
+func (e *Engine) commitBatch(ctx context.Context, batch []change) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := e.st.Update(ctx, func(tx Tx) error {
+		r := tx.Compliance()
+		for i := range batch {
+			c := &batch[i]
+			if c.indexOnly {
+				continue
+			}
+			if err := r.PutVerdict(ctx, c.st.id, &c.v, c.hist); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
+	}
+	return nil
+}
+
+// DryRun returns the devices that would be noncompliant if p applied to target, with their
+// reasons, by device ID. A device gets p for target when the target is the strongest
+// assignment it would have: a group target does not reach devices with their own device
+// assignment, and the default does not reach devices covered by a group or device assignment.
+// The zero Target means wherever a policy named p.Name is assigned now. Nothing is written.
+func (e *Engine) DryRun(ctx context.Context, p *policies.Policy, target Target) ([]DryRunResult, error) {
+	if p == nil {
+		return nil, errors.New("compliance: DryRun needs a policy")
+	}
+	current := target == Target{}
+	if !current {
+		if err := target.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	e.pass.RLock()
+	defer e.pass.RUnlock()
+	e.mu.RLock()
+	states := make([]*deviceState, 0, len(e.devices))
+	for _, st := range e.devices {
+		states = append(states, st)
+	}
+	e.mu.RUnlock()
+	now := e.now().UTC()
+	out := []DryRunResult{}
+	for _, st := range states {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		st.mu.Lock()
+		dev, pos, prev := st.dev, st.posture, st.verdict
+		st.mu.Unlock()
+		if !e.dryRunApplies(st.id, dev.Group, p.Name, target, current) {
+			continue
+		}
+		v := policies.Evaluate(p, pos, &prev, now)
+		if v.Compliant {
+			continue
+		}
+		out = append(out, DryRunResult{
+			DeviceID: st.id, Group: dev.Group, State: string(dev.State), Reasons: v.Reasons,
+			InGrace: v.InGrace(now), GraceUntil: v.GraceUntil,
+		})
+	}
+	slices.SortFunc(out, func(a, b DryRunResult) int {
+		switch {
+		case a.DeviceID < b.DeviceID:
+			return -1
+		case a.DeviceID > b.DeviceID:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// dryRunApplies reports whether a device would get the candidate policy.
+func (e *Engine) dryRunApplies(id, group, name string, target Target, current bool) bool {
+	e.policies.mu.RLock()
+	defer e.policies.mu.RUnlock()
+	sp, from := e.policies.effectiveLocked(id, group)
+	if current {
+		return sp != nil && sp.Name == name
+	}
+	switch target.Kind {
+	case TargetDevice:
+		return target.Name == id
+	case TargetGroup:
+		return target.Name == group && from.Kind != TargetDevice
+	default:
+		return from.Kind != TargetDevice && from.Kind != TargetGroup
+	}
+}
+
+// RunStaleness re-evaluates every device now and then every interval until ctx ends, so that
+// stored verdicts and history reflect reports going stale and grace periods ending (the index
+// already denies at read time). Errors are logged and retried at the next tick.
+func (e *Engine) RunStaleness(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		st, err := e.ReevaluateAll(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			e.logger.Error("compliance: periodic re-evaluation failed; retrying at the next tick", "err", err)
+		case err == nil && st.Changed > 0:
+			e.logger.Info("compliance: periodic re-evaluation", "devices", st.Devices, "changed", st.Changed, "took", st.Took)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
