@@ -14,8 +14,25 @@ import (
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
+
+// pushCertsStore narrows the server's store to what the push certificates use.
+func pushCertsStore(st storage.Store) pushcert.Store {
+	return storage.Scope(st, func(tx storage.Tx) pushcert.Tx { return tx })
+}
+
+// commandsStore narrows the server's store to what the Apple MDM commands use.
+func commandsStore(st storage.Store) commands.Store {
+	return storage.Scope(st, func(tx storage.Tx) commands.Tx { return tx })
+}
+
+// resultStore narrows the server's store to what storing an Apple MDM result uses: the commands,
+// and what its audit entry needs.
+func resultStore(st storage.Store) commands.ResultStore {
+	return storage.Scope(st, func(tx storage.Tx) commands.ResultTx { return tx })
+}
 
 // PUT /api/v1/pushcert: a PEM certificate followed by its PEM private key.
 func (s *Server) putPushCert(w http.ResponseWriter, r *http.Request) {

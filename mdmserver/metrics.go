@@ -1,14 +1,19 @@
 package mdmserver
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 var commandsDesc = prometheus.NewDesc("hale_commands",
 	"Commands by queue (apple: MDM commands; agent: mdmagent commands) and state, counted in memory as they change.",
 	[]string{"queue", "state"}, nil)
 
-// commandStates reports both command queues' counts per state at scrape time. The stores keep
-// the counts in memory, moved by each committed write (package statecount), so a scrape reads a
-// few numbers instead of scanning a bucket that holds every device's commands.
+// commandStates reports both command queues' counts per state at scrape time. The repositories
+// answer them without reading every command (the bbolt store keeps them in memory, moved by each
+// committed write), so a scrape reads a few numbers instead of scanning a bucket that holds
+// every device's commands.
 type commandStates struct{ s *Server }
 
 // Describe implements prometheus.Collector.
@@ -16,10 +21,16 @@ func (c commandStates) Describe(ch chan<- *prometheus.Desc) { ch <- commandsDesc
 
 // Collect implements prometheus.Collector.
 func (c commandStates) Collect(ch chan<- prometheus.Metric) {
-	for queue, counts := range map[string]map[string]int64{
-		"apple": c.s.commands.StateCounts(),
-		"agent": c.s.agentQueue.StateCounts(),
+	ctx := context.Background()
+	for queue, count := range map[string]func(context.Context) (map[string]int64, error){
+		"apple": c.s.commands.StateCounts,
+		"agent": c.s.agentQueue.StateCounts,
 	} {
+		counts, err := count(ctx)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(commandsDesc, err)
+			continue
+		}
 		for state, n := range counts {
 			if state == "" {
 				state = "unknown" // a record whose state could not be read

@@ -1,24 +1,19 @@
 // Package agentcmd queues commands (lock, wipe) for mdmagent devices and delivers them by long
-// poll. A command is committed to bbolt before it is acknowledged to the caller and stays until
-// the agent reports its result, so a server restart between "wipe accepted" and "agent polled"
-// loses nothing.
+// poll. A command is committed to the store before it is acknowledged to the caller and stays
+// until the agent reports its result, so a server restart between "wipe accepted" and "agent
+// polled" loses nothing.
+//
+// What is stored is behind a Repository (repository.go); the rules over it (enqueue, delivery,
+// a result's state) are this package's functions (rules.go), and Queue runs them, each in a unit
+// of work of its own, and wakes the long polls.
 package agentcmd
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
-
-	"go.etcd.io/bbolt"
-
-	"github.com/halemdm/hale/internal/statecount"
 )
 
 // Command types an agent carries out.
@@ -149,46 +144,8 @@ var (
 	ErrInvalid  = errors.New("agentcmd: invalid command")
 )
 
-var bucket = []byte("agent_commands") // "<device>\x00<id>" → Command JSON
-
 // States are every command state.
 var States = []string{StateQueued, StateDelivered, StateAcknowledged, StatePartial, StateError}
-
-// Queue holds agent commands and wakes long polls.
-type Queue struct {
-	db  *bbolt.DB
-	now func() time.Time
-	// states counts the commands per state, for metrics: every write of a command moves it.
-	states *statecount.Counts
-
-	mu      sync.Mutex
-	waiters map[string][]chan struct{}
-}
-
-// New returns a Queue on db. It reads every command's state once, to count them.
-func New(db *bbolt.DB) (*Queue, error) {
-	q := &Queue{db: db, now: time.Now, waiters: map[string][]chan struct{}{}, states: statecount.New(States...)}
-	err := db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucket)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(func(_, v []byte) error {
-			var c struct {
-				State string `json:"state"`
-			}
-			_ = json.Unmarshal(v, &c) // an undecodable command counts under ""
-			q.states.Add(c.State, 1)
-			return nil
-		})
-	})
-	return q, err
-}
-
-// StateCounts returns how many commands are in each state, from memory.
-func (q *Queue) StateCounts() map[string]int64 { return q.states.Snapshot() }
-
-func key(deviceID, id string) []byte { return []byte(deviceID + "\x00" + id) }
 
 // NewID returns a new command ID, for callers that must record the ID before the command is
 // enqueued.
@@ -196,204 +153,4 @@ func NewID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return "c_" + hex.EncodeToString(b)
-}
-
-// Enqueue commits c for its device and wakes the device's long polls. IssuedAt and State are
-// filled in, and ID when it is empty.
-func (q *Queue) Enqueue(ctx context.Context, c Command) (*Command, error) {
-	if c.DeviceID == "" || (c.Type != TypeLock && c.Type != TypeWipe) {
-		return nil, fmt.Errorf("%w: device and a type of lock or wipe are required", ErrInvalid)
-	}
-	if c.ID == "" {
-		c.ID = NewID()
-	}
-	c.IssuedAt, c.State = q.now().UTC(), StateQueued
-	v, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	err = q.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucket)
-		if b.Get(key(c.DeviceID, c.ID)) != nil {
-			return fmt.Errorf("%w: command %s exists", ErrInvalid, c.ID)
-		}
-		q.states.Move(tx, "", c.State)
-		return b.Put(key(c.DeviceID, c.ID), v)
-	})
-	if err != nil {
-		return nil, err
-	}
-	q.wake(c.DeviceID)
-	return &c, nil
-}
-
-// List returns every command of a device, oldest first.
-func (q *Queue) List(ctx context.Context, deviceID string) ([]Command, error) {
-	var out []Command
-	err := q.db.View(func(tx *bbolt.Tx) error {
-		prefix := []byte(deviceID + "\x00")
-		c := tx.Bucket(bucket).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var cmd Command
-			if err := json.Unmarshal(v, &cmd); err != nil {
-				return err
-			}
-			out = append(out, cmd)
-		}
-		return nil
-	})
-	slices.SortStableFunc(out, func(a, b Command) int { return a.IssuedAt.Compare(b.IssuedAt) })
-	return out, err
-}
-
-// Get returns one command of a device, or ErrNotFound.
-func (q *Queue) Get(ctx context.Context, deviceID, id string) (*Command, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var cmd *Command
-	err := q.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucket).Get(key(deviceID, id))
-		if v == nil {
-			return ErrNotFound
-		}
-		cmd = new(Command)
-		return json.Unmarshal(v, cmd)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return cmd, nil
-}
-
-// pending returns the device's unfinished commands and marks them delivered.
-func (q *Queue) pending(deviceID string) ([]Command, error) {
-	var out []Command
-	err := q.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucket)
-		prefix := []byte(deviceID + "\x00")
-		c := b.Cursor()
-		var updates [][2][]byte
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var cmd Command
-			if err := json.Unmarshal(v, &cmd); err != nil {
-				return err
-			}
-			if cmd.State != StateQueued && cmd.State != StateDelivered {
-				continue
-			}
-			if cmd.State == StateQueued {
-				q.states.Move(tx, cmd.State, StateDelivered)
-				cmd.State, cmd.DeliveredAt = StateDelivered, q.now().UTC()
-				nv, err := json.Marshal(cmd)
-				if err != nil {
-					return err
-				}
-				updates = append(updates, [2][]byte{bytes.Clone(k), nv})
-			}
-			out = append(out, cmd)
-		}
-		for _, u := range updates {
-			if err := b.Put(u[0], u[1]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	slices.SortStableFunc(out, func(a, b Command) int { return a.IssuedAt.Compare(b.IssuedAt) })
-	return out, err
-}
-
-// Wait returns the device's unfinished commands, waiting up to wait for one to arrive when there
-// are none. Unfinished commands are returned again on every poll until their result is reported:
-// an agent that crashed mid-command gets it again, and runs it idempotently by ID.
-func (q *Queue) Wait(ctx context.Context, deviceID string, wait time.Duration) ([]Command, error) {
-	ch := make(chan struct{}, 1)
-	q.mu.Lock()
-	q.waiters[deviceID] = append(q.waiters[deviceID], ch)
-	q.mu.Unlock()
-	defer q.unwait(deviceID, ch)
-
-	cmds, err := q.pending(deviceID)
-	if err != nil || len(cmds) > 0 || wait <= 0 {
-		return cmds, err
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return q.pending(deviceID)
-	case <-t.C:
-		return nil, nil
-	case <-ctx.Done():
-		return nil, nil
-	}
-}
-
-func (q *Queue) wake(deviceID string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, ch := range q.waiters[deviceID] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (q *Queue) unwait(deviceID string, ch chan struct{}) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	w := q.waiters[deviceID]
-	if i := slices.Index(w, ch); i >= 0 {
-		w = slices.Delete(w, i, i+1)
-	}
-	if len(w) == 0 {
-		delete(q.waiters, deviceID)
-	} else {
-		q.waiters[deviceID] = w
-	}
-}
-
-// Complete records the agent's result. Reporting the same command again is accepted and changes
-// nothing (the agent may resend after a lost response); first is false then. also, when not nil,
-// runs in the same transaction when the result is first recorded (the caller's audit entry).
-//
-// The command's state follows the result: acknowledged when done, partial, or error when failed.
-func (q *Queue) Complete(ctx context.Context, deviceID, id string, r Result, also func(*bbolt.Tx, *Command) error) (cmd *Command, first bool, err error) {
-	err = q.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucket)
-		v := b.Get(key(deviceID, id))
-		if v == nil {
-			return ErrNotFound
-		}
-		cmd = new(Command)
-		if err := json.Unmarshal(v, cmd); err != nil {
-			return err
-		}
-		if cmd.Finished() {
-			return nil
-		}
-		if err := r.check(cmd.Type); err != nil {
-			return err
-		}
-		first = true
-		q.states.Move(tx, cmd.State, stateOf[r.Status])
-		cmd.State, cmd.FinishedAt, cmd.Result = stateOf[r.Status], q.now().UTC(), &r
-		nv, err := json.Marshal(cmd)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(key(deviceID, id), nv); err != nil {
-			return err
-		}
-		if also != nil {
-			return also(tx, cmd)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	return cmd, first, nil
 }

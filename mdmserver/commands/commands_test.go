@@ -1,29 +1,10 @@
 package commands
 
 import (
-	"context"
-	"errors"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/micromdm/nanomdm/mdm"
-	"go.etcd.io/bbolt"
 )
-
-func newStore(t *testing.T) *Store {
-	t.Helper()
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	s, err := NewStore(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 const securityInfo = `<?xml version="1.0" encoding="UTF-8"?>
 <plist version="1.0"><dict>
@@ -34,62 +15,6 @@ const securityInfo = `<?xml version="1.0" encoding="UTF-8"?>
   <key>PasscodePresent</key><true/><key>PasscodeCompliant</key><false/>
   <key>PasscodeCompliantWithProfiles</key><true/>
 </dict></dict></plist>`
-
-func TestResultStateTransitions(t *testing.T) {
-	ctx := context.Background()
-	s := newStore(t)
-	now := time.Now().UTC()
-	rec := &Record{UUID: "C1", EnrollmentID: "U1", RequestType: "SecurityInfo", State: StatePushed, CreatedAt: now, UpdatedAt: now}
-	if err := s.Put(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	res := &Result{EnrollmentID: "U1", CommandUUID: "C1", Status: "NotNow", ReceivedAt: now}
-	if _, err := s.saveResult(res, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Get(ctx, "U1", "C1"); got.State != StateNotNow {
-		t.Fatalf("after NotNow: %s", got.State)
-	}
-	res = &Result{EnrollmentID: "U1", CommandUUID: "C1", Status: "Acknowledged", ReceivedAt: now}
-	if err := parse([]byte(securityInfo), res); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.saveResult(res, nil); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := s.Get(ctx, "U1", "C1")
-	if got.State != StateAcknowledged {
-		t.Fatalf("after Acknowledged: %s", got.State)
-	}
-	// A late duplicate answer (the device resent after a lost response) does not rewrite history.
-	dup := &Result{EnrollmentID: "U1", CommandUUID: "C1", Status: "Error", ReceivedAt: now.Add(time.Second)}
-	if _, err := s.saveResult(dup, nil); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.Get(ctx, "U1", "C1"); got.State != StateAcknowledged {
-		t.Fatalf("duplicate answer changed state to %s", got.State)
-	}
-	stored, err := s.Result(ctx, "U1", "C1")
-	if err != nil || stored.SecurityInfo == nil || !*stored.SecurityInfo.PasscodePresent || *stored.SecurityInfo.HardwareEncryptionCaps != 3 {
-		t.Fatalf("stored result %+v, %v", stored, err)
-	}
-	// A result for a command enqueued outside Hale is kept without a record.
-	if _, err := s.saveResult(&Result{EnrollmentID: "U1", CommandUUID: "X", Status: "Acknowledged"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Get(ctx, "U1", "X"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("record invented for a foreign command: %v", err)
-	}
-	if all, _ := s.Results(ctx, "U1"); len(all) != 2 {
-		t.Fatalf("Results = %d", len(all))
-	}
-	if list, _ := s.List(ctx, "U1"); len(list) != 1 {
-		t.Fatalf("List = %d", len(list))
-	}
-	if list, _ := s.List(ctx, "U"); len(list) != 0 {
-		t.Fatal("prefix of another enrollment id matched")
-	}
-}
 
 func TestParseInfersRequestType(t *testing.T) {
 	for body, want := range map[string]string{

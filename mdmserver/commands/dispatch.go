@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"slices"
 	"time"
 
 	"github.com/micromdm/nanomdm/mdm"
@@ -33,7 +32,7 @@ type Command struct {
 // Dispatcher sends commands: it records them, enqueues them in nanomdm's queue, and pushes the
 // device so it checks in.
 type Dispatcher struct {
-	store   *Store
+	store   *Service
 	queue   storage.CommandEnqueuer
 	pusher  push.Pusher
 	log     *slog.Logger
@@ -102,7 +101,7 @@ func pushResult(err error) string {
 
 // NewDispatcher returns a Dispatcher. pusher may be nil (no push certificate yet): commands then
 // wait for the device's next check-in.
-func NewDispatcher(store *Store, queue storage.CommandEnqueuer, pusher push.Pusher, opts ...DispatcherOption) *Dispatcher {
+func NewDispatcher(store *Service, queue storage.CommandEnqueuer, pusher push.Pusher, opts ...DispatcherOption) *Dispatcher {
 	d := &Dispatcher{store: store, queue: queue, pusher: pusher, log: slog.Default(), now: time.Now, timeout: 10 * time.Second}
 	for _, o := range opts {
 		o(d)
@@ -190,7 +189,7 @@ func (d *Dispatcher) Push(ctx context.Context, enrollmentID, uuid string) (*Reco
 }
 
 // QueueRemover takes one command out of an enrollment's queue (the bbolt queue in
-// mdmserver/store does).
+// mdmserver/storage/boltstore does).
 type QueueRemover interface {
 	RemoveCommand(ctx context.Context, enrollmentID, uuid string) error
 }
@@ -246,8 +245,4 @@ func NewUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
-func sortByCreated(recs []*Record) {
-	slices.SortStableFunc(recs, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
 }

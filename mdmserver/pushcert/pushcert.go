@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,25 +16,23 @@ import (
 
 	"github.com/micromdm/nanomdm/cryptoutil"
 	"github.com/micromdm/nanomdm/storage"
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/internal/seal"
 )
 
-var bucket = []byte("push_certs")
-
 // ErrNotFound is returned for a topic with no uploaded certificate.
 var ErrNotFound = errors.New("pushcert: no push certificate for this topic; upload one with PUT /api/v1/pushcert")
 
-// Store keeps push certificates in a bbolt bucket, keyed by APNs topic.
-type Store struct {
-	db  *bbolt.DB
+// Service keeps push certificates in a Store, by APNs topic, their keys sealed under the master
+// key. It is nanomdm's push certificate store.
+type Service struct {
+	st  Store
 	key *seal.Key
 }
 
 var (
-	_ storage.PushCertStore  = (*Store)(nil)
-	_ storage.PushCertStorer = (*Store)(nil)
+	_ storage.PushCertStore  = (*Service)(nil)
+	_ storage.PushCertStorer = (*Service)(nil)
 )
 
 // Info describes a stored push certificate; it never holds the key.
@@ -46,28 +43,13 @@ type Info struct {
 	UploadedAt time.Time `json:"uploaded_at"`
 }
 
-type record struct {
-	Info
-	CertPEM   []byte `json:"cert_pem"`
-	SealedKey []byte `json:"sealed_key"`
-	// StaleToken changes whenever the certificate for the topic is replaced, so nanomdm's push
-	// service drops its cached APNs client.
-	StaleToken string `json:"stale_token"`
-}
-
-// New returns a Store on db whose keys are sealed with key.
-func New(db *bbolt.DB, key *seal.Key) (*Store, error) {
-	err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
-		return err
-	})
-	return &Store{db: db, key: key}, err
-}
+// NewService returns a Service on st whose keys are sealed with key.
+func NewService(st Store, key *seal.Key) *Service { return &Service{st: st, key: key} }
 
 func purpose(topic string) string { return "apns/push.key/" + topic }
 
 // Parse checks that pemCert and pemKey are a matching certificate and private key and that the
-// certificate carries an APNs topic. It is what Store does before storing, exposed so the API can
+// certificate carries an APNs topic. It is what Upload does before storing, exposed so the API can
 // answer a precise error.
 func Parse(pemCert, pemKey []byte) (*x509.Certificate, string, error) {
 	pair, err := tls.X509KeyPair(pemCert, pemKey)
@@ -87,25 +69,21 @@ func Parse(pemCert, pemKey []byte) (*x509.Certificate, string, error) {
 
 // Upload stores a push certificate and returns what was stored. The write is committed before it
 // returns.
-func (s *Store) Upload(ctx context.Context, pemCert, pemKey []byte) (*Info, error) {
+func (s *Service) Upload(ctx context.Context, pemCert, pemKey []byte) (*Info, error) {
 	cert, topic, err := Parse(pemCert, pemKey)
 	if err != nil {
 		return nil, err
 	}
 	certOnly := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	sum := sha256.Sum256(cert.Raw)
-	rec := record{
+	rec := StoredCert{
 		Info: Info{Topic: topic, NotAfter: cert.NotAfter.UTC(), Subject: cert.Subject.String(),
 			UploadedAt: time.Now().UTC()},
 		CertPEM:    certOnly,
 		SealedKey:  s.key.Seal(purpose(topic), pemKey),
 		StaleToken: hex.EncodeToString(sum[:8]) + "-" + time.Now().UTC().Format(time.RFC3339Nano),
 	}
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
-	err = s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(topic), v) })
+	err = s.st.Update(ctx, func(tx Tx) error { return tx.PushCerts().PutCert(ctx, &rec) })
 	if err != nil {
 		return nil, fmt.Errorf("pushcert: store: %w", err)
 	}
@@ -113,27 +91,29 @@ func (s *Store) Upload(ctx context.Context, pemCert, pemKey []byte) (*Info, erro
 }
 
 // StorePushCert implements nanomdm's storage.PushCertStorer.
-func (s *Store) StorePushCert(ctx context.Context, pemCert, pemKey []byte) error {
+func (s *Service) StorePushCert(ctx context.Context, pemCert, pemKey []byte) error {
 	_, err := s.Upload(ctx, pemCert, pemKey)
 	return err
 }
 
-func (s *Store) get(topic string) (*record, error) {
-	var rec *record
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucket).Get([]byte(topic))
-		if v == nil {
-			return ErrNotFound
-		}
-		rec = new(record)
-		return json.Unmarshal(v, rec)
+// get returns the certificate stored for topic; a missing one is ErrNotFound itself, which
+// nanomdm's push service and callers compare.
+func (s *Service) get(ctx context.Context, topic string) (*StoredCert, error) {
+	var rec *StoredCert
+	err := s.st.View(ctx, func(tx Tx) error {
+		var err error
+		rec, err = tx.PushCerts().Cert(ctx, topic)
+		return err
 	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNotFound
+	}
 	return rec, err
 }
 
 // IsPushCertStale implements nanomdm's storage.PushCertStore.
-func (s *Store) IsPushCertStale(ctx context.Context, topic, staleToken string) (bool, error) {
-	rec, err := s.get(topic)
+func (s *Service) IsPushCertStale(ctx context.Context, topic, staleToken string) (bool, error) {
+	rec, err := s.get(ctx, topic)
 	if err != nil {
 		return true, err
 	}
@@ -141,8 +121,8 @@ func (s *Store) IsPushCertStale(ctx context.Context, topic, staleToken string) (
 }
 
 // RetrievePushCert implements nanomdm's storage.PushCertStore: it opens the sealed key.
-func (s *Store) RetrievePushCert(ctx context.Context, topic string) (*tls.Certificate, string, error) {
-	rec, err := s.get(topic)
+func (s *Service) RetrievePushCert(ctx context.Context, topic string) (*tls.Certificate, string, error) {
+	rec, err := s.get(ctx, topic)
 	if err != nil {
 		return nil, "", err
 	}
@@ -158,17 +138,14 @@ func (s *Store) RetrievePushCert(ctx context.Context, topic string) (*tls.Certif
 }
 
 // List returns every stored push certificate.
-func (s *Store) List(ctx context.Context) ([]Info, error) {
+func (s *Service) List(ctx context.Context) ([]Info, error) {
 	var out []Info
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(_, v []byte) error {
-			var rec record
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return err
-			}
-			out = append(out, rec.Info)
-			return nil
-		})
+	err := s.st.View(ctx, func(tx Tx) error {
+		certs, err := tx.PushCerts().Certs(ctx)
+		for _, c := range certs {
+			out = append(out, c.Info)
+		}
+		return err
 	})
 	return out, err
 }

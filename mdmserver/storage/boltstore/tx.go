@@ -17,6 +17,9 @@ var _ storage.Store = (*Store)(nil)
 // domain) wraps the same *bbolt.Tx, so everything written through them commits together.
 type tx struct {
 	tx *bbolt.Tx
+	// st is the store the transaction runs on, for what a repository keeps beside the file (the
+	// command state counts, statecount.go); nil in a transaction from TxOf.
+	st *Store
 }
 
 // View runs fn in a bbolt read transaction.
@@ -24,7 +27,7 @@ func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.View(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx}) })
+	return s.db.View(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx, st: s}) })
 }
 
 // Update runs fn in a bbolt write transaction, which commits (and fsyncs) before Update returns.
@@ -34,7 +37,7 @@ func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx}) })
+	return s.db.Update(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx, st: s}) })
 }
 
 // Batch runs fn through bbolt's Batch: concurrent callers share one write transaction and one
@@ -44,7 +47,7 @@ func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Batch(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx}) })
+	return s.db.Batch(func(btx *bbolt.Tx) error { return fn(&tx{tx: btx, st: s}) })
 }
 
 // bucket returns a top-level bucket the store created at open, or an error naming it: a missing

@@ -1,4 +1,4 @@
-package statecount
+package boltstore
 
 import (
 	"errors"
@@ -15,19 +15,19 @@ func TestMoveCountsOnlyCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	c := New("queued", "done")
-	c.Add("queued", 2)
+	c := newStateCounts("queued", "done")
+	c.add("queued", 2)
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		c.Move(tx, "queued", "done")
-		c.Move(tx, "", "queued")
-		c.Move(tx, "done", "done") // no change
+		c.move(tx, "queued", "done")
+		c.move(tx, "", "queued")
+		c.move(tx, "done", "done") // no change
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("boom")
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		c.Move(tx, "queued", "done")
+		c.move(tx, "queued", "done")
 		return boom
 	}); !errors.Is(err, boom) {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestMoveCountsOnlyCommits(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			_ = db.Batch(func(tx *bbolt.Tx) error {
-				c.Move(tx, "", "queued")
+				c.move(tx, "", "queued")
 				if i == 3 {
 					return boom
 				}
@@ -46,7 +46,7 @@ func TestMoveCountsOnlyCommits(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	got := c.Snapshot()
+	got := c.snapshot()
 	if got["queued"] != 2+7 || got["done"] != 1 || len(got) != 2 {
 		t.Fatalf("counts %v, want queued 9, done 1", got)
 	}
