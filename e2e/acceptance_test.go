@@ -312,7 +312,7 @@ func TestAcceptance(t *testing.T) {
 
 	// Graceful stop, then the store's integrity.
 	srv.stop()
-	accCheckBolt(t, filepath.Join(srv.data, "hale.db"), filepath.Join(srv.data, "ca", "ca.db"))
+	accCheckBolt(t, accDatabases(t, srv.data)...)
 	phase("SIGTERM: stopped cleanly; bbolt check OK")
 }
 
@@ -859,6 +859,29 @@ func accPost(c *http.Client, url string, v, out any) (int, []byte, error) {
 		}
 	}
 	return resp.StatusCode, body, nil
+}
+
+// accDatabases returns every database file in the data directory: hale.db, which holds the
+// CA's database too (no DATA/ca/ca.db any more), and any other *.db file found there.
+func accDatabases(t *testing.T, data string) []string {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(data, "ca", "ca.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("DATA/ca/ca.db exists (%v): the CA's database belongs in hale.db", err)
+	}
+	var paths []string
+	err := filepath.WalkDir(data, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && filepath.Ext(path) == ".db" {
+			paths = append(paths, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(paths, filepath.Join(data, "hale.db")) {
+		t.Fatalf("no hale.db in %s: %v", data, paths)
+	}
+	return paths
 }
 
 // accCheckBolt runs `bbolt check` on database files, with the bbolt command built from the

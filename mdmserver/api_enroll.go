@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/certs/scep"
 	"github.com/halemdm/hale/enroll"
@@ -18,8 +16,14 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
+
+// enrollStore narrows the server's store to what the enrollment service uses.
+func enrollStore(st storage.Store) enroll.Store {
+	return storage.Scope(st, func(tx storage.Tx) enroll.Tx { return tx })
+}
 
 // POST /api/v1/enrollments: {owner, group, platform, ttl} → 201 with the one-time token.
 func (s *Server) createEnrollment(w http.ResponseWriter, r *http.Request) {
@@ -192,17 +196,22 @@ func (s *Server) scepChallenge(ctx context.Context, challenge string, _ *x509.Ce
 		return nil, errors.New("enrollment has no device bound")
 	}
 	commit := func(ctx context.Context, cert *x509.Certificate) error {
-		return s.enrollments.SpendChallenge(ctx, h, func(tx *bbolt.Tx, e *enroll.Enrollment) error {
-			if _, err := s.inventory.GetTx(tx, e.DeviceID); errors.Is(err, inventory.ErrNotFound) {
-				err = s.inventory.PutTx(tx, &inventory.Device{ID: e.DeviceID, Platform: inventory.PlatformApple,
-					Owner: e.Owner, Group: e.Group, Enrollment: e.ID, State: inventory.StateActive, EnrolledAt: time.Now().UTC()})
+		return s.store.Update(ctx, func(tx storage.Tx) error {
+			e, err := enroll.SpendChallenge(ctx, tx.Enrollments(), h, s.enrollments.Now())
+			if err != nil {
+				return err
+			}
+			devices := tx.Inventory()
+			if _, err := devices.Get(ctx, e.DeviceID); errors.Is(err, inventory.ErrNotFound) {
+				err = inventory.Save(ctx, devices, &inventory.Device{ID: e.DeviceID, Platform: inventory.PlatformApple,
+					Owner: e.Owner, Group: e.Group, Enrollment: e.ID, State: inventory.StateActive, EnrolledAt: time.Now().UTC()}, time.Now())
 				if err != nil {
 					return err
 				}
 			} else if err != nil {
 				return err
 			}
-			_, err := s.audit.AppendTx(tx, audit.Entry{Actor: "device:" + e.DeviceID, Role: "device", Action: "enrollment.scep",
+			_, err = audit.Append(ctx, tx.Audit(), audit.Entry{Actor: "device:" + e.DeviceID, Role: "device", Action: "enrollment.scep",
 				Target: e.DeviceID, Outcome: audit.OutcomeOK, Details: map[string]string{"enrollment": e.ID, "serial": inventory.SerialHex(cert.SerialNumber)}})
 			return err
 		})
