@@ -61,7 +61,7 @@ const DefaultChallengeTTL = time.Hour
 // maxText bounds owner, group, creator and device identifiers.
 const maxText = 128
 
-// Errors returned by Redeem and the challenge methods. The HTTP layer should answer all of them
+// Errors of Redeem and the challenge steps. The HTTP layer should answer all of them
 // with the same status (and log which one) so that a guesser learns nothing about other tokens.
 var (
 	ErrUnknown       = errors.New("enroll: unknown enrollment token or challenge")
