@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/httpjson"
@@ -21,7 +19,13 @@ import (
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 )
+
+// agentCommandsStore narrows the server's store to what the agent command queue uses.
+func agentCommandsStore(st storage.Store) agentcmd.Store {
+	return storage.Scope(st, func(tx storage.Tx) agentcmd.Tx { return tx })
+}
 
 type deviceKey struct{}
 
@@ -237,14 +241,22 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 	}
 	// The result, its audit entry and, for a wipe that did not finish, the device's move from
 	// wipe_pending to wipe_incomplete commit together.
+	ctx := r.Context()
+	var cmd *agentcmd.Command
 	incomplete := false
-	cmd, _, err := s.agentQueue.Complete(r.Context(), d.ID, r.PathValue("id"), res, func(tx *bbolt.Tx, cmd *agentcmd.Command) error {
-		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(cmd.Result.Status),
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		var first bool
+		var err error
+		cmd, first, err = agentcmd.Complete(ctx, tx.AgentCommands(), d.ID, r.PathValue("id"), res, time.Now())
+		if err != nil || !first {
+			return err
+		}
+		_, err = audit.Append(ctx, tx.Audit(), s.entry(r, event{Action: "command.result", Target: d.ID, Outcome: outcomeOf(cmd.Result.Status),
 			Details: resultDetails(cmd)}))
 		if err != nil || cmd.Type != agentcmd.TypeWipe || cmd.State == agentcmd.StateAcknowledged {
 			return err
 		}
-		incomplete, err = s.markWipeIncomplete(tx, d.ID, cmd)
+		incomplete, err = s.markWipeIncomplete(ctx, tx, d.ID, cmd)
 		return err
 	})
 	switch {
@@ -259,8 +271,6 @@ func (s *Server) agentCommandResult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if incomplete {
-		s.pendingWipes.Delete(d.ID)
-		s.incompleteWipes.Store(d.ID, cmd.ID)
 		s.deviceChanged(causedBy(r.Context(), d.ID, cmd.ID), d.ID)
 	}
 	// Not only on the first report: if the server stopped after recording the result but before
@@ -329,39 +339,21 @@ func (s *Server) finishWipe(ctx context.Context, d *inventory.Device, commandID 
 	if err := s.revokeDeviceCerts(ctx, d, "cessationOfOperation"); err != nil {
 		return err
 	}
-	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
-		wiped := false
-		_, err := s.inventory.UpdateTx(tx, d.ID, func(cur *inventory.Device) error {
-			if cur.State == inventory.StateWiped {
-				return nil
-			}
-			if !inventory.CanTransition(cur.State, inventory.StateWiped) {
-				return inventory.ErrInvalidTransition
-			}
-			cur.State, cur.StateChangedAt, wiped = inventory.StateWiped, time.Now().UTC(), true
-			return nil
-		})
-		if err != nil {
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		// The device becomes wiped and loses its unfinished wipe, pending or incomplete.
+		wiped, err := inventory.FinishWipe(ctx, tx.Inventory(), d.ID, time.Now())
+		if err != nil || !wiped {
 			return err
 		}
-		if wiped {
-			e := auditEntry("device:"+d.ID, "device.wiped", d.ID, map[string]string{
-				"command_id": commandID, "revoked_certificates": strconv.Itoa(len(d.CertSerials))})
-			e.Role = "device"
-			if _, err := s.audit.AppendTx(tx, e); err != nil {
-				return err
-			}
-		}
-		if err := clearWipeIncomplete(tx, d.ID); err != nil {
-			return err
-		}
-		return clearWipePending(tx, d.ID)
+		e := auditEntry("device:"+d.ID, "device.wiped", d.ID, map[string]string{
+			"command_id": commandID, "revoked_certificates": strconv.Itoa(len(d.CertSerials))})
+		e.Role = "device"
+		_, err = audit.Append(ctx, tx.Audit(), e)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	s.pendingWipes.Delete(d.ID)
-	s.incompleteWipes.Delete(d.ID)
 	s.deviceChanged(causedBy(ctx, d.ID, commandID), d.ID)
 	return nil
 }

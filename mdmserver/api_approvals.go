@@ -11,13 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -41,15 +41,22 @@ func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *secu
 		RequestedBy: requester.Name, RequesterTokenID: t.ID, RequesterPerson: requester.Person, RequesterCreators: requester.Creators,
 	}
 	var ans securityAnswer
-	_, err = s.approvals.Create(r.Context(), ap, s.cfg.ApprovalTTL, func(tx *bbolt.Tx, a *approvals.Request) error {
-		a.Params = s.key.Seal(approvalPurpose(a.ID), params)
+	ctx := r.Context()
+	err = s.store.Update(ctx, func(tx storage.Tx) error {
+		a, err := approvals.Create(ctx, tx.Approvals(), ap, s.cfg.ApprovalTTL, s.approvals.Now(), func(a *approvals.Request) error {
+			a.Params = s.key.Seal(approvalPurpose(a.ID), params)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		ans = securityAnswer{ApprovalID: a.ID, State: "pending_approval", ExpiresAt: a.ExpiresAt, DeviceID: d.ID, DeviceState: string(d.State)}
 		if idemKey != "" {
-			if err := s.putIdempotentAnswer(tx, r, idemKey, ans); err != nil {
+			if err := putIdempotentAnswer(tx, r, idemKey, ans); err != nil {
 				return err
 			}
 		}
-		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "approval.request", Target: d.ID, Details: map[string]string{
+		_, err = audit.Append(ctx, tx.Audit(), s.entry(r, event{Action: "approval.request", Target: d.ID, Details: map[string]string{
 			"approval_id": a.ID, "action": a.Action, "mode": a.Mode, "reason": a.Reason, "expires_at": a.ExpiresAt.Format(time.RFC3339),
 		}}))
 		return err
@@ -61,6 +68,11 @@ func (s *Server) requestApproval(r *http.Request, d *inventory.Device, req *secu
 }
 
 func approvalPurpose(id string) string { return "approval/" + id }
+
+// approvalsStore narrows the server's store to what the approvals service uses.
+func approvalsStore(st storage.Store) approvals.Store {
+	return storage.Scope(st, func(tx storage.Tx) approvals.Tx { return tx })
+}
 
 // party is t as the two-person rule sees it: the person it belongs to and the people whose
 // tokens created it.
@@ -162,11 +174,20 @@ func (s *Server) decideApproval(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.serialize(ap.DeviceID)()
 
-	decided, err := s.approvals.Decide(r.Context(), id, approve, decider, req.Comment, func(tx *bbolt.Tx, a *approvals.Request) error {
-		_, err := s.audit.AppendTx(tx, s.entry(r, event{Action: "approval." + req.Decision, Target: a.DeviceID, Details: map[string]string{
+	var decided *approvals.Request
+	err = s.store.Update(r.Context(), func(tx storage.Tx) error {
+		a, err := approvals.Decide(r.Context(), tx.Approvals(), id, approve, decider, req.Comment, s.approvals.Now())
+		if err != nil {
+			return err
+		}
+		_, err = audit.Append(r.Context(), tx.Audit(), s.entry(r, event{Action: "approval." + req.Decision, Target: a.DeviceID, Details: map[string]string{
 			"approval_id": a.ID, "action": a.Action, "requested_by": a.RequestedBy, "requester_person": requester.Person,
 		}}))
-		return err
+		if err != nil {
+			return err
+		}
+		decided = a
+		return nil
 	})
 	if errors.Is(err, approvals.ErrDecided) {
 		// Approved, but the wipe was never sent (the server stopped in between): send it now.
@@ -243,20 +264,8 @@ func (s *Server) approvalError(w http.ResponseWriter, r *http.Request, id string
 	}
 }
 
-// Lock and erase PINs, sealed under the master key and bound to their command.
-
-var bucketCommandPINs = []byte("command_pins") // command UUID -> sealed PIN
-
-func pinPurpose(commandID string) string { return "command-pin/" + commandID }
-
-// putPIN stores a command's PIN, sealed, inside tx.
-func (s *Server) putPIN(tx *bbolt.Tx, commandID, pin string) error {
-	b, err := tx.CreateBucketIfNotExists(bucketCommandPINs)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(commandID), s.key.Seal(pinPurpose(commandID), []byte(pin)))
-}
+// Lock and erase PINs are sealed under the master key and bound to their command
+// (commands.PutPIN, in the unit of work that orders the lock or erase).
 
 // newPIN returns a random 6-digit PIN.
 func newPIN() string {
@@ -279,25 +288,18 @@ func (s *Server) commandPIN(w http.ResponseWriter, r *http.Request) {
 		problem.NotFound(w, r, "no command "+uuid+" for device "+d.ID)
 		return
 	}
-	var sealed []byte
-	_ = s.store.DB().View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketCommandPINs); b != nil {
-			sealed = append(sealed, b.Get([]byte(uuid))...)
-		}
-		return nil
-	})
-	if len(sealed) == 0 {
+	pin, err := s.commands.PIN(r.Context(), s.key, uuid)
+	if errors.Is(err, commands.ErrNotFound) {
 		problem.NotFound(w, r, "command "+uuid+" has no PIN")
 		return
 	}
-	pin, err := s.key.Open(pinPurpose(uuid), sealed)
 	if err != nil {
-		s.internal(w, r, fmt.Errorf("opening the PIN of command %s: %w", uuid, err))
+		s.internal(w, r, err)
 		return
 	}
 	if err := s.record(r, event{Action: "command.pin_view", Target: d.ID, Details: map[string]string{"command_id": uuid}}); err != nil {
 		s.internal(w, r, err) // a PIN is shown only on the record
 		return
 	}
-	httpjson.Write(w, http.StatusOK, map[string]string{"pin": string(pin), "command_id": uuid})
+	httpjson.Write(w, http.StatusOK, map[string]string{"pin": pin, "command_id": uuid})
 }

@@ -2,7 +2,7 @@ package mdmserver
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"regexp"
@@ -10,14 +10,14 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/idempotency"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -100,7 +100,7 @@ func (s *Server) securityAction(w http.ResponseWriter, r *http.Request, action s
 		return
 	}
 	idemKey := r.Header.Get("Idempotency-Key")
-	if len(idemKey) > 128 {
+	if len(idemKey) > idempotency.MaxKeyLen {
 		problem.BadRequest(w, r, "Idempotency-Key is at most 128 characters")
 		return
 	}
@@ -154,7 +154,7 @@ func (s *Server) actionAllowed(w http.ResponseWriter, r *http.Request, d *invent
 		return false
 	}
 	if action == "wipe" {
-		if _, pending := s.pendingWipes.Load(d.ID); pending {
+		if d.Wipe.Pending() {
 			problem.Error(w, r, http.StatusConflict, "wipe-pending", "device "+d.ID+" already has a wipe on its way; see GET /api/v1/devices/"+d.ID+"/commands")
 			return false
 		}
@@ -216,42 +216,38 @@ func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, r
 		}
 	}
 	newState := map[string]inventory.State{"lock": inventory.StateLocked, "lost-mode": inventory.StateLost, "wipe": inventory.StateLocked}[action]
-	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
-		_, err := s.inventory.UpdateTx(tx, d.ID, func(cur *inventory.Device) error {
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		now := time.Now()
+		_, err := inventory.Update(ctx, tx.Inventory(), d.ID, now, func(cur *inventory.Device) error {
+			if action == "wipe" {
+				cur.OrderWipe(commandID) // wipe_pending from this commit until the wipe is answered
+			}
 			// A lost device stays lost when locked; a state it cannot move to is kept.
 			if (cur.State == inventory.StateLost && action == "lock") || !inventory.CanTransition(cur.State, newState) {
 				return nil
 			}
-			cur.State, cur.StateChangedAt = newState, time.Now().UTC()
+			cur.State, cur.StateChangedAt = newState, now.UTC()
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if action == "wipe" {
-			if err := putWipePending(tx, d.ID, commandID); err != nil {
-				return err
-			}
-		}
 		if req.PIN != "" {
-			if err := s.putPIN(tx, commandID, req.PIN); err != nil {
+			if err := commands.PutPIN(ctx, tx.Commands(), s.key, commandID, req.PIN); err != nil {
 				return err
 			}
 		}
 		if idemKey != "" {
 			ans := securityAnswer{CommandID: commandID, State: "queued", DeviceID: d.ID, DeviceState: deviceStateAfter(action, newState)}
-			if err := s.putIdempotentAnswer(tx, r, idemKey, ans); err != nil {
+			if err := putIdempotentAnswer(tx, r, idemKey, ans); err != nil {
 				return err
 			}
 		}
-		_, err = s.audit.AppendTx(tx, s.entry(r, event{Action: "device." + action, Target: d.ID, Details: details}))
+		_, err = audit.Append(ctx, tx.Audit(), s.entry(r, event{Action: "device." + action, Target: d.ID, Details: details}))
 		return err
 	})
 	if err != nil {
 		return securityAnswer{}, err
-	}
-	if action == "wipe" {
-		s.pendingWipes.Store(d.ID, true)
 	}
 	s.deviceChanged(causedBy(ctx, d.ID, commandID), d.ID) // the events carry the command as txn
 
@@ -284,7 +280,7 @@ func (s *Server) carryOut(r *http.Request, d *inventory.Device, action string, r
 		ans.DeviceState = string(cur.State)
 	}
 	if idemKey != "" {
-		err := s.store.DB().Update(func(tx *bbolt.Tx) error { return s.putIdempotentAnswer(tx, r, idemKey, ans) })
+		err := s.store.Update(ctx, func(tx storage.Tx) error { return putIdempotentAnswer(tx, r, idemKey, ans) })
 		if err != nil {
 			s.log.ErrorContext(ctx, "updating an idempotent answer failed; a retry gets the queued one", "err", err)
 		}
@@ -348,105 +344,40 @@ func firstNonEmpty(v ...string) string {
 	return ""
 }
 
-var (
-	bucketIdempotency    = []byte("idempotency_keys") // "<token id>\x00<key>" → answer
-	bucketPendingWipe    = []byte("pending_wipes")    // device id → command id of the wipe ordered
-	bucketIncompleteWipe = []byte("incomplete_wipes") // device id → command id of a wipe that left data behind
-)
-
-func (s *Server) idempotencyKey(r *http.Request, key string) []byte {
-	owner := "anonymous"
+// idempotencyKey is the key of the caller's Idempotency-Key on this request's route.
+func idempotencyKey(r *http.Request, key string) idempotency.Key {
+	owner := ""
 	if t := tokens.FromContext(r.Context()); t != nil {
 		owner = t.ID
 	}
-	return []byte(owner + "\x00" + r.URL.Path + "\x00" + key)
+	return idempotency.NewKey(owner, r.URL.Path, key)
 }
 
+// idempotentAnswer returns the answer saved for the caller's Idempotency-Key, if there is one.
 func (s *Server) idempotentAnswer(r *http.Request, key string) (securityAnswer, bool) {
 	var ans securityAnswer
 	found := false
-	_ = s.store.DB().View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketIdempotency); b != nil {
-			if v := b.Get(s.idempotencyKey(r, key)); v != nil {
-				found = json.Unmarshal(v, &ans) == nil
-			}
-		}
-		return nil
+	_ = s.store.View(r.Context(), func(tx storage.Tx) error {
+		var err error
+		found, err = idempotency.Load(r.Context(), tx.Idempotency(), idempotencyKey(r, key), &ans)
+		return err
 	})
 	return ans, found
 }
 
-// putIdempotentAnswer saves ans for the caller's Idempotency-Key inside tx.
-func (s *Server) putIdempotentAnswer(tx *bbolt.Tx, r *http.Request, key string, ans securityAnswer) error {
-	v, err := json.Marshal(ans)
-	if err != nil {
-		return err
-	}
-	b, err := tx.CreateBucketIfNotExists(bucketIdempotency)
-	if err != nil {
-		return err
-	}
-	return b.Put(s.idempotencyKey(r, key), v)
+// putIdempotentAnswer saves ans for the caller's Idempotency-Key in the unit of work of tx.
+func putIdempotentAnswer(tx storage.Tx, r *http.Request, key string, ans securityAnswer) error {
+	return idempotency.Save(r.Context(), tx.Idempotency(), idempotencyKey(r, key), ans)
 }
 
-// putWipePending records inside tx that a wipe was ordered with commandID, so the device is
-// denied as wipe_pending until the wipe is acknowledged, across restarts. The caller marks it in
-// memory after the commit.
-func putWipePending(tx *bbolt.Tx, deviceID, commandID string) error {
-	b, err := tx.CreateBucketIfNotExists(bucketPendingWipe)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(deviceID), []byte(commandID))
-}
-
-// loadPendingWipes fills the in-memory sets of pending and incomplete wipes from the store at
-// start and returns the pending wipes, device ID to command ID.
-func (s *Server) loadPendingWipes() (map[string]string, error) {
-	pending := map[string]string{}
-	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketPendingWipe)
-		if err != nil {
-			return err
-		}
-		err = b.ForEach(func(k, v []byte) error {
-			s.pendingWipes.Store(string(k), true)
-			pending[string(k)] = string(v)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		inc, err := tx.CreateBucketIfNotExists(bucketIncompleteWipe)
-		if err != nil {
-			return err
-		}
-		return inc.ForEach(func(k, v []byte) error {
-			s.incompleteWipes.Store(string(k), string(v))
-			return nil
-		})
-	})
-	return pending, err
-}
-
-// markWipeIncomplete records inside tx that the agent's wipe cmd finished without removing all
-// managed data (partial) or failed: the device is no longer wipe_pending but wipe_incomplete,
-// denied all the same, keeps its identity so a new wipe can reach it, and is never called wiped.
-// It reports false, changing nothing, when cmd is not the device's pending wipe. The caller
-// updates the in-memory sets after the commit.
-func (s *Server) markWipeIncomplete(tx *bbolt.Tx, deviceID string, cmd *agentcmd.Command) (bool, error) {
-	pb := tx.Bucket(bucketPendingWipe)
-	if pb == nil || string(pb.Get([]byte(deviceID))) != cmd.ID {
-		return false, nil
-	}
-	b, err := tx.CreateBucketIfNotExists(bucketIncompleteWipe)
-	if err != nil {
-		return false, err
-	}
-	if err := b.Put([]byte(deviceID), []byte(cmd.ID)); err != nil {
-		return false, err
-	}
-	if err := pb.Delete([]byte(deviceID)); err != nil {
+// markWipeIncomplete records in the unit of work of tx that the agent's wipe cmd finished
+// without removing all managed data (partial) or failed: the device is no longer wipe_pending
+// but wipe_incomplete, denied all the same, keeps its identity so a new wipe can reach it, and
+// is never called wiped. It reports false, changing nothing, when cmd is not the device's
+// pending wipe.
+func (s *Server) markWipeIncomplete(ctx context.Context, tx storage.Tx, deviceID string, cmd *agentcmd.Command) (bool, error) {
+	marked, err := inventory.MarkWipeIncomplete(ctx, tx.Inventory(), deviceID, cmd.ID, time.Now())
+	if err != nil || !marked {
 		return false, err
 	}
 	n := cmd.Result.Count()
@@ -454,27 +385,30 @@ func (s *Server) markWipeIncomplete(tx *bbolt.Tx, deviceID string, cmd *agentcmd
 		"command_id": cmd.ID, "state": cmd.State,
 		"refused": strconv.Itoa(n[agentcmd.OutcomeRefused]), "failed": strconv.Itoa(n[agentcmd.OutcomeFailed])})
 	e.Role, e.Outcome = "device", audit.OutcomeError
-	_, err = s.audit.AppendTx(tx, e)
+	_, err = audit.Append(ctx, tx.Audit(), e)
 	return err == nil, err
-}
-
-// clearWipeIncomplete removes the mark inside tx; the caller forgets it in memory after commit.
-func clearWipeIncomplete(tx *bbolt.Tx, deviceID string) error {
-	if b := tx.Bucket(bucketIncompleteWipe); b != nil {
-		return b.Delete([]byte(deviceID))
-	}
-	return nil
 }
 
 // finishAcknowledgedWipes finishes, at start, the wipes whose device acknowledged them while a
 // previous run stopped before it could finish them: an erased Mac never resends its answer, and
-// an agent whose certificate was already revoked cannot.
-func (s *Server) finishAcknowledgedWipes(ctx context.Context, pending map[string]string) {
-	for deviceID, commandID := range pending {
-		d, err := s.inventory.Get(ctx, deviceID)
+// an agent whose certificate was already revoked cannot. Only reading the pending wipes fails
+// the start; a wipe that cannot be finished is logged and finished at the next start.
+func (s *Server) finishAcknowledgedWipes(ctx context.Context) error {
+	var pending []inventory.Device
+	for cursor := ""; ; {
+		page, next, err := s.inventory.List(ctx, inventory.Filter{Wipe: inventory.WipePending}, cursor, inventory.MaxLimit)
 		if err != nil {
-			continue
+			return fmt.Errorf("pending wipes: %w", err)
 		}
+		pending = append(pending, page...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	for i := range pending {
+		d := &pending[i]
+		commandID := d.Wipe.CommandID
 		acked := false
 		switch d.Platform {
 		case inventory.PlatformAgent:
@@ -490,13 +424,6 @@ func (s *Server) finishAcknowledgedWipes(ctx context.Context, pending map[string
 		if err := s.finishWipe(ctx, d, commandID); err != nil {
 			s.log.ErrorContext(ctx, "finishing an acknowledged wipe at start failed", "device_id", d.ID, "err", err)
 		}
-	}
-}
-
-// clearWipePending removes the mark inside tx; the caller forgets it in memory after commit.
-func clearWipePending(tx *bbolt.Tx, deviceID string) error {
-	if b := tx.Bucket(bucketPendingWipe); b != nil {
-		return b.Delete([]byte(deviceID))
 	}
 	return nil
 }

@@ -4,9 +4,16 @@ import (
 	"context"
 
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/policies"
 )
+
+// complianceStore narrows the server's store to what the policy store and the engine use.
+func complianceStore(st storage.Store) compliance.Store {
+	return storage.Scope(st, func(tx storage.Tx) compliance.Tx { return tx })
+}
 
 // managedData is what a selective wipe of d removes: its effective policy's managed_data for its
 // platform. No policy means nothing is removed, and the agent reports that.
@@ -28,20 +35,6 @@ func (s *Server) deviceChanged(ctx context.Context, deviceID string) {
 	if _, err := s.compliance.DeviceChanged(ctx, d); err != nil {
 		s.log.ErrorContext(ctx, "re-evaluating a changed device failed", "device_id", deviceID, "err", err)
 	}
-}
-
-// stateOverride gives the access decision a state beyond the inventory's: a device with a wipe
-// ordered and not yet acknowledged is wipe_pending, denied from the moment the wipe was accepted;
-// one whose last wipe left managed data behind is wipe_incomplete, denied until a new wipe
-// finishes (or it is unenrolled).
-func (s *Server) stateOverride(deviceID string) string {
-	if _, pending := s.pendingWipes.Load(deviceID); pending {
-		return "wipe_pending"
-	}
-	if _, incomplete := s.incompleteWipes.Load(deviceID); incomplete {
-		return "wipe_incomplete"
-	}
-	return ""
 }
 
 func auditEntry(actor, action, target string, details map[string]string) audit.Entry {

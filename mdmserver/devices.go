@@ -17,8 +17,14 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/policies"
 )
+
+// inventoryStore narrows the server's store to the inventory's units of work.
+func inventoryStore(st storage.Store) inventory.Store {
+	return storage.Scope(st, func(tx storage.Tx) inventory.Tx { return tx })
+}
 
 // inventoryLink wraps nanomdm's service so that an Apple device's check-ins keep its inventory
 // record current: Authenticate links the nanomdm enrollment to the record the enrollment profile

@@ -32,8 +32,8 @@ import (
 // with the enrollment; the guard only refuses those that name no device.
 type enrollmentGuard struct {
 	service.CheckinAndCommandService
-	inventory *inventory.Store
-	commands  *commands.Store
+	inventory *inventory.Service
+	commands  *commands.Service
 }
 
 // Authenticate admits a device's first check-in only for an identity that owns the enrollment.

@@ -22,7 +22,6 @@ import (
 	"github.com/micromdm/nanomdm/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/certs/scep"
@@ -56,9 +55,9 @@ type Server struct {
 	key   *seal.Key
 	// mdmStore is nanomdm's storage: Hale's bbolt store unless WithMDMStorage replaced it.
 	mdmStore  storage.AllStorage
-	pushCerts *pushcert.Store
-	tokens    *tokens.Store
-	commands  *commands.Store
+	pushCerts *pushcert.Service
+	tokens    *tokens.Service
+	commands  *commands.Service
 	dispatch  *commands.Dispatcher
 	// mdm is nanomdm's service with Hale's decorators around it.
 	mdm service.CheckinAndCommandService
@@ -69,8 +68,8 @@ type Server struct {
 	extraDeviceCAs     *x509.CertPool
 	extraDeviceCACerts []*x509.Certificate
 
-	inventory   *inventory.Store
-	enrollments *enroll.Store
+	inventory   *inventory.Service
+	enrollments *enroll.Service
 	// enrollLimiter slows token guessing: enrollment endpoints are rate-limited per source.
 	enrollLimiter *enroll.Limiter
 	audit         *audit.Log
@@ -85,14 +84,10 @@ type Server struct {
 	// events delivers Security Event Tokens to the backends when decisions change.
 	events *events.Transmitter
 	nonces *nonces
-	// pendingWipes mirrors the pending_wipes bucket in memory for the decision index, and
-	// incompleteWipes the incomplete_wipes bucket (device ID → the wipe that left data behind).
-	pendingWipes    sync.Map
-	incompleteWipes sync.Map
 	// deviceLocks holds a *sync.Mutex per device: lock, lost mode, wipe and approval decisions
 	// for one device run one at a time (serialize).
 	deviceLocks sync.Map
-	approvals   *approvals.Store
+	approvals   *approvals.Service
 	auditKey    string // the audit log's public note verifier key
 	scep        http.Handler
 
@@ -165,51 +160,33 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.store, err = boltstore.Open(cfg.path("hale.db"), boltstore.WithLogger(s.log.With("component", "store"))); err != nil {
 		return nil, err
 	}
-	db := s.store.DB()
 	s.mdmStore = o.mdmStorage
 	if s.mdmStore == nil {
 		if s.mdmStore, err = boltstore.NewMDMStorage(s.store, boltstore.WithCommandSealer(s.key)); err != nil {
 			return nil, fmt.Errorf("nanomdm storage: %w", err)
 		}
 	}
-	if s.pushCerts, err = pushcert.New(db, s.key); err != nil {
-		return nil, fmt.Errorf("push certificate store: %w", err)
-	}
-	if s.tokens, err = tokens.New(db, tokens.WithOnForbidden(s.recordForbidden), tokens.WithLogger(s.log.With("component", "tokens"))); err != nil {
+	s.pushCerts = pushcert.NewService(pushCertsStore(s.store), s.key)
+	if s.tokens, err = tokens.New(context.Background(), tokensStore(s.store), tokens.WithOnForbidden(s.recordForbidden), tokens.WithLogger(s.log.With("component", "tokens"))); err != nil {
 		return nil, err
 	}
-	if s.approvals, err = approvals.New(db); err != nil {
-		return nil, err
-	}
-	if s.commands, err = commands.NewStore(db); err != nil {
-		return nil, err
-	}
-	if s.inventory, err = inventory.New(db); err != nil {
-		return nil, err
-	}
-	if s.enrollments, err = enroll.New(db); err != nil {
-		return nil, err
-	}
+	s.approvals = approvals.New(approvalsStore(s.store))
+	s.commands = commands.NewService(commandsStore(s.store))
+	s.inventory = inventory.NewService(inventoryStore(s.store))
+	s.enrollments = enroll.New(enrollStore(s.store))
 	s.enrollLimiter = enroll.NewLimiter(cfg.EnrollRate, cfg.EnrollBurst)
 	s.refusals, s.refusalCount = enroll.NewRefusals(), newRefusalCounter(s.registry)
-	if s.audit, s.auditKey, err = openAudit(cfg, s.key, db, s.log); err != nil {
+	if s.audit, s.auditKey, err = openAudit(cfg, s.key, s.store, s.log); err != nil {
 		return nil, err
 	}
-	if s.policies, err = compliance.NewPolicyStore(db); err != nil {
+	if s.policies, err = compliance.NewPolicyStore(context.Background(), complianceStore(s.store)); err != nil {
 		return nil, err
 	}
-	if s.agentQueue, err = agentcmd.New(db); err != nil {
-		return nil, err
-	}
+	s.agentQueue = agentcmd.New(agentCommandsStore(s.store))
 	s.nonces = newNonces()
 	s.index = access.NewIndex(access.WithClock(s.now))
-	pendingWipes, err := s.loadPendingWipes()
-	if err != nil {
-		return nil, err
-	}
-	if s.compliance, err = compliance.NewEngine(db, s.policies, s.inventory, s.index,
-		compliance.WithLogger(s.log.With("component", "compliance")), compliance.WithClock(s.now),
-		compliance.WithStateOverride(s.stateOverride)); err != nil {
+	if s.compliance, err = compliance.NewEngine(complianceStore(s.store), s.policies, s.index,
+		compliance.WithLogger(s.log.With("component", "compliance")), compliance.WithClock(s.now)); err != nil {
 		return nil, err
 	}
 	// The decision index must be complete before the server answers anything: until then every
@@ -220,15 +197,21 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err = s.bootstrapAdminToken(context.Background()); err != nil {
 		return nil, err
 	}
-	if s.keys, err = signing.Open(db, s.key, signing.WithLogger(s.log.With("component", "signing"))); err != nil {
+	if s.keys, err = signing.Open(context.Background(), signingStore(s.store), s.key, signing.WithLogger(s.log.With("component", "signing"))); err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
 	s.tokenVerifier = posture.NewVerifier(s.keys, posture.WithIssuer(cfg.PublicURL))
-	if s.events, err = s.newEvents(db); err != nil {
+	if s.events, err = s.newEvents(); err != nil {
 		return nil, err
 	}
-	s.compliance.OnChange(s.emitDecisionChanges)
-	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithLogger(s.log.With("component", "ca")),
+	s.compliance.OnChange(revocations{events: s.events, store: s.store, log: s.log}.emit)
+	// The CA keeps its database in hale.db. One left in DATA/ca/ca.db by an older Hale moves in
+	// first, or the server does not start: a CA without its revocations would trust revoked
+	// certificates again.
+	if _, err = s.store.ImportCADB(filepath.Join(cfg.path("ca"), "ca.db")); err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithDB(s.store.CADB()), certs.WithLogger(s.log.With("component", "ca")),
 		certs.WithCRLURL(strings.TrimSuffix(cfg.PublicURL, "/")+"/ca/crl")); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
@@ -251,7 +234,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
 	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
-	svc = commands.NewHook(svc, s.commands, commands.WithLogger(s.log.With("component", "results")),
+	svc = commands.NewHook(svc, resultStore(s.store), commands.WithLogger(s.log.With("component", "results")),
 		commands.WithClock(s.now), commands.WithListener(s.appleResult), commands.WithResultTx(s.auditAppleResult))
 	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}
 	// certauth: nothing below it sees a request whose certificate is not (or no longer) the one
@@ -264,7 +247,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()
 	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))
-	s.finishAcknowledgedWipes(context.Background(), pendingWipes)
+	if err = s.finishAcknowledgedWipes(context.Background()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -284,7 +269,7 @@ func readCertPool(opt, path string) (*x509.CertPool, error) {
 // newEvents opens the security event transmitter. Receivers are reached with the system roots,
 // or with Config.SSFCAFile when they use a private CA, at public addresses or those
 // Config.SSFAllowedDestinations names; each stream belongs to the API token that created it.
-func (s *Server) newEvents(db *bbolt.DB) (*events.Transmitter, error) {
+func (s *Server) newEvents() (*events.Transmitter, error) {
 	allow, err := events.ParseAllowList(s.cfg.SSFAllowedDestinations)
 	if err != nil {
 		return nil, fmt.Errorf("ssf_allowed_destinations: %w", err)
@@ -298,7 +283,7 @@ func (s *Server) newEvents(db *bbolt.DB) (*events.Transmitter, error) {
 		}
 		opts = append(opts, events.WithRootCAs(roots))
 	}
-	t, err := events.New(db, s.keys, s.cfg.PublicURL, s.key, opts...)
+	t, err := events.New(eventStore(s.store), s.keys, s.cfg.PublicURL, s.key, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("security events: %w", err)
 	}

@@ -23,6 +23,19 @@ package storage
 import (
 	"context"
 	"errors"
+
+	"github.com/halemdm/hale/enroll"
+	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/approvals"
+	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/events"
+	"github.com/halemdm/hale/mdmserver/idempotency"
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/signing"
+	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
 // Store is all of Hale's state on one backend. Its methods are safe for concurrent use.
@@ -46,6 +59,31 @@ type Store interface {
 // Tx hands out the repositories of one transaction. They must not be used after the function
 // given to View, Update or Batch returns; in a View they must not write.
 type Tx interface {
+	// Signing holds the signing keys of posture tokens and SETs.
+	Signing() signing.Repository
+	// Events holds the SSF event streams, their subjects and their outboxes.
+	Events() events.Repository
+	// Compliance holds the policies and their assignments, every device's posture, verdict
+	// and verdict history, and what each Apple device was last sent of its policy.
+	Compliance() compliance.Repository
+	// Audit holds the audit log: entries, tree hashes, checkpoints.
+	Audit() audit.Repository
+	// Approvals holds the two-person rule's requests.
+	Approvals() approvals.Repository
+	// Tokens holds the API tokens.
+	Tokens() tokens.Repository
+	// Enrollments holds enrollments, their token hashes and SCEP challenges.
+	Enrollments() enroll.Repository
+	// Inventory holds the device records and their indexes.
+	Inventory() inventory.Repository
+	// Idempotency holds the answers saved for Idempotency-Keys.
+	Idempotency() idempotency.Repository
+	// Commands holds the Apple MDM commands' records, results and sealed PINs.
+	Commands() commands.Repository
+	// AgentCommands holds the agents' lock and wipe commands.
+	AgentCommands() agentcmd.Repository
+	// PushCerts holds the APNs push certificates, their keys sealed.
+	PushCerts() pushcert.Repository
 }
 
 // ErrReadOnly is returned by a repository asked to write inside a View.

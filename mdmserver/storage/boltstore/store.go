@@ -38,6 +38,8 @@ type Store struct {
 	db     *bbolt.DB
 	logger *slog.Logger
 	closed atomic.Bool
+	// tallies count the command records per state in memory (statecount.go).
+	tallies tallies
 }
 
 type config struct {
@@ -121,6 +123,14 @@ func Open(path string, opts ...Option) (*Store, error) {
 		names = append(names, string(b))
 	}
 	if err := s.createBuckets(names...); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.migrateWipes(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.countStates(); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -8,6 +8,7 @@
 package storagetest
 
 import (
+	"context"
 	"testing"
 
 	"github.com/halemdm/hale/mdmserver/storage"
@@ -22,7 +23,20 @@ type Opener func(t *testing.T, dir string) storage.Store
 var suites = []struct {
 	name string
 	run  func(t *testing.T, open Opener)
-}{}
+}{
+	{"signing", testSigning},
+	{"events", testEvents},
+	{"compliance", testCompliance},
+	{"enroll", testEnroll},
+	{"audit", testAudit},
+	{"approvals", testApprovals},
+	{"tokens", testTokens},
+	{"inventory", testInventory},
+	{"idempotency", testIdempotency},
+	{"commands", testCommands},
+	{"agentcmd", testAgentCommands},
+	{"pushcert", testPushCerts},
+}
 
 // Run runs every contract against the backend open opens.
 func Run(t *testing.T, open Opener) {
@@ -49,4 +63,22 @@ func Reopen(t *testing.T, open Opener, st storage.Store, dir string) storage.Sto
 	st = open(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// update runs fn in one unit of work or fails the test.
+func update(t *testing.T, st storage.Store, fn func(ctx context.Context, tx storage.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.Update(ctx, func(tx storage.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// view runs fn on one snapshot or fails the test.
+func view(t *testing.T, st storage.Store, fn func(ctx context.Context, tx storage.Tx) error) {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.View(ctx, func(tx storage.Tx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
 }
