@@ -85,7 +85,12 @@ func TestOpenCarriesOldWipeMarksOver(t *testing.T) {
 			if d, err := tx.Inventory().GetByCertSerial(ctx, "a1"); err != nil || d.ID != "d_0000000000000001" {
 				t.Errorf("%s: index after the migration: %+v, %v", when, d, err)
 			}
-			btx := BoltTx(tx)
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		st.db.View(func(btx *bbolt.Tx) error {
 			for _, name := range []string{"pending_wipes", "incomplete_wipes"} {
 				if btx.Bucket([]byte(name)) != nil {
 					t.Errorf("%s: bucket %s is still there", when, name)
@@ -98,9 +103,6 @@ func TestOpenCarriesOldWipeMarksOver(t *testing.T) {
 			}
 			return nil
 		})
-		if err != nil {
-			t.Fatalf("%s: %v", when, err)
-		}
 		if err := st.Close(); err != nil {
 			t.Fatal(err)
 		}
