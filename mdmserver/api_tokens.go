@@ -7,8 +7,14 @@ import (
 
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
+
+// tokensStore narrows the server's store to what the token service uses.
+func tokensStore(st storage.Store) tokens.Store {
+	return storage.Scope(st, func(tx storage.Tx) tokens.Tx { return tx })
+}
 
 // tokenView is a token as the API shows it: never its hash.
 type tokenView struct {

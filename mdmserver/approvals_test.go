@@ -14,6 +14,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 )
 
 // auditActions returns the actions of the audit entries about target, oldest first.
@@ -223,8 +224,12 @@ func TestApprovalEligibilityAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.srv.approvals.Decide(context.Background(), held.ApprovalID, true,
-		approvals.Party{Name: "second", TokenID: secondTok.ID, Person: secondTok.Person}, "", nil); err != nil {
+	err = env.srv.store.Update(context.Background(), func(tx storage.Tx) error {
+		_, err := approvals.Decide(context.Background(), tx.Approvals(), held.ApprovalID, true,
+			approvals.Party{Name: "second", TokenID: secondTok.ID, Person: secondTok.Person}, "", time.Now())
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	var resumed struct {

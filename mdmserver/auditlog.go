@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/halemdm/hale/internal/httpjson"
@@ -20,13 +19,14 @@ import (
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
 // openAudit opens the audit log with its Ed25519 note key, made on first start and kept sealed
 // in DATA/audit.key.sealed. The public verifier key is written to DATA/audit.pub for auditors to
 // keep: verifying against a key taken from the server itself proves less.
-func openAudit(cfg Config, key *seal.Key, db *bbolt.DB, log *slog.Logger) (*audit.Log, string, error) {
+func openAudit(cfg Config, key *seal.Key, st storage.Store, log *slog.Logger) (*audit.Log, string, error) {
 	const purpose = "audit/note.key"
 	path := cfg.path("audit.key.sealed")
 	var skey string
@@ -60,7 +60,7 @@ func openAudit(cfg Config, key *seal.Key, db *bbolt.DB, log *slog.Logger) (*audi
 	if err != nil {
 		return nil, "", err
 	}
-	l, err := audit.New(db, signer, audit.WithLogger(log.With("component", "audit")))
+	l, err := audit.New(storage.Scope(st, func(tx storage.Tx) audit.Tx { return tx }), signer, audit.WithLogger(log.With("component", "audit")))
 	return l, vkey, err
 }
 
@@ -75,7 +75,7 @@ type event struct {
 // record appends ev to the audit log with the request's actor, role, person, source and request
 // IDs (Hale's, and the client's own when it sent one).
 // A failure to audit is logged loudly; an action that must not happen unaudited appends its
-// entry with AppendTx in the action's own transaction instead.
+// entry with audit.Append in the action's own unit of work instead.
 func (s *Server) record(r *http.Request, ev event) error {
 	_, err := s.audit.Append(context.WithoutCancel(r.Context()), s.entry(r, ev))
 	if err != nil {

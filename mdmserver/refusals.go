@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/storage"
 )
 
 // The enrollment endpoints whose anonymous refusals are tallied, the "endpoint" label of
@@ -76,9 +76,10 @@ func (s *Server) auditRefusals(sums []enroll.RefusalSummary) {
 	if len(sums) == 0 {
 		return
 	}
-	err := s.store.DB().Update(func(tx *bbolt.Tx) error {
+	ctx := context.Background()
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
 		for _, sum := range sums {
-			if _, err := s.audit.AppendTx(tx, refusalEntry(sum, s.refusals.Window())); err != nil {
+			if _, err := audit.Append(ctx, tx.Audit(), refusalEntry(sum, s.refusals.Window())); err != nil {
 				return err
 			}
 		}

@@ -21,7 +21,7 @@ func TestRoleTable(t *testing.T) {
 		byRole[r] = env.token(string(r))
 	}
 	// A token created an hour ago with a minute to live, and one revoked.
-	past, err := tokens.New(env.srv.store.DB(), tokens.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	past, err := tokens.New(ctx, tokensStore(env.srv.store), tokens.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
 	if err != nil {
 		t.Fatal(err)
 	}
