@@ -477,9 +477,10 @@ func (e *Engine) Evaluate(ctx context.Context, deviceID string) (policies.Verdic
 	return e.commitOne(ctx, st, st.dev, st.posture, false)
 }
 
-// DeviceChanged refreshes what the engine knows of a device's inventory record (state, group,
-// OS, certificate serials) and re-evaluates it. The server calls it after every inventory
-// change: enrollment, lock, wipe, group move, certificate renewal.
+// DeviceChanged refreshes what the engine knows of a device's inventory record (state, unfinished
+// wipe, group, OS, certificate serials) and re-evaluates it. The server calls it after every
+// inventory change: enrollment, lock, wipe, group move, certificate renewal. d names the device;
+// what is used is its record as committed when the engine gets to it.
 func (e *Engine) DeviceChanged(ctx context.Context, d *inventory.Device) (policies.Verdict, error) {
 	if d == nil {
 		return policies.Verdict{}, errors.New("compliance: DeviceChanged needs a device")
@@ -492,6 +493,17 @@ func (e *Engine) DeviceChanged(ctx context.Context, d *inventory.Device) (polici
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	// The record is read again under the device's lock: of two changes racing here, the one
+	// applied last then carries the latest committed record, never a copy read before the
+	// other committed (which would drop its lock or its wipe_pending from the decision).
+	err = e.st.View(ctx, func(tx Tx) error {
+		var err error
+		d, err = tx.Inventory().Get(ctx, d.ID)
+		return err
+	})
+	if err != nil {
+		return policies.Verdict{}, fmt.Errorf("compliance: device %s: %w", st.id, err)
+	}
 	return e.commitOne(ctx, st, snapshotOf(d), st.posture, false)
 }
 

@@ -118,6 +118,13 @@ func TestWipeState(t *testing.T) {
 	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); a.Allow || a.State != "wipe_pending" || a.Reasons[0].Code != access.ReasonWipePending {
 		t.Fatalf("answer with a wipe pending = %+v", a)
 	}
+	// A change that read the record before the wipe committed, applied after it, keeps it.
+	if _, err := e.eng.DeviceChanged(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); a.Allow || a.State != "wipe_pending" {
+		t.Fatalf("answer after a stale change = %+v", a)
+	}
 	e.reopen(t)
 	if a := e.index.Lookup(d.ID, t0.Add(time.Minute)); a.Allow || a.State != "wipe_pending" {
 		t.Fatalf("answer with a wipe pending after a reload = %+v", a)
