@@ -4,17 +4,16 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"slices"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -23,12 +22,12 @@ import (
 var securityCommands = map[string]bool{"DeviceLock": true, "EnableLostMode": true, "DisableLostMode": true, "EraseDevice": true, "ClearPasscode": true}
 
 // auditAppleResult puts a security command's result (and any error) on the audit record, inside
-// the transaction that stores the result (commands.WithResultTx).
-func (s *Server) auditAppleResult(tx *bbolt.Tx, res *commands.Result) error {
+// the unit of work that stores the result (commands.WithResultTx).
+func (s *Server) auditAppleResult(ctx context.Context, tx commands.ResultTx, res *commands.Result) error {
 	if !securityCommands[res.RequestType] && res.Status != "Error" {
 		return nil
 	}
-	d, err := s.inventory.GetByEnrollmentIDTx(tx, res.EnrollmentID)
+	d, err := tx.Inventory().GetByEnrollmentID(ctx, res.EnrollmentID)
 	if err != nil {
 		return nil // not a Hale-enrolled device
 	}
@@ -38,7 +37,7 @@ func (s *Server) auditAppleResult(tx *bbolt.Tx, res *commands.Result) error {
 	if res.Status == "Error" {
 		e.Outcome = audit.OutcomeError
 	}
-	_, err = s.audit.AppendTx(tx, e)
+	_, err = audit.Append(ctx, tx.Audit(), e)
 	return err
 }
 
@@ -138,17 +137,6 @@ func applyAppleResult(p *policies.Posture, os string, res *commands.Result, at t
 	}
 }
 
-// bucketDelivered remembers which policy version was delivered to each Apple device and which
-// profile identifiers it installed: "<device id>" → delivery JSON.
-var bucketDelivered = []byte("apple_policy_delivery")
-
-type delivery struct {
-	Policy      string   `json:"policy"`
-	Version     int      `json:"version"`
-	Platform    string   `json:"platform"`
-	Identifiers []string `json:"identifiers"`
-}
-
 // deliverPolicy sends an Apple device the profiles of its effective policy when they differ from
 // what it was last sent: InstallProfile for each rendered profile, RemoveProfile for profiles no
 // longer wanted, then ProfileList so the evaluation sees what is really installed.
@@ -161,16 +149,15 @@ func (s *Server) deliverPolicy(ctx context.Context, d *inventory.Device) {
 		s.log.ErrorContext(ctx, "effective policy", "device_id", d.ID, "err", err)
 		return
 	}
-	var prev delivery
-	_ = s.store.DB().View(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketDelivered); b != nil {
-			if v := b.Get([]byte(d.ID)); v != nil {
-				_ = json.Unmarshal(v, &prev)
-			}
-		}
-		return nil
+	// What the device was sent before; an unreadable record counts as nothing sent, so the
+	// device is sent its policy again.
+	var prev compliance.Delivery
+	_ = s.store.View(ctx, func(tx storage.Tx) error {
+		var err error
+		prev, _, err = tx.Compliance().Delivery(ctx, d.ID)
+		return err
 	})
-	next := delivery{Platform: d.OS}
+	next := compliance.Delivery{Platform: d.OS}
 	var profiles []policies.Profile
 	if sp != nil {
 		next.Policy, next.Version = sp.Name, sp.Version
@@ -211,13 +198,8 @@ func (s *Server) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	if _, err := s.dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "ProfileList"}, by); err != nil {
 		s.log.ErrorContext(ctx, "queue ProfileList", "device_id", d.ID, "err", err)
 	}
-	v, _ := json.Marshal(next)
-	err = s.store.DB().Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketDelivered)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(d.ID), v)
+	err = s.store.Update(ctx, func(tx storage.Tx) error {
+		return tx.Compliance().PutDelivery(ctx, d.ID, next)
 	})
 	if err != nil {
 		s.log.ErrorContext(ctx, "recording policy delivery", "device_id", d.ID, "err", err)

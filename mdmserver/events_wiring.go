@@ -4,31 +4,50 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/signing"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 	"github.com/halemdm/hale/posture"
 )
 
-// emitDecisionChanges tells the backends, by Security Event Tokens, that devices' decisions
-// changed: session-revoked when a device may no longer open sessions (locked, lost, wipe
-// ordered, wiped, unenrolled, or noncompliant past grace), and device-compliance-change when
-// its compliance flipped. It runs as the compliance change hook, after the changes committed;
-// their events are committed to the outbox, in one transaction, before it returns.
+// signingStore narrows the server's store to what the signing keyset uses.
+func signingStore(st storage.Store) signing.Store {
+	return storage.Scope(st, func(tx storage.Tx) signing.Tx { return tx })
+}
+
+// eventStore narrows the server's store to what the event transmitter uses.
+func eventStore(st storage.Store) events.Store {
+	return storage.Scope(st, func(tx storage.Tx) events.Tx { return tx })
+}
+
+// revocations tells the backends, by Security Event Tokens, that devices' decisions changed:
+// session-revoked when a device may no longer open sessions (locked, lost, wipe ordered, wiped,
+// unenrolled, or noncompliant past grace), and device-compliance-change when its compliance
+// flipped. Its emit is the compliance engine's change listener (a plain subscription the
+// composition registers): it runs after the changes committed, and their events are committed
+// to the outbox, in one unit of work, before it returns.
 //
 // Each revocation is also put on the audit record ("access.revoked", by "system"), in the same
-// transaction as its SETs: the record that a device's sessions were revoked exists if and only
+// unit of work as its SETs: the record that a device's sessions were revoked exists if and only
 // if the events telling the backends do.
-func (s *Server) emitDecisionChanges(ctx context.Context, changes []compliance.Change) {
+type revocations struct {
+	events *events.Transmitter
+	store  storage.Store
+	log    *slog.Logger
+}
+
+// emit turns changes into events and commits them with their audit entries.
+func (r revocations) emit(ctx context.Context, changes []compliance.Change) {
 	now := time.Now()
 	var evs []events.Event
 	var records []audit.Entry
@@ -46,19 +65,29 @@ func (s *Server) emitDecisionChanges(ctx context.Context, changes []compliance.C
 	if len(evs) == 0 {
 		return
 	}
-	appendRecords := func(tx *bbolt.Tx, streams int) error {
-		for _, e := range records {
-			// How many streams carry the news: the drill fails a revocation no backend hears.
-			e.Details["streams"] = strconv.Itoa(streams)
-			if _, err := s.audit.AppendTx(tx, e); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	em, err := r.events.Prepare(ctx, evs...)
+	if err == nil {
+		err = r.store.Update(ctx, func(tx storage.Tx) error {
+			streams, err := em.Commit(ctx, tx.Events())
+			if err != nil {
 				return err
 			}
-		}
-		return nil
+			for _, e := range records {
+				// How many streams carry the news: the drill fails a revocation no backend hears.
+				e.Details["streams"] = strconv.Itoa(streams)
+				if _, err := audit.Append(ctx, tx.Audit(), e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
-	if err := s.events.EmitWith(context.WithoutCancel(ctx), appendRecords, evs...); err != nil {
-		s.log.ErrorContext(ctx, "security events not emitted", "devices", len(changes), "err", err)
+	if err != nil {
+		r.log.ErrorContext(ctx, "security events not emitted", "devices", len(changes), "err", err)
+		return
 	}
+	em.Sent()
 }
 
 // revocationRecord is the audit entry for a device's events when they revoke its sessions.

@@ -376,7 +376,7 @@ func (k *Keyset) cachedJWKS() []byte {
 }
 
 // Rotate makes a new key current now and retires the old one, which stays published for the
-// overlap. The new key is committed to bbolt before it signs anything.
+// overlap. The new key is committed to the store before it signs anything.
 func (k *Keyset) Rotate(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
