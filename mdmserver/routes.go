@@ -10,6 +10,7 @@ import (
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/openapi"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -21,6 +22,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /api/v1/openapi.json", openapi.Handler()) // the API's OpenAPI document: no token
 
 	// Apple MDM protocol (nanomdm), enrollment profiles and SCEP.
 	mux.HandleFunc("/mdm", s.serveMDM)

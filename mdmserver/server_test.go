@@ -115,8 +115,9 @@ func (env *testEnv) start(ln net.Listener) {
 	t.Cleanup(env.stop)
 	env.srv = srv
 	env.url = "https://" + ln.Addr().String()
-	env.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}, ForceAttemptHTTP2: true}}
+	// Every exchange of this client is held to the OpenAPI document (apitest.Checked).
+	env.client = &http.Client{Timeout: 30 * time.Second, Transport: apitest.Checked(t, &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}, ForceAttemptHTTP2: true})}
 	tok, err := os.ReadFile(srv.AdminTokenPath())
 	if err != nil {
 		t.Fatalf("bootstrap admin token: %v", err)

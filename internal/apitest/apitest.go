@@ -1,5 +1,7 @@
 // Package apitest sends JSON requests to Hale's HTTP APIs from tests: the one request helper
-// the server's, the end-to-end and the benchmark tests share.
+// the server's, the end-to-end and the benchmark tests share. In tests it also holds every
+// exchange to Hale's OpenAPI document (CheckExchange), so the document cannot drift from the
+// code.
 package apitest
 
 import (
@@ -7,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // TB is the part of testing.TB Do uses.
@@ -22,22 +25,24 @@ type TB interface {
 //
 // A request that got no answer returns -1 rather than failing the test: a refused handshake
 // is what some tests expect. An error status without application/problem+json fails the test,
-// since every Hale error is one.
+// since every Hale error is one, and so does an exchange off the OpenAPI document
+// (CheckExchange) when t is a test: see Checks.
 func Do(t TB, c *http.Client, method, url, token string, body, out any) int {
 	t.Helper()
+	var sent []byte
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
 	case []byte:
-		rd = bytes.NewReader(b)
+		sent, rd = b, bytes.NewReader(b)
 	case string:
-		rd = bytes.NewReader([]byte(b))
+		sent, rd = []byte(b), strings.NewReader(b)
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
 			t.Fatalf("%s %s: encode body: %v", method, url, err)
 		}
-		rd = bytes.NewReader(j)
+		sent, rd = j, bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
@@ -52,6 +57,11 @@ func Do(t TB, c *http.Client, method, url, token string, body, out any) int {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if Checks(t) && !isChecked(c) {
+		if err := CheckExchange(req, sent, resp, b); err != nil {
+			t.Errorf("%s %s: %v", method, url, err)
+		}
+	}
 	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("%s %s: error %d is not problem+json: %s", method, url, resp.StatusCode, b)
 	}

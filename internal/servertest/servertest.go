@@ -1,6 +1,7 @@
 // Package servertest runs a real Hale server on a loopback port, over its own TLS, for the tests
 // outside package mdmserver (mdmctl's and the end-to-end tests): one way to start one, with a
-// fake APNs for pushes and a test CA whose identities may check in as Apple devices.
+// fake APNs for pushes and a test CA whose identities may check in as Apple devices. Its client
+// holds every exchange to the OpenAPI document.
 package servertest
 
 import (
@@ -80,7 +81,8 @@ func Start(t testing.TB, mutate ...func(*mdmserver.Config)) *Server {
 	s.Server, s.Config = srv, cfg
 	s.URL = "https://" + ln.Addr().String()
 	s.Admin = strings.TrimSpace(string(tok))
-	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}}}
+	// Every exchange of this client is held to the OpenAPI document (apitest.Checked).
+	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: apitest.Checked(t, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}})}
 	return s
 }
 
