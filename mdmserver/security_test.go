@@ -276,7 +276,7 @@ func TestAcknowledgedWipeFinishedAtStart(t *testing.T) {
 	if code := env.call("POST", "/api/v1/devices/"+id.DeviceID+"/wipe", security, wipe, nil); code != 409 {
 		t.Fatalf("second wipe: %d, want 409", code)
 	}
-	if _, _, err := env.srv.agentQueue.Complete(context.Background(), id.DeviceID, ans.CommandID, agentcmd.Result{Status: agentcmd.ResultDone}, nil); err != nil {
+	if _, _, err := env.srv.agentQueue.Complete(context.Background(), id.DeviceID, ans.CommandID, agentcmd.Result{Status: agentcmd.ResultDone}); err != nil {
 		t.Fatal(err)
 	}
 	env.restart()
