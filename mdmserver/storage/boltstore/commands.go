@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/halemdm/hale/mdmserver/commands"
@@ -22,10 +21,6 @@ var (
 
 // commandsBuckets are the buckets of the Apple MDM commands.
 var commandsBuckets = [][]byte{bucketCommandRecords, bucketCommandResults, bucketCommandPINs}
-
-// errNoTallies refuses a write of counted records through a transaction from TxOf, which has
-// no store and so no state counts to move: the counts would drift.
-var errNoTallies = errors.New("boltstore: command records are written only in Store.View/Update/Batch, whose state counts they move, not through TxOf")
 
 // Commands returns the Apple MDM commands of this transaction.
 func (t *tx) Commands() commands.Repository { return commandsRepo{t} }
@@ -76,9 +71,6 @@ func (r commandsRepo) Record(ctx context.Context, enrollmentID, uuid string) (*c
 
 // PutRecord stores rec and moves the state counts from the state of the record it replaces.
 func (r commandsRepo) PutRecord(ctx context.Context, rec *commands.Record) error {
-	if r.t.st == nil {
-		return errNoTallies
-	}
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -130,9 +122,6 @@ func (r commandsRepo) EachRecord(ctx context.Context, fn func(*commands.Record) 
 
 // StateCounts returns the store's in-memory counts of records per state.
 func (r commandsRepo) StateCounts(ctx context.Context) (map[commands.State]int64, error) {
-	if r.t.st == nil {
-		return nil, errNoTallies
-	}
 	snap := r.t.st.tallies.commands.snapshot()
 	out := make(map[commands.State]int64, len(snap))
 	for s, n := range snap {

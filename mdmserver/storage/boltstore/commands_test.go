@@ -3,7 +3,6 @@ package boltstore
 import (
 	"bytes"
 	"context"
-	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -94,7 +93,7 @@ func TestCommandsLegacyValues(t *testing.T) {
 				return err
 			}
 		}
-		btx := BoltTx(tx)
+		btx := boltOf(tx)
 		for _, v := range legacyValues {
 			if got := btx.Bucket([]byte(v.bucket)).Get([]byte(v.key)); string(got) != v.value {
 				t.Errorf("%s %q written as\n%s\nwant\n%s", v.bucket, v.key, got, v.value)
@@ -137,26 +136,6 @@ func TestPushKeyNotInFile(t *testing.T) {
 	})
 }
 
-// Command records written through a transaction from TxOf would not move the state counts, so
-// they are refused; the counts of such a transaction are not read either.
-func TestTxOfRefusesCountedWrites(t *testing.T) {
-	ctx := context.Background()
-	s := openTestStore(t)
-	err := s.db.Update(func(btx *bbolt.Tx) error {
-		tx := TxOf(btx)
-		if err := tx.Commands().PutRecord(ctx, &commands.Record{UUID: "C", EnrollmentID: "U"}); !errors.Is(err, errNoTallies) {
-			t.Errorf("PutRecord through TxOf: %v", err)
-		}
-		if err := tx.AgentCommands().PutCommand(ctx, &agentcmd.Command{ID: "c", DeviceID: "d"}); !errors.Is(err, errNoTallies) {
-			t.Errorf("PutCommand through TxOf: %v", err)
-		}
-		if _, err := tx.Commands().StateCounts(ctx); !errors.Is(err, errNoTallies) {
-			t.Errorf("StateCounts through TxOf: %v", err)
-		}
-		// What is not counted can be written: a lock's PIN in a unit of work not yet ported.
-		return tx.Commands().PutSealedPIN(ctx, "C", []byte("sealed"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
+// boltOf is the bbolt transaction under a storage.Tx of this backend, for tests that read the
+// file's bytes.
+func boltOf(t storage.Tx) *bbolt.Tx { return t.(*tx).tx }

@@ -1,14 +1,22 @@
-// Package store is Hale's single bbolt file: it opens the database, proves
-// it is writable, and provides nanolib key-value buckets (and so nanomdm's
-// storage) on top of it.
+// Package boltstore is Hale's embedded storage backend: one bbolt file,
+// DATA/hale.db, holding every repository of storage.Tx, the certificate
+// authority's database ([Store.CADB], smallstep's nosql.DB on "ca_" buckets)
+// and nanomdm's own storage.
 //
-// [NewMDMStorage] puts nanomdm's storage (nanomdm's storage/kv backend)
-// on such buckets, one bbolt bucket per nanomdm bucket.
+// Each domain's repository lives in a file named after it (inventory.go,
+// audit.go, ...): its buckets (created at [Open], listed in buckets.go), its
+// accessor on the transaction type, and the repository over *bbolt.Tx. The
+// on-disk layout (bucket names, keys, JSON values) is the one earlier
+// releases wrote, so existing data directories open unchanged;
+// wipes_migration.go and cadb_import.go carry the two older layouts over
+// once.
 //
-// Other Hale packages keep their own top-level bbolt buckets and use
-// [Store.DB], [Store.Batch] or ordinary bbolt transactions on it directly.
-// This package only owns the "meta" bucket (used by [Store.Ping]) and the
-// buckets opened with [Store.Bucket] (nanomdm's are prefixed "nanomdm_").
+// [Store.View], [Store.Update] and [Store.Batch] run storage units of work
+// on bbolt transactions. [NewMDMStorage] puts nanomdm's storage (nanomdm's
+// storage/kv backend) on key-value buckets of the same file (prefixed
+// "nanomdm_"), with a native command queue beside them; the rest of this
+// comment is about those. [Store.DB] is for backend-specific tests and tools
+// (bbolt check), never for domain code.
 //
 // # Transaction shape, and why
 //

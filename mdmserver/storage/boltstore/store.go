@@ -154,8 +154,9 @@ func (s *Store) createBuckets(names ...string) error {
 	return nil
 }
 
-// DB returns the underlying bbolt database for Hale packages that keep
-// their own buckets. Do not close it; use [Store.Close].
+// DB returns the underlying bbolt database, for backend-specific tests and
+// tools only: domain code goes through storage.Tx. Do not close it; use
+// [Store.Close].
 func (s *Store) DB() *bbolt.DB {
 	return s.db
 }

@@ -18,7 +18,7 @@ var _ storage.Store = (*Store)(nil)
 type tx struct {
 	tx *bbolt.Tx
 	// st is the store the transaction runs on, for what a repository keeps beside the file (the
-	// command state counts, statecount.go); nil in a transaction from TxOf.
+	// command state counts, statecount.go).
 	st *Store
 }
 
@@ -68,11 +68,3 @@ func mapWrite(err error) error {
 	}
 	return err
 }
-
-// TxOf returns the repositories of a bbolt transaction that code not yet moved behind the
-// storage boundary holds. It exists only while the port is under way.
-func TxOf(btx *bbolt.Tx) storage.Tx { return &tx{tx: btx} }
-
-// BoltTx returns the bbolt transaction under a storage.Tx, for code not yet moved behind the
-// storage boundary. It exists only while the port is under way.
-func BoltTx(t storage.Tx) *bbolt.Tx { return t.(*tx).tx }
