@@ -18,6 +18,7 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
 )
@@ -27,13 +28,8 @@ func agentCommandsStore(st storage.Store) agentcmd.Store {
 	return storage.Scope(st, func(tx storage.Tx) agentcmd.Tx { return tx })
 }
 
-type deviceKey struct{}
-
 // deviceFromContext returns the device an agent request authenticated as, or nil.
-func deviceFromContext(ctx context.Context) *inventory.Device {
-	d, _ := ctx.Value(deviceKey{}).(*inventory.Device)
-	return d
-}
+func deviceFromContext(ctx context.Context) *inventory.Device { return httpapi.DeviceFrom(ctx) }
 
 // lastSeenResolution is how fine a device's last_seen is kept. Writing it on every agent request
 // would make each long poll and nonce fetch a disk commit; once a minute is all an inventory
@@ -79,7 +75,7 @@ func (s *Server) requireDevice(next http.HandlerFunc) http.Handler {
 		if now := time.Now(); now.Sub(d.LastSeen) >= lastSeenResolution {
 			_ = s.inventory.Touch(r.Context(), d.ID, now)
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, d)))
+		next.ServeHTTP(w, r.WithContext(httpapi.WithDevice(r.Context(), d)))
 	})
 }
 

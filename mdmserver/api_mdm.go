@@ -12,10 +12,10 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 	"github.com/halemdm/hale/mdmserver/storage"
-	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
 // pushCertsStore narrows the server's store to what the push certificates use.
@@ -217,19 +217,11 @@ func (s *Server) appleDeviceFor(w http.ResponseWriter, r *http.Request) (*invent
 	return d, true
 }
 
-// actor names the caller of an admin request for logs and records: "<token name> (<token id>)".
-func actor(r *http.Request) string {
-	if t := tokens.FromContext(r.Context()); t != nil {
-		return t.Name + " (" + t.ID + ")"
-	}
-	return "anonymous"
-}
+func actor(r *http.Request) string { return httpapi.Actor(r) }
 
-// internal logs err with the request ID and answers a generic 500.
+// internal logs err and answers a generic 500 (httpapi.Internal).
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
-	s.log.ErrorContext(r.Context(), "request failed", "err", err, "path", r.URL.Path,
-		"request_id", w.Header().Get(problem.RequestIDHeader))
-	problem.Internal(w, r)
+	httpapi.Internal(s.log, w, r, err)
 }
 
 // expireCommands expires MDM commands unanswered for longer than command_ttl, every interval,

@@ -1,7 +1,6 @@
 package mdmserver
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -18,7 +16,7 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/audit"
-	"github.com/halemdm/hale/mdmserver/httpmw"
+	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
@@ -64,56 +62,19 @@ func openAudit(cfg Config, key *seal.Key, st storage.Store, log *slog.Logger) (*
 	return l, vkey, err
 }
 
-// event describes one audited action.
-type event struct {
-	Action  string
-	Target  string
-	Outcome string // audit.OutcomeOK unless set
-	Details map[string]string
-}
+// event is httpapi.Event, for the handlers still in this package.
+type event = httpapi.Event
 
-// record appends ev to the audit log with the request's actor, role, person, source and request
-// IDs (Hale's, and the client's own when it sent one).
-// A failure to audit is logged loudly; an action that must not happen unaudited appends its
-// entry with audit.Append in the action's own unit of work instead.
-func (s *Server) record(r *http.Request, ev event) error {
-	_, err := s.audit.Append(context.WithoutCancel(r.Context()), s.entry(r, ev))
-	if err != nil {
-		s.log.ErrorContext(r.Context(), "AUDIT APPEND FAILED", "action", ev.Action, "target", ev.Target, "err", err)
-	}
-	return err
-}
+// record appends ev, done by the caller of r, to the audit log (httpapi.Auditor.Record).
+func (s *Server) record(r *http.Request, ev event) error { return s.auditor().Record(r, ev) }
 
-// entry is the audit entry for ev done by the caller of r.
-func (s *Server) entry(r *http.Request, ev event) audit.Entry {
-	e := audit.Entry{
-		Actor: "anonymous", Source: r.RemoteAddr, RequestID: httpmw.RequestID(r.Context()),
-		ClientRequestID: httpmw.ClientRequestID(r.Context()), Action: ev.Action, Target: ev.Target, Outcome: ev.Outcome, Details: ev.Details,
-	}
-	if e.Outcome == "" {
-		e.Outcome = audit.OutcomeOK
-	}
-	if t := tokens.FromContext(r.Context()); t != nil {
-		e.Actor, e.Role, e.Person = "token:"+t.ID, string(t.Role), t.Person
-		if e.Details == nil {
-			e.Details = map[string]string{}
-		}
-		e.Details["token_name"] = t.Name
-	} else if d := deviceFromContext(r.Context()); d != nil {
-		e.Actor, e.Role = "device:"+d.ID, "device"
-	}
-	return e
-}
+// entry is the audit entry for ev done by the caller of r (httpapi.Entry).
+func (s *Server) entry(r *http.Request, ev event) audit.Entry { return httpapi.Entry(r, ev) }
 
 // recordForbidden puts a valid token's refused request on the audit record.
-func (s *Server) recordForbidden(r *http.Request, t *tokens.Token) {
-	target := r.Method + " " + r.URL.Path
-	if len(target) > 200 {
-		target = target[:200]
-	}
-	target = strings.ToValidUTF8(target, "?")
-	_ = s.record(r.WithContext(tokens.WithToken(r.Context(), t)), event{Action: "auth.forbidden", Target: target, Outcome: audit.OutcomeDenied})
-}
+func (s *Server) recordForbidden(r *http.Request, t *tokens.Token) { s.auditor().RecordForbidden(r, t) }
+
+func (s *Server) auditor() httpapi.Auditor { return httpapi.Auditor{Log: s.audit, Logger: s.log} }
 
 // GET /api/v1/audit?actor=&action=&target=&since=&until=&start=&limit=
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {

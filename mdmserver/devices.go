@@ -16,6 +16,7 @@ import (
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/policies"
@@ -285,24 +286,8 @@ func (s *Server) revokeDeviceCerts(ctx context.Context, d *inventory.Device, rea
 	return nil
 }
 
-// deviceFor resolves a route's {id} (a Hale device ID, or an Apple UDID / enrollment ID) to its
-// inventory record, answering 404 itself.
+// deviceFor resolves a route's {id} to its inventory record, answering errors itself
+// (httpapi.DeviceFor).
 func (s *Server) deviceFor(w http.ResponseWriter, r *http.Request) (*inventory.Device, bool) {
-	id := r.PathValue("id")
-	if id == "" || len(id) > 128 {
-		problem.BadRequest(w, r, "invalid device id")
-		return nil, false
-	}
-	d, err := s.inventory.Get(r.Context(), id)
-	if errors.Is(err, inventory.ErrNotFound) || errors.Is(err, inventory.ErrInvalid) {
-		d, err = s.inventory.GetByEnrollmentID(r.Context(), id)
-	}
-	if errors.Is(err, inventory.ErrNotFound) || errors.Is(err, inventory.ErrInvalid) {
-		problem.NotFound(w, r, "no device "+id)
-		return nil, false
-	} else if err != nil {
-		s.internal(w, r, err)
-		return nil, false
-	}
-	return d, true
+	return httpapi.DeviceFor(s.inventory, s.log, w, r)
 }
