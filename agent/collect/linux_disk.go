@@ -203,5 +203,3 @@ func swapEncrypted(env *Env, mounts []mountEntry) (bool, error) {
 	}
 	return true, nil
 }
-
-// --- screen lock ---

@@ -13,6 +13,8 @@ import (
 	"github.com/halemdm/hale/policies"
 )
 
+// --- screen lock ---
+
 // session is the graphical login session whose screen lock is reported.
 type session struct {
 	UID     int
