@@ -3,6 +3,8 @@ package enroll
 import (
 	"context"
 	"time"
+
+	"github.com/halemdm/hale/internal/randid"
 )
 
 // DefaultChallengeHold is how long HoldChallenge holds a SCEP challenge for one issuance: far
@@ -38,7 +40,7 @@ func issueChallenge(ctx context.Context, repo Repository, rec *Record, now time.
 	case rec.Platform != PlatformApple:
 		return "", ErrWrongPlatform
 	}
-	secret := challengePrefix + randomHex(secretBytes)
+	secret := challengePrefix + randid.Hex(secretBytes)
 	now = now.UTC()
 	c := &Challenge{EnrollmentID: rec.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	if err := repo.PutChallenge(ctx, hashSecret(secret), c); err != nil {
@@ -60,7 +62,7 @@ func HoldChallenge(ctx context.Context, repo Repository, secret string, now time
 	if !ok {
 		return nil, ErrUnknown
 	}
-	h := &Hold{hash: hash, id: randomHex(16)}
+	h := &Hold{hash: hash, id: randid.Hex(16)}
 	err := changeChallenge(ctx, repo, hash, func(c *Challenge) error {
 		switch {
 		case !c.UsedAt.IsZero():

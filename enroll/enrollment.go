@@ -13,7 +13,6 @@
 package enroll
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -186,13 +185,6 @@ func tokenHash(secret, prefix string) (string, bool) {
 func hashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	// crypto/rand.Read never returns an error on supported platforms (Go 1.24+); it aborts instead.
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // ProfileURL returns where an Apple device fetches its enrollment profile: baseURL (the server's

@@ -8,10 +8,10 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/micromdm/plist"
 	"github.com/smallstep/pkcs7"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/internal/text"
 )
 
@@ -136,7 +136,7 @@ func AppleProfile(p ProfileParams) ([]byte, error) {
 			PayloadType:         typ,
 			PayloadVersion:      1,
 			PayloadIdentifier:   p.Identifier + "." + suffix,
-			PayloadUUID:         newUUID(),
+			PayloadUUID:         randid.UUID(),
 			PayloadDisplayName:  name,
 			PayloadOrganization: p.Organization,
 		}
@@ -181,7 +181,7 @@ func AppleProfile(p ProfileParams) ([]byte, error) {
 			PayloadType:         "Configuration",
 			PayloadVersion:      1,
 			PayloadIdentifier:   p.Identifier,
-			PayloadUUID:         newUUID(),
+			PayloadUUID:         randid.UUID(),
 			PayloadDisplayName:  p.DisplayName,
 			PayloadDescription:  p.Description,
 			PayloadOrganization: p.Organization,
@@ -259,7 +259,6 @@ func checkURL(name, raw string, schemes ...string) error {
 }
 
 // newUUID returns a random UUID in the upper-case form Apple's tools write.
-func newUUID() string { return strings.ToUpper(uuid.NewString()) }
 
 // SignProfile wraps profile in a CMS SignedData (content attached, SHA-256) signed by cert and key,
 // including chain (issuer first) so the device can build a path to a root it trusts.

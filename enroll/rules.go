@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/halemdm/hale/internal/randid"
 )
 
 // Create makes an enrollment for req at now and returns it with its token, which is never
@@ -15,11 +17,11 @@ func Create(ctx context.Context, repo Repository, req Request, now time.Time) (*
 	if err != nil {
 		return nil, "", err
 	}
-	token := tokenPrefix + randomHex(secretBytes)
+	token := tokenPrefix + randid.Hex(secretBytes)
 	now = now.UTC()
 	rec := &Record{
 		Enrollment: Enrollment{
-			ID:        "e_" + randomHex(8),
+			ID:        "e_" + randid.Hex(8),
 			Owner:     req.Owner,
 			Group:     req.Group,
 			Platform:  req.Platform,

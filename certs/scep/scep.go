@@ -14,7 +14,6 @@ package scep
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/internal/randid"
 )
 
 func init() {
@@ -282,9 +282,5 @@ func (s *Server) internalError(w http.ResponseWriter, what string, err error) {
 }
 
 func newNonce() (smscep.SenderNonce, error) {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
-	}
-	return smscep.SenderNonce(b), nil
+	return smscep.SenderNonce(randid.Bytes(16)), nil
 }

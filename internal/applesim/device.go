@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -24,6 +23,7 @@ import (
 	"github.com/micromdm/nanomdm/test/protocol"
 
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/randid"
 )
 
 // DefaultTopic is the APNs topic a device enrolls with unless
@@ -194,10 +194,10 @@ func New(serverURL string, opts ...Option) (*Device, error) {
 		opt(d)
 	}
 	if d.udid == "" {
-		d.udid = strings.ToUpper(randomHex(20))
+		d.udid = strings.ToUpper(randid.Hex(20))
 	}
 	if d.serial == "" {
-		d.serial = strings.ToUpper(randomHex(6))
+		d.serial = strings.ToUpper(randid.Hex(6))
 	}
 	if (d.cert == nil) != (d.key == nil) {
 		return nil, errors.New("applesim: WithIdentity needs both a certificate and its key")
@@ -209,10 +209,10 @@ func New(serverURL string, opts ...Option) (*Device, error) {
 		}
 		d.key, d.cert = key, cert
 	}
-	d.pushToken = randomBytes(32)
-	d.pushMagic = newUUID()
+	d.pushToken = randid.Bytes(32)
+	d.pushMagic = randid.UUID()
 	if d.state.platform() == IOS {
-		d.unlockToken = randomBytes(32)
+		d.unlockToken = randid.Bytes(32)
 	}
 
 	client := d.client
@@ -565,21 +565,4 @@ func (d *Device) exchange(ctx context.Context, body []byte, checkin bool) ([]byt
 func unenrolls(he *HTTPError) bool {
 	return he.StatusCode == http.StatusUnauthorized ||
 		(he.StatusCode == http.StatusForbidden && bytes.Contains(he.Body, []byte("com.apple.unrecognized.device")))
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+).
-	return b
-}
-
-func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
-
-// newUUID returns a random upper-case UUID, the form devices use.
-func newUUID() string {
-	b := randomBytes(16)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := strings.ToUpper(hex.EncodeToString(b))
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

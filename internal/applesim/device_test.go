@@ -10,6 +10,7 @@ import (
 	"github.com/micromdm/plist"
 	"github.com/smallstep/pkcs7"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/internal/testpki"
 )
 
@@ -77,7 +78,7 @@ func mobileconfig(t testing.TB, id string, payloads ...map[string]any) []byte {
 		"PayloadType":        "Configuration",
 		"PayloadVersion":     1,
 		"PayloadIdentifier":  id,
-		"PayloadUUID":        newUUID(),
+		"PayloadUUID":        randid.UUID(),
 		"PayloadDisplayName": "Hale " + id,
 		"PayloadContent":     content,
 	})
@@ -92,7 +93,7 @@ func passcodePayload(minLength int) map[string]any {
 		"PayloadType":       PasscodePolicyPayloadType,
 		"PayloadVersion":    1,
 		"PayloadIdentifier": "org.hale.passcode",
-		"PayloadUUID":       newUUID(),
+		"PayloadUUID":       randid.UUID(),
 		"forcePIN":          true,
 		"minLength":         minLength,
 		"maxInactivity":     5,

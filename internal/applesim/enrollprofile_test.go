@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/internal/testpki"
 )
 
@@ -15,7 +16,7 @@ func enrollmentProfile(t testing.TB, rootDER []byte, mdm map[string]any) []byte 
 	scepUUID := "8F0E9A27-3F4A-4D0B-9E53-0A7B1C2D3E4F"
 	base := map[string]any{
 		"PayloadType": MDMPayloadType, "PayloadVersion": 1,
-		"PayloadIdentifier": "org.hale.mdm", "PayloadUUID": newUUID(),
+		"PayloadIdentifier": "org.hale.mdm", "PayloadUUID": randid.UUID(),
 		"ServerURL": "https://mdm.example.org/mdm", "Topic": DefaultTopic,
 		"IdentityCertificateUUID": scepUUID, "AccessRights": 8191, "SignMessage": true,
 	}
@@ -29,7 +30,7 @@ func enrollmentProfile(t testing.TB, rootDER []byte, mdm map[string]any) []byte 
 	return mobileconfig(t, "org.hale.enroll",
 		map[string]any{
 			"PayloadType": RootPayloadType, "PayloadVersion": 1,
-			"PayloadIdentifier": "org.hale.root", "PayloadUUID": newUUID(),
+			"PayloadIdentifier": "org.hale.root", "PayloadUUID": randid.UUID(),
 			"PayloadContent": rootDER,
 		},
 		map[string]any{

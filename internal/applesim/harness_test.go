@@ -24,6 +24,7 @@ import (
 	"github.com/micromdm/plist"
 
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/internal/testpki"
 )
 
@@ -138,7 +139,7 @@ func (h *harness) enqueue(t *testing.T, udid, requestType string, fields map[str
 	for k, v := range fields {
 		cmdDict[k] = v
 	}
-	uuid := newUUID()
+	uuid := randid.UUID()
 	raw, err := plist.Marshal(map[string]any{"CommandUUID": uuid, "Command": cmdDict})
 	if err != nil {
 		t.Fatal(err)

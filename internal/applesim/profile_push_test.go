@@ -11,6 +11,7 @@ import (
 	"github.com/micromdm/plist"
 
 	"github.com/halemdm/hale/internal/fakeapns"
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/internal/testpki"
 )
 
@@ -18,7 +19,7 @@ func TestParseProfile(t *testing.T) {
 	ca := testpki.NewCA(t, "applesim test CA")
 	good := mobileconfig(t, "org.hale.p", passcodePayload(6), map[string]any{
 		"PayloadType": "com.apple.applicationaccess", "PayloadVersion": 1,
-		"PayloadIdentifier": "org.hale.r", "PayloadUUID": newUUID(), "allowScreenShot": false,
+		"PayloadIdentifier": "org.hale.r", "PayloadUUID": randid.UUID(), "allowScreenShot": false,
 	})
 	p, err := ParseProfile(good)
 	if err != nil || p.Signed || len(p.Payloads) != 2 || p.Payloads[1].Content["allowScreenShot"] != false {
@@ -84,7 +85,7 @@ func commandPlist(t testing.TB, requestType string, fields map[string]any) []byt
 	for k, v := range fields {
 		cmd[k] = v
 	}
-	return mustMarshal(t, map[string]any{"CommandUUID": newUUID(), "Command": cmd})
+	return mustMarshal(t, map[string]any{"CommandUUID": randid.UUID(), "Command": cmd})
 }
 
 func mustMarshal(t testing.TB, v any) []byte {

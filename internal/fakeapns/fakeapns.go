@@ -17,7 +17,6 @@ package fakeapns
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -33,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/micromdm/nanomdm/cryptoutil"
 )
 
@@ -317,9 +317,9 @@ func (p Push) clone() Push {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get("apns-id")
 	if id == "" {
-		id = newUUID()
+		id = randid.UUID()
 	} else if !validUUID(id) {
-		s.fail(w, newUUID(), http.StatusBadRequest, ReasonBadMessageID)
+		s.fail(w, randid.UUID(), http.StatusBadRequest, ReasonBadMessageID)
 		return
 	}
 	if r.ProtoMajor != 2 {
@@ -467,18 +467,6 @@ func (s *Server) fail(w http.ResponseWriter, id string, status int, reason strin
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-// newUUID returns a random (version 4) UUID in APNs' upper-case form.
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("fakeapns: crypto/rand failed: " + err.Error())
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := strings.ToUpper(hex.EncodeToString(b[:]))
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // validUUID reports whether s has the 8-4-4-4-12 hex form APNs requires

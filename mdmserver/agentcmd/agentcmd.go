@@ -9,11 +9,11 @@
 package agentcmd
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/halemdm/hale/internal/randid"
 )
 
 // Command types an agent carries out.
@@ -150,7 +150,5 @@ var States = []string{StateQueued, StateDelivered, StateAcknowledged, StateParti
 // NewID returns a new command ID, for callers that must record the ID before the command is
 // enqueued.
 func NewID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "c_" + hex.EncodeToString(b)
+	return "c_" + randid.Hex(12)
 }

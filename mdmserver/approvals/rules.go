@@ -2,12 +2,12 @@ package approvals
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/halemdm/hale/internal/randid"
 )
 
 // Create stores r as a new pending request made at now that expires after ttl, and returns it
@@ -21,10 +21,8 @@ func Create(ctx context.Context, repo Repository, r Request, ttl time.Duration, 
 	if r.Action == "" || r.DeviceID == "" || r.RequesterTokenID == "" {
 		return nil, errors.New("approvals: a request needs an action, a device and a requester")
 	}
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
 	now = now.UTC()
-	r.ID, r.State, r.CreatedAt, r.ExpiresAt = "ap_"+hex.EncodeToString(b), StatePending, now, now.Add(ttl)
+	r.ID, r.State, r.CreatedAt, r.ExpiresAt = "ap_"+randid.Hex(12), StatePending, now, now.Add(ttl)
 	r.DecidedBy, r.DeciderTokenID, r.DeciderPerson, r.DecidedAt, r.CommandID = "", "", "", time.Time{}, ""
 	if prepare != nil {
 		if err := prepare(&r); err != nil {

@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/micromdm/plist"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 )
 
@@ -240,9 +240,5 @@ func encode(uuid string, cmd Command) ([]byte, error) {
 
 // NewUUID returns a random (version 4) UUID in upper case, as Apple's tools write them.
 func NewUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	return randid.UUID()
 }

@@ -15,10 +15,8 @@ package events
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/posture"
 )
@@ -225,7 +224,7 @@ func (t *Transmitter) body(ev Event) (json.RawMessage, error) {
 
 // sign builds and signs one SET for aud about subject.
 func (t *Transmitter) sign(aud string, sub posture.SubjectID, eventType string, body json.RawMessage, txn string) (entry, error) {
-	jti := randomHex(16)
+	jti := randid.Hex(16)
 	c := posture.SETClaims{
 		Issuer:   t.issuer,
 		Audience: aud,
@@ -491,10 +490,4 @@ func (t *Transmitter) notify(streamID string) {
 		close(ch)
 		delete(t.signals, streamID)
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (crypto/rand panics rather than return short)
-	return hex.EncodeToString(b)
 }

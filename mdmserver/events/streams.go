@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -153,7 +154,7 @@ func (t *Transmitter) CreateStream(ctx context.Context, caller Caller, c Config)
 	if caller.ID == "" {
 		return Stream{}, fmt.Errorf("%w: streams belong to the credential that creates them, and this request has none", ErrForbidden)
 	}
-	rec := StreamRecord{ID: "ss_" + randomHex(16), Owner: caller.ID, CreatedAt: t.now().UTC(), Rev: 1}
+	rec := StreamRecord{ID: "ss_" + randid.Hex(16), Owner: caller.ID, CreatedAt: t.now().UTC(), Rev: 1}
 	if err := t.apply(&rec, c, false); err != nil {
 		return Stream{}, err
 	}

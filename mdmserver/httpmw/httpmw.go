@@ -9,8 +9,6 @@ package httpmw
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -20,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/internal/randid"
 )
 
 type (
@@ -87,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func Wrap(h http.Handler, log *slog.Logger, m *Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := newID()
+		id := randid.Hex(12)
 		client := SanitizeClientRequestID(r.Header.Get(problem.RequestIDHeader))
 		w.Header().Set(problem.RequestIDHeader, id)
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
@@ -127,12 +126,6 @@ func Wrap(h http.Handler, log *slog.Logger, m *Metrics) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
-}
-
-func newID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 type statusWriter struct {

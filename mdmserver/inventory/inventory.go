@@ -11,7 +11,6 @@
 package inventory
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -22,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/internal/text"
 )
 
@@ -128,9 +128,7 @@ const (
 // NewID returns a fresh device ID, "d_" and 16 hex digits. Callers that must know the ID before
 // the record exists (the agent enrollment redeems its token for it) pass it to Create.
 func NewID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b) // never fails on supported platforms (Go 1.24+)
-	return "d_" + hex.EncodeToString(b)
+	return "d_" + randid.Hex(8)
 }
 
 // ValidID reports whether id has the shape NewID produces.

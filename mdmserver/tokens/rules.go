@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/halemdm/hale/internal/randid"
 )
 
 // NewRequest describes a token to create.
@@ -44,7 +46,7 @@ func Create(ctx context.Context, repo Repository, req NewRequest, now time.Time)
 	if err := ValidPerson(person); err != nil {
 		return nil, "", err
 	}
-	id, secret := randomHex(8), randomHex(32)
+	id, secret := randid.Hex(8), randid.Hex(32)
 	now = now.UTC()
 	t := &Token{ID: id, Name: req.Name, Role: req.Role, Person: person, CreatedAt: now, CreatedBy: req.CreatedBy, Hash: hashSecret(secret)}
 	if req.Creator != nil {

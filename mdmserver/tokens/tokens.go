@@ -6,7 +6,6 @@
 package tokens
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -96,12 +95,4 @@ func isHex(s string) bool {
 func hashSecret(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic("tokens: crypto/rand failed: " + err.Error())
-	}
-	return hex.EncodeToString(b)
 }
