@@ -8,8 +8,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// yamlToJSON converts one YAML document to JSON, keeping the order of mapping keys so that the
-// served JSON reads like the YAML (openapi, info, paths, components) rather than sorted.
+// yamlToJSON converts one YAML document to JSON as written, mapping keys in their order. It is
+// how the document's parts reach the loader (readPart), and it is strict where YAML is lax: one
+// document per file, no anchors or aliases, every key a scalar.
 func yamlToJSON(in []byte) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(in, &doc); err != nil {

@@ -4,23 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
 
-// load parses and validates a form of the document with kin-openapi, as OpenAPI 3.1.
-func load(t *testing.T, name string, data []byte) *openapi3.T {
+// check validates a form of the document with kin-openapi, as OpenAPI 3.1.
+func check(t *testing.T, name string, doc *openapi3.T) *openapi3.T {
 	t.Helper()
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(data)
-	if err != nil {
-		t.Fatalf("%s does not load: %v", name, err)
-	}
 	if !doc.IsOpenAPI31OrLater() {
 		t.Fatalf("%s is OpenAPI %s, want 3.1", name, doc.OpenAPI)
 	}
@@ -31,10 +29,26 @@ func load(t *testing.T, name string, data []byte) *openapi3.T {
 	return doc
 }
 
-// The YAML is valid OpenAPI 3.1, and the JSON the server serves is the same document.
+// loadServed loads the JSON the server serves as a client would: one file, with a loader that
+// follows no $ref out of it.
+func loadServed(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(JSON())
+	if err != nil {
+		t.Fatalf("the JSON form does not load on its own: %v", err)
+	}
+	return check(t, "the JSON form", doc)
+}
+
+// The YAML parts are valid OpenAPI 3.1, and the JSON the server serves is the same document,
+// whole in one file.
 func TestDocumentIsValidOpenAPI(t *testing.T) {
-	fromYAML := load(t, "openapi.yaml", YAML())
-	fromJSON := load(t, "the JSON form", JSON())
+	parts, err := load()
+	if err != nil {
+		t.Fatalf("the YAML parts do not load: %v", err)
+	}
+	fromYAML := check(t, "the YAML parts", parts)
+	fromJSON := loadServed(t)
 	a, _ := json.Marshal(fromYAML)
 	b, _ := json.Marshal(fromJSON)
 	if !bytes.Equal(a, b) {
@@ -59,6 +73,70 @@ func TestDocumentIsValidOpenAPI(t *testing.T) {
 		}
 	}
 }
+
+// The served document has exactly the components the root lists, under the root's names: a
+// part that named a component by its own file, or a root entry pointing at a component of
+// another name, would add one that the root does not list.
+func TestComponentsAreTheRootsIndex(t *testing.T) {
+	var root, doc struct {
+		Components map[string]map[string]any `json:"components"`
+	}
+	src, err := sources.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := yamlToJSON(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(j, &root); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(JSON(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		of       string
+		from, to map[string]map[string]any
+	}{{"served", root.Components, doc.Components}, {"listed in the root", doc.Components, root.Components}} {
+		for kind, names := range c.from {
+			for name := range names {
+				if _, ok := c.to[kind][name]; !ok {
+					t.Errorf("components/%s/%s is not %s", kind, name, c.of)
+				}
+			}
+		}
+	}
+}
+
+// Every part is read: a file in paths/ or components/ that no $ref reaches would be
+// documentation that is never served.
+func TestEveryPartIsUsed(t *testing.T) {
+	used := map[string]bool{"openapi.yaml": true}
+	for _, dir := range []string{".", "paths", "components"} {
+		files, err := fs.Glob(sources, path.Join(dir, "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, _ := sources.ReadFile(f)
+			for _, m := range partRef.FindAllStringSubmatch(string(b), -1) {
+				used[path.Join(dir, m[1])] = true
+			}
+		}
+	}
+	if err := fs.WalkDir(sources, ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !used[p] {
+			t.Errorf("%s is embedded but no $ref names it", p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// partRef finds the file a $ref names.
+var partRef = regexp.MustCompile(`\$ref: "([^"#]+)#`)
 
 // The JSON keeps the YAML's order, so it reads top to bottom like the YAML.
 func TestJSONKeepsOrder(t *testing.T) {
@@ -90,7 +168,7 @@ func TestHandler(t *testing.T) {
 // The example policies, which the server accepts (examples_test.go), are valid requests as the
 // document's Policy schema describes them.
 func TestExamplePoliciesMatchPolicySchema(t *testing.T) {
-	doc := load(t, "openapi.yaml", YAML())
+	doc := loadServed(t)
 	schema := doc.Components.Schemas["Policy"].Value
 	files, err := filepath.Glob("../../examples/policies/*.yaml")
 	if err != nil || len(files) == 0 {
