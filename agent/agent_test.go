@@ -325,7 +325,7 @@ func TestReportOutageKeepsOnlyLatest(t *testing.T) {
 	if got := int64(first.Posture.PendingSecurity.Value); got < upAt {
 		t.Fatalf("first report after the outage carries collection %d, older than %d collected before recovery", got, upAt)
 	}
-	if first.Sequence < uint64(upAt)-1 {
+	if first.Sequence < upAt-1 {
 		t.Fatalf("sequence %d: a stale report was kept", first.Sequence)
 	}
 }

@@ -8,31 +8,33 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
-	"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/api"
 )
 
+// The agent API's wire types are package api's; the agent names the ones its callers use.
+
 // Facts describe the device at enrollment.
-type Facts struct {
-	Hostname  string `json:"hostname"`
-	OS        string `json:"os"`
-	OSVersion string `json:"os_version"`
-	Serial    string `json:"serial"`
-	Platform  string `json:"platform"`
-}
+type Facts = api.AgentFacts
 
-type enrollRequest struct {
-	Token string `json:"token"`
-	CSR   string `json:"csr"`
-	Facts Facts  `json:"facts"`
-}
+// CollectorError is one collector's failure as carried in a report.
+type CollectorError = api.CollectorError
 
-// enrollResponse is the answer to POST /agent/v1/enroll.
-type enrollResponse struct {
-	DeviceID         string `json:"device_id"`
-	CertificateChain string `json:"certificate_chain"`
-	CACertificate    string `json:"ca_certificate"`
-	ReportInterval   string `json:"report_interval"`
-}
+// Report is the body of POST /agent/v1/report.
+type Report = api.AgentReport
+
+// Command is one command from GET /agent/v1/commands.
+type Command = api.AgentCommand
+
+// The server's answers are api's types with the checks the agent makes before it uses one: a
+// hostile or broken server must not make it write a bad path, hold too much or spin.
+type (
+	enrollResponse   api.AgentEnrollAnswer
+	renewResponse    api.AgentRenewAnswer
+	nonceResponse    api.AgentNonce
+	reportResponse   api.AgentReportAnswer
+	commandsResponse api.AgentCommands
+	resultResponse   api.AgentResultAnswer
+)
 
 func (r *enrollResponse) validate() error {
 	if !state.ValidID(r.DeviceID) {
@@ -49,24 +51,11 @@ func (r *enrollResponse) validate() error {
 	return nil
 }
 
-type renewRequest struct {
-	CSR string `json:"csr"`
-}
-
-type renewResponse struct {
-	CertificateChain string `json:"certificate_chain"`
-}
-
 func (r *renewResponse) validate() error {
 	if r.CertificateChain == "" {
 		return errors.New("the server sent no certificate chain")
 	}
 	return nil
-}
-
-type nonceResponse struct {
-	Nonce     string    `json:"nonce"`
-	ExpiresAt time.Time `json:"expires_at"`
 }
 
 func (r *nonceResponse) validate() error { return validNonce(r.Nonce) }
@@ -76,29 +65,6 @@ func validNonce(n string) error {
 		return fmt.Errorf("the server sent an invalid nonce (length %d)", len(n))
 	}
 	return nil
-}
-
-// CollectorError is one collector's failure as carried in a report.
-type CollectorError struct {
-	Collector string `json:"collector"`
-	Error     string `json:"error"`
-}
-
-// Report is the body of POST /agent/v1/report.
-type Report struct {
-	Nonce       string            `json:"nonce"`
-	Sequence    uint64            `json:"sequence"`
-	CollectedAt time.Time         `json:"collected_at"`
-	Posture     *policies.Posture `json:"posture"`
-	Errors      []CollectorError  `json:"errors,omitempty"`
-}
-
-// reportResponse is the answer to POST /agent/v1/report.
-type reportResponse struct {
-	Accepted     bool   `json:"accepted"`
-	NextReportIn string `json:"next_report_in"`
-	Nonce        string `json:"nonce"`
-	PolicyETag   string `json:"policy_etag"`
 }
 
 func (r *reportResponse) validate() error {
@@ -116,26 +82,12 @@ func (r *reportResponse) validate() error {
 	return nil
 }
 
-// Command is one command from GET /agent/v1/commands.
-type Command struct {
-	ID          string    `json:"id"`
-	Type        string    `json:"type"`
-	Mode        string    `json:"mode,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
-	IssuedAt    time.Time `json:"issued_at"`
-	ManagedData []string  `json:"managed_data,omitempty"`
-}
-
 // Bounds on what one poll may carry: a hostile or broken server cannot make the agent hold more.
 const (
 	maxCommands    = 32
 	maxManagedData = 256
 	maxPathLen     = 4096
 )
-
-type commandsResponse struct {
-	Commands []Command `json:"commands"`
-}
 
 func (r *commandsResponse) validate() error {
 	if len(r.Commands) > maxCommands {
@@ -157,10 +109,6 @@ func (r *commandsResponse) validate() error {
 		}
 	}
 	return nil
-}
-
-type resultResponse struct {
-	OK bool `json:"ok"`
 }
 
 func (r *resultResponse) validate() error {

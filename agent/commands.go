@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
@@ -192,9 +191,4 @@ func (a *Agent) resumeJournal(ctx context.Context) error {
 	}
 	a.flushResults(ctx)
 	return nil
-}
-
-// String describes the command for logs.
-func (c Command) String() string {
-	return c.ID + " " + strings.TrimSpace(c.Type+" "+c.Mode)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/internal/rootpin"
 )
@@ -88,7 +89,7 @@ func Enroll(ctx context.Context, store *state.Store, cfg EnrollConfig) (*state.I
 	c := newClient(base, pinnedTLS(ca, nil))
 	defer c.tr.CloseIdleConnections()
 	var resp enrollResponse
-	err = c.do(ctx, timeout, http.MethodPost, "/agent/v1/enroll", enrollRequest{Token: cfg.Token, CSR: csr, Facts: cfg.Facts}, &resp)
+	err = c.do(ctx, timeout, http.MethodPost, "/agent/v1/enroll", api.AgentEnrollRequest{Token: cfg.Token, CSR: csr, Facts: cfg.Facts}, &resp)
 	if err != nil {
 		if problemStatus(err) == http.StatusUnauthorized {
 			return nil, fmt.Errorf("the server refused the enrollment token (unknown, expired, used, revoked or for another platform): %w", err)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/internal/rootpin"
 	"github.com/halemdm/hale/policies"
@@ -233,7 +234,7 @@ func (f *fakeServer) enroll(w http.ResponseWriter, r *http.Request) {
 	if f.failure(w, r) {
 		return
 	}
-	var req enrollRequest
+	var req api.AgentEnrollRequest
 	if !problem.DecodeJSON(w, r, 64<<10, &req) {
 		return
 	}
@@ -279,7 +280,7 @@ func (f *fakeServer) device(h func(w http.ResponseWriter, r *http.Request, id, s
 }
 
 func (f *fakeServer) renew(w http.ResponseWriter, r *http.Request, id, _ string) {
-	var req renewRequest
+	var req api.AgentRenewRequest
 	if !problem.DecodeJSON(w, r, 64<<10, &req) {
 		return
 	}

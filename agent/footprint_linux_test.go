@@ -148,7 +148,7 @@ func footprintChild(t *testing.T) {
 		p, errs := host(ctx)
 		cpu.Add(int64(cpuTime() - before))
 		n.Add(1)
-		b, _ := json.Marshal(Report{Nonce: strings.Repeat("n", 22), Sequence: uint64(n.Load()), CollectedAt: time.Now(), Posture: p, Errors: errs})
+		b, _ := json.Marshal(Report{Nonce: strings.Repeat("n", 22), Sequence: n.Load(), CollectedAt: time.Now(), Posture: p, Errors: errs})
 		size.Store(int64(len(b)))
 		return p, errs
 	}

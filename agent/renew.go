@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/agent/state"
+	"github.com/halemdm/hale/api"
 )
 
 // renewAt is when a certificate is renewed: two thirds into its lifetime, leaving a third for
@@ -57,7 +58,7 @@ func (a *Agent) renew(ctx context.Context) error {
 		return err
 	}
 	var resp renewResponse
-	if err := a.client.do(ctx, a.requestTimeout, http.MethodPost, "/agent/v1/renew", renewRequest{CSR: csr}, &resp); err != nil {
+	if err := a.client.do(ctx, a.requestTimeout, http.MethodPost, "/agent/v1/renew", api.AgentRenewRequest{CSR: csr}, &resp); err != nil {
 		return fmt.Errorf("renewing the certificate: %w", err)
 	}
 	chainPEM := []byte(resp.CertificateChain)

@@ -152,7 +152,7 @@ func (a *Agent) newReport(p *policies.Posture, errs []CollectorError) Report {
 	if collected.IsZero() {
 		collected = time.Now().UTC()
 	}
-	return Report{Sequence: seq, CollectedAt: collected, Posture: p, Errors: errs}
+	return Report{Sequence: int64(seq), CollectedAt: collected, Posture: p, Errors: errs}
 }
 
 // sendReport posts r with a fresh single-use nonce. A nonce is never reused, even when the

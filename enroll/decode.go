@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/text"
 )
 
@@ -25,24 +26,16 @@ const (
 // ErrTooLarge is returned when a body exceeds its limit; the HTTP layer answers 413.
 var ErrTooLarge = errors.New("enroll: request body too large")
 
-// requestJSON is the body of POST /api/v1/enrollments.
-type requestJSON struct {
-	Owner    string   `json:"owner"`
-	Group    string   `json:"group"`
-	Platform Platform `json:"platform"`
-	TTL      string   `json:"ttl"`
-}
-
-// DecodeRequest reads and validates the JSON body of POST /api/v1/enrollments:
+// DecodeRequest reads and validates the JSON body of POST /api/v1/enrollments (api.EnrollmentRequest):
 // {"owner", "group", "platform": "apple"|"agent", "ttl": "24h"}. ttl is a Go duration or a whole
 // number of days ("7d"); absent means DefaultTTL. Unknown fields are rejected. The caller sets
 // CreatedBy. Errors wrap ErrInvalid or ErrTooLarge.
 func DecodeRequest(r io.Reader) (Request, error) {
-	var body requestJSON
+	var body api.EnrollmentRequest
 	if err := decodeJSON(r, MaxRequestBody, &body); err != nil {
 		return Request{}, err
 	}
-	req := Request{Owner: body.Owner, Group: body.Group, Platform: body.Platform}
+	req := Request{Owner: body.Owner, Group: body.Group, Platform: Platform(body.Platform)}
 	if body.TTL != "" {
 		d, err := parseTTL(body.TTL)
 		if err != nil {
@@ -69,16 +62,9 @@ func parseTTL(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// Facts are what an agent says about its host at enrollment. They are self-reported: useful for
-// inventory, never for trust decisions.
-type Facts struct {
-	Hostname  string `json:"hostname"`
-	OS        string `json:"os"`         // windows, linux or macos
-	OSVersion string `json:"os_version"` // e.g. "10.0.22631", "6.8.0", "14.5"
-	Serial    string `json:"serial,omitempty"`
-	// Platform is the finer platform name, e.g. the Linux distribution ("ubuntu").
-	Platform string `json:"platform,omitempty"`
-}
+// Facts are what an agent says about its host at enrollment (api.AgentFacts). They are
+// self-reported: useful for inventory, never for trust decisions.
+type Facts = api.AgentFacts
 
 // agentOSes are the operating systems the agent runs on.
 var agentOSes = []string{"windows", "linux", "macos"}
@@ -91,25 +77,19 @@ type AgentEnrollRequest struct {
 	Facts Facts
 }
 
-type agentEnrollJSON struct {
-	Token string `json:"token"`
-	CSR   string `json:"csr"`
-	Facts Facts  `json:"facts"`
-}
-
 // DecodeAgentEnroll reads and validates the JSON body of POST /agent/v1/enroll:
 // {"token", "csr": PEM, "facts": {hostname, os, os_version, serial, platform}}. The CSR must be
 // exactly one PEM CERTIFICATE REQUEST block with a valid self-signature. Errors wrap ErrInvalid
 // or ErrTooLarge.
 func DecodeAgentEnroll(r io.Reader) (AgentEnrollRequest, error) {
-	var body agentEnrollJSON
+	var body api.AgentEnrollRequest
 	if err := decodeJSON(r, MaxAgentEnrollBody, &body); err != nil {
 		return AgentEnrollRequest{}, err
 	}
 	if body.Token == "" || len(body.Token) > maxText || !text.Printable(body.Token) {
 		return AgentEnrollRequest{}, fmt.Errorf("%w: token is missing or malformed", ErrInvalid)
 	}
-	if err := body.Facts.validate(); err != nil {
+	if err := validateFacts(&body.Facts); err != nil {
 		return AgentEnrollRequest{}, err
 	}
 	csr, err := ParseCSR(body.CSR)
@@ -119,7 +99,9 @@ func DecodeAgentEnroll(r io.Reader) (AgentEnrollRequest, error) {
 	return AgentEnrollRequest{Token: body.Token, CSR: csr, Facts: body.Facts}, nil
 }
 
-func (f *Facts) validate() error {
+// validateFacts checks that f's fields are bounded printable text and its OS one the agent runs
+// on.
+func validateFacts(f *Facts) error {
 	for _, c := range []struct {
 		field    string
 		v        string

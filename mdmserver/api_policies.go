@@ -88,7 +88,7 @@ func (s *Server) reevaluate(ctx context.Context) {
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
-		s.deliverPolicies(context.WithoutCancel(ctx))
+		s.apple.DeliverPolicies(context.WithoutCancel(ctx))
 	}()
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/security"
 	"github.com/halemdm/hale/mdmserver/storage"
 )
 
@@ -98,7 +99,7 @@ func TestTwoPersonWipeAndSealedPIN(t *testing.T) {
 		t.Fatalf("PIN as IT: %d, want 403", code)
 	}
 	if code := env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands/"+uuid+"/pin", second, nil, &pin); code != 200 ||
-		!sixDigits.MatchString(pin.PIN) || pin.PIN != dev.State().ErasePIN {
+		!security.ValidPIN(pin.PIN) || pin.PIN != dev.State().ErasePIN {
 		t.Fatalf("PIN as security: %d %q, device got %q", code, pin.PIN, dev.State().ErasePIN)
 	}
 	err := env.srv.store.DB().View(func(tx *bbolt.Tx) error {

@@ -58,7 +58,7 @@ func openAudit(cfg Config, key *seal.Key, st storage.Store, log *slog.Logger) (*
 	if err != nil {
 		return nil, "", err
 	}
-	l, err := audit.New(storage.Scope(st, func(tx storage.Tx) audit.Tx { return tx }), signer, audit.WithLogger(log.With("component", "audit")))
+	l, err := audit.New(auditStore(st), signer, audit.WithLogger(log.With("component", "audit")))
 	return l, vkey, err
 }
 
@@ -67,9 +67,6 @@ type event = httpapi.Event
 
 // record appends ev, done by the caller of r, to the audit log (httpapi.Auditor.Record).
 func (s *Server) record(r *http.Request, ev event) error { return s.auditor().Record(r, ev) }
-
-// entry is the audit entry for ev done by the caller of r (httpapi.Entry).
-func (s *Server) entry(r *http.Request, ev event) audit.Entry { return httpapi.Entry(r, ev) }
 
 // recordForbidden puts a valid token's refused request on the audit record.
 func (s *Server) recordForbidden(r *http.Request, t *tokens.Token) { s.auditor().RecordForbidden(r, t) }

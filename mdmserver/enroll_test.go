@@ -233,7 +233,7 @@ func TestAgentEnrollmentAndMTLS(t *testing.T) {
 
 	// The enrollment is on the audit record; the anonymous refusals are too, as their source's
 	// summary once its window closes (here: drained), and none with the token.
-	env.srv.auditRefusals(env.srv.refusals.Drain(time.Now()))
+	env.srv.enrollGate.AuditAll(time.Now())
 	var audited struct {
 		Entries []struct {
 			Action, Outcome string

@@ -14,21 +14,10 @@ import (
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/httpmw"
-	"github.com/halemdm/hale/mdmserver/signing"
 	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 	"github.com/halemdm/hale/posture"
 )
-
-// signingStore narrows the server's store to what the signing keyset uses.
-func signingStore(st storage.Store) signing.Store {
-	return storage.Scope(st, func(tx storage.Tx) signing.Tx { return tx })
-}
-
-// eventStore narrows the server's store to what the event transmitter uses.
-func eventStore(st storage.Store) events.Store {
-	return storage.Scope(st, func(tx storage.Tx) events.Tx { return tx })
-}
 
 // revocations tells the backends, by Security Event Tokens, that devices' decisions changed:
 // session-revoked when a device may no longer open sessions (locked, lost, wipe ordered, wiped,

@@ -80,11 +80,11 @@ func TestAnonymousEnrollRefusalsAuditedOncePerSource(t *testing.T) {
 	for range 3 {
 		env.get(badToken)
 	}
-	env.srv.auditRefusals(env.srv.refusals.Due(time.Now()))
+	env.srv.enrollGate.AuditDue(time.Now())
 	if n := len(refused()); n != 1 {
 		t.Fatalf("a window was written before it closed: %d entries", n)
 	}
-	env.srv.auditRefusals(env.srv.refusals.Due(time.Now().Add(env.srv.refusals.Window())))
+	env.srv.enrollGate.AuditDue(time.Now().Add(env.srv.enrollGate.Window()))
 	if entries := refused(); len(entries) != 2 || entries[1].Details["count"] != "3" || entries[1].Details["reasons"] != "unknown=3" {
 		t.Fatalf("after the window closed: %+v", entries)
 	}

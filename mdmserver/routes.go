@@ -25,25 +25,26 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /api/v1/openapi.json", openapi.Handler()) // the API's OpenAPI document: no token
 
 	// Apple MDM protocol (nanomdm), enrollment profiles and SCEP.
-	mux.HandleFunc("/mdm", s.serveMDM)
-	mux.HandleFunc("GET /enroll/apple/{token}", s.appleProfile)
-	mux.Handle("/scep", withRemoteAddr(s.scep))
+	mux.HandleFunc("/mdm", s.apple.ServeMDM)
+	mux.HandleFunc("GET /enroll/apple/{token}", s.apple.EnrollmentProfile)
+	mux.Handle("/scep", s.apple.SCEP())
 
 	// The certificate authority.
 	mux.Handle("GET /ca/root.pem", s.ca.RootHandler())
 	mux.Handle("GET /ca/crl", s.ca.CRLHandler())
 
 	// Agent API: enrollment by token, everything else by device certificate.
-	mux.HandleFunc("POST /agent/v1/enroll", s.agentEnroll)
-	mux.Handle("POST /agent/v1/renew", s.requireDevice(s.agentRenew))
-	mux.Handle("GET /agent/v1/nonce", s.requireDevice(s.agentNonce))
-	mux.Handle("POST /agent/v1/report", s.requireDevice(s.agentReport))
-	mux.Handle("GET /agent/v1/policy", s.requireDevice(s.agentPolicy))
-	mux.Handle("GET /agent/v1/commands", s.requireDevice(s.agentCommands))
-	mux.Handle("POST /agent/v1/commands/{id}/result", s.requireDevice(s.agentCommandResult))
+	agent := s.agentAPI
+	mux.HandleFunc("POST /agent/v1/enroll", agent.Enroll)
+	mux.Handle("POST /agent/v1/renew", agent.RequireDevice(agent.Renew))
+	mux.Handle("GET /agent/v1/nonce", agent.RequireDevice(agent.Nonce))
+	mux.Handle("POST /agent/v1/report", agent.RequireDevice(agent.Report))
+	mux.Handle("GET /agent/v1/policy", agent.RequireDevice(agent.Policy))
+	mux.Handle("GET /agent/v1/commands", agent.RequireDevice(agent.Commands))
+	mux.Handle("POST /agent/v1/commands/{id}/result", agent.RequireDevice(agent.CommandResult))
 
 	// Access API for devices and for anyone verifying what the server signed.
-	mux.Handle("POST /access/v1/token", s.requireDevice(s.issuePostureToken))
+	mux.Handle("POST /access/v1/token", agent.RequireDevice(s.accessAPI.Token))
 	mux.Handle("GET /access/v1/jwks.json", s.keys.Handler())
 	mux.Handle("GET /.well-known/ssf-configuration", s.events.ConfigurationHandler())
 
@@ -69,18 +70,18 @@ type tokenRoute struct {
 // an auditor reads who may do what (and the role table test walks).
 func (s *Server) tokenRoutes() []tokenRoute {
 	return []tokenRoute{
-		{"POST /api/v1/tokens", s.createToken, nil},
-		{"GET /api/v1/tokens", s.listTokens, nil},
-		{"DELETE /api/v1/tokens/{id}", s.revokeToken, nil},
-		{"PUT /api/v1/pushcert", s.putPushCert, nil},
-		{"GET /api/v1/pushcert", s.listPushCerts, []tokens.Role{tokens.RoleIT}},
-		{"POST /api/v1/enrollments", s.createEnrollment, []tokens.Role{tokens.RoleIT}},
-		{"GET /api/v1/enrollments", s.listEnrollments, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"DELETE /api/v1/enrollments/{id}", s.revokeEnrollment, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
-		{"GET /api/v1/devices", s.listDevices, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"GET /api/v1/devices/{id}", s.getDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"GET /api/v1/devices/{id}/access", s.deviceAccess, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"DELETE /api/v1/devices/{id}", s.unenrollDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"POST /api/v1/tokens", s.tokenAPI.Create, nil},
+		{"GET /api/v1/tokens", s.tokenAPI.List, nil},
+		{"DELETE /api/v1/tokens/{id}", s.tokenAPI.Revoke, nil},
+		{"PUT /api/v1/pushcert", s.pushCertAPI.Put, nil},
+		{"GET /api/v1/pushcert", s.pushCertAPI.List, []tokens.Role{tokens.RoleIT}},
+		{"POST /api/v1/enrollments", s.enrollmentAPI.Create, []tokens.Role{tokens.RoleIT}},
+		{"GET /api/v1/enrollments", s.enrollmentAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"DELETE /api/v1/enrollments/{id}", s.enrollmentAPI.Revoke, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"GET /api/v1/devices", s.deviceAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}", s.deviceAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}/access", s.deviceAPI.Access, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"DELETE /api/v1/devices/{id}", s.securityAPI.Unenroll, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/policies/{name}", s.putPolicy, []tokens.Role{tokens.RoleIT}},
 		{"GET /api/v1/policies/{name}", s.getPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"DELETE /api/v1/policies/{name}", s.deletePolicy, []tokens.Role{tokens.RoleIT}},
@@ -88,7 +89,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"POST /api/v1/policies/{name}/dry-run", s.dryRunPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/assignments", s.putAssignment, []tokens.Role{tokens.RoleIT}},
 		{"GET /access/v1/devices/{id}", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleAccess}},
-		{"POST /access/v1/check", s.accessCheck, []tokens.Role{tokens.RoleAccess}},
+		{"POST /access/v1/check", s.accessAPI.Check, []tokens.Role{tokens.RoleAccess}},
 		// Security event streams (OpenID SSF 1.0): each belongs to the token that created it,
 		// which alone may poll, change or verify it; admin, security and auditor read every
 		// stream, admin and security delete any (events_wiring.go streamCaller).
@@ -103,20 +104,20 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"POST /ssf/v1/subjects/add", s.audited("event_stream.subject_add", s.events.SubjectHandler(false)), []tokens.Role{tokens.RoleAccess, tokens.RoleSecurity}},
 		{"POST /ssf/v1/subjects/remove", s.audited("event_stream.subject_remove", s.events.SubjectHandler(true)), []tokens.Role{tokens.RoleAccess, tokens.RoleSecurity}},
 		{"POST /ssf/v1/verify", s.audited("event_stream.verify", s.events.VerifyHandler()), []tokens.Role{tokens.RoleAccess, tokens.RoleSecurity}},
-		{"POST /api/v1/devices/{id}/lock", s.lockDevice, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
-		{"POST /api/v1/devices/{id}/lost-mode", s.lostMode, []tokens.Role{tokens.RoleSecurity}},
-		{"POST /api/v1/devices/{id}/wipe", s.wipeDevice, []tokens.Role{tokens.RoleSecurity}},
-		{"GET /api/v1/approvals", s.listApprovals, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"POST /api/v1/approvals/{id}", s.decideApproval, []tokens.Role{tokens.RoleSecurity}},
+		{"POST /api/v1/devices/{id}/lock", s.securityAPI.Lock, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"POST /api/v1/devices/{id}/lost-mode", s.securityAPI.LostMode, []tokens.Role{tokens.RoleSecurity}},
+		{"POST /api/v1/devices/{id}/wipe", s.securityAPI.Wipe, []tokens.Role{tokens.RoleSecurity}},
+		{"GET /api/v1/approvals", s.approvalAPI.List, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"POST /api/v1/approvals/{id}", s.approvalAPI.Decide, []tokens.Role{tokens.RoleSecurity}},
 		{"GET /api/v1/audit", s.listAudit, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/export", s.exportAudit, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/checkpoint", s.auditCheckpoint, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/proof/inclusion", s.auditInclusionProof, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/proof/consistency", s.auditConsistencyProof, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"POST /api/v1/devices/{id}/commands", s.postCommand, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
-		{"GET /api/v1/devices/{id}/commands", s.listCommands, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"GET /api/v1/devices/{id}/commands/{uuid}", s.getCommand, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
-		{"GET /api/v1/devices/{id}/commands/{uuid}/pin", s.commandPIN, []tokens.Role{tokens.RoleSecurity}},
+		{"POST /api/v1/devices/{id}/commands", s.commandAPI.Post, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"GET /api/v1/devices/{id}/commands", s.commandAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}/commands/{uuid}", s.commandAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/devices/{id}/commands/{uuid}/pin", s.securityAPI.PIN, []tokens.Role{tokens.RoleSecurity}},
 	}
 }
 

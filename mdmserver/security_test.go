@@ -14,10 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
+
+// securityAnswer is the answer to lock, lost mode and wipe, as the tests decode it.
+type securityAnswer = api.SecurityAnswer
 
 // tokenPeople numbers the people env.token makes tokens for.
 var tokenPeople atomic.Int64
@@ -238,7 +243,7 @@ func TestCommandsExpireButLocksWait(t *testing.T) {
 		t.Fatalf("lock: %d", code)
 	}
 	// A TTL in the past expires everything unanswered so far.
-	n, err := env.srv.dispatch.Expire(context.Background(), -time.Minute, func(rt string) bool { return securityCommands[rt] })
+	n, err := env.srv.dispatch.Expire(context.Background(), -time.Minute, applemdm.SecurityCommand)
 	if err != nil || n < 1 {
 		t.Fatalf("expire: %d %v", n, err)
 	}

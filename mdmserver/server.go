@@ -16,33 +16,34 @@ import (
 
 	"github.com/micromdm/nanomdm/push/nanopush"
 	pushsvc "github.com/micromdm/nanomdm/push/service"
-	"github.com/micromdm/nanomdm/service"
-	"github.com/micromdm/nanomdm/service/certauth"
-	"github.com/micromdm/nanomdm/service/nanomdm"
 	"github.com/micromdm/nanomdm/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/halemdm/hale/certs"
-	"github.com/halemdm/hale/certs/scep"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/nanolog"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/accessapi"
+	"github.com/halemdm/hale/mdmserver/adminapi"
+	"github.com/halemdm/hale/mdmserver/agentapi"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/apns"
+	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
+	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/security"
 	"github.com/halemdm/hale/mdmserver/signing"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/tokens"
-	"github.com/halemdm/hale/posture"
 )
 
 // Server is a running Hale server's state. Create it with New, serve it with Serve or
@@ -59,8 +60,15 @@ type Server struct {
 	tokens    *tokens.Service
 	commands  *commands.Service
 	dispatch  *commands.Dispatcher
-	// mdm is nanomdm's service with Hale's decorators around it.
-	mdm service.CheckinAndCommandService
+	// apple is Apple MDM: /mdm, the enrollment profile, SCEP, posture from command results and
+	// policy delivery.
+	apple *applemdm.Service
+	// The admin API's handlers, by area.
+	tokenAPI      *adminapi.Tokens
+	pushCertAPI   *adminapi.PushCerts
+	enrollmentAPI *adminapi.Enrollments
+	deviceAPI     *adminapi.Devices
+	commandAPI    *adminapi.Commands
 
 	ca         *certs.Authority
 	serverCert *certs.ServerCert
@@ -70,35 +78,34 @@ type Server struct {
 
 	inventory   *inventory.Service
 	enrollments *enroll.Service
-	// enrollLimiter slows token guessing: enrollment endpoints are rate-limited per source.
-	enrollLimiter *enroll.Limiter
-	audit         *audit.Log
-	policies      *compliance.PolicyStore
-	compliance    *compliance.Engine
-	index         *access.Index
-	agentQueue    *agentcmd.Queue
-	// keys sign posture tokens and security event tokens; tokenVerifier checks the posture
-	// tokens a backend hands to POST /access/v1/check.
-	keys          *signing.Keyset
-	tokenVerifier *posture.Verifier
+	// enrollGate rate-limits the anonymous enrollment endpoints per source and tallies what
+	// they refuse, audited as one entry per source and window.
+	enrollGate *httpapi.EnrollGate
+	audit      *audit.Log
+	policies   *compliance.PolicyStore
+	compliance *compliance.Engine
+	index      *access.Index
+	agentQueue *agentcmd.Queue
+	// keys sign posture tokens and security event tokens.
+	keys *signing.Keyset
 	// events delivers Security Event Tokens to the backends when decisions change.
 	events *events.Transmitter
-	nonces *nonces
-	// deviceLocks holds a *sync.Mutex per device: lock, lost mode, wipe and approval decisions
-	// for one device run one at a time (serialize).
-	deviceLocks sync.Map
-	approvals   *approvals.Service
+	// agentAPI serves the agent API and finds the device of an mTLS request; accessAPI serves
+	// the access API's check and posture tokens.
+	agentAPI  *agentapi.Handler
+	accessAPI *accessapi.Handler
+	// approvals holds the wipes held under the two-person rule.
+	approvals *approvals.Service
+	// security carries out lock, lost mode, wipe, approvals and unenroll; securityAPI and
+	// approvalAPI serve them.
+	security    *security.Service
+	securityAPI *adminapi.Security
+	approvalAPI *adminapi.Approvals
 	auditKey    string // the audit log's public note verifier key
-	scep        http.Handler
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
 	background sync.WaitGroup
-
-	// refusals tallies anonymous refusals on the enrollment endpoints per source, audited as
-	// one entry per source and window (refusals.go); refusalCount counts them in the metrics.
-	refusals     *enroll.Refusals
-	refusalCount *prometheus.CounterVec
 
 	registry *prometheus.Registry
 	handler  http.Handler
@@ -174,8 +181,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.commands = commands.NewService(commandsStore(s.store))
 	s.inventory = inventory.NewService(inventoryStore(s.store))
 	s.enrollments = enroll.New(enrollStore(s.store))
-	s.enrollLimiter = enroll.NewLimiter(cfg.EnrollRate, cfg.EnrollBurst)
-	s.refusals, s.refusalCount = enroll.NewRefusals(), newRefusalCounter(s.registry)
+	s.enrollGate = httpapi.NewEnrollGate(enroll.NewLimiter(cfg.EnrollRate, cfg.EnrollBurst), auditStore(s.store), s.registry,
+		s.log.With("component", "enroll"))
 	if s.audit, s.auditKey, err = openAudit(cfg, s.key, s.store, s.log); err != nil {
 		return nil, err
 	}
@@ -183,7 +190,6 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.agentQueue = agentcmd.New(agentCommandsStore(s.store))
-	s.nonces = newNonces()
 	s.index = access.NewIndex(access.WithClock(s.now))
 	if s.compliance, err = compliance.NewEngine(complianceStore(s.store), s.policies, s.index,
 		compliance.WithLogger(s.log.With("component", "compliance")), compliance.WithClock(s.now)); err != nil {
@@ -200,7 +206,6 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.keys, err = signing.Open(context.Background(), signingStore(s.store), s.key, signing.WithLogger(s.log.With("component", "signing"))); err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}
-	s.tokenVerifier = posture.NewVerifier(s.keys, posture.WithIssuer(cfg.PublicURL))
 	if s.events, err = s.newEvents(); err != nil {
 		return nil, err
 	}
@@ -221,10 +226,6 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err = s.loadExtraDeviceCAs(); err != nil {
 		return nil, err
 	}
-	if s.scep, err = scep.New(s.ca, s.scepChallenge, scep.WithLogger(s.log.With("component", "scep"))); err != nil {
-		return nil, fmt.Errorf("scep: %w", err)
-	}
-
 	pusher, err := s.newPusher(o.apnsRoots)
 	if err != nil {
 		return nil, err
@@ -232,22 +233,26 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.dispatch = commands.NewDispatcher(s.commands, s.mdmStore, pusher,
 		commands.WithDispatchLogger(s.log.With("component", "commands")), commands.WithPushMetrics(s.registry))
 
-	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
-	var svc service.CheckinAndCommandService = nanomdm.New(s.mdmStore, nanomdm.WithLogger(nanoLog))
-	svc = commands.NewHook(svc, resultStore(s.store), commands.WithLogger(s.log.With("component", "results")),
-		commands.WithClock(s.now), commands.WithListener(s.appleResult), commands.WithResultTx(s.auditAppleResult))
-	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}
-	// certauth: nothing below it sees a request whose certificate is not (or no longer) the one
-	// bound to its enrollment. Never its warn-only mode. It writes a new identity's association
-	// on Authenticate, so the enrollmentGuard, outermost, first checks that the identity owns
-	// the enrollment it names.
-	svc = certauth.New(svc, s.mdmStore, certauth.WithLogger(nanoLog.With("service", "certauth")))
-	s.mdm = &enrollmentGuard{CheckinAndCommandService: svc, inventory: s.inventory, commands: s.commands}
+	if s.security, err = s.newSecurity(); err != nil {
+		return nil, err
+	}
+	s.securityAPI = &adminapi.Security{Devices: s.inventory, Service: s.security, Log: s.log}
+	s.approvalAPI = &adminapi.Approvals{Requests: s.approvals, Service: s.security, Log: s.log}
+	if s.apple, err = s.newApple(); err != nil {
+		return nil, fmt.Errorf("apple mdm: %w", err)
+	}
+	s.tokenAPI = &adminapi.Tokens{Tokens: s.tokens, Auditor: s.auditor(), Log: s.log}
+	s.pushCertAPI = &adminapi.PushCerts{Certs: s.pushCerts, Auditor: s.auditor(), Log: s.log}
+	s.enrollmentAPI = &adminapi.Enrollments{Enrollments: s.enrollments, PublicURL: cfg.PublicURL, Auditor: s.auditor(), Log: s.log}
+	s.deviceAPI = &adminapi.Devices{Devices: s.inventory, Verdicts: s.compliance, Index: s.index, Log: s.log}
+	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
+		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
+	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
 
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()
 	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))
-	if err = s.finishAcknowledgedWipes(context.Background()); err != nil {
+	if err = s.security.FinishAcknowledgedWipes(context.Background()); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -367,8 +372,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
 	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
 	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
-	work.Go(func() { s.expireCommands(workCtx, time.Hour) })
-	work.Go(func() { s.runRefusalAudit(workCtx, 10*time.Second) })
+	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
+	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {
@@ -401,9 +406,12 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // partly built Server.
 func (s *Server) Close() error {
 	s.background.Wait()
-	if s.refusals != nil && s.audit != nil {
+	if s.apple != nil {
+		s.apple.Close()
+	}
+	if s.enrollGate != nil && s.audit != nil {
 		// Windows still open: their counts go on the record now rather than with the process.
-		s.auditRefusals(s.refusals.Drain(time.Now()))
+		s.enrollGate.AuditAll(time.Now())
 	}
 	var errs []error
 	if s.ca != nil {

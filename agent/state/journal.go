@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/halemdm/hale/api"
 )
 
 // Phase is how far the agent got with a command. It is recorded before each step so a restart
@@ -31,16 +33,10 @@ const (
 	StatusFailed  = "failed"
 )
 
-// Result is a command's outcome as posted to the server.
-type Result struct {
-	Status string `json:"status"` // done, partial (wipe only) or failed
-	Detail string `json:"detail,omitempty"`
-	// Removed lists the paths a wipe removed; Paths is every path's outcome. Removed is kept
-	// for servers that predate Paths.
-	Removed    []string     `json:"removed,omitempty"`
-	Paths      []PathResult `json:"paths,omitempty"`
-	FinishedAt time.Time    `json:"finished_at"`
-}
+// Result is a command's outcome as posted to the server (POST /agent/v1/commands/{id}/result),
+// and as the journal keeps it until the server acknowledged it. Removed lists the paths a wipe
+// removed, for servers that predate Paths, every path's outcome.
+type Result = api.AgentCommandResult
 
 // Outcomes of one managed data path in a selective wipe.
 const (
@@ -50,15 +46,10 @@ const (
 	OutcomeFailed  = "failed"  // removing it did not finish; Reason says why
 )
 
-// PathResult is what a selective wipe did with one path.
-type PathResult struct {
-	// Path is the path on this device: a policy's "~/" entry expanded in one user's home.
-	Path string `json:"path"`
-	// Managed is the policy's entry the path came from, when it differs from Path.
-	Managed string `json:"managed,omitempty"`
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason,omitempty"`
-}
+// PathResult is what a selective wipe did with one path: Path is on this device (a policy's
+// "~/" entry expanded in one user's home), Managed the policy's entry it came from when it
+// differs.
+type PathResult = api.PathResult
 
 // Entry is one command's journal record.
 type Entry struct {

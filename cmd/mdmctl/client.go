@@ -215,11 +215,20 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 
 func (b *boundedBody) Close() error { return b.r.Close() }
 
-// newHTTPClient trusts roots (nil: the system roots).
-func newHTTPClient(roots *x509.CertPool) *http.Client {
+// newTransport trusts roots (nil: the system roots).
+func newTransport(roots *x509.CertPool) *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
-	return &http.Client{Transport: tr}
+	return tr
+}
+
+// httpClient returns a client that sends through tr, wrapped by a.wrapTransport when a test
+// set one. Every request mdmctl makes goes through a client made here.
+func (a *app) httpClient(tr *http.Transport) *http.Client {
+	if a.wrapTransport == nil {
+		return &http.Client{Transport: tr}
+	}
+	return &http.Client{Transport: a.wrapTransport(tr)}
 }
 
 // normalizeServer checks a server URL and returns scheme://host[:port][/path] without a

@@ -173,7 +173,7 @@ func (a *app) client() (*client, error) {
 	if s.token == "" {
 		return nil, codedError{exitAuth, errors.New("no token: pass --token, set HALE_TOKEN or run mdmctl login")}
 	}
-	return &client{base: s.server, token: s.token, http: newHTTPClient(s.roots)}, nil
+	return &client{base: s.server, token: s.token, http: a.httpClient(newTransport(s.roots))}, nil
 }
 
 // readCAFile reads a PEM file of one or more CA certificates.

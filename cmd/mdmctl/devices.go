@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/halemdm/hale/api"
 )
 
 // device is an inventory record as the API shows it.
@@ -121,38 +123,31 @@ func listDevices(ctx context.Context, c *client, state, group, owner string, pag
 	return nil, fmt.Errorf("more than %d pages of devices; narrow the listing", maxPages)
 }
 
-// command is an Apple MDM command record or an agent command: the fields of both.
+// command is one of a device's commands as the API shows it: an Apple MDM command (Apple is set)
+// or an agent command. An Apple command's JSON is decoded as an agent command too, so its state
+// and its result's status read the same way for both kinds.
 type command struct {
-	CommandID   string    `json:"command_id"` // Apple
-	ID          string    `json:"id"`         // agent
-	RequestType string    `json:"request_type"`
-	Type        string    `json:"type"`
-	State       string    `json:"state"`
-	RequestedBy string    `json:"requested_by"`
-	IssuedBy    string    `json:"issued_by"`
-	CreatedAt   time.Time `json:"created_at"`
-	IssuedAt    time.Time `json:"issued_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	FinishedAt  time.Time `json:"finished_at"`
-	AnsweredAt  time.Time `json:"answered_at"`
-	// Result is an agent command's result, as its device reported it.
-	Result *commandResult `json:"result"`
+	api.AgentCommand
+	// Apple is the command when the device is an Apple device, with its result once answered.
+	Apple *api.AppleCommandWithResult
 }
 
-// commandResult is what an agent reported for a command: for a wipe, every managed path with
-// its outcome.
-type commandResult struct {
-	Status string       `json:"status"`
-	Detail string       `json:"detail"`
-	Paths  []pathResult `json:"paths"`
-}
-
-// pathResult is one managed data path of a selective wipe and what became of it.
-type pathResult struct {
-	Path    string `json:"path"`
-	Managed string `json:"managed,omitempty"`
-	Outcome string `json:"outcome"`
-	Reason  string `json:"reason,omitempty"`
+// UnmarshalJSON decodes either kind of command: an Apple command names itself by command_id.
+func (c *command) UnmarshalJSON(b []byte) error {
+	var probe struct {
+		CommandID string `json:"command_id"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return err
+	}
+	*c = command{}
+	if probe.CommandID != "" {
+		c.Apple = new(api.AppleCommandWithResult)
+		if err := json.Unmarshal(b, c.Apple); err != nil {
+			return err
+		}
+	}
+	return json.Unmarshal(b, &c.AgentCommand)
 }
 
 // writeDetail writes the command's fields, its result and, for a wipe, a table of its paths.
@@ -168,26 +163,54 @@ func (c *command) writeDetail(w io.Writer) error {
 }
 
 // writePaths writes a wipe result's paths as a table, if it has any.
-func writePaths(w io.Writer, r *commandResult) error {
+func writePaths(w io.Writer, r *api.AgentCommandResult) error {
 	if r == nil || len(r.Paths) == 0 {
 		return nil
 	}
-	return tableOf(w, []string{"PATH", "OUTCOME", "REASON", "POLICY ENTRY"}, r.Paths, func(p pathResult) []string {
+	return tableOf(w, []string{"PATH", "OUTCOME", "REASON", "POLICY ENTRY"}, r.Paths, func(p api.PathResult) []string {
 		return []string{p.Path, p.Outcome, p.Reason, p.Managed}
 	})
 }
 
-func (c *command) id() string   { return firstNonEmpty(c.CommandID, c.ID) }
-func (c *command) kind() string { return firstNonEmpty(c.RequestType, c.Type) }
-func (c *command) by() string   { return firstNonEmpty(c.RequestedBy, c.IssuedBy) }
+func (c *command) id() string {
+	if c.Apple != nil {
+		return c.Apple.CommandID
+	}
+	return c.ID
+}
+
+func (c *command) kind() string {
+	if c.Apple != nil {
+		return c.Apple.RequestType
+	}
+	return c.Type
+}
+
+func (c *command) by() string {
+	if c.Apple != nil {
+		return c.Apple.RequestedBy
+	}
+	return c.IssuedBy
+}
+
 func (c *command) issued() time.Time {
-	if !c.CreatedAt.IsZero() {
-		return c.CreatedAt
+	if c.Apple != nil {
+		return c.Apple.CreatedAt
 	}
 	return c.IssuedAt
 }
+
+// updated is when the command last changed: answered or finished, else its last update.
 func (c *command) updated() time.Time {
-	for _, t := range []time.Time{c.AnsweredAt, c.FinishedAt, c.UpdatedAt} {
+	if c.Apple != nil {
+		return firstTime(c.Apple.AnsweredAt, c.Apple.UpdatedAt)
+	}
+	return c.FinishedAt
+}
+
+// firstTime returns the first of ts that is set, or the zero time.
+func firstTime(ts ...time.Time) time.Time {
+	for _, t := range ts {
 		if !t.IsZero() {
 			return t
 		}

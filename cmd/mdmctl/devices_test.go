@@ -11,6 +11,8 @@ import (
 	"unicode"
 
 	"github.com/russross/blackfriday/v2"
+
+	"github.com/halemdm/hale/api"
 )
 
 // hostileText is what a device could put in a command result to make a report or a terminal
@@ -99,7 +101,7 @@ func TestPartialWipeShownAndDeviceTextInert(t *testing.T) {
 	id := e.enrollAgent("nurse.joy", "ward7", &lockRunner{err: errors.New(hostileText)})
 	e.waitDecided(t, id)
 
-	var lock securityAnswer
+	var lock api.SecurityAnswer
 	security.okJSON(t, &lock, "lock", id, "--reason", "left in a taxi")
 	waitFor(t, "the lock result", func() bool {
 		var c command
@@ -123,7 +125,7 @@ func TestPartialWipeShownAndDeviceTextInert(t *testing.T) {
 		t.Fatalf("-o json changed the value: %v %+v", err, c.Result)
 	}
 
-	var wipe securityAnswer
+	var wipe api.SecurityAnswer
 	security.okJSON(t, &wipe, "wipe", id, "--mode", "selective", "--reason", "stolen", "--yes")
 	waitFor(t, "the wipe result", func() bool {
 		var c command

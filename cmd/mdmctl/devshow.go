@@ -188,7 +188,7 @@ func lastWipe(cmds []command) *command {
 	var last *command
 	for i := range cmds {
 		c := &cmds[i]
-		if (c.Type == "wipe" || c.RequestType == "EraseDevice") && (last == nil || !c.issued().Before(last.issued())) {
+		if k := c.kind(); (k == "wipe" || k == "EraseDevice") && (last == nil || !c.issued().Before(last.issued())) {
 			last = c
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/text"
 	"github.com/halemdm/hale/mdmserver/audit"
 )
@@ -79,10 +80,10 @@ type drillReport struct {
 // drillCommandResult is a command's final state with the result its device reported (the
 // device wrote Detail and Paths: they are shown escaped).
 type drillCommandResult struct {
-	State  string       `json:"state"`
-	Status string       `json:"status,omitempty"`
-	Detail string       `json:"detail,omitempty"`
-	Paths  []pathResult `json:"paths,omitempty"`
+	State  string           `json:"state"`
+	Status string           `json:"status,omitempty"`
+	Detail string           `json:"detail,omitempty"`
+	Paths  []api.PathResult `json:"paths,omitempty"`
 }
 
 // accessBefore is the device's access decision before the drill locked it.
@@ -246,10 +247,10 @@ func (d *drill) lock(ctx context.Context, s *drillStep) error {
 		return fmt.Errorf("reading the audit log's size before the drill: %w", err)
 	}
 	d.rep.AuditStart = size
-	var ans securityAnswer
+	var ans api.SecurityAnswer
 	err = d.c.send(ctx, call{
 		method: http.MethodPost, path: pathf("/api/v1/devices/%s/lock", d.id),
-		body: securityRequest{Reason: drillReason}, header: http.Header{"Idempotency-Key": {newIdempotencyKey()}},
+		body: api.SecurityRequest{Reason: drillReason}, header: http.Header{"Idempotency-Key": {newIdempotencyKey()}},
 	}, &ans)
 	if err != nil {
 		return err

@@ -133,6 +133,9 @@ func (c cli) run(t *testing.T, args ...string) result {
 	a.getenv = func(k string) string { return c.env[k] }
 	a.isTerminal = func() bool { return c.tty }
 	a.pollInterval = 20 * time.Millisecond
+	// Every exchange mdmctl makes is checked against the OpenAPI document, as the server's
+	// own tests check theirs.
+	a.wrapTransport = func(base http.RoundTripper) http.RoundTripper { return apitest.Checked(t, base) }
 	code := a.run(context.Background(), args)
 	return result{stdout.String(), stderr.String(), code}
 }

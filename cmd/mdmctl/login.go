@@ -58,7 +58,7 @@ func (a *app) login(ctx context.Context, fingerprint string) error {
 		if err != nil {
 			return usageError{err}
 		}
-		if rootPEM, err = fetchRootByFingerprint(ctx, server, want); err != nil {
+		if rootPEM, err = a.fetchRootByFingerprint(ctx, server, want); err != nil {
 			return err
 		}
 	case caFile != "":
@@ -66,7 +66,7 @@ func (a *app) login(ctx context.Context, fingerprint string) error {
 		if err != nil {
 			return err
 		}
-		if rootPEM, err = fetchRootFromCAFile(ctx, server, pool, certs); err != nil {
+		if rootPEM, err = a.fetchRootFromCAFile(ctx, server, pool, certs); err != nil {
 			return err
 		}
 	}
@@ -77,7 +77,7 @@ func (a *app) login(ctx context.Context, fingerprint string) error {
 
 	// The token: 401 means it is not valid; 403 means it is valid but its role may not list
 	// devices (an access or auditor-less token), which is still a login.
-	c := &client{base: server, token: token, http: newHTTPClient(roots)}
+	c := &client{base: server, token: token, http: a.httpClient(newTransport(roots))}
 	note := ""
 	if err := c.do(ctx, http.MethodGet, "/api/v1/devices?limit=1", nil, nil); isStatus(err, http.StatusForbidden) {
 		note = " (this token's role may not list devices)"
@@ -112,7 +112,7 @@ func (a *app) login(ctx context.Context, fingerprint string) error {
 // verifying the connection, accepts the root only if its SHA-256 is want, and then checks that
 // the certificate the server presented chains to that root for the server's name. Only then is
 // anything sent that matters (the token goes later, over a verified connection).
-func fetchRootByFingerprint(ctx context.Context, server, want string) ([]byte, error) {
+func (a *app) fetchRootByFingerprint(ctx context.Context, server, want string) ([]byte, error) {
 	var (
 		mu    sync.Mutex
 		peers []*x509.Certificate
@@ -128,7 +128,7 @@ func fetchRootByFingerprint(ctx context.Context, server, want string) ([]byte, e
 			return nil
 		},
 	}
-	c := &client{base: server, http: &http.Client{Transport: tr}}
+	c := &client{base: server, http: a.httpClient(tr)}
 	body, err := fetchRootPEM(ctx, c)
 	if err != nil {
 		return nil, err
@@ -151,8 +151,8 @@ func fetchRootByFingerprint(ctx context.Context, server, want string) ([]byte, e
 
 // fetchRootFromCAFile fetches /ca/root.pem over a connection verified with the CA file and
 // accepts it only if it is one of the file's certificates.
-func fetchRootFromCAFile(ctx context.Context, server string, pool *x509.CertPool, certs []*x509.Certificate) ([]byte, error) {
-	body, err := fetchRootPEM(ctx, &client{base: server, http: newHTTPClient(pool)})
+func (a *app) fetchRootFromCAFile(ctx context.Context, server string, pool *x509.CertPool, certs []*x509.Certificate) ([]byte, error) {
+	body, err := fetchRootPEM(ctx, &client{base: server, http: a.httpClient(newTransport(pool))})
 	if err != nil {
 		return nil, err
 	}

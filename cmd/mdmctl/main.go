@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -72,6 +73,10 @@ type app struct {
 	now        func() time.Time
 	// pollInterval is how often the drill polls; tests shorten it.
 	pollInterval time.Duration
+	// wrapTransport, when not nil, wraps the transport of every HTTP client mdmctl makes (see
+	// httpClient). Tests set it to check each exchange against the server's OpenAPI document;
+	// it is nil in production.
+	wrapTransport func(http.RoundTripper) http.RoundTripper
 
 	// Global flags.
 	server, token, caFile, profile, output string

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/mdmserver"
 )
@@ -299,7 +300,7 @@ func TestSecurityActions(t *testing.T) {
 	security.fails(t, exitNotFound, "lock", "d_nosuch", "--reason", "lost")
 
 	// Lock with an idempotency key; the same key again answers the same command.
-	var lock1, lock2 securityAnswer
+	var lock1, lock2 api.SecurityAnswer
 	security.okJSON(t, &lock1, "lock", id, "--reason", "left in a taxi", "--idempotency-key", "k-1")
 	security.okJSON(t, &lock2, "lock", id, "--reason", "left in a taxi", "--idempotency-key", "k-1")
 	if lock1.CommandID == "" || lock1.CommandID != lock2.CommandID {

@@ -1,54 +1,24 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/internal/randid"
 )
 
-// securityRequest is the body of lock, lost-mode and wipe.
-type securityRequest struct {
-	Reason                 string `json:"reason"`
-	Mode                   string `json:"mode,omitempty"`
-	Message                string `json:"message,omitempty"`
-	PhoneNumber            string `json:"phone_number,omitempty"`
-	PIN                    string `json:"pin,omitempty"`
-	PreserveDataPlan       bool   `json:"preserve_data_plan,omitempty"`
-	DisallowProximitySetup bool   `json:"disallow_proximity_setup,omitempty"`
-	ObliterationBehavior   string `json:"obliteration_behavior,omitempty"`
-}
-
-// securityAnswer is the 202 answer: a queued command, or for a wipe that needs a second person,
-// a pending approval.
-type securityAnswer struct {
-	CommandID   string    `json:"command_id"`
-	State       string    `json:"state"`
-	DeviceID    string    `json:"device_id"`
-	DeviceState string    `json:"device_state"`
-	ApprovalID  string    `json:"approval_id"`
-	ExpiresAt   time.Time `json:"expires_at"`
-}
-
-// statePendingApproval is the state of a wipe that waits for a second security token holder.
-const statePendingApproval = "pending_approval"
-
 // newIdempotencyKey makes a random key, so a retried call does not lock or wipe twice.
-func newIdempotencyKey() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
-}
+func newIdempotencyKey() string { return randid.Hex(16) }
 
 func (a *app) securityCommand(action string) *cobra.Command {
 	var (
-		req      securityRequest
+		req      api.SecurityRequest
 		idemKey  string
 		yes      bool
 		short    string
@@ -99,8 +69,8 @@ random key is made and printed when you give none.`,
 			if err != nil {
 				return err
 			}
-			return emitAs(a, raw, func(w io.Writer, ans securityAnswer) error {
-				if ans.State == statePendingApproval || ans.ApprovalID != "" {
+			return emitAs(a, raw, func(w io.Writer, ans api.SecurityAnswer) error {
+				if ans.State == api.StatePendingApproval || ans.ApprovalID != "" {
 					expires := ""
 					if !ans.ExpiresAt.IsZero() {
 						expires = ", expires " + ts(ans.ExpiresAt)
@@ -150,22 +120,6 @@ func (a *app) confirmWipe(id string) error {
 	return nil
 }
 
-// approval is a two-person wipe approval.
-type approval struct {
-	ID          string    `json:"id"`
-	Action      string    `json:"action"`
-	DeviceID    string    `json:"device_id"`
-	RequestedBy string    `json:"requested_by"`
-	Reason      string    `json:"reason"`
-	Mode        string    `json:"mode"`
-	State       string    `json:"state"`
-	CreatedAt   time.Time `json:"created_at"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	DecidedBy   string    `json:"decided_by"`
-	DecidedAt   time.Time `json:"decided_at"`
-	CommandID   string    `json:"command_id"`
-}
-
 func (a *app) approveCommand() *cobra.Command {
 	var (
 		reject  bool
@@ -180,8 +134,8 @@ func (a *app) approveCommand() *cobra.Command {
 			if reject {
 				decision = "reject"
 			}
-			body := map[string]string{"decision": decision, "comment": comment}
-			return show(a, cmd.Context(), http.MethodPost, pathf("/api/v1/approvals/%s", args[0]), body, func(w io.Writer, ap approval) error {
+			body := api.ApprovalDecision{Decision: decision, Comment: comment}
+			return show(a, cmd.Context(), http.MethodPost, pathf("/api/v1/approvals/%s", args[0]), body, func(w io.Writer, ap api.ApprovalDecided) error {
 				return fields(w, "approval", ap.ID, "state", ap.State, "action", ap.Action, "device", ap.DeviceID,
 					"requested by", ap.RequestedBy, "decided by", ap.DecidedBy, "command", ap.CommandID)
 			})
@@ -201,8 +155,8 @@ func (a *app) approvalsCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			header := []string{"ID", "ACTION", "DEVICE", "MODE", "REQUESTED BY", "STATE", "CREATED", "EXPIRES", "DECIDED BY", "COMMAND"}
-			return show(a, cmd.Context(), http.MethodGet, query("/api/v1/approvals", "state", state), nil, func(w io.Writer, ans struct{ Approvals []approval }) error {
-				return tableOf(w, header, ans.Approvals, func(ap approval) []string {
+			return show(a, cmd.Context(), http.MethodGet, query("/api/v1/approvals", "state", state), nil, func(w io.Writer, ans api.Approvals) error {
+				return tableOf(w, header, ans.Approvals, func(ap api.Approval) []string {
 					return []string{ap.ID, ap.Action, ap.DeviceID, ap.Mode, ap.RequestedBy, ap.State,
 						ts(ap.CreatedAt), ts(ap.ExpiresAt), ap.DecidedBy, ap.CommandID}
 				})

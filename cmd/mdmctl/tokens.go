@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/halemdm/hale/api"
 )
 
 // apiToken is an API token as the server shows it; Token is set only in the answer to create.
@@ -84,12 +86,6 @@ func (a *app) tokensCommand() *cobra.Command {
 	return cmd
 }
 
-// pushCertInfo is the answer to a push certificate upload.
-type pushCertInfo struct {
-	Topic    string    `json:"topic"`
-	NotAfter time.Time `json:"not_after"`
-}
-
 func (a *app) pushcertCommand() *cobra.Command {
 	cmd := group("pushcert", "Upload the APNs push certificate (admin)")
 	var certFile, keyFile string
@@ -122,7 +118,7 @@ both, or --cert and --key, which are concatenated.`,
 			default:
 				return usagef("give FILE (certificate then key) or both --cert and --key")
 			}
-			return show(a, cmd.Context(), http.MethodPut, "/api/v1/pushcert", rawBody{body, "application/x-pem-file"}, func(w io.Writer, info pushCertInfo) error {
+			return show(a, cmd.Context(), http.MethodPut, "/api/v1/pushcert", rawBody{body, "application/x-pem-file"}, func(w io.Writer, info api.PushCertificate) error {
 				return fields(w, "topic", info.Topic, "expires", ts(info.NotAfter))
 			})
 		}),

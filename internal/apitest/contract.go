@@ -30,8 +30,10 @@ type contract struct {
 	problem *openapi3.Schema // the shared error schema, for answers outside every operation
 }
 
+// loadContract loads the document as the server serves it, one JSON file that names nothing
+// outside itself: the exchanges are checked against what a client gets.
 var loadContract = sync.OnceValues(func() (*contract, error) {
-	doc, err := openapi3.NewLoader().LoadFromData(openapi.YAML())
+	doc, err := openapi3.NewLoader().LoadFromData(openapi.JSON())
 	if err != nil {
 		return nil, fmt.Errorf("openapi: load the document: %w", err)
 	}

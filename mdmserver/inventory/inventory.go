@@ -144,6 +144,9 @@ func ValidID(id string) bool {
 // SerialHex formats a certificate serial the way the inventory indexes it.
 func SerialHex(serial *big.Int) string { return serial.Text(16) }
 
+// ParseSerialHex reads a serial in the form SerialHex writes it; ok is false when s is not hex.
+func ParseSerialHex(s string) (serial *big.Int, ok bool) { return new(big.Int).SetString(s, 16) }
+
 // NormalizeSerial turns a hex serial in any common spelling ("0A:1B", "0x0a1b", "A1B") into the
 // indexed form, or reports false.
 func NormalizeSerial(s string) (string, bool) {

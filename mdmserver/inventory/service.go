@@ -115,6 +115,12 @@ func (s *Service) LinkEnrollment(ctx context.Context, id, eid string, fn func(d 
 	return s.write(ctx, func(r Repository) (*Device, error) { return LinkEnrollment(ctx, r, id, eid, s.now(), fn) })
 }
 
+// LastSeenResolution is how fine a device's last_seen is kept: a caller touches a device seen
+// again only when its last_seen is at least this old. Writing it on every request would make
+// each agent long poll and nonce fetch a disk commit; once a minute is all an inventory view
+// needs, and staleness is judged from report times, not from last_seen.
+const LastSeenResolution = time.Minute
+
 // Touch records that device id was seen at time at; it never moves last_seen backwards.
 // Touches from many requests are coalesced into few transactions (Store.Batch), so it is cheap
 // to call on every authenticated request; it returns once the write is committed.

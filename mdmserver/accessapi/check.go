@@ -1,7 +1,6 @@
-package mdmserver
+package accessapi
 
 import (
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -16,7 +15,6 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/inventory"
-	"github.com/halemdm/hale/policies"
 	"github.com/halemdm/hale/posture"
 )
 
@@ -27,10 +25,11 @@ const (
 	maxSubjectCertPEM = 16 << 10
 )
 
-// accessCheck answers POST /access/v1/check: one subject (device ID, certificate, fingerprint
-// or posture token) or a batch of up to posture.MaxCheckBatch. A subject the server cannot
-// vouch for is a deny with a reason, never an error: the backend always gets a decision.
-func (s *Server) accessCheck(w http.ResponseWriter, r *http.Request) {
+// Check answers POST /access/v1/check: posture.CheckRequest, one subject (device ID,
+// certificate, fingerprint or posture token) or a batch of up to posture.MaxCheckBatch, and a
+// posture.Decision or a posture.CheckResponse. A subject the server cannot vouch for is a deny
+// with a reason, never an error: the backend always gets a decision.
+func (h *Handler) Check(w http.ResponseWriter, r *http.Request) {
 	var req posture.CheckRequest
 	if !problem.DecodeJSON(w, r, maxCheckBody, &req) {
 		return
@@ -48,25 +47,26 @@ func (s *Server) accessCheck(w http.ResponseWriter, r *http.Request) {
 			"a check carries at most 1000 subjects; split the batch")
 		return
 	}
-	now := s.now()
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
+	now := h.Now()
+	hd := w.Header()
+	hd.Set("Cache-Control", "no-store")
 	if single {
-		h.Set("Content-Type", "application/json")
-		w.Write(s.decideJSON(r, req.Subject, now))
+		hd.Set("Content-Type", "application/json")
+		w.Write(h.decideJSON(r, req.Subject, now))
 		return
 	}
+	// posture.CheckResponse, with each decision as the index encoded it.
 	out := struct {
 		Decisions []json.RawMessage `json:"decisions"`
 	}{make([]json.RawMessage, len(req.Devices))}
 	for i, subj := range req.Devices {
-		out.Decisions[i] = s.decideJSON(r, subj, now)
+		out.Decisions[i] = h.decideJSON(r, subj, now)
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }
 
-// decideJSON is the encoded decision for one subject.
-func (s *Server) decideJSON(r *http.Request, subj posture.Subject, now time.Time) []byte {
+// decideJSON is the encoded decision (posture.Decision) for one subject.
+func (h *Handler) decideJSON(r *http.Request, subj posture.Subject, now time.Time) []byte {
 	deny := func(id, code, detail string) []byte {
 		b, _ := json.Marshal(access.DenyAnswer(id, code, detail))
 		return b
@@ -93,12 +93,12 @@ func (s *Server) decideJSON(r *http.Request, subj posture.Subject, now time.Time
 		if err != nil {
 			return deny("", access.ReasonUnknownCert, err.Error())
 		}
-		if err := s.ca.VerifyClientCert([]*x509.Certificate{cert}); errors.Is(err, certs.ErrRevoked) {
+		if err := h.CA.VerifyClientCert([]*x509.Certificate{cert}); errors.Is(err, certs.ErrRevoked) {
 			return deny(cert.Subject.CommonName, access.ReasonCertRevoked, "the certificate was revoked")
-		} else if err != nil && s.verifyExtraDeviceCA([]*x509.Certificate{cert}) != nil {
+		} else if err != nil && h.VerifyExtraCA([]*x509.Certificate{cert}) != nil {
 			return deny("", access.ReasonUnknownCert, "the certificate was not issued to a device by this server or is expired")
 		}
-		if id = s.index.DeviceForSHA256(inventory.CertFingerprint(cert)); id == "" {
+		if id = h.Index.DeviceForSHA256(inventory.CertFingerprint(cert)); id == "" {
 			return deny("", access.ReasonUnknownCert, "no enrolled device holds this certificate")
 		}
 	case subj.CertificateSHA256 != "":
@@ -106,17 +106,17 @@ func (s *Server) decideJSON(r *http.Request, subj posture.Subject, now time.Time
 		if !ok {
 			return deny("", access.ReasonUnknownCert, "certificate_sha256 must be 64 hex digits, colons allowed")
 		}
-		if id = s.index.DeviceForSHA256(fp); id == "" {
+		if id = h.Index.DeviceForSHA256(fp); id == "" {
 			return deny("", access.ReasonUnknownCert, "no enrolled device holds a certificate with this fingerprint")
 		}
 	case subj.Token != "":
-		claims, err := s.tokenVerifier.VerifyUnbound(r.Context(), subj.Token)
+		claims, err := h.Tokens.VerifyUnbound(r.Context(), subj.Token)
 		if err != nil {
 			return deny("", posture.ReasonCode(err), err.Error())
 		}
 		id = claims.Subject
 	}
-	body, _ := s.index.LookupJSON(id, now)
+	body, _ := h.Index.LookupJSON(id, now)
 	return body
 }
 
@@ -146,76 +146,4 @@ func normalizeFingerprint(s string) (string, bool) {
 		return "", false
 	}
 	return s, true
-}
-
-// postureTokenResponse is the answer of POST /access/v1/token.
-type postureTokenResponse struct {
-	Token     string    `json:"token"`
-	TokenType string    `json:"token_type"`
-	ExpiresAt time.Time `json:"expires_at"`
-	// InGrace warns the device that it is allowed only until GraceUntil unless it is fixed.
-	InGrace    bool      `json:"in_grace"`
-	GraceUntil time.Time `json:"grace_until,omitzero"`
-}
-
-// issuePostureToken answers POST /access/v1/token for an agent over mTLS: a short-lived JWT that
-// states the device's verdict, bound to the certificate it connected with. A denied device gets
-// 403 with the reasons, never a token.
-func (s *Server) issuePostureToken(w http.ResponseWriter, r *http.Request) {
-	d := deviceFromContext(r.Context())
-	now := time.Now()
-	a := s.index.Lookup(d.ID, now)
-	if !a.Allow {
-		p := problem.New(http.StatusForbidden, "access-denied", "the device may not open sessions now: "+strings.Join(a.ReasonCodes(), ", "))
-		p.Reasons = a.Reasons
-		problem.Write(w, r, p)
-		return
-	}
-	jti := make([]byte, 16)
-	_, _ = rand.Read(jti)
-	exp := now.Add(s.cfg.PostureTokenTTL)
-	claims := posture.TokenClaims{
-		Issuer: s.cfg.PublicURL, Subject: d.ID, Audience: posture.TokenAudience,
-		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: hex.EncodeToString(jti),
-		Confirm: posture.Confirm{X5tS256: posture.Thumbprint(r.TLS.PeerCertificates[0])},
-		Device:  deviceClaims(a),
-	}
-	tok, err := s.keys.Sign(posture.TokenType, claims)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	httpjson.Write(w, http.StatusOK, postureTokenResponse{
-		Token: tok, TokenType: posture.TokenType, ExpiresAt: time.Unix(claims.Expiry, 0).UTC(),
-		InGrace: a.InGrace, GraceUntil: a.GraceUntil,
-	})
-}
-
-// deviceClaims are the posture facts a token carries: the verdict and the claims HIPAA texting
-// rests on.
-func deviceClaims(a access.Answer) posture.DeviceAt {
-	dc := posture.DeviceAt{Compliant: a.Compliant, InGrace: a.InGrace}
-	if a.InGrace {
-		dc.GraceUntil = a.GraceUntil.Unix()
-		for _, r := range a.Reasons {
-			dc.Reasons = append(dc.Reasons, r.Code)
-		}
-	}
-	if p := a.Posture; p != nil {
-		dc.Platform = string(p.Platform)
-		if p.OS != nil {
-			dc.OSVersion = p.OS.Value.Version
-		}
-		dc.Encrypted = claimValue(p.DiskEncrypted)
-		dc.PasscodeSet = claimValue(p.PasscodePresent)
-	}
-	return dc
-}
-
-func claimValue(c *policies.Claim[bool]) *bool {
-	if c == nil {
-		return nil
-	}
-	v := c.Value
-	return &v
 }

@@ -1,4 +1,4 @@
-package mdmserver
+package agentapi
 
 import (
 	"fmt"
@@ -6,69 +6,65 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/policies"
 )
 
 // maxReportBody bounds a posture report.
 const maxReportBody = 256 << 10
 
-// reportRequest is the body of POST /agent/v1/report.
-type reportRequest struct {
-	Nonce       string            `json:"nonce"`
-	Sequence    int64             `json:"sequence"`
-	CollectedAt time.Time         `json:"collected_at"`
-	Posture     *policies.Posture `json:"posture"`
-	Errors      []struct {
-		Collector string `json:"collector"`
-		Error     string `json:"error"`
-	} `json:"errors,omitempty"`
+// Nonce answers GET /agent/v1/nonce (device): api.AgentNonce, a single-use nonce for the next
+// report.
+func (h *Handler) Nonce(w http.ResponseWriter, r *http.Request) {
+	nonce, exp := h.Nonces.Issue(httpapi.DeviceFrom(r.Context()).ID)
+	httpjson.Write(w, http.StatusOK, api.AgentNonce{Nonce: nonce, ExpiresAt: exp.UTC()})
 }
 
-// POST /agent/v1/report (mTLS): validate and bound the report, check its single-use nonce,
-// store it with provenance agent, re-evaluate the device, and answer with the next interval and
-// nonce.
-func (s *Server) agentReport(w http.ResponseWriter, r *http.Request) {
-	d := deviceFromContext(r.Context())
-	var req reportRequest
+// Report answers POST /agent/v1/report (device): it validates and bounds the api.AgentReport,
+// checks its single-use nonce, stores it with provenance agent, re-evaluates the device, and
+// answers api.AgentReportAnswer with the next interval and nonce.
+func (h *Handler) Report(w http.ResponseWriter, r *http.Request) {
+	d := httpapi.DeviceFrom(r.Context())
+	var req api.AgentReport
 	if !problem.DecodeJSON(w, r, maxReportBody, &req) {
 		return
 	}
 	now := time.Now().UTC()
 	if msg := validateReport(&req, d.OS, now); msg != "" {
-		s.record(r, event{Action: "device.report", Target: d.ID, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": msg}})
+		h.Auditor.Record(r, httpapi.Event{Action: "device.report", Target: d.ID, Outcome: audit.OutcomeDenied, Details: map[string]string{"reason": msg}})
 		problem.BadRequest(w, r, msg)
 		return
 	}
-	if !s.nonces.use(d.ID, req.Nonce) {
+	if !h.Nonces.Use(d.ID, req.Nonce) {
 		problem.Error(w, r, http.StatusConflict, "nonce-invalid",
 			"the report's nonce is unknown, used or expired; fetch one from GET /agent/v1/nonce and resend")
 		return
 	}
 	req.Posture.ReportedAt = now
-	verdict, err := s.compliance.IngestAgentReport(r.Context(), d.ID, req.Posture, now)
+	verdict, err := h.Compliance.IngestAgentReport(r.Context(), d.ID, req.Posture, now)
 	if err != nil {
-		s.internal(w, r, err)
+		h.internal(w, r, err)
 		return
 	}
-	interval := defaultReportInterval
+	interval := DefaultReportInterval
 	etag := ""
-	if sp, err := s.policies.Effective(d); err == nil && sp != nil && sp.Policy != nil {
+	if sp, err := h.Policies.Effective(d); err == nil && sp != nil && sp.Policy != nil {
 		interval = sp.Policy.ReportInterval()
 		etag = sp.Policy.ForAgent(policies.Platform(d.OS)).ETag()
 	}
-	nonce, _ := s.nonces.issue(d.ID)
-	httpjson.Write(w, http.StatusOK, map[string]any{
-		"accepted": true, "next_report_in": interval.String(), "nonce": nonce, "policy_etag": etag,
-		"compliant": verdict.Compliant,
+	nonce, _ := h.Nonces.Issue(d.ID)
+	httpjson.Write(w, http.StatusOK, api.AgentReportAnswer{
+		Accepted: true, NextReportIn: interval.String(), Nonce: nonce, PolicyETag: etag, Compliant: verdict.Compliant,
 	})
 }
 
 // validateReport refuses reports with impossible values: a platform other than the device's,
 // claims from the future or claiming a provenance the agent cannot vouch for.
-func validateReport(req *reportRequest, deviceOS string, now time.Time) string {
+func validateReport(req *api.AgentReport, deviceOS string, now time.Time) string {
 	p := req.Posture
 	switch {
 	case p == nil:
@@ -104,19 +100,20 @@ func validateReport(req *reportRequest, deviceOS string, now time.Time) string {
 	return ""
 }
 
-// GET /agent/v1/policy (mTLS): the device's effective policy as the agent sees it, with an ETag.
-func (s *Server) agentPolicy(w http.ResponseWriter, r *http.Request) {
-	d := deviceFromContext(r.Context())
-	sp, err := s.policies.Effective(d)
+// Policy answers GET /agent/v1/policy (device): the device's effective policy as the agent sees
+// it (api.AgentPolicy), with an ETag.
+func (h *Handler) Policy(w http.ResponseWriter, r *http.Request) {
+	d := httpapi.DeviceFrom(r.Context())
+	sp, err := h.Policies.Effective(d)
 	if err != nil {
-		s.internal(w, r, err)
+		h.internal(w, r, err)
 		return
 	}
 	if sp == nil || sp.Policy == nil {
 		problem.Error(w, r, http.StatusNotFound, "no-policy", "no policy applies to this device yet")
 		return
 	}
-	ap := sp.Policy.ForAgent(policies.Platform(d.OS))
+	var ap api.AgentPolicy = sp.Policy.ForAgent(policies.Platform(d.OS))
 	etag := ap.ETag()
 	w.Header().Set("ETag", etag)
 	if r.Header.Get("If-None-Match") == etag {

@@ -1,4 +1,4 @@
-package mdmserver
+package accessapi
 
 import (
 	"bytes"

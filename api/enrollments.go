@@ -1,0 +1,47 @@
+package api
+
+import "time"
+
+// EnrollmentRequest is the body of POST /api/v1/enrollments.
+type EnrollmentRequest struct {
+	Owner string `json:"owner"`
+	Group string `json:"group"`
+	// Platform is apple (an enrollment profile) or agent (mdmagent enroll).
+	Platform string `json:"platform"`
+	// TTL is how long the token is valid: a Go duration ("24h") or whole days ("7d"); empty
+	// means the server's default.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// Enrollment is a one-time enrollment as the admin API shows it: an entry of GET
+// /api/v1/enrollments and the answer to DELETE /api/v1/enrollments/{id}. Its token is never
+// shown again after its creation.
+type Enrollment struct {
+	ID        string    `json:"id"`
+	Owner     string    `json:"owner"`
+	Group     string    `json:"group"`
+	Platform  string    `json:"platform"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	ExpiresAt time.Time `json:"expires_at"`
+	UsedAt    time.Time `json:"used_at,omitzero"`
+	// DeviceID is the device that used the enrollment (for Apple, the one its profile was made
+	// for).
+	DeviceID  string    `json:"device_id,omitempty"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// State is pending, used, expired or revoked.
+	State string `json:"state"`
+}
+
+// NewEnrollment is the answer to POST /api/v1/enrollments: the enrollment with its one-time
+// token, shown only here, and for Apple the address of its enrollment profile.
+type NewEnrollment struct {
+	Enrollment
+	Token      string `json:"token"`
+	ProfileURL string `json:"profile_url,omitempty"`
+}
+
+// Enrollments is GET /api/v1/enrollments.
+type Enrollments struct {
+	Enrollments []Enrollment `json:"enrollments"`
+}

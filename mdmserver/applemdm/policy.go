@@ -1,0 +1,115 @@
+package applemdm
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"slices"
+
+	"github.com/halemdm/hale/enroll"
+	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
+)
+
+// deliverPolicy sends an Apple device the profiles of its effective policy when they differ from
+// what it was last sent: InstallProfile for each rendered profile, RemoveProfile for profiles no
+// longer wanted, then ProfileList so the evaluation sees what is really installed.
+func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
+	if d.Platform != inventory.PlatformApple || d.EnrollmentID == "" || d.OS == "" {
+		return
+	}
+	sp, err := s.d.Compliance.Policies().Effective(d)
+	if err != nil {
+		s.log.ErrorContext(ctx, "effective policy", "device_id", d.ID, "err", err)
+		return
+	}
+	// What the device was sent before; an unreadable record counts as nothing sent, so the
+	// device is sent its policy again.
+	var prev compliance.Delivery
+	_ = s.d.Store.View(ctx, func(tx Tx) error {
+		var err error
+		prev, _, err = tx.Compliance().Delivery(ctx, d.ID)
+		return err
+	})
+	next := compliance.Delivery{Platform: d.OS}
+	var profiles []policies.Profile
+	if sp != nil {
+		next.Policy, next.Version = sp.Name, sp.Version
+		opts := policies.RenderOptions{Organization: "Hale", Signer: profileSigner{s}}
+		if ra, _, err := s.d.CA.SCEPRA(); err == nil {
+			// FileVault recovery keys are escrowed encrypted to the RA certificate, whose
+			// (sealed) key only the server holds.
+			opts.EscrowCertificate, opts.EscrowLocation = ra.Raw, s.d.PublicURL
+		}
+		if profiles, err = policies.RenderApple(sp.Policy, policies.Platform(d.OS), opts); err != nil {
+			s.log.ErrorContext(ctx, "rendering Apple profiles", "device_id", d.ID, "policy", sp.Name, "err", err)
+			return
+		}
+		for _, p := range profiles {
+			next.Identifiers = append(next.Identifiers, p.Identifier)
+		}
+	}
+	if (prev.Policy == next.Policy && prev.Version == next.Version && prev.Platform == next.Platform) ||
+		(len(profiles) == 0 && len(prev.Identifiers) == 0) {
+		return
+	}
+	by := "system:policy"
+	for _, p := range profiles {
+		if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "InstallProfile",
+			Fields: map[string]any{"Payload": p.Bytes}}, by); err != nil {
+			s.log.ErrorContext(ctx, "queue InstallProfile", "device_id", d.ID, "profile", p.Identifier, "err", err)
+			return
+		}
+	}
+	for _, id := range prev.Identifiers {
+		if !slices.Contains(next.Identifiers, id) {
+			if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "RemoveProfile",
+				Fields: map[string]any{"Identifier": id}}, by); err != nil {
+				s.log.ErrorContext(ctx, "queue RemoveProfile", "device_id", d.ID, "profile", id, "err", err)
+			}
+		}
+	}
+	if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "ProfileList"}, by); err != nil {
+		s.log.ErrorContext(ctx, "queue ProfileList", "device_id", d.ID, "err", err)
+	}
+	err = s.d.Store.Update(ctx, func(tx Tx) error {
+		return tx.Compliance().PutDelivery(ctx, d.ID, next)
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "recording policy delivery", "device_id", d.ID, "err", err)
+	}
+}
+
+// DeliverPolicies delivers effective policies to every Apple device (after a policy or
+// assignment change).
+func (s *Service) DeliverPolicies(ctx context.Context) {
+	err := s.d.Inventory.ForEach(ctx, func(d *inventory.Device) error {
+		if d.Platform == inventory.PlatformApple && d.State != inventory.StateWiped && d.State != inventory.StateUnenrolled && d.State != inventory.StateRetired {
+			s.deliverPolicy(ctx, d)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.ErrorContext(ctx, "delivering policies", "err", err)
+	}
+}
+
+// profileSigner signs configuration profiles with the server's certificate, chained to Hale's
+// intermediate, as Apple devices expect of a managed profile.
+type profileSigner struct{ s *Service }
+
+// Sign signs profile (policies.ProfileSigner).
+func (ps profileSigner) Sign(profile []byte) ([]byte, error) {
+	tlsCert, err := ps.s.d.ServerCert.GetCertificate(nil)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := tlsCert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("server key cannot sign")
+	}
+	return enroll.SignProfile(profile, tlsCert.Leaf, key, []*x509.Certificate{ps.s.d.CA.Intermediate()})
+}

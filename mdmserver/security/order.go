@@ -1,0 +1,291 @@
+package security
+
+import (
+	"context"
+	"maps"
+	"regexp"
+	"time"
+
+	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/internal/randid"
+	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/idempotency"
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
+)
+
+// Action is a security operation ordered for a device.
+type Action string
+
+// The actions, named as in their routes and audit entries ("device.<action>").
+const (
+	Lock     Action = "lock"
+	LostMode Action = "lost-mode"
+	Wipe     Action = "wipe"
+)
+
+var (
+	sixDigits   = regexp.MustCompile(`^[0-9]{6}$`)
+	obliterates = map[string]bool{"": true, "Default": true, "DoNotObliterate": true, "ObliterateWithWarning": true, "Always": true}
+)
+
+// ValidPIN reports whether pin has the form of a lock or erase PIN: six digits.
+func ValidPIN(pin string) bool { return sixDigits.MatchString(pin) }
+
+// Validate checks req as the body of action, before any device is looked at. Its error is a
+// Refusal of kind ErrInvalid.
+func Validate(action Action, req *api.SecurityRequest) error {
+	msg := ""
+	switch {
+	case req.Reason == "" || len(req.Reason) > 500:
+		msg = "reason is required (at most 500 characters): it goes on the audit record"
+	case len(req.Message) > 200 || len(req.PhoneNumber) > 40:
+		msg = "message is at most 200 and phone_number at most 40 characters"
+	case req.PIN != "" && !ValidPIN(req.PIN):
+		msg = "pin must be 6 digits"
+	case !obliterates[req.ObliterationBehavior]:
+		msg = "obliteration_behavior must be Default, DoNotObliterate, ObliterateWithWarning or Always"
+	case action == Wipe && req.Mode != "full" && req.Mode != "selective":
+		msg = "mode must be full or selective"
+	case action != Wipe && req.Mode != "":
+		msg = "mode applies to wipe only"
+	default:
+		return nil
+	}
+	return refuse(ErrInvalid, msg)
+}
+
+// Order locks, puts in lost mode or wipes device deviceID for by, with req already checked by
+// Validate. A wipe of a group under the two-person rule is held for a second person instead.
+// With an Idempotency-Key (idem.Key not empty), a repeated order gets the first answer and does
+// nothing more.
+func (s *Service) Order(ctx context.Context, by Actor, deviceID string, action Action, req api.SecurityRequest, idem idempotency.Key) (api.SecurityAnswer, error) {
+	// One action at a time per device, so that one Idempotency-Key never acts twice and a second
+	// wipe sees the first; the device is read again under the lock.
+	defer s.serialize(deviceID)()
+	d, err := s.dep.Devices.Get(ctx, deviceID)
+	if err != nil {
+		return api.SecurityAnswer{}, err
+	}
+	if idem.Key != "" {
+		if prev, ok := s.idempotentAnswer(ctx, idem); ok {
+			return prev, nil
+		}
+	}
+	if err := s.allowed(ctx, by, d, action, &req); err != nil {
+		return api.SecurityAnswer{}, err
+	}
+	// The two-person rule holds every wipe of a covered group, full and selective alike: a
+	// selective wipe destroys the clinical data on the device just as surely.
+	if action == Wipe && s.needsApproval(d.Group) {
+		return s.requestApproval(ctx, by, d, &req, idem)
+	}
+	return s.carryOut(ctx, by, d, action, &req, nil, idem)
+}
+
+// allowed refuses an action the device cannot take. A device whose management ended is refused
+// on the record.
+func (s *Service) allowed(ctx context.Context, by Actor, d *inventory.Device, action Action, req *api.SecurityRequest) error {
+	if ended(d) {
+		_ = s.record(ctx, by.entry("device."+string(action), d.ID, audit.OutcomeDenied, map[string]string{"reason": "device is " + string(d.State)}))
+		return refuse(ErrInvalidState, "device "+d.ID+" is "+string(d.State)+"; nothing to "+string(action))
+	}
+	if action == Wipe {
+		if d.Wipe.Pending() {
+			return refuse(ErrWipePending, "device "+d.ID+" already has a wipe on its way; see GET /api/v1/devices/"+d.ID+"/commands")
+		}
+		held, err := s.dep.Approvals.Pending(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		if held != nil {
+			return refuse(ErrApprovalPending, "a wipe of device "+d.ID+" already awaits approval: "+held.ID)
+		}
+	}
+	if d.Platform == inventory.PlatformAgent && action == Wipe && req.Mode == "full" {
+		return refuse(ErrInvalid, "agents wipe selectively (the policy's managed_data); use mode selective")
+	}
+	if d.Platform == inventory.PlatformApple && action == Wipe && req.Mode == "selective" {
+		return refuse(ErrInvalid, "Apple devices are wiped fully (EraseDevice); use mode full")
+	}
+	return nil
+}
+
+// carryOut orders a device locked, lost or wiped. Order matters:
+//
+//  1. One transaction commits the device's new state, the wipe-pending mark, the sealed PIN and
+//     the audit entry: the order is on the record exactly when it is in force.
+//  2. The access decision is updated (and revocation events go out) before the command is
+//     queued, so there is no moment where a device ordered wiped can still open a session.
+//  3. The command is queued for the device (an MDM command with an APNs push, or an agent
+//     command).
+//
+// extra goes into the audit entry's details (the approval a wipe was carried out under).
+//
+// With an Idempotency-Key, the answer is saved in the same transaction as the order (and
+// updated with the command's state once queued), so a retry after any failure gets it back.
+func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, action Action, req *api.SecurityRequest, extra map[string]string, idem idempotency.Key) (api.SecurityAnswer, error) {
+	commandID := agentcmd.NewID()
+	if d.Platform == inventory.PlatformApple {
+		commandID = commands.NewUUID()
+	}
+	// macOS needs a PIN to lock or erase; one is made when none was given, kept sealed, and shown
+	// to the security role only (PIN).
+	pinGenerated := false
+	if d.Platform == inventory.PlatformApple && d.OS == "macos" && action != LostMode && req.PIN == "" {
+		req.PIN, pinGenerated = randid.Digits(6), true
+	}
+	details := map[string]string{"reason": req.Reason, "command_id": commandID, "platform": string(d.Platform)}
+	maps.Copy(details, extra)
+	if req.Mode != "" {
+		details["mode"] = req.Mode
+	}
+	if req.PIN != "" {
+		details["pin"] = "sealed" // never the PIN itself
+		if pinGenerated {
+			details["pin"] = "generated, sealed"
+		}
+	}
+	newState := map[Action]inventory.State{Lock: inventory.StateLocked, LostMode: inventory.StateLost, Wipe: inventory.StateLocked}[action]
+	err := s.dep.Store.Update(ctx, func(tx Tx) error {
+		now := time.Now()
+		_, err := inventory.Update(ctx, tx.Inventory(), d.ID, now, func(cur *inventory.Device) error {
+			if action == Wipe {
+				cur.OrderWipe(commandID) // wipe_pending from this commit until the wipe is answered
+			}
+			// A lost device stays lost when locked; a state it cannot move to is kept.
+			if (cur.State == inventory.StateLost && action == Lock) || !inventory.CanTransition(cur.State, newState) {
+				return nil
+			}
+			cur.State, cur.StateChangedAt = newState, now.UTC()
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if req.PIN != "" {
+			if err := commands.PutPIN(ctx, tx.Commands(), s.dep.Key, commandID, req.PIN); err != nil {
+				return err
+			}
+		}
+		if idem.Key != "" {
+			ans := api.SecurityAnswer{CommandID: commandID, State: "queued", DeviceID: d.ID, DeviceState: answerState(action, newState)}
+			if err := idempotency.Save(ctx, tx.Idempotency(), idem, ans); err != nil {
+				return err
+			}
+		}
+		_, err = audit.Append(ctx, tx.Audit(), by.entry("device."+string(action), d.ID, "", details))
+		return err
+	})
+	if err != nil {
+		return api.SecurityAnswer{}, err
+	}
+	s.dep.Decisions.DeviceChanged(ctx, d.ID, commandID) // the events carry the command as txn
+
+	ans := api.SecurityAnswer{CommandID: commandID, DeviceID: d.ID}
+	notQueued := func() {
+		_ = s.record(ctx, by.entry("device."+string(action), d.ID, audit.OutcomeError,
+			map[string]string{"command_id": commandID, "error": "the command could not be queued"}))
+	}
+	switch d.Platform {
+	case inventory.PlatformApple:
+		cmd := appleCommand(action, req)
+		cmd.UUID = commandID
+		rec, err := s.dep.Send.Send(ctx, d.EnrollmentID, cmd, by.Name)
+		if err != nil {
+			notQueued()
+			return api.SecurityAnswer{}, err
+		}
+		ans.State = string(rec.State)
+	default:
+		c := agentcmd.Command{ID: commandID, DeviceID: d.ID, Type: agentcmd.TypeLock, Reason: req.Reason, IssuedBy: by.Name}
+		if action == Wipe {
+			c.Type, c.Mode, c.ManagedData = agentcmd.TypeWipe, "selective", s.managedData(d)
+		}
+		cmd, err := s.dep.Agent.Enqueue(ctx, c)
+		if err != nil {
+			notQueued()
+			return api.SecurityAnswer{}, err
+		}
+		ans.State = cmd.State
+	}
+	ans.DeviceState = answerState(action, newState)
+	if cur, err := s.dep.Devices.Get(ctx, d.ID); err == nil && action != Wipe {
+		ans.DeviceState = string(cur.State)
+	}
+	if idem.Key != "" {
+		err := s.dep.Store.Update(ctx, func(tx Tx) error { return idempotency.Save(ctx, tx.Idempotency(), idem, ans) })
+		if err != nil {
+			s.log.ErrorContext(ctx, "updating an idempotent answer failed; a retry gets the queued one", "err", err)
+		}
+	}
+	return ans, nil
+}
+
+// idempotentAnswer returns the answer saved for idem, if there is one. One that cannot be read
+// counts as none: the order is then carried out, and its answer saved, as new.
+func (s *Service) idempotentAnswer(ctx context.Context, idem idempotency.Key) (api.SecurityAnswer, bool) {
+	var ans api.SecurityAnswer
+	found := false
+	_ = s.dep.Store.View(ctx, func(tx Tx) error {
+		var err error
+		found, err = idempotency.Load(ctx, tx.Idempotency(), idem, &ans)
+		return err
+	})
+	return ans, found
+}
+
+// managedData is what a selective wipe of d removes: its effective policy's managed_data for its
+// platform. No policy means nothing is removed, and the agent reports that.
+func (s *Service) managedData(d *inventory.Device) []string {
+	p, err := s.dep.Policies.Effective(d)
+	if err != nil || p == nil || p.Policy == nil {
+		return nil
+	}
+	return p.Policy.ForAgent(policies.Platform(d.OS)).ManagedData
+}
+
+// appleCommand builds the MDM command for an action.
+func appleCommand(action Action, req *api.SecurityRequest) commands.Command {
+	switch action {
+	case LostMode:
+		msg := req.Message
+		if msg == "" {
+			msg = "This device was reported lost."
+		}
+		f := map[string]any{"Message": msg}
+		if req.PhoneNumber != "" {
+			f["PhoneNumber"] = req.PhoneNumber
+		}
+		return commands.Command{RequestType: "EnableLostMode", Fields: f}
+	case Wipe:
+		f := map[string]any{}
+		if req.PIN != "" {
+			f["PIN"] = req.PIN
+		}
+		if req.PreserveDataPlan {
+			f["PreserveDataPlan"] = true
+		}
+		if req.DisallowProximitySetup {
+			f["DisallowProximitySetup"] = true
+		}
+		if req.ObliterationBehavior != "" {
+			f["ObliterationBehavior"] = req.ObliterationBehavior
+		}
+		return commands.Command{RequestType: "EraseDevice", Fields: f}
+	default:
+		f := map[string]any{}
+		if req.Message != "" {
+			f["Message"] = req.Message
+		}
+		if req.PhoneNumber != "" {
+			f["PhoneNumber"] = req.PhoneNumber
+		}
+		if req.PIN != "" {
+			f["PIN"] = req.PIN
+		}
+		return commands.Command{RequestType: "DeviceLock", Fields: f}
+	}
+}
