@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
@@ -178,7 +179,7 @@ func TestForbiddenAuditedAndProofs(t *testing.T) {
 		t.Fatal("an altered entry verified")
 	}
 
-	var cons consistencyAnswer
+	var cons api.AuditConsistencyProof
 	if code := env.call("GET", "/api/v1/audit/proof/consistency?old="+strconv.FormatInt(oldCP.N, 10), env.admin, nil, &cons); code != 200 || cons.NewSize != newCP.N {
 		t.Fatalf("consistency proof: %d %+v", code, cons)
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/revocation"
 	"github.com/halemdm/hale/mdmserver/security"
 	"github.com/halemdm/hale/mdmserver/signing"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
@@ -68,7 +69,9 @@ type Server struct {
 	pushCertAPI   *adminapi.PushCerts
 	enrollmentAPI *adminapi.Enrollments
 	deviceAPI     *adminapi.Devices
+	policyAPI     *adminapi.Policies
 	commandAPI    *adminapi.Commands
+	auditAPI      *adminapi.Audit
 
 	ca         *certs.Authority
 	serverCert *certs.ServerCert
@@ -209,7 +212,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.events, err = s.newEvents(); err != nil {
 		return nil, err
 	}
-	s.compliance.OnChange(revocations{events: s.events, store: s.store, log: s.log}.emit)
+	s.compliance.OnChange(revocation.NewEmitter(s.events, revocationStore(s.store), s.log.With("component", "revocation")).Emit)
 	// The CA keeps its database in hale.db. One left in DATA/ca/ca.db by an older Hale moves in
 	// first, or the server does not start: a CA without its revocations would trust revoked
 	// certificates again.
@@ -245,6 +248,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.pushCertAPI = &adminapi.PushCerts{Certs: s.pushCerts, Auditor: s.auditor(), Log: s.log}
 	s.enrollmentAPI = &adminapi.Enrollments{Enrollments: s.enrollments, PublicURL: cfg.PublicURL, Auditor: s.auditor(), Log: s.log}
 	s.deviceAPI = &adminapi.Devices{Devices: s.inventory, Verdicts: s.compliance, Index: s.index, Log: s.log}
+	s.policyAPI = &adminapi.Policies{Policies: s.policies, DryRun: s.compliance, Changed: policyChanges{s}, Auditor: s.auditor(), Log: s.log}
+	s.auditAPI = &adminapi.Audit{Log: s.audit, VerifierKey: s.auditKey, Logger: s.log}
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()

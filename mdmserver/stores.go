@@ -11,6 +11,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
+	"github.com/halemdm/hale/mdmserver/revocation"
 	"github.com/halemdm/hale/mdmserver/security"
 	"github.com/halemdm/hale/mdmserver/signing"
 	"github.com/halemdm/hale/mdmserver/storage"
@@ -72,6 +73,10 @@ func signingStore(st storage.Store) signing.Store {
 
 func eventStore(st storage.Store) events.Store {
 	return storage.Scope(st, func(tx storage.Tx) events.Tx { return tx })
+}
+
+func revocationStore(st storage.Store) revocation.Store {
+	return storage.Scope(st, func(tx storage.Tx) revocation.Tx { return tx })
 }
 
 func appleStore(st storage.Store) applemdm.Store {
