@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
@@ -50,7 +50,7 @@ func (env *testEnv) compliantAgent() (agentIdentity, *http.Client) {
 func (env *testEnv) agentReport(agent *http.Client, encrypted bool) {
 	env.t.Helper()
 	var nonce struct{ Nonce string }
-	if code := apitest.Do(env.t, agent, "GET", env.url+"/agent/v1/nonce", "", nil, &nonce); code != 200 {
+	if code := apitest.Do(env.t, agent, "GET", env.URL+"/agent/v1/nonce", "", nil, &nonce); code != 200 {
 		env.t.Fatalf("nonce: %d", code)
 	}
 	now := time.Now().UTC()
@@ -59,7 +59,7 @@ func (env *testEnv) agentReport(agent *http.Client, encrypted bool) {
 		DiskEncrypted: policies.Observe(encrypted, policies.ProvenanceAgent, now),
 		SwapEncrypted: policies.Observe(true, policies.ProvenanceAgent, now),
 	}}
-	if code := apitest.Do(env.t, agent, "POST", env.url+"/agent/v1/report", "", report, nil); code != 200 {
+	if code := apitest.Do(env.t, agent, "POST", env.URL+"/agent/v1/report", "", report, nil); code != 200 {
 		env.t.Fatalf("report: %d", code)
 	}
 }
@@ -170,7 +170,7 @@ func TestPostureToken(t *testing.T) {
 		TokenType string    `json:"token_type"`
 		ExpiresAt time.Time `json:"expires_at"`
 	}
-	if code := apitest.Do(t, agent, "POST", env.url+"/access/v1/token", "", nil, &tok); code != 200 || tok.TokenType != posture.TokenType {
+	if code := apitest.Do(t, agent, "POST", env.URL+"/access/v1/token", "", nil, &tok); code != 200 || tok.TokenType != posture.TokenType {
 		t.Fatalf("token: %d %+v", code, tok)
 	}
 	if ttl := time.Until(tok.ExpiresAt); ttl < 4*time.Minute || ttl > 5*time.Minute {
@@ -178,13 +178,13 @@ func TestPostureToken(t *testing.T) {
 	}
 
 	// Offline verification against the published keys, bound to the agent's certificate.
-	resp, err := env.client.Get(env.url + "/access/v1/jwks.json")
+	resp, err := env.Client.Get(env.URL + "/access/v1/jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	jwks, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	v := posture.NewVerifier(posture.StaticJWKS(jwks), posture.WithIssuer(env.srv.cfg.PublicURL))
+	v := posture.NewVerifier(posture.StaticJWKS(jwks), posture.WithIssuer(env.PublicURL))
 	leaf := leafOf(t, id.CertificateChain)
 	claims, err := v.Verify(context.Background(), tok.Token, leaf)
 	if err != nil {
@@ -214,7 +214,7 @@ func TestPostureToken(t *testing.T) {
 		Code    string
 		Reasons []posture.Reason
 	}
-	if code := apitest.Do(t, agent, "POST", env.url+"/access/v1/token", "", nil, &p); code != http.StatusForbidden || p.Code != "access-denied" ||
+	if code := apitest.Do(t, agent, "POST", env.URL+"/access/v1/token", "", nil, &p); code != http.StatusForbidden || p.Code != "access-denied" ||
 		!slices.ContainsFunc(p.Reasons, func(r posture.Reason) bool { return r.Code == access.ReasonLocked }) {
 		t.Errorf("token for a locked device: %d %+v", code, p)
 	}

@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
@@ -23,7 +24,7 @@ import (
 func (env *testEnv) auditActions(target string) []string {
 	env.t.Helper()
 	var page struct{ Entries []audit.Entry }
-	if code := env.call("GET", "/api/v1/audit?limit=500&target="+target, env.admin, nil, &page); code != 200 {
+	if code := env.call("GET", "/api/v1/audit?limit=500&target="+target, env.Admin, nil, &page); code != 200 {
 		env.t.Fatalf("audit list: %d", code)
 	}
 	var actions []string
@@ -38,7 +39,7 @@ func (env *testEnv) auditActions(target string) []string {
 // request cannot be decided again. The Mac gets a generated PIN that is sealed at rest and shown
 // to the security role only, on the record.
 func TestTwoPersonWipeAndSealedPIN(t *testing.T) {
-	env := newTestEnv(t, func(c *Config) { c.TwoPersonWipeGroups = []string{"*"} })
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.TwoPersonWipeGroups = []string{"*"} })
 	env.uploadPushCert()
 	dev := env.newDevice(applesim.WithState(applesim.MacOSState()))
 	first, second, it, auditor := env.token("security"), env.token("security"), env.token("it"), env.token("auditor")
@@ -103,7 +104,7 @@ func TestTwoPersonWipeAndSealedPIN(t *testing.T) {
 		!security.ValidPIN(pin.PIN) || pin.PIN != dev.State().ErasePIN {
 		t.Fatalf("PIN as security: %d %q, device got %q", code, pin.PIN, dev.State().ErasePIN)
 	}
-	err := env.srv.store.DB().View(func(tx *bbolt.Tx) error {
+	err := env.Store().DB().View(func(tx *bbolt.Tx) error {
 		return tx.Bucket([]byte("mdmq_commands")).ForEach(func(k, v []byte) error {
 			if bytes.Contains(v, []byte("<key>")) || bytes.Contains(v, []byte(pin.PIN)) {
 				t.Errorf("command %s is stored in plain text", k)
@@ -117,9 +118,9 @@ func TestTwoPersonWipeAndSealedPIN(t *testing.T) {
 
 	var d inventory.Device
 	deadline := time.Now().Add(15 * time.Second)
-	for env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d); d.State != inventory.StateWiped && time.Now().Before(deadline); {
+	for env.call("GET", "/api/v1/devices/"+dev.UDID(), env.Admin, nil, &d); d.State != inventory.StateWiped && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
-		env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d)
+		env.call("GET", "/api/v1/devices/"+dev.UDID(), env.Admin, nil, &d)
 	}
 	if d.State != inventory.StateWiped {
 		t.Fatalf("device state: %s", d.State)
@@ -146,12 +147,12 @@ func TestForbiddenAuditedAndProofs(t *testing.T) {
 
 	checkpoint := func() []byte {
 		var cp struct{ Checkpoint string }
-		if code := env.call("GET", "/api/v1/audit/checkpoint", env.admin, nil, &cp); code != 200 {
+		if code := env.call("GET", "/api/v1/audit/checkpoint", env.Admin, nil, &cp); code != 200 {
 			t.Fatalf("checkpoint: %d", code)
 		}
 		return []byte(cp.Checkpoint)
 	}
-	verifier, err := audit.NewVerifier(env.srv.auditKey)
+	verifier, err := audit.NewVerifier(env.AuditKeyForTest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestForbiddenAuditedAndProofs(t *testing.T) {
 	}
 
 	var inc audit.InclusionProof
-	if code := env.call("GET", "/api/v1/audit/proof/inclusion?index=1", env.admin, nil, &inc); code != 200 {
+	if code := env.call("GET", "/api/v1/audit/proof/inclusion?index=1", env.Admin, nil, &inc); code != 200 {
 		t.Fatalf("inclusion proof: %d", code)
 	}
 	if e, err := audit.VerifyInclusion(latest, verifier, &inc); err != nil || e.Index != 1 {
@@ -180,19 +181,19 @@ func TestForbiddenAuditedAndProofs(t *testing.T) {
 	}
 
 	var cons api.AuditConsistencyProof
-	if code := env.call("GET", "/api/v1/audit/proof/consistency?old="+strconv.FormatInt(oldCP.N, 10), env.admin, nil, &cons); code != 200 || cons.NewSize != newCP.N {
+	if code := env.call("GET", "/api/v1/audit/proof/consistency?old="+strconv.FormatInt(oldCP.N, 10), env.Admin, nil, &cons); code != 200 || cons.NewSize != newCP.N {
 		t.Fatalf("consistency proof: %d %+v", code, cons)
 	}
 	if err := audit.VerifyConsistency(old, latest, verifier, cons.Proof); err != nil {
 		t.Fatalf("consistency proof does not verify: %v", err)
 	}
 	for _, q := range []string{"inclusion?index=999999", "inclusion?index=-1", "consistency?old=5&new=999999"} {
-		if code := env.call("GET", "/api/v1/audit/proof/"+q, env.admin, nil, nil); code != 404 {
+		if code := env.call("GET", "/api/v1/audit/proof/"+q, env.Admin, nil, nil); code != 404 {
 			t.Errorf("proof %s: %d, want 404", q, code)
 		}
 	}
 	for _, q := range []string{"inclusion", "inclusion?index=x", "consistency?old=1&new=y"} {
-		if code := env.call("GET", "/api/v1/audit/proof/"+q, env.admin, nil, nil); code != 400 {
+		if code := env.call("GET", "/api/v1/audit/proof/"+q, env.Admin, nil, nil); code != 400 {
 			t.Errorf("proof %s: %d, want 400", q, code)
 		}
 	}
@@ -202,7 +203,7 @@ func TestForbiddenAuditedAndProofs(t *testing.T) {
 // not a token minted to approve. An approval whose wipe was never sent (the server stopped in
 // between) is carried out when approved again.
 func TestApprovalEligibilityAndResume(t *testing.T) {
-	env := newTestEnv(t, func(c *Config) { c.TwoPersonWipeGroups = []string{"*"} })
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.TwoPersonWipeGroups = []string{"*"} })
 	env.uploadPushCert()
 	dev := env.newDevice()
 	first, second := env.token("security"), env.token("security")
@@ -215,18 +216,18 @@ func TestApprovalEligibilityAndResume(t *testing.T) {
 	}
 	late := env.token("security")
 	decide := "/api/v1/approvals/" + held.ApprovalID
-	for name, tok := range map[string]string{"admin": env.admin, "a token made after the request": late} {
+	for name, tok := range map[string]string{"admin": env.Admin, "a token made after the request": late} {
 		if code := env.call("POST", decide, tok, []byte(`{}`), nil); code != 403 {
 			t.Errorf("approval by %s: %d, want 403", name, code)
 		}
 	}
 
 	// Approved in the store, as if the server stopped before sending the wipe.
-	secondTok, err := env.srv.tokens.Authenticate(context.Background(), second)
+	secondTok, err := env.TokensForTest().Authenticate(context.Background(), second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = env.srv.store.Update(context.Background(), func(tx storage.Tx) error {
+	err = env.Store().Update(context.Background(), func(tx storage.Tx) error {
 		_, err := approvals.Decide(context.Background(), tx.Approvals(), held.ApprovalID, true,
 			approvals.Party{Name: "second", TokenID: secondTok.ID, Person: secondTok.Person}, "", time.Now())
 		return err

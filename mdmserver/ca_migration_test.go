@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
@@ -18,6 +18,8 @@ import (
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/internal/servertest"
+	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 )
 
@@ -59,11 +61,11 @@ func TestStartMovesTheOldCADatabase(t *testing.T) {
 	oldCA.Close()
 	old.Close()
 
-	env := newTestEnv(t, func(c *Config) { c.DataDir = data })
-	if revoked, err := env.srv.ca.IsRevoked(serial); err != nil || !revoked {
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.DataDir = data })
+	if revoked, err := env.CAForTest().IsRevoked(serial); err != nil || !revoked {
 		t.Errorf("after the move, IsRevoked = %v, %v", revoked, err)
 	}
-	_, der := env.get(env.url + "/ca/crl")
+	_, der := env.get(env.URL + "/ca/crl")
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
 		t.Fatal(err)
@@ -83,8 +85,8 @@ func TestStartMovesTheOldCADatabase(t *testing.T) {
 	}
 
 	// A restart has nothing to move and keeps the revocation.
-	env.restart()
-	if revoked, err := env.srv.ca.IsRevoked(serial); err != nil || !revoked {
+	env.Restart()
+	if revoked, err := env.CAForTest().IsRevoked(serial); err != nil || !revoked {
 		t.Errorf("after a restart, IsRevoked = %v, %v", revoked, err)
 	}
 }
@@ -103,10 +105,10 @@ func TestStartRefusesAnUnmovableCADatabase(t *testing.T) {
 	if err := os.WriteFile(caFile, make([]byte, 8192), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Defaults()
+	cfg := mdmserver.Defaults()
 	cfg.DataDir = data
 	cfg.Listen = "127.0.0.1:0"
-	srv, err := New(cfg, WithLogger(testLogger()))
+	srv, err := mdmserver.New(cfg, mdmserver.WithLogger(servertest.Logger()))
 	if err == nil {
 		srv.Close()
 		t.Fatal("the server started beside a CA database it could not move")

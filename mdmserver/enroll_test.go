@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/internal/servertest"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
@@ -36,7 +37,7 @@ func (env *testEnv) createEnrollment(platform string) enrollmentAnswer {
 	env.t.Helper()
 	var e enrollmentAnswer
 	body := `{"owner":"dr.grey@example.org","group":"icu","platform":"` + platform + `","ttl":"1h"}`
-	if code := env.call("POST", "/api/v1/enrollments", env.admin, []byte(body), &e); code != http.StatusCreated || e.Token == "" {
+	if code := env.call("POST", "/api/v1/enrollments", env.Admin, []byte(body), &e); code != http.StatusCreated || e.Token == "" {
 		env.t.Fatalf("create %s enrollment: %d %+v", platform, code, e)
 	}
 	return e
@@ -44,7 +45,7 @@ func (env *testEnv) createEnrollment(platform string) enrollmentAnswer {
 
 func (env *testEnv) get(url string) (*http.Response, []byte) {
 	env.t.Helper()
-	resp, err := env.client.Get(url)
+	resp, err := env.Client.Get(url)
 	if err != nil {
 		env.t.Fatal(err)
 	}
@@ -84,10 +85,10 @@ func TestAppleEnrollmentOverSCEP(t *testing.T) {
 	env := newTestEnv(t)
 	env.uploadPushCert()
 	e := env.createEnrollment("apple")
-	if !strings.HasPrefix(e.ProfileURL, env.srv.cfg.PublicURL+"/enroll/apple/") {
+	if !strings.HasPrefix(e.ProfileURL, env.PublicURL+"/enroll/apple/") {
 		t.Fatalf("profile_url %q", e.ProfileURL)
 	}
-	profileURL := env.url + strings.TrimPrefix(e.ProfileURL, env.srv.cfg.PublicURL)
+	profileURL := env.URL + strings.TrimPrefix(e.ProfileURL, env.PublicURL)
 	resp, profile := env.get(profileURL)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-apple-aspen-config" {
 		t.Fatalf("profile: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), profile)
@@ -95,29 +96,29 @@ func TestAppleEnrollmentOverSCEP(t *testing.T) {
 
 	// openssl verifies the profile's CMS signature against /ca/root.pem.
 	dir := t.TempDir()
-	_, rootPEM := env.get(env.url + "/ca/root.pem")
+	_, rootPEM := env.get(env.URL + "/ca/root.pem")
 	os.WriteFile(filepath.Join(dir, "root.pem"), rootPEM, 0o600)
 	os.WriteFile(filepath.Join(dir, "profile.mobileconfig"), profile, 0o600)
 	openssl(t, "smime", "-verify", "-inform", "DER", "-in", filepath.Join(dir, "profile.mobileconfig"),
 		"-CAfile", filepath.Join(dir, "root.pem"), "-purpose", "any", "-out", filepath.Join(dir, "content.plist"))
 
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
+	client := env.DeviceClient()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dev, err := applesim.EnrollFromProfile(ctx, client, profile, applesim.WithLogger(testLogger()))
+	dev, err := applesim.EnrollFromProfile(ctx, client, profile, applesim.WithLogger(servertest.Logger()))
 	if err != nil {
 		t.Fatalf("SCEP enrollment: %v", err)
 	}
 	openssl(t, "verify", "-purpose", "sslclient", "-CAfile", filepath.Join(dir, "root.pem"),
-		"-untrusted", writePEM(t, filepath.Join(dir, "inter.pem"), env.srv.ca.Intermediate()),
+		"-untrusted", writePEM(t, filepath.Join(dir, "inter.pem"), env.CAForTest().Intermediate()),
 		writePEM(t, filepath.Join(dir, "device.pem"), dev.Certificate()))
 	if err := dev.Enroll(ctx); err != nil {
 		t.Fatalf("MDM enrollment with the SCEP identity: %v", err)
 	}
-	go dev.RunPushLoop(ctx, env.apns)
+	go dev.RunPushLoop(ctx, env.APNs)
 
 	var list struct{ Devices []inventory.Device }
-	env.call("GET", "/api/v1/devices?owner=dr.grey@example.org", env.admin, nil, &list)
+	env.call("GET", "/api/v1/devices?owner=dr.grey@example.org", env.Admin, nil, &list)
 	if len(list.Devices) != 1 {
 		t.Fatalf("inventory: %+v", list.Devices)
 	}
@@ -130,7 +131,7 @@ func TestAppleEnrollmentOverSCEP(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var cmds struct{ Commands []commands.Record }
-		env.call("GET", "/api/v1/devices/"+d.ID+"/commands", env.admin, nil, &cmds)
+		env.call("GET", "/api/v1/devices/"+d.ID+"/commands", env.Admin, nil, &cmds)
 		done := 0
 		for _, c := range cmds.Commands {
 			if c.State == commands.StateAcknowledged && c.RequestedBy == "system:enrollment" {
@@ -151,7 +152,7 @@ func TestAppleEnrollmentOverSCEP(t *testing.T) {
 		t.Errorf("second profile fetch: %d", resp.StatusCode)
 	}
 	var enrollments struct{ Enrollments []enrollmentAnswer }
-	env.call("GET", "/api/v1/enrollments", env.admin, nil, &enrollments)
+	env.call("GET", "/api/v1/enrollments", env.Admin, nil, &enrollments)
 	if len(enrollments.Enrollments) != 1 || enrollments.Enrollments[0].State != "used" {
 		t.Errorf("enrollment list %+v", enrollments.Enrollments)
 	}
@@ -199,7 +200,7 @@ func (env *testEnv) mtlsClient(id agentIdentity) *http.Client {
 	}
 	cert := tls.Certificate{Certificate: chain, PrivateKey: id.key}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: env.srv.RootCAs(), Certificates: []tls.Certificate{cert}}}}
+		RootCAs: env.RootCAs(), Certificates: []tls.Certificate{cert}}}}
 }
 
 func TestAgentEnrollmentAndMTLS(t *testing.T) {
@@ -233,25 +234,25 @@ func TestAgentEnrollmentAndMTLS(t *testing.T) {
 
 	// The enrollment is on the audit record; the anonymous refusals are too, as their source's
 	// summary once its window closes (here: drained), and none with the token.
-	env.srv.enrollGate.AuditAll(time.Now())
+	env.EnrollGateForTest().AuditAll(time.Now())
 	var audited struct {
 		Entries []struct {
 			Action, Outcome string
 			Details         map[string]string
 		}
 	}
-	env.call("GET", "/api/v1/audit?action=enrollment.agent", env.admin, nil, &audited)
+	env.call("GET", "/api/v1/audit?action=enrollment.agent", env.Admin, nil, &audited)
 	if len(audited.Entries) != 1 || audited.Entries[0].Outcome != "ok" {
 		t.Errorf("audited agent enrollments: %+v", audited.Entries)
 	}
-	env.call("GET", "/api/v1/audit?action=enrollment.refused", env.admin, nil, &audited)
+	env.call("GET", "/api/v1/audit?action=enrollment.refused", env.Admin, nil, &audited)
 	if len(audited.Entries) != 1 || audited.Entries[0].Details["count"] != "4" ||
 		audited.Entries[0].Details["reasons"] != "csr_refused=2,used=1,wrong_platform=1" {
 		t.Errorf("audited refusals: %+v", audited.Entries)
 	}
-	req, _ := http.NewRequest("GET", env.url+"/api/v1/audit/export", nil)
-	req.Header.Set("Authorization", "Bearer "+env.admin)
-	resp, err := env.client.Do(req)
+	req, _ := http.NewRequest("GET", env.URL+"/api/v1/audit/export", nil)
+	req.Header.Set("Authorization", "Bearer "+env.Admin)
+	resp, err := env.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,13 +267,13 @@ func TestAgentEnrollmentAndMTLS(t *testing.T) {
 
 	// openssl verifies the issued chain against /ca/root.pem.
 	dir := t.TempDir()
-	_, rootPEM := env.get(env.url + "/ca/root.pem")
+	_, rootPEM := env.get(env.URL + "/ca/root.pem")
 	os.WriteFile(filepath.Join(dir, "root.pem"), rootPEM, 0o600)
 	os.WriteFile(filepath.Join(dir, "chain.pem"), []byte(id.CertificateChain), 0o600)
 	openssl(t, "verify", "-purpose", "sslclient", "-CAfile", filepath.Join(dir, "root.pem"), "-untrusted", filepath.Join(dir, "chain.pem"), filepath.Join(dir, "chain.pem"))
 
 	var d inventory.Device
-	env.call("GET", "/api/v1/devices/"+id.DeviceID, env.admin, nil, &d)
+	env.call("GET", "/api/v1/devices/"+id.DeviceID, env.Admin, nil, &d)
 	if d.Owner != "dr.grey@example.org" || d.Platform != inventory.PlatformAgent || d.Hostname != "ward-7-laptop" || d.OS != "linux" {
 		t.Fatalf("device record %+v", d)
 	}
@@ -280,7 +281,7 @@ func TestAgentEnrollmentAndMTLS(t *testing.T) {
 	// mTLS with the device certificate works; without one it is refused.
 	renew := func(c *http.Client) (int, error) {
 		body, _ := json.Marshal(map[string]string{"csr": newCSR(t, key)})
-		resp, err := c.Post(env.url+"/agent/v1/renew", "application/json", strings.NewReader(string(body)))
+		resp, err := c.Post(env.URL+"/agent/v1/renew", "application/json", strings.NewReader(string(body)))
 		if err != nil {
 			return 0, err
 		}
@@ -292,12 +293,12 @@ func TestAgentEnrollmentAndMTLS(t *testing.T) {
 	if code, err := renew(agent); code != http.StatusOK {
 		t.Fatalf("renew over mTLS: %d %v", code, err)
 	}
-	if code, _ := renew(env.client); code != http.StatusUnauthorized {
+	if code, _ := renew(env.Client); code != http.StatusUnauthorized {
 		t.Errorf("renew without a client certificate: %d", code)
 	}
 
 	// Unenrolling revokes: the next handshake with that certificate fails.
-	if code := env.call("DELETE", "/api/v1/devices/"+id.DeviceID, env.admin, nil, &d); code != 200 || d.State != inventory.StateUnenrolled {
+	if code := env.call("DELETE", "/api/v1/devices/"+id.DeviceID, env.Admin, nil, &d); code != 200 || d.State != inventory.StateUnenrolled {
 		t.Fatalf("unenroll: %d %+v", code, d)
 	}
 	agent.CloseIdleConnections()
@@ -305,7 +306,7 @@ func TestAgentEnrollmentAndMTLS(t *testing.T) {
 		t.Fatalf("revoked certificate accepted: %d", code)
 	}
 	var crlResp *http.Response
-	crlResp, crl := env.get(env.url + "/ca/crl")
+	crlResp, crl := env.get(env.URL + "/ca/crl")
 	parsed, err := x509.ParseRevocationList(crl)
 	if err != nil || crlResp.Header.Get("Content-Type") != "application/pkix-crl" || len(parsed.RevokedCertificateEntries) < 2 {
 		t.Fatalf("CRL after unenroll: %v %d entries", err, len(parsed.RevokedCertificateEntries))
@@ -317,7 +318,7 @@ func TestEnrollmentRateLimited(t *testing.T) {
 	env := newTestEnv(t)
 	limited := false
 	for i := 0; i < 40 && !limited; i++ {
-		resp, _ := env.get(env.url + "/enroll/apple/hale_enr_" + strings.Repeat("0", 64))
+		resp, _ := env.get(env.URL + "/enroll/apple/hale_enr_" + strings.Repeat("0", 64))
 		limited = resp.StatusCode == http.StatusTooManyRequests
 	}
 	if !limited {
@@ -335,7 +336,7 @@ func TestAgentEnrollBadTokenSignsNothing(t *testing.T) {
 			t.Fatalf("enroll with a wrong token: %d", code)
 		}
 	}
-	_, crlDER := env.get(env.url + "/ca/crl")
+	_, crlDER := env.get(env.URL + "/ca/crl")
 	crl, err := x509.ParseRevocationList(crlDER)
 	if err != nil || len(crl.RevokedCertificateEntries) != 0 {
 		t.Fatalf("CRL after refused enrollments: %v %d entries (certificates were signed)", err, len(crl.RevokedCertificateEntries))

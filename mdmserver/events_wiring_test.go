@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"slices"
@@ -30,7 +30,7 @@ func TestEventStreamsAudited(t *testing.T) {
 	}
 	var got []string
 	for _, action := range []string{"event_stream.create", "event_stream.status", "event_stream.delete"} {
-		env.call("GET", "/api/v1/audit?action="+action, env.admin, nil, &audited)
+		env.call("GET", "/api/v1/audit?action="+action, env.Admin, nil, &audited)
 		for _, e := range audited.Entries {
 			got = append(got, e.Action+" "+e.Target+" "+e.Outcome)
 		}

@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/testclock"
+	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/policies"
@@ -23,7 +24,7 @@ func (env *testEnv) reportAll(token, id string, since time.Time) access.Answer {
 	env.t.Helper()
 	for _, rt := range []string{"DeviceInformation", "SecurityInfo", "ProfileList"} {
 		var rec commands.Record
-		if code := env.call("POST", "/api/v1/devices/"+id+"/commands", env.admin, []byte(`{"request_type":"`+rt+`"}`), &rec); code != 202 {
+		if code := env.call("POST", "/api/v1/devices/"+id+"/commands", env.Admin, []byte(`{"request_type":"`+rt+`"}`), &rec); code != 202 {
 			env.t.Fatalf("%s: %d", rt, code)
 		}
 		if got := env.waitCommand(id, rec.UUID); got.State != commands.StateAcknowledged {
@@ -62,7 +63,7 @@ func postureKeys(t *testing.T, p *policies.Posture) []string {
 // fresh reports. The server's clock moves; the policy is the file.
 func TestHIPAAExampleOnIPhone(t *testing.T) {
 	clock := testclock.New(time.Now().UTC())
-	env := newTestEnvWith(t, []Option{WithClock(clock.Now)})
+	env := newTestEnvWith(t, []mdmserver.Option{mdmserver.WithClock(clock.Now)})
 	env.uploadPushCert()
 	it, accessTok := env.token("it"), env.token("access")
 
@@ -98,7 +99,7 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 	if err := phone.Enroll(ctx); err != nil {
 		t.Fatalf("enroll: %v", err)
 	}
-	go func() { _ = phone.RunPushLoop(ctx, env.apns) }()
+	go func() { _ = phone.RunPushLoop(ctx, env.APNs) }()
 	id := phone.Certificate().Subject.CommonName
 
 	a := env.waitAccess(accessTok, id, "allowed and compliant", func(a access.Answer) bool { return a.Allow && a.Compliant })
@@ -127,7 +128,7 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 	phone.SetPasscodePresent(false)
 	removed := clock.Now()
 	var rec commands.Record
-	env.call("POST", "/api/v1/devices/"+id+"/commands", env.admin, []byte(`{"request_type":"SecurityInfo"}`), &rec)
+	env.call("POST", "/api/v1/devices/"+id+"/commands", env.Admin, []byte(`{"request_type":"SecurityInfo"}`), &rec)
 	a = env.waitAccess(accessTok, id, "noncompliant", func(a access.Answer) bool { return !a.Compliant })
 	codes := a.ReasonCodes()
 	if a.Allow || a.InGrace || !slices.Contains(codes, policies.CodePasscodeMissing) || !slices.Contains(codes, policies.CodeEncryptionOff) ||
@@ -167,7 +168,7 @@ func TestAppleMDMSourceOnAMac(t *testing.T) {
 	if err := mac.Enroll(ctx); err != nil {
 		t.Fatalf("enroll: %v", err)
 	}
-	go func() { _ = mac.RunPushLoop(ctx, env.apns) }()
+	go func() { _ = mac.RunPushLoop(ctx, env.APNs) }()
 	id := mac.Certificate().Subject.CommonName
 	a := env.waitAccess(accessTok, id, "reported", func(a access.Answer) bool {
 		p := a.Posture

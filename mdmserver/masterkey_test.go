@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/halemdm/hale/internal/servertest"
+	"github.com/halemdm/hale/mdmserver"
 )
 
 // A data directory whose master.key went missing is refused with an error that names the key
@@ -16,8 +19,8 @@ import (
 // sealed data. Given the key another way, the same directory starts.
 func TestMissingMasterKeyRefusesToStart(t *testing.T) {
 	env := newTestEnv(t)
-	env.stop()
-	keyPath := filepath.Join(env.cfg.DataDir, "master.key")
+	env.Stop()
+	keyPath := filepath.Join(env.Config.DataDir, "master.key")
 	key, err := os.ReadFile(keyPath)
 	if err != nil {
 		t.Fatal(err)
@@ -25,9 +28,9 @@ func TestMissingMasterKeyRefusesToStart(t *testing.T) {
 	if err := os.Remove(keyPath); err != nil {
 		t.Fatal(err)
 	}
-	before := dirTree(t, env.cfg.DataDir)
+	before := dirTree(t, env.Config.DataDir)
 
-	srv, err := New(env.cfg, WithLogger(testLogger()))
+	srv, err := mdmserver.New(env.Config, mdmserver.WithLogger(servertest.Logger()))
 	if err == nil {
 		srv.Close()
 		t.Fatal("the server started without its master key")
@@ -40,16 +43,16 @@ func TestMissingMasterKeyRefusesToStart(t *testing.T) {
 	if _, err := os.Stat(keyPath); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a master key file exists after the refused start: %v", err)
 	}
-	if after := dirTree(t, env.cfg.DataDir); !slices.Equal(before, after) {
+	if after := dirTree(t, env.Config.DataDir); !slices.Equal(before, after) {
 		t.Errorf("the refused start changed the data directory:\nbefore %q\nafter  %q", before, after)
 	}
 
-	cfg := env.cfg
+	cfg := env.Config
 	cfg.MasterKeyFile = filepath.Join(t.TempDir(), "kept.key")
 	if err := os.WriteFile(cfg.MasterKeyFile, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err = New(cfg, WithLogger(testLogger()))
+	srv, err = mdmserver.New(cfg, mdmserver.WithLogger(servertest.Logger()))
 	if err != nil {
 		t.Fatalf("start with master_key_file: %v", err)
 	}

@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/internal/servertest"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 )
@@ -27,12 +28,12 @@ import (
 func (env *testEnv) scepDevice(ctx context.Context, opts ...applesim.Option) *applesim.Device {
 	env.t.Helper()
 	e := env.createEnrollment("apple")
-	resp, profile := env.get(env.url + strings.TrimPrefix(e.ProfileURL, env.srv.cfg.PublicURL))
+	resp, profile := env.get(env.URL + strings.TrimPrefix(e.ProfileURL, env.PublicURL))
 	if resp.StatusCode != http.StatusOK {
 		env.t.Fatalf("profile: %d %s", resp.StatusCode, profile)
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
-	dev, err := applesim.EnrollFromProfile(ctx, client, profile, append([]applesim.Option{applesim.WithLogger(testLogger())}, opts...)...)
+	client := env.DeviceClient()
+	dev, err := applesim.EnrollFromProfile(ctx, client, profile, append([]applesim.Option{applesim.WithLogger(servertest.Logger())}, opts...)...)
 	if err != nil {
 		env.t.Fatalf("SCEP enrollment: %v", err)
 	}
@@ -42,9 +43,9 @@ func (env *testEnv) scepDevice(ctx context.Context, opts ...applesim.Option) *ap
 // impostor is a simulated Apple device that claims udid with someone else's identity.
 func (env *testEnv) impostor(udid string, cert *x509.Certificate, key any, sign bool) *applesim.Device {
 	env.t.Helper()
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
-	dev, err := applesim.New(env.url+"/mdm", applesim.WithHTTPClient(client), applesim.WithIdentity(cert, key),
-		applesim.WithUDID(udid), applesim.WithTopic(testTopic), applesim.WithSignMessage(sign), applesim.WithLogger(testLogger()))
+	client := env.DeviceClient()
+	dev, err := applesim.New(env.URL+"/mdm", applesim.WithHTTPClient(client), applesim.WithIdentity(cert, key),
+		applesim.WithUDID(udid), applesim.WithTopic(testTopic), applesim.WithSignMessage(sign), applesim.WithLogger(servertest.Logger()))
 	if err != nil {
 		env.t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestAgentCertificateCannotTakeOverAMac(t *testing.T) {
 	agentCert := leafOf(t, agent.CertificateChain)
 	var renewed agentIdentity
 	body, _ := json.Marshal(map[string]string{"csr": newCSR(t, agent.key)})
-	if code := apitest.Do(t, agentClient, "POST", env.url+"/agent/v1/renew", "", body, &renewed); code != http.StatusOK {
+	if code := apitest.Do(t, agentClient, "POST", env.URL+"/agent/v1/renew", "", body, &renewed); code != http.StatusOK {
 		t.Fatalf("renew: %d", code)
 	}
 	renewedCert := leafOf(t, renewed.CertificateChain)
@@ -114,16 +115,16 @@ func TestAgentCertificateCannotTakeOverAMac(t *testing.T) {
 		t.Fatalf("a refused Authenticate wrote something: %s", diff)
 	}
 	for _, c := range []*x509.Certificate{agentCert, renewedCert, insider.Certificate()} {
-		if has, err := env.srv.mdmStore.HasCertHash(mdm.NewRequestWithContext(ctx, nil), certauth.HashCert(c)); err != nil || has {
+		if has, err := env.MDMStoreForTest().HasCertHash(mdm.NewRequestWithContext(ctx, nil), certauth.HashCert(c)); err != nil || has {
 			t.Errorf("certificate %s was associated with an enrollment (%v)", c.SerialNumber.Text(16), err)
 		}
 	}
-	if _, err := env.srv.inventory.GetByEnrollmentID(ctx, "FAKE-IPHONE-0001"); !errors.Is(err, inventory.ErrNotFound) {
+	if _, err := env.InventoryForTest().GetByEnrollmentID(ctx, "FAKE-IPHONE-0001"); !errors.Is(err, inventory.ErrNotFound) {
 		t.Errorf("the fake iPhone got a device record: %v", err)
 	}
 
 	// The real Mac is not locked out, and gets its lock.
-	go func() { _ = mac.RunPushLoop(ctx, env.apns) }()
+	go func() { _ = mac.RunPushLoop(ctx, env.APNs) }()
 	if _, err := mac.Poll(ctx); err != nil {
 		t.Fatalf("the Mac's own poll after the attack: %v", err)
 	}
@@ -158,22 +159,22 @@ func TestReenrollment(t *testing.T) {
 
 	// IT unenrolls the first record; the device may now enroll as a new one.
 	var d inventory.Device
-	if code := env.call("DELETE", "/api/v1/devices/"+firstID, env.admin, nil, &d); code != 200 {
+	if code := env.call("DELETE", "/api/v1/devices/"+firstID, env.Admin, nil, &d); code != 200 {
 		t.Fatalf("unenroll: %d", code)
 	}
 	if err := second.Enroll(ctx); err != nil {
 		t.Fatalf("re-enrollment after unenroll: %v", err)
 	}
 	secondID := second.Certificate().Subject.CommonName
-	if got, err := env.srv.inventory.GetByEnrollmentID(ctx, first.UDID()); err != nil || got.ID != secondID {
+	if got, err := env.InventoryForTest().GetByEnrollmentID(ctx, first.UDID()); err != nil || got.ID != secondID {
 		t.Fatalf("enrollment belongs to %+v (%v), want %s", got, err, secondID)
 	}
-	old, _ := env.srv.inventory.Get(ctx, firstID)
+	old, _ := env.InventoryForTest().Get(ctx, firstID)
 	if old.EnrollmentID != "" || old.State != inventory.StateUnenrolled {
 		t.Fatalf("old record %+v", old)
 	}
 	// nanomdm cleared the queue: the first record's unanswered queries are cancelled, not queued.
-	recs, err := env.srv.commands.List(ctx, first.UDID())
+	recs, err := env.CommandsForTest().List(ctx, first.UDID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +195,7 @@ func TestReenrollment(t *testing.T) {
 		t.Fatalf("wipe: %d", code)
 	}
 	refusedWith(t, "Authenticate with a wipe queued", second.Enroll(ctx), http.StatusConflict, "security-command-pending")
-	if open, _ := env.srv.commands.Open(ctx, first.UDID()); !slices.ContainsFunc(open, func(r *commands.Record) bool { return r.RequestType == "EraseDevice" }) {
+	if open, _ := env.CommandsForTest().Open(ctx, first.UDID()); !slices.ContainsFunc(open, func(r *commands.Record) bool { return r.RequestType == "EraseDevice" }) {
 		t.Fatalf("the wipe is no longer queued: %+v", open)
 	}
 }
@@ -207,9 +208,9 @@ func TestMDMBadRequests(t *testing.T) {
 	dev := env.scepDevice(ctx)
 	cert, key := dev.Certificate(), dev.Key()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: env.srv.RootCAs(), Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}}}}
+		RootCAs: env.RootCAs(), Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}}}}}
 	post := func(body []byte) (*http.Response, []byte) {
-		req, _ := http.NewRequest("PUT", env.url+"/mdm", strings.NewReader(string(body)))
+		req, _ := http.NewRequest("PUT", env.URL+"/mdm", strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/x-apple-aspen-mdm-checkin")
 		resp, err := client.Do(req)
 		if err != nil {
@@ -245,16 +246,16 @@ func (env *testEnv) snapshotMDM(udid string, deviceIDs ...string) mdmSnapshot {
 	snap := mdmSnapshot{}
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	for _, id := range deviceIDs {
-		d, err := env.srv.inventory.Get(ctx, id)
+		d, err := env.InventoryForTest().Get(ctx, id)
 		snap["device "+id] = js(d) + js(err)
 	}
-	holder, err := env.srv.inventory.GetByEnrollmentID(ctx, udid)
+	holder, err := env.InventoryForTest().GetByEnrollmentID(ctx, udid)
 	snap["holder"] = js(holder) + js(err)
-	recs, err := env.srv.commands.List(ctx, udid)
+	recs, err := env.CommandsForTest().List(ctx, udid)
 	snap["commands"] = js(recs) + js(err)
 	req := mdm.NewRequestWithContext(ctx, nil)
 	req.EnrollID = &mdm.EnrollID{ID: udid, Type: mdm.Device}
-	next, err := env.srv.mdmStore.RetrieveNextCommand(req, false)
+	next, err := env.MDMStoreForTest().RetrieveNextCommand(req, false)
 	if next != nil {
 		snap["queue head"] = next.CommandUUID
 	}
@@ -281,7 +282,7 @@ func waitOpenCommands(t *testing.T, env *testEnv, udid string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if open, err := env.srv.commands.Open(context.Background(), udid); err == nil && len(open) >= n {
+		if open, err := env.CommandsForTest().Open(context.Background(), udid); err == nil && len(open) >= n {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -311,7 +312,7 @@ func TestAppleAuthenticateFactsAndLastSeen(t *testing.T) {
 	id := dev.Certificate().Subject.CommonName
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		open, _ := env.srv.commands.Open(ctx, dev.UDID())
+		open, _ := env.CommandsForTest().Open(ctx, dev.UDID())
 		if slices.ContainsFunc(open, func(r *commands.Record) bool { return r.RequestType == "InstallProfile" }) {
 			break
 		}
@@ -320,19 +321,19 @@ func TestAppleAuthenticateFactsAndLastSeen(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, p, ok := env.srv.compliance.Verdict(id); !ok || p == nil || p.OS == nil || p.OS.Value.Version != dev.State().OSVersion {
+	if _, p, ok := env.ComplianceForTest().Verdict(id); !ok || p == nil || p.OS == nil || p.OS.Value.Version != dev.State().OSVersion {
 		t.Fatalf("posture after Authenticate: %+v", p)
 	}
 
 	// A poll moves last_seen, but at most once a minute.
 	stale := time.Now().Add(-2 * time.Minute).UTC()
-	if _, err := env.srv.inventory.Update(ctx, id, func(d *inventory.Device) error { d.LastSeen = stale; return nil }); err != nil {
+	if _, err := env.InventoryForTest().Update(ctx, id, func(d *inventory.Device) error { d.LastSeen = stale; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dev.Poll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := env.srv.inventory.Get(ctx, id)
+	d, _ := env.InventoryForTest().Get(ctx, id)
 	if !d.LastSeen.After(stale.Add(time.Minute)) {
 		t.Fatalf("last_seen %v after a poll (was %v)", d.LastSeen, stale)
 	}
@@ -351,13 +352,13 @@ func TestAppleIdentityRefusedOnAgentAPI(t *testing.T) {
 	}
 	cert := dev.Certificate()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: env.srv.RootCAs(), Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: dev.Key(), Leaf: cert}}}}}
+		RootCAs: env.RootCAs(), Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: dev.Key(), Leaf: cert}}}}}
 	for _, path := range []string{"/agent/v1/report", "/agent/v1/renew"} {
-		if code := apitest.Do(t, client, "POST", env.url+path, "", []byte(`{}`), nil); code != http.StatusForbidden {
+		if code := apitest.Do(t, client, "POST", env.URL+path, "", []byte(`{}`), nil); code != http.StatusForbidden {
 			t.Errorf("POST %s with an Apple identity: %d", path, code)
 		}
 	}
-	if code := apitest.Do(t, client, "GET", env.url+"/agent/v1/policy", "", nil, nil); code != http.StatusForbidden {
+	if code := apitest.Do(t, client, "GET", env.URL+"/agent/v1/policy", "", nil, nil); code != http.StatusForbidden {
 		t.Errorf("GET /agent/v1/policy with an Apple identity: %d", code)
 	}
 }

@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"encoding/json"
@@ -24,11 +24,11 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		{"PUT", "/access/v1/jwks.json", "GET, HEAD"},
 		{"OPTIONS", "/ssf/v1/stream", "GET, HEAD, POST, PUT, PATCH, DELETE"},
 	} {
-		req, err := http.NewRequest(tc.method, env.url+tc.path, nil)
+		req, err := http.NewRequest(tc.method, env.URL+tc.path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := env.client.Do(req)
+		resp, err := env.Client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func TestWrongMethodIs405WithAllow(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/nope", "/api/v1/nope", "/agent/v1/enroll/extra"} {
-		resp, err := env.client.Get(env.url + path)
+		resp, err := env.Client.Get(env.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}

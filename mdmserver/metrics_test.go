@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"crypto/ecdsa"
@@ -20,7 +20,7 @@ func TestMetricsAfterPushAndCommand(t *testing.T) {
 	env.uploadPushCert()
 	dev := env.newDevice()
 	var rec commands.Record
-	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin,
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.Admin,
 		[]byte(`{"request_type":"SecurityInfo"}`), &rec); code != http.StatusAccepted {
 		t.Fatalf("enqueue SecurityInfo: %d", code)
 	}
@@ -32,7 +32,7 @@ func TestMetricsAfterPushAndCommand(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("agent enroll: %d", code)
 	}
-	if code := env.call("POST", "/api/v1/devices/"+agent.DeviceID+"/lock", env.admin, []byte(`{"reason":"left on the bus"}`), nil); code != http.StatusAccepted {
+	if code := env.call("POST", "/api/v1/devices/"+agent.DeviceID+"/lock", env.Admin, []byte(`{"reason":"left on the bus"}`), nil); code != http.StatusAccepted {
 		t.Fatalf("agent lock: %d", code)
 	}
 
@@ -41,7 +41,7 @@ func TestMetricsAfterPushAndCommand(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var list struct{ Commands []commands.Record }
-		env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, nil, &list)
+		env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", env.Admin, nil, &list)
 		states = map[string]float64{}
 		final := true
 		for _, c := range list.Commands {
@@ -57,7 +57,7 @@ func TestMetricsAfterPushAndCommand(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	m := apitest.Metrics(t, env.client, env.url+"/metrics")
+	m := apitest.Metrics(t, env.Client, env.URL+"/metrics")
 	for _, st := range commands.States {
 		sample := `hale_commands{queue="apple",state="` + string(st) + `"}`
 		if got, ok := m[sample]; !ok || got != states[string(st)] {

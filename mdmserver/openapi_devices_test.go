@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/internal/servertest"
 	"github.com/halemdm/hale/mdmserver/openapi"
 )
 
@@ -43,7 +44,7 @@ func TestOpenAPIDeviceProtocols(t *testing.T) {
 		id, agent := env.enrolledAgent()
 		agent.Transport = apitest.Checked(t, agent.Transport)
 		get := func(path, etag string) *http.Response {
-			req, _ := http.NewRequest("GET", env.url+path, nil)
+			req, _ := http.NewRequest("GET", env.URL+path, nil)
 			if etag != "" {
 				req.Header.Set("If-None-Match", etag)
 			}
@@ -63,26 +64,26 @@ func TestOpenAPIDeviceProtocols(t *testing.T) {
 			t.Fatalf("policy with its ETag: %d", again.StatusCode)
 		}
 		var nonce struct{ Nonce string }
-		apitest.Must(t, agent, "GET", env.url+"/agent/v1/nonce", "", nil, http.StatusOK, &nonce)
-		apitest.Must(t, agent, "POST", env.url+"/agent/v1/report", "", everyClaim(nonce.Nonce), http.StatusOK, nil)
-		env.call("GET", "/api/v1/devices/"+id.DeviceID, env.admin, nil, nil)
-		env.call("GET", "/api/v1/devices/"+id.DeviceID+"/access", env.admin, nil, nil)
-		apitest.Do(t, agent, "POST", env.url+"/access/v1/token", "", nil, nil) // allowed or denied, both documented
+		apitest.Must(t, agent, "GET", env.URL+"/agent/v1/nonce", "", nil, http.StatusOK, &nonce)
+		apitest.Must(t, agent, "POST", env.URL+"/agent/v1/report", "", everyClaim(nonce.Nonce), http.StatusOK, nil)
+		env.call("GET", "/api/v1/devices/"+id.DeviceID, env.Admin, nil, nil)
+		env.call("GET", "/api/v1/devices/"+id.DeviceID+"/access", env.Admin, nil, nil)
+		apitest.Do(t, agent, "POST", env.URL+"/access/v1/token", "", nil, nil) // allowed or denied, both documented
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		apitest.Must(t, agent, "POST", env.url+"/agent/v1/renew", "", map[string]string{"csr": newCSR(t, key)}, http.StatusOK, nil)
-		apitest.Must(t, agent, "GET", env.url+"/agent/v1/commands?wait=0s", "", nil, http.StatusOK, nil)
+		apitest.Must(t, agent, "POST", env.URL+"/agent/v1/renew", "", map[string]string{"csr": newCSR(t, key)}, http.StatusOK, nil)
+		apitest.Must(t, agent, "GET", env.URL+"/agent/v1/commands?wait=0s", "", nil, http.StatusOK, nil)
 	})
 
 	t.Run("apple", func(t *testing.T) {
 		e := env.createEnrollment("apple")
-		resp, profile := env.get(env.url + strings.TrimPrefix(e.ProfileURL, env.srv.cfg.PublicURL))
+		resp, profile := env.get(env.URL + strings.TrimPrefix(e.ProfileURL, env.PublicURL))
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("profile: %d %s", resp.StatusCode, profile)
 		}
 		client := &http.Client{Timeout: 30 * time.Second, Transport: apitest.Checked(t, &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}})}
+			TLSClientConfig: &tls.Config{RootCAs: env.RootCAs()}})}
 		ctx := context.Background()
-		dev, err := applesim.EnrollFromProfile(ctx, client, profile, applesim.WithLogger(testLogger()))
+		dev, err := applesim.EnrollFromProfile(ctx, client, profile, applesim.WithLogger(servertest.Logger()))
 		if err != nil {
 			t.Fatalf("SCEP enrollment: %v", err)
 		}
@@ -95,12 +96,12 @@ func TestOpenAPIDeviceProtocols(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, nil)
-		env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, nil, nil)
+		env.call("GET", "/api/v1/devices/"+dev.UDID(), env.Admin, nil, nil)
+		env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", env.Admin, nil, nil)
 	})
 
 	t.Run("document", func(t *testing.T) {
-		for _, tok := range []string{"", env.admin, it} {
+		for _, tok := range []string{"", env.Admin, it} {
 			var raw json.RawMessage
 			if code := env.call("GET", openapi.Path, tok, nil, &raw); code != http.StatusOK || !bytes.Equal(bytes.TrimSpace(raw), openapi.JSON()) {
 				t.Errorf("GET %s with token %q: %d, %d bytes; want 200 and the document", openapi.Path, tok, code, len(raw))

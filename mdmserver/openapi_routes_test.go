@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"go/ast"
@@ -85,12 +85,12 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	roles := map[string][]string{} // pattern → roles in the document's terms
-	for _, rt := range env.srv.tokenRoutes() {
+	for _, rt := range env.TokenRoutesForTest() {
 		r := []string{string(tokens.RoleAdmin)}
-		for _, role := range rt.roles {
+		for _, role := range rt.Roles {
 			r = append(r, string(role))
 		}
-		roles[rt.pattern] = r
+		roles[rt.Pattern] = r
 	}
 	for _, pattern := range append(plain, keys(roles)...) {
 		method, path, ok := strings.Cut(pattern, " ")
@@ -127,9 +127,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	// Document to server: each operation, asked of the server's mux, reaches the pattern the
 	// document names (or a pattern for every method on that path).
-	mux, ok := env.srv.routes().(*http.ServeMux)
+	mux, ok := env.RoutesForTest().(*http.ServeMux)
 	if !ok {
-		t.Fatalf("routes() is a %T, not an *http.ServeMux", env.srv.routes())
+		t.Fatalf("routes() is a %T, not an *http.ServeMux", env.RoutesForTest())
 	}
 	fill := strings.NewReplacer("{id}", "x1", "{name}", "x2", "{uuid}", "x3", "{token}", "x4")
 	for path, item := range doc.Paths.Map() {

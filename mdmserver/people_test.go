@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/internal/apitest"
+	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
@@ -44,7 +45,7 @@ func (env *testEnv) decide(approvalID, token, decision string) (int, string) {
 func (env *testEnv) auditEntries(target string) []audit.Entry {
 	env.t.Helper()
 	var page struct{ Entries []audit.Entry }
-	if code := env.call("GET", "/api/v1/audit?limit=500&target="+target, env.admin, nil, &page); code != 200 {
+	if code := env.call("GET", "/api/v1/audit?limit=500&target="+target, env.Admin, nil, &page); code != 200 {
 		env.t.Fatalf("audit list: %d", code)
 	}
 	return page.Entries
@@ -65,16 +66,16 @@ func mustJSON(t *testing.T, v any) []byte {
 // requester's own person under the same name. A genuine second person still can, and the
 // audit log names the people.
 func TestTwoPersonRuleCountsPeople(t *testing.T) {
-	env := newTestEnv(t, func(c *Config) { c.TwoPersonWipeGroups = []string{"*"} })
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.TwoPersonWipeGroups = []string{"*"} })
 	env.uploadPushCert()
 	mac := env.newDevice()
 
 	// Every token is made before any request, so the "token created before the request" check
 	// cannot be what refuses them.
-	selfMinted := env.tokenAs(env.admin, "admin-sec", "security", "") // the admin's own person
+	selfMinted := env.tokenAs(env.Admin, "admin-sec", "security", "") // the admin's own person
 
 	var held securityAnswer
-	if code := env.call("POST", "/api/v1/devices/"+mac.UDID()+"/wipe", env.admin, []byte(`{"reason":"lost","mode":"full"}`), &held); code != 202 || held.ApprovalID == "" {
+	if code := env.call("POST", "/api/v1/devices/"+mac.UDID()+"/wipe", env.Admin, []byte(`{"reason":"lost","mode":"full"}`), &held); code != 202 || held.ApprovalID == "" {
 		t.Fatalf("admin's held wipe: %d %+v", code, held)
 	}
 	for _, decision := range []string{"approve", "reject"} {
@@ -86,15 +87,15 @@ func TestTwoPersonRuleCountsPeople(t *testing.T) {
 
 	// People named by the admin. "xavier" is made up, by a second admin identity the bootstrap
 	// admin made first: the bootstrap admin still created both tokens.
-	alex := env.tokenAs(env.admin, "alex-admin", "admin", "alex")
+	alex := env.tokenAs(env.Admin, "alex-admin", "admin", "alex")
 	viaAlex := env.tokenAs(alex, "night-sec", "security", "xavier")
-	dana1 := env.tokenAs(env.admin, "secops", "security", "dana")
-	dana2 := env.tokenAs(env.admin, "secops", "security", "dana")
-	eli := env.tokenAs(env.admin, "secops-eli", "security", "eli")
+	dana1 := env.tokenAs(env.Admin, "secops", "security", "dana")
+	dana2 := env.tokenAs(env.Admin, "secops", "security", "dana")
+	eli := env.tokenAs(env.Admin, "secops-eli", "security", "eli")
 
 	agentID, _ := env.enrolledAgent()
 	var held3 securityAnswer
-	if code := env.call("POST", "/api/v1/devices/"+agentID.DeviceID+"/wipe", env.admin, []byte(`{"reason":"lost","mode":"selective"}`), &held3); code != 202 || held3.ApprovalID == "" {
+	if code := env.call("POST", "/api/v1/devices/"+agentID.DeviceID+"/wipe", env.Admin, []byte(`{"reason":"lost","mode":"selective"}`), &held3); code != 202 || held3.ApprovalID == "" {
 		t.Fatalf("admin's held agent wipe: %d %+v", code, held3)
 	}
 	if code, problemCode := env.decide(held3.ApprovalID, viaAlex, "approve"); code != http.StatusForbidden || problemCode != "token-creator" {
@@ -120,7 +121,7 @@ func TestTwoPersonRuleCountsPeople(t *testing.T) {
 		t.Fatalf("a second token of the same person, same name: %d %q, want 403 same-person", code, problemCode)
 	}
 	var pending struct{ Approvals []struct{ ID string } }
-	env.call("GET", "/api/v1/approvals?state=pending", env.admin, nil, &pending)
+	env.call("GET", "/api/v1/approvals?state=pending", env.Admin, nil, &pending)
 	if len(pending.Approvals) != 3 {
 		t.Fatalf("refused decisions changed the requests: %+v", pending.Approvals)
 	}
@@ -141,7 +142,7 @@ func TestTwoPersonRuleCountsPeople(t *testing.T) {
 
 	// The audit log names the person beside each token.
 	var d inventory.Device
-	env.call("GET", "/api/v1/devices/"+mac2.UDID(), env.admin, nil, &d)
+	env.call("GET", "/api/v1/devices/"+mac2.UDID(), env.Admin, nil, &d)
 	people := map[string][]string{}
 	for _, e := range env.auditEntries(d.ID) {
 		people[e.Action+"/"+e.Outcome] = append(people[e.Action+"/"+e.Outcome], e.Person)
@@ -157,13 +158,13 @@ func TestTwoPersonRuleCountsPeople(t *testing.T) {
 // 23.1's migration): two security tokens that share a name are then one person, and cannot
 // approve each other's wipes. Running the migration again changes nothing.
 func TestTokensMigratedToPeople(t *testing.T) {
-	env := newTestEnv(t, func(c *Config) { c.TwoPersonWipeGroups = []string{"*"} })
-	first := env.tokenAs(env.admin, "secops", "security", "first")
-	second := env.tokenAs(env.admin, "secops", "security", "second")
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.TwoPersonWipeGroups = []string{"*"} })
+	first := env.tokenAs(env.Admin, "secops", "security", "first")
+	second := env.tokenAs(env.Admin, "secops", "security", "second")
 
 	// Make the stored records what an earlier release wrote: no person, no creator link.
-	env.stop()
-	db, err := bbolt.Open(filepath.Join(env.cfg.DataDir, "hale.db"), 0o600, nil)
+	env.Stop()
+	db, err := bbolt.Open(filepath.Join(env.Config.DataDir, "hale.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestTokensMigratedToPeople(t *testing.T) {
 				CreatedByPerson string `json:"created_by_person"`
 			}
 		}
-		if code := env.call("GET", "/api/v1/tokens", env.admin, nil, &ans); code != 200 {
+		if code := env.call("GET", "/api/v1/tokens", env.Admin, nil, &ans); code != 200 {
 			t.Fatalf("tokens list: %d", code)
 		}
 		out := map[string][]string{}
@@ -206,13 +207,13 @@ func TestTokensMigratedToPeople(t *testing.T) {
 		}
 		return out
 	}
-	env.restart() // stopped already: this starts it on the earlier release's records
+	env.Restart() // stopped already: this starts it on the earlier release's records
 	got := list()
 	want := map[string][]string{"bootstrap": {"bootstrap<"}, "secops": {"secops<bootstrap", "secops<bootstrap"}}
 	if !mapsEqual(got, want) {
 		t.Fatalf("tokens after the migration: %v, want %v", got, want)
 	}
-	env.restart()
+	env.Restart()
 	if again := list(); !mapsEqual(again, want) {
 		t.Fatalf("tokens after a second start: %v, want %v", again, want)
 	}
@@ -244,12 +245,12 @@ func TestTokenPersonValidated(t *testing.T) {
 	env := newTestEnv(t)
 	for _, person := range []string{" dana", "dana ", "da\nna", "da\u202ena", strings.Repeat("p", 129), "da\u200bna"} {
 		body := mustJSON(t, map[string]string{"name": "x", "role": "security", "person": person})
-		if code := env.call("POST", "/api/v1/tokens", env.admin, body, nil); code != 400 {
+		if code := env.call("POST", "/api/v1/tokens", env.Admin, body, nil); code != 400 {
 			t.Errorf("person %q: %d, want 400", person, code)
 		}
 	}
 	var tok struct{ Person string }
-	if code := env.call("POST", "/api/v1/tokens", env.admin, []byte(`{"name":"x","role":"it","person":"Dr. Dana Ng-Østergaard"}`), &tok); code != 201 || tok.Person != "Dr. Dana Ng-Østergaard" {
+	if code := env.call("POST", "/api/v1/tokens", env.Admin, []byte(`{"name":"x","role":"it","person":"Dr. Dana Ng-Østergaard"}`), &tok); code != 201 || tok.Person != "Dr. Dana Ng-Østergaard" {
 		t.Fatalf("a valid person: %d %+v", code, tok)
 	}
 }
@@ -258,7 +259,7 @@ func TestTokenPersonValidated(t *testing.T) {
 // (issue 23.3), and once approved it is carried out as a direct one is: the agent gets the
 // wipe with the policy's managed data, and its result marks the device wiped.
 func TestHeldAgentSelectiveWipe(t *testing.T) {
-	env := newTestEnv(t, func(c *Config) { c.TwoPersonWipeGroups = []string{"*"} })
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.TwoPersonWipeGroups = []string{"*"} })
 	it, first, second := env.token("it"), env.token("security"), env.token("security")
 	env.call("PUT", "/api/v1/policies/p", it, []byte("reporting:\n  max_age: 15m\nmanaged_data:\n  linux: [/srv/securetext]\n"), nil)
 	env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"group","name":"icu"},"policy":"p"}`), nil)
@@ -271,7 +272,7 @@ func TestHeldAgentSelectiveWipe(t *testing.T) {
 		t.Fatalf("selective wipe under two_person_wipe_groups [*]: %d %+v, want pending_approval", code, held)
 	}
 	var got struct{ Commands []agentcmd.Command }
-	apitest.Do(t, agent, "GET", env.url+"/agent/v1/commands", "", nil, &got)
+	apitest.Do(t, agent, "GET", env.URL+"/agent/v1/commands", "", nil, &got)
 	if len(got.Commands) != 0 {
 		t.Fatalf("the agent got a command before the approval: %+v", got.Commands)
 	}
@@ -287,20 +288,20 @@ func TestHeldAgentSelectiveWipe(t *testing.T) {
 		approved.Command == nil || approved.Command.CommandID == "" || approved.Command.DeviceState != "wipe_pending" {
 		t.Fatalf("second person's approval: %d %+v", code, approved)
 	}
-	apitest.Do(t, agent, "GET", env.url+"/agent/v1/commands", "", nil, &got)
+	apitest.Do(t, agent, "GET", env.URL+"/agent/v1/commands", "", nil, &got)
 	if len(got.Commands) != 1 || got.Commands[0].ID != approved.Command.CommandID || got.Commands[0].Type != agentcmd.TypeWipe ||
 		got.Commands[0].Mode != "selective" || !slices.Equal(got.Commands[0].ManagedData, []string{"/srv/securetext"}) {
 		t.Fatalf("agent commands after the approval: %+v", got.Commands)
 	}
-	if a := env.access(env.admin, id.DeviceID); a.Allow || !slices.Contains(a.ReasonCodes(), "wipe_pending") {
+	if a := env.access(env.Admin, id.DeviceID); a.Allow || !slices.Contains(a.ReasonCodes(), "wipe_pending") {
 		t.Fatalf("access while the approved wipe is on its way: %+v", a)
 	}
 	res := map[string]any{"status": "done", "removed": []string{"/srv/securetext"}}
-	if code := apitest.Do(t, agent, "POST", env.url+"/agent/v1/commands/"+approved.Command.CommandID+"/result", "", res, nil); code != 200 {
+	if code := apitest.Do(t, agent, "POST", env.URL+"/agent/v1/commands/"+approved.Command.CommandID+"/result", "", res, nil); code != 200 {
 		t.Fatalf("wipe result: %d", code)
 	}
 	var d inventory.Device
-	env.call("GET", devURL, env.admin, nil, &d)
+	env.call("GET", devURL, env.Admin, nil, &d)
 	if d.State != inventory.StateWiped {
 		t.Fatalf("device after the approved wipe: %s", d.State)
 	}
@@ -320,12 +321,12 @@ func TestClientRequestIDNeverTheAuditID(t *testing.T) {
 	env := newTestEnv(t)
 	create := func(clientID string, body string) (*http.Response, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", env.url+"/api/v1/tokens", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+env.admin)
+		req, _ := http.NewRequest("POST", env.URL+"/api/v1/tokens", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+env.Admin)
 		if clientID != "" {
 			req.Header.Set("X-Request-Id", clientID)
 		}
-		resp, err := env.client.Do(req)
+		resp, err := env.Client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

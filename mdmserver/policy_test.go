@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"net/http"
@@ -67,7 +67,7 @@ func TestApplePolicyComplianceAndGrace(t *testing.T) {
 	dev := env.newDevice()
 	id := dev.UDID()
 	var d struct{ ID string }
-	env.call("GET", "/api/v1/devices/"+id, env.admin, nil, &d)
+	env.call("GET", "/api/v1/devices/"+id, env.Admin, nil, &d)
 
 	// Before any policy: fail closed.
 	if a := env.access(accessTok, d.ID); a.Allow {

@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"net/http"
@@ -17,7 +17,7 @@ import (
 func TestAnonymousEnrollRefusalsAuditedOncePerSource(t *testing.T) {
 	env := newTestEnv(t)
 	env.uploadPushCert() // without one, a profile fetch is 409 before the token is looked at
-	badToken := env.url + "/enroll/apple/hale_enr_" + strings.Repeat("0", 64)
+	badToken := env.URL + "/enroll/apple/hale_enr_" + strings.Repeat("0", 64)
 	for range 10 { // burst 20: these ten and the first ten below get through to be refused
 		if code := env.call("POST", "/agent/v1/enroll", "", []byte(`{}`), nil); code != http.StatusBadRequest {
 			t.Fatalf("invalid agent enrollment: %d", code)
@@ -33,11 +33,11 @@ func TestAnonymousEnrollRefusalsAuditedOncePerSource(t *testing.T) {
 	}
 
 	var anon struct{ Entries []audit.Entry }
-	env.call("GET", "/api/v1/audit?actor=anonymous", env.admin, nil, &anon)
+	env.call("GET", "/api/v1/audit?actor=anonymous", env.Admin, nil, &anon)
 	if len(anon.Entries) != 0 {
 		t.Fatalf("%d audit entries written during the window, want none until it closes: %+v", len(anon.Entries), anon.Entries[0])
 	}
-	m := apitest.Metrics(t, env.client, env.url+"/metrics")
+	m := apitest.Metrics(t, env.Client, env.URL+"/metrics")
 	for sample, want := range map[string]float64{
 		`hale_enroll_refusals_total{endpoint="agent",reason="invalid_request"}`:      10,
 		`hale_enroll_refusals_total{endpoint="apple_profile",reason="unknown"}`:      10,
@@ -49,10 +49,10 @@ func TestAnonymousEnrollRefusalsAuditedOncePerSource(t *testing.T) {
 	}
 
 	// Shutdown writes the open window: one entry for the 60 refusals.
-	env.restart()
+	env.Restart()
 	refused := func() []audit.Entry {
 		var list struct{ Entries []audit.Entry }
-		env.call("GET", "/api/v1/audit?action=enrollment.refused", env.admin, nil, &list)
+		env.call("GET", "/api/v1/audit?action=enrollment.refused", env.Admin, nil, &list)
 		return list.Entries
 	}
 	entries := refused()
@@ -70,7 +70,7 @@ func TestAnonymousEnrollRefusalsAuditedOncePerSource(t *testing.T) {
 	}
 	if all := func() int {
 		var list struct{ Entries []audit.Entry }
-		env.call("GET", "/api/v1/audit?actor=anonymous", env.admin, nil, &list)
+		env.call("GET", "/api/v1/audit?actor=anonymous", env.Admin, nil, &list)
 		return len(list.Entries)
 	}(); all != 1 {
 		t.Errorf("%d anonymous entries, want the one summary", all)
@@ -80,11 +80,11 @@ func TestAnonymousEnrollRefusalsAuditedOncePerSource(t *testing.T) {
 	for range 3 {
 		env.get(badToken)
 	}
-	env.srv.enrollGate.AuditDue(time.Now())
+	env.EnrollGateForTest().AuditDue(time.Now())
 	if n := len(refused()); n != 1 {
 		t.Fatalf("a window was written before it closed: %d entries", n)
 	}
-	env.srv.enrollGate.AuditDue(time.Now().Add(env.srv.enrollGate.Window()))
+	env.EnrollGateForTest().AuditDue(time.Now().Add(env.EnrollGateForTest().Window()))
 	if entries := refused(); len(entries) != 2 || entries[1].Details["count"] != "3" || entries[1].Details["reasons"] != "unknown=3" {
 		t.Fatalf("after the window closed: %+v", entries)
 	}

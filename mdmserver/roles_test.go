@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -21,13 +22,13 @@ func TestRoleTable(t *testing.T) {
 		byRole[r] = env.token(string(r))
 	}
 	// A token created an hour ago with a minute to live, and one revoked.
-	past, err := tokens.New(ctx, tokensStore(env.srv.store), tokens.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	past, err := tokens.New(ctx, storage.Scope(env.Store(), func(tx storage.Tx) tokens.Tx { return tx }), tokens.WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, expired, _ := past.Create(ctx, tokens.NewRequest{Name: "old", Role: tokens.RoleAdmin, TTL: time.Minute})
-	rec, revoked, _ := env.srv.tokens.Create(ctx, tokens.NewRequest{Name: "gone", Role: tokens.RoleAdmin})
-	env.srv.tokens.Revoke(ctx, rec.ID)
+	rec, revoked, _ := env.TokensForTest().Create(ctx, tokens.NewRequest{Name: "gone", Role: tokens.RoleAdmin})
+	env.TokensForTest().Revoke(ctx, rec.ID)
 	wrong := "hale_0123456789abcdef_" + strings.Repeat("0", 64)
 
 	// Routes that need query parameters get valid ones, so an allowed role reaches a 200.
@@ -39,28 +40,28 @@ func TestRoleTable(t *testing.T) {
 	// status needs a stream_id, and a probe has no stream.
 	not200 := map[string]bool{"GET /ssf/v1/status": true}
 	placeholders := strings.NewReplacer("{id}", "d_00000000000000aa", "{name}", "probe", "{uuid}", "UUID")
-	for _, rt := range env.srv.tokenRoutes() {
-		method, pattern, _ := strings.Cut(rt.pattern, " ")
-		path := placeholders.Replace(pattern) + queries[rt.pattern]
+	for _, rt := range env.TokenRoutesForTest() {
+		method, pattern, _ := strings.Cut(rt.Pattern, " ")
+		path := placeholders.Replace(pattern) + queries[rt.Pattern]
 		body := ""
 		if method == "POST" || method == "PUT" {
 			body = "{}"
 		}
 		for name, tok := range map[string]string{"no token": "", "wrong": wrong, "expired": expired, "revoked": revoked} {
 			if code := env.call(method, path, tok, []byte(body), nil); code != 401 {
-				t.Errorf("%s with %s token: %d, want 401", rt.pattern, name, code)
+				t.Errorf("%s with %s token: %d, want 401", rt.Pattern, name, code)
 			}
 		}
 		for role, tok := range byRole {
-			allowed := role == tokens.RoleAdmin || slices.Contains(rt.roles, role)
+			allowed := role == tokens.RoleAdmin || slices.Contains(rt.Roles, role)
 			code := env.call(method, path, tok, []byte(body), nil)
 			switch {
 			case !allowed && code != 403:
-				t.Errorf("%s as %s: %d, want 403", rt.pattern, role, code)
+				t.Errorf("%s as %s: %d, want 403", rt.Pattern, role, code)
 			case allowed && (code == 401 || code == 403):
-				t.Errorf("%s as %s: %d, want the handler's answer", rt.pattern, role, code)
-			case allowed && method == "GET" && !strings.Contains(pattern, "{") && !not200[rt.pattern] && code != 200:
-				t.Errorf("%s as %s: %d, want 200", rt.pattern, role, code)
+				t.Errorf("%s as %s: %d, want the handler's answer", rt.Pattern, role, code)
+			case allowed && method == "GET" && !strings.Contains(pattern, "{") && !not200[rt.Pattern] && code != 200:
+				t.Errorf("%s as %s: %d, want 200", rt.Pattern, role, code)
 			}
 		}
 	}

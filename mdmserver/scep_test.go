@@ -1,15 +1,13 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/applesim"
@@ -22,7 +20,7 @@ import (
 func (env *testEnv) appleSCEPPayload() (*applesim.SCEPPayload, *http.Client) {
 	env.t.Helper()
 	e := env.createEnrollment("apple")
-	resp, profile := env.get(env.url + strings.TrimPrefix(e.ProfileURL, env.srv.cfg.PublicURL))
+	resp, profile := env.get(env.URL + strings.TrimPrefix(e.ProfileURL, env.PublicURL))
 	if resp.StatusCode != http.StatusOK {
 		env.t.Fatalf("profile: %d %s", resp.StatusCode, profile)
 	}
@@ -30,7 +28,7 @@ func (env *testEnv) appleSCEPPayload() (*applesim.SCEPPayload, *http.Client) {
 	if err != nil || ep.SCEP == nil {
 		env.t.Fatalf("enrollment profile: %v", err)
 	}
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
+	client := env.DeviceClient()
 	return ep.SCEP, client
 }
 
@@ -49,7 +47,7 @@ func TestSCEPRefusedCSRKeepsChallenge(t *testing.T) {
 		t.Fatalf("CSR for another subject: %v, want a SCEP failure", err)
 	}
 	var list struct{ Devices []inventory.Device }
-	env.call("GET", "/api/v1/devices", env.admin, nil, &list)
+	env.call("GET", "/api/v1/devices", env.Admin, nil, &list)
 	if len(list.Devices) != 0 {
 		t.Fatalf("a refused SCEP request created devices: %+v", list.Devices)
 	}
@@ -93,12 +91,12 @@ func TestSCEPRefusedCSRKeepsChallenge(t *testing.T) {
 	if _, _, err := applesim.SCEPEnroll(ctx, client, payload); !errors.Is(err, applesim.ErrSCEPFailed) {
 		t.Fatalf("a spent challenge was accepted: %v", err)
 	}
-	env.call("GET", "/api/v1/devices", env.admin, nil, &list)
+	env.call("GET", "/api/v1/devices", env.Admin, nil, &list)
 	if len(list.Devices) != 1 || list.Devices[0].ID != deviceID || list.Devices[0].Platform != inventory.PlatformApple {
 		t.Fatalf("inventory after issuance: %+v", list.Devices)
 	}
 	// The refusals were counted, not audited one by one; the issuance was audited.
-	m := apitest.Metrics(t, env.client, env.url+"/metrics")
+	m := apitest.Metrics(t, env.Client, env.URL+"/metrics")
 	if got := m[`hale_enroll_refusals_total{endpoint="scep",reason="csr_refused"}`]; got != 1 {
 		t.Errorf("csr_refused = %v, want 1", got)
 	}
@@ -106,13 +104,13 @@ func TestSCEPRefusedCSRKeepsChallenge(t *testing.T) {
 		t.Errorf("in_use + used = %v, want 2 (the race's loser and the third request)", got)
 	}
 	var scepAudit struct{ Entries []audit.Entry }
-	env.call("GET", "/api/v1/audit?action=enrollment.scep", env.admin, nil, &scepAudit)
+	env.call("GET", "/api/v1/audit?action=enrollment.scep", env.Admin, nil, &scepAudit)
 	if len(scepAudit.Entries) != 1 || scepAudit.Entries[0].Outcome != audit.OutcomeOK || scepAudit.Entries[0].Target != deviceID ||
 		scepAudit.Entries[0].Details["serial"] != inventory.SerialHex(issued[0].SerialNumber) {
 		t.Errorf("enrollment.scep entries: %+v", scepAudit.Entries)
 	}
 	// The loser never got a certificate signed: nothing had to be revoked.
-	_, crlDER := env.get(env.url + "/ca/crl")
+	_, crlDER := env.get(env.URL + "/ca/crl")
 	crl, err := x509.ParseRevocationList(crlDER)
 	if err != nil || len(crl.RevokedCertificateEntries) != 0 {
 		t.Fatalf("CRL: %v, %d revoked", err, len(crl.RevokedCertificateEntries))

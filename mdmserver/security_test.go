@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func (env *testEnv) token(role string) string {
 	env.t.Helper()
 	var tok struct{ Token string }
 	person := fmt.Sprintf("%s-person-%d", role, tokenPeople.Add(1))
-	if code := env.call("POST", "/api/v1/tokens", env.admin, []byte(`{"name":"`+role+`-desk","role":"`+role+`","person":"`+person+`"}`), &tok); code != 201 {
+	if code := env.call("POST", "/api/v1/tokens", env.Admin, []byte(`{"name":"`+role+`-desk","role":"`+role+`","person":"`+person+`"}`), &tok); code != 201 {
 		env.t.Fatalf("create %s token: %d", role, code)
 	}
 	return tok.Token
@@ -61,7 +61,7 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 	polled := make(chan []agentcmd.Command, 1)
 	go func() {
 		var got struct{ Commands []agentcmd.Command }
-		apitest.Do(t, agent, "GET", env.url+"/agent/v1/commands?wait=20s", "", nil, &got)
+		apitest.Do(t, agent, "GET", env.URL+"/agent/v1/commands?wait=20s", "", nil, &got)
 		polled <- got.Commands
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -77,7 +77,7 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("lock did not reach the long-polling agent")
 	}
-	if code := apitest.Do(t, agent, "POST", env.url+"/agent/v1/commands/"+ans.CommandID+"/result", "", map[string]string{"status": "done"}, nil); code != 200 {
+	if code := apitest.Do(t, agent, "POST", env.URL+"/agent/v1/commands/"+ans.CommandID+"/result", "", map[string]string{"status": "done"}, nil); code != 200 {
 		t.Fatalf("lock result: %d", code)
 	}
 
@@ -90,10 +90,10 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 		t.Fatalf("full wipe of an agent: %d", code)
 	}
 	wipeReq := func() securityAnswer {
-		req, _ := http.NewRequest("POST", env.url+devURL+"/wipe", bytes.NewReader(wipe))
+		req, _ := http.NewRequest("POST", env.URL+devURL+"/wipe", bytes.NewReader(wipe))
 		req.Header.Set("Authorization", "Bearer "+security)
 		req.Header.Set("Idempotency-Key", "incident-4711")
-		resp, err := env.client.Do(req)
+		resp, err := env.Client.Do(req)
 		if err != nil || resp.StatusCode != 202 {
 			t.Fatalf("wipe: %v %v", resp.StatusCode, err)
 		}
@@ -107,21 +107,21 @@ func TestAgentLockAndSelectiveWipe(t *testing.T) {
 		t.Fatalf("idempotent wipe: %+v then %+v", first, second)
 	}
 	var got struct{ Commands []agentcmd.Command }
-	apitest.Do(t, agent, "GET", env.url+"/agent/v1/commands", "", nil, &got)
+	apitest.Do(t, agent, "GET", env.URL+"/agent/v1/commands", "", nil, &got)
 	if len(got.Commands) != 1 || got.Commands[0].Type != agentcmd.TypeWipe || got.Commands[0].Mode != "selective" {
 		t.Fatalf("agent commands: %+v", got.Commands)
 	}
 	res := map[string]any{"status": "done", "removed": []string{"/srv/phi"}}
-	if code := apitest.Do(t, agent, "POST", env.url+"/agent/v1/commands/"+first.CommandID+"/result", "", res, nil); code != 200 {
+	if code := apitest.Do(t, agent, "POST", env.URL+"/agent/v1/commands/"+first.CommandID+"/result", "", res, nil); code != 200 {
 		t.Fatalf("wipe result: %d", code)
 	}
 	var d inventory.Device
-	env.call("GET", devURL, env.admin, nil, &d)
+	env.call("GET", devURL, env.Admin, nil, &d)
 	if d.State != inventory.StateWiped {
 		t.Fatalf("device after wipe: %s", d.State)
 	}
 	agent.CloseIdleConnections()
-	if code := apitest.Do(t, agent, "GET", env.url+"/agent/v1/nonce", "", nil, nil); code > 0 && code < 400 {
+	if code := apitest.Do(t, agent, "GET", env.URL+"/agent/v1/nonce", "", nil, nil); code > 0 && code < 400 {
 		t.Fatalf("wiped device's certificate still works: %d", code)
 	}
 	if code := env.call("POST", devURL+"/wipe", security, wipe, nil); code != http.StatusConflict {
@@ -153,7 +153,7 @@ func TestAppleWipe(t *testing.T) {
 	}
 	var d inventory.Device
 	for time.Now().Before(deadline) {
-		env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d)
+		env.call("GET", "/api/v1/devices/"+dev.UDID(), env.Admin, nil, &d)
 		if d.State == inventory.StateWiped {
 			return
 		}
@@ -167,12 +167,12 @@ func TestAgentPolicyETag(t *testing.T) {
 	env := newTestEnv(t)
 	it := env.token("it")
 	_, agent := env.enrolledAgent()
-	if code := apitest.Do(t, agent, "GET", env.url+"/agent/v1/policy", "", nil, nil); code != http.StatusNotFound {
+	if code := apitest.Do(t, agent, "GET", env.URL+"/agent/v1/policy", "", nil, nil); code != http.StatusNotFound {
 		t.Fatalf("no policy yet: %d", code)
 	}
 	env.call("PUT", "/api/v1/policies/p", it, []byte("reporting:\n  max_age: 15m\nmanaged_data:\n  linux: [/srv/securetext]\n"), nil)
 	env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"group","name":"icu"},"policy":"p"}`), nil)
-	resp, err := agent.Get(env.url + "/agent/v1/policy")
+	resp, err := agent.Get(env.URL + "/agent/v1/policy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestAgentPolicyETag(t *testing.T) {
 	if resp.StatusCode != 200 || etag == "" || ap.Policy != "p" || len(ap.ManagedData) != 1 {
 		t.Fatalf("policy: %d etag=%q %+v", resp.StatusCode, etag, ap)
 	}
-	req, _ := http.NewRequest("GET", env.url+"/agent/v1/policy", nil)
+	req, _ := http.NewRequest("GET", env.URL+"/agent/v1/policy", nil)
 	req.Header.Set("If-None-Match", etag)
 	resp, err = agent.Do(req)
 	if err != nil || resp.StatusCode != http.StatusNotModified {
@@ -207,10 +207,10 @@ func TestAppleWipeSurvivesRestart(t *testing.T) {
 		t.Fatalf("wipe: %d %+v", code, ans)
 	}
 
-	env.restart()
+	env.Restart()
 	var d inventory.Device
-	env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d)
-	if a := env.access(env.admin, d.ID); a.Allow || !slices.Contains(a.ReasonCodes(), "wipe_pending") {
+	env.call("GET", "/api/v1/devices/"+dev.UDID(), env.Admin, nil, &d)
+	if a := env.access(env.Admin, d.ID); a.Allow || !slices.Contains(a.ReasonCodes(), "wipe_pending") {
 		t.Fatalf("after restart: %+v", a)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -243,7 +243,7 @@ func TestCommandsExpireButLocksWait(t *testing.T) {
 		t.Fatalf("lock: %d", code)
 	}
 	// A TTL in the past expires everything unanswered so far.
-	n, err := env.srv.dispatch.Expire(context.Background(), -time.Minute, applemdm.SecurityCommand)
+	n, err := env.DispatcherForTest().Expire(context.Background(), -time.Minute, applemdm.SecurityCommand)
 	if err != nil || n < 1 {
 		t.Fatalf("expire: %d %v", n, err)
 	}
@@ -281,12 +281,12 @@ func TestAcknowledgedWipeFinishedAtStart(t *testing.T) {
 	if code := env.call("POST", "/api/v1/devices/"+id.DeviceID+"/wipe", security, wipe, nil); code != 409 {
 		t.Fatalf("second wipe: %d, want 409", code)
 	}
-	if _, _, err := env.srv.agentQueue.Complete(context.Background(), id.DeviceID, ans.CommandID, agentcmd.Result{Status: agentcmd.ResultDone}); err != nil {
+	if _, _, err := env.AgentQueueForTest().Complete(context.Background(), id.DeviceID, ans.CommandID, agentcmd.Result{Status: agentcmd.ResultDone}); err != nil {
 		t.Fatal(err)
 	}
-	env.restart()
+	env.Restart()
 	var d inventory.Device
-	env.call("GET", "/api/v1/devices/"+id.DeviceID, env.admin, nil, &d)
+	env.call("GET", "/api/v1/devices/"+id.DeviceID, env.Admin, nil, &d)
 	if d.State != inventory.StateWiped {
 		t.Fatalf("after restart: %s", d.State)
 	}

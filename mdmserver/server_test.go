@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"bytes"
@@ -6,189 +6,19 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/applesim"
-	"github.com/halemdm/hale/internal/fakeapns"
 	"github.com/halemdm/hale/internal/testpki"
+	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/commands"
 )
-
-const testTopic = "com.apple.mgmt.External.3b5e5b2c-8f1a-4d0e-9c55-hale-test"
-
-// testEnv is a real server on a loopback port with a fake APNs and a test CA for device
-// identities.
-type testEnv struct {
-	t      *testing.T
-	srv    *Server
-	url    string
-	client *http.Client
-	admin  string
-	apns   *fakeapns.Server
-	ca     *testpki.CA
-	cfg    Config
-	opts   []Option // beyond the logger and APNs roots, at every start
-	stop   func()   // stops the server; runs at cleanup unless called before
-}
-
-// restart stops the server and starts another on the same data directory and address.
-func (env *testEnv) restart() {
-	env.t.Helper()
-	env.stop()
-	ln, err := net.Listen("tcp", env.cfg.Listen)
-	if err != nil {
-		env.t.Fatal(err)
-	}
-	env.start(ln)
-}
-
-func newTestEnv(t *testing.T, mutate ...func(*Config)) *testEnv {
-	t.Helper()
-	return newTestEnvWith(t, nil, mutate...)
-}
-
-// newTestEnvWith is newTestEnv with server options, such as WithClock.
-func newTestEnvWith(t *testing.T, opts []Option, mutate ...func(*Config)) *testEnv {
-	t.Helper()
-	env := &testEnv{t: t, apns: fakeapns.New(), ca: testpki.NewCA(t, "device CA"), opts: opts}
-	t.Cleanup(env.apns.Close)
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "device-ca.pem")
-	if err := os.WriteFile(caFile, env.ca.PEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Defaults()
-	cfg.Listen = ln.Addr().String()
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.APNsURL = env.apns.URL()
-	cfg.MDMCAFile = caFile
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	env.cfg = cfg
-	env.start(ln)
-	return env
-}
-
-// testLogger logs to stderr with -v and discards otherwise.
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func (env *testEnv) start(ln net.Listener) {
-	t := env.t
-	srv, err := New(env.cfg, append([]Option{WithLogger(testLogger()), WithAPNsRootCAs(env.apns.CertPool())}, env.opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	var once sync.Once
-	env.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-			if err := srv.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-	}
-	t.Cleanup(env.stop)
-	env.srv = srv
-	env.url = "https://" + ln.Addr().String()
-	// Every exchange of this client is held to the OpenAPI document (apitest.Checked).
-	env.client = &http.Client{Timeout: 30 * time.Second, Transport: apitest.Checked(t, &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}, ForceAttemptHTTP2: true})}
-	tok, err := os.ReadFile(srv.AdminTokenPath())
-	if err != nil {
-		t.Fatalf("bootstrap admin token: %v", err)
-	}
-	env.admin = strings.TrimSpace(string(tok))
-}
-
-// call sends an admin API request and decodes a JSON answer into out (when not nil).
-func (env *testEnv) call(method, path, token string, body []byte, out any) int {
-	env.t.Helper()
-	return apitest.Do(env.t, env.client, method, env.url+path, token, body, out)
-}
-
-func (env *testEnv) uploadPushCert() {
-	env.t.Helper()
-	certPEM, keyPEM, err := fakeapns.GeneratePushCert(testTopic, 24*time.Hour)
-	if err != nil {
-		env.t.Fatal(err)
-	}
-	var info struct{ Topic string }
-	if code := env.call("PUT", "/api/v1/pushcert", env.admin, append(certPEM, keyPEM...), &info); code != 200 || info.Topic != testTopic {
-		env.t.Fatalf("upload push cert: %d %+v", code, info)
-	}
-}
-
-// newDevice makes an enrolled simulated Apple device whose identity the test CA issued, and runs
-// its push loop until the test ends.
-func (env *testEnv) newDevice(opts ...applesim.Option) *applesim.Device {
-	env.t.Helper()
-	dev := env.enrollDevice(opts...)
-	ctx, cancel := context.WithCancel(context.Background())
-	env.t.Cleanup(cancel)
-	go func() { _ = dev.RunPushLoop(ctx, env.apns) }()
-	return dev
-}
-
-// enrollDevice is newDevice without the push loop: the device polls only when the test says.
-func (env *testEnv) enrollDevice(opts ...applesim.Option) *applesim.Device {
-	env.t.Helper()
-	cert, key := env.ca.Issue(env.t, "sim device")
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs()}}}
-	all := append([]applesim.Option{applesim.WithHTTPClient(client), applesim.WithIdentity(cert, key),
-		applesim.WithTopic(testTopic), applesim.WithLogger(testLogger())}, opts...)
-	dev, err := applesim.New(env.url+"/mdm", all...)
-	if err != nil {
-		env.t.Fatal(err)
-	}
-	if err := dev.Enroll(context.Background()); err != nil {
-		env.t.Fatalf("enroll: %v", err)
-	}
-	return dev
-}
-
-// waitCommand polls the command until its state is final.
-func (env *testEnv) waitCommand(deviceID, uuid string) (rec struct {
-	commands.Record
-	Result *commands.Result `json:"result"`
-}) {
-	env.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		env.call("GET", "/api/v1/devices/"+deviceID+"/commands/"+uuid, env.admin, nil, &rec)
-		if rec.State.Final() {
-			return rec
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	env.t.Fatalf("command %s never finished: %+v", uuid, rec.Record)
-	return rec
-}
 
 func TestSecurityInfoEndToEnd(t *testing.T) {
 	env := newTestEnv(t)
@@ -196,7 +26,7 @@ func TestSecurityInfoEndToEnd(t *testing.T) {
 	dev := env.newDevice()
 
 	var rec commands.Record
-	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin,
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.Admin,
 		[]byte(`{"request_type":"SecurityInfo"}`), &rec); code != http.StatusAccepted {
 		t.Fatalf("enqueue SecurityInfo: %d", code)
 	}
@@ -215,7 +45,7 @@ func TestSecurityInfoEndToEnd(t *testing.T) {
 	if got.Result.RequestType != "SecurityInfo" {
 		t.Errorf("result request type %q", got.Result.RequestType)
 	}
-	if pushes := env.apns.PushesFor(dev.PushToken()); len(pushes) == 0 || pushes[0].Topic != testTopic {
+	if pushes := env.APNs.PushesFor(dev.PushToken()); len(pushes) == 0 || pushes[0].Topic != testTopic {
 		t.Errorf("fake APNs pushes: %+v", pushes)
 	}
 
@@ -224,7 +54,7 @@ func TestSecurityInfoEndToEnd(t *testing.T) {
 		s.Profiles = append(s.Profiles, applesim.Profile{Identifier: "org.example.wifi", UUID: "5B3A8D2E-7C41-4F7A-9E0B-2D6C1A9F4E11"})
 	})
 	for _, rt := range []string{"DeviceInformation", "ProfileList"} {
-		env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, []byte(`{"request_type":"`+rt+`"}`), &rec)
+		env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.Admin, []byte(`{"request_type":"`+rt+`"}`), &rec)
 		res := env.waitCommand(dev.UDID(), rec.UUID).Result
 		if res == nil || res.RequestType != rt || res.Status != "Acknowledged" {
 			t.Fatalf("%s: result %+v", rt, res)
@@ -257,11 +87,11 @@ func TestNotNowThenAcknowledged(t *testing.T) {
 	dev.SetNotNow(true)
 	var rec commands.Record
 	// SecurityInfo needs the device unlocked; a busy device answers NotNow.
-	env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, []byte(`{"request_type":"SecurityInfo"}`), &rec)
+	env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.Admin, []byte(`{"request_type":"SecurityInfo"}`), &rec)
 	deadline := time.Now().Add(10 * time.Second)
 	for rec.State != commands.StateNotNow && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands/"+rec.UUID, env.admin, nil, &rec)
+		env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands/"+rec.UUID, env.Admin, nil, &rec)
 	}
 	if rec.State != commands.StateNotNow {
 		t.Fatalf("state %s, want not_now", rec.State)
@@ -282,7 +112,7 @@ func TestOpsEndpoints(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", path, code, want)
 		}
 	}
-	resp, err := env.client.Get(env.url + "/metrics")
+	resp, err := env.Client.Get(env.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +121,7 @@ func TestOpsEndpoints(t *testing.T) {
 	if !bytes.Contains(b, []byte(`hale_http_requests_total{code="200",method="GET",route="GET /healthz"}`)) {
 		t.Errorf("metrics lack per-route request counts:\n%s", b)
 	}
-	fi, err := os.Stat(env.srv.AdminTokenPath())
+	fi, err := os.Stat(env.AdminTokenPath())
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("admin token file mode %v, %v", fi.Mode().Perm(), err)
 	}
@@ -305,7 +135,7 @@ func TestBadInput(t *testing.T) {
 	stranger, key := testpki.NewCA(t, "foreign CA").Issue(t, "intruder")
 
 	post := func(client *http.Client, body []byte, header map[string]string) int {
-		req, _ := http.NewRequest("PUT", env.url+"/mdm", bytes.NewReader(body))
+		req, _ := http.NewRequest("PUT", env.URL+"/mdm", bytes.NewReader(body))
 		for k, v := range header {
 			req.Header.Set(k, v)
 		}
@@ -328,23 +158,23 @@ func TestBadInput(t *testing.T) {
 		{"oversized body", bytes.Repeat([]byte("A"), maxMDMBody+10), checkin},
 	}
 	for _, c := range cases {
-		if code := post(env.client, c.body, c.header); code < 400 {
+		if code := post(env.Client, c.body, c.header); code < 400 {
 			t.Errorf("%s: status %d, want an error", c.name, code)
 		}
 	}
 	// A TLS client certificate from a foreign CA fails the handshake. GetClientCertificate
 	// sends it even though the server does not list its CA as acceptable.
 	foreignCert := &tls.Certificate{Certificate: [][]byte{stranger.Raw}, PrivateKey: key}
-	foreign := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs(),
+	foreign := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.RootCAs(),
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return foreignCert, nil }}}}
-	if _, err := foreign.Post(env.url+"/mdm", "application/x-apple-aspen-mdm-checkin", strings.NewReader("x")); err == nil {
+	if _, err := foreign.Post(env.URL+"/mdm", "application/x-apple-aspen-mdm-checkin", strings.NewReader("x")); err == nil {
 		t.Error("foreign client certificate accepted in the TLS handshake")
 	}
 
 	// A trusted identity (the device CA issued it) that sends a malformed plist, or that never
 	// enrolled and checks in for an unknown enrollment, is refused.
-	trusted, tkey := env.ca.Issue(t, "never enrolled")
-	trustedClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.srv.RootCAs(),
+	trusted, tkey := env.DeviceCA.Issue(t, "never enrolled")
+	trustedClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.RootCAs(),
 		Certificates: []tls.Certificate{{Certificate: [][]byte{trusted.Raw}, PrivateKey: tkey}}}}}
 	idle := `<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>Status</key><string>Idle</string>` +
 		`<key>UDID</key><string>0000-UNKNOWN-ENROLLMENT</string></dict></plist>`
@@ -372,12 +202,12 @@ func TestBadInput(t *testing.T) {
 		{"POST", "/api/v1/devices/" + dev.UDID() + "/commands", `{"request_type":"SecurityInfo"}` + strings.Repeat(" ", 2<<20), 413},
 	}
 	for _, c := range admin {
-		if code := env.call(c.method, c.path, env.admin, []byte(c.body), nil); code != c.want {
+		if code := env.call(c.method, c.path, env.Admin, []byte(c.body), nil); code != c.want {
 			t.Errorf("%s %s %.40q: %d, want %d", c.method, c.path, c.body, code, c.want)
 		}
 	}
 	var list struct{ Commands []commands.Record }
-	env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", env.admin, nil, &list)
+	env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands", env.Admin, nil, &list)
 	for _, c := range list.Commands {
 		if c.RequestedBy != "system:enrollment" {
 			t.Errorf("a bad request created a command: %+v", c)
@@ -388,22 +218,22 @@ func TestBadInput(t *testing.T) {
 // Restarting on the same data directory keeps the admin token, the TLS identity and the data,
 // and a second server cannot open a data directory in use.
 func TestRestartKeepsState(t *testing.T) {
-	quiet := WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	cfg := Defaults()
+	quiet := mdmserver.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := mdmserver.Defaults()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	s1, err := New(cfg, quiet)
+	s1, err := mdmserver.New(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := os.ReadFile(s1.AdminTokenPath())
-	cert1 := s1.ca.Root().Raw
-	if _, err := New(cfg, quiet); err == nil {
+	cert1 := s1.CAForTest().Root().Raw
+	if _, err := mdmserver.New(cfg, quiet); err == nil {
 		t.Fatal("a second server opened the data directory while the first holds it")
 	}
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := New(cfg, quiet)
+	s2, err := mdmserver.New(cfg, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,10 +242,10 @@ func TestRestartKeepsState(t *testing.T) {
 	if !bytes.Equal(tok, tok2) {
 		t.Error("bootstrap token rewritten on restart")
 	}
-	if _, err := s2.tokens.Authenticate(context.Background(), strings.TrimSpace(string(tok))); err != nil {
+	if _, err := s2.TokensForTest().Authenticate(context.Background(), strings.TrimSpace(string(tok))); err != nil {
 		t.Errorf("bootstrap token not valid after restart: %v", err)
 	}
-	if !bytes.Equal(cert1, s2.ca.Root().Raw) {
+	if !bytes.Equal(cert1, s2.CAForTest().Root().Raw) {
 		t.Error("CA root changed across restart")
 	}
 }

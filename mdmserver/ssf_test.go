@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/internal/testpki"
+	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
@@ -54,7 +55,7 @@ func (env *testEnv) receiverFor(aud string) (*posture.Receiver, *[]verifiedEvent
 		env.t.Fatalf("SSF configuration: %d %+v", code, conf)
 	}
 	var got []verifiedEvent
-	rx := posture.NewReceiver(posture.RemoteJWKS(env.url+"/access/v1/jwks.json", env.client), aud, conf.Issuer,
+	rx := posture.NewReceiver(posture.RemoteJWKS(env.URL+"/access/v1/jwks.json", env.Client), aud, conf.Issuer,
 		posture.WithOnEvent(func(_ context.Context, set posture.SETClaims, typ string, _ posture.CAEPEvent) {
 			got = append(got, verifiedEvent{set, typ})
 		}))
@@ -107,7 +108,7 @@ func TestStreamBoundToReceiver(t *testing.T) {
 		}
 	}
 	// Admin and security read every stream but poll only their own.
-	for _, tok := range []string{env.admin, security} {
+	for _, tok := range []string{env.Admin, security} {
 		if code, _ := env.pollSETs(tok, id, string(ack)); code != 404 {
 			t.Errorf("a privileged token polled backend A's stream: %d", code)
 		}
@@ -147,7 +148,7 @@ func TestStreamBoundToReceiver(t *testing.T) {
 	if env.call("GET", "/ssf/v1/stream", backendB, nil, &list); len(list) != 0 {
 		t.Errorf("backend B lists %+v", list)
 	}
-	for _, tok := range []string{env.admin, security, auditor} {
+	for _, tok := range []string{env.Admin, security, auditor} {
 		list = nil
 		if code := env.call("GET", "/ssf/v1/stream", tok, nil, &list); code != 200 || len(list) != 1 || list[0].StreamID != id || list[0].Owner == "" {
 			t.Errorf("privileged list: %d %+v", code, list)
@@ -279,7 +280,7 @@ func (r *tlsReceiver) port() string { return r.srv.URL[strings.LastIndexByte(r.s
 // the failure only. With the destination on ssf_allowed_destinations, the same stream works.
 func TestStreamDestinations(t *testing.T) {
 	recv := newTLSReceiver(t)
-	env := newTestEnv(t, func(c *Config) { c.SSFCAFile = recv.caFile })
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.SSFCAFile = recv.caFile })
 	backend := env.token("access")
 	for _, u := range []string{"https://127.0.0.1:" + recv.port() + "/ssf", "https://169.254.169.254/latest/meta-data/",
 		"https://10.0.0.1:8443/ssf", "https://[::1]:" + recv.port() + "/ssf", "https://192.168.10.10/ssf"} {
@@ -300,7 +301,7 @@ func TestStreamDestinations(t *testing.T) {
 	if st.LastError != "destination not allowed" || st.Pending != 1 || recv.got() != 0 {
 		t.Fatalf("push to localhost: last_error %q, pending %d, receiver called %d times", st.LastError, st.Pending, recv.got())
 	}
-	resp, err := env.client.Get(env.url + "/metrics")
+	resp, err := env.Client.Get(env.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestStreamDestinations(t *testing.T) {
 		}
 	}
 
-	allowed := newTestEnv(t, func(c *Config) {
+	allowed := newTestEnv(t, func(c *mdmserver.Config) {
 		c.SSFCAFile, c.SSFAllowedDestinations = recv.caFile, []string{"localhost:" + recv.port()}
 	})
 	backend = allowed.token("access")

@@ -1,4 +1,4 @@
-package mdmserver
+package mdmserver_test
 
 import (
 	"slices"
@@ -25,7 +25,7 @@ func TestPartialAgentWipeLeavesDeviceDeniedNotWiped(t *testing.T) {
 		t.Fatalf("wipe: %d", code)
 	}
 	post := func(cmdID string, res any) int {
-		return apitest.Do(t, agent, "POST", env.url+"/agent/v1/commands/"+cmdID+"/result", "", res, nil)
+		return apitest.Do(t, agent, "POST", env.URL+"/agent/v1/commands/"+cmdID+"/result", "", res, nil)
 	}
 	// Hostile or malformed results are refused and change nothing.
 	for _, bad := range []map[string]any{
@@ -51,16 +51,16 @@ func TestPartialAgentWipeLeavesDeviceDeniedNotWiped(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		var d inventory.Device
-		env.call("GET", devURL, env.admin, nil, &d)
+		env.call("GET", devURL, env.Admin, nil, &d)
 		if d.State == inventory.StateWiped {
 			t.Fatalf("%s: the device is called wiped after a partial wipe", when)
 		}
-		a := env.access(env.admin, id.DeviceID)
+		a := env.access(env.Admin, id.DeviceID)
 		if a.Allow || a.State != "wipe_incomplete" || !slices.Contains(a.ReasonCodes(), "wipe_incomplete") || slices.Contains(a.ReasonCodes(), "device_wiped") {
 			t.Fatalf("%s: access %+v", when, a)
 		}
 		var cmd agentcmd.Command
-		env.call("GET", devURL+"/commands/"+first.CommandID, env.admin, nil, &cmd)
+		env.call("GET", devURL+"/commands/"+first.CommandID, env.Admin, nil, &cmd)
 		if cmd.State != agentcmd.StatePartial || cmd.Result == nil || cmd.Result.Status != agentcmd.ResultPartial ||
 			len(cmd.Result.Paths) != 2 || cmd.Result.Paths[1].Outcome != agentcmd.OutcomeRefused || cmd.Result.Paths[1].Reason == "" {
 			t.Fatalf("%s: command %+v", when, cmd)
@@ -68,7 +68,7 @@ func TestPartialAgentWipeLeavesDeviceDeniedNotWiped(t *testing.T) {
 	}
 	check("after the result")
 	var page struct{ Entries []audit.Entry }
-	env.call("GET", "/api/v1/audit?limit=500&target="+id.DeviceID, env.admin, nil, &page)
+	env.call("GET", "/api/v1/audit?limit=500&target="+id.DeviceID, env.Admin, nil, &page)
 	var result, incomplete *audit.Entry
 	for i, e := range page.Entries {
 		switch e.Action {
@@ -88,11 +88,11 @@ func TestPartialAgentWipeLeavesDeviceDeniedNotWiped(t *testing.T) {
 		t.Fatalf("device.wipe_incomplete entry: %+v", incomplete)
 	}
 	// The agent keeps its identity: the certificate still works, so a new wipe can reach it.
-	if code := apitest.Do(t, agent, "GET", env.url+"/agent/v1/nonce", "", nil, nil); code != 200 {
+	if code := apitest.Do(t, agent, "GET", env.URL+"/agent/v1/nonce", "", nil, nil); code != 200 {
 		t.Fatalf("the device's certificate after a partial wipe: %d", code)
 	}
 
-	env.restart()
+	env.Restart()
 	agent.CloseIdleConnections()
 	check("after a restart")
 
@@ -101,7 +101,7 @@ func TestPartialAgentWipeLeavesDeviceDeniedNotWiped(t *testing.T) {
 	if code := env.call("POST", devURL+"/wipe", security, wipe, &second); code != 202 || second.CommandID == first.CommandID {
 		t.Fatalf("second wipe: %d %+v", code, second)
 	}
-	if a := env.access(env.admin, id.DeviceID); a.Allow || a.State != "wipe_pending" {
+	if a := env.access(env.Admin, id.DeviceID); a.Allow || a.State != "wipe_pending" {
 		t.Fatalf("access during the second wipe: %+v", a)
 	}
 	done := map[string]any{"status": "done", "paths": []map[string]string{{"path": home, "outcome": "removed"}}}
@@ -109,13 +109,13 @@ func TestPartialAgentWipeLeavesDeviceDeniedNotWiped(t *testing.T) {
 		t.Fatalf("second result: %d", code)
 	}
 	var d inventory.Device
-	env.call("GET", devURL, env.admin, nil, &d)
-	a := env.access(env.admin, id.DeviceID)
+	env.call("GET", devURL, env.Admin, nil, &d)
+	a := env.access(env.Admin, id.DeviceID)
 	if d.State != inventory.StateWiped || a.Allow || a.State != "wiped" || slices.Contains(a.ReasonCodes(), "wipe_incomplete") {
 		t.Fatalf("after the second wipe: device %s, access %+v", d.State, a)
 	}
-	env.restart()
-	if a := env.access(env.admin, id.DeviceID); a.State != "wiped" {
+	env.Restart()
+	if a := env.access(env.Admin, id.DeviceID); a.State != "wiped" {
 		t.Fatalf("after the second wipe and a restart: %+v", a)
 	}
 }
@@ -130,10 +130,10 @@ func TestFailedAgentWipeCanBeOrderedAgain(t *testing.T) {
 	var ans securityAnswer
 	env.call("POST", "/api/v1/devices/"+id.DeviceID+"/wipe", security, wipe, &ans)
 	res := map[string]string{"status": "failed", "detail": "the wipe command lists no managed data"}
-	if code := apitest.Do(t, agent, "POST", env.url+"/agent/v1/commands/"+ans.CommandID+"/result", "", res, nil); code != 200 {
+	if code := apitest.Do(t, agent, "POST", env.URL+"/agent/v1/commands/"+ans.CommandID+"/result", "", res, nil); code != 200 {
 		t.Fatalf("result: %d", code)
 	}
-	if a := env.access(env.admin, id.DeviceID); a.Allow || a.State != "wipe_incomplete" {
+	if a := env.access(env.Admin, id.DeviceID); a.Allow || a.State != "wipe_incomplete" {
 		t.Fatalf("access: %+v", a)
 	}
 	if code := env.call("POST", "/api/v1/devices/"+id.DeviceID+"/wipe", security, wipe, nil); code != 202 {
