@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/mdmserver/audit"
 )
 
@@ -64,8 +65,8 @@ func parseWhen(s string, now time.Time) (string, error) {
 
 // listAudit follows the log's pages ("next") from index start until the end or until limit
 // entries (0: all).
-func listAudit(ctx context.Context, c *client, q auditQuery, now time.Time, start int64, limit int) ([]audit.Entry, error) {
-	var out []audit.Entry
+func listAudit(ctx context.Context, c *client, q auditQuery, now time.Time, start int64, limit int) ([]api.AuditEntry, error) {
+	var out []api.AuditEntry
 	for range maxPages {
 		pageSize := audit.MaxListLimit
 		if limit > 0 {
@@ -75,10 +76,7 @@ func listAudit(ctx context.Context, c *client, q auditQuery, now time.Time, star
 		if err != nil {
 			return nil, err
 		}
-		var page struct {
-			Entries []audit.Entry `json:"entries"`
-			Next    int64         `json:"next"`
-		}
+		var page api.AuditEntries
 		if err := c.do(ctx, http.MethodGet, path, nil, &page); err != nil {
 			return nil, err
 		}
@@ -94,7 +92,7 @@ func listAudit(ctx context.Context, c *client, q auditQuery, now time.Time, star
 	return nil, fmt.Errorf("more than %d pages of audit entries; narrow the filter", maxPages)
 }
 
-func auditRow(e audit.Entry) []string {
+func auditRow(e api.AuditEntry) []string {
 	return []string{strconv.FormatInt(e.Index, 10), e.Time.UTC().Format(time.RFC3339), e.Actor, e.Role, e.Action, e.Target, e.Outcome, e.RequestID}
 }
 
@@ -122,10 +120,10 @@ func (a *app) auditListCommand() *cobra.Command {
 				return err
 			}
 			if entries == nil {
-				entries = []audit.Entry{}
+				entries = []api.AuditEntry{}
 			}
 			if a.output == "json" {
-				return a.printJSON(map[string]any{"entries": entries, "next": 0})
+				return a.printJSON(api.AuditEntries{Entries: entries})
 			}
 			return tableOf(a.stdout, auditHeader, entries, auditRow)
 		}),
@@ -183,12 +181,6 @@ func writeFileFrom(path string, r io.Reader) error {
 	return f.Close()
 }
 
-// checkpointAnswer is GET /api/v1/audit/checkpoint.
-type checkpointAnswer struct {
-	Checkpoint  string `json:"checkpoint"`
-	VerifierKey string `json:"verifier_key"`
-}
-
 func (a *app) auditCheckpointCommand() *cobra.Command {
 	var save string
 	cmd := &cobra.Command{
@@ -206,7 +198,7 @@ func (a *app) auditCheckpointCommand() *cobra.Command {
 			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/audit/checkpoint", nil, &raw); err != nil {
 				return err
 			}
-			var ans checkpointAnswer
+			var ans api.AuditCheckpoint
 			if err := json.Unmarshal(raw, &ans); err != nil {
 				return err
 			}
@@ -367,7 +359,7 @@ func (a *app) verifyAudit(ctx context.Context, rep *verifyReport, v note.Verifie
 	}
 	// The latest checkpoint first, then the export: the export then holds at least every
 	// entry the checkpoint covers, so both checkpoints are checked against one download.
-	var latestAns checkpointAnswer
+	var latestAns api.AuditCheckpoint
 	if err := c.do(ctx, http.MethodGet, "/api/v1/audit/checkpoint", nil, &latestAns); err != nil {
 		return err
 	}
@@ -385,11 +377,7 @@ func (a *app) verifyAudit(ctx context.Context, rep *verifyReport, v note.Verifie
 
 	var proof tlog.TreeProof
 	if savedCp.N > 0 && savedCp.N < latestCp.N {
-		var ans struct {
-			OldSize int64          `json:"old_size"`
-			NewSize int64          `json:"new_size"`
-			Proof   tlog.TreeProof `json:"proof"`
-		}
+		var ans api.AuditConsistencyProof
 		path := query("/api/v1/audit/proof/consistency", "old", strconv.FormatInt(savedCp.N, 10), "new", strconv.FormatInt(latestCp.N, 10))
 		if err := c.do(ctx, http.MethodGet, path, nil, &ans); err != nil {
 			return err

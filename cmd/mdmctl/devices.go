@@ -13,25 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/posture"
 )
-
-// device is an inventory record as the API shows it.
-type device struct {
-	ID             string    `json:"id"`
-	Platform       string    `json:"platform"`
-	OS             string    `json:"os"`
-	Owner          string    `json:"owner"`
-	Group          string    `json:"group"`
-	Serial         string    `json:"serial"`
-	UDID           string    `json:"udid"`
-	Hostname       string    `json:"hostname"`
-	EnrollmentID   string    `json:"enrollment_id"`
-	EnrolledAt     time.Time `json:"enrolled_at"`
-	LastSeen       time.Time `json:"last_seen"`
-	State          string    `json:"state"`
-	StateChangedAt time.Time `json:"state_changed_at"`
-	CertSerials    []string  `json:"cert_serials"`
-}
 
 // maxPages bounds how many pages a listing follows, against a server that never ends one.
 const maxPages = 10000
@@ -62,7 +45,7 @@ func (a *app) devicesCommand() *cobra.Command {
 			}
 			rows := make([][]string, 0, len(devs))
 			for _, raw := range devs {
-				var d device
+				var d api.Device
 				if err := json.Unmarshal(raw, &d); err != nil {
 					return fmt.Errorf("decoding a device: %w", err)
 				}
@@ -93,7 +76,8 @@ data path. -o json prints GET /api/v1/devices/{id} as the server answers it.`,
 	return cmd
 }
 
-// listDevices follows next_cursor to the end.
+// listDevices follows next_cursor to the end. It keeps each device as the server sent it, so
+// -o json prints the fields of a newer server too; the table decodes them as api.Device.
 func listDevices(ctx context.Context, c *client, state, group, owner string, pageSize int) ([]json.RawMessage, error) {
 	var all []json.RawMessage
 	cursor, limit := "", ""
@@ -102,6 +86,7 @@ func listDevices(ctx context.Context, c *client, state, group, owner string, pag
 	}
 	seen := map[string]bool{}
 	for range maxPages {
+		// api.Devices, with each device kept raw.
 		var page struct {
 			Devices    []json.RawMessage `json:"devices"`
 			NextCursor string            `json:"next_cursor"`
@@ -255,7 +240,7 @@ func (a *app) commandsCommand() *cobra.Command {
 		Short: "Show the unlock PIN of a lock or wipe command (security role)",
 		Args:  cobra.ExactArgs(2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s/pin", args[0], args[1]), nil, func(w io.Writer, ans struct{ PIN string }) error {
+			return show(a, cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/commands/%s/pin", args[0], args[1]), nil, func(w io.Writer, ans api.CommandPIN) error {
 				_, err := fmt.Fprintln(w, sanitize(ans.PIN))
 				return err
 			})
@@ -263,20 +248,6 @@ func (a *app) commandsCommand() *cobra.Command {
 	}
 	cmd.AddCommand(list, showCmd, pin)
 	return cmd
-}
-
-// accessAnswer is the access decision for one device.
-type accessAnswer struct {
-	DeviceID          string    `json:"device_id"`
-	Allow             bool      `json:"allow"`
-	Reasons           []reason  `json:"reasons"`
-	Compliant         bool      `json:"compliant"`
-	InGrace           bool      `json:"in_grace"`
-	State             string    `json:"state"`
-	EvaluatedAt       time.Time `json:"evaluated_at"`
-	NoncompliantSince time.Time `json:"noncompliant_since"`
-	GraceUntil        time.Time `json:"grace_until"`
-	ReportedAt        time.Time `json:"reported_at"`
 }
 
 func (a *app) accessCommand() *cobra.Command {
@@ -310,18 +281,18 @@ token.`,
 			case len(args) == 1:
 				err = c.do(cmd.Context(), http.MethodGet, pathf("/api/v1/devices/%s/access", args[0]), nil, &raw)
 			case fingerprint != "":
-				err = c.do(cmd.Context(), http.MethodPost, "/access/v1/check", map[string]string{"certificate_sha256": fingerprint}, &raw)
+				err = c.do(cmd.Context(), http.MethodPost, "/access/v1/check", posture.CheckRequest{Subject: posture.Subject{CertificateSHA256: fingerprint}}, &raw)
 			default:
 				pemBytes, rerr := readFileLimited(certFile, 16<<10)
 				if rerr != nil {
 					return rerr
 				}
-				err = c.do(cmd.Context(), http.MethodPost, "/access/v1/check", map[string]string{"certificate": string(pemBytes)}, &raw)
+				err = c.do(cmd.Context(), http.MethodPost, "/access/v1/check", posture.CheckRequest{Subject: posture.Subject{Certificate: string(pemBytes)}}, &raw)
 			}
 			if err != nil {
 				return err
 			}
-			return emitAs(a, raw, func(w io.Writer, ans accessAnswer) error {
+			return emitAs(a, raw, func(w io.Writer, ans posture.Decision) error {
 				verdict := "DENY"
 				if ans.Allow {
 					verdict = "ALLOW"
@@ -331,9 +302,7 @@ token.`,
 					"noncompliant since", ts(ans.NoncompliantSince), "evaluated", ts(ans.EvaluatedAt), "reported", ts(ans.ReportedAt)); err != nil {
 					return err
 				}
-				for _, r := range ans.Reasons {
-					fmt.Fprintf(w, "  %s: %s\n", sanitize(r.Code), sanitize(r.Detail))
-				}
+				writeReasons(w, ans.Reasons)
 				return nil
 			})
 		}),

@@ -13,6 +13,7 @@ import (
 	"github.com/russross/blackfriday/v2"
 
 	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/policies"
 )
 
 // hostileText is what a device could put in a command result to make a report or a terminal
@@ -51,7 +52,7 @@ func TestDevicesShowVerdictAndPosture(t *testing.T) {
 	var d struct {
 		Verdict *struct {
 			Compliant bool
-			Reasons   []reason
+			Reasons   []policies.Reason
 		}
 		Posture map[string]json.RawMessage
 	}

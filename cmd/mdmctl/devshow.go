@@ -10,33 +10,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/text"
+	"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/posture"
 )
 
-// verdict is a device's compliance verdict as GET /api/v1/devices/{id} has it.
-type verdict struct {
-	Compliant         bool      `json:"compliant"`
-	Reasons           []reason  `json:"reasons"`
-	EvaluatedAt       time.Time `json:"evaluated_at"`
-	NoncompliantSince time.Time `json:"noncompliant_since"`
-	GraceUntil        time.Time `json:"grace_until"`
-	Policy            string    `json:"policy"`
-	PolicyVersion     int       `json:"policy_version"`
-}
-
-// deviceDetail is the answer of GET /api/v1/devices/{id}: the record, its verdict and its
-// posture (kept raw: every claim is {value, source, observed_at}, and the server adds claims).
-type deviceDetail struct {
-	device
-	Verdict *verdict                   `json:"verdict"`
+// deviceView is api.DeviceDetail with its posture kept raw: the table lists every claim the
+// server sends, each {value, source, observed_at}, including claims newer than this mdmctl.
+// (Its Posture, at the shallower depth, takes the JSON's posture from DeviceDetail's.)
+type deviceView struct {
+	api.DeviceDetail
 	Posture map[string]json.RawMessage `json:"posture"`
-}
-
-// claim is one posture claim with its provenance.
-type claim struct {
-	Value      json.RawMessage `json:"value"`
-	Source     string          `json:"source"`
-	ObservedAt time.Time       `json:"observed_at"`
 }
 
 // showDevice prints one device. With -o json it prints the server's device answer; the table
@@ -54,11 +39,11 @@ func (a *app) showDevice(ctx context.Context, id string) error {
 	if a.output == "json" {
 		return a.printJSON(raw)
 	}
-	var d deviceDetail
+	var d deviceView
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return fmt.Errorf("decoding the device: %w", err)
 	}
-	var acc accessAnswer
+	var acc posture.Decision
 	accErr := c.do(ctx, http.MethodGet, pathf("/api/v1/devices/%s/access", d.ID), nil, &acc)
 	var cmds struct{ Commands []command }
 	cmdErr := c.do(ctx, http.MethodGet, pathf("/api/v1/devices/%s/commands", d.ID), nil, &cmds)
@@ -104,14 +89,14 @@ func (a *app) showDevice(ctx context.Context, id string) error {
 }
 
 // writeVerdict writes the compliance verdict: compliant or not, the reasons, the grace period.
-func (a *app) writeVerdict(w io.Writer, v *verdict) {
+func (a *app) writeVerdict(w io.Writer, v *policies.Verdict) {
 	if v == nil {
 		fmt.Fprintln(w, "compliant: not evaluated yet")
 		return
 	}
 	policy := ""
-	if v.Policy != "" {
-		policy = fmt.Sprintf("%s v%d", v.Policy, v.PolicyVersion)
+	if v.PolicyName != "" {
+		policy = fmt.Sprintf("%s v%d", v.PolicyName, v.PolicyVersion)
 	}
 	grace := ""
 	switch {
@@ -125,13 +110,6 @@ func (a *app) writeVerdict(w io.Writer, v *verdict) {
 	_ = fields(w, "compliant", yesNo(v.Compliant), "policy", policy, "evaluated", ts(v.EvaluatedAt),
 		"noncompliant since", ts(v.NoncompliantSince), "grace until", grace)
 	writeReasons(w, v.Reasons)
-}
-
-// writeReasons lists reasons under the field they explain, one per line.
-func writeReasons(w io.Writer, rs []reason) {
-	for _, r := range rs {
-		fmt.Fprintf(w, "  %s: %s\n", sanitize(r.Code), sanitize(r.Detail))
-	}
 }
 
 // writePosture writes every posture claim with its value, source and age.
@@ -150,11 +128,11 @@ func (a *app) writePosture(w io.Writer, posture map[string]json.RawMessage) {
 	slices.Sort(names)
 	var rows [][]string
 	for _, name := range names {
-		var cl claim
+		var cl policies.Claim[json.RawMessage]
 		if json.Unmarshal(posture[name], &cl) != nil || cl.Source == "" {
 			continue // platform, reported_at: not claims
 		}
-		rows = append(rows, []string{name, claimValue(cl.Value), cl.Source, ts(cl.ObservedAt), a.age(cl.ObservedAt)})
+		rows = append(rows, []string{name, claimValue(cl.Value), string(cl.Source), ts(cl.ObservedAt), a.age(cl.ObservedAt)})
 	}
 	_ = table(w, []string{"CLAIM", "VALUE", "SOURCE", "OBSERVED", "AGE"}, rows)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/text"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/posture"
 )
 
 // drillReason is the reason the drill's lock carries on the audit record.
@@ -219,7 +220,7 @@ func (d *drill) step(name string) *drillStep {
 // lock notes where the audit log stands, then locks the device.
 func (d *drill) lock(ctx context.Context, s *drillStep) error {
 	// The audit log names a device by its Hale ID; the user may have given a UDID.
-	var dev device
+	var dev api.Device
 	if err := d.c.do(ctx, http.MethodGet, pathf("/api/v1/devices/%s", d.id), nil, &dev); err != nil {
 		return err
 	}
@@ -231,7 +232,7 @@ func (d *drill) lock(ctx context.Context, s *drillStep) error {
 	}
 	// A device the server has not evaluated yet has no decision to revoke: its first decision
 	// would be the locked one, and no revocation event goes out for it.
-	var before accessAnswer
+	var before posture.Decision
 	if err := d.c.do(ctx, http.MethodGet, pathf("/api/v1/devices/%s/access", d.deviceID), nil, &before); err != nil {
 		return err
 	}
@@ -302,7 +303,7 @@ func (d *drill) acknowledged(ctx context.Context, s *drillStep) error {
 }
 
 func (d *drill) accessDenied(ctx context.Context, s *drillStep) error {
-	var ans accessAnswer
+	var ans posture.Decision
 	if err := d.c.do(ctx, http.MethodGet, pathf("/api/v1/devices/%s/access", d.deviceID), nil, &ans); err != nil {
 		return err
 	}
@@ -349,7 +350,7 @@ func (d *drill) auditProof(ctx context.Context, s *drillStep) error {
 	if d.step("acknowledged").Result == stepPass {
 		wanted = append(wanted, "command.result")
 	}
-	var entries []audit.Entry
+	var entries []api.AuditEntry
 	wctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	for {
@@ -374,12 +375,13 @@ func (d *drill) auditProof(ctx context.Context, s *drillStep) error {
 	proved := 0
 	for i := range entries {
 		e := &entries[i]
-		var p audit.InclusionProof
+		var p api.AuditInclusionProof
 		path := query("/api/v1/audit/proof/inclusion", "index", strconv.FormatInt(e.Index, 10), "tree_size", strconv.FormatInt(size, 10))
 		if err := d.c.do(ctx, http.MethodGet, path, nil, &p); err != nil {
 			return fmt.Errorf("inclusion proof of entry %d: %w", e.Index, err)
 		}
-		got, err := audit.VerifyInclusion(signed, d.verifier(), &p)
+		// The wire type and the verifier's have the same fields.
+		got, err := audit.VerifyInclusion(signed, d.verifier(), (*audit.InclusionProof)(&p))
 		if err != nil {
 			return fmt.Errorf("entry %d (%s): %w", e.Index, e.Action, err)
 		}
@@ -413,7 +415,7 @@ func (d *drill) auditProof(ctx context.Context, s *drillStep) error {
 // checkpoint fetches a fresh signed checkpoint and opens it with the pinned key, or with the
 // server's when none is pinned (recorded in the report).
 func (d *drill) checkpoint(ctx context.Context) (int64, []byte, error) {
-	var ans checkpointAnswer
+	var ans api.AuditCheckpoint
 	if err := d.c.do(ctx, http.MethodGet, "/api/v1/audit/checkpoint", nil, &ans); err != nil {
 		return 0, nil, err
 	}
@@ -441,12 +443,12 @@ func (d *drill) verifier() note.Verifier {
 }
 
 // entries lists the device's audit entries with one of actions appended since the drill began.
-func (d *drill) entries(ctx context.Context, actions ...string) ([]audit.Entry, error) {
+func (d *drill) entries(ctx context.Context, actions ...string) ([]api.AuditEntry, error) {
 	all, err := listAudit(ctx, d.c, auditQuery{target: d.deviceID}, d.a.now(), d.rep.AuditStart, 0)
 	if err != nil {
 		return nil, err
 	}
-	var out []audit.Entry
+	var out []api.AuditEntry
 	for _, e := range all {
 		if e.Index >= d.rep.AuditStart && slices.Contains(actions, e.Action) {
 			if (e.Action == "device.lock" || e.Action == "command.result") && e.Details["command_id"] != d.rep.CommandID {
@@ -458,17 +460,17 @@ func (d *drill) entries(ctx context.Context, actions ...string) ([]audit.Entry, 
 	return out, nil
 }
 
-func missingActions(entries []audit.Entry, wanted []string) []string {
+func missingActions(entries []api.AuditEntry, wanted []string) []string {
 	var missing []string
 	for _, w := range wanted {
-		if !slices.ContainsFunc(entries, func(e audit.Entry) bool { return e.Action == w }) {
+		if !slices.ContainsFunc(entries, func(e api.AuditEntry) bool { return e.Action == w }) {
 			missing = append(missing, w)
 		}
 	}
 	return missing
 }
 
-func evidence(entries []audit.Entry) []evidenceEntry {
+func evidence(entries []api.AuditEntry) []evidenceEntry {
 	out := make([]evidenceEntry, len(entries))
 	for i, e := range entries {
 		out[i] = evidenceEntry{Index: e.Index, Time: e.Time, Action: e.Action, Actor: e.Actor, Outcome: e.Outcome}

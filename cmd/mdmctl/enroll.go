@@ -5,34 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// enrollment is an enrollment as the API shows it.
-type enrollment struct {
-	ID         string    `json:"id"`
-	Owner      string    `json:"owner"`
-	Group      string    `json:"group"`
-	Platform   string    `json:"platform"`
-	State      string    `json:"state"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
-	DeviceID   string    `json:"device_id"`
-	Token      string    `json:"token"`
-	ProfileURL string    `json:"profile_url"`
-}
+	"github.com/halemdm/hale/api"
+)
 
 func (a *app) enrollCommand() *cobra.Command {
 	cmd := group("enroll", "Create, list and revoke enrollment tokens")
 
-	var req struct {
-		Owner    string `json:"owner"`
-		Group    string `json:"group"`
-		Platform string `json:"platform"`
-		TTL      string `json:"ttl,omitempty"`
-	}
+	var req api.EnrollmentRequest
 	create := &cobra.Command{
 		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h]",
 		Short: "Create a one-time enrollment token (shown once)",
@@ -41,7 +23,7 @@ func (a *app) enrollCommand() *cobra.Command {
 			if req.Platform != "apple" && req.Platform != "agent" {
 				return usagef("--platform must be apple or agent")
 			}
-			return show(a, cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, func(w io.Writer, e enrollment) error {
+			return show(a, cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, func(w io.Writer, e api.NewEnrollment) error {
 				return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
 					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL)
 			})
@@ -61,8 +43,8 @@ func (a *app) enrollCommand() *cobra.Command {
 		Short: "List enrollments and their state",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			return show(a, cmd.Context(), http.MethodGet, "/api/v1/enrollments", nil, func(w io.Writer, ans struct{ Enrollments []enrollment }) error {
-				return tableOf(w, []string{"ID", "OWNER", "GROUP", "PLATFORM", "STATE", "EXPIRES", "DEVICE"}, ans.Enrollments, func(e enrollment) []string {
+			return show(a, cmd.Context(), http.MethodGet, "/api/v1/enrollments", nil, func(w io.Writer, ans api.Enrollments) error {
+				return tableOf(w, []string{"ID", "OWNER", "GROUP", "PLATFORM", "STATE", "EXPIRES", "DEVICE"}, ans.Enrollments, func(e api.Enrollment) []string {
 					return []string{e.ID, e.Owner, e.Group, e.Platform, e.State, ts(e.ExpiresAt), e.DeviceID}
 				})
 			})

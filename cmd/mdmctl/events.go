@@ -12,29 +12,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/posture"
 )
 
-// eventStream is a revocation event stream as the server shows it (OpenID SSF 1.0).
-type eventStream struct {
-	ID       string `json:"stream_id"`
-	Audience string `json:"aud"`
-	Delivery struct {
-		Method      string `json:"method"`
-		EndpointURL string `json:"endpoint_url"`
-	} `json:"delivery"`
-	EventsDelivered []string `json:"events_delivered"`
-	Status          string   `json:"status"`
-	Pending         int      `json:"pending"`
-	LastError       string   `json:"last_error"`
-}
-
-// method is the stream's delivery method in a word.
-func (s eventStream) method() string {
+// deliveryMethod is a stream's delivery method in a word.
+func deliveryMethod(s api.EventStream) string {
 	switch s.Delivery.Method {
-	case "urn:ietf:rfc:8935":
+	case api.DeliveryPush:
 		return "push"
-	case "urn:ietf:rfc:8936":
+	case api.DeliveryPoll:
 		return "poll"
 	}
 	return s.Delivery.Method
@@ -46,16 +33,7 @@ const streamPath = "/ssf/v1/stream"
 func (a *app) eventsCommand() *cobra.Command {
 	cmd := group("events", "Revocation event streams (OpenID SSF/CAEP): create, list, poll, verify, delete", "event")
 
-	type delivery struct {
-		Method              string `json:"method"`
-		EndpointURL         string `json:"endpoint_url,omitempty"`
-		AuthorizationHeader string `json:"authorization_header,omitempty"`
-	}
-	var req struct {
-		Delivery    delivery `json:"delivery"`
-		Audience    string   `json:"aud,omitempty"`
-		Description string   `json:"description,omitempty"`
-	}
+	req := api.EventStreamRequest{Delivery: new(api.EventDelivery)}
 	create := &cobra.Command{
 		Use:   "create [--audience A] [--push URL [--authorization VALUE]]",
 		Short: "Create a stream owned by this token: polled (RFC 8936) by default, pushed (RFC 8935) with --push",
@@ -64,14 +42,14 @@ change, verify or delete it (admin and security can read and delete every stream
 backend creates its stream with its own access token.`,
 		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			req.Delivery.Method = "urn:ietf:rfc:8936"
+			req.Delivery.Method = api.DeliveryPoll
 			if req.Delivery.EndpointURL != "" {
-				req.Delivery.Method = "urn:ietf:rfc:8935"
+				req.Delivery.Method = api.DeliveryPush
 			} else if req.Delivery.AuthorizationHeader != "" {
 				return usagef("--authorization goes with --push")
 			}
-			return show(a, cmd.Context(), http.MethodPost, streamPath, req, func(w io.Writer, s eventStream) error {
-				return fields(w, "stream_id", s.ID, "delivery", s.method(), "audience", s.Audience, "endpoint", s.Delivery.EndpointURL)
+			return show(a, cmd.Context(), http.MethodPost, streamPath, req, func(w io.Writer, s api.EventStream) error {
+				return fields(w, "stream_id", s.StreamID, "delivery", deliveryMethod(s), "audience", s.Audience, "endpoint", s.Delivery.EndpointURL)
 			})
 		}),
 	}
@@ -86,9 +64,9 @@ backend creates its stream with its own access token.`,
 		Short: "List this token's streams (every stream for admin, security and auditor) with their pending events and last delivery error",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			return show(a, cmd.Context(), http.MethodGet, streamPath, nil, func(w io.Writer, streams []eventStream) error {
-				return tableOf(w, []string{"STREAM_ID", "DELIVERY", "STATUS", "AUDIENCE", "PENDING", "LAST ERROR"}, streams, func(s eventStream) []string {
-					return []string{s.ID, s.method(), s.Status, s.Audience, fmt.Sprint(s.Pending), s.LastError}
+			return show(a, cmd.Context(), http.MethodGet, streamPath, nil, func(w io.Writer, streams []api.EventStream) error {
+				return tableOf(w, []string{"STREAM_ID", "DELIVERY", "STATUS", "AUDIENCE", "PENDING", "LAST ERROR"}, streams, func(s api.EventStream) []string {
+					return []string{s.StreamID, deliveryMethod(s), s.Status, s.Audience, fmt.Sprint(s.Pending), s.LastError}
 				})
 			})
 		}),
@@ -104,7 +82,7 @@ backend creates its stream with its own access token.`,
 			if err != nil {
 				return err
 			}
-			body := map[string]string{"stream_id": args[0], "state": state}
+			body := api.EventVerifyRequest{StreamID: args[0], State: state}
 			if err := c.do(cmd.Context(), http.MethodPost, "/ssf/v1/verify", body, nil); err != nil {
 				return err
 			}
@@ -185,7 +163,8 @@ func firstOf(v ...string) string {
 	return ""
 }
 
-// polledEvent is one event of a polled SET, after verification.
+// polledEvent is one event of a polled SET, after verification: mdmctl's own view of the SETs
+// the server sent (posture.PollResponse), which poll prints, not a server answer.
 type polledEvent struct {
 	JTI    string    `json:"jti"`
 	Type   string    `json:"event"`               // the event type's last path element: session-revoked, ...
@@ -203,15 +182,12 @@ func pollEvents(ctx context.Context, c *client, stream, audience string, max int
 	if max < 1 || max > 1000 {
 		return nil, usagef("--max must be 1 to 1000")
 	}
-	var conf struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
+	var conf api.SSFConfiguration
 	if err := c.do(ctx, http.MethodGet, "/.well-known/ssf-configuration", nil, &conf); err != nil {
 		return nil, err
 	}
 	if audience == "" {
-		var s eventStream
+		var s api.EventStream
 		if err := c.do(ctx, http.MethodGet, streamPath+"?stream_id="+url.QueryEscape(stream), nil, &s); err != nil {
 			return nil, err
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"testing"
+
+	"github.com/halemdm/hale/api"
 )
 
 // A backend creates its stream with its access token; the stream's events are verified
@@ -61,9 +63,9 @@ func TestEventsPoll(t *testing.T) {
 	if len(verified) != 1 || verified[0].Type != "verification" || verified[0].State != "tour-check" || verified[0].Device != stream.ID {
 		t.Fatalf("verification event: %+v", verified)
 	}
-	var list []eventStream
+	var list []api.EventStream
 	e.as(e.admin).okJSON(t, &list, "events", "list")
-	if len(list) != 1 || list[0].ID != stream.ID || list[0].method() != "poll" {
+	if len(list) != 1 || list[0].StreamID != stream.ID || deliveryMethod(list[0]) != "poll" {
 		t.Fatalf("admin list: %+v", list)
 	}
 	access.ok(t, "events", "delete", stream.ID)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/internal/text"
+	"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/posture"
 )
 
 // show calls the API and prints the answer: the server's JSON with -o json, otherwise render's
@@ -136,17 +138,20 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// reasonCodes joins the codes of access or compliance reasons.
-func reasonCodes(rs []reason) string {
+// reasonCodes joins the codes of access (posture.Reason) or compliance (policies.Reason)
+// reasons: the two have one shape, and a dry run and the access check list them alike.
+func reasonCodes[R posture.Reason | policies.Reason](rs []R) string {
 	codes := make([]string, len(rs))
 	for i, r := range rs {
-		codes[i] = r.Code
+		codes[i] = policies.Reason(r).Code
 	}
 	return strings.Join(codes, ",")
 }
 
-// reason is an access or compliance reason as the server sends it.
-type reason struct {
-	Code   string `json:"code"`
-	Detail string `json:"detail,omitempty"`
+// writeReasons lists access or compliance reasons under the field they explain, one per line.
+func writeReasons[R posture.Reason | policies.Reason](w io.Writer, rs []R) {
+	for _, r := range rs {
+		r := policies.Reason(r)
+		fmt.Fprintf(w, "  %s: %s\n", sanitize(r.Code), sanitize(r.Detail))
+	}
 }

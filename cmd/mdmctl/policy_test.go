@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/halemdm/hale/policies"
 )
 
 // apply and dry-run print a policy's unobservable rules under a warning, and still apply it;
@@ -33,10 +35,10 @@ func TestPolicyUnobservableRules(t *testing.T) {
 
 	var ans struct {
 		Version      int
-		Unobservable []unobservableRule
+		Unobservable []policies.UnobservableRule
 	}
 	it.okJSON(t, &ans, "policy", "apply", "strict", strict)
-	if len(ans.Unobservable) != 1 || !slices.Equal(ans.Unobservable[0].Platforms, []string{"ios", "ipados", "macos"}) ||
+	if len(ans.Unobservable) != 1 || !slices.Equal(ans.Unobservable[0].Platforms, []policies.Platform{"ios", "ipados", "macos"}) ||
 		!strings.Contains(ans.Unobservable[0].Why, "no source Hale has") {
 		t.Fatalf("apply -o json: %+v", ans)
 	}

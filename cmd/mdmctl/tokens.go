@@ -4,44 +4,22 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/halemdm/hale/api"
 )
 
-// apiToken is an API token as the server shows it; Token is set only in the answer to create.
-type apiToken struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	Person    string    `json:"person"`
-	State     string    `json:"state"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
-	// CreatedByPerson is the person of the token that created this one.
-	CreatedByPerson string    `json:"created_by_person"`
-	ExpiresAt       time.Time `json:"expires_at"`
-	RevokedAt       time.Time `json:"revoked_at"`
-	Token           string    `json:"token"`
-}
-
 func (a *app) tokensCommand() *cobra.Command {
 	cmd := group("tokens", "Create, list and revoke API tokens (admin)", "token")
 
-	var req struct {
-		Name   string `json:"name"`
-		Role   string `json:"role"`
-		Person string `json:"person,omitempty"`
-		TTL    string `json:"ttl,omitempty"`
-	}
+	var req api.TokenRequest
 	create := &cobra.Command{
 		Use:   "create --name N --role admin|it|security|auditor|access [--person P] [--ttl 720h]",
 		Short: "Create a token; it is printed once and cannot be shown again",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			return show(a, cmd.Context(), http.MethodPost, "/api/v1/tokens", req, func(w io.Writer, t apiToken) error {
+			return show(a, cmd.Context(), http.MethodPost, "/api/v1/tokens", req, func(w io.Writer, t api.Token) error {
 				if err := fields(w, "id", t.ID, "name", t.Name, "role", t.Role, "person", t.Person, "expires", ts(t.ExpiresAt), "token", t.Token); err != nil {
 					return err
 				}
@@ -63,8 +41,8 @@ func (a *app) tokensCommand() *cobra.Command {
 		Short: "List tokens (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			return show(a, cmd.Context(), http.MethodGet, "/api/v1/tokens", nil, func(w io.Writer, ans struct{ Tokens []apiToken }) error {
-				return tableOf(w, []string{"ID", "NAME", "ROLE", "PERSON", "STATE", "CREATED", "EXPIRES", "CREATED BY"}, ans.Tokens, func(t apiToken) []string {
+			return show(a, cmd.Context(), http.MethodGet, "/api/v1/tokens", nil, func(w io.Writer, ans api.Tokens) error {
+				return tableOf(w, []string{"ID", "NAME", "ROLE", "PERSON", "STATE", "CREATED", "EXPIRES", "CREATED BY"}, ans.Tokens, func(t api.Token) []string {
 					return []string{t.ID, t.Name, t.Role, t.Person, t.State, ts(t.CreatedAt), ts(t.ExpiresAt), t.CreatedBy}
 				})
 			})
@@ -76,7 +54,7 @@ func (a *app) tokensCommand() *cobra.Command {
 		Short: "Revoke a token at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd.Context(), http.MethodDelete, pathf("/api/v1/tokens/%s", args[0]), nil, func(w io.Writer, t apiToken) error {
+			return show(a, cmd.Context(), http.MethodDelete, pathf("/api/v1/tokens/%s", args[0]), nil, func(w io.Writer, t api.Token) error {
 				_, err := fmt.Fprintf(w, "token %s (%s) is %s\n", sanitize(t.ID), sanitize(t.Name), sanitize(t.State))
 				return err
 			})
