@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/halemdm/hale/api"
+
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/posture"
@@ -29,18 +31,18 @@ const (
 // ConfigurationHandler serves the SSF transmitter configuration metadata
 // (GET /.well-known/ssf-configuration).
 func (t *Transmitter) ConfigurationHandler() http.Handler {
-	cfg := map[string]any{
-		"spec_version":               "1_0",
-		"issuer":                     t.issuer,
-		"jwks_uri":                   t.issuer + "/access/v1/jwks.json",
-		"delivery_methods_supported": []string{MethodPush, MethodPoll},
-		"configuration_endpoint":     t.issuer + pathStream,
-		"status_endpoint":            t.issuer + pathStatus,
-		"add_subject_endpoint":       t.issuer + pathAddSubject,
-		"remove_subject_endpoint":    t.issuer + pathRemoveSubject,
-		"verification_endpoint":      t.issuer + pathVerify,
-		"authorization_schemes":      []map[string]string{{"spec_urn": "urn:ietf:rfc:6750"}},
-		"default_subjects":           "ALL",
+	cfg := api.SSFConfiguration{
+		SpecVersion:              "1_0",
+		Issuer:                   t.issuer,
+		JWKSURI:                  t.issuer + "/access/v1/jwks.json",
+		DeliveryMethodsSupported: []string{MethodPush, MethodPoll},
+		ConfigurationEndpoint:    t.issuer + pathStream,
+		StatusEndpoint:           t.issuer + pathStatus,
+		AddSubjectEndpoint:       t.issuer + pathAddSubject,
+		RemoveSubjectEndpoint:    t.issuer + pathRemoveSubject,
+		VerificationEndpoint:     t.issuer + pathVerify,
+		AuthorizationSchemes:     []api.SSFAuthorizationScheme{{SpecURN: "urn:ietf:rfc:6750"}},
+		DefaultSubjects:          "ALL",
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -50,14 +52,6 @@ func (t *Transmitter) ConfigurationHandler() http.Handler {
 		}
 		httpjson.Write(w, http.StatusOK, cfg)
 	})
-}
-
-// createBody is the body of a create request: SSF's Receiver-Supplied members, and aud.
-type createBody struct {
-	Delivery        *Delivery `json:"delivery,omitempty"`
-	EventsRequested []string  `json:"events_requested,omitempty"`
-	Description     string    `json:"description,omitempty"`
-	Audience        string    `json:"aud,omitempty"`
 }
 
 // updateBody is the body of PATCH and PUT. A stream as read may be sent back whole: the
@@ -90,7 +84,7 @@ type updateBody struct {
 // delivery means poll; unknown requested event types are kept and ignored.
 func (t *Transmitter) CreateStreamHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var b createBody
+		var b api.EventStreamRequest
 		if !problem.DecodeJSON(w, r, maxRequestBody, &b) {
 			return
 		}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/halemdm/hale/api"
+
 	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/posture"
 )
@@ -59,16 +61,10 @@ type Caller struct {
 // none: nobody owns it.
 func (c Caller) owns(r *StreamRecord) bool { return c.ID != "" && r.Owner == c.ID }
 
-// Delivery is how a stream's SETs reach the receiver.
-type Delivery struct {
-	Method string `json:"method"`
-	// EndpointURL is where push delivery POSTs SETs (the receiver's), or where the receiver
-	// polls (Hale's, filled in by Hale).
-	EndpointURL string `json:"endpoint_url,omitempty"`
-	// AuthorizationHeader is sent with every push. It is write-only: sealed at rest and never
-	// returned (Stream.AuthorizationSet says whether there is one).
-	AuthorizationHeader string `json:"authorization_header,omitempty"`
-}
+// Delivery is how a stream's SETs reach the receiver: the wire type of package api. Its
+// AuthorizationHeader is write-only, sealed at rest and never returned (Stream.AuthorizationSet
+// says whether there is one).
+type Delivery = api.EventDelivery
 
 // Config is what a receiver chooses for a stream: SSF's Receiver-Supplied properties, and the
 // audience, which Hale lets the receiver name when it creates the stream.
@@ -80,34 +76,10 @@ type Config struct {
 }
 
 // Stream is a stream's configuration as SSF 1.0 section 8.1.1 describes it, followed by Hale's
-// own members: status, subjects, owner and delivery state.
-type Stream struct {
-	StreamID                string   `json:"stream_id"`
-	Issuer                  string   `json:"iss"`
-	Audience                string   `json:"aud"`
-	Delivery                Delivery `json:"delivery"`
-	EventsSupported         []string `json:"events_supported"`
-	EventsRequested         []string `json:"events_requested"`
-	EventsDelivered         []string `json:"events_delivered"`
-	Description             string   `json:"description,omitempty"`
-	MinVerificationInterval int      `json:"min_verification_interval,omitempty"`
-
-	Status       string `json:"status"`
-	StatusReason string `json:"status_reason,omitempty"`
-	// Subjects is "all" (every device's events, less the removed ones) or "listed" (only the
-	// added devices'); see AddSubject.
-	Subjects         string    `json:"subjects"`
-	Owner            string    `json:"owner,omitempty"` // the creating credential's ID
-	AuthorizationSet bool      `json:"authorization_set,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
-	// Delivery state, filled on read. Apart from Pending it is kept in memory: it restarts
-	// empty with the server. LastError is a class ("connection failed", "TLS error",
-	// "receiver refused: 503", "destination not allowed"), never transport details.
-	Pending         int       `json:"pending"`
-	LastDeliveredAt time.Time `json:"last_delivered_at,omitzero"`
-	LastError       string    `json:"last_error,omitempty"`
-	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
-}
+// own members (status, subjects, owner and delivery state): the wire type of package api. The
+// delivery state is filled on read; apart from Pending it is kept in memory and restarts empty
+// with the server.
+type Stream = api.EventStream
 
 // supported are the event types a stream can be delivered. Verification events are not
 // requested: they go to the one stream being verified.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/halemdm/hale/api"
+
 	"github.com/halemdm/hale/posture"
 )
 
@@ -105,12 +107,8 @@ func (t *Transmitter) RemoveSubject(ctx context.Context, caller Caller, streamID
 	})
 }
 
-// StreamStatus is a stream's status (SSF 1.0 section 8.1.2).
-type StreamStatus struct {
-	StreamID string `json:"stream_id"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason,omitempty"`
-}
+// StreamStatus is a stream's status (SSF 1.0 section 8.1.2): the wire type of package api.
+type StreamStatus = api.EventStreamStatus
 
 // Status returns the status of a stream the caller owns or may read.
 func (t *Transmitter) Status(ctx context.Context, caller Caller, streamID string) (StreamStatus, error) {

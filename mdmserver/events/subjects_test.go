@@ -128,7 +128,7 @@ func TestStreamStatus(t *testing.T) {
 		t.Helper()
 		rec := f.do(t, "POST", "/ssf/v1/status", `{"stream_id":"`+id+`","status":"`+status+`","reason":"maintenance"}`)
 		var st events.StreamStatus
-		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &st) != nil || st != (events.StreamStatus{id, status, "maintenance"}) {
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &st) != nil || st != (events.StreamStatus{StreamID: id, Status: status, Reason: "maintenance"}) {
 			t.Fatalf("set %s: %d %s", status, rec.Code, rec.Body)
 		}
 		rec = f.do(t, "GET", "/ssf/v1/status?stream_id="+id, "")
