@@ -5,8 +5,8 @@ import "time"
 // CommandRequest is the body of POST /api/v1/devices/{id}/commands: a read-only MDM query for an
 // Apple device. Lock, lost mode and wipe have routes of their own.
 type CommandRequest struct {
-	// RequestType is SecurityInfo, DeviceInformation, ProfileList, CertificateList or
-	// InstalledApplicationList.
+	// RequestType is SecurityInfo, DeviceInformation, ProfileList, Restrictions,
+	// CertificateList or InstalledApplicationList.
 	RequestType string `json:"request_type"`
 	// Queries are what a DeviceInformation asks; empty asks what Hale uses.
 	Queries []string `json:"queries,omitempty"`
@@ -66,6 +66,8 @@ type AppleCommandResult struct {
 	SecurityInfo      *SecurityInfo      `json:"security_info,omitempty"`
 	DeviceInformation *DeviceInformation `json:"device_information,omitempty"`
 	ProfileList       []InstalledProfile `json:"profile_list,omitempty"`
+	// Restrictions are the boolean restrictions in force (a Restrictions answer), by key.
+	Restrictions map[string]bool `json:"restrictions,omitempty"`
 }
 
 // SecurityInfo is the part of a SecurityInfo answer Hale uses; a key the device did not send is

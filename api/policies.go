@@ -26,8 +26,11 @@ type Policy struct {
 type PolicyApplied struct {
 	Name         string                      `json:"name"`
 	Unobservable []policies.UnobservableRule `json:"unobservable"`
-	UpdatedAt    time.Time                   `json:"updated_at"`
-	Version      int                         `json:"version"`
+	// NotEnforced are the rules no device control enforces on some platforms (never null):
+	// devices there are not held to them.
+	NotEnforced []policies.NotEnforcedRule `json:"not_enforced"`
+	UpdatedAt   time.Time                  `json:"updated_at"`
+	Version     int                        `json:"version"`
 }
 
 // Target is what a policy is assigned to: the default (every device without a group or device
@@ -63,6 +66,11 @@ type DryRun struct {
 	Noncompliant []DryRunDevice              `json:"noncompliant"`
 	Policy       string                      `json:"policy"`
 	Unobservable []policies.UnobservableRule `json:"unobservable"`
+	// NotEnforced are the rules no device control enforces on some platforms (never null).
+	NotEnforced []policies.NotEnforcedRule `json:"not_enforced"`
+	// Conflicts name settings that undo each other's purpose (never null); the policy is
+	// still valid.
+	Conflicts []string `json:"conflicts"`
 }
 
 // DryRunDevice is a device a dry run finds noncompliant, and why.

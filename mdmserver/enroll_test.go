@@ -127,7 +127,8 @@ func TestAppleEnrollmentOverSCEP(t *testing.T) {
 		d.Platform != inventory.PlatformApple || d.State != inventory.StateActive || len(d.CertSerials) != 1 {
 		t.Fatalf("device record %+v", d)
 	}
-	// DeviceInformation, SecurityInfo and ProfileList were queued at enrollment and answered.
+	// DeviceInformation, SecurityInfo, ProfileList and Restrictions were queued at enrollment and
+	// answered.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		var cmds struct{ Commands []commands.Record }
@@ -138,7 +139,7 @@ func TestAppleEnrollmentOverSCEP(t *testing.T) {
 				done++
 			}
 		}
-		if done == 3 {
+		if done == 4 {
 			break
 		}
 		if time.Now().After(deadline) {

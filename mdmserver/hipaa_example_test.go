@@ -22,7 +22,7 @@ import (
 // answers from claims observed at or after since.
 func (env *testEnv) reportAll(token, id string, since time.Time) access.Answer {
 	env.t.Helper()
-	for _, rt := range []string{"DeviceInformation", "SecurityInfo", "ProfileList"} {
+	for _, rt := range []string{"DeviceInformation", "SecurityInfo", "ProfileList", "Restrictions"} {
 		var rec commands.Record
 		if code := env.call("POST", "/api/v1/devices/"+id+"/commands", env.Admin, []byte(`{"request_type":"`+rt+`"}`), &rec); code != 202 {
 			env.t.Fatalf("%s: %d", rt, code)
@@ -35,7 +35,8 @@ func (env *testEnv) reportAll(token, id string, since time.Time) access.Answer {
 		p := a.Posture
 		return p != nil && p.OS != nil && p.PasscodePresent != nil && p.InstalledProfiles != nil &&
 			!p.OS.ObservedAt.Before(since) && !p.PasscodePresent.ObservedAt.Before(since) &&
-			!p.InstalledProfiles.ObservedAt.Before(since)
+			!p.InstalledProfiles.ObservedAt.Before(since) &&
+			(p.Platform == policies.PlatformMacOS || p.Restrictions != nil && !p.Restrictions.ObservedAt.Before(since))
 	})
 }
 

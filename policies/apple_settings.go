@@ -143,6 +143,52 @@ var restrictions = [...]restriction{
 			}
 			return true, true
 		}},
+	// data_sharing: the managed boundary. The open-in keys and requireManagedPasteboard also
+	// apply under User Enrollment; allowAirDrop and allowDictation do not (Apple's schema,
+	// userenrollment mode forbidden), and need supervision on iPhone and iPad.
+	{Key: "allowOpenFromManagedToUnmanaged", Field: "data_sharing.managed_open_in", Platforms: appleMobile, Code: CodeDataSharingAllowed,
+		value: func(p *Policy) (bool, bool) {
+			return boundary(p, func(ds *DataSharingPolicy) *bool { return ds.ManagedOpenIn })
+		}},
+	{Key: "allowOpenFromUnmanagedToManaged", Field: "data_sharing.managed_open_in", Platforms: appleMobile, Code: CodeDataSharingAllowed,
+		value: func(p *Policy) (bool, bool) {
+			return boundary(p, func(ds *DataSharingPolicy) *bool { return ds.ManagedOpenIn })
+		}},
+	{Key: "requireManagedPasteboard", Field: "data_sharing.managed_pasteboard", Platforms: appleMobile, Code: CodeDataSharingAllowed, restrictive: true,
+		value: func(p *Policy) (bool, bool) {
+			if p.DataSharing == nil || p.DataSharing.ManagedPasteboard == nil {
+				return false, false
+			}
+			return *p.DataSharing.ManagedPasteboard, true
+		}},
+	{Key: "forceAirDropUnmanaged", Field: "data_sharing.airdrop", Platforms: appleMobile, Code: CodeDataSharingAllowed, restrictive: true,
+		value: func(p *Policy) (bool, bool) {
+			if p.DataSharing == nil || p.DataSharing.AirDrop != AirDropManagedOnly {
+				return false, false
+			}
+			return true, true
+		}},
+	{Key: "allowAirDrop", Field: "data_sharing.airdrop", Platforms: appleAll, Supervised: appleMobile, Code: CodeDataSharingAllowed,
+		value: func(p *Policy) (bool, bool) {
+			if p.DataSharing == nil || p.DataSharing.AirDrop != AirDropBlocked {
+				return false, false
+			}
+			return false, true
+		}},
+	{Key: "forceOnDeviceOnlyDictation", Field: "data_sharing.dictation", Platforms: appleAll, Code: CodeDataSharingAllowed, restrictive: true,
+		value: func(p *Policy) (bool, bool) {
+			if p.DataSharing == nil || p.DataSharing.Dictation != DictationOnDeviceOnly {
+				return false, false
+			}
+			return true, true
+		}},
+	{Key: "allowDictation", Field: "data_sharing.dictation", Platforms: appleAll, Supervised: appleMobile, Code: CodeDataSharingAllowed,
+		value: func(p *Policy) (bool, bool) {
+			if p.DataSharing == nil || p.DataSharing.Dictation != DictationBlocked {
+				return false, false
+			}
+			return false, true
+		}},
 	{Key: "allowLockScreenNotificationsView", Field: "notifications.lock_screen_view_allowed", Platforms: appleMobile, Code: CodeLockScreenPreviews,
 		value: func(p *Policy) (bool, bool) {
 			if p.Notifications == nil {
@@ -150,6 +196,19 @@ var restrictions = [...]restriction{
 			}
 			return optBool(p.Notifications.LockScreenViewAllowed)
 		}},
+}
+
+// boundary is the value of an allowOpenFrom... key for a managed_open_in setting: true (the
+// boundary holds) renders false; false renders true (open-in allowed, which is Apple's default).
+func boundary(p *Policy, get func(*DataSharingPolicy) *bool) (bool, bool) {
+	if p.DataSharing == nil {
+		return false, false
+	}
+	b := get(p.DataSharing)
+	if b == nil {
+		return false, false
+	}
+	return !*b, true
 }
 
 // Whole payloads that need supervision somewhere.

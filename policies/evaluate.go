@@ -31,6 +31,9 @@ const (
 	CodeLockScreenPreviews       = "lock_screen_previews"
 	CodePolicyNotInstalled       = "policy_not_installed"
 	CodeUnsupervisedSetting      = "unsupervised_setting"
+	// CodeDataSharingAllowed: the device reports a data_sharing restriction not in force;
+	// detail names the Apple key.
+	CodeDataSharingAllowed = "data_sharing_allowed"
 )
 
 // ReasonCodes lists every reason code Evaluate can produce.
@@ -40,7 +43,7 @@ var ReasonCodes = []string{
 	CodeScreenLockTimeoutTooLong, CodeEncryptionOff, CodeSwapUnencrypted, CodeOSTooOld,
 	CodeOSUnknown, CodeOSUnsupported, CodeJailbroken, CodeSIPDisabled, CodeSecureBootOff,
 	CodeAgentTampered, CodeScreenshotsAllowed, CodeCloudBackupAllowed, CodeLockScreenPreviews,
-	CodePolicyNotInstalled, CodeUnsupervisedSetting,
+	CodePolicyNotInstalled, CodeUnsupervisedSetting, CodeDataSharingAllowed,
 }
 
 // noGrace reports whether a reason denies at once whatever the grace policy: a device that

@@ -20,6 +20,7 @@ func FuzzParse(f *testing.F) {
 		"notifications:\n  apps:\n    - {bundle_id: com.a.b, previews: never}\n    - {bundle_id: com.a.b, previews: never}\n",
 		"os: {linux: {\"\": \"1\"}}", "reporting: {max_age: 1m, interval: 30s}", "\ufeff{\"encryption\": {\"required\": true}}",
 		"!!binary abc", `{"description": "a\/b"}`, "? [a]\n: 1\n", "passcode: !!str {}\n", "<<: {a: 1}\n",
+		dataSharingDoc, "data_sharing: {airdrop: blocked, managed_open_in: false, dictation: \"\"}\n",
 	} {
 		f.Add([]byte(s))
 	}

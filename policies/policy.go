@@ -32,6 +32,7 @@ type Policy struct {
 	Screenshots   *ScreenshotPolicy   `json:"screenshots,omitempty"`
 	Backup        *BackupPolicy       `json:"backup,omitempty"`
 	Notifications *NotificationPolicy `json:"notifications,omitempty"`
+	DataSharing   *DataSharingPolicy  `json:"data_sharing,omitempty"`
 	OS            *OSPolicy           `json:"os,omitempty"`
 	Integrity     *IntegrityPolicy    `json:"integrity,omitempty"`
 	Reporting     *ReportingPolicy    `json:"reporting,omitempty"`

@@ -28,6 +28,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		"screenshots":   func(f string, n *yaml.Node) { p.Screenshots = d.screenshots(f, n) },
 		"backup":        func(f string, n *yaml.Node) { p.Backup = d.backup(f, n) },
 		"notifications": func(f string, n *yaml.Node) { p.Notifications = d.notifications(f, n) },
+		"data_sharing":  func(f string, n *yaml.Node) { p.DataSharing = d.dataSharing(f, n) },
 		"os":            func(f string, n *yaml.Node) { p.OS = d.os(f, n) },
 		"integrity":     func(f string, n *yaml.Node) { p.Integrity = d.integrity(f, n) },
 		"reporting":     func(f string, n *yaml.Node) { p.Reporting = d.reporting(f, n) },

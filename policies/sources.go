@@ -38,10 +38,11 @@ func (s *Source) reports(pl Platform, claim string) bool {
 
 // appleMobileMDM is what Apple MDM tells Hale about an iPhone or iPad: DeviceInformation's
 // OSVersion and IsSupervised, SecurityInfo's PasscodePresent, PasscodeCompliant(WithProfiles)
-// and HardwareEncryptionCaps (data protection), and the ProfileList. Nothing in them says
+// and HardwareEncryptionCaps (data protection), the ProfileList, and the restrictions in force
+// (the Restrictions command; on macOS it answers an empty dictionary). Nothing in them says
 // whether the device is jailbroken.
 var appleMobileMDM = []string{claimOS, claimSupervised, claimPasscodePresent, claimPasscodeCompliant,
-	claimDiskEncrypted, claimInstalledProfiles}
+	claimDiskEncrypted, claimInstalledProfiles, claimRestrictions}
 
 // Sources are the sources Hale has today, as the server maps Apple command results
 // (mdmserver's applyAppleResult) and as the agent's collectors report (agent/collect). Apple
@@ -50,7 +51,7 @@ var appleMobileMDM = []string{claimOS, claimSupervised, claimPasscodePresent, cl
 var Sources = []Source{
 	{
 		Name: "apple-mdm", Enrollment: EnrollmentApple, Provenance: ProvenanceMDM,
-		What: "Apple MDM's DeviceInformation, SecurityInfo and ProfileList answers",
+		What: "Apple MDM's DeviceInformation, SecurityInfo, ProfileList and Restrictions answers",
 		Claims: map[Platform][]string{
 			PlatformIOS:    appleMobileMDM,
 			PlatformIPadOS: appleMobileMDM,

@@ -37,6 +37,23 @@ func printUnobservable(w io.Writer, rules []policies.UnobservableRule) error {
 	})
 }
 
+// printNotEnforced notes a policy's rules that no device control enforces on some platforms;
+// nothing when there are none. Devices there are not held to them.
+func printNotEnforced(w io.Writer, rules []policies.NotEnforcedRule) error {
+	if len(rules) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nNOTE: no device control enforces these rules on some platforms; devices there are\n"+
+		"not held to them, and only the messaging app can keep the data in:\n")
+	return tableOf(w, []string{"RULE", "PLATFORMS"}, rules, func(u policies.NotEnforcedRule) []string {
+		platforms := make([]string, len(u.Platforms))
+		for i, p := range u.Platforms {
+			platforms[i] = string(p)
+		}
+		return []string{u.Rule, strings.Join(platforms, ",")}
+	})
+}
+
 // readPolicyFile reads a policy from a file, or stdin for "-", bounded.
 func (a *app) readPolicyFile(path string) ([]byte, error) {
 	if path == "-" {
@@ -69,7 +86,10 @@ func (a *app) policyCommand() *cobra.Command {
 				if _, err := fmt.Fprintf(w, "policy %s is at version %d\n", sanitize(p.Name), p.Version); err != nil {
 					return err
 				}
-				return printUnobservable(w, p.Unobservable)
+				if err := printUnobservable(w, p.Unobservable); err != nil {
+					return err
+				}
+				return printNotEnforced(w, p.NotEnforced)
 			})
 		}),
 	}
@@ -149,7 +169,18 @@ some platforms: devices there could never meet them.`,
 				if err != nil {
 					return err
 				}
-				return printUnobservable(w, ans.Unobservable)
+				if err := printUnobservable(w, ans.Unobservable); err != nil {
+					return err
+				}
+				if err := printNotEnforced(w, ans.NotEnforced); err != nil {
+					return err
+				}
+				for _, c := range ans.Conflicts {
+					if _, err := fmt.Fprintf(w, "\nNOTE: %s\n", sanitize(c)); err != nil {
+						return err
+					}
+				}
+				return nil
 			})
 		}),
 	}

@@ -58,3 +58,40 @@ func TestPolicyUnobservableRules(t *testing.T) {
 		}
 	}
 }
+
+// apply and dry-run note the data_sharing rules no device control enforces on some platforms,
+// and dry-run the settings that undo each other; a policy without them notes nothing.
+func TestPolicyNotEnforcedRules(t *testing.T) {
+	e := newEnv(t)
+	it := e.as(e.token("it"))
+	file := filepath.Join(e.dir, "sharing.yaml")
+	if err := os.WriteFile(file, []byte("data_sharing:\n  airdrop: blocked\n  managed_open_in: false\n  third_party_keyboards: blocked\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := it.ok(t, "policy", "apply", "sharing", file)
+	rows := map[string]string{}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(line); len(f) == 2 && strings.HasPrefix(f[0], "data_sharing.") {
+			rows[f[0]] = f[1]
+		}
+	}
+	// (AirDrop blocked on a Mac is a profile, which an agent-enrolled Mac cannot show: that part
+	// is unobservable, under the WARNING, as for every Apple restriction.)
+	if !strings.Contains(r.stdout, "NOTE: no device control enforces") ||
+		rows["data_sharing.airdrop"] != "windows,linux" || rows["data_sharing.third_party_keyboards"] != "ios,ipados,macos,windows,linux" {
+		t.Fatalf("apply: rows %v in\n%s", rows, r.stdout)
+	}
+	r = it.ok(t, "policy", "dry-run", "sharing")
+	if !strings.Contains(r.stdout, "NOTE: data_sharing.airdrop is blocked while data_sharing.managed_open_in is false") {
+		t.Fatalf("dry-run names no conflict:\n%s", r.stdout)
+	}
+	plain := filepath.Join(e.dir, "plain.yaml")
+	if err := os.WriteFile(plain, []byte("encryption:\n  required: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"policy", "apply", "plain", plain}, {"policy", "dry-run", "plain"}} {
+		if r := it.ok(t, args...); strings.Contains(r.stdout, "NOTE") {
+			t.Errorf("%v notes something about a policy without data_sharing: %s", args, r.stdout)
+		}
+	}
+}

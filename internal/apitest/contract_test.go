@@ -80,7 +80,7 @@ func TestCheckExchange(t *testing.T) {
 				problem(w, 401)
 			}},
 		{name: "a body without Content-Type read as the operation's media type", method: "PUT", path: "/api/v1/policies/p", token: "t",
-			body: "encryption:\n  required: true\n", server: jsonAnswer(200, `{"name":"p","version":1,"updated_at":"2026-01-02T03:04:05Z","unobservable":[]}`)},
+			body: "encryption:\n  required: true\n", server: jsonAnswer(200, `{"name":"p","version":1,"updated_at":"2026-01-02T03:04:05Z","unobservable":[],"not_enforced":[]}`)},
 		{name: "an unknown path answered 404", method: "GET", path: "/nope",
 			server: func(w http.ResponseWriter, r *http.Request) { problem(w, 404) }},
 		{name: "an unknown path answered 200", method: "GET", path: "/nope",

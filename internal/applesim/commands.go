@@ -165,6 +165,8 @@ func (d *Device) execute(c *command) result {
 		return d.removeProfile(c)
 	case "SecurityInfo":
 		return d.securityInfo()
+	case "Restrictions":
+		return d.restrictions()
 	case "DeviceInformation":
 		return d.deviceInformation(c)
 	case "DeviceLock":

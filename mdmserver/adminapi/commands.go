@@ -61,7 +61,7 @@ type Commands struct {
 // queryCommands are the read-only commands IT may send to refresh what Hale knows of a device.
 // Lock, lost mode and wipe have their own endpoints with their own roles and audit.
 var queryCommands = map[string]bool{
-	"SecurityInfo": true, "DeviceInformation": true, "ProfileList": true,
+	"SecurityInfo": true, "DeviceInformation": true, "ProfileList": true, "Restrictions": true,
 	"CertificateList": true, "InstalledApplicationList": true,
 }
 
@@ -78,7 +78,7 @@ func (h *Commands) Post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !queryCommands[req.RequestType] {
-		problem.BadRequest(w, r, "request_type must be one of SecurityInfo, DeviceInformation, ProfileList, CertificateList, InstalledApplicationList")
+		problem.BadRequest(w, r, "request_type must be one of SecurityInfo, DeviceInformation, ProfileList, Restrictions, CertificateList, InstalledApplicationList")
 		return
 	}
 	cmd := commands.Command{RequestType: req.RequestType}
@@ -228,6 +228,7 @@ func appleResult(res *commands.Result) *api.AppleCommandResult {
 		info := api.DeviceInformation(*di)
 		out.DeviceInformation = &info
 	}
+	out.Restrictions = res.Restrictions
 	if res.ProfileList != nil {
 		out.ProfileList = make([]api.InstalledProfile, len(res.ProfileList))
 		for i, p := range res.ProfileList {

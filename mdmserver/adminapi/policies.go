@@ -78,7 +78,7 @@ func (h *Policies) Put(w http.ResponseWriter, r *http.Request) {
 	_ = h.Auditor.Record(r, httpapi.Event{Action: "policy.put", Target: name, Details: map[string]string{"version": strconv.Itoa(sp.Version)}})
 	h.Changed.PoliciesChanged(r.Context())
 	httpjson.Write(w, http.StatusOK, api.PolicyApplied{Name: sp.Name, Version: sp.Version, UpdatedAt: sp.UpdatedAt,
-		Unobservable: unobservable(sp.Policy)})
+		Unobservable: unobservable(sp.Policy), NotEnforced: policies.CheckEnforced(sp.Policy)})
 }
 
 // Get is GET /api/v1/policies/{name}: the current version with its source.
@@ -185,7 +185,11 @@ func (h *Policies) DryRunPolicy(w http.ResponseWriter, r *http.Request) {
 		problem.BadRequest(w, r, err.Error())
 		return
 	}
-	out := api.DryRun{Policy: p.Name, Noncompliant: make([]api.DryRunDevice, len(results)), Unobservable: unobservable(p)}
+	out := api.DryRun{Policy: p.Name, Noncompliant: make([]api.DryRunDevice, len(results)), Unobservable: unobservable(p),
+		NotEnforced: policies.CheckEnforced(p), Conflicts: policies.DataSharingConflicts(p)}
+	if out.Conflicts == nil {
+		out.Conflicts = []string{}
+	}
 	for i, d := range results {
 		out.Noncompliant[i] = api.DryRunDevice{DeviceID: d.DeviceID, Group: d.Group, State: d.State, Reasons: d.Reasons,
 			InGrace: d.InGrace, GraceUntil: d.GraceUntil}

@@ -123,6 +123,7 @@ func postureQueries() []commands.Command {
 		DeviceInformation(nil),
 		{RequestType: "SecurityInfo"},
 		{RequestType: "ProfileList"},
+		{RequestType: "Restrictions"},
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 
 // deliverPolicy sends an Apple device the profiles of its effective policy when they differ from
 // what it was last sent: InstallProfile for each rendered profile, RemoveProfile for profiles no
-// longer wanted, then ProfileList so the evaluation sees what is really installed.
+// longer wanted, then ProfileList and Restrictions so the evaluation sees what is really
+// installed and in force.
 func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	if d.Platform != inventory.PlatformApple || d.EnrollmentID == "" || d.OS == "" {
 		return
@@ -72,8 +73,10 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 			}
 		}
 	}
-	if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "ProfileList"}, by); err != nil {
-		s.log.ErrorContext(ctx, "queue ProfileList", "device_id", d.ID, "err", err)
+	for _, rt := range []string{"ProfileList", "Restrictions"} {
+		if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: rt}, by); err != nil {
+			s.log.ErrorContext(ctx, "queue "+rt, "device_id", d.ID, "err", err)
+		}
 	}
 	err = s.d.Store.Update(ctx, func(tx Tx) error {
 		return tx.Compliance().PutDelivery(ctx, d.ID, next)

@@ -64,7 +64,7 @@ func (s *Service) appleResult(ctx context.Context, res *commands.Result) {
 			d = updated
 		}
 	}
-	if res.SecurityInfo == nil && res.DeviceInformation == nil && res.ProfileList == nil {
+	if res.SecurityInfo == nil && res.DeviceInformation == nil && res.ProfileList == nil && res.Restrictions == nil {
 		return
 	}
 	_, err = s.d.Compliance.IngestAppleResult(ctx, d.ID, func(p *policies.Posture) {
@@ -125,5 +125,11 @@ func applyAppleResult(p *policies.Posture, os string, res *commands.Result, at t
 			list = append(list, policies.InstalledProfile{Identifier: pr.Identifier, UUID: pr.UUID})
 		}
 		p.InstalledProfiles = policies.Observe(list, mdm, at)
+	}
+	if res.Restrictions != nil && p.Platform != policies.PlatformMacOS {
+		// macOS answers Restrictions with an empty dictionary: no evidence either way.
+		// Elsewhere, what the device says is in force is the evidence that a restriction holds,
+		// beyond the profile that carries it being installed.
+		p.Restrictions = policies.Observe(res.Restrictions, mdm, at)
 	}
 }

@@ -72,6 +72,9 @@ type Result struct {
 	SecurityInfo      *SecurityInfo      `json:"security_info,omitempty"`
 	DeviceInformation *DeviceInformation `json:"device_information,omitempty"`
 	ProfileList       []Profile          `json:"profile_list,omitempty"`
+	// Restrictions are the boolean restrictions in force on the device (the Restrictions
+	// command's GlobalRestrictions restrictedBool), by key.
+	Restrictions map[string]bool `json:"restrictions,omitempty"`
 }
 
 // ErrNotFound is returned for an unknown command, result or PIN.

@@ -42,11 +42,23 @@ type Profile struct {
 	IsManaged   bool   `json:"is_managed" plist:",omitempty"`
 }
 
+// globalRestrictions is the part of a Restrictions answer Hale uses: the boolean restrictions
+// in force, the device's sum of every installed profile's.
+type globalRestrictions struct {
+	RestrictedBool map[string]struct {
+		Value bool `plist:"value"`
+	} `plist:"restrictedBool,omitempty"`
+}
+
+// maxRestrictions bounds the keys kept from one answer; Apple has about 150 boolean ones.
+const maxRestrictions = 1024
+
 // resultBody is the union of the command-specific keys Hale understands.
 type resultBody struct {
-	SecurityInfo   *SecurityInfo      `plist:",omitempty"`
-	QueryResponses *DeviceInformation `plist:",omitempty"`
-	ProfileList    []Profile          `plist:",omitempty"`
+	SecurityInfo       *SecurityInfo       `plist:",omitempty"`
+	QueryResponses     *DeviceInformation  `plist:",omitempty"`
+	ProfileList        []Profile           `plist:",omitempty"`
+	GlobalRestrictions *globalRestrictions `plist:",omitempty"`
 }
 
 // parse fills res from a raw result plist. A result whose command-specific part does not parse is
@@ -59,6 +71,15 @@ func parse(raw []byte, res *Result) error {
 	res.SecurityInfo = body.SecurityInfo
 	res.DeviceInformation = body.QueryResponses
 	res.ProfileList = body.ProfileList
+	if g := body.GlobalRestrictions; g != nil {
+		if len(g.RestrictedBool) > maxRestrictions {
+			return fmt.Errorf("commands: Restrictions answer has %d boolean restrictions; at most %d", len(g.RestrictedBool), maxRestrictions)
+		}
+		res.Restrictions = make(map[string]bool, len(g.RestrictedBool))
+		for k, v := range g.RestrictedBool {
+			res.Restrictions[k] = v.Value
+		}
+	}
 	if res.RequestType == "" {
 		switch {
 		case body.SecurityInfo != nil:
@@ -67,6 +88,8 @@ func parse(raw []byte, res *Result) error {
 			res.RequestType = "DeviceInformation"
 		case body.ProfileList != nil:
 			res.RequestType = "ProfileList"
+		case body.GlobalRestrictions != nil:
+			res.RequestType = "Restrictions"
 		}
 	}
 	return nil
