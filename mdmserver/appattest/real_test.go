@@ -14,8 +14,8 @@ import (
 // a time inside their credential certificate's three-day validity.
 var realAttestations = []struct {
 	file, teamID, bundleID, challenge, keyID string
-	env                                     Environment
-	at                                      time.Time
+	env                                      Environment
+	at                                       time.Time
 }{
 	{
 		file: "testdata/fido2-net-lib-dev-2022-08-24.cbor", teamID: "VNP5A9S22V", bundleID: "76R387MAVZ",
