@@ -87,7 +87,7 @@ type Payload struct {
 	// DeviceIntegrity is absent when the app did not ask for the device verdict, and an empty
 	// object when the device meets no integrity level at all.
 	DeviceIntegrity *DeviceIntegrityVerdict `json:"deviceIntegrity,omitempty"`
-	AccountDetails struct {
+	AccountDetails  struct {
 		AppLicensingVerdict string `json:"appLicensingVerdict,omitempty"`
 	} `json:"accountDetails"`
 }
