@@ -15,12 +15,14 @@ const (
 )
 
 // Provenance says how much a claim can be trusted: what the OS told the MDM server, what the
-// agent observed about itself, or what hardware attestation proved.
+// agent observed about itself, what the organisation's messaging app reported under a valid
+// App Attest or Play Integrity proof, or what hardware attestation proved.
 type Provenance string
 
 // The provenances of a claim, from least to most trustworthy when they disagree.
 const (
 	ProvenanceAgent    Provenance = "agent"
+	ProvenanceApp      Provenance = "app"
 	ProvenanceMDM      Provenance = "mdm"
 	ProvenanceAttested Provenance = "attested"
 )
