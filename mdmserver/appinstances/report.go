@@ -127,6 +127,9 @@ func (s *Service) Report(ctx context.Context, req api.AppReportRequest, entry au
 		}
 		entry.Action, entry.Target = "app_instance.report", cur.ID
 		entry.Details = map[string]string{"device_id": cur.DeviceID}
+		if entry.Outcome == "" {
+			entry.Outcome = audit.OutcomeOK
+		}
 		if _, err := audit.Append(ctx, tx.Audit(), entry); err != nil {
 			return err
 		}

@@ -111,6 +111,9 @@ func (s *Service) IssueBinding(ctx context.Context, d *inventory.Device, ttl tim
 	b := &Binding{Hash: hashToken(token), DeviceID: d.ID, CreatedAt: now, ExpiresAt: now.Add(ttl), CreatedBy: entry.Actor}
 	entry.Action, entry.Target = "app_binding.create", d.ID
 	entry.Details = map[string]string{"expires_at": b.ExpiresAt.Format(time.RFC3339)}
+	if entry.Outcome == "" {
+		entry.Outcome = audit.OutcomeOK
+	}
 	err := s.d.Store.Update(ctx, func(tx Tx) error {
 		if err := tx.AppInstances().PutBinding(ctx, b); err != nil {
 			return err
@@ -219,6 +222,9 @@ func (s *Service) Register(ctx context.Context, req api.AppRegisterRequest, entr
 		}
 		entry.Action, entry.Target = "app_instance.register", in.ID
 		entry.Details = map[string]string{"device_id": in.DeviceID, "platform": string(in.Platform), "key_id": in.KeyID}
+		if entry.Outcome == "" {
+			entry.Outcome = audit.OutcomeOK
+		}
 		_, err = audit.Append(ctx, tx.Audit(), entry)
 		return err
 	})
