@@ -15,7 +15,7 @@ func (s *Server) newSecurity() (*security.Service, error) {
 	return security.New(security.Deps{
 		Store: securityStore(s.store), Key: s.key, Devices: s.inventory, Approvals: s.approvals, Tokens: s.tokens,
 		Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue, Audit: s.audit, CA: s.ca, Policies: s.policies,
-		Decisions: decisions{inventory: s.inventory, compliance: s.compliance, log: s.log},
+		Decisions: decisions{inventory: s.inventory, compliance: s.compliance, log: s.log, revokeApps: s.revokeAppInstances},
 	}, security.WithLogger(s.log), security.WithTwoPersonRule(s.cfg.needsApproval, s.cfg.ApprovalTTL))
 }
 
@@ -26,6 +26,8 @@ type decisions struct {
 	inventory  *inventory.Service
 	compliance *compliance.Engine
 	log        *slog.Logger
+	// revokeApps revokes the messaging app instances of a device a wipe or unenroll ended.
+	revokeApps func(context.Context, *inventory.Device)
 }
 
 func (d decisions) DeviceChanged(ctx context.Context, deviceID, commandID string) {
@@ -34,6 +36,9 @@ func (d decisions) DeviceChanged(ctx context.Context, deviceID, commandID string
 	if err != nil {
 		d.log.ErrorContext(ctx, "device changed but cannot be read", "device_id", deviceID, "err", err)
 		return
+	}
+	if d.revokeApps != nil {
+		d.revokeApps(ctx, dev)
 	}
 	if _, err := d.compliance.DeviceChanged(ctx, dev); err != nil {
 		d.log.ErrorContext(ctx, "re-evaluating a changed device failed", "device_id", deviceID, "err", err)

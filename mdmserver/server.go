@@ -28,6 +28,8 @@ import (
 	"github.com/halemdm/hale/mdmserver/accessapi"
 	"github.com/halemdm/hale/mdmserver/adminapi"
 	"github.com/halemdm/hale/mdmserver/agentapi"
+	"github.com/halemdm/hale/mdmserver/appapi"
+	"github.com/halemdm/hale/mdmserver/appinstances"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/apns"
 	"github.com/halemdm/hale/mdmserver/applemdm"
@@ -94,6 +96,10 @@ type Server struct {
 	// the access API's check and posture tokens.
 	agentAPI  *agentapi.Handler
 	accessAPI *accessapi.Handler
+	// appInstances keeps the messaging app's instances; appAPI serves /app/v1 and IT's routes
+	// for them (app_wiring.go).
+	appInstances *appinstances.Service
+	appAPI       *appapi.Handler
 	// approvals holds the wipes held under the two-person rule.
 	approvals *approvals.Service
 	// security carries out lock, lost mode, wipe, approvals and unenroll; securityAPI and
@@ -248,6 +254,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
+	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
+		return nil, err
+	}
 
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()

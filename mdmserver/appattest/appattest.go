@@ -112,12 +112,11 @@ func ReasonOf(err error) string {
 
 // Verifier checks attestations and assertions for one App ID.
 type Verifier struct {
-	appID     string
-	rpIDHash  [32]byte
-	roots     *x509.CertPool
-	env       Environment
-	now       func() time.Time
-	allowBoth bool
+	appID    string
+	rpIDHash [32]byte
+	roots    *x509.CertPool
+	env      Environment
+	now      func() time.Time
 }
 
 // Option configures a Verifier.

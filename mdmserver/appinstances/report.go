@@ -203,11 +203,7 @@ func (s *Service) usable(ctx context.Context, id string) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ended(d) {
-		reason := "device " + string(d.State)
-		if d.Wipe != nil {
-			reason = "device wipe ordered"
-		}
+	if reason := RevokeReason(d); reason != "" {
 		if err := s.revoke(ctx, in.DeviceID, reason); err != nil {
 			return nil, err
 		}

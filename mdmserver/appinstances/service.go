@@ -127,6 +127,17 @@ func (s *Service) IssueBinding(ctx context.Context, d *inventory.Device, ttl tim
 	return token, b.ExpiresAt, nil
 }
 
+// RevokeReason says why d's state revokes its app instances, or "" when it does not.
+func RevokeReason(d *inventory.Device) string {
+	switch {
+	case d.Wipe != nil:
+		return "device wipe ordered"
+	case ended(d):
+		return "device " + string(d.State)
+	}
+	return ""
+}
+
 // ended reports whether d's management is over or a wipe was ordered, either of which revokes
 // its app instances: the app must not keep a session on a phone being wiped.
 func ended(d *inventory.Device) bool {

@@ -1,0 +1,206 @@
+package mdmserver
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/internal/playsim"
+	"github.com/halemdm/hale/mdmserver/inventory"
+)
+
+const (
+	testAppTeam   = "ABCDE12345"
+	testAppBundle = "org.example.securetext"
+)
+
+var testAppCert = playsim.CertificateDigest([]byte("securetext signing certificate"))
+
+// appEnv is a server configured for the messaging app on both platforms, with a simulated
+// Apple App Attest CA and the organisation's simulated Play Integrity keys.
+func appEnv(t *testing.T) (*testEnv, *applesim.AppAttestCA, *playsim.Service) {
+	t.Helper()
+	ca, err := applesim.NewAppAttestCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	play, err := playsim.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := filepath.Join(t.TempDir(), "appattest-root.pem")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := newTestEnv(t, func(c *Config) {
+		c.AppIOSTeamID, c.AppIOSBundleID, c.AppIOSRootsFile = testAppTeam, testAppBundle, roots
+		c.AppAndroidPackage, c.AppAndroidDecryptKey, c.AppAndroidVerifyKey = testAppBundle, play.DecryptionKey, play.VerificationKey
+		c.AppAndroidCertDigests = []string{testAppCert}
+	})
+	return env, ca, play
+}
+
+func (env *testEnv) appNonce() string {
+	env.t.Helper()
+	var n api.AppNonceAnswer
+	if code := env.call("POST", "/app/v1/nonce", "", nil, &n); code != 200 || n.Nonce == "" {
+		env.t.Fatalf("nonce: %d %+v", code, n)
+	}
+	return n.Nonce
+}
+
+// iosReport signs claims with the app's App Attest key and posts them.
+func (env *testEnv) iosReport(key *applesim.AppAttestKey, instance string, claims api.AppClaims, out any) int {
+	env.t.Helper()
+	data, _ := json.Marshal(api.AppReportData{Nonce: env.appNonce(), Claims: claims})
+	assertion, err := key.Assert(data)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	body, _ := json.Marshal(api.AppReportRequest{InstanceID: instance,
+		ClientData: base64.StdEncoding.EncodeToString(data), Assertion: base64.StdEncoding.EncodeToString(assertion)})
+	return env.call("POST", "/app/v1/report", "", body, out)
+}
+
+func TestAppInstanceIOSEndToEnd(t *testing.T) {
+	env, ca, _ := appEnv(t)
+	dev := env.newDevice()
+	it, security := env.token("it"), env.token("security")
+
+	// IT issues a binding token for the iPhone; the auditor role may not.
+	var bind api.AppBindingAnswer
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/app-bindings", env.token("auditor"), nil, nil); code != 403 {
+		t.Fatalf("auditor binding: %d", code)
+	}
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/app-bindings", it, []byte(`{"ttl":"1h"}`), &bind); code != 201 || bind.Token == "" {
+		t.Fatalf("binding: %d %+v", code, bind)
+	}
+
+	// The app registers with an attestation over the server's nonce.
+	key, err := applesim.NewAppAttestKey(testAppTeam + "." + testAppBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	register := func(binding string, k *applesim.AppAttestKey, ca *applesim.AppAttestCA) (int, api.AppRegisterAnswer) {
+		nonce := env.appNonce()
+		att, err := k.Attest(ca, []byte(nonce))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(api.AppRegisterRequest{Platform: "ios", BindingToken: binding, Nonce: nonce,
+			KeyID: base64.StdEncoding.EncodeToString(k.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)})
+		var ans api.AppRegisterAnswer
+		return env.call("POST", "/app/v1/register", "", body, &ans), ans
+	}
+	other, _ := applesim.NewAppAttestCA()
+	if code, _ := register(bind.Token, key, other); code != 401 {
+		t.Fatalf("attestation from another root: %d", code)
+	}
+	code, reg := register(bind.Token, key, ca)
+	if code != 201 || reg.InstanceID == "" || reg.Platform != "ios" {
+		t.Fatalf("register: %d %+v", code, reg)
+	}
+	var d inventory.Device
+	env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d)
+	if reg.DeviceID != d.ID {
+		t.Fatalf("instance bound to %s, device is %s", reg.DeviceID, d.ID)
+	}
+	if code, _ := register(bind.Token, key, ca); code != 401 {
+		t.Fatalf("binding token reused: %d", code)
+	}
+
+	// The app reports what MDM cannot see.
+	yes, no := true, false
+	var rep api.AppReportAnswer
+	if code := env.iosReport(key, reg.InstanceID, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1", OSVersion: "17.5"}, &rep); code != 200 {
+		t.Fatalf("report: %d", code)
+	}
+	if c := rep.Claims["jailbroken"]; c.Value != false || c.Source != "app" || rep.Claims["app_attested"].Source != "attested" {
+		t.Fatalf("claims: %+v", rep.Claims)
+	}
+	var list api.AppInstances
+	if code := env.call("GET", "/api/v1/devices/"+d.ID+"/app-instances", env.token("auditor"), nil, &list); code != 200 ||
+		len(list.Instances) != 1 || list.Instances[0].RevokedAt != nil || list.Instances[0].LastReportAt == nil {
+		t.Fatalf("instances: %d %+v", code, list)
+	}
+
+	// Security wipes the phone: the instance is revoked at once and refused from then on.
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/wipe", security, []byte(`{"reason":"lost","mode":"full"}`), nil); code != 202 {
+		t.Fatalf("wipe: %d", code)
+	}
+	env.call("GET", "/api/v1/devices/"+d.ID+"/app-instances", it, nil, &list)
+	if len(list.Instances) != 1 || list.Instances[0].RevokedAt == nil || list.Instances[0].RevokedReason != "device wipe ordered" {
+		t.Fatalf("instances after wipe: %+v", list)
+	}
+	if code := env.iosReport(key, reg.InstanceID, api.AppClaims{PasscodeSet: &yes}, nil); code != 403 {
+		t.Fatalf("report after wipe: %d", code)
+	}
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/app-bindings", it, nil, nil); code != 409 {
+		t.Fatalf("binding for a wiped phone: %d", code)
+	}
+}
+
+func TestAppInstanceAndroidEndToEnd(t *testing.T) {
+	env, _, play := appEnv(t)
+	dev := env.newDevice()
+	var bind api.AppBindingAnswer
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/app-bindings", env.token("it"), nil, &bind); code != 201 {
+		t.Fatalf("binding: %d", code)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	register := func(p func(nonce string) playsim.Payload) (int, api.AppRegisterAnswer) {
+		nonce := env.appNonce()
+		tok, err := play.Token(p(nonce))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(api.AppRegisterRequest{Platform: "android", BindingToken: bind.Token, Nonce: nonce,
+			PublicKey: base64.StdEncoding.EncodeToString(der), IntegrityToken: tok})
+		var ans api.AppRegisterAnswer
+		return env.call("POST", "/app/v1/register", "", body, &ans), ans
+	}
+	// A verdict from an hour ago, and one bound to another key: refused, nothing stored.
+	if code, _ := register(func(n string) playsim.Payload {
+		return playsim.Genuine(testAppBundle, testAppCert, api.AppRequestHash(n, der), time.Now().Add(-time.Hour))
+	}); code != 401 {
+		t.Fatalf("stale verdict: %d", code)
+	}
+	if code, _ := register(func(n string) playsim.Payload {
+		return playsim.Genuine(testAppBundle, testAppCert, api.AppRequestHash(n, []byte("another key")), time.Now())
+	}); code != 401 {
+		t.Fatalf("verdict bound to another key: %d", code)
+	}
+	code, reg := register(func(n string) playsim.Payload {
+		return playsim.Genuine(testAppBundle, testAppCert, api.AppRequestHash(n, der), time.Now())
+	})
+	if code != 201 {
+		t.Fatalf("register: %d", code)
+	}
+	yes := true
+	data, _ := json.Marshal(api.AppReportData{Nonce: env.appNonce(), Claims: api.AppClaims{PasscodeSet: &yes}})
+	digest := sha256.Sum256(data)
+	sig, _ := ecdsa.SignASN1(rand.Reader, key, digest[:])
+	body, _ := json.Marshal(api.AppReportRequest{InstanceID: reg.InstanceID, ClientData: base64.StdEncoding.EncodeToString(data),
+		Assertion: base64.StdEncoding.EncodeToString(sig)})
+	var rep api.AppReportAnswer
+	if code := env.call("POST", "/app/v1/report", "", body, &rep); code != 200 ||
+		rep.Claims["jailbroken"].Source != "attested" || rep.Claims["jailbroken"].Value != false || rep.Claims["passcode_set"].Value != true {
+		t.Fatalf("report: %d %+v", code, rep)
+	}
+	// The same signed report again: its nonce is spent.
+	if code := env.call("POST", "/app/v1/report", "", body, nil); code != 401 {
+		t.Fatalf("replayed report: %d", code)
+	}
+}
