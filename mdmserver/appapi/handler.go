@@ -165,4 +165,3 @@ func Claims(p *appinstances.Posture) map[string]api.AppClaim {
 	addString("os_version", p.OSVersion)
 	return out
 }
-
