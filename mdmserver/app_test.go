@@ -11,13 +11,16 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/playsim"
+	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
 )
 
 const (
@@ -75,8 +78,23 @@ func (env *testEnv) iosReport(key *applesim.AppAttestKey, instance string, claim
 
 func TestAppInstanceIOSEndToEnd(t *testing.T) {
 	env, ca, _ := appEnv(t)
-	dev := env.newDevice()
-	it, security := env.token("it"), env.token("security")
+	env.uploadPushCert()
+	it, security, accessTok := env.token("it"), env.token("security"), env.token("access")
+	// A policy that holds iPhones to the app's evidence: jailbreak must be reported, by the app.
+	policy := []byte("integrity:\n  block_jailbroken: true\n  jailbreak_evidence: required\n  require_app_attestation: true\n")
+	var put struct{ Unobservable []policies.UnobservableRule }
+	if code := env.call("PUT", "/api/v1/policies/phones", it, policy, &put); code != 200 {
+		t.Fatalf("policy: %d", code)
+	}
+	for _, u := range put.Unobservable {
+		if slices.Contains(u.Platforms, policies.PlatformIOS) {
+			t.Fatalf("with the app required, a rule is unobservable on iOS: %+v", u)
+		}
+	}
+	if code := env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"phones"}`), nil); code != 200 {
+		t.Fatalf("assign: %d", code)
+	}
+	dev := env.newDevice(applesim.WithState(applesim.IOSState()))
 
 	// IT issues a binding token for the iPhone; the auditor role may not.
 	var bind api.AppBindingAnswer
@@ -116,6 +134,13 @@ func TestAppInstanceIOSEndToEnd(t *testing.T) {
 	if reg.DeviceID != d.ID {
 		t.Fatalf("instance bound to %s, device is %s", reg.DeviceID, d.ID)
 	}
+	// Registered but silent about jailbreak: denied, the claim unknown.
+	a := env.waitAccess(accessTok, d.ID, "denied for want of the jailbreak claim", func(a access.Answer) bool {
+		return !a.Allow && slices.Contains(a.ReasonCodes(), policies.CodeClaimUnknown)
+	})
+	if a.Posture == nil || a.Posture.AppAttested == nil || a.Posture.AppAttested.Source != policies.ProvenanceAttested {
+		t.Fatalf("after registration: %+v", a.Posture)
+	}
 	if code, _ := register(bind.Token, key, ca); code != 401 {
 		t.Fatalf("binding token reused: %d", code)
 	}
@@ -128,6 +153,20 @@ func TestAppInstanceIOSEndToEnd(t *testing.T) {
 	}
 	if c := rep.Claims["jailbroken"]; c.Value != false || c.Source != "app" || rep.Claims["app_attested"].Source != "attested" {
 		t.Fatalf("claims: %+v", rep.Claims)
+	}
+	a = env.access(accessTok, d.ID)
+	if !a.Allow || !a.Compliant || a.Posture.Jailbroken == nil || a.Posture.Jailbroken.Source != policies.ProvenanceApp {
+		t.Fatalf("after the app's report: allow=%v reasons=%v posture=%+v", a.Allow, a.ReasonCodes(), a.Posture)
+	}
+	// The app's heuristics find a jailbreak: denied at once (no grace for jailbroken).
+	if code := env.iosReport(key, reg.InstanceID, api.AppClaims{Jailbroken: &yes}, nil); code != 200 {
+		t.Fatalf("report: %d", code)
+	}
+	if a = env.access(accessTok, d.ID); a.Allow || !slices.Contains(a.ReasonCodes(), policies.CodeJailbroken) {
+		t.Fatalf("jailbroken: allow=%v reasons=%v", a.Allow, a.ReasonCodes())
+	}
+	if code := env.iosReport(key, reg.InstanceID, api.AppClaims{Jailbroken: &no}, nil); code != 200 {
+		t.Fatalf("report: %d", code)
 	}
 	var list api.AppInstances
 	if code := env.call("GET", "/api/v1/devices/"+d.ID+"/app-instances", env.token("auditor"), nil, &list); code != 200 ||

@@ -66,7 +66,7 @@ func (s *Server) newAppAPI() (*appinstances.Service, *appapi.Handler, error) {
 	}
 	svc, err := appinstances.New(appinstances.Deps{
 		Store: appInstancesStore(s.store), Devices: s.inventory, IOS: ios, Android: android,
-		Nonces: appinstances.NewNonces(s.now), Now: s.now, Log: s.log.With("component", "app"),
+		Nonces: appinstances.NewNonces(s.now), Posture: s.compliance, Now: s.now, Log: s.log.With("component", "app"),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -143,6 +143,13 @@ type Posture struct {
 	PendingSecurity  *Claim[int]    `json:"pending_security_updates,omitempty"`
 	RebootRequired   *Claim[bool]   `json:"reboot_required,omitempty"`
 	GatekeeperActive *Claim[bool]   `json:"gatekeeper_enabled,omitempty"`
+
+	// The organisation's messaging app (mobile/), on a device it is bound to. AppAttested is
+	// that an app instance registered with a valid App Attest or Play Integrity proof and is
+	// reporting (provenance attested); ScreenCaptured is the app's word that the screen is
+	// being recorded, mirrored or captured (provenance app).
+	AppAttested    *Claim[bool] `json:"app_attested,omitempty"`
+	ScreenCaptured *Claim[bool] `json:"screen_captured,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes JSON and YAML as a Go duration string

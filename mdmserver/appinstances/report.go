@@ -139,7 +139,35 @@ func (s *Service) Report(ctx context.Context, req api.AppReportRequest, entry au
 	if err != nil {
 		return nil, err
 	}
+	if err := s.feed(ctx, out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// ApplyTo puts what the instance established into a device posture: the attestation, and the
+// app's claims where no more trustworthy source (MDM, attestation) holds the same fact.
+func (p *Posture) ApplyTo(dst *policies.Posture) {
+	weaker := func(c *policies.Claim[bool]) bool {
+		return c == nil || c.Source == policies.ProvenanceAgent || c.Source == policies.ProvenanceApp
+	}
+	if p.Attested != nil {
+		dst.AppAttested = clone(p.Attested)
+	}
+	if p.PasscodeSet != nil && weaker(dst.PasscodePresent) {
+		dst.PasscodePresent = clone(p.PasscodeSet)
+	}
+	if p.Jailbroken != nil && (p.Jailbroken.Source == policies.ProvenanceAttested || weaker(dst.Jailbroken)) {
+		dst.Jailbroken = clone(p.Jailbroken)
+	}
+	if p.ScreenCaptured != nil {
+		dst.ScreenCaptured = clone(p.ScreenCaptured)
+	}
+}
+
+func clone[T any](c *policies.Claim[T]) *policies.Claim[T] {
+	out := *c
+	return &out
 }
 
 // merge returns old with the report's claims: app claims replace app claims, and never an
@@ -153,6 +181,11 @@ func merge(old *Posture, c api.AppClaims, rooted *bool, at time.Time) *Posture {
 		if v != nil && (*dst == nil || (*dst).Source != SourceAttested) {
 			*dst = observe(*v, SourceApp, at)
 		}
+	}
+	// Every report under a valid signature of the attested key renews the attestation's
+	// freshness: the key is still the one Apple or Google vouched for.
+	if p.Attested != nil {
+		p.Attested = observe(p.Attested.Value, SourceAttested, at)
 	}
 	setBool(&p.PasscodeSet, c.PasscodeSet)
 	setBool(&p.Jailbroken, c.Jailbroken)

@@ -22,6 +22,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/playintegrity"
+	"github.com/halemdm/hale/policies"
 )
 
 // Devices reads the device records instances bind to.
@@ -37,8 +38,16 @@ type Deps struct {
 	IOS     *appattest.Verifier
 	Android *playintegrity.Verifier
 	Nonces  *Nonces
+	// Posture takes what an instance established into its device's posture; nil in tests of
+	// this package alone.
+	Posture PostureSink
 	Now     func() time.Time
 	Log     *slog.Logger
+}
+
+// PostureSink is the compliance engine, as this package feeds it.
+type PostureSink interface {
+	IngestAppReport(ctx context.Context, deviceID string, update func(*policies.Posture)) (policies.Verdict, error)
 }
 
 // Service registers app instances, takes their reports and revokes them.
@@ -242,7 +251,22 @@ func (s *Service) Register(ctx context.Context, req api.AppRegisterRequest, entr
 	if err != nil {
 		return nil, err
 	}
+	if err := s.feed(ctx, in); err != nil {
+		return nil, err
+	}
 	return in, nil
+}
+
+// feed takes what in established into its device's posture, once it is committed: a failure
+// is an error for the app to retry, never a claim the device did not earn.
+func (s *Service) feed(ctx context.Context, in *Instance) error {
+	if s.d.Posture == nil || in.Posture == nil {
+		return nil
+	}
+	if _, err := s.d.Posture.IngestAppReport(ctx, in.DeviceID, in.Posture.ApplyTo); err != nil {
+		return fmt.Errorf("appinstances: device %s posture: %w", in.DeviceID, err)
+	}
+	return nil
 }
 
 func decodeB64(field, v string, max int) ([]byte, error) {
