@@ -73,6 +73,14 @@ func compliantPosture(p *policies.Policy, pl policies.Platform) *policies.Postur
 	}
 	pos.DiskEncrypted = policies.Observe(true, src, at)
 	pos.PasscodePresent = policies.Observe(true, src, at)
+	// The jailbreak claim: the agent's on computers, the messaging app's on phones and
+	// tablets, whose registration App Attest vouched for.
+	if slices.Contains(mobile, pl) {
+		pos.Jailbroken = policies.Observe(false, policies.ProvenanceApp, at)
+		pos.AppAttested = policies.Observe(true, policies.ProvenanceAttested, at)
+	} else {
+		pos.Jailbroken = policies.Observe(false, src, at)
+	}
 	pos.PasscodeCompliant = policies.Observe(true, src, at)
 	if pl == policies.PlatformMacOS || pl == policies.PlatformWindows || pl == policies.PlatformLinux {
 		pos.ScreenLockEnabled = policies.Observe(true, src, at)

@@ -34,6 +34,12 @@ var testAppCert = playsim.CertificateDigest([]byte("securetext signing certifica
 // Apple App Attest CA and the organisation's simulated Play Integrity keys.
 func appEnv(t *testing.T) (*testEnv, *applesim.AppAttestCA, *playsim.Service) {
 	t.Helper()
+	return appEnvWith(t, nil)
+}
+
+// appEnvWith is appEnv with server options.
+func appEnvWith(t *testing.T, opts []Option) (*testEnv, *applesim.AppAttestCA, *playsim.Service) {
+	t.Helper()
 	ca, err := applesim.NewAppAttestCA()
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +52,7 @@ func appEnv(t *testing.T) (*testEnv, *applesim.AppAttestCA, *playsim.Service) {
 	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Root.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := newTestEnv(t, func(c *Config) {
+	env := newTestEnvWith(t, opts, func(c *Config) {
 		c.AppIOSTeamID, c.AppIOSBundleID, c.AppIOSRootsFile = testAppTeam, testAppBundle, roots
 		c.AppAndroidPackage, c.AppAndroidDecryptKey, c.AppAndroidVerifyKey = testAppBundle, play.DecryptionKey, play.VerificationKey
 		c.AppAndroidCertDigests = []string{testAppCert}
@@ -74,6 +80,32 @@ func (env *testEnv) iosReport(key *applesim.AppAttestKey, instance string, claim
 	body, _ := json.Marshal(api.AppReportRequest{InstanceID: instance,
 		ClientData: base64.StdEncoding.EncodeToString(data), Assertion: base64.StdEncoding.EncodeToString(assertion)})
 	return env.call("POST", "/app/v1/report", "", body, out)
+}
+
+// iosApp registers a simulated messaging app on device id (bound by a token IT issues) and
+// returns its App Attest key and instance ID.
+func (env *testEnv) iosApp(ca *applesim.AppAttestCA, id string) (*applesim.AppAttestKey, string) {
+	env.t.Helper()
+	var bind api.AppBindingAnswer
+	if code := env.call("POST", "/api/v1/devices/"+id+"/app-bindings", env.token("it"), nil, &bind); code != 201 {
+		env.t.Fatalf("binding: %d", code)
+	}
+	key, err := applesim.NewAppAttestKey(testAppTeam + "." + testAppBundle)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	nonce := env.appNonce()
+	att, err := key.Attest(ca, []byte(nonce))
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	body, _ := json.Marshal(api.AppRegisterRequest{Platform: "ios", BindingToken: bind.Token, Nonce: nonce,
+		KeyID: base64.StdEncoding.EncodeToString(key.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)})
+	var reg api.AppRegisterAnswer
+	if code := env.call("POST", "/app/v1/register", "", body, &reg); code != 201 {
+		env.t.Fatalf("register: %d", code)
+	}
+	return key, reg.InstanceID
 }
 
 func TestAppInstanceIOSEndToEnd(t *testing.T) {
