@@ -106,12 +106,17 @@ type TokenClaims struct {
 	ID        string   `json:"jti"`
 	Confirm   Confirm  `json:"cnf"`
 	Device    DeviceAt `json:"device"`
+	// AppInstance is the messaging app instance a key-bound token (cnf.jkt) was issued to.
+	AppInstance string `json:"app_instance,omitempty"`
 }
 
-// Confirm binds a token to a certificate (RFC 8705 section 3.1).
+// Confirm binds a token to a certificate (RFC 8705 section 3.1) or, for the messaging app, to
+// the app instance's key (RFC 9449 section 6): one of the two.
 type Confirm struct {
 	// X5tS256 is the base64url (unpadded) SHA-256 of the certificate's DER.
-	X5tS256 string `json:"x5t#S256"`
+	X5tS256 string `json:"x5t#S256,omitempty"`
+	// JKT is the RFC 7638 thumbprint of the key DPoP proofs must be signed with.
+	JKT string `json:"jkt,omitempty"`
 }
 
 // DeviceAt is the device's verdict and the posture facts a backend needs, when a token was
