@@ -15,8 +15,10 @@ type AppNonceAnswer struct {
 
 // AppRegisterRequest is the body of POST /app/v1/register.
 //
-// On iOS, KeyID is DCAppAttestService.generateKey's identifier (base64) and Attestation is
-// attestKey's object (base64), made with clientDataHash = SHA-256(Nonce).
+// On iOS, KeyID is DCAppAttestService.generateKey's identifier (base64), PublicKey a Secure
+// Enclave key the app made for proofs of possession (base64 PKIX DER, ECDSA P-256: App Attest
+// keys sign only assertions), and Attestation attestKey's object (base64) made with
+// clientDataHash = SHA-256(AppRequestHash(Nonce, PublicKey DER)), which binds that key.
 //
 // On Android, PublicKey is the app's Android Keystore key (base64 PKIX DER, ECDSA P-256) and
 // IntegrityToken is a Play Integrity token whose request hash (standard API) or nonce (classic)
@@ -123,10 +125,11 @@ type AppInstances struct {
 	Instances []AppInstance `json:"instances"`
 }
 
-// AppRequestHash is the request hash an Android app asks Play Integrity to bind: base64url
-// (no padding) of SHA-256(nonce || data), data being the app key's PKIX DER at registration and
-// the report's client data bytes on a report. Binding both makes a verdict useless for any
-// other key or report.
+// AppRequestHash binds a nonce to data: base64url (no padding) of SHA-256(nonce || data). At
+// registration data is the app's proof key (PKIX DER): an Android app asks Play Integrity to
+// bind this request hash, an iOS app attests with it as the challenge. On a report data is the
+// client data bytes (an Android report's fresh Play Integrity verdict). A verdict or an
+// attestation is then useless for any other key or report.
 func AppRequestHash(nonce string, data []byte) string {
 	h := sha256.New()
 	h.Write([]byte(nonce))

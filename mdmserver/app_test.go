@@ -1,6 +1,7 @@
 package mdmserver
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,9 +22,11 @@ import (
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/playsim"
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/posture"
 )
 
 const (
@@ -82,9 +88,16 @@ func (env *testEnv) iosReport(key *applesim.AppAttestKey, instance string, claim
 	return env.call("POST", "/app/v1/report", "", body, out)
 }
 
-// iosApp registers a simulated messaging app on device id (bound by a token IT issues) and
-// returns its App Attest key and instance ID.
-func (env *testEnv) iosApp(ca *applesim.AppAttestCA, id string) (*applesim.AppAttestKey, string) {
+// simApp is a simulated messaging app on an iPhone: its App Attest key, its Secure Enclave
+// proof key and its instance ID.
+type simApp struct {
+	key *applesim.AppAttestKey
+	se  *applesim.SecureEnclaveKey
+	id  string
+}
+
+// iosApp registers a simulated messaging app on device id (bound by a token IT issues).
+func (env *testEnv) iosApp(ca *applesim.AppAttestCA, id string) *simApp {
 	env.t.Helper()
 	var bind api.AppBindingAnswer
 	if code := env.call("POST", "/api/v1/devices/"+id+"/app-bindings", env.token("it"), nil, &bind); code != 201 {
@@ -94,18 +107,57 @@ func (env *testEnv) iosApp(ca *applesim.AppAttestCA, id string) (*applesim.AppAt
 	if err != nil {
 		env.t.Fatal(err)
 	}
-	nonce := env.appNonce()
-	att, err := key.Attest(ca, []byte(nonce))
+	se, err := applesim.NewSecureEnclaveKey()
 	if err != nil {
 		env.t.Fatal(err)
 	}
-	body, _ := json.Marshal(api.AppRegisterRequest{Platform: "ios", BindingToken: bind.Token, Nonce: nonce,
-		KeyID: base64.StdEncoding.EncodeToString(key.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)})
-	var reg api.AppRegisterAnswer
-	if code := env.call("POST", "/app/v1/register", "", body, &reg); code != 201 {
+	code, reg := env.registerIOS(bind.Token, key, se, ca)
+	if code != 201 {
 		env.t.Fatalf("register: %d", code)
 	}
-	return key, reg.InstanceID
+	return &simApp{key: key, se: se, id: reg.InstanceID}
+}
+
+// registerIOS posts a registration attested by k through ca, binding the proof key se.
+func (env *testEnv) registerIOS(binding string, k *applesim.AppAttestKey, se *applesim.SecureEnclaveKey, ca *applesim.AppAttestCA) (int, api.AppRegisterAnswer) {
+	env.t.Helper()
+	nonce := env.appNonce()
+	att, err := k.Attest(ca, []byte(api.AppRequestHash(nonce, se.PKIX())))
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	body, _ := json.Marshal(api.AppRegisterRequest{Platform: "ios", BindingToken: binding, Nonce: nonce,
+		PublicKey: base64.StdEncoding.EncodeToString(se.PKIX()),
+		KeyID:     base64.StdEncoding.EncodeToString(k.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)})
+	var ans api.AppRegisterAnswer
+	return env.call("POST", "/app/v1/register", "", body, &ans), ans
+}
+
+// appToken asks POST /app/v1/token with a fresh signed report and wants status.
+func (env *testEnv) appToken(key *applesim.AppAttestKey, instance string, status int) api.PostureToken {
+	env.t.Helper()
+	var tok api.PostureToken
+	if code := env.appTokenInto(key, instance, &tok); code != status {
+		env.t.Fatalf("app token: %d, want %d", code, status)
+	}
+	return tok
+}
+
+func (env *testEnv) appTokenCode(key *applesim.AppAttestKey, instance string) int {
+	env.t.Helper()
+	return env.appTokenInto(key, instance, nil)
+}
+
+func (env *testEnv) appTokenInto(key *applesim.AppAttestKey, instance string, out any) int {
+	env.t.Helper()
+	data, _ := json.Marshal(api.AppReportData{Nonce: env.appNonce()})
+	assertion, err := key.Assert(data)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	body, _ := json.Marshal(api.AppReportRequest{InstanceID: instance,
+		ClientData: base64.StdEncoding.EncodeToString(data), Assertion: base64.StdEncoding.EncodeToString(assertion)})
+	return env.call("POST", "/app/v1/token", "", body, out)
 }
 
 func TestAppInstanceIOSEndToEnd(t *testing.T) {
@@ -142,16 +194,12 @@ func TestAppInstanceIOSEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	se, err := applesim.NewSecureEnclaveKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	register := func(binding string, k *applesim.AppAttestKey, ca *applesim.AppAttestCA) (int, api.AppRegisterAnswer) {
-		nonce := env.appNonce()
-		att, err := k.Attest(ca, []byte(nonce))
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := json.Marshal(api.AppRegisterRequest{Platform: "ios", BindingToken: binding, Nonce: nonce,
-			KeyID: base64.StdEncoding.EncodeToString(k.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)})
-		var ans api.AppRegisterAnswer
-		return env.call("POST", "/app/v1/register", "", body, &ans), ans
+		return env.registerIOS(binding, k, se, ca)
 	}
 	other, _ := applesim.NewAppAttestCA()
 	if code, _ := register(bind.Token, key, other); code != 401 {
@@ -206,9 +254,80 @@ func TestAppInstanceIOSEndToEnd(t *testing.T) {
 		t.Fatalf("instances: %d %+v", code, list)
 	}
 
+	// The app gets a posture token bound to its key, and the messaging backend (package
+	// posture, as examples/backend runs it) opens a session with it and a DPoP proof.
+	stream := env.stream(accessTok, `{"aud":"messaging"}`)
+	tok := env.appToken(key, reg.InstanceID, 200)
+	verifier := posture.NewVerifier(posture.RemoteJWKS(env.url+"/access/v1/jwks.json", env.client), posture.WithIssuer(env.srv.cfg.PublicURL))
+	rx, got := env.receiverFor("messaging")
+	rx = posture.NewReceiver(posture.RemoteJWKS(env.url+"/access/v1/jwks.json", env.client), "messaging", env.srv.cfg.PublicURL,
+		posture.WithVerifier(verifier), posture.WithOnEvent(func(_ context.Context, set posture.SETClaims, typ string, _ posture.CAEPEvent) {
+			*got = append(*got, verifiedEvent{set, typ})
+		}))
+	backend := httptest.NewServer(posture.Middleware(&posture.Gate{Verifier: verifier, PublicURL: "https://chat.example.org"})(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			a, _ := posture.FromContext(r.Context())
+			_, _ = w.Write([]byte(a.Claims.AppInstance))
+		})))
+	defer backend.Close()
+	session := func(token string) int {
+		t.Helper()
+		proof, err := posture.NewProof(se.PublicKey(), se.SignDigest, "POST", "https://chat.example.org/sessions", token, randid.Hex(8), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("POST", backend.URL+"/sessions", nil)
+		req.Header.Set("Authorization", "DPoP "+token)
+		req.Header.Set(posture.DPoPHeader, proof)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 && string(body) != reg.InstanceID {
+			t.Fatalf("session for %q, want the instance %s", body, reg.InstanceID)
+		}
+		return resp.StatusCode
+	}
+	if code := session(tok.Token); code != 200 {
+		t.Fatalf("backend session with the app's token: %d", code)
+	}
+	// The token without the app key's proof is worth nothing.
+	req, _ := http.NewRequest("POST", backend.URL+"/sessions", nil)
+	req.Header.Set("Authorization", "DPoP "+tok.Token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("token without proof: %v %v", resp, err)
+	}
+
 	// Security wipes the phone: the instance is revoked at once and refused from then on.
 	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/wipe", security, []byte(`{"reason":"lost","mode":"full"}`), nil); code != 202 {
 		t.Fatalf("wipe: %d", code)
+	}
+	// The backend hears of it: a session-revoked SET for the device, and one naming the app
+	// instance on it; the app's token no longer opens a session.
+	var named bool
+	for deadline := time.Now().Add(10 * time.Second); !named && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, sets := env.pollSETs(accessTok, stream.StreamID, `{"returnImmediately":true}`)
+		for _, set := range sets {
+			if err := rx.Deliver(t.Context(), set); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, ev := range *got {
+			if ev.typ == posture.EventSessionRevoked && ev.claims.SubID.AppInstance() == reg.InstanceID && ev.claims.SubID.DeviceID() == d.ID {
+				named = true
+			}
+		}
+	}
+	if !named {
+		t.Fatalf("no session-revoked SET names the app instance: %+v", *got)
+	}
+	if code := session(tok.Token); code != 403 {
+		t.Fatalf("backend session after the wipe: %d", code)
+	}
+	if code := env.appTokenCode(key, reg.InstanceID); code != 403 {
+		t.Fatalf("token after the wipe: %d", code)
 	}
 	env.call("GET", "/api/v1/devices/"+d.ID+"/app-instances", it, nil, &list)
 	if len(list.Instances) != 1 || list.Instances[0].RevokedAt == nil || list.Instances[0].RevokedReason != "device wipe ordered" {

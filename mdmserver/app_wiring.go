@@ -71,7 +71,30 @@ func (s *Server) newAppAPI() (*appinstances.Service, *appapi.Handler, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return svc, &appapi.Handler{Service: svc, Devices: s.inventory, Log: s.log}, nil
+	return svc, &appapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Tokens: appapi.Tokens{
+		Decisions: s.index, Signer: s.keys, Issuer: s.cfg.PublicURL, TTL: s.cfg.PostureTokenTTL, Now: s.now,
+	}}, nil
+}
+
+// liveAppInstances lists the IDs of deviceID's app instances not revoked yet, for the
+// session-revoked SETs that name them; a failure to read them is logged and lists none (the
+// device's own SET still goes out, and it covers the instances' tokens).
+func (s *Server) liveAppInstances(ctx context.Context, deviceID string) []string {
+	if s.appInstances == nil {
+		return nil
+	}
+	ins, err := s.appInstances.Instances(ctx, deviceID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "listing app instances for revocation events failed", "device_id", deviceID, "err", err)
+		return nil
+	}
+	var out []string
+	for _, in := range ins {
+		if !in.Revoked() {
+			out = append(out, in.ID)
+		}
+	}
+	return out
 }
 
 // revokeAppInstances revokes the app instances of d when a security operation (wipe,

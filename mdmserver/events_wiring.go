@@ -33,6 +33,9 @@ type revocations struct {
 	events *events.Transmitter
 	store  storage.Store
 	log    *slog.Logger
+	// appInstances lists a device's messaging app instances still in force: each gets its own
+	// session-revoked SET naming it with the device (app_wiring.go).
+	appInstances func(ctx context.Context, deviceID string) []string
 }
 
 // emit turns changes into events and commits them with their audit entries.
@@ -47,6 +50,18 @@ func (r revocations) emit(ctx context.Context, changes []compliance.Change) {
 			devEvents[i].TXN = txn
 		}
 		evs = append(evs, devEvents...)
+		if r.appInstances != nil {
+			for _, ev := range devEvents {
+				if ev.Type != posture.EventSessionRevoked {
+					continue
+				}
+				for _, id := range r.appInstances(ctx, c.DeviceID) {
+					app := ev
+					app.AppInstance = id
+					evs = append(evs, app)
+				}
+			}
+		}
 		if e, ok := revocationRecord(c.DeviceID, devEvents); ok {
 			records = append(records, e)
 		}

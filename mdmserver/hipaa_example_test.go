@@ -119,11 +119,11 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 	if a.Posture.Jailbroken != nil || a.Posture.AppAttested != nil {
 		t.Fatalf("app claims before the app: %+v", a.Posture)
 	}
-	key, instance := env.iosApp(appCA, id)
+	app := env.iosApp(appCA, id)
 	yes, no := true, false
 	appReport := func() access.Answer {
 		t.Helper()
-		if code := env.iosReport(key, instance, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
+		if code := env.iosReport(app.key, app.id, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
 			t.Fatalf("app report: %d", code)
 		}
 		return env.access(accessTok, id)

@@ -48,6 +48,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /app/v1/nonce", s.appAPI.Nonce)
 	mux.HandleFunc("POST /app/v1/register", s.appAPI.Register)
 	mux.HandleFunc("POST /app/v1/report", s.appAPI.Report)
+	mux.HandleFunc("POST /app/v1/token", s.appAPI.Token)
 
 	// Access API for devices and for anyone verifying what the server signed.
 	mux.Handle("POST /access/v1/token", agent.RequireDevice(s.accessAPI.Token))

@@ -37,10 +37,11 @@ func (d decisions) DeviceChanged(ctx context.Context, deviceID, commandID string
 		d.log.ErrorContext(ctx, "device changed but cannot be read", "device_id", deviceID, "err", err)
 		return
 	}
-	if d.revokeApps != nil {
-		d.revokeApps(ctx, dev)
-	}
 	if _, err := d.compliance.DeviceChanged(ctx, dev); err != nil {
 		d.log.ErrorContext(ctx, "re-evaluating a changed device failed", "device_id", deviceID, "err", err)
+	}
+	// After the re-evaluation, whose revocation events name the instances still in force.
+	if d.revokeApps != nil {
+		d.revokeApps(ctx, dev)
 	}
 }

@@ -215,7 +215,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.events, err = s.newEvents(); err != nil {
 		return nil, err
 	}
-	s.compliance.OnChange(revocations{events: s.events, store: s.store, log: s.log}.emit)
+	s.compliance.OnChange(revocations{events: s.events, store: s.store, log: s.log, appInstances: s.liveAppInstances}.emit)
 	// The CA keeps its database in hale.db. One left in DATA/ca/ca.db by an older Hale moves in
 	// first, or the server does not start: a CA without its revocations would trust revoked
 	// certificates again.

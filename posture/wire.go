@@ -156,10 +156,35 @@ type SETClaims struct {
 	TXN string `json:"txn,omitempty"`
 }
 
-// SubjectID is an SSF subject identifier (RFC 9493). Hale names devices with the opaque format.
+// SubjectID is an SSF subject identifier (RFC 9493). Hale names devices with the opaque format,
+// and a messaging app instance on a device with the complex format: {"format":"complex",
+// "device":{"format":"opaque","id":DEVICE_ID},"application":{"format":"opaque","id":INSTANCE_ID}}.
 type SubjectID struct {
-	Format string `json:"format"` // "opaque"
-	ID     string `json:"id"`
+	Format string `json:"format"` // "opaque" or "complex"
+	ID     string `json:"id,omitempty"`
+	// Device and Application are the members of a complex subject.
+	Device      *SubjectID `json:"device,omitempty"`
+	Application *SubjectID `json:"application,omitempty"`
+}
+
+// DeviceID is the device a subject names: an opaque subject's ID, or a complex subject's
+// opaque device member's; "" for any other.
+func (s SubjectID) DeviceID() string {
+	switch {
+	case s.Format == "opaque":
+		return s.ID
+	case s.Format == "complex" && s.Device != nil && s.Device.Format == "opaque":
+		return s.Device.ID
+	}
+	return ""
+}
+
+// AppInstance is the messaging app instance a complex subject names, or "".
+func (s SubjectID) AppInstance() string {
+	if s.Format == "complex" && s.Application != nil && s.Application.Format == "opaque" {
+		return s.Application.ID
+	}
+	return ""
 }
 
 // CAEPEvent is the body of a device-compliance-change or session-revoked event.

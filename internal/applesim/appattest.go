@@ -264,3 +264,36 @@ func serialNumber() *big.Int {
 	}
 	return n
 }
+
+// SecureEnclaveKey is a key an app makes in the Secure Enclave (SecKeyCreateRandomKey with
+// kSecAttrTokenIDSecureEnclave): P-256, signing digests with SecKeyCreateSignature
+// (ecdsaSignatureDigestX962SHA256, ASN.1 DER). Unlike an App Attest key it signs anything, so
+// the messaging app signs its DPoP proofs with one, bound to its instance by the attestation.
+type SecureEnclaveKey struct{ key *ecdsa.PrivateKey }
+
+// NewSecureEnclaveKey makes a key.
+func NewSecureEnclaveKey() (*SecureEnclaveKey, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	return &SecureEnclaveKey{k}, nil
+}
+
+// PublicKey returns the key's public half.
+func (k *SecureEnclaveKey) PublicKey() *ecdsa.PublicKey { return &k.key.PublicKey }
+
+// PKIX returns the public key as SecKeyCopyExternalRepresentation's point wrapped in a
+// SubjectPublicKeyInfo, as the app sends it.
+func (k *SecureEnclaveKey) PKIX() []byte {
+	der, err := x509.MarshalPKIXPublicKey(&k.key.PublicKey)
+	if err != nil {
+		panic(err) // a P-256 key always marshals
+	}
+	return der
+}
+
+// SignDigest signs a SHA-256 digest, ASN.1 DER.
+func (k *SecureEnclaveKey) SignDigest(digest []byte) ([]byte, error) {
+	return ecdsa.SignASN1(rand.Reader, k.key, digest)
+}

@@ -25,6 +25,7 @@ const maxBody = 64 << 10
 type Handler struct {
 	Service *appinstances.Service
 	Devices httpapi.DeviceLookup
+	Tokens  Tokens
 	Log     *slog.Logger
 }
 

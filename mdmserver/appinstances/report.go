@@ -202,8 +202,10 @@ func merge(old *Posture, c api.AppClaims, rooted *bool, at time.Time) *Posture {
 	return &p
 }
 
-func instanceKey(in *Instance) (*ecdsa.PublicKey, error) {
-	k, err := x509.ParsePKIXPublicKey(in.PublicKey)
+func instanceKey(in *Instance) (*ecdsa.PublicKey, error) { return parseStoredKey(in.PublicKey) }
+
+func parseStoredKey(der []byte) (*ecdsa.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
 	if err != nil {
 		return nil, err
 	}

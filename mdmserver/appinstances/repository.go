@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/posture"
 )
 
 // Platform is the OS an app instance runs on, which fixes how it proves itself.
@@ -31,8 +32,13 @@ type Instance struct {
 	// KeyID identifies the app's key: Apple's key identifier (base64) on iOS, the RFC 7638
 	// thumbprint on Android. It is unique: one key registers once.
 	KeyID string `json:"key_id"`
-	// PublicKey is the app key, PKIX DER (ECDSA P-256).
+	// PublicKey is the attested key that signs reports, PKIX DER (ECDSA P-256): the App Attest
+	// key on iOS, the Android Keystore key on Android.
 	PublicKey []byte `json:"public_key"`
+	// ProofKey is the key posture tokens are bound to (cnf.jkt) and DPoP proofs signed with,
+	// PKIX DER: on iOS a Secure Enclave key the registration's attestation covers (an App Attest
+	// key signs only assertions), on Android the Keystore key itself.
+	ProofKey []byte `json:"proof_key,omitempty"`
 	// Counter is the last accepted App Attest assertion counter (iOS).
 	Counter     uint32 `json:"counter,omitempty"`
 	Environment string `json:"environment,omitempty"`
@@ -45,6 +51,19 @@ type Instance struct {
 	// RevokedAt is set when the instance may no longer report or get tokens.
 	RevokedAt     time.Time `json:"revoked_at,omitzero"`
 	RevokedReason string    `json:"revoked_reason,omitempty"`
+}
+
+// JKT is the RFC 7638 thumbprint of the instance's key, which its posture tokens are bound to.
+func (i *Instance) JKT() (string, error) {
+	der := i.ProofKey
+	if der == nil {
+		der = i.PublicKey
+	}
+	pub, err := parseStoredKey(der)
+	if err != nil {
+		return "", err
+	}
+	return posture.KeyThumbprint(pub)
 }
 
 // Revoked reports whether the instance was revoked.

@@ -164,6 +164,7 @@ func ended(d *inventory.Device) bool {
 type proof struct {
 	keyID       string
 	pub         *ecdsa.PublicKey
+	proofKey    []byte // PKIX DER of the key tokens are bound to
 	environment string
 	receipt     []byte
 	rooted      *bool // Play Integrity's device verdict; nil on iOS
@@ -198,7 +199,7 @@ func (s *Service) Register(ctx context.Context, req api.AppRegisterRequest, entr
 	}
 	now := s.d.Now().UTC()
 	in := &Instance{
-		ID: "ai_" + randid.Hex(12), Platform: Platform(req.Platform), KeyID: pr.keyID, PublicKey: der,
+		ID: "ai_" + randid.Hex(12), Platform: Platform(req.Platform), KeyID: pr.keyID, PublicKey: der, ProofKey: pr.proofKey,
 		Environment: pr.environment, Receipt: pr.receipt, RegisteredAt: now,
 		Posture: &Posture{Attested: observe(true, SourceAttested, now)},
 	}
@@ -293,12 +294,21 @@ func (s *Service) verifyIOS(req api.AppRegisterRequest) (*proof, error) {
 	if err != nil {
 		return nil, err
 	}
-	got, err := s.d.IOS.VerifyAttestation(att, []byte(req.Nonce), keyID)
+	// The proof key (a Secure Enclave key the app made) is bound by the attestation itself:
+	// its challenge is the request hash of the nonce and that key.
+	der, err := decodeB64("public_key", req.PublicKey, 512)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := parseAppKey(der); err != nil {
+		return nil, err
+	}
+	got, err := s.d.IOS.VerifyAttestation(att, []byte(api.AppRequestHash(req.Nonce, der)), keyID)
 	if err != nil {
 		return nil, refuse(ErrUnauthorized, appattest.ReasonOf(err), "%v", err)
 	}
 	return &proof{
-		keyID: base64.StdEncoding.EncodeToString(got.KeyID), pub: got.PublicKey,
+		keyID: base64.StdEncoding.EncodeToString(got.KeyID), pub: got.PublicKey, proofKey: der,
 		environment: string(got.Environment), receipt: got.Receipt,
 	}, nil
 }
@@ -325,7 +335,7 @@ func (s *Service) verifyAndroid(req api.AppRegisterRequest) (*proof, error) {
 		return nil, err
 	}
 	rooted := v.Rooted
-	return &proof{keyID: base64.RawURLEncoding.EncodeToString(thumb), pub: pub, environment: "play", rooted: &rooted}, nil
+	return &proof{keyID: base64.RawURLEncoding.EncodeToString(thumb), pub: pub, proofKey: der, environment: "play", rooted: &rooted}, nil
 }
 
 // parseAppKey accepts only an ECDSA P-256 key: what Android Keystore and the Secure Enclave make,

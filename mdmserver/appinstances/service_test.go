@@ -125,13 +125,17 @@ func (e *env) registerIOS(t *testing.T, binding string) (*iosApp, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	se, err := applesim.NewSecureEnclaveKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	nonce, _ := e.svc.Nonce()
-	att, err := key.Attest(e.ca, []byte(nonce))
+	att, err := key.Attest(e.ca, []byte(api.AppRequestHash(nonce, se.PKIX())))
 	if err != nil {
 		t.Fatal(err)
 	}
 	in, err := e.svc.Register(context.Background(), api.AppRegisterRequest{
-		Platform: "ios", BindingToken: binding, Nonce: nonce,
+		Platform: "ios", BindingToken: binding, Nonce: nonce, PublicKey: base64.StdEncoding.EncodeToString(se.PKIX()),
 		KeyID: base64.StdEncoding.EncodeToString(key.KeyID), Attestation: base64.StdEncoding.EncodeToString(att),
 	}, audit.Entry{Actor: "anonymous"})
 	if err != nil {
@@ -219,8 +223,10 @@ func TestIOSRefusalsStoreNothing(t *testing.T) {
 		if reuse != "" {
 			nonce = reuse
 		}
-		att, _ := k.Attest(ca, []byte(nonce))
+		se, _ := applesim.NewSecureEnclaveKey()
+		att, _ := k.Attest(ca, []byte(api.AppRequestHash(nonce, se.PKIX())))
 		_, err := e.svc.Register(ctx, api.AppRegisterRequest{Platform: "ios", BindingToken: binding, Nonce: nonce,
+			PublicKey: base64.StdEncoding.EncodeToString(se.PKIX()),
 			KeyID: base64.StdEncoding.EncodeToString(k.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)}, e.actor)
 		return err
 	}
@@ -232,6 +238,21 @@ func TestIOSRefusalsStoreNothing(t *testing.T) {
 		{"wrong RP ID", appattest.ReasonRPID, register(foreign, e.ca, tok, "")},
 		{"unknown nonce", "nonce-invalid", register(key, e.ca, tok, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")},
 		{"unknown binding", "binding-invalid", register(key, e.ca, "hab_nope", "")},
+	}
+	// An attestation made for one proof key, sent with another: the key is not the one Apple
+	// vouched for.
+	{
+		nonce, _ := e.svc.Nonce()
+		se1, _ := applesim.NewSecureEnclaveKey()
+		se2, _ := applesim.NewSecureEnclaveKey()
+		att, _ := key.Attest(e.ca, []byte(api.AppRequestHash(nonce, se1.PKIX())))
+		_, err := e.svc.Register(ctx, api.AppRegisterRequest{Platform: "ios", BindingToken: tok, Nonce: nonce,
+			PublicKey: base64.StdEncoding.EncodeToString(se2.PKIX()),
+			KeyID:     base64.StdEncoding.EncodeToString(key.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)}, e.actor)
+		cases = append(cases, struct {
+			name, want string
+			err        error
+		}{"proof key swapped", appattest.ReasonNonce, err})
 	}
 	for _, c := range cases {
 		if code(c.err) != c.want {
