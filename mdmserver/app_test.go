@@ -259,10 +259,10 @@ func TestAppInstanceIOSEndToEnd(t *testing.T) {
 	stream := env.stream(accessTok, `{"aud":"messaging"}`)
 	tok := env.appToken(key, reg.InstanceID, 200)
 	verifier := posture.NewVerifier(posture.RemoteJWKS(env.url+"/access/v1/jwks.json", env.client), posture.WithIssuer(env.srv.cfg.PublicURL))
-	rx, got := env.receiverFor("messaging")
-	rx = posture.NewReceiver(posture.RemoteJWKS(env.url+"/access/v1/jwks.json", env.client), "messaging", env.srv.cfg.PublicURL,
+	var got []verifiedEvent
+	rx := posture.NewReceiver(posture.RemoteJWKS(env.url+"/access/v1/jwks.json", env.client), "messaging", env.srv.cfg.PublicURL,
 		posture.WithVerifier(verifier), posture.WithOnEvent(func(_ context.Context, set posture.SETClaims, typ string, _ posture.CAEPEvent) {
-			*got = append(*got, verifiedEvent{set, typ})
+			got = append(got, verifiedEvent{set, typ})
 		}))
 	backend := httptest.NewServer(posture.Middleware(&posture.Gate{Verifier: verifier, PublicURL: "https://chat.example.org"})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -314,14 +314,14 @@ func TestAppInstanceIOSEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, ev := range *got {
+		for _, ev := range got {
 			if ev.typ == posture.EventSessionRevoked && ev.claims.SubID.AppInstance() == reg.InstanceID && ev.claims.SubID.DeviceID() == d.ID {
 				named = true
 			}
 		}
 	}
 	if !named {
-		t.Fatalf("no session-revoked SET names the app instance: %+v", *got)
+		t.Fatalf("no session-revoked SET names the app instance: %+v", got)
 	}
 	if code := session(tok.Token); code != 403 {
 		t.Fatalf("backend session after the wipe: %d", code)

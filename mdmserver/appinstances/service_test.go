@@ -227,7 +227,7 @@ func TestIOSRefusalsStoreNothing(t *testing.T) {
 		att, _ := k.Attest(ca, []byte(api.AppRequestHash(nonce, se.PKIX())))
 		_, err := e.svc.Register(ctx, api.AppRegisterRequest{Platform: "ios", BindingToken: binding, Nonce: nonce,
 			PublicKey: base64.StdEncoding.EncodeToString(se.PKIX()),
-			KeyID: base64.StdEncoding.EncodeToString(k.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)}, e.actor)
+			KeyID:     base64.StdEncoding.EncodeToString(k.KeyID), Attestation: base64.StdEncoding.EncodeToString(att)}, e.actor)
 		return err
 	}
 	cases := []struct {
