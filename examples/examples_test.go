@@ -73,6 +73,14 @@ func compliantPosture(p *policies.Policy, pl policies.Platform) *policies.Postur
 	}
 	pos.DiskEncrypted = policies.Observe(true, src, at)
 	pos.PasscodePresent = policies.Observe(true, src, at)
+	// The jailbreak claim: the agent's on computers, the messaging app's on phones and
+	// tablets, whose registration App Attest vouched for.
+	if slices.Contains(mobile, pl) {
+		pos.Jailbroken = policies.Observe(false, policies.ProvenanceApp, at)
+		pos.AppAttested = policies.Observe(true, policies.ProvenanceAttested, at)
+	} else {
+		pos.Jailbroken = policies.Observe(false, src, at)
+	}
 	pos.PasscodeCompliant = policies.Observe(true, src, at)
 	if pl == policies.PlatformMacOS || pl == policies.PlatformWindows || pl == policies.PlatformLinux {
 		pos.ScreenLockEnabled = policies.Observe(true, src, at)
@@ -94,6 +102,10 @@ func compliantPosture(p *policies.Policy, pl policies.Platform) *policies.Postur
 			"allowScreenShot": false, "allowRemoteScreenObservation": false, "allowCloudBackup": false,
 			"allowCloudDocumentSync": false, "allowCloudDesktopAndDocuments": false,
 			"forceEncryptedBackup": true, "allowLockScreenNotificationsView": false,
+			// data_sharing
+			"allowOpenFromManagedToUnmanaged": false, "allowOpenFromUnmanagedToManaged": false,
+			"requireManagedPasteboard": true, "forceAirDropUnmanaged": true, "allowAirDrop": false,
+			"forceOnDeviceOnlyDictation": true,
 		}, policies.ProvenanceMDM, at)
 	}
 	return pos
@@ -151,7 +163,10 @@ func examplesList() []policyExample {
 				want:   []string{policies.CodeCloudBackupAllowed}, allowFor: hipaaGrace},
 			{name: "unsupervised phone cannot take app notification settings", platforms: mobile,
 				mutate: func(pos *policies.Posture) { pos.Supervised.Value = false },
-				want:   []string{policies.CodeUnsupervisedSetting, policies.CodeUnsupervisedSetting}, allowFor: hipaaGrace},
+				// allowCloudDocumentSync, allowAirDrop (data_sharing.airdrop: blocked) and the
+				// notification settings need supervision.
+				want:     []string{policies.CodeUnsupervisedSetting, policies.CodeUnsupervisedSetting, policies.CodeUnsupervisedSetting},
+				allowFor: hipaaGrace},
 			{name: "report 14 minutes old is fresh", platforms: all, mutate: setReportAge(14 * time.Minute)},
 			{name: "report 16 minutes old is stale", platforms: all, mutate: setReportAge(16 * time.Minute),
 				want: []string{policies.CodeReportStale}, allowFor: hipaaGrace},
@@ -167,8 +182,12 @@ func examplesList() []policyExample {
 			{name: "screenshots and backup are the owner's business", platforms: mobile,
 				mutate: func(pos *policies.Posture) {
 					pos.Supervised.Value = false
-					pos.InstalledProfiles.Value = pos.InstalledProfiles.Value[:1] // passcode profile only
-					pos.Restrictions.Value = map[string]bool{"allowScreenShot": true, "allowCloudBackup": true}
+					// The passcode profile, and restrictions that keep only the managed boundary
+					// (data_sharing): screenshots and backup stay allowed.
+					pos.InstalledProfiles.Value = pos.InstalledProfiles.Value[:2]
+					pos.Restrictions.Value = map[string]bool{"allowScreenShot": true, "allowCloudBackup": true,
+						"allowOpenFromManagedToUnmanaged": false, "allowOpenFromUnmanagedToManaged": false,
+						"requireManagedPasteboard": true, "forceAirDropUnmanaged": true, "forceOnDeviceOnlyDictation": true}
 				}},
 			{name: "report 50 minutes old is fresh", platforms: all, mutate: setReportAge(50 * time.Minute)},
 			{name: "encryption off gets three days", platforms: all,

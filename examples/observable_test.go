@@ -11,10 +11,15 @@ import (
 
 // reportable keeps of pos only the facts a source reports for a device of enrollment on its
 // platform: what the server can really know.
-func reportable(t *testing.T, pos *policies.Posture, enrollment string) *policies.Posture {
+func reportable(t *testing.T, p *policies.Policy, pos *policies.Posture, enrollment string) *policies.Posture {
 	t.Helper()
 	keep := map[string]bool{"platform": true, "reported_at": true}
-	for _, s := range policies.Sources {
+	sources := policies.Sources
+	if p.Integrity != nil && p.Integrity.RequireAppAttestation {
+		// The check counts the messaging app where the policy requires it; so does this.
+		sources = append(slices.Clip(sources), policies.MessagingApp)
+	}
+	for _, s := range sources {
 		if s.Enrollment == "" || s.Enrollment == enrollment {
 			for _, c := range s.Claims[pos.Platform] {
 				keep[c] = true
@@ -64,7 +69,7 @@ func TestExamplePoliciesObservable(t *testing.T) {
 				if _, covered := s.Claims[pl]; !covered || s.Enrollment == "" {
 					continue
 				}
-				pos := reportable(t, compliantPosture(p, pl), s.Enrollment)
+				pos := reportable(t, p, compliantPosture(p, pl), s.Enrollment)
 				v := policies.Evaluate(p, pos, nil, now)
 				if slices.Contains(got, s.Enrollment+":"+string(pl)) {
 					if v.Compliant {

@@ -75,6 +75,23 @@ type Config struct {
 	// leaves the queue. Lock, lost mode and erase never expire: a lost device that checks in
 	// months later must still get them.
 	CommandTTL time.Duration `mapstructure:"command_ttl"`
+
+	// The organisation's messaging app (POST /app/v1/...): on iOS its App ID (AppIOSTeamID "."
+	// AppIOSBundleID) and App Attest environment ("production" or "development", as its
+	// entitlement says); on Android its package, the Play Console's response keys ("Manage
+	// response encryption": the base64 AES decryption key and the base64 EC verification key)
+	// and the SHA-256 digests of its signing certificates (base64url or hex). A platform left
+	// empty refuses app registrations from it.
+	AppIOSTeamID          string   `mapstructure:"app_ios_team_id"`
+	AppIOSBundleID        string   `mapstructure:"app_ios_bundle_id"`
+	AppIOSEnvironment     string   `mapstructure:"app_ios_environment"`
+	AppAndroidPackage     string   `mapstructure:"app_android_package"`
+	AppAndroidDecryptKey  string   `mapstructure:"app_android_decryption_key"`
+	AppAndroidVerifyKey   string   `mapstructure:"app_android_verification_key"`
+	AppAndroidCertDigests []string `mapstructure:"app_android_certificate_digests"`
+	// AppIOSRootsFile is a PEM bundle of App Attest roots to trust instead of Apple's App
+	// Attestation Root CA: for tests with a simulated Apple, never for production.
+	AppIOSRootsFile string `mapstructure:"app_ios_roots_file"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.
@@ -150,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := events.ParseAllowList(c.SSFAllowedDestinations); err != nil {
 		errs = append(errs, fmt.Errorf("ssf_allowed_destinations: %w", err))
+	}
+	if _, _, err := c.appVerifiers(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, g := range c.TwoPersonWipeGroups {
 		if g == "" || len(g) > 256 {

@@ -22,7 +22,7 @@ import (
 // said at apply and dry-run rather than pretended.
 func TestDataSharingOnIPhone(t *testing.T) {
 	clock := testclock.New(time.Now().UTC())
-	env := newTestEnvWith(t, []mdmserver.Option{mdmserver.WithClock(clock.Now)})
+	env, appCA, _ := appEnvWith(t, []mdmserver.Option{mdmserver.WithClock(clock.Now)})
 	env.uploadPushCert()
 	it, accessTok := env.token("it"), env.token("access")
 
@@ -68,6 +68,17 @@ func TestDataSharingOnIPhone(t *testing.T) {
 	go func() { _ = phone.RunPushLoop(ctx, env.APNs) }()
 	id := phone.Certificate().Subject.CommonName
 
+	// The example requires the messaging app's attested evidence: the phone runs it.
+	env.waitAccess(accessTok, id, "reported", func(a access.Answer) bool { return a.Posture != nil && a.Posture.Restrictions != nil })
+	app := env.iosApp(appCA, id)
+	yes, no := true, false
+	appReport := func() {
+		t.Helper()
+		if code := env.iosReport(app.key, app.id, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
+			t.Fatalf("app report: %d", code)
+		}
+	}
+	appReport()
 	a := env.waitAccess(accessTok, id, "compliant with the restrictions in force", func(a access.Answer) bool {
 		return a.Allow && a.Compliant && a.Posture != nil && a.Posture.Restrictions != nil
 	})
@@ -88,7 +99,9 @@ func TestDataSharingOnIPhone(t *testing.T) {
 		s.Profiles = slices.DeleteFunc(s.Profiles, func(p applesim.Profile) bool { return p.Identifier == restrictionsID })
 	})
 	dropped := clock.Now()
-	a = env.reportAll(accessTok, id, dropped)
+	env.reportAll(accessTok, id, dropped)
+	appReport()
+	a = env.access(accessTok, id)
 	codes := a.ReasonCodes()
 	if a.Compliant || !a.Allow || !a.InGrace || !slices.Contains(codes, policies.CodePolicyNotInstalled) ||
 		!slices.Contains(codes, policies.CodeDataSharingAllowed) {
@@ -102,7 +115,9 @@ func TestDataSharingOnIPhone(t *testing.T) {
 
 	// Past the grace period, on fresh answers, the phone is denied for it.
 	clock.Advance(24*time.Hour + time.Minute)
-	a = env.reportAll(accessTok, id, clock.Now())
+	env.reportAll(accessTok, id, clock.Now())
+	appReport()
+	a = env.access(accessTok, id)
 	codes = a.ReasonCodes()
 	if a.Allow || !slices.Contains(codes, policies.CodeDataSharingAllowed) || slices.Contains(codes, policies.CodeClaimStale) {
 		t.Fatalf("after grace: allow=%v reasons=%v", a.Allow, codes)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/testclock"
 	"github.com/halemdm/hale/mdmserver"
@@ -62,9 +63,13 @@ func postureKeys(t *testing.T, p *policies.Posture) []string {
 // out). The same iPhone without a passcode has no data protection either, and is denied: at
 // once (encryption_off gets no grace in the example) and still after the grace period, on
 // fresh reports. The server's clock moves; the policy is the file.
+//
+// The example requires the messaging app (integrity.require_app_attestation): the iPhone runs
+// the simulated app, registered with App Attest, which reports its jailbreak check, passcode and
+// screen capture whenever the phone answers MDM (the app reports whenever it is opened).
 func TestHIPAAExampleOnIPhone(t *testing.T) {
 	clock := testclock.New(time.Now().UTC())
-	env := newTestEnvWith(t, []mdmserver.Option{mdmserver.WithClock(clock.Now)})
+	env, appCA, _ := appEnvWith(t, []mdmserver.Option{mdmserver.WithClock(clock.Now)})
 	env.uploadPushCert()
 	it, accessTok := env.token("it"), env.token("access")
 
@@ -103,24 +108,50 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 	go func() { _ = phone.RunPushLoop(ctx, env.APNs) }()
 	id := phone.Certificate().Subject.CommonName
 
-	a := env.waitAccess(accessTok, id, "allowed and compliant", func(a access.Answer) bool { return a.Allow && a.Compliant })
-	if len(a.Reasons) != 0 || a.Posture == nil || a.Posture.Jailbroken != nil {
-		t.Fatalf("compliant iPhone: reasons %v posture %+v", a.Reasons, a.Posture)
+	// Without the app the iPhone is noncompliant (denied when the grace ends): nothing reports
+	// its jailbreak state or the app.
+	a := env.waitAccess(accessTok, id, "noncompliant for want of the app", func(a access.Answer) bool {
+		var missing []string
+		for _, r := range a.Reasons {
+			missing = append(missing, r.Code+":"+r.Detail)
+		}
+		slices.Sort(missing)
+		return !a.Compliant && slices.Equal(missing, []string{"claim_unknown:app_attested", "claim_unknown:jailbroken"})
+	})
+	if a.Posture.Jailbroken != nil || a.Posture.AppAttested != nil {
+		t.Fatalf("app claims before the app: %+v", a.Posture)
 	}
-	// What the server keeps of the iPhone's answers is what policies.Sources says Apple MDM reports.
-	var mdmClaims []string
-	for _, s := range policies.Sources {
-		if s.Name == "apple-mdm" {
-			mdmClaims = slices.Sorted(slices.Values(s.Claims[policies.PlatformIOS]))
+	app := env.iosApp(appCA, id)
+	yes, no := true, false
+	appReport := func() access.Answer {
+		t.Helper()
+		if code := env.iosReport(app.key, app.id, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
+			t.Fatalf("app report: %d", code)
+		}
+		return env.access(accessTok, id)
+	}
+	a = appReport()
+	if !a.Allow || !a.Compliant || len(a.Reasons) != 0 || a.Posture.Jailbroken == nil || a.Posture.Jailbroken.Source != policies.ProvenanceApp ||
+		a.Posture.AppAttested == nil || a.Posture.AppAttested.Source != policies.ProvenanceAttested {
+		t.Fatalf("compliant iPhone with the app: allow=%v reasons %v posture %+v", a.Allow, a.Reasons, a.Posture)
+	}
+	// What the server keeps of the iPhone is what policies.Sources says Apple MDM and the
+	// messaging app report.
+	var want []string
+	for _, s := range append(slices.Clone(policies.Sources), policies.MessagingApp) {
+		if s.Name == "apple-mdm" || s.Name == policies.MessagingApp.Name {
+			want = append(want, s.Claims[policies.PlatformIOS]...)
 		}
 	}
-	if got := postureKeys(t, a.Posture); !slices.Equal(got, mdmClaims) {
-		t.Errorf("the server keeps %v of an iPhone's answers; policies.Sources says %v", got, mdmClaims)
+	want = slices.Compact(slices.Sorted(slices.Values(want)))
+	if got := postureKeys(t, a.Posture); !slices.Equal(got, want) {
+		t.Errorf("the server keeps %v of an iPhone; policies.Sources and MessagingApp say %v", got, want)
 	}
 
 	// A day and an hour later, on fresh answers, it is still compliant: no grace ran out.
 	clock.Advance(25 * time.Hour)
-	a = env.reportAll(accessTok, id, clock.Now())
+	env.reportAll(accessTok, id, clock.Now())
+	a = appReport()
 	if !a.Allow || !a.Compliant || len(a.Reasons) != 0 {
 		t.Fatalf("a day later: allow=%v compliant=%v reasons=%+v", a.Allow, a.Compliant, a.Reasons)
 	}
@@ -140,7 +171,8 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 
 	// Past the 24 h grace, on fresh answers (nothing stale), it is still denied for the passcode.
 	clock.Advance(24*time.Hour + time.Minute)
-	a = env.reportAll(accessTok, id, clock.Now())
+	env.reportAll(accessTok, id, clock.Now())
+	a = appReport()
 	codes = a.ReasonCodes()
 	if a.Allow || !slices.Contains(codes, policies.CodePasscodeMissing) || !a.NoncompliantSince.Equal(removed) ||
 		slices.Contains(codes, policies.CodeReportStale) || slices.Contains(codes, policies.CodeClaimStale) ||
@@ -150,7 +182,8 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 
 	// A passcode again ends the run: allowed and compliant.
 	phone.SetPasscodePresent(true)
-	a = env.reportAll(accessTok, id, clock.Now())
+	env.reportAll(accessTok, id, clock.Now())
+	a = appReport()
 	if !a.Allow || !a.Compliant {
 		t.Fatalf("passcode restored: allow=%v reasons=%v", a.Allow, a.ReasonCodes())
 	}

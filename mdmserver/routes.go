@@ -43,6 +43,13 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /agent/v1/commands", agent.RequireDevice(agent.Commands))
 	mux.Handle("POST /agent/v1/commands/{id}/result", agent.RequireDevice(agent.CommandResult))
 
+	// The messaging app's API: the attestation, binding token and key signatures are its
+	// credentials (app_wiring.go).
+	mux.HandleFunc("POST /app/v1/nonce", s.appAPI.Nonce)
+	mux.HandleFunc("POST /app/v1/register", s.appAPI.Register)
+	mux.HandleFunc("POST /app/v1/report", s.appAPI.Report)
+	mux.HandleFunc("POST /app/v1/token", s.appAPI.Token)
+
 	// Access API for devices and for anyone verifying what the server signed.
 	mux.Handle("POST /access/v1/token", agent.RequireDevice(s.accessAPI.Token))
 	mux.Handle("GET /access/v1/jwks.json", s.keys.Handler())
@@ -81,6 +88,8 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/devices", s.deviceAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}", s.deviceAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}/access", s.deviceAPI.Access, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"POST /api/v1/devices/{id}/app-bindings", s.appAPI.CreateBinding, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
+		{"GET /api/v1/devices/{id}/app-instances", s.appAPI.ListInstances, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"DELETE /api/v1/devices/{id}", s.securityAPI.Unenroll, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/policies/{name}", s.policyAPI.Put, []tokens.Role{tokens.RoleIT}},
 		{"GET /api/v1/policies/{name}", s.policyAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},

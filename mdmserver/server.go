@@ -30,6 +30,8 @@ import (
 	"github.com/halemdm/hale/mdmserver/agentapi"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/apns"
+	"github.com/halemdm/hale/mdmserver/appapi"
+	"github.com/halemdm/hale/mdmserver/appinstances"
 	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
@@ -97,6 +99,10 @@ type Server struct {
 	// the access API's check and posture tokens.
 	agentAPI  *agentapi.Handler
 	accessAPI *accessapi.Handler
+	// appInstances keeps the messaging app's instances; appAPI serves /app/v1 and IT's routes
+	// for them (app_wiring.go).
+	appInstances *appinstances.Service
+	appAPI       *appapi.Handler
 	// approvals holds the wipes held under the two-person rule.
 	approvals *approvals.Service
 	// security carries out lock, lost mode, wipe, approvals and unenroll; securityAPI and
@@ -212,7 +218,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.events, err = s.newEvents(); err != nil {
 		return nil, err
 	}
-	s.compliance.OnChange(revocation.NewEmitter(s.events, revocationStore(s.store), s.log.With("component", "revocation")).Emit)
+	s.compliance.OnChange(revocation.NewEmitter(s.events, revocationStore(s.store), s.log.With("component", "revocation"),
+		revocation.WithAppInstances(s.liveAppInstances)).Emit)
 	// The CA keeps its database in hale.db. One left in DATA/ca/ca.db by an older Hale moves in
 	// first, or the server does not start: a CA without its revocations would trust revoked
 	// certificates again.
@@ -253,6 +260,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
+	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
+		return nil, err
+	}
 
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()

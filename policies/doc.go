@@ -36,6 +36,7 @@
 //	  require_sip: true
 //	  require_secure_boot: true
 //	  block_agent_tampering: true
+//	  require_app_attestation: true  # iPhones and iPads: the messaging app attested (App Attest) and reporting
 //	reporting: {max_age: 15m, interval: 5m}
 //	grace: {period: 24h, no_grace_for: [encryption_off]}   # or grace: 24h
 //	managed_data:

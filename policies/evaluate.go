@@ -31,6 +31,7 @@ const (
 	CodeLockScreenPreviews       = "lock_screen_previews"
 	CodePolicyNotInstalled       = "policy_not_installed"
 	CodeUnsupervisedSetting      = "unsupervised_setting"
+	CodeAppNotAttested           = "app_not_attested"
 	// CodeDataSharingAllowed: the device reports a data_sharing restriction not in force;
 	// detail names the Apple key.
 	CodeDataSharingAllowed = "data_sharing_allowed"
@@ -43,7 +44,7 @@ var ReasonCodes = []string{
 	CodeScreenLockTimeoutTooLong, CodeEncryptionOff, CodeSwapUnencrypted, CodeOSTooOld,
 	CodeOSUnknown, CodeOSUnsupported, CodeJailbroken, CodeSIPDisabled, CodeSecureBootOff,
 	CodeAgentTampered, CodeScreenshotsAllowed, CodeCloudBackupAllowed, CodeLockScreenPreviews,
-	CodePolicyNotInstalled, CodeUnsupervisedSetting, CodeDataSharingAllowed,
+	CodePolicyNotInstalled, CodeUnsupervisedSetting, CodeAppNotAttested, CodeDataSharingAllowed,
 }
 
 // noGrace reports whether a reason denies at once whatever the grace policy: a device that
@@ -69,6 +70,8 @@ const (
 	claimSIP               = "sip_enabled"
 	claimSecureBoot        = "secure_boot"
 	claimAgentTampered     = "agent_tampered"
+	claimAppAttested       = "app_attested"
+	claimScreenCaptured    = "screen_captured"
 	// Reported but not judged by any rule yet; sources list them.
 	claimFirewallEnabled = "firewall_enabled"
 	claimGatekeeper      = "gatekeeper_enabled"
@@ -205,6 +208,13 @@ func (e *evaluation) integrity() {
 	if ip.RequireSecureBoot && desktops.has(pl) {
 		if on, ok := fresh(e, pos.SecureBoot, claimSecureBoot); ok && !on {
 			e.add(CodeSecureBootOff, "secure boot is off")
+		}
+	}
+	if ip.RequireAppAttestation && appleMobile.has(pl) {
+		// Only Apple's or Google's word counts: an "attested" claim the app made up itself
+		// cannot reach the posture (the server stamps provenance), but check anyway.
+		if attested, known := fresh(e, pos.AppAttested, claimAppAttested); known && (!attested || pos.AppAttested.Source != ProvenanceAttested) {
+			e.add(CodeAppNotAttested, "no attested instance of the messaging app reports from this device")
 		}
 	}
 	if ip.BlockAgentTampering && (desktops.has(pl) || pos.AgentTampered != nil) {

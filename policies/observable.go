@@ -36,6 +36,11 @@ func CheckObservable(p *Policy, sources []Source) []UnobservableRule {
 	}
 	if sources == nil {
 		sources = Sources
+		// The app is a source only where the policy requires it: a policy that does not can
+		// hold no device to the app's reports, since nothing says the device runs the app.
+		if p.Integrity != nil && p.Integrity.RequireAppAttestation {
+			sources = append(slices.Clip(sources), MessagingApp)
+		}
 	}
 	type key struct{ rule, enrollment string }
 	found := map[key]*UnobservableRule{}
@@ -183,6 +188,9 @@ func ruleNeeds(p *Policy, pl Platform) []need {
 		}
 		if ip.BlockAgentTampering && desktops.has(pl) {
 			add("integrity.block_agent_tampering", claimAgentTampered)
+		}
+		if ip.RequireAppAttestation && appleMobile.has(pl) {
+			add("integrity.require_app_attestation", claimAppAttested)
 		}
 	}
 	if p.OS != nil {

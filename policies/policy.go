@@ -195,6 +195,11 @@ type IntegrityPolicy struct {
 	RequireSecureBoot bool `json:"require_secure_boot,omitempty"`
 	// BlockAgentTampering denies devices whose agent reports tampering (desktops).
 	BlockAgentTampering bool `json:"block_agent_tampering,omitempty"`
+	// RequireAppAttestation demands, on iPhones and iPads, an instance of the organisation's
+	// messaging app registered with a valid App Attest (or Play Integrity) proof that reported
+	// within reporting.max_age. It also makes the app a source for the satisfiability check:
+	// its jailbreak, passcode and screen-capture claims count there.
+	RequireAppAttestation bool `json:"require_app_attestation,omitempty"`
 }
 
 // ReportingPolicy says how fresh a device's report must be.

@@ -15,12 +15,14 @@ const (
 )
 
 // Provenance says how much a claim can be trusted: what the OS told the MDM server, what the
-// agent observed about itself, or what hardware attestation proved.
+// agent observed about itself, what the organisation's messaging app reported under a valid
+// App Attest or Play Integrity proof, or what hardware attestation proved.
 type Provenance string
 
 // The provenances of a claim, from least to most trustworthy when they disagree.
 const (
 	ProvenanceAgent    Provenance = "agent"
+	ProvenanceApp      Provenance = "app"
 	ProvenanceMDM      Provenance = "mdm"
 	ProvenanceAttested Provenance = "attested"
 )
@@ -141,6 +143,13 @@ type Posture struct {
 	PendingSecurity  *Claim[int]    `json:"pending_security_updates,omitempty"`
 	RebootRequired   *Claim[bool]   `json:"reboot_required,omitempty"`
 	GatekeeperActive *Claim[bool]   `json:"gatekeeper_enabled,omitempty"`
+
+	// The organisation's messaging app (mobile/), on a device it is bound to. AppAttested is
+	// that an app instance registered with a valid App Attest or Play Integrity proof and is
+	// reporting (provenance attested); ScreenCaptured is the app's word that the screen is
+	// being recorded, mirrored or captured (provenance app).
+	AppAttested    *Claim[bool] `json:"app_attested,omitempty"`
+	ScreenCaptured *Claim[bool] `json:"screen_captured,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes JSON and YAML as a Go duration string

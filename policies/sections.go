@@ -268,6 +268,9 @@ func (d *decoder) integrity(field string, n *yaml.Node) *IntegrityPolicy {
 		"require_sip":           func(f string, n *yaml.Node) { d.boolean(f, n, &ip.RequireSIP) },
 		"require_secure_boot":   func(f string, n *yaml.Node) { d.boolean(f, n, &ip.RequireSecureBoot) },
 		"block_agent_tampering": func(f string, n *yaml.Node) { d.boolean(f, n, &ip.BlockAgentTampering) },
+		"require_app_attestation": func(f string, n *yaml.Node) {
+			d.boolean(f, n, &ip.RequireAppAttestation)
+		},
 	})
 	if evidenceNode != nil && !ip.BlockJailbroken {
 		d.fail(join(field, "jailbreak_evidence"), evidenceNode, "applies to block_jailbroken: set block_jailbroken: true or remove it")

@@ -44,10 +44,25 @@ func (s *Source) reports(pl Platform, claim string) bool {
 var appleMobileMDM = []string{claimOS, claimSupervised, claimPasscodePresent, claimPasscodeCompliant,
 	claimDiskEncrypted, claimInstalledProfiles, claimRestrictions}
 
+// MessagingApp is the organisation's messaging app linking Hale's client (mobile/): what it
+// sees under a valid App Attest assertion (iOS LAContext for the passcode, its jailbreak
+// heuristics, UIScreen.isCaptured) with provenance app, and its registration's attestation with
+// provenance attested. It reports on a device of any enrollment it is bound to, so it adds
+// facts but no platforms. CheckObservable counts it for a policy that requires it
+// (integrity.require_app_attestation): only then is every device held to running the app.
+var MessagingApp = Source{
+	Name: "messaging-app", Provenance: ProvenanceApp,
+	What: "the messaging app's attested reports (App Attest)",
+	Claims: map[Platform][]string{
+		PlatformIOS:    {claimAppAttested, claimPasscodePresent, claimJailbroken, claimScreenCaptured},
+		PlatformIPadOS: {claimAppAttested, claimPasscodePresent, claimJailbroken, claimScreenCaptured},
+	},
+}
+
 // Sources are the sources Hale has today, as the server maps Apple command results
 // (mdmserver's applyAppleResult) and as the agent's collectors report (agent/collect). Apple
-// DDM status reports, the messaging app's App Attest and Play Integrity verdicts and the
-// Android Management API each become one more entry when Hale reads them.
+// DDM status reports and the Android Management API each become one more entry when Hale reads
+// them; the messaging app is MessagingApp, counted where a policy requires it.
 var Sources = []Source{
 	{
 		Name: "apple-mdm", Enrollment: EnrollmentApple, Provenance: ProvenanceMDM,

@@ -58,7 +58,7 @@ func ReasonCode(err error) string {
 	case errors.Is(err, ErrMalformed), errors.Is(err, ErrUnsupportedAlgorithm), errors.Is(err, ErrWrongType),
 		errors.Is(err, ErrUnknownKey), errors.Is(err, ErrBadSignature), errors.Is(err, ErrExpired),
 		errors.Is(err, ErrNotYetValid), errors.Is(err, ErrWrongAudience), errors.Is(err, ErrWrongIssuer),
-		errors.Is(err, ErrWrongBinding):
+		errors.Is(err, ErrWrongBinding), errors.Is(err, ErrProof), errors.Is(err, ErrNotKeyBound):
 		return ReasonInvalidToken
 	case errors.As(err, &ae):
 		return ae.reason()

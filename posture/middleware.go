@@ -28,7 +28,8 @@ const SessionDeniedType = "https://hale.dev/problems/session-denied"
 // A request is judged by the first of these it presents:
 //
 //  1. a posture token (with Verifier set), checked offline by Verifier against the peer's client
-//     certificate, then, if RequireLiveDecision, confirmed by Client;
+//     certificate, or, for the messaging app's key-bound tokens, against the DPoP proof of
+//     possession the request carries; then, if RequireLiveDecision, confirmed by Client;
 //  2. a client certificate (with Client set), looked up by the server;
 //  3. a device ID (with Client set and TrustDeviceID), looked up by the server.
 type Gate struct {
@@ -49,6 +50,10 @@ type Gate struct {
 	// Logger, if set, logs every denial with its full cause; the client sees only the reason
 	// codes and, for the backend's own trouble (an unreachable server), a generic detail.
 	Logger *slog.Logger
+	// PublicURL is the scheme and host clients reach the backend at ("https://chat.example.org"),
+	// against which DPoP proofs' htu is checked. Empty: the request's own, which is right only
+	// when nothing in front of the backend rewrites the host or terminates TLS.
+	PublicURL string
 }
 
 // Presented is what a request showed to identify its device.
@@ -56,6 +61,10 @@ type Presented struct {
 	Token    string            // a posture token
 	Peer     *x509.Certificate // the client certificate of the connection
 	DeviceID string            // a claimed device ID (used only with Gate.TrustDeviceID)
+	// Proof is a DPoP proof (RFC 9449) for a key-bound token, made for a request of Method to
+	// URL (scheme, host and path).
+	Proof       string
+	Method, URL string
 }
 
 // Access is what the Gate learned about an allowed request's device; FromContext returns it.
@@ -133,7 +142,13 @@ func (g *Gate) authorize(ctx context.Context, p Presented) (Access, error) {
 }
 
 func (g *Gate) byToken(ctx context.Context, p Presented) (Access, error) {
-	c, err := g.Verifier.Verify(ctx, p.Token, p.Peer)
+	var c *TokenClaims
+	var err error
+	if p.Proof != "" {
+		c, err = g.Verifier.VerifyWithProof(ctx, p.Token, p.Proof, p.Method, p.URL)
+	} else {
+		c, err = g.Verifier.Verify(ctx, p.Token, p.Peer)
+	}
 	if err != nil {
 		return Access{}, &DeniedError{Reasons: []Reason{{Code: ReasonCode(err), Detail: err.Error()}}, Err: err}
 	}
@@ -198,7 +213,8 @@ func FromContext(ctx context.Context) (Access, bool) {
 func Middleware(g *Gate) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p := Presented{Token: tokenFromHeader(r.Header), DeviceID: r.Header.Get(DeviceIDHeader)}
+			p := Presented{Token: tokenFromHeader(r.Header), DeviceID: r.Header.Get(DeviceIDHeader),
+				Proof: r.Header.Get(DPoPHeader), Method: r.Method, URL: g.requestURL(r)}
 			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 				p.Peer = r.TLS.PeerCertificates[0]
 			}
@@ -212,10 +228,25 @@ func Middleware(g *Gate) func(http.Handler) http.Handler {
 	}
 }
 
-// tokenFromHeader finds a posture token: "Authorization: Posture <jwt>" or X-Posture-Token.
-// An Authorization header with another scheme belongs to the backend's own authentication.
+// requestURL is the URL a DPoP proof for r must name: PublicURL's scheme and host, or r's own,
+// and r's path.
+func (g *Gate) requestURL(r *http.Request) string {
+	if g.PublicURL != "" {
+		return strings.TrimRight(g.PublicURL, "/") + r.URL.EscapedPath()
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.URL.EscapedPath()
+}
+
+// tokenFromHeader finds a posture token: "Authorization: Posture <jwt>", "Authorization: DPoP
+// <jwt>" (a key-bound token, RFC 9449 section 7.1) or X-Posture-Token. An Authorization header
+// with another scheme belongs to the backend's own authentication.
 func tokenFromHeader(h http.Header) string {
-	if scheme, tok, ok := strings.Cut(strings.TrimSpace(h.Get("Authorization")), " "); ok && strings.EqualFold(scheme, "Posture") {
+	if scheme, tok, ok := strings.Cut(strings.TrimSpace(h.Get("Authorization")), " "); ok &&
+		(strings.EqualFold(scheme, "Posture") || strings.EqualFold(scheme, "DPoP")) {
 		return strings.TrimSpace(tok)
 	}
 	return strings.TrimSpace(h.Get(PostureTokenHeader))

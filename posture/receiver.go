@@ -172,10 +172,9 @@ func (r *Receiver) Deliver(ctx context.Context, set string) error {
 	if !r.remember(c.ID) {
 		return nil // applied before: RFC 8935 transmitters retry until they see a 202
 	}
-	device := ""
-	if c.SubID.Format == "opaque" {
-		device = c.SubID.ID
-	}
+	// A SET about an app instance names its device too: revoking the device covers the
+	// instance's key-bound tokens, whose subject is the device.
+	device := c.SubID.DeviceID()
 	for typ, ev := range events {
 		if device != "" {
 			r.apply(device, typ, ev, c.IssuedAt)

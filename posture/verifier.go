@@ -28,6 +28,8 @@ type Verifier struct {
 
 	mu      sync.Mutex
 	revoked map[string]time.Time // device ID -> tokens issued at or before this are refused
+
+	proofs proofs // jtis of accepted DPoP proofs (dpop.go)
 }
 
 // VerifierOption configures a Verifier.
@@ -128,7 +130,7 @@ func (v *Verifier) checkClaims(c *TokenClaims, peer *x509.Certificate) error {
 	if iat := time.Unix(c.IssuedAt, 0); now.Add(v.leeway).Before(iat) {
 		return fmt.Errorf("%w: issued in the future (%s)", ErrNotYetValid, iat.UTC().Format(time.RFC3339))
 	}
-	// A nil peer is VerifyUnbound: the caller checks the binding where the connection is.
+	// A nil peer is VerifyUnbound or VerifyWithProof: the caller checks the binding.
 	if peer != nil && subtle.ConstantTimeCompare([]byte(c.Confirm.X5tS256), []byte(Thumbprint(peer))) != 1 {
 		return fmt.Errorf("%w: token for x5t#S256 %q, peer presented %q", ErrWrongBinding,
 			truncate(c.Confirm.X5tS256, 64), Thumbprint(peer))

@@ -106,12 +106,17 @@ type TokenClaims struct {
 	ID        string   `json:"jti"`
 	Confirm   Confirm  `json:"cnf"`
 	Device    DeviceAt `json:"device"`
+	// AppInstance is the messaging app instance a key-bound token (cnf.jkt) was issued to.
+	AppInstance string `json:"app_instance,omitempty"`
 }
 
-// Confirm binds a token to a certificate (RFC 8705 section 3.1).
+// Confirm binds a token to a certificate (RFC 8705 section 3.1) or, for the messaging app, to
+// the app instance's key (RFC 9449 section 6): one of the two.
 type Confirm struct {
 	// X5tS256 is the base64url (unpadded) SHA-256 of the certificate's DER.
-	X5tS256 string `json:"x5t#S256"`
+	X5tS256 string `json:"x5t#S256,omitempty"`
+	// JKT is the RFC 7638 thumbprint of the key DPoP proofs must be signed with.
+	JKT string `json:"jkt,omitempty"`
 }
 
 // DeviceAt is the device's verdict and the posture facts a backend needs, when a token was
@@ -151,10 +156,35 @@ type SETClaims struct {
 	TXN string `json:"txn,omitempty"`
 }
 
-// SubjectID is an SSF subject identifier (RFC 9493). Hale names devices with the opaque format.
+// SubjectID is an SSF subject identifier (RFC 9493). Hale names devices with the opaque format,
+// and a messaging app instance on a device with the complex format: {"format":"complex",
+// "device":{"format":"opaque","id":DEVICE_ID},"application":{"format":"opaque","id":INSTANCE_ID}}.
 type SubjectID struct {
-	Format string `json:"format"` // "opaque"
-	ID     string `json:"id"`
+	Format string `json:"format"` // "opaque" or "complex"
+	ID     string `json:"id,omitempty"`
+	// Device and Application are the members of a complex subject.
+	Device      *SubjectID `json:"device,omitempty"`
+	Application *SubjectID `json:"application,omitempty"`
+}
+
+// DeviceID is the device a subject names: an opaque subject's ID, or a complex subject's
+// opaque device member's; "" for any other.
+func (s SubjectID) DeviceID() string {
+	switch {
+	case s.Format == "opaque":
+		return s.ID
+	case s.Format == "complex" && s.Device != nil && s.Device.Format == "opaque":
+		return s.Device.ID
+	}
+	return ""
+}
+
+// AppInstance is the messaging app instance a complex subject names, or "".
+func (s SubjectID) AppInstance() string {
+	if s.Format == "complex" && s.Application != nil && s.Application.Format == "opaque" {
+		return s.Application.ID
+	}
+	return ""
 }
 
 // CAEPEvent is the body of a device-compliance-change or session-revoked event.

@@ -79,6 +79,7 @@ func summarize(dir string) ([]row, error) {
 	c.revocation()
 	c.audit()
 	c.store()
+	c.appProof()
 	c.agent()
 	if len(c.errs) > 0 {
 		return nil, fmt.Errorf("%d figures missing:\n%w", len(c.errs), errors.Join(c.errs...))
@@ -316,6 +317,18 @@ func (c *collector) store() {
 	} {
 		c.add(op.what, c.bench(file, "Benchmark"+op.bench+"/bbolt", "ns/op"),
 			c.bench(file, "Benchmark"+op.bench+"/kvdiskv", "ns/op"), "nanolib diskv", duration, noGoal)
+	}
+}
+
+func (c *collector) appProof() {
+	const file = "appproof.out"
+	base := c.bench(file, "BenchmarkAppProof/es256-jwt", "ns/op")
+	for _, op := range []struct{ bench, what string }{
+		{"register", "App instance registration: App Attest attestation verified"},
+		{"assertion", "App report: App Attest assertion verified"},
+		{"playintegrity", "App instance registration: Play Integrity token verified"},
+	} {
+		c.add(op.what, c.bench(file, "BenchmarkAppProof/"+op.bench, "ns/op"), base, "one plain ES256 JWT verified", duration, noGoal)
 	}
 }
 

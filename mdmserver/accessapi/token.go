@@ -34,7 +34,7 @@ func (h *Handler) Token(w http.ResponseWriter, r *http.Request) {
 		Issuer: h.Issuer, Subject: d.ID, Audience: posture.TokenAudience,
 		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: randid.Hex(16),
 		Confirm: posture.Confirm{X5tS256: posture.Thumbprint(r.TLS.PeerCertificates[0])},
-		Device:  deviceClaims(a),
+		Device:  DeviceClaims(a),
 	}
 	tok, err := h.Signer.Sign(posture.TokenType, claims)
 	if err != nil {
@@ -47,9 +47,9 @@ func (h *Handler) Token(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// deviceClaims are the posture facts a token carries: the verdict and the claims HIPAA texting
-// rests on.
-func deviceClaims(a access.Answer) posture.DeviceAt {
+// DeviceClaims are the posture facts a token carries: the verdict and the claims HIPAA texting
+// rests on. The app API's key-bound tokens carry the same.
+func DeviceClaims(a access.Answer) posture.DeviceAt {
 	dc := posture.DeviceAt{Compliant: a.Compliant, InGrace: a.InGrace}
 	if a.InGrace {
 		dc.GraceUntil = a.GraceUntil.Unix()

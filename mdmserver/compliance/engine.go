@@ -339,6 +339,13 @@ func (e *Engine) IngestAppleResult(ctx context.Context, deviceID string, update 
 	})
 }
 
+// IngestAppReport applies update to a copy of the device's posture (the caller maps what an
+// attested instance of the messaging app established, with provenance app or attested), stamps
+// ReportedAt with the engine clock, commits, then updates the index. The verdict is returned.
+func (e *Engine) IngestAppReport(ctx context.Context, deviceID string, update func(*policies.Posture)) (policies.Verdict, error) {
+	return e.IngestAppleResult(ctx, deviceID, update)
+}
+
 // ingest replaces a device's posture with next(old), evaluates, commits and publishes.
 func (e *Engine) ingest(ctx context.Context, deviceID string, next func(*policies.Posture) (*policies.Posture, error)) (policies.Verdict, error) {
 	e.pass.RLock()

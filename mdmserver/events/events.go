@@ -48,6 +48,9 @@ type Event struct {
 	Initiator                     string // "admin", "user", "policy" or "system"
 	TXN                           string // the command or change ID
 	At                            time.Time
+	// AppInstance, when set, makes the SET's subject that messaging app instance on the device
+	// (a complex subject with device and application members) rather than the device alone.
+	AppInstance string
 }
 
 // Errors. Each is wrapped with what was wrong.
@@ -196,6 +199,9 @@ func validateEvent(ev Event) error {
 	if ev.DeviceID == "" {
 		return fmt.Errorf("%w event: empty device ID", ErrInvalid)
 	}
+	if len(ev.AppInstance) > 256 {
+		return fmt.Errorf("%w event: app instance ID of %d bytes", ErrInvalid, len(ev.AppInstance))
+	}
 	if !initiators[ev.Initiator] {
 		return fmt.Errorf("%w event: initiator %q is not admin, user, policy or system", ErrInvalid, ev.Initiator)
 	}
@@ -330,7 +336,7 @@ func (t *Transmitter) Prepare(ctx context.Context, evs ...Event) (*Emission, err
 			if err != nil {
 				return nil, fmt.Errorf("events: encode event: %w", err)
 			}
-			e, err := t.sign(s.Audience, posture.SubjectID{Format: "opaque", ID: ev.DeviceID}, ev.Type, body, ev.TXN)
+			e, err := t.sign(s.Audience, subjectOf(ev), ev.Type, body, ev.TXN)
 			if err != nil {
 				return nil, err
 			}
@@ -338,6 +344,15 @@ func (t *Transmitter) Prepare(ctx context.Context, evs ...Event) (*Emission, err
 		}
 	}
 	return em, nil
+}
+
+// subjectOf is the SSF subject of ev: its device, or its app instance on the device.
+func subjectOf(ev Event) posture.SubjectID {
+	dev := posture.SubjectID{Format: "opaque", ID: ev.DeviceID}
+	if ev.AppInstance == "" {
+		return dev
+	}
+	return posture.SubjectID{Format: "complex", Device: &dev, Application: &posture.SubjectID{Format: "opaque", ID: ev.AppInstance}}
 }
 
 // empty reports whether no stream gets any of the emission's SETs.

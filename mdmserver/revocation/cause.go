@@ -48,6 +48,9 @@ type Reevaluator struct {
 	Devices Devices
 	Engine  Engine
 	Log     *slog.Logger
+	// AfterChange, when set, runs after the re-evaluation: the messaging app instances a wipe
+	// or unenroll ended are revoked there, once the revocation events have named them.
+	AfterChange func(ctx context.Context, d *inventory.Device)
 }
 
 // DeviceChanged re-evaluates deviceID. commandID, when not empty, is the command that caused the
@@ -63,5 +66,8 @@ func (r Reevaluator) DeviceChanged(ctx context.Context, deviceID, commandID stri
 	}
 	if _, err := r.Engine.DeviceChanged(ctx, d); err != nil {
 		r.Log.ErrorContext(ctx, "re-evaluating a changed device failed", "device_id", deviceID, "err", err)
+	}
+	if r.AfterChange != nil {
+		r.AfterChange(ctx, d)
 	}
 }

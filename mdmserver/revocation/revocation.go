@@ -50,14 +50,29 @@ type Transmitter interface {
 // unit of work as its SETs: the record that a device's sessions were revoked exists if and only
 // if the events telling the backends do.
 type Emitter struct {
-	events Transmitter
-	store  Store
-	log    *slog.Logger
+	events       Transmitter
+	store        Store
+	log          *slog.Logger
+	appInstances func(ctx context.Context, deviceID string) []string
+}
+
+// EmitterOption configures an Emitter.
+type EmitterOption func(*Emitter)
+
+// WithAppInstances has every session-revoked event also sent once per messaging app instance of
+// the device that list returns (its instances still in force), naming the instance with the
+// device, so a backend holding sessions by app instance hears of each.
+func WithAppInstances(list func(ctx context.Context, deviceID string) []string) EmitterOption {
+	return func(e *Emitter) { e.appInstances = list }
 }
 
 // NewEmitter returns an Emitter that prepares events with t and commits them on st.
-func NewEmitter(t Transmitter, st Store, log *slog.Logger) *Emitter {
-	return &Emitter{events: t, store: st, log: log}
+func NewEmitter(t Transmitter, st Store, log *slog.Logger, opts ...EmitterOption) *Emitter {
+	e := &Emitter{events: t, store: st, log: log}
+	for _, opt := range opts {
+		opt(e)
+	}
+	return e
 }
 
 // Emit turns changes into events and commits them with their audit entries: a
@@ -73,6 +88,18 @@ func (r *Emitter) Emit(ctx context.Context, changes []compliance.Change) {
 			devEvents[i].TXN = txn
 		}
 		evs = append(evs, devEvents...)
+		if r.appInstances != nil {
+			for _, ev := range devEvents {
+				if ev.Type != posture.EventSessionRevoked {
+					continue
+				}
+				for _, id := range r.appInstances(ctx, c.DeviceID) {
+					app := ev
+					app.AppInstance = id
+					evs = append(evs, app)
+				}
+			}
+		}
 		if e, ok := revocationRecord(c.DeviceID, devEvents); ok {
 			records = append(records, e)
 		}

@@ -36,6 +36,7 @@ var suites = []struct {
 	{"commands", testCommands},
 	{"agentcmd", testAgentCommands},
 	{"pushcert", testPushCerts},
+	{"appinstances", testAppInstances},
 }
 
 // Run runs every contract against the backend open opens.
