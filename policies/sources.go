@@ -43,6 +43,9 @@ func (s *Source) reports(pl Platform, claim string) bool {
 var appleMobileMDM = []string{claimOS, claimSupervised, claimPasscodePresent, claimPasscodeCompliant,
 	claimDiskEncrypted, claimInstalledProfiles}
 
+// appleMobileDDM is what declarative management status reports tell Hale about an iPhone or iPad.
+var appleMobileDDM = []string{claimOS, claimPasscodePresent, claimPasscodeCompliant, claimDiskEncrypted, claimDeclarations}
+
 // Sources are the sources Hale has today, as the server maps Apple command results
 // (mdmserver's applyAppleResult) and as the agent's collectors report (agent/collect). Apple
 // DDM status reports, the messaging app's App Attest and Play Integrity verdicts and the
@@ -58,6 +61,18 @@ var Sources = []Source{
 			// (Apple documents those for iOS only), and Hale does not map its SecureBoot.
 			PlatformMacOS: {claimOS, claimSupervised, claimDiskEncrypted, claimSIP, claimFirewallEnabled,
 				claimInstalledProfiles},
+		},
+	},
+	{
+		// Status reports of devices on declarative management (mdmserver/ddm): on iOS and
+		// iPadOS passcode.is-present is also data protection, which every device that runs
+		// declarative management (iOS 15 and later) has in hardware.
+		Name: "apple-ddm", Enrollment: EnrollmentApple, Provenance: ProvenanceMDM,
+		What: "Apple declarative management status reports",
+		Claims: map[Platform][]string{
+			PlatformIOS:    appleMobileDDM,
+			PlatformIPadOS: appleMobileDDM,
+			PlatformMacOS:  {claimOS, claimDiskEncrypted, claimDeclarations},
 		},
 	},
 	{
