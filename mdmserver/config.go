@@ -75,6 +75,11 @@ type Config struct {
 	// leaves the queue. Lock, lost mode and erase never expire: a lost device that checks in
 	// months later must still get them.
 	CommandTTL time.Duration `mapstructure:"command_ttl"`
+	// AppleDDM serves declarative device management to the Apple devices whose OS runs every
+	// declaration Hale renders (iOS and iPadOS 17, macOS 14 and later): their policy arrives as
+	// declarations and their posture as status reports the moment it changes. Older devices,
+	// and every device while it is off, get configuration profiles and posture queries.
+	AppleDDM bool `mapstructure:"apple_ddm"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.

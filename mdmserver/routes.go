@@ -28,6 +28,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/mdm", s.apple.ServeMDM)
 	mux.HandleFunc("GET /enroll/apple/{token}", s.apple.EnrollmentProfile)
 	mux.Handle("/scep", s.apple.SCEP())
+	// The profiles of legacy declarations (apple_ddm): a MAC in the URL, no token.
+	mux.HandleFunc("GET /ddm/profiles/{device}/{kind}/{hash}/{mac}", s.serveLegacyProfile) // ddm.ProfilePath
 
 	// The certificate authority.
 	mux.Handle("GET /ca/root.pem", s.ca.RootHandler())

@@ -35,6 +35,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
@@ -134,6 +135,10 @@ type Deps struct {
 	PublicURL string
 	// CommandTTL is how long a command that is not a security command may wait for its device.
 	CommandTTL time.Duration
+
+	// DDM serves declarative device management; nil when it is off (Config.AppleDDM), and then
+	// every device gets configuration profiles.
+	DDM *ddm.Service
 }
 
 // Option configures a Service.
@@ -175,7 +180,11 @@ func New(d Deps, opts ...Option) (*Service, error) {
 		return nil, errors.New("applemdm: a required service is missing")
 	}
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
-	var svc service.CheckinAndCommandService = nanomdm.New(d.MDMStore, nanomdm.WithLogger(nanoLog))
+	nanoOpts := []nanomdm.Option{nanomdm.WithLogger(nanoLog)}
+	if d.DDM != nil {
+		nanoOpts = append(nanoOpts, nanomdm.WithDeclarativeManagement(d.DDM))
+	}
+	var svc service.CheckinAndCommandService = nanomdm.New(d.MDMStore, nanoOpts...)
 	svc = commands.NewHook(svc, d.Results, commands.WithLogger(s.log.With("component", "results")),
 		commands.WithClock(s.now), commands.WithListener(s.appleResult), commands.WithResultTx(s.auditResult))
 	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
@@ -19,6 +21,10 @@ import (
 // longer wanted, then ProfileList so the evaluation sees what is really installed.
 func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	if d.Platform != inventory.PlatformApple || d.EnrollmentID == "" || d.OS == "" {
+		return
+	}
+	if s.d.DDM != nil && s.d.DDM.Serves(d) {
+		s.deliverDeclarations(ctx, d)
 		return
 	}
 	sp, err := s.d.Compliance.Policies().Effective(d)
@@ -83,6 +89,43 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	}
 }
 
+// deliverDeclarations sends a device on declarative management the DeclarativeManagement
+// command, carrying its new declarations token, when its declarations changed since it was last
+// told (a policy or assignment change, or its first delivery); the device then syncs them.
+func (s *Service) deliverDeclarations(ctx context.Context, d *inventory.Device) {
+	set, err := s.d.DDM.Declarations(d)
+	if err != nil {
+		s.log.ErrorContext(ctx, "rendering declarations", "device_id", d.ID, "err", err)
+		return
+	}
+	var prev compliance.Delivery
+	_ = s.d.Store.View(ctx, func(tx Tx) error {
+		var err error
+		prev, _, err = tx.Compliance().Delivery(ctx, d.ID)
+		return err
+	})
+	if prev.DeclarationsToken == set.Token {
+		return
+	}
+	next := compliance.Delivery{Platform: d.OS, Identifiers: prev.Identifiers, DeclarationsToken: set.Token}
+	if sp, err := s.d.Compliance.Policies().Effective(d); err == nil && sp != nil {
+		next.Policy, next.Version = sp.Name, sp.Version
+	}
+	data, err := ddm.CommandData(set)
+	if err != nil {
+		s.log.ErrorContext(ctx, "encoding declaration tokens", "device_id", d.ID, "err", err)
+		return
+	}
+	if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "DeclarativeManagement",
+		Fields: map[string]any{"Data": data}}, "system:policy"); err != nil {
+		s.log.ErrorContext(ctx, "queue DeclarativeManagement", "device_id", d.ID, "err", err)
+		return
+	}
+	if err := s.d.Store.Update(ctx, func(tx Tx) error { return tx.Compliance().PutDelivery(ctx, d.ID, next) }); err != nil {
+		s.log.ErrorContext(ctx, "recording declarations delivery", "device_id", d.ID, "err", err)
+	}
+}
+
 // DeliverPolicies delivers effective policies to every Apple device (after a policy or
 // assignment change).
 func (s *Service) DeliverPolicies(ctx context.Context) {
@@ -95,6 +138,12 @@ func (s *Service) DeliverPolicies(ctx context.Context) {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.ErrorContext(ctx, "delivering policies", "err", err)
 	}
+}
+
+// NewProfileSigner signs configuration profiles with the server's certificate, chained to
+// Hale's intermediate (the legacy profiles declarative management hosts).
+func NewProfileSigner(sc *certs.ServerCert, ca *certs.Authority) policies.ProfileSigner {
+	return profileSigner{&Service{d: Deps{ServerCert: sc, CA: ca}}}
 }
 
 // profileSigner signs configuration profiles with the server's certificate, chained to Hale's
