@@ -107,6 +107,13 @@ type Device struct {
 	// changed is closed (and replaced) whenever state, history or
 	// enrolled change, waking WaitFor.
 	changed chan struct{}
+
+	// Declarative management: a sync is due after the current poll;
+	// lastStatus holds the status item values last reported, and
+	// statusReports every report sent.
+	syncPending   bool
+	lastStatus    map[string]any
+	statusReports [][]byte
 }
 
 // Option configures a [Device].
@@ -236,6 +243,7 @@ func New(serverURL string, opts ...Option) (*Device, error) {
 	if d.sign {
 		topts = append(topts, protocol.WithSignMessage())
 	}
+	d.client = client // legacy profiles are downloaded with it
 	d.transport = protocol.NewTransport(topts...)
 	d.logger = d.logger.With("udid", d.udid)
 	return d, nil
@@ -436,6 +444,15 @@ func (d *Device) Poll(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("applesim: reporting %s: %w", what, err)
 		}
 		if len(bytes.TrimSpace(body)) == 0 {
+			d.mu.Lock()
+			sync := d.syncPending
+			d.mu.Unlock()
+			if sync {
+				// A DeclarativeManagement command came in this poll: sync now.
+				if err := d.syncLocked(ctx); err != nil {
+					return n, err
+				}
+			}
 			return n, nil
 		}
 		if n >= MaxCommandsPerPoll {
@@ -484,9 +501,24 @@ func (d *Device) RunPushLoop(ctx context.Context, src PushSource) error {
 		return err
 	}
 	for {
+		d.mu.Lock()
+		changed := d.changed
+		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-changed:
+			// A device on declarative management reports subscribed status items
+			// the moment they change, unasked.
+			if _, err := d.ReportStatus(ctx, false); err != nil {
+				if errors.Is(err, ErrErased) {
+					return err
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				d.logger.Warn("status report failed", "err", err)
+			}
 		case p, ok := <-ch:
 			if !ok {
 				return nil

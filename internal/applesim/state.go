@@ -93,6 +93,9 @@ type State struct {
 	// ErasePIN is the PIN an EraseDevice command carried (macOS).
 	ErasePIN string
 
+	// DDM is the device's declarative management: its declarations and what it reports.
+	DDM DDMState
+
 	// NotNow makes the device answer NotNow to every command Apple
 	// devices do not run while locked or busy (see [RunsWhileLocked]),
 	// as a passcode-locked iPhone does.
@@ -183,10 +186,12 @@ func (s State) PasscodeCompliantWithProfiles() bool {
 	return true
 }
 
-// PasscodeCompliant reports the SecurityInfo PasscodeCompliant value:
-// compliant with profiles and with every other source (accounts).
+// PasscodeCompliant reports the SecurityInfo PasscodeCompliant value
+// (and the passcode.is-compliant status item): compliant with profiles,
+// with active passcode.settings declarations and with every other
+// source (accounts).
 func (s State) PasscodeCompliant() bool {
-	return s.PasscodeCompliantWithProfiles() && !s.AccountPasscodeNoncompliant
+	return s.PasscodeCompliantWithProfiles() && s.passcodeCompliantWithDeclarations() && !s.AccountPasscodeNoncompliant
 }
 
 func (s State) platform() Platform {
@@ -198,6 +203,7 @@ func (s State) platform() Platform {
 
 // clone returns a deep copy of s.
 func (s State) clone() State {
+	s.DDM = s.DDM.clone()
 	s.Profiles = slices.Clone(s.Profiles)
 	for i := range s.Profiles {
 		s.Profiles[i] = s.Profiles[i].clone()

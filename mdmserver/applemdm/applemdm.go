@@ -163,6 +163,9 @@ type Service struct {
 	mdm  service.CheckinAndCommandService
 	scep http.Handler
 
+	// deliveryMu serialises policy deliveries, each a read of what was sent, sends and a record.
+	deliveryMu sync.Mutex
+
 	// background tracks work a check-in starts that outlives it (the first commands sent to a
 	// newly enrolled device), so Close waits for it.
 	background sync.WaitGroup

@@ -23,6 +23,10 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	if d.Platform != inventory.PlatformApple || d.EnrollmentID == "" || d.OS == "" {
 		return
 	}
+	// One delivery at a time: two at once (the first TokenUpdate's and the DeviceInformation
+	// result's) would both read the old record and both send.
+	s.deliveryMu.Lock()
+	defer s.deliveryMu.Unlock()
 	if s.d.DDM != nil && s.d.DDM.Serves(d) {
 		s.deliverDeclarations(ctx, d)
 		return
