@@ -40,7 +40,9 @@ os:
     macos: {version: "14.6", deadline: "2026-01-15T18:00:00"}
 `
 
-func profileURL(p Profile) (string, error) { return "https://mdm.example.org/ddm/profiles/" + p.Identifier, nil }
+func profileURL(p Profile) (string, error) {
+	return "https://mdm.example.org/ddm/profiles/" + p.Identifier, nil
+}
 
 func renderFile(t *testing.T, path, name string) *Policy {
 	t.Helper()

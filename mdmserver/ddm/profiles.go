@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/halemdm/hale/internal/problem"
-		"github.com/halemdm/hale/policies"
+	"github.com/halemdm/hale/policies"
 )
 
 // ProfilePath is the route of the profiles legacy declarations point at (Apple requires the MDM
