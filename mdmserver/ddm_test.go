@@ -12,6 +12,7 @@ import (
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/internal/ddmschema"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/policies"
 	"github.com/halemdm/hale/posture"
@@ -157,6 +158,7 @@ func TestDDMIPhoneUnderHIPAA(t *testing.T) {
 	}
 	e.phone.SetPasscode(6, false, false)
 	e.waitAccess(e.access, e.id, "allowed again", func(a access.Answer) bool { return a.Allow && a.Compliant })
+	checkStatusReports(t, e.phone.StatusReports(), "iOS")
 }
 
 // A policy change reaches a device on declarative management as new tokens with the
@@ -217,5 +219,53 @@ func TestDDMPolicyChangeAndDeclarationErrors(t *testing.T) {
 	}
 	if !audited {
 		t.Error("the refused declaration is not on the audit record")
+	}
+}
+
+// checkStatusReports validates every status report a simulated device sent against Apple's
+// schema: the report's shape and each status item (its name, type, values, availability).
+func checkStatusReports(t *testing.T, reports [][]byte, platform string) {
+	t.Helper()
+	dir := filepath.Join("..", "..", "shared", "apple-device-management")
+	if _, err := os.Stat(dir); err != nil {
+		t.Logf("Apple's schema is not at %s: status reports not checked", dir)
+		return
+	}
+	schema, err := ddmschema.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports) == 0 {
+		t.Fatal("no status reports")
+	}
+	for _, r := range reports {
+		var m map[string]any
+		if err := json.Unmarshal(r, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range schema.ValidateProtocol("StatusReport", m) {
+			t.Errorf("status report: %v", err)
+		}
+		var walk func(prefix string, v any)
+		walk = func(prefix string, v any) {
+			if schema.StatusItems[prefix] != nil {
+				for _, err := range schema.ValidateStatusItem(prefix, v, ddmschema.Platform{OS: platform, Version: "17.0"}) {
+					t.Errorf("status item: %v", err)
+				}
+				return
+			}
+			mv, ok := v.(map[string]any)
+			if !ok {
+				t.Errorf("status item %q is not in the schema", prefix)
+				return
+			}
+			for k, sub := range mv {
+				if prefix != "" {
+					k = prefix + "." + k
+				}
+				walk(k, sub)
+			}
+		}
+		walk("", m["StatusItems"])
 	}
 }
