@@ -28,6 +28,7 @@ func Create(ctx context.Context, repo Repository, req Request, now time.Time) (*
 			CreatedAt: now,
 			CreatedBy: req.CreatedBy,
 			ExpiresAt: now.Add(req.TTL),
+			BYOD:      req.BYOD, ManagedAppleID: req.ManagedAppleID,
 		},
 		TokenHash: hashSecret(token),
 	}

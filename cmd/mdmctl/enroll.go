@@ -22,6 +22,9 @@ type enrollment struct {
 	DeviceID   string    `json:"device_id"`
 	Token      string    `json:"token"`
 	ProfileURL string    `json:"profile_url"`
+	BYOD       bool      `json:"byod"`
+	AppleID    string    `json:"managed_apple_id"`
+	SignInURL  string    `json:"sign_in_url"`
 }
 
 func (a *app) enrollCommand() *cobra.Command {
@@ -32,16 +35,26 @@ func (a *app) enrollCommand() *cobra.Command {
 		Group    string `json:"group"`
 		Platform string `json:"platform"`
 		TTL      string `json:"ttl,omitempty"`
+		BYOD     bool   `json:"byod,omitempty"`
+		AppleID  string `json:"managed_apple_id,omitempty"`
 	}
 	create := &cobra.Command{
-		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h]",
+		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h] [--byod --managed-apple-id USER@DOMAIN]",
 		Short: "Create a one-time enrollment token (shown once)",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if req.Platform != "apple" && req.Platform != "agent" {
 				return usagef("--platform must be apple or agent")
 			}
+			if req.BYOD && (req.Platform != "apple" || req.AppleID == "") {
+				return usagef("--byod is for --platform apple and needs --managed-apple-id")
+			}
 			return show(a, cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, func(w io.Writer, e enrollment) error {
+				if e.BYOD {
+					// The person signs in to e.AppleID in Settings and gives the token as the code.
+					return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform+" (personal, User Enrollment)",
+						"managed apple account", e.AppleID, "expires", ts(e.ExpiresAt), "enrollment code", e.Token, "sign-in page", e.SignInURL)
+				}
 				return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
 					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL)
 			})
@@ -52,6 +65,8 @@ func (a *app) enrollCommand() *cobra.Command {
 	f.StringVar(&req.Group, "group", "", "the device's group (policies and approvals follow it)")
 	f.StringVar(&req.Platform, "platform", "", "apple (enrollment profile) or agent (mdmagent enroll)")
 	f.StringVar(&req.TTL, "ttl", "", "how long the token is valid, like 24h (server default when empty)")
+	f.BoolVar(&req.BYOD, "byod", false, "a personal iPhone, iPad or Mac: account-driven User Enrollment (no full erase)")
+	f.StringVar(&req.AppleID, "managed-apple-id", "", "with --byod: the Managed Apple Account the person signs in with")
 	for _, n := range []string{"owner", "group", "platform"} {
 		_ = create.MarkFlagRequired(n)
 	}
