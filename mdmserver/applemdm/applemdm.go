@@ -136,6 +136,9 @@ type Deps struct {
 	// CommandTTL is how long a command that is not a security command may wait for its device.
 	CommandTTL time.Duration
 
+	// Sealer seals the access tokens of account-driven enrollment (the master key).
+	Sealer Sealer
+
 	// DDM serves declarative device management; nil when it is off (Config.AppleDDM), and then
 	// every device gets configuration profiles.
 	DDM *ddm.Service
@@ -179,7 +182,7 @@ func New(d Deps, opts ...Option) (*Service, error) {
 	}
 	if d.MDMStore == nil || d.Store == nil || d.Results == nil || d.Inventory == nil || d.Commands == nil ||
 		d.Dispatch == nil || d.Compliance == nil || d.Enrollments == nil || d.PushCerts == nil || d.Wipes == nil ||
-		d.Refusals == nil || d.Audit == nil || d.CA == nil || d.ServerCert == nil {
+		d.Refusals == nil || d.Audit == nil || d.CA == nil || d.ServerCert == nil || d.Sealer == nil {
 		return nil, errors.New("applemdm: a required service is missing")
 	}
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
