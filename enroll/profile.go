@@ -205,9 +205,13 @@ func AppleProfile(p ProfileParams) ([]byte, error) {
 	return out, nil
 }
 
+// ProfileIdentifier is the PayloadIdentifier of Hale's enrollment profiles: removing the profile
+// of that identifier (RemoveProfile) ends a user enrollment.
+const ProfileIdentifier = "io.hale.enroll"
+
 func (p *ProfileParams) normalize() error {
 	if p.Identifier == "" {
-		p.Identifier = "io.hale.enroll"
+		p.Identifier = ProfileIdentifier
 	}
 	if p.DisplayName == "" {
 		p.DisplayName = "Hale device management"

@@ -223,7 +223,7 @@ func (d *Device) declarativeManagement(c *command) result {
 // ddmCheckin sends a DeclarativeManagement check-in for endpoint (with data for a status
 // report) and returns the answer.
 func (d *Device) ddmCheckin(ctx context.Context, endpoint string, data []byte) ([]byte, error) {
-	msg := map[string]any{"MessageType": "DeclarativeManagement", "UDID": d.udid, "Topic": d.topic, "Endpoint": endpoint}
+	msg := d.ident(map[string]any{"MessageType": "DeclarativeManagement", "Topic": d.topic, "Endpoint": endpoint})
 	if data != nil {
 		msg["Data"] = data
 	}

@@ -92,6 +92,10 @@ type State struct {
 	Erased bool
 	// ErasePIN is the PIN an EraseDevice command carried (macOS).
 	ErasePIN string
+	// ManagedVolumeRemoved is set when a user enrollment ended: the
+	// managed volume and everything on it are gone, the person's data
+	// (everything else in this State) is not.
+	ManagedVolumeRemoved bool
 
 	// DDM is the device's declarative management: its declarations and what it reports.
 	DDM DDMState

@@ -37,7 +37,8 @@ func (s *Service) appleResult(ctx context.Context, res *commands.Result) {
 	if err != nil {
 		return // not a Hale-enrolled device
 	}
-	if res.RequestType == "EraseDevice" && res.Status == "Acknowledged" {
+	userWipe := res.RequestType == "RemoveProfile" && d.UserEnrollment && d.Wipe != nil && d.Wipe.CommandID == res.CommandUUID
+	if (res.RequestType == "EraseDevice" || userWipe) && res.Status == "Acknowledged" {
 		if err := s.d.Wipes.FinishWipe(ctx, d, res.CommandUUID); err != nil {
 			s.log.ErrorContext(ctx, "finishing wipe failed; it is finished at the next start", "device_id", d.ID, "err", err)
 		}
