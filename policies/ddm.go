@@ -98,6 +98,9 @@ type DeclarationOptions struct {
 	// Profiles are the options the profiles inside legacy declarations are rendered with; leave
 	// Signer nil here (the bytes are hashed into the URL, and signatures are not deterministic).
 	Profiles RenderOptions
+	// UserEnrollment renders for a personal device (account-driven User Enrollment), where
+	// Apple allows no OS update enforcement: the deadline is left out.
+	UserEnrollment bool
 }
 
 // RenderDeclarations renders what carries a policy to an Apple device on declarative
@@ -125,7 +128,7 @@ func RenderDeclarations(p *Policy, pl Platform, opts DeclarationOptions) ([]Decl
 	if p.Passcode.rendersPasscode() {
 		add(DeclarationPasscode, DeclarationTypePasscode, passcodeSettings(p.Passcode))
 	}
-	if u, ok := p.OS.UpdateFor(pl); ok {
+	if u, ok := p.OS.UpdateFor(pl); ok && !opts.UserEnrollment {
 		payload := map[string]any{"TargetOSVersion": u.Version, "TargetLocalDateTime": u.Deadline}
 		if u.Build != "" {
 			payload["TargetBuildVersion"] = u.Build

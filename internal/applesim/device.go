@@ -599,15 +599,13 @@ func (d *Device) checkErased() error {
 // profiles, declarations), the person's own data stays, and the device
 // checks out. d.connMu is held.
 func (d *Device) endUserEnrollment(ctx context.Context) error {
-	d.Update(func(s *State) {
-		s.Profiles, s.DDM = nil, DDMState{}
-		s.ManagedVolumeRemoved = true
-	})
-	err := d.checkin(ctx, d.ident(map[string]any{"MessageType": "CheckOut", "Topic": d.topic}))
 	d.mu.Lock()
+	d.state.Profiles, d.state.DDM = nil, DDMState{}
+	d.state.ManagedVolumeRemoved = true
 	d.enrolled, d.mdmProfileID, d.unenrollAfter = false, "", false
 	d.notifyLocked()
 	d.mu.Unlock()
+	err := d.checkin(ctx, d.ident(map[string]any{"MessageType": "CheckOut", "Topic": d.topic}))
 	d.logger.Info("user enrollment removed: managed volume deleted, checked out")
 	if err != nil {
 		return errors.Join(ErrUnenrolled, fmt.Errorf("applesim: CheckOut: %w", err))

@@ -135,7 +135,7 @@ func (s *Service) Declarations(d *inventory.Device) (*Set, error) {
 	if sp != nil {
 		pol, since = sp.Policy, sp.UpdatedAt.UTC()
 	}
-	opts := policies.DeclarationOptions{Profiles: s.d.ProfileOptions(),
+	opts := policies.DeclarationOptions{Profiles: s.d.ProfileOptions(), UserEnrollment: d.UserEnrollment,
 		ProfileURL: func(p policies.Profile) (string, error) { return s.profileURL(d.ID, p), nil }}
 	opts.Profiles.Signer = nil
 	decls, profiles, err := policies.RenderDeclarations(pol, pl, opts)
