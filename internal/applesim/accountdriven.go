@@ -43,7 +43,9 @@ func AccountDrivenEnroll(ctx context.Context, client *http.Client, discoveryBase
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("applesim: service discovery: %s", resp.Status)
 	}
-	var doc struct{ Servers []struct{ Version, BaseURL string } }
+	var doc struct {
+		Servers []struct{ Version, BaseURL string }
+	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("applesim: service discovery: %w", err)
 	}

@@ -213,4 +213,3 @@ func clipText(s string, n int) string {
 	}
 	return s
 }
-

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/api"
-	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/enroll"
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
