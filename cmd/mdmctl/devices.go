@@ -31,6 +31,7 @@ type device struct {
 	State          string    `json:"state"`
 	StateChangedAt time.Time `json:"state_changed_at"`
 	CertSerials    []string  `json:"cert_serials"`
+	UserEnrollment bool      `json:"user_enrollment"`
 }
 
 // maxPages bounds how many pages a listing follows, against a server that never ends one.
