@@ -548,24 +548,26 @@ func (d *Device) RunPushLoop(ctx context.Context, src PushSource) error {
 		return err
 	}
 	for {
+		// A device on declarative management reports subscribed status items the
+		// moment they change, unasked. The change channel is taken before the
+		// values are compared, so a change made at any moment is either in this
+		// comparison or wakes the next.
 		d.mu.Lock()
 		changed := d.changed
 		d.mu.Unlock()
+		if _, err := d.ReportStatus(ctx, false); err != nil {
+			if errors.Is(err, ErrErased) || errors.Is(err, ErrUnenrolled) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.logger.Warn("status report failed", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changed:
-			// A device on declarative management reports subscribed status items
-			// the moment they change, unasked.
-			if _, err := d.ReportStatus(ctx, false); err != nil {
-				if errors.Is(err, ErrErased) || errors.Is(err, ErrUnenrolled) {
-					return err
-				}
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				d.logger.Warn("status report failed", "err", err)
-			}
 		case p, ok := <-ch:
 			if !ok {
 				return nil

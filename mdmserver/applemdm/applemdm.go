@@ -166,8 +166,9 @@ type Service struct {
 	mdm  service.CheckinAndCommandService
 	scep http.Handler
 
-	// deliveryMu serialises policy deliveries, each a read of what was sent, sends and a record.
-	deliveryMu sync.Mutex
+	// deliveryLocks serialise each device's policy deliveries (a read of what was sent, the
+	// sends, a record): device ID → *sync.Mutex.
+	deliveryLocks sync.Map
 
 	// background tracks work a check-in starts that outlives it (the first commands sent to a
 	// newly enrolled device), so Close waits for it.

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"slices"
+	"sync"
 
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/enroll"
@@ -23,10 +24,11 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	if d.Platform != inventory.PlatformApple || d.EnrollmentID == "" || d.OS == "" {
 		return
 	}
-	// One delivery at a time: two at once (the first TokenUpdate's and the DeviceInformation
-	// result's) would both read the old record and both send.
-	s.deliveryMu.Lock()
-	defer s.deliveryMu.Unlock()
+	// One delivery per device at a time: two at once (the first TokenUpdate's and the
+	// DeviceInformation result's) would both read the old record and both send.
+	mu, _ := s.deliveryLocks.LoadOrStore(d.ID, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	if s.d.DDM != nil && s.d.DDM.Serves(d) {
 		s.deliverDeclarations(ctx, d)
 		return
