@@ -32,6 +32,9 @@ type Device struct {
 	StateChangedAt time.Time `json:"state_changed_at"`
 	// Enrollment is the ID of the enrollment the device used.
 	Enrollment string `json:"enrollment,omitempty"`
+	// UserEnrollment: a personal device (account-driven User Enrollment); its wipe removes
+	// the enrollment and the managed data, never the person's own.
+	UserEnrollment bool `json:"user_enrollment,omitempty"`
 	// Wipe is the device's unfinished wipe, absent when it has none.
 	Wipe *DeviceWipe `json:"wipe,omitempty"`
 }

@@ -11,6 +11,11 @@ type EnrollmentRequest struct {
 	// TTL is how long the token is valid: a Go duration ("24h") or whole days ("7d"); empty
 	// means the server's default.
 	TTL string `json:"ttl,omitempty"`
+	// BYOD enrolls a personal Apple device through account-driven User Enrollment as the
+	// Managed Apple Account ManagedAppleID (required with it): the person signs in to that
+	// account on the device and gives the one-time token as the enrollment code.
+	BYOD           bool   `json:"byod,omitempty"`
+	ManagedAppleID string `json:"managed_apple_id,omitempty"`
 }
 
 // Enrollment is a one-time enrollment as the admin API shows it: an entry of GET
@@ -31,6 +36,9 @@ type Enrollment struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// State is pending, used, expired or revoked.
 	State string `json:"state"`
+	// BYOD and ManagedAppleID: a personal device's account-driven User Enrollment.
+	BYOD           bool   `json:"byod,omitempty"`
+	ManagedAppleID string `json:"managed_apple_id,omitempty"`
 }
 
 // NewEnrollment is the answer to POST /api/v1/enrollments: the enrollment with its one-time
@@ -39,6 +47,9 @@ type NewEnrollment struct {
 	Enrollment
 	Token      string `json:"token"`
 	ProfileURL string `json:"profile_url,omitempty"`
+	// SignInURL is, for a BYOD enrollment, the page the device opens during account-driven
+	// enrollment, where the person gives the token as the enrollment code.
+	SignInURL string `json:"sign_in_url,omitempty"`
 }
 
 // Enrollments is GET /api/v1/enrollments.

@@ -35,6 +35,9 @@ type SecurityAnswer struct {
 	DeviceID string `json:"device_id"`
 	// DeviceState is what the device is now treated as: its state, or wipe_pending.
 	DeviceState string `json:"device_state"`
+	// Effect says what a wipe does to this device, for its enrollment type (a personal
+	// device's wipe removes only its enrollment and managed data).
+	Effect string `json:"effect,omitempty"`
 }
 
 // States of a SecurityAnswer besides its command's.

@@ -98,6 +98,11 @@ type Enrollment struct {
 	// once the device checks in, since the profile fetch does not yet identify the device.
 	DeviceID  string    `json:"device_id,omitempty"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// BYOD marks an Apple enrollment of a personal device: account-driven User Enrollment with
+	// the Managed Apple Account ManagedAppleID, whose "wipe" removes only the enrollment and
+	// its managed data.
+	BYOD           bool   `json:"byod,omitempty"`
+	ManagedAppleID string `json:"managed_apple_id,omitempty"`
 	// State is computed when the record is read, never stored.
 	State State `json:"state"`
 }
@@ -129,6 +134,10 @@ type Request struct {
 	Platform  Platform
 	TTL       time.Duration // zero: DefaultTTL
 	CreatedBy string
+	// BYOD and ManagedAppleID: a personal Apple device enrolling through account-driven User
+	// Enrollment as that Managed Apple Account (user@domain, required with BYOD).
+	BYOD           bool
+	ManagedAppleID string
 }
 
 // normalize trims and validates r, filling defaults. Errors wrap ErrInvalid.
@@ -145,6 +154,15 @@ func (r Request) normalize() (Request, error) {
 	}
 	if !r.Platform.Valid() {
 		return r, fmt.Errorf("%w: platform %q is not %q or %q", ErrInvalid, r.Platform, PlatformApple, PlatformAgent)
+	}
+	r.ManagedAppleID = strings.TrimSpace(r.ManagedAppleID)
+	switch {
+	case r.BYOD && r.Platform != PlatformApple:
+		return r, fmt.Errorf("%w: byod is for Apple devices (account-driven User Enrollment); agents enroll as they are", ErrInvalid)
+	case r.BYOD && !validAccount(r.ManagedAppleID):
+		return r, fmt.Errorf("%w: byod needs managed_apple_id, the Managed Apple Account the person signs in with (user@domain)", ErrInvalid)
+	case !r.BYOD && r.ManagedAppleID != "":
+		return r, fmt.Errorf("%w: managed_apple_id is for byod enrollments", ErrInvalid)
 	}
 	if r.TTL == 0 {
 		r.TTL = DefaultTTL
@@ -191,4 +209,35 @@ func hashSecret(secret string) string {
 // external https URL) + "/enroll/apple/" + token. It contains the token: show it once, never log it.
 func ProfileURL(baseURL, token string) string {
 	return strings.TrimRight(baseURL, "/") + "/enroll/apple/" + token
+}
+
+// The account-driven User Enrollment endpoints under the server's public URL.
+const (
+	// BYODPath is the enrollment URL the well-known document names (mdm-byod): the device's
+	// enrollment request, answered 401 until it carries an access token.
+	BYODPath = "/enroll/apple/byod"
+	// SignInPath is the sign-in page the 401 challenge names (method apple-as-web).
+	SignInPath = "/enroll/apple/byod/signin"
+)
+
+// BYODURL is the account-driven enrollment URL of a server at baseURL.
+func BYODURL(baseURL string) string { return strings.TrimRight(baseURL, "/") + BYODPath }
+
+// SignInURL is the account-driven sign-in page of a server at baseURL.
+func SignInURL(baseURL string) string { return strings.TrimRight(baseURL, "/") + SignInPath }
+
+// validAccount reports whether s is a user@domain account identifier Apple devices accept: one
+// "@" splitting a non-empty user from a domain with a dot, printable ASCII, at most 256 bytes.
+func validAccount(s string) bool {
+	user, domain, ok := strings.Cut(s, "@")
+	if !ok || user == "" || len(s) > 256 || strings.Contains(domain, "@") || !strings.Contains(domain, ".") ||
+		strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r > '~' {
+			return false
+		}
+	}
+	return true
 }

@@ -68,8 +68,13 @@ type ProfileParams struct {
 	ServerURL  string
 	CheckInURL string // default ServerURL
 	Topic      string // the APNs push topic, com.apple.mgmt.…
-	// AccessRights defaults to DefaultAccessRights.
+	// AccessRights defaults to DefaultAccessRights (less erase for a user enrollment).
 	AccessRights int
+
+	// ManagedAppleID makes the profile a user enrollment of a personal device (account-driven
+	// User Enrollment, EnrollmentMode BYOD) as that Managed Apple Account: the device keeps
+	// managed data on its own volume, and the server can neither erase it nor see personal data.
+	ManagedAppleID string
 }
 
 // payloadCommon holds the keys every payload carries.
@@ -116,6 +121,8 @@ type mdmPayload struct {
 	AccessRights            int
 	CheckOutWhenRemoved     bool
 	ServerCapabilities      []string
+	EnrollmentMode          string `plist:",omitempty"`
+	AssignedManagedAppleID  string `plist:",omitempty"`
 }
 
 type profile struct {
@@ -176,6 +183,9 @@ func AppleProfile(p ProfileParams) ([]byte, error) {
 		CheckOutWhenRemoved:     true,
 		ServerCapabilities:      []string{"com.apple.mdm.per-user-connections"},
 	}
+	if p.ManagedAppleID != "" {
+		mdm.EnrollmentMode, mdm.AssignedManagedAppleID = "BYOD", p.ManagedAppleID
+	}
 	top := profile{
 		payloadCommon: payloadCommon{
 			PayloadType:         "Configuration",
@@ -195,9 +205,13 @@ func AppleProfile(p ProfileParams) ([]byte, error) {
 	return out, nil
 }
 
+// ProfileIdentifier is the PayloadIdentifier of Hale's enrollment profiles: removing the profile
+// of that identifier (RemoveProfile) ends a user enrollment.
+const ProfileIdentifier = "io.hale.enroll"
+
 func (p *ProfileParams) normalize() error {
 	if p.Identifier == "" {
-		p.Identifier = "io.hale.enroll"
+		p.Identifier = ProfileIdentifier
 	}
 	if p.DisplayName == "" {
 		p.DisplayName = "Hale device management"
@@ -207,6 +221,12 @@ func (p *ProfileParams) normalize() error {
 	}
 	if p.AccessRights == 0 {
 		p.AccessRights = DefaultAccessRights
+		if p.ManagedAppleID != "" {
+			p.AccessRights &^= RightErase // a personal device is never erased
+		}
+	}
+	if p.ManagedAppleID != "" && (!validAccount(p.ManagedAppleID) || p.AccessRights&RightErase != 0) {
+		return errors.New("enroll: profile parameters: a user enrollment needs a user@domain Managed Apple Account and no erase right")
 	}
 	var errs []error
 	for _, f := range []struct{ name, v string }{

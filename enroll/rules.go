@@ -28,6 +28,7 @@ func Create(ctx context.Context, repo Repository, req Request, now time.Time) (*
 			CreatedAt: now,
 			CreatedBy: req.CreatedBy,
 			ExpiresAt: now.Add(req.TTL),
+			BYOD:      req.BYOD, ManagedAppleID: req.ManagedAppleID,
 		},
 		TokenHash: hashSecret(token),
 	}
@@ -80,7 +81,7 @@ func Redeem(ctx context.Context, repo Repository, token string, platform Platfor
 	if err := checkText("device id", deviceID, false); err != nil {
 		return nil, err
 	}
-	rec, err := redeem(ctx, repo, token, platform, deviceID, now)
+	rec, err := redeem(ctx, repo, token, platform, false, deviceID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -90,8 +91,8 @@ func Redeem(ctx context.Context, repo Repository, token string, platform Platfor
 // RedeemForProfile is the Apple profile fetch: it redeems an Apple token and issues the SCEP
 // challenge for the profile, valid for challengeTTL. Run in one unit of work, a failure leaves
 // the token unspent.
-func RedeemForProfile(ctx context.Context, repo Repository, token string, now time.Time, challengeTTL time.Duration) (*Enrollment, string, error) {
-	rec, err := redeem(ctx, repo, token, PlatformApple, "", now)
+func RedeemForProfile(ctx context.Context, repo Repository, token string, byod bool, now time.Time, challengeTTL time.Duration) (*Enrollment, string, error) {
+	rec, err := redeem(ctx, repo, token, PlatformApple, byod, "", now)
 	if err != nil {
 		return nil, "", err
 	}
@@ -103,7 +104,30 @@ func RedeemForProfile(ctx context.Context, repo Repository, token string, now ti
 }
 
 // redeem checks token and stores its record used by deviceID.
-func redeem(ctx context.Context, repo Repository, token string, platform Platform, deviceID string, now time.Time) (*Record, error) {
+func redeem(ctx context.Context, repo Repository, token string, platform Platform, byod bool, deviceID string, now time.Time) (*Record, error) {
+	rec, err := check(ctx, repo, token, platform, byod, now)
+	if err != nil {
+		return nil, err
+	}
+	rec.UsedAt = now.UTC()
+	rec.DeviceID = deviceID
+	return rec, repo.Put(ctx, rec)
+}
+
+// CheckBYOD reports whether token is a pending BYOD enrollment, without spending it: the
+// account-driven sign-in takes it as the enrollment code, and the enrollment request that
+// follows spends it.
+func CheckBYOD(ctx context.Context, repo Repository, token string, now time.Time) (*Enrollment, error) {
+	rec, err := check(ctx, repo, token, PlatformApple, true, now)
+	if err != nil {
+		return nil, err
+	}
+	return rec.at(now), nil
+}
+
+// check finds token's record and reports why it cannot be redeemed for platform (and, on
+// Apple, for a personal or an organization's device), or nil.
+func check(ctx context.Context, repo Repository, token string, platform Platform, byod bool, now time.Time) (*Record, error) {
 	hash, ok := tokenHash(token, tokenPrefix)
 	if !ok {
 		return nil, ErrUnknown
@@ -127,9 +151,13 @@ func redeem(ctx context.Context, repo Repository, token string, platform Platfor
 	if rec.Platform != platform {
 		return nil, ErrWrongPlatform
 	}
-	rec.UsedAt = now.UTC()
-	rec.DeviceID = deviceID
-	return rec, repo.Put(ctx, rec)
+	if rec.BYOD != byod {
+		if rec.BYOD {
+			return nil, fmt.Errorf("%w: it enrolls a personal device through account-driven User Enrollment (Settings, sign in to a work account)", ErrWrongPlatform)
+		}
+		return nil, fmt.Errorf("%w: it enrolls an organization's device with an enrollment profile, not a personal one", ErrWrongPlatform)
+	}
+	return rec, nil
 }
 
 // usable reports why a pending enrollment cannot be redeemed, or nil.

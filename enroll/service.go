@@ -99,12 +99,23 @@ func (s *Service) Redeem(ctx context.Context, token string, platform Platform, d
 
 // RedeemForProfile redeems an Apple token and issues its SCEP challenge in one transaction, so a
 // failure leaves the token unspent.
-func (s *Service) RedeemForProfile(ctx context.Context, token string) (e *Enrollment, challenge string, err error) {
+// byod says which kind the token must be: an organization's device (false) or a personal one
+// enrolling through account-driven User Enrollment (true).
+func (s *Service) RedeemForProfile(ctx context.Context, token string, byod bool) (e *Enrollment, challenge string, err error) {
 	err = s.st.Update(ctx, func(tx Tx) error {
-		e, challenge, err = RedeemForProfile(ctx, tx.Enrollments(), token, s.now(), s.challengeTTL)
+		e, challenge, err = RedeemForProfile(ctx, tx.Enrollments(), token, byod, s.now(), s.challengeTTL)
 		return err
 	})
 	return e, challenge, err
+}
+
+// CheckBYOD reports whether token is a pending BYOD enrollment, without spending it.
+func (s *Service) CheckBYOD(ctx context.Context, token string) (e *Enrollment, err error) {
+	err = s.st.View(ctx, func(tx Tx) error {
+		e, err = CheckBYOD(ctx, tx.Enrollments(), token, s.now())
+		return err
+	})
+	return e, err
 }
 
 // BindDevice records which device used a redeemed enrollment (see the function BindDevice).

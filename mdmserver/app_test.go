@@ -44,8 +44,8 @@ func appEnv(t *testing.T) (*testEnv, *applesim.AppAttestCA, *playsim.Service) {
 	return appEnvWith(t, nil)
 }
 
-// appEnvWith is appEnv with server options.
-func appEnvWith(t *testing.T, opts []mdmserver.Option) (*testEnv, *applesim.AppAttestCA, *playsim.Service) {
+// appEnvWith is appEnv with server options and configuration changes.
+func appEnvWith(t *testing.T, opts []mdmserver.Option, mutate ...func(*mdmserver.Config)) (*testEnv, *applesim.AppAttestCA, *playsim.Service) {
 	t.Helper()
 	ca, err := applesim.NewAppAttestCA()
 	if err != nil {
@@ -63,6 +63,9 @@ func appEnvWith(t *testing.T, opts []mdmserver.Option) (*testEnv, *applesim.AppA
 		c.AppIOSTeamID, c.AppIOSBundleID, c.AppIOSRootsFile = testAppTeam, testAppBundle, roots
 		c.AppAndroidPackage, c.AppAndroidDecryptKey, c.AppAndroidVerifyKey = testAppBundle, play.DecryptionKey, play.VerificationKey
 		c.AppAndroidCertDigests = []string{testAppCert}
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 	return env, ca, play
 }

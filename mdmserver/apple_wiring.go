@@ -14,7 +14,7 @@ func (s *Server) newApple() (*applemdm.Service, error) {
 		Inventory: s.inventory, Commands: s.commands, Dispatch: s.dispatch, Compliance: s.compliance,
 		Enrollments: s.enrollments, PushCerts: s.pushCerts, Wipes: wipeFinisher{s}, Refusals: s.enrollGate,
 		Audit: s.audit, CA: s.ca, ServerCert: s.serverCert, VerifyExtraCA: s.verifyExtraDeviceCA,
-		PublicURL: s.cfg.PublicURL, CommandTTL: s.cfg.CommandTTL,
+		PublicURL: s.cfg.PublicURL, CommandTTL: s.cfg.CommandTTL, DDM: s.ddm, Sealer: s.key,
 	}, applemdm.WithLogger(s.log), applemdm.WithClock(s.now))
 }
 

@@ -92,6 +92,11 @@ type Config struct {
 	// AppIOSRootsFile is a PEM bundle of App Attest roots to trust instead of Apple's App
 	// Attestation Root CA: for tests with a simulated Apple, never for production.
 	AppIOSRootsFile string `mapstructure:"app_ios_roots_file"`
+	// AppleDDM serves declarative device management to the Apple devices whose OS runs every
+	// declaration Hale renders (iOS and iPadOS 17, macOS 14 and later): their policy arrives as
+	// declarations and their posture as status reports the moment it changes. Older devices,
+	// and every device while it is off, get configuration profiles and posture queries.
+	AppleDDM bool `mapstructure:"apple_ddm"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.

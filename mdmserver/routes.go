@@ -27,7 +27,15 @@ func (s *Server) routes() http.Handler {
 	// Apple MDM protocol (nanomdm), enrollment profiles and SCEP.
 	mux.HandleFunc("/mdm", s.apple.ServeMDM)
 	mux.HandleFunc("GET /enroll/apple/{token}", s.apple.EnrollmentProfile)
+	// Account-driven User Enrollment of personal devices: discovery, enrollment, sign-in.
+	mux.HandleFunc("GET /.well-known/com.apple.remotemanagement", s.apple.RemoteManagement)
+	mux.HandleFunc("GET /enroll/apple/byod", s.apple.BYODEnroll)
+	mux.HandleFunc("POST /enroll/apple/byod", s.apple.BYODEnroll)
+	mux.HandleFunc("GET /enroll/apple/byod/signin", s.apple.SignIn)
+	mux.HandleFunc("POST /enroll/apple/byod/signin", s.apple.SignIn)
 	mux.Handle("/scep", s.apple.SCEP())
+	// The profiles of legacy declarations (apple_ddm): a MAC in the URL, no token.
+	mux.HandleFunc("GET /ddm/profiles/{device}/{kind}/{hash}/{mac}", s.serveLegacyProfile) // ddm.ProfilePath
 
 	// The certificate authority.
 	mux.Handle("GET /ca/root.pem", s.ca.RootHandler())

@@ -37,6 +37,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/httpmw"
@@ -66,6 +67,8 @@ type Server struct {
 	// apple is Apple MDM: /mdm, the enrollment profile, SCEP, posture from command results and
 	// policy delivery.
 	apple *applemdm.Service
+	// ddm serves declarative device management (nil unless Config.AppleDDM).
+	ddm *ddm.Service
 	// The admin API's handlers, by area.
 	tokenAPI      *adminapi.Tokens
 	pushCertAPI   *adminapi.PushCerts
@@ -248,6 +251,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	s.securityAPI = &adminapi.Security{Devices: s.inventory, Service: s.security, Log: s.log}
 	s.approvalAPI = &adminapi.Approvals{Requests: s.approvals, Service: s.security, Log: s.log}
+	if s.ddm, err = s.newDDM(); err != nil {
+		return nil, fmt.Errorf("declarative management: %w", err)
+	}
 	if s.apple, err = s.newApple(); err != nil {
 		return nil, fmt.Errorf("apple mdm: %w", err)
 	}

@@ -35,6 +35,9 @@ const (
 	// CodeDataSharingAllowed: the device reports a data_sharing restriction not in force;
 	// detail names the Apple key.
 	CodeDataSharingAllowed = "data_sharing_allowed"
+	// CodeDeclarationFailed: the device reported one of the policy's declarations invalid or
+	// not active (declarative management); the detail names it and the device's error codes.
+	CodeDeclarationFailed = "declaration_failed"
 )
 
 // ReasonCodes lists every reason code Evaluate can produce.
@@ -44,7 +47,7 @@ var ReasonCodes = []string{
 	CodeScreenLockTimeoutTooLong, CodeEncryptionOff, CodeSwapUnencrypted, CodeOSTooOld,
 	CodeOSUnknown, CodeOSUnsupported, CodeJailbroken, CodeSIPDisabled, CodeSecureBootOff,
 	CodeAgentTampered, CodeScreenshotsAllowed, CodeCloudBackupAllowed, CodeLockScreenPreviews,
-	CodePolicyNotInstalled, CodeUnsupervisedSetting, CodeAppNotAttested, CodeDataSharingAllowed,
+	CodePolicyNotInstalled, CodeUnsupervisedSetting, CodeAppNotAttested, CodeDataSharingAllowed, CodeDeclarationFailed,
 }
 
 // noGrace reports whether a reason denies at once whatever the grace policy: a device that
@@ -66,6 +69,7 @@ const (
 	claimScreenLockTimeout = "screen_lock_timeout"
 	claimInstalledProfiles = "installed_profiles"
 	claimRestrictions      = "restrictions"
+	claimDeclarations      = "declarations"
 	claimJailbroken        = "jailbroken"
 	claimSIP               = "sip_enabled"
 	claimSecureBoot        = "secure_boot"
@@ -420,12 +424,27 @@ func (e *evaluation) apple() {
 	}
 
 	k := expectedAppleProfiles(p, pl, supervised)
+	// On declarative management the declarations' status is the evidence (and a profile list
+	// asked once at enrollment would go stale); otherwise the profile list is.
+	var decls []DeclarationState
+	declOK := false
+	if pos.Declarations != nil {
+		decls, declOK = fresh(e, pos.Declarations, claimDeclarations)
+		if declOK {
+			e.declarationErrors(decls)
+		}
+	}
 	if k.passcode || k.restrictions || k.fileVault || k.notifications {
-		if installed, ok := fresh(e, pos.InstalledProfiles, claimInstalledProfiles); ok {
-			e.requireProfile(installed, k.passcode, ProfilePasscode)
-			e.requireProfile(installed, k.restrictions, ProfileRestrictions)
-			e.requireProfile(installed, k.fileVault, ProfileFileVault)
-			e.requireProfile(installed, k.notifications, ProfileNotifications)
+		var installed []InstalledProfile
+		listOK := false
+		if !declOK {
+			installed, listOK = fresh(e, pos.InstalledProfiles, claimInstalledProfiles)
+		}
+		if listOK || declOK {
+			e.requireProfile(installed, decls, k.passcode, ProfilePasscode)
+			e.requireProfile(installed, decls, k.restrictions, ProfileRestrictions)
+			e.requireProfile(installed, decls, k.fileVault, ProfileFileVault)
+			e.requireProfile(installed, decls, k.notifications, ProfileNotifications)
 		}
 	}
 
@@ -452,7 +471,7 @@ func (e *evaluation) apple() {
 	}
 }
 
-func (e *evaluation) requireProfile(installed []InstalledProfile, want bool, kind string) {
+func (e *evaluation) requireProfile(installed []InstalledProfile, decls []DeclarationState, want bool, kind string) {
 	if !want {
 		return
 	}
@@ -461,5 +480,36 @@ func (e *evaluation) requireProfile(installed []InstalledProfile, want bool, kin
 			return
 		}
 	}
+	if len(decls) > 0 {
+		dk := LegacyDeclarationKind(kind)
+		if kind == ProfilePasscode {
+			dk = DeclarationPasscode
+		}
+		id := DeclarationIdentifier(e.p.Name, dk)
+		for _, d := range decls {
+			if d.Identifier == id && !d.Failed() {
+				return
+			}
+		}
+	}
 	e.add(CodePolicyNotInstalled, ProfileIdentifier(e.p.Name, kind))
+}
+
+// declarationErrors reports every declaration of the policy's that the device refused or did
+// not activate.
+func (e *evaluation) declarationErrors(decls []DeclarationState) {
+	prefix := DeclarationIdentifierPrefix + e.p.Name + "."
+	for _, d := range decls {
+		if !strings.HasPrefix(d.Identifier, prefix) || !d.Failed() {
+			continue
+		}
+		detail := d.Identifier + ": valid=" + d.Valid
+		if !d.Active {
+			detail += ", not active"
+		}
+		if len(d.Reasons) > 0 {
+			detail += " (" + strings.Join(d.Reasons, ", ") + ")"
+		}
+		e.add(CodeDeclarationFailed, detail)
+	}
 }

@@ -138,6 +138,9 @@ type OSPolicy struct {
 	// Linux maps an os-release ID ("ubuntu") to its minimum VERSION_ID ("22.04"). When it is
 	// not empty, a Linux device running a distribution it does not list is noncompliant.
 	Linux map[string]string `json:"linux,omitempty"`
+	// UpdateDeadline names, per Apple platform, a release to install by a deadline (Apple
+	// devices on declarative management enforce it themselves).
+	UpdateDeadline map[Platform]OSUpdate `json:"update_deadline,omitempty"`
 }
 
 // Minimum returns the minimum version for a platform (and, on Linux, distribution) and whether

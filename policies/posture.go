@@ -132,6 +132,11 @@ type Posture struct {
 	// payload key ("allowScreenShot"). A key that is absent has Apple's default value.
 	Restrictions *Claim[map[string]bool] `json:"restrictions,omitempty"`
 
+	// Declarations is what a device on declarative management reports of the declarations it
+	// processed (status item management.declarations): an active, valid declaration of the
+	// policy's is evidence its settings are in force, as an installed profile is.
+	Declarations *Claim[[]DeclarationState] `json:"declarations,omitempty"`
+
 	// Integrity.
 	Jailbroken       *Claim[bool]   `json:"jailbroken,omitempty"` // jailbroken or rooted
 	SIPEnabled       *Claim[bool]   `json:"sip_enabled,omitempty"`
@@ -151,6 +156,22 @@ type Posture struct {
 	AppAttested    *Claim[bool] `json:"app_attested,omitempty"`
 	ScreenCaptured *Claim[bool] `json:"screen_captured,omitempty"`
 }
+
+// DeclarationState is one declaration a device reported processing.
+type DeclarationState struct {
+	Identifier  string `json:"identifier"`
+	ServerToken string `json:"server_token"`
+	// Category is activation, configuration, asset or management.
+	Category string `json:"category"`
+	Active   bool   `json:"active"`
+	// Valid is valid, invalid or unknown.
+	Valid string `json:"valid"`
+	// Reasons are the error codes the device gave ("Error.ConfigurationCannotBeApplied").
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// Failed reports whether the device refused the declaration or did not activate it.
+func (d DeclarationState) Failed() bool { return d.Valid == "invalid" || !d.Active }
 
 // Duration is a time.Duration that reads and writes JSON and YAML as a Go duration string
 // ("15m", "24h").

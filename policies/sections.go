@@ -222,6 +222,8 @@ func (d *decoder) os(field string, n *yaml.Node) *OSPolicy {
 			d.version(f, v, &o.MacOS)
 		case "windows":
 			d.version(f, v, &o.Windows)
+		case "update_deadline":
+			o.UpdateDeadline = d.osUpdates(f, v)
 		case "linux":
 			if !d.kind(f, v, yaml.MappingNode, "a mapping of distribution ID to minimum version") {
 				continue
@@ -239,7 +241,7 @@ func (d *decoder) os(field string, n *yaml.Node) *OSPolicy {
 				distro(join(field+".linux", k.Value), k.Value, k, v)
 				continue
 			}
-			d.fail(f, k, "unknown platform; use ios, ipados, macos, windows, or linux: {ID: version} for Linux distributions")
+			d.fail(f, k, "unknown platform; use ios, ipados, macos, windows, or linux: {ID: version} for Linux distributions (or update_deadline)")
 		}
 	}
 	return o

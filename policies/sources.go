@@ -59,6 +59,9 @@ var MessagingApp = Source{
 	},
 }
 
+// appleMobileDDM is what declarative management status reports tell Hale about an iPhone or iPad.
+var appleMobileDDM = []string{claimOS, claimPasscodePresent, claimPasscodeCompliant, claimDiskEncrypted, claimDeclarations}
+
 // Sources are the sources Hale has today, as the server maps Apple command results
 // (mdmserver's applyAppleResult) and as the agent's collectors report (agent/collect). Apple
 // DDM status reports and the Android Management API each become one more entry when Hale reads
@@ -74,6 +77,18 @@ var Sources = []Source{
 			// (Apple documents those for iOS only), and Hale does not map its SecureBoot.
 			PlatformMacOS: {claimOS, claimSupervised, claimDiskEncrypted, claimSIP, claimFirewallEnabled,
 				claimInstalledProfiles},
+		},
+	},
+	{
+		// Status reports of devices on declarative management (mdmserver/ddm): on iOS and
+		// iPadOS passcode.is-present is also data protection, which every device that runs
+		// declarative management (iOS 15 and later) has in hardware.
+		Name: "apple-ddm", Enrollment: EnrollmentApple, Provenance: ProvenanceMDM,
+		What: "Apple declarative management status reports",
+		Claims: map[Platform][]string{
+			PlatformIOS:    appleMobileDDM,
+			PlatformIPadOS: appleMobileDDM,
+			PlatformMacOS:  {claimOS, claimDiskEncrypted, claimDeclarations},
 		},
 	},
 	{

@@ -77,6 +77,7 @@ func summarize(dir string) ([]row, error) {
 	c.lookup()
 	c.access()
 	c.revocation()
+	c.ddmStatus()
 	c.audit()
 	c.store()
 	c.appProof()
@@ -298,6 +299,18 @@ func (c *collector) revocation() {
 			"the wipe call's own round trip", millis,
 			goal{"p99 < 1000 ms", func(ours, _, _ float64) bool { return ours < 1000 }})
 	}
+}
+
+var (
+	ddmFlip   = regexp.MustCompile(`(?m)^status report -> access deny\s+\d+\s+[\d.]+\s+([\d.]+)\s`)
+	ddmReport = regexp.MustCompile(`(?m)^status report \(baseline\)\s+\d+\s+[\d.]+\s+([\d.]+)\s`)
+)
+
+func (c *collector) ddmStatus() {
+	const file = "ddmstatus.out"
+	c.add("DDM status report (passcode removed) to access deny, p99", c.match(file, ddmFlip, "status -> deny p99"),
+		c.match(file, ddmReport, "status report p99"), "the status report's own round trip", millis,
+		goal{"p99 < 1000 ms", func(ours, _, _ float64) bool { return ours < 1000 }})
 }
 
 func (c *collector) audit() {

@@ -52,7 +52,7 @@ func (a *app) showDevice(ctx context.Context, id string) error {
 	if err := fields(w, "id", d.ID, "platform", d.Platform, "os", d.OS, "owner", d.Owner, "group", d.Group,
 		"state", d.State, "state changed", ts(d.StateChangedAt), "enrolled", ts(d.EnrolledAt),
 		"last seen", ts(d.LastSeen), "hostname", d.Hostname, "serial", d.Serial, "udid", d.UDID,
-		"enrollment id", d.EnrollmentID, "certificates", strings.Join(d.CertSerials, ", ")); err != nil {
+		"enrollment id", d.EnrollmentID, "enrollment type", enrollmentType(d.Device), "certificates", strings.Join(d.CertSerials, ", ")); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
@@ -135,6 +135,44 @@ func (a *app) writePosture(w io.Writer, posture map[string]json.RawMessage) {
 		rows = append(rows, []string{name, claimValue(cl.Value), string(cl.Source), ts(cl.ObservedAt), a.age(cl.ObservedAt)})
 	}
 	_ = table(w, []string{"CLAIM", "VALUE", "SOURCE", "OBSERVED", "AGE"}, rows)
+	writeDeclarationErrors(w, posture["declarations"])
+}
+
+// writeDeclarationErrors lists the declarations a device on declarative management refused or
+// did not activate, with the device's reasons.
+func writeDeclarationErrors(w io.Writer, raw json.RawMessage) {
+	var cl struct {
+		Value []struct {
+			Identifier string   `json:"identifier"`
+			Active     bool     `json:"active"`
+			Valid      string   `json:"valid"`
+			Reasons    []string `json:"reasons"`
+		} `json:"value"`
+	}
+	if raw == nil || json.Unmarshal(raw, &cl) != nil {
+		return
+	}
+	var rows [][]string
+	for _, d := range cl.Value {
+		if d.Valid == "invalid" || !d.Active {
+			rows = append(rows, []string{sanitize(d.Identifier), sanitize(d.Valid), yesNo(d.Active), sanitize(strings.Join(d.Reasons, ", "))})
+		}
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w, "\ndeclaration errors:")
+		_ = table(w, []string{"DECLARATION", "VALID", "ACTIVE", "REASONS"}, rows)
+	}
+}
+
+// enrollmentType names how an Apple device is enrolled.
+func enrollmentType(d api.Device) string {
+	switch {
+	case d.UserEnrollment:
+		return "user (personal device: no erase; a wipe removes the enrollment and managed data)"
+	case d.Platform == "apple":
+		return "device"
+	}
+	return ""
 }
 
 // age is how long ago t was, to the second.

@@ -16,14 +16,22 @@ func (a *app) enrollCommand() *cobra.Command {
 
 	var req api.EnrollmentRequest
 	create := &cobra.Command{
-		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h]",
+		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h] [--byod --managed-apple-id USER@DOMAIN]",
 		Short: "Create a one-time enrollment token (shown once)",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if req.Platform != "apple" && req.Platform != "agent" {
 				return usagef("--platform must be apple or agent")
 			}
+			if req.BYOD && (req.Platform != "apple" || req.ManagedAppleID == "") {
+				return usagef("--byod is for --platform apple and needs --managed-apple-id")
+			}
 			return show(a, cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, func(w io.Writer, e api.NewEnrollment) error {
+				if e.BYOD {
+					// The person signs in to e.ManagedAppleID in Settings and gives the token as the code.
+					return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform+" (personal, User Enrollment)",
+						"managed apple account", e.ManagedAppleID, "expires", ts(e.ExpiresAt), "enrollment code", e.Token, "sign-in page", e.SignInURL)
+				}
 				return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
 					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL)
 			})
@@ -34,6 +42,8 @@ func (a *app) enrollCommand() *cobra.Command {
 	f.StringVar(&req.Group, "group", "", "the device's group (policies and approvals follow it)")
 	f.StringVar(&req.Platform, "platform", "", "apple (enrollment profile) or agent (mdmagent enroll)")
 	f.StringVar(&req.TTL, "ttl", "", "how long the token is valid, like 24h (server default when empty)")
+	f.BoolVar(&req.BYOD, "byod", false, "a personal iPhone, iPad or Mac: account-driven User Enrollment (no full erase)")
+	f.StringVar(&req.ManagedAppleID, "managed-apple-id", "", "with --byod: the Managed Apple Account the person signs in with")
 	for _, n := range []string{"owner", "group", "platform"} {
 		_ = create.MarkFlagRequired(n)
 	}

@@ -81,7 +81,7 @@ random key is made and printed when you give none.`,
 					return err
 				}
 				return fields(w, "device", firstNonEmpty(ans.DeviceID, id), "action", action, "command", ans.CommandID,
-					"command state", ans.State, "device state", ans.DeviceState)
+					"command state", ans.State, "device state", ans.DeviceState, "effect", ans.Effect)
 			})
 		}),
 	}

@@ -128,7 +128,7 @@ func (d *Device) handle(raw []byte) (CommandRecord, bool, error) {
 	}
 	report["CommandUUID"] = c.UUID
 	report["Status"] = res.status
-	report["UDID"] = d.udid
+	d.ident(report)
 	if len(res.chain) > 0 {
 		report["ErrorChain"] = res.chain
 	}
@@ -177,6 +177,8 @@ func (d *Device) execute(c *command) result {
 		return d.eraseDevice(c)
 	case "ClearPasscode":
 		return d.clearPasscode(c)
+	case "DeclarativeManagement":
+		return d.declarativeManagement(c)
 	}
 	return fail(MDMErrorDomain, CodeUnknownCommand,
 		fmt.Sprintf("The MDM command “%s” is not supported by this device.", c.RequestType))
@@ -265,6 +267,13 @@ func (d *Device) removeProfile(c *command) result {
 	if !ok || id == "" {
 		return formatError("RemoveProfile needs an Identifier string")
 	}
+	if d.userEnrollment && id == d.mdmProfileID {
+		// Removing the enrollment profile ends a user enrollment: the
+		// device acknowledges, then deletes the managed volume (managed
+		// apps, their data, the profiles and declarations) and checks out.
+		d.unenrollAfter = true
+		return ack(nil)
+	}
 	for i, p := range d.state.Profiles {
 		if p.Identifier == id {
 			d.state.Profiles = append(d.state.Profiles[:i:i], d.state.Profiles[i+1:]...)
@@ -303,7 +312,7 @@ func (d *Device) securityInfo() result {
 			"PasscodeCompliant":             s.PasscodeCompliant(),
 			"PasscodeCompliantWithProfiles": s.PasscodeCompliantWithProfiles(),
 			"ManagementStatus": map[string]any{
-				"IsUserEnrollment": false,
+				"IsUserEnrollment": d.userEnrollment,
 			},
 		}
 	}
@@ -325,6 +334,13 @@ func (d *Device) deviceQueries() map[string]any {
 		"ModelName":               s.ModelName,
 		"IsSupervised":            s.Supervised,
 		"IsActivationLockEnabled": s.ActivationLockEnabled,
+	}
+	if d.userEnrollment {
+		// A user enrollment keeps the hardware and the person's device private.
+		delete(q, "UDID")
+		delete(q, "SerialNumber")
+		delete(q, "DeviceName")
+		delete(q, "IsActivationLockEnabled")
 	}
 	if s.platform() == IOS {
 		q["IsCloudBackupEnabled"] = s.CloudBackupEnabled

@@ -45,6 +45,10 @@ var (
 	// ErrErased is returned once the device has acknowledged
 	// EraseDevice: an erased device no longer talks to the server.
 	ErrErased = errors.New("applesim: device was erased and no longer talks to the MDM server")
+	// ErrUnenrolled is returned once a user enrollment was ended by the
+	// removal of its enrollment profile: the device no longer talks to
+	// the server.
+	ErrUnenrolled = errors.New("applesim: the enrollment was removed; the device no longer talks to the MDM server")
 	// ErrTooManyCommands is returned when one Poll would run more than
 	// MaxCommandsPerPoll commands.
 	ErrTooManyCommands = errors.New("applesim: server kept sending commands past MaxCommandsPerPoll")
@@ -107,6 +111,23 @@ type Device struct {
 	// changed is closed (and replaced) whenever state, history or
 	// enrolled change, waking WaitFor.
 	changed chan struct{}
+
+	// A user enrollment (account-driven, personal device) identifies
+	// itself by an EnrollmentID, never its UDID or serial; its MDM
+	// profile's identifier is what the server removes to end it.
+	userEnrollment bool
+	enrollmentID   string
+	managedAppleID string
+	mdmProfileID   string
+	// unenrollAfter: the current poll removed the enrollment profile.
+	unenrollAfter bool
+
+	// Declarative management: a sync is due after the current poll;
+	// lastStatus holds the status item values last reported, and
+	// statusReports every report sent.
+	syncPending   bool
+	lastStatus    map[string]any
+	statusReports [][]byte
 }
 
 // Option configures a [Device].
@@ -131,6 +152,30 @@ func WithCheckInURL(u string) Option {
 // WithTopic sets the APNs topic (default [DefaultTopic]).
 func WithTopic(topic string) Option {
 	return func(d *Device) { d.topic = topic }
+}
+
+// withUserEnrollment makes the device a user enrollment of a personal
+// device as account, enrolled by the profile profileID.
+func withUserEnrollment(profileID, account string) Option {
+	return func(d *Device) {
+		d.userEnrollment, d.mdmProfileID, d.managedAppleID = true, profileID, account
+		d.enrollmentID = strings.ToUpper(randid.Hex(16))
+	}
+}
+
+// UserEnrollment reports whether the device is a user enrollment
+// (account-driven, personal), and the EnrollmentID it reports then.
+func (d *Device) UserEnrollment() (bool, string) { return d.userEnrollment, d.enrollmentID }
+
+// ident adds the device's identity to a message: its UDID, or for a
+// user enrollment the EnrollmentID Apple sends in its place.
+func (d *Device) ident(m map[string]any) map[string]any {
+	if d.userEnrollment {
+		m["EnrollmentID"] = d.enrollmentID
+		return m
+	}
+	m["UDID"] = d.udid
+	return m
 }
 
 // WithSerialNumber sets the serial number (default random).
@@ -236,6 +281,7 @@ func New(serverURL string, opts ...Option) (*Device, error) {
 	if d.sign {
 		topts = append(topts, protocol.WithSignMessage())
 	}
+	d.client = client // legacy profiles are downloaded with it
 	d.transport = protocol.NewTransport(topts...)
 	d.logger = d.logger.With("udid", d.udid)
 	return d, nil
@@ -347,7 +393,6 @@ func (d *Device) Enroll(ctx context.Context) error {
 	auth := map[string]any{
 		"MessageType":  "Authenticate",
 		"Topic":        d.topic,
-		"UDID":         d.udid,
 		"SerialNumber": d.serial,
 		"DeviceName":   st.DeviceName,
 		"OSVersion":    st.OSVersion,
@@ -356,18 +401,22 @@ func (d *Device) Enroll(ctx context.Context) error {
 		"Model":        st.Model,
 		"ModelName":    st.ModelName,
 	}
+	d.ident(auth)
+	if d.userEnrollment {
+		delete(auth, "SerialNumber") // a user enrollment does not reveal the hardware
+	}
 	if err := d.checkin(ctx, auth); err != nil {
 		return fmt.Errorf("applesim: Authenticate check-in: %w", err)
 	}
 	tu := map[string]any{
 		"MessageType":           "TokenUpdate",
 		"Topic":                 d.topic,
-		"UDID":                  d.udid,
 		"Token":                 d.pushToken,
 		"PushMagic":             d.pushMagic,
 		"AwaitingConfiguration": false,
 	}
-	if d.unlockToken != nil {
+	d.ident(tu)
+	if d.unlockToken != nil && !d.userEnrollment {
 		tu["UnlockToken"] = d.unlockToken
 	}
 	if err := d.checkin(ctx, tu); err != nil {
@@ -389,7 +438,7 @@ func (d *Device) Checkout(ctx context.Context) error {
 	if err := d.checkErased(); err != nil {
 		return err
 	}
-	msg := map[string]any{"MessageType": "CheckOut", "Topic": d.topic, "UDID": d.udid}
+	msg := d.ident(map[string]any{"MessageType": "CheckOut", "Topic": d.topic})
 	if err := d.checkin(ctx, msg); err != nil {
 		return fmt.Errorf("applesim: CheckOut check-in: %w", err)
 	}
@@ -412,7 +461,7 @@ func (d *Device) Poll(ctx context.Context) (int, error) {
 	if err := d.checkErased(); err != nil {
 		return 0, err
 	}
-	report, err := encodePlist(map[string]any{"Status": StatusIdle, "UDID": d.udid})
+	report, err := encodePlist(d.ident(map[string]any{"Status": StatusIdle}))
 	if err != nil {
 		return 0, err
 	}
@@ -421,6 +470,12 @@ func (d *Device) Poll(ctx context.Context) (int, error) {
 	eraseAfter := false
 	for {
 		body, err := d.exchange(ctx, report, false)
+		d.mu.Lock()
+		unenroll := d.unenrollAfter
+		d.mu.Unlock()
+		if unenroll {
+			return n, d.endUserEnrollment(ctx)
+		}
 		if eraseAfter {
 			// The device wipes itself right after sending its
 			// acknowledgement, does not retry it, and never reads
@@ -436,6 +491,15 @@ func (d *Device) Poll(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("applesim: reporting %s: %w", what, err)
 		}
 		if len(bytes.TrimSpace(body)) == 0 {
+			d.mu.Lock()
+			sync := d.syncPending
+			d.mu.Unlock()
+			if sync {
+				// A DeclarativeManagement command came in this poll: sync now.
+				if err := d.syncLocked(ctx); err != nil {
+					return n, err
+				}
+			}
 			return n, nil
 		}
 		if n >= MaxCommandsPerPoll {
@@ -470,7 +534,7 @@ func (d *Device) RunPushLoop(ctx context.Context, src PushSource) error {
 	defer cancel()
 	poll := func() error {
 		if _, err := d.Poll(ctx); err != nil {
-			if errors.Is(err, ErrErased) {
+			if errors.Is(err, ErrErased) || errors.Is(err, ErrUnenrolled) {
 				return err
 			}
 			if ctx.Err() != nil {
@@ -484,9 +548,26 @@ func (d *Device) RunPushLoop(ctx context.Context, src PushSource) error {
 		return err
 	}
 	for {
+		// A device on declarative management reports subscribed status items the
+		// moment they change, unasked. The change channel is taken before the
+		// values are compared, so a change made at any moment is either in this
+		// comparison or wakes the next.
+		d.mu.Lock()
+		changed := d.changed
+		d.mu.Unlock()
+		if _, err := d.ReportStatus(ctx, false); err != nil {
+			if errors.Is(err, ErrErased) || errors.Is(err, ErrUnenrolled) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.logger.Warn("status report failed", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-changed:
 		case p, ok := <-ch:
 			if !ok {
 				return nil
@@ -509,7 +590,29 @@ func (d *Device) checkErased() error {
 	if d.state.Erased {
 		return ErrErased
 	}
+	if d.userEnrollment && d.mdmProfileID == "" {
+		return ErrUnenrolled
+	}
 	return nil
+}
+
+// endUserEnrollment is what a personal device does once its enrollment
+// profile is removed: the managed volume goes (managed apps and data,
+// profiles, declarations), the person's own data stays, and the device
+// checks out. d.connMu is held.
+func (d *Device) endUserEnrollment(ctx context.Context) error {
+	d.mu.Lock()
+	d.state.Profiles, d.state.DDM = nil, DDMState{}
+	d.state.ManagedVolumeRemoved = true
+	d.enrolled, d.mdmProfileID, d.unenrollAfter = false, "", false
+	d.notifyLocked()
+	d.mu.Unlock()
+	err := d.checkin(ctx, d.ident(map[string]any{"MessageType": "CheckOut", "Topic": d.topic}))
+	d.logger.Info("user enrollment removed: managed volume deleted, checked out")
+	if err != nil {
+		return errors.Join(ErrUnenrolled, fmt.Errorf("applesim: CheckOut: %w", err))
+	}
+	return ErrUnenrolled
 }
 
 // checkin encodes and sends a check-in message.

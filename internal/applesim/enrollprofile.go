@@ -36,6 +36,11 @@ type EnrollmentProfile struct {
 	// RootCertificates are the profile's com.apple.security.root
 	// certificates, which the device trusts (for the server's TLS).
 	RootCertificates []*x509.Certificate
+	// EnrollmentMode is "BYOD" for a user enrollment (account-driven
+	// User Enrollment of a personal device), with the Managed Apple
+	// Account it enrolls as.
+	EnrollmentMode         string
+	AssignedManagedAppleID string
 }
 
 // SCEPPayload is the content of a com.apple.security.scep payload.
@@ -100,6 +105,11 @@ func ParseEnrollmentProfile(data []byte) (*EnrollmentProfile, error) {
 		return nil, fmt.Errorf("enrollment profile: Topic %q lacks the com.apple.mgmt. prefix", ep.Topic)
 	}
 	ep.SignMessage, _ = getBool(m, "SignMessage")
+	ep.EnrollmentMode, _ = getString(m, "EnrollmentMode")
+	ep.AssignedManagedAppleID, _ = getString(m, "AssignedManagedAppleID")
+	if ep.EnrollmentMode != "" && (ep.EnrollmentMode != "BYOD" || !strings.Contains(ep.AssignedManagedAppleID, "@")) {
+		return nil, fmt.Errorf("enrollment profile: EnrollmentMode %q needs BYOD and an AssignedManagedAppleID", ep.EnrollmentMode)
+	}
 	rights, ok := getInt(m, "AccessRights")
 	if !ok || rights <= 0 || rights > 1<<20 {
 		return nil, fmt.Errorf("enrollment profile: AccessRights missing or invalid")
@@ -178,6 +188,9 @@ func (ep *EnrollmentProfile) Options() []Option {
 	opts := []Option{WithTopic(ep.Topic), WithSignMessage(ep.SignMessage)}
 	if ep.CheckInURL != "" {
 		opts = append(opts, WithCheckInURL(ep.CheckInURL))
+	}
+	if ep.EnrollmentMode == "BYOD" {
+		opts = append(opts, withUserEnrollment(ep.Profile.Identifier, ep.AssignedManagedAppleID))
 	}
 	if len(ep.RootCertificates) > 0 {
 		opts = append(opts, WithHTTPClient(&http.Client{

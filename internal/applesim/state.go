@@ -92,6 +92,13 @@ type State struct {
 	Erased bool
 	// ErasePIN is the PIN an EraseDevice command carried (macOS).
 	ErasePIN string
+	// ManagedVolumeRemoved is set when a user enrollment ended: the
+	// managed volume and everything on it are gone, the person's data
+	// (everything else in this State) is not.
+	ManagedVolumeRemoved bool
+
+	// DDM is the device's declarative management: its declarations and what it reports.
+	DDM DDMState
 
 	// NotNow makes the device answer NotNow to every command Apple
 	// devices do not run while locked or busy (see [RunsWhileLocked]),
@@ -183,10 +190,12 @@ func (s State) PasscodeCompliantWithProfiles() bool {
 	return true
 }
 
-// PasscodeCompliant reports the SecurityInfo PasscodeCompliant value:
-// compliant with profiles and with every other source (accounts).
+// PasscodeCompliant reports the SecurityInfo PasscodeCompliant value
+// (and the passcode.is-compliant status item): compliant with profiles,
+// with active passcode.settings declarations and with every other
+// source (accounts).
 func (s State) PasscodeCompliant() bool {
-	return s.PasscodeCompliantWithProfiles() && !s.AccountPasscodeNoncompliant
+	return s.PasscodeCompliantWithProfiles() && s.passcodeCompliantWithDeclarations() && !s.AccountPasscodeNoncompliant
 }
 
 func (s State) platform() Platform {
@@ -198,6 +207,7 @@ func (s State) platform() Platform {
 
 // clone returns a deep copy of s.
 func (s State) clone() State {
+	s.DDM = s.DDM.clone()
 	s.Profiles = slices.Clone(s.Profiles)
 	for i := range s.Profiles {
 		s.Profiles[i] = s.Profiles[i].clone()

@@ -6,7 +6,9 @@
 package seal
 
 import (
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -136,4 +138,15 @@ func (k *Key) Open(purpose string, sealed []byte) ([]byte, error) {
 		return nil, ErrOpen
 	}
 	return pt, nil
+}
+
+// Derive returns a 32-byte key for purpose derived from the master key with HKDF-SHA256, for
+// secrets that must survive restarts without being stored (the MAC key of URLs the server hands
+// out). Different purposes give unrelated keys.
+func (k *Key) Derive(purpose string) []byte {
+	out, err := hkdf.Key(sha256.New, k.key[:], nil, "hale/seal/derive/"+purpose, 32)
+	if err != nil {
+		panic("seal: hkdf: " + err.Error()) // cannot fail for a 32-byte output
+	}
+	return out
 }

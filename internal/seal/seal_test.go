@@ -112,3 +112,14 @@ func TestLoadNeverCreates(t *testing.T) {
 		t.Fatal("Load read another key than LoadOrCreate made")
 	}
 }
+
+func TestDerive(t *testing.T) {
+	a, _ := New(make([]byte, KeySize))
+	kb := make([]byte, KeySize)
+	kb[0] = 1
+	b, _ := New(kb)
+	if !bytes.Equal(a.Derive("x"), a.Derive("x")) || bytes.Equal(a.Derive("x"), a.Derive("y")) ||
+		bytes.Equal(a.Derive("x"), b.Derive("x")) || len(a.Derive("x")) != 32 {
+		t.Fatal("Derive is not a deterministic per-purpose, per-key 32-byte key")
+	}
+}

@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -49,9 +50,12 @@ func (h *Enrollments) Create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = h.Auditor.Record(r, httpapi.Event{Action: "enrollment.create", Target: e.ID,
-		Details: map[string]string{"owner": e.Owner, "group": e.Group, "platform": string(e.Platform)}})
+		Details: map[string]string{"owner": e.Owner, "group": e.Group, "platform": string(e.Platform), "byod": fmt.Sprint(e.BYOD), "managed_apple_id": e.ManagedAppleID}})
 	out := api.NewEnrollment{Enrollment: enrollment(e), Token: token}
-	if e.Platform == enroll.PlatformApple {
+	switch {
+	case e.BYOD:
+		out.SignInURL = enroll.SignInURL(h.PublicURL)
+	case e.Platform == enroll.PlatformApple:
 		out.ProfileURL = enroll.ProfileURL(h.PublicURL, token)
 	}
 	httpjson.Write(w, http.StatusCreated, out)
@@ -90,5 +94,6 @@ func enrollment(e *enroll.Enrollment) api.Enrollment {
 	return api.Enrollment{
 		ID: e.ID, Owner: e.Owner, Group: e.Group, Platform: string(e.Platform), CreatedAt: e.CreatedAt, CreatedBy: e.CreatedBy,
 		ExpiresAt: e.ExpiresAt, UsedAt: e.UsedAt, DeviceID: e.DeviceID, RevokedAt: e.RevokedAt, State: string(e.State),
+		BYOD: e.BYOD, ManagedAppleID: e.ManagedAppleID,
 	}
 }

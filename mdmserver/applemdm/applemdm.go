@@ -35,6 +35,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/pushcert"
@@ -134,6 +135,13 @@ type Deps struct {
 	PublicURL string
 	// CommandTTL is how long a command that is not a security command may wait for its device.
 	CommandTTL time.Duration
+
+	// Sealer seals the access tokens of account-driven enrollment (the master key).
+	Sealer Sealer
+
+	// DDM serves declarative device management; nil when it is off (Config.AppleDDM), and then
+	// every device gets configuration profiles.
+	DDM *ddm.Service
 }
 
 // Option configures a Service.
@@ -158,6 +166,10 @@ type Service struct {
 	mdm  service.CheckinAndCommandService
 	scep http.Handler
 
+	// deliveryLocks serialise each device's policy deliveries (a read of what was sent, the
+	// sends, a record): device ID → *sync.Mutex.
+	deliveryLocks sync.Map
+
 	// background tracks work a check-in starts that outlives it (the first commands sent to a
 	// newly enrolled device), so Close waits for it.
 	background sync.WaitGroup
@@ -171,11 +183,15 @@ func New(d Deps, opts ...Option) (*Service, error) {
 	}
 	if d.MDMStore == nil || d.Store == nil || d.Results == nil || d.Inventory == nil || d.Commands == nil ||
 		d.Dispatch == nil || d.Compliance == nil || d.Enrollments == nil || d.PushCerts == nil || d.Wipes == nil ||
-		d.Refusals == nil || d.Audit == nil || d.CA == nil || d.ServerCert == nil {
+		d.Refusals == nil || d.Audit == nil || d.CA == nil || d.ServerCert == nil || d.Sealer == nil {
 		return nil, errors.New("applemdm: a required service is missing")
 	}
 	nanoLog := nanolog.New(s.log.With("component", "nanomdm"))
-	var svc service.CheckinAndCommandService = nanomdm.New(d.MDMStore, nanomdm.WithLogger(nanoLog))
+	nanoOpts := []nanomdm.Option{nanomdm.WithLogger(nanoLog)}
+	if d.DDM != nil {
+		nanoOpts = append(nanoOpts, nanomdm.WithDeclarativeManagement(d.DDM))
+	}
+	var svc service.CheckinAndCommandService = nanomdm.New(d.MDMStore, nanoOpts...)
 	svc = commands.NewHook(svc, d.Results, commands.WithLogger(s.log.With("component", "results")),
 		commands.WithClock(s.now), commands.WithListener(s.appleResult), commands.WithResultTx(s.auditResult))
 	svc = &inventoryLink{CheckinAndCommandService: svc, s: s}

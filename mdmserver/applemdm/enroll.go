@@ -28,7 +28,7 @@ func (s *Service) EnrollmentProfile(w http.ResponseWriter, r *http.Request) {
 	if !s.d.Refusals.Allow(w, r, EndpointProfile) {
 		return
 	}
-	p, err := s.enrollmentProfile(r.Context(), r.PathValue("token"))
+	p, err := s.enrollmentProfile(r.Context(), r.PathValue("token"), false)
 	switch {
 	case errors.Is(err, errNoPushCert):
 		problem.Error(w, r, http.StatusConflict, "no-push-certificate",
@@ -70,7 +70,7 @@ type profile struct {
 // enrollmentProfile redeems an Apple enrollment token for its profile: it binds a new device ID
 // to the enrollment, and the profile names that ID, a SCEP challenge for it, the MDM server and
 // the push topic.
-func (s *Service) enrollmentProfile(ctx context.Context, token string) (*profile, error) {
+func (s *Service) enrollmentProfile(ctx context.Context, token string, byod bool) (*profile, error) {
 	certsInfo, err := s.d.PushCerts.List(ctx)
 	if err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func (s *Service) enrollmentProfile(ctx context.Context, token string) (*profile
 	if len(certsInfo) == 0 {
 		return nil, errNoPushCert
 	}
-	e, challenge, err := s.d.Enrollments.RedeemForProfile(ctx, token)
+	e, challenge, err := s.d.Enrollments.RedeemForProfile(ctx, token, byod)
 	if errors.Is(err, enroll.ErrInvalid) || errors.Is(err, enroll.ErrUnknown) || errors.Is(err, enroll.ErrExpired) ||
 		errors.Is(err, enroll.ErrRevoked) || errors.Is(err, enroll.ErrUsed) || errors.Is(err, enroll.ErrWrongPlatform) {
 		return nil, refusedToken{err}
@@ -93,6 +93,7 @@ func (s *Service) enrollmentProfile(ctx context.Context, token string) (*profile
 	unsigned, err := enroll.AppleProfile(enroll.ProfileParams{
 		Organization: "Hale", RootCA: s.d.CA.Root(), SCEPURL: base + "/scep", Challenge: challenge,
 		SubjectCN: deviceID, SubjectO: "Hale", ServerURL: base + "/mdm", Topic: certsInfo[0].Topic,
+		ManagedAppleID: e.ManagedAppleID, // set on BYOD enrollments only: a user enrollment
 	})
 	if err != nil {
 		return nil, err
@@ -130,7 +131,8 @@ func (s *Service) scepChallenge(ctx context.Context, challenge string, _ *x509.C
 			devices := tx.Inventory()
 			if _, err := devices.Get(ctx, e.DeviceID); errors.Is(err, inventory.ErrNotFound) {
 				err = inventory.Save(ctx, devices, &inventory.Device{ID: e.DeviceID, Platform: inventory.PlatformApple,
-					Owner: e.Owner, Group: e.Group, Enrollment: e.ID, State: inventory.StateActive, EnrolledAt: time.Now().UTC()}, time.Now())
+					Owner: e.Owner, Group: e.Group, Enrollment: e.ID, State: inventory.StateActive, EnrolledAt: time.Now().UTC(),
+					UserEnrollment: e.BYOD}, time.Now())
 				if err != nil {
 					return err
 				}

@@ -6,10 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"slices"
+	"sync"
 
+	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
@@ -20,6 +23,15 @@ import (
 // installed and in force.
 func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	if d.Platform != inventory.PlatformApple || d.EnrollmentID == "" || d.OS == "" {
+		return
+	}
+	// One delivery per device at a time: two at once (the first TokenUpdate's and the
+	// DeviceInformation result's) would both read the old record and both send.
+	mu, _ := s.deliveryLocks.LoadOrStore(d.ID, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	if s.d.DDM != nil && s.d.DDM.Serves(d) {
+		s.deliverDeclarations(ctx, d)
 		return
 	}
 	sp, err := s.d.Compliance.Policies().Effective(d)
@@ -86,6 +98,43 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	}
 }
 
+// deliverDeclarations sends a device on declarative management the DeclarativeManagement
+// command, carrying its new declarations token, when its declarations changed since it was last
+// told (a policy or assignment change, or its first delivery); the device then syncs them.
+func (s *Service) deliverDeclarations(ctx context.Context, d *inventory.Device) {
+	set, err := s.d.DDM.Declarations(d)
+	if err != nil {
+		s.log.ErrorContext(ctx, "rendering declarations", "device_id", d.ID, "err", err)
+		return
+	}
+	var prev compliance.Delivery
+	_ = s.d.Store.View(ctx, func(tx Tx) error {
+		var err error
+		prev, _, err = tx.Compliance().Delivery(ctx, d.ID)
+		return err
+	})
+	if prev.DeclarationsToken == set.Token {
+		return
+	}
+	next := compliance.Delivery{Platform: d.OS, Identifiers: prev.Identifiers, DeclarationsToken: set.Token}
+	if sp, err := s.d.Compliance.Policies().Effective(d); err == nil && sp != nil {
+		next.Policy, next.Version = sp.Name, sp.Version
+	}
+	data, err := ddm.CommandData(set)
+	if err != nil {
+		s.log.ErrorContext(ctx, "encoding declaration tokens", "device_id", d.ID, "err", err)
+		return
+	}
+	if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "DeclarativeManagement",
+		Fields: map[string]any{"Data": data}}, "system:policy"); err != nil {
+		s.log.ErrorContext(ctx, "queue DeclarativeManagement", "device_id", d.ID, "err", err)
+		return
+	}
+	if err := s.d.Store.Update(ctx, func(tx Tx) error { return tx.Compliance().PutDelivery(ctx, d.ID, next) }); err != nil {
+		s.log.ErrorContext(ctx, "recording declarations delivery", "device_id", d.ID, "err", err)
+	}
+}
+
 // DeliverPolicies delivers effective policies to every Apple device (after a policy or
 // assignment change).
 func (s *Service) DeliverPolicies(ctx context.Context) {
@@ -98,6 +147,12 @@ func (s *Service) DeliverPolicies(ctx context.Context) {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.ErrorContext(ctx, "delivering policies", "err", err)
 	}
+}
+
+// NewProfileSigner signs configuration profiles with the server's certificate, chained to
+// Hale's intermediate (the legacy profiles declarative management hosts).
+func NewProfileSigner(sc *certs.ServerCert, ca *certs.Authority) policies.ProfileSigner {
+	return profileSigner{&Service{d: Deps{ServerCert: sc, CA: ca}}}
 }
 
 // profileSigner signs configuration profiles with the server's certificate, chained to Hale's

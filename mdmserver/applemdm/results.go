@@ -37,7 +37,8 @@ func (s *Service) appleResult(ctx context.Context, res *commands.Result) {
 	if err != nil {
 		return // not a Hale-enrolled device
 	}
-	if res.RequestType == "EraseDevice" && res.Status == "Acknowledged" {
+	userWipe := res.RequestType == "RemoveProfile" && d.UserEnrollment && d.Wipe != nil && d.Wipe.CommandID == res.CommandUUID
+	if (res.RequestType == "EraseDevice" || userWipe) && res.Status == "Acknowledged" {
 		if err := s.d.Wipes.FinishWipe(ctx, d, res.CommandUUID); err != nil {
 			s.log.ErrorContext(ctx, "finishing wipe failed; it is finished at the next start", "device_id", d.ID, "err", err)
 		}
@@ -126,8 +127,9 @@ func applyAppleResult(p *policies.Posture, os string, res *commands.Result, at t
 		}
 		p.InstalledProfiles = policies.Observe(list, mdm, at)
 	}
-	if res.Restrictions != nil && p.Platform != policies.PlatformMacOS {
-		// macOS answers Restrictions with an empty dictionary: no evidence either way.
+	if res.Restrictions != nil && p.Platform != policies.PlatformMacOS && p.Declarations == nil {
+		// macOS answers Restrictions with an empty dictionary: no evidence either way; on
+		// declarative management the declarations' status is the evidence (package ddm).
 		// Elsewhere, what the device says is in force is the evidence that a restriction holds,
 		// beyond the profile that carries it being installed.
 		p.Restrictions = policies.Observe(res.Restrictions, mdm, at)

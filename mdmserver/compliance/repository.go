@@ -57,6 +57,9 @@ type Delivery struct {
 	Platform string
 	// Identifiers are the profile identifiers it was sent to install.
 	Identifiers []string
+	// DeclarationsToken is the declarations token a device on declarative management was last
+	// sent (with the DeclarativeManagement command); empty on the profile path.
+	DeclarationsToken string
 }
 
 // DeliveryRepository records which policy version was delivered to each Apple device.

@@ -64,11 +64,17 @@ func TestPushDeliversSignedSET(t *testing.T) {
 		t.Errorf("event = %+v, want %+v", ev, want)
 	}
 
-	st, err := f.tr.GetStream(context.Background(), rx, s.StreamID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.LastDeliveredAt.IsZero() || st.LastError != "" || st.Pending != 0 {
+	// The deliverer records the delivery once the receiver's answer is in, which may be just
+	// after the receiver has the SET.
+	var st events.Stream
+	waitFor(t, "the delivery recorded", func() bool {
+		var err error
+		if st, err = f.tr.GetStream(context.Background(), rx, s.StreamID); err != nil {
+			t.Fatal(err)
+		}
+		return !st.LastDeliveredAt.IsZero()
+	})
+	if st.LastError != "" || st.Pending != 0 {
 		t.Errorf("status = %+v", st)
 	}
 }

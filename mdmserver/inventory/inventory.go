@@ -114,6 +114,9 @@ type Device struct {
 	StateChangedAt time.Time `json:"state_changed_at"`
 	// Enrollment is the ID of the enroll record the device used.
 	Enrollment string `json:"enrollment,omitempty"`
+	// UserEnrollment marks a personal Apple device enrolled through account-driven User
+	// Enrollment: no full erase; its "wipe" removes the enrollment and the managed data.
+	UserEnrollment bool `json:"user_enrollment,omitempty"`
 	// Wipe is the device's unfinished wipe, nil when it has none: a wipe ordered and not yet
 	// answered, or one that left managed data behind. Either denies the device access.
 	Wipe *WipeStatus `json:"wipe,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
@@ -80,7 +81,9 @@ func (s *Service) Order(ctx context.Context, by Actor, deviceID string, action A
 	// The two-person rule holds every wipe of a covered group, full and selective alike: a
 	// selective wipe destroys the clinical data on the device just as surely.
 	if action == Wipe && s.needsApproval(d.Group) {
-		return s.requestApproval(ctx, by, d, &req, idem)
+		ans, err := s.requestApproval(ctx, by, d, &req, idem)
+		ans.Effect = wipeEffect(d)
+		return ans, err
 	}
 	return s.carryOut(ctx, by, d, action, &req, nil, idem)
 }
@@ -107,7 +110,10 @@ func (s *Service) allowed(ctx context.Context, by Actor, d *inventory.Device, ac
 	if d.Platform == inventory.PlatformAgent && action == Wipe && req.Mode == "full" {
 		return refuse(ErrInvalid, "agents wipe selectively (the policy's managed_data); use mode selective")
 	}
-	if d.Platform == inventory.PlatformApple && action == Wipe && req.Mode == "selective" {
+	if d.Platform == inventory.PlatformApple && action == Wipe && d.UserEnrollment && req.Mode == "full" {
+		return refuse(ErrInvalid, "device "+d.ID+" is a personal device (User Enrollment) and is never erased; use mode selective: "+wipeEffect(d))
+	}
+	if d.Platform == inventory.PlatformApple && action == Wipe && !d.UserEnrollment && req.Mode == "selective" {
 		return refuse(ErrInvalid, "Apple devices are wiped fully (EraseDevice); use mode full")
 	}
 	return nil
@@ -141,6 +147,11 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 	maps.Copy(details, extra)
 	if req.Mode != "" {
 		details["mode"] = req.Mode
+	}
+	if action == Wipe && d.UserEnrollment {
+		// A personal device's wipe ends its enrollment; the record says so.
+		details["effect"] = "unenroll"
+		details["enrollment_type"] = "user"
 	}
 	if req.PIN != "" {
 		details["pin"] = "sealed" // never the PIN itself
@@ -185,6 +196,9 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 	s.dep.Decisions.DeviceChanged(ctx, d.ID, commandID) // the events carry the command as txn
 
 	ans := api.SecurityAnswer{CommandID: commandID, DeviceID: d.ID}
+	if action == Wipe {
+		ans.Effect = wipeEffect(d)
+	}
 	notQueued := func() {
 		_ = s.record(ctx, by.entry("device."+string(action), d.ID, audit.OutcomeError,
 			map[string]string{"command_id": commandID, "error": "the command could not be queued"}))
@@ -192,6 +206,11 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 	switch d.Platform {
 	case inventory.PlatformApple:
 		cmd := appleCommand(action, req)
+		if action == Wipe && d.UserEnrollment {
+			// A user enrollment cannot be erased: removing its enrollment profile removes the
+			// managed volume with the managed apps and their data, and ends management.
+			cmd = commands.Command{RequestType: "RemoveProfile", Fields: map[string]any{"Identifier": enroll.ProfileIdentifier}}
+		}
 		cmd.UUID = commandID
 		rec, err := s.dep.Send.Send(ctx, d.EnrollmentID, cmd, by.Name)
 		if err != nil {
@@ -287,5 +306,17 @@ func appleCommand(action Action, req *api.SecurityRequest) commands.Command {
 			f["PIN"] = req.PIN
 		}
 		return commands.Command{RequestType: "DeviceLock", Fields: f}
+	}
+}
+
+// wipeEffect says what a wipe of d does, for its enrollment type.
+func wipeEffect(d *inventory.Device) string {
+	switch {
+	case d.Platform == inventory.PlatformApple && d.UserEnrollment:
+		return "removes the user enrollment: the managed volume with the managed apps, their data and the managed accounts, and the profiles and declarations; the person's own data stays; the device leaves management"
+	case d.Platform == inventory.PlatformApple:
+		return "erases the device: all data, and management ends"
+	default:
+		return "removes the policy's managed_data on the device and reports each path"
 	}
 }

@@ -49,6 +49,8 @@ type deliveryRecord struct {
 	Version     int      `json:"version"`
 	Platform    string   `json:"platform"`
 	Identifiers []string `json:"identifiers"`
+	// DeclarationsToken: empty in records written before declarative management.
+	DeclarationsToken string `json:"declarations_token,omitempty"`
 }
 
 // Compliance returns the compliance state of this transaction.

@@ -41,6 +41,9 @@ type enrollmentValue struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	State     string    `json:"state"`
 	TokenHash string    `json:"token_hash"`
+	// BYOD and ManagedAppleID: absent in records written before account-driven enrollment.
+	BYOD           bool   `json:"byod,omitempty"`
+	ManagedAppleID string `json:"managed_apple_id,omitempty"`
 }
 
 // challengeValue is a SCEP challenge as stored.
@@ -126,6 +129,7 @@ func (r enrollRepo) Put(ctx context.Context, rec *enroll.Record) error {
 		ID: rec.ID, Owner: rec.Owner, Group: rec.Group, Platform: string(rec.Platform),
 		CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy, ExpiresAt: rec.ExpiresAt, UsedAt: rec.UsedAt,
 		DeviceID: rec.DeviceID, RevokedAt: rec.RevokedAt, TokenHash: rec.TokenHash,
+		BYOD: rec.BYOD, ManagedAppleID: rec.ManagedAppleID,
 	})
 	if err != nil {
 		return err
@@ -228,7 +232,7 @@ func decodeEnrollment(id, v []byte) (*enroll.Record, error) {
 		Enrollment: enroll.Enrollment{
 			ID: ev.ID, Owner: ev.Owner, Group: ev.Group, Platform: enroll.Platform(ev.Platform),
 			CreatedAt: ev.CreatedAt, CreatedBy: ev.CreatedBy, ExpiresAt: ev.ExpiresAt, UsedAt: ev.UsedAt,
-			DeviceID: ev.DeviceID, RevokedAt: ev.RevokedAt,
+			DeviceID: ev.DeviceID, RevokedAt: ev.RevokedAt, BYOD: ev.BYOD, ManagedAppleID: ev.ManagedAppleID,
 		},
 		TokenHash: ev.TokenHash,
 	}, nil

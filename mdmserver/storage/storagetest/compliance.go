@@ -210,7 +210,7 @@ func compliancePostures(t *testing.T, open Opener) {
 func complianceDeliveries(t *testing.T, open Opener) {
 	dir := t.TempDir()
 	st := open(t, dir)
-	want := compliance.Delivery{Policy: "hipaa", Version: 3, Platform: "ios", Identifiers: []string{"hale.passcode", "hale.restrictions"}}
+	want := compliance.Delivery{Policy: "hipaa", Version: 3, Platform: "ios", Identifiers: []string{"hale.passcode", "hale.restrictions"}, DeclarationsToken: "0f1e"}
 	view(t, st, func(ctx context.Context, tx storage.Tx) error {
 		if _, ok, err := tx.Compliance().Delivery(ctx, "d1"); ok || err != nil {
 			t.Errorf("Delivery before any = %v, %v", ok, err)

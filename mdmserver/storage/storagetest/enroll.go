@@ -327,7 +327,7 @@ func enrollRedeemForProfile(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s, _, _ := newEnroll(t, open)
 	_, agentTok, _ := s.Create(ctx, enroll.Request{Owner: "o", Group: "g", Platform: enroll.PlatformAgent})
-	if _, _, err := s.RedeemForProfile(ctx, agentTok); !errors.Is(err, enroll.ErrWrongPlatform) {
+	if _, _, err := s.RedeemForProfile(ctx, agentTok, false); !errors.Is(err, enroll.ErrWrongPlatform) {
 		t.Fatalf("agent token: %v", err)
 	}
 	// The failed attempt did not spend the agent token.
@@ -335,17 +335,17 @@ func enrollRedeemForProfile(t *testing.T, open Opener) {
 		t.Fatalf("agent token spent by a failed profile fetch: %v", err)
 	}
 	e, tok, _ := s.Create(ctx, enroll.Request{Owner: "o", Group: "g", Platform: enroll.PlatformApple})
-	got, ch, err := s.RedeemForProfile(ctx, tok)
+	got, ch, err := s.RedeemForProfile(ctx, tok, false)
 	if err != nil || got.ID != e.ID || got.State != enroll.StateUsed {
 		t.Fatalf("RedeemForProfile = %+v, %v", got, err)
 	}
-	if _, _, err := s.RedeemForProfile(ctx, tok); !errors.Is(err, enroll.ErrUsed) {
+	if _, _, err := s.RedeemForProfile(ctx, tok, false); !errors.Is(err, enroll.ErrUsed) {
 		t.Errorf("second fetch: %v", err)
 	}
 	if c, err := consume(s, ch); err != nil || c.ID != e.ID {
 		t.Errorf("challenge = %+v, %v", c, err)
 	}
-	if _, _, err := s.RedeemForProfile(ctx, "junk"); !errors.Is(err, enroll.ErrUnknown) {
+	if _, _, err := s.RedeemForProfile(ctx, "junk", false); !errors.Is(err, enroll.ErrUnknown) {
 		t.Errorf("junk: %v", err)
 	}
 }

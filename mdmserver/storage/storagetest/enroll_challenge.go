@@ -95,7 +95,7 @@ func enrollChallengeHold(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s, clk, st := newEnroll(t, open, enroll.WithChallengeHold(time.Minute))
 	e, tok, _ := s.Create(ctx, enroll.Request{Owner: "o", Group: "g", Platform: enroll.PlatformApple})
-	_, ch, err := s.RedeemForProfile(ctx, tok)
+	_, ch, err := s.RedeemForProfile(ctx, tok, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func enrollChallengeHold(t *testing.T, open Opener) {
 
 	// Revoked between hold and spend: not spent, refused.
 	e2, tok2, _ := s.Create(ctx, enroll.Request{Owner: "o", Group: "g", Platform: enroll.PlatformApple})
-	_, ch2, _ := s.RedeemForProfile(ctx, tok2)
+	_, ch2, _ := s.RedeemForProfile(ctx, tok2, false)
 	h, err := s.HoldChallenge(ctx, ch2)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func enrollSCEPConcurrent(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s, _, _ := newEnroll(t, open)
 	_, tok, _ := s.Create(ctx, enroll.Request{Owner: "o", Group: "g", Platform: enroll.PlatformApple})
-	_, ch, err := s.RedeemForProfile(ctx, tok)
+	_, ch, err := s.RedeemForProfile(ctx, tok, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func enrollReopen(t *testing.T, open Opener) {
 	clk := testclock.New(enrollStart)
 	s := enroll.New(enrollStore(st), enroll.WithClock(clk.Now))
 	apple, tok, _ := s.Create(ctx, enroll.Request{Owner: "o", Group: "g", Platform: enroll.PlatformApple, CreatedBy: "it"})
-	_, ch, err := s.RedeemForProfile(ctx, tok)
+	_, ch, err := s.RedeemForProfile(ctx, tok, false)
 	if err != nil {
 		t.Fatal(err)
 	}
