@@ -12,6 +12,7 @@ const (
 	PlatformMacOS   Platform = "macos"
 	PlatformWindows Platform = "windows"
 	PlatformLinux   Platform = "linux"
+	PlatformAndroid Platform = "android"
 )
 
 // Provenance says how much a claim can be trusted: what the OS told the MDM server, what the
@@ -48,6 +49,8 @@ type OSInfo struct {
 	Distribution string `json:"distribution,omitempty"`
 	// Kernel is the kernel release where the platform has a separate one (Linux).
 	Kernel string `json:"kernel,omitempty"`
+	// SecurityPatch is Android's security patch level, an ISO date ("2026-01-05").
+	SecurityPatch string `json:"security_patch,omitempty"`
 }
 
 // InstalledProfile is one configuration profile reported present on an Apple device.
@@ -129,6 +132,11 @@ type Posture struct {
 	// boolean restriction in force on the device (GlobalRestrictions restrictedBool), keyed by
 	// payload key ("allowScreenShot"). A key that is absent has Apple's default value.
 	Restrictions *Claim[map[string]bool] `json:"restrictions,omitempty"`
+
+	// NonCompliance lists the policy settings the device reports not in force (the Android
+	// Management API's nonComplianceDetails, by settingName); empty means the whole policy
+	// applies.
+	NonCompliance *Claim[[]string] `json:"noncompliance,omitempty"`
 
 	// Integrity.
 	Jailbroken       *Claim[bool]   `json:"jailbroken,omitempty"` // jailbroken or rooted

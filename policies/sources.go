@@ -5,6 +5,9 @@ package policies
 const (
 	EnrollmentApple = "apple" // Apple MDM: iOS, iPadOS and macOS
 	EnrollmentAgent = "agent" // the mdmagent: Linux, macOS and Windows
+	// EnrollmentAndroid is the Android Management API: company phones (device owner) and
+	// personal ones (a work profile).
+	EnrollmentAndroid = "android"
 )
 
 // Source is one way Hale learns facts about devices: which posture claims it reports, on which
@@ -45,8 +48,7 @@ var appleMobileMDM = []string{claimOS, claimSupervised, claimPasscodePresent, cl
 
 // Sources are the sources Hale has today, as the server maps Apple command results
 // (mdmserver's applyAppleResult) and as the agent's collectors report (agent/collect). Apple
-// DDM status reports, the messaging app's App Attest and Play Integrity verdicts and the
-// Android Management API each become one more entry when Hale reads them.
+// DDM status reports, the messaging app's App Attest and Play Integrity verdicts each become one more entry when Hale reads them.
 var Sources = []Source{
 	{
 		Name: "apple-mdm", Enrollment: EnrollmentApple, Provenance: ProvenanceMDM,
@@ -75,6 +77,21 @@ var Sources = []Source{
 			PlatformWindows: {claimOS, claimDiskEncrypted, claimScreenLockEnabled, claimScreenLockTimeout,
 				claimFirewallEnabled, claimPasscodePresent, claimPasswordRules, claimJailbroken,
 				claimSecureBoot},
+		},
+	},
+	{
+		Name: "android-management", Enrollment: EnrollmentAndroid, Provenance: ProvenanceMDM,
+		What: "the Android Management API's device status reports (softwareInfo, deviceSettings, nonComplianceDetails)",
+		Claims: map[Platform][]string{
+			PlatformAndroid: {claimOS, claimDiskEncrypted, claimPasscodePresent, claimPasscodeCompliant,
+				claimNoncompliance},
+		},
+	},
+	{
+		Name: "play-integrity", Enrollment: EnrollmentAndroid, Provenance: ProvenanceAttested,
+		What: "the Android Management API's securityPosture, Play Integrity's hardware-backed verdict",
+		Claims: map[Platform][]string{
+			PlatformAndroid: {claimJailbroken},
 		},
 	},
 }
