@@ -26,6 +26,7 @@ import (
 
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/android"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
@@ -84,6 +85,9 @@ type Tx interface {
 	AgentCommands() agentcmd.Repository
 	// PushCerts holds the APNs push certificates, their keys sealed.
 	PushCerts() pushcert.Repository
+	// Android holds the Android enterprise binding, its devices' names and the Pub/Sub
+	// message IDs handled.
+	Android() android.Repository
 }
 
 // ErrReadOnly is returned by a repository asked to write inside a View.

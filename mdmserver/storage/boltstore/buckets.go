@@ -17,4 +17,5 @@ var buckets = slices.Concat(
 	commandsBuckets,
 	agentCommandsBuckets,
 	pushCertsBuckets,
+	androidBuckets,
 )

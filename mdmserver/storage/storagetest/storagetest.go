@@ -36,6 +36,7 @@ var suites = []struct {
 	{"commands", testCommands},
 	{"agentcmd", testAgentCommands},
 	{"pushcert", testPushCerts},
+	{"android", testAndroid},
 }
 
 // Run runs every contract against the backend open opens.
