@@ -6,8 +6,11 @@ import "time"
 type EnrollmentRequest struct {
 	Owner string `json:"owner"`
 	Group string `json:"group"`
-	// Platform is apple (an enrollment profile) or agent (mdmagent enroll).
+	// Platform is apple (an enrollment profile), agent (mdmagent enroll) or android (an Android
+	// Management API enrollment token).
 	Platform string `json:"platform"`
+	// BYOD enrolls a personal Android phone with a work profile (android only).
+	BYOD bool `json:"byod,omitempty"`
 	// TTL is how long the token is valid: a Go duration ("24h") or whole days ("7d"); empty
 	// means the server's default.
 	TTL string `json:"ttl,omitempty"`
@@ -39,6 +42,8 @@ type NewEnrollment struct {
 	Enrollment
 	Token      string `json:"token"`
 	ProfileURL string `json:"profile_url,omitempty"`
+	// Android is the Android enrollment token of an android enrollment.
+	Android *AndroidEnrollment `json:"android,omitempty"`
 }
 
 // Enrollments is GET /api/v1/enrollments.

@@ -35,7 +35,7 @@ func DecodeRequest(r io.Reader) (Request, error) {
 	if err := decodeJSON(r, MaxRequestBody, &body); err != nil {
 		return Request{}, err
 	}
-	req := Request{Owner: body.Owner, Group: body.Group, Platform: Platform(body.Platform)}
+	req := Request{Owner: body.Owner, Group: body.Group, Platform: Platform(body.Platform), BYOD: body.BYOD}
 	if body.TTL != "" {
 		d, err := parseTTL(body.TTL)
 		if err != nil {

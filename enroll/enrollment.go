@@ -30,10 +30,15 @@ type Platform string
 const (
 	PlatformApple Platform = "apple"
 	PlatformAgent Platform = "agent"
+	// PlatformAndroid enrolls through the Android Management API: the token rides in the AMAPI
+	// enrollment token's additionalData and is redeemed when the phone first reports.
+	PlatformAndroid Platform = "android"
 )
 
 // Valid reports whether p is a known platform.
-func (p Platform) Valid() bool { return p == PlatformApple || p == PlatformAgent }
+func (p Platform) Valid() bool {
+	return p == PlatformApple || p == PlatformAgent || p == PlatformAndroid
+}
 
 // State is the lifecycle state of an enrollment, derived from its timestamps.
 type State string
@@ -124,10 +129,13 @@ const (
 
 // Request describes an enrollment to create.
 type Request struct {
-	Owner     string
-	Group     string
-	Platform  Platform
-	TTL       time.Duration // zero: DefaultTTL
+	Owner    string
+	Group    string
+	Platform Platform
+	TTL      time.Duration // zero: DefaultTTL
+	// BYOD asks for a personal phone's work profile (android only). It shapes the Android
+	// enrollment token; the enrollment record does not keep it.
+	BYOD      bool
 	CreatedBy string
 }
 
@@ -144,7 +152,10 @@ func (r Request) normalize() (Request, error) {
 		return r, err
 	}
 	if !r.Platform.Valid() {
-		return r, fmt.Errorf("%w: platform %q is not %q or %q", ErrInvalid, r.Platform, PlatformApple, PlatformAgent)
+		return r, fmt.Errorf("%w: platform %q is not %q, %q or %q", ErrInvalid, r.Platform, PlatformApple, PlatformAgent, PlatformAndroid)
+	}
+	if r.BYOD && r.Platform != PlatformAndroid {
+		return r, fmt.Errorf("%w: byod is for android enrollments (a work profile)", ErrInvalid)
 	}
 	if r.TTL == 0 {
 		r.TTL = DefaultTTL

@@ -12,5 +12,5 @@ func (s *Server) newSecurity() (*security.Service, error) {
 		Store: securityStore(s.store), Key: s.key, Devices: s.inventory, Approvals: s.approvals, Tokens: s.tokens,
 		Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue, Audit: s.audit, CA: s.ca, Policies: s.policies,
 		Decisions: revocation.Reevaluator{Devices: s.inventory, Engine: s.compliance, Log: s.log},
-	}, security.WithLogger(s.log), security.WithTwoPersonRule(s.cfg.needsApproval, s.cfg.ApprovalTTL))
+	}, security.WithLogger(s.log), security.WithTwoPersonRule(s.cfg.needsApproval, s.cfg.ApprovalTTL), security.WithAndroid(androidSecurity{s}))
 }

@@ -320,6 +320,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodGet && verb == "":
 			s.reply(w, s.resource(d))
+		case r.Method == http.MethodPatch && verb == "":
+			m, ok := check("Device")
+			if !ok {
+				return
+			}
+			if r.URL.Query().Get("updateMask") != "policyName" || s.policies[str(m["policyName"])] == nil {
+				s.fail(w, http.StatusBadRequest, "only policyName, naming a policy of the enterprise, is faked")
+				return
+			}
+			d.policyName, d.policyVersion = str(m["policyName"]), str(s.policies[str(m["policyName"])]["version"])
+			s.reply(w, s.resource(d))
 		case r.Method == http.MethodDelete && verb == "":
 			flags := r.URL.Query()["wipeDataFlags"]
 			for _, f := range flags {

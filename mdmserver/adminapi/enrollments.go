@@ -32,6 +32,8 @@ type Enrollments struct {
 	Auditor httpapi.Auditor
 	// Log receives internal errors.
 	Log *slog.Logger
+	// Android makes the enrollment tokens of android enrollments; nil refuses them.
+	Android AndroidEnroller
 }
 
 // Create is POST /api/v1/enrollments: {owner, group, platform, ttl} → 201 with the one-time
@@ -43,14 +45,32 @@ func (h *Enrollments) Create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.CreatedBy = httpapi.Actor(r)
+	if req.Platform == enroll.PlatformAndroid && h.Android == nil {
+		problem.Error(w, r, http.StatusConflict, "android-not-configured", "Android management is not configured on this server")
+		return
+	}
 	e, token, err := h.Enrollments.Create(r.Context(), req)
 	if err != nil {
 		httpapi.EnrollDecodeError(h.Log, w, r, err)
 		return
 	}
-	_ = h.Auditor.Record(r, httpapi.Event{Action: "enrollment.create", Target: e.ID,
-		Details: map[string]string{"owner": e.Owner, "group": e.Group, "platform": string(e.Platform)}})
 	out := api.NewEnrollment{Enrollment: enrollment(e), Token: token}
+	if e.Platform == enroll.PlatformAndroid {
+		// The Hale token rides in the AMAPI token; without one the enrollment is useless, and
+		// it is revoked so that nothing can redeem it.
+		if out.Android, err = h.Android.Enroll(r.Context(), e, token, req.BYOD); err != nil {
+			if _, rerr := h.Enrollments.Revoke(r.Context(), e.ID); rerr != nil {
+				h.Log.ErrorContext(r.Context(), "revoking an android enrollment without a token failed", "enrollment", e.ID, "err", rerr)
+			}
+			problemOr(h.Log, w, r, err)
+			return
+		}
+	}
+	details := map[string]string{"owner": e.Owner, "group": e.Group, "platform": string(e.Platform)}
+	if out.Android != nil {
+		details["android_token"], details["byod"] = out.Android.TokenName, map[bool]string{true: "true", false: "false"}[req.BYOD]
+	}
+	_ = h.Auditor.Record(r, httpapi.Event{Action: "enrollment.create", Target: e.ID, Details: details})
 	if e.Platform == enroll.PlatformApple {
 		out.ProfileURL = enroll.ProfileURL(h.PublicURL, token)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/halemdm/hale/mdmserver/audit"
 )
 
 // Binding is Hale's binding to the organisation's Android Management API enterprise.
@@ -45,13 +47,17 @@ type Repository interface {
 	// SeeMessage records a Pub/Sub message ID seen at at; fresh is false when it was seen
 	// before, and then nothing changes.
 	SeeMessage(ctx context.Context, id string, at time.Time) (fresh bool, err error)
+	// Seen reports whether a Pub/Sub message ID was seen (and not yet pruned).
+	Seen(ctx context.Context, id string) (bool, error)
 	// PruneMessages forgets the message IDs seen before before, and returns how many.
 	PruneMessages(ctx context.Context, before time.Time) (int, error)
 }
 
-// Tx is what the service needs of a unit of work.
+// Tx is what the service needs of a unit of work: its repository, and the audit log that
+// records a binding in the same commit.
 type Tx interface {
 	Android() Repository
+	Audit() audit.Repository
 }
 
 // Store runs the service's units of work (storage.Scope(st, func(tx storage.Tx) android.Tx {

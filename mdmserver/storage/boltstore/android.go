@@ -104,6 +104,14 @@ func (r androidRepo) SeeMessage(ctx context.Context, id string, at time.Time) (b
 	return true, mapWrite(b.Put([]byte(id), []byte(at.UTC().Format(time.RFC3339Nano))))
 }
 
+func (r androidRepo) Seen(ctx context.Context, id string) (bool, error) {
+	b, err := bucket(r.tx, bucketAndroidMessages)
+	if err != nil {
+		return false, err
+	}
+	return b.Get([]byte(id)) != nil, nil
+}
+
 func (r androidRepo) PruneMessages(ctx context.Context, before time.Time) (int, error) {
 	b, err := bucket(r.tx, bucketAndroidMessages)
 	if err != nil {

@@ -65,6 +65,12 @@ func testAndroid(t *testing.T, open Opener) {
 		if n, err := r.DeviceName(ctx, "d_0000000000000001"); err != nil || n != "enterprises/LC01/devices/a" {
 			t.Errorf("DeviceName = %q, %v", n, err)
 		}
+		if seen, err := r.Seen(ctx, "m2"); err != nil || !seen {
+			t.Errorf("Seen(m2) = %v, %v", seen, err)
+		}
+		if seen, _ := r.Seen(ctx, "m9"); seen {
+			t.Error("Seen of an unknown ID")
+		}
 		if fresh, _ := r.SeeMessage(ctx, "m2", t0); fresh {
 			t.Error("a seen message ID is fresh after reopen")
 		}
