@@ -29,6 +29,8 @@ type PushAnswer struct {
 func (s *Service) Push(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	// Pub/Sub's push authentication is an OIDC bearer token.
+	w.Header().Set("WWW-Authenticate", `Bearer realm="android-pubsub"`)
 	if !ok || tok == "" {
 		problem.Error(w, r, http.StatusUnauthorized, "push_unauthenticated", "a Pub/Sub push carries a Google-signed ID token")
 		return
@@ -38,6 +40,7 @@ func (s *Service) Push(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, r, http.StatusUnauthorized, "push_unauthenticated", "the push's ID token is not Google's for this endpoint")
 		return
 	}
+	w.Header().Del("WWW-Authenticate")
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxPushBody+1))
 	if err != nil {
 		problem.BadRequest(w, r, "reading the push failed")

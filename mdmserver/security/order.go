@@ -241,7 +241,8 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 		ans.State = cmd.State
 	}
 	ans.DeviceState = answerState(action, newState)
-	if cur, err := s.dep.Devices.Get(ctx, d.ID); err == nil && action != Wipe {
+	// A wipe is pending until answered, unless it already was (an Android wipe Google accepted).
+	if cur, err := s.dep.Devices.Get(ctx, d.ID); err == nil && (action != Wipe || cur.State == inventory.StateWiped) {
 		ans.DeviceState = string(cur.State)
 	}
 	if idem.Key != "" {
