@@ -198,7 +198,11 @@ func TestAndroidEndToEnd(t *testing.T) {
 	var detail struct {
 		Posture struct {
 			Jailbroken struct{ Source string }
-			OS         struct{ Value struct{ SecurityPatch string `json:"security_patch"` } }
+			OS         struct {
+				Value struct {
+					SecurityPatch string `json:"security_patch"`
+				}
+			}
 		}
 	}
 	env.call("GET", "/api/v1/devices/"+id, it, nil, &detail)
