@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/halemdm/hale/api"
 )
 
 // enrollment is an enrollment as the API shows it.
@@ -22,6 +25,8 @@ type enrollment struct {
 	DeviceID   string    `json:"device_id"`
 	Token      string    `json:"token"`
 	ProfileURL string    `json:"profile_url"`
+	// Android is an android enrollment's AMAPI token.
+	Android *api.AndroidEnrollment `json:"android"`
 }
 
 func (a *app) enrollCommand() *cobra.Command {
@@ -32,26 +37,48 @@ func (a *app) enrollCommand() *cobra.Command {
 		Group    string `json:"group"`
 		Platform string `json:"platform"`
 		TTL      string `json:"ttl,omitempty"`
+		BYOD     bool   `json:"byod,omitempty"`
 	}
+	var qrFile string
 	create := &cobra.Command{
-		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h]",
+		Use:   "create --owner O --group G --platform apple|agent|android [--byod] [--qr FILE.png] [--ttl 24h]",
 		Short: "Create a one-time enrollment token (shown once)",
-		Args:  cobra.NoArgs,
+		Long: `create makes a one-time enrollment. For android it is an Android Management API enrollment
+token: a company phone scans the QR code (--qr writes it as a PNG) in its setup wizard; a personal
+phone (--byod) opens the link to add a work profile.`,
+		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			if req.Platform != "apple" && req.Platform != "agent" {
-				return usagef("--platform must be apple or agent")
+			switch {
+			case req.Platform != "apple" && req.Platform != "agent" && req.Platform != "android":
+				return usagef("--platform must be apple, agent or android")
+			case req.BYOD && req.Platform != "android":
+				return usagef("--byod is for --platform android (a work profile)")
+			case qrFile != "" && req.Platform != "android":
+				return usagef("--qr is for --platform android")
 			}
 			return show(a, cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, func(w io.Writer, e enrollment) error {
-				return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
-					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL)
+				kv := []string{"id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
+					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL}
+				if ae := e.Android; ae != nil {
+					kv = append(kv, "enrollment link", ae.Link, "android policy", ae.Policy)
+					if qrFile != "" {
+						if err := os.WriteFile(qrFile, ae.QRPNG, 0o600); err != nil {
+							return err
+						}
+						kv = append(kv, "qr code", qrFile)
+					}
+				}
+				return fields(w, kv...)
 			})
 		}),
 	}
 	f := create.Flags()
 	f.StringVar(&req.Owner, "owner", "", "who the device belongs to")
 	f.StringVar(&req.Group, "group", "", "the device's group (policies and approvals follow it)")
-	f.StringVar(&req.Platform, "platform", "", "apple (enrollment profile) or agent (mdmagent enroll)")
+	f.StringVar(&req.Platform, "platform", "", "apple (enrollment profile), agent (mdmagent enroll) or android (AMAPI token)")
 	f.StringVar(&req.TTL, "ttl", "", "how long the token is valid, like 24h (server default when empty)")
+	f.BoolVar(&req.BYOD, "byod", false, "android: a personal phone, enrolled with a work profile")
+	f.StringVar(&qrFile, "qr", "", "android: write the enrollment QR code to this PNG file")
 	for _, n := range []string{"owner", "group", "platform"} {
 		_ = create.MarkFlagRequired(n)
 	}
