@@ -128,6 +128,31 @@ func TestAndroidReconcileAndWorkProfile(t *testing.T) {
 	if got := env.fake.Device(names[2]); got == nil || !strings.HasSuffix(env.fake.Policy(testEnterprise + "/policies/hale-none-work-profile")["name"].(string), "work-profile") {
 		t.Fatalf("work profile policy missing")
 	}
+	// A policy assigned afterwards reaches the phones without waiting for the hourly reconcile.
+	src := []byte("passcode: {required: true, min_length: 6}\nscreenshots: {allowed: false}\n")
+	if code := env.call("PUT", "/api/v1/policies/byod", it, src, nil); code != 200 {
+		t.Fatalf("put policy: %d", code)
+	}
+	if code := env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"byod"}`), nil); code != 200 {
+		t.Fatalf("assign: %d", code)
+	}
+	wp := testEnterprise + "/policies/hale-byod-work-profile"
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		raw, _ := env.fake.DeviceJSON(names[2])
+		var d struct{ PolicyName string }
+		_ = json.Unmarshal(raw, &d)
+		if p := env.fake.Policy(wp); p != nil && d.PolicyName == wp {
+			if pw := p["passwordPolicies"].([]any); len(pw) != 2 || p["screenCaptureDisabled"] != true {
+				t.Fatalf("work profile policy %v", p)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new policy did not reach the personal phone (policy %v, phone on %s)", env.fake.Policy(wp), d.PolicyName)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// A personal phone is never factory reset.
 	if code := env.call("POST", "/api/v1/devices/"+byod.ID+"/wipe", sec, []byte(`{"reason":"left","mode":"full"}`), nil); code != 400 {
 		t.Errorf("full wipe of a personal phone: %d, want 400", code)

@@ -313,7 +313,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.listDevices(w, r, ent)
 	case len(parts) == 4 && parts[2] == "devices":
 		d := s.devices[path]
-		if d == nil || (d.Deleted && r.Method != http.MethodGet) {
+		if d == nil || d.Deleted { // a deleted device is gone from the API, as at Google
 			s.fail(w, http.StatusNotFound, "no such device")
 			return
 		}
@@ -381,7 +381,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, ent string) {
 	var names []string
 	for n := range s.devices {
-		if strings.HasPrefix(n, ent+"/devices/") {
+		if strings.HasPrefix(n, ent+"/devices/") && !s.devices[n].Deleted {
 			names = append(names, n)
 		}
 	}

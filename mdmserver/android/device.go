@@ -149,3 +149,31 @@ func (s *Service) deviceGone(ctx context.Context, hd *inventory.Device) error {
 	s.dep.Posture.DeviceChanged(ctx, hd.ID)
 	return nil
 }
+
+// goneFromList handles the phones of the bound enterprise that Hale knows and a complete
+// devices.list did not list: deleted at AMAPI.
+func (s *Service) goneFromList(ctx context.Context, b *Binding, listed map[string]bool) error {
+	var known map[string]string
+	if err := s.dep.Store.View(ctx, func(tx Tx) error {
+		var err error
+		known, err = tx.Android().Devices(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	var failed error
+	for name, id := range known {
+		if listed[name] || !inEnterprise(name, b.Enterprise) {
+			continue
+		}
+		hd, err := s.dep.Devices.Get(ctx, id)
+		if err == nil {
+			err = s.deviceGone(ctx, hd)
+		}
+		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+			s.log.WarnContext(ctx, "android: a phone deleted from the enterprise was not unenrolled", "device", id, "err", err)
+			failed = err
+		}
+	}
+	return failed
+}

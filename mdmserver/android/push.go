@@ -124,11 +124,13 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	}
 	n := 0
 	var failed error
+	listed := map[string]bool{}
 	err = c.Enterprises.Devices.List(b.Enterprise).PageSize(100).Pages(ctx, func(page *androidmanagement.ListDevicesResponse) error {
 		for _, d := range page.Devices {
 			if d == nil {
 				continue
 			}
+			listed[d.Name] = true
 			if err := s.ingestDevice(ctx, b, d); err != nil {
 				s.log.WarnContext(ctx, "android: reconcile skipped a device", "device", clip(d.Name), "err", err)
 				failed = err
@@ -140,6 +142,11 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	})
 	if err != nil {
 		return n, err
+	}
+	// Every page was read: a phone Hale knows that the enterprise no longer lists was deleted
+	// there (AMAPI keeps no deleted devices).
+	if err := s.goneFromList(ctx, b, listed); err != nil {
+		failed = err
 	}
 	if err := s.dep.Store.Update(ctx, func(tx Tx) error {
 		_, err := tx.Android().PruneMessages(ctx, s.now().Add(-MessageMemory))

@@ -42,6 +42,8 @@ type Repository interface {
 	DeviceID(ctx context.Context, name string) (string, error)
 	// DeviceName returns the AMAPI device name of a Hale device ID, or ErrNotFound.
 	DeviceName(ctx context.Context, deviceID string) (string, error)
+	// Devices returns every recorded AMAPI device name with its Hale device ID.
+	Devices(ctx context.Context) (map[string]string, error)
 	// PutDevice records that AMAPI device name is Hale device deviceID (both ways).
 	PutDevice(ctx context.Context, name, deviceID string) error
 	// SeeMessage records a Pub/Sub message ID seen at at; fresh is false when it was seen

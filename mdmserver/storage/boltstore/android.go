@@ -78,6 +78,19 @@ func (r androidRepo) DeviceName(ctx context.Context, deviceID string) (string, e
 	return r.lookup(bucketAndroidByID, deviceID)
 }
 
+func (r androidRepo) Devices(ctx context.Context) (map[string]string, error) {
+	b, err := bucket(r.tx, bucketAndroidByName)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	err = b.ForEach(func(k, v []byte) error {
+		out[string(k)] = string(v)
+		return nil
+	})
+	return out, err
+}
+
 func (r androidRepo) PutDevice(ctx context.Context, name, deviceID string) error {
 	byName, err := bucket(r.tx, bucketAndroidByName)
 	if err != nil {

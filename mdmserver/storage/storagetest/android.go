@@ -62,6 +62,9 @@ func testAndroid(t *testing.T, open Opener) {
 		if id, err := r.DeviceID(ctx, "enterprises/LC01/devices/a"); err != nil || id != "d_0000000000000001" {
 			t.Errorf("DeviceID = %q, %v", id, err)
 		}
+		if all, err := r.Devices(ctx); err != nil || len(all) != 1 || all["enterprises/LC01/devices/a"] != "d_0000000000000001" {
+			t.Errorf("Devices = %v, %v", all, err)
+		}
 		if n, err := r.DeviceName(ctx, "d_0000000000000001"); err != nil || n != "enterprises/LC01/devices/a" {
 			t.Errorf("DeviceName = %q, %v", n, err)
 		}
