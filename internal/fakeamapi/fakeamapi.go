@@ -11,6 +11,7 @@ package fakeamapi
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,10 @@ type Server struct {
 	violations  []string
 	requests    []string
 	nextID      int
+	// accounts are the service accounts whose tokens are required (RequireServiceAccount);
+	// issued the access tokens handed out.
+	accounts map[string]*rsa.PublicKey
+	issued   map[string]bool
 }
 
 // Device is a simulated Android phone. Its exported fields are its facts; change them under
@@ -222,10 +227,18 @@ func (s *Server) resource(d *Device) map[string]any {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/token" {
+		s.serveToken(w, r)
+		return
+	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, r.Method+" "+r.URL.Path)
+	if !s.authorized(r) {
+		s.fail(w, http.StatusUnauthorized, "request had invalid authentication credentials")
+		return
+	}
 	path, ok := strings.CutPrefix(r.URL.Path, "/v1/")
 	if !ok {
 		s.fail(w, http.StatusNotFound, "not an AMAPI v1 path: "+r.URL.Path)
