@@ -80,7 +80,7 @@ func (k *keySet) fetch(ctx context.Context) error {
 	}
 	var set jose.JSONWebKeySet
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxKeysBody)).Decode(&set); err != nil {
-		return fmt.Errorf("Google's keys are not a JWKS: %w", err)
+		return fmt.Errorf("the keys Google served are not a JWKS: %w", err)
 	}
 	k.set = &set
 	return nil
