@@ -8,8 +8,11 @@ import (
 // AndroidBindRequest is the body of PUT /api/v1/android/binding: bind Hale to an existing
 // Android Management API enterprise with the organisation's service account.
 type AndroidBindRequest struct {
-	// Enterprise is the enterprise's name, "enterprises/LC0123abcd".
-	Enterprise string `json:"enterprise"`
+	// Enterprise is the enterprise's name, "enterprises/LC0123abcd". Empty with SignupURLName
+	// and EnterpriseToken: a new enterprise is created from a completed signup.
+	Enterprise      string `json:"enterprise,omitempty"`
+	SignupURLName   string `json:"signup_url_name,omitempty"`
+	EnterpriseToken string `json:"enterprise_token,omitempty"`
 	// Topic is the Pub/Sub topic the enterprise publishes its notifications to,
 	// "projects/P/topics/T"; its push subscription points at the server's /android/pubsub.
 	Topic string `json:"topic"`
@@ -44,4 +47,20 @@ type AndroidEnrollment struct {
 	TokenName string    `json:"token_name"`
 	Policy    string    `json:"policy"`
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// AndroidSignupRequest is the body of POST /api/v1/android/signup: start creating a new
+// enterprise in the service account's project.
+type AndroidSignupRequest struct {
+	ServiceAccountKey json.RawMessage `json:"service_account_key"`
+	// AdminEmail prefills the signup page with the administrator's address.
+	AdminEmail string `json:"admin_email,omitempty"`
+}
+
+// AndroidSignup is the signup page to open; its name goes to the binding with the enterprise
+// token Google's callback (CallbackURL) shows.
+type AndroidSignup struct {
+	Name        string `json:"name"`
+	URL         string `json:"url"`
+	CallbackURL string `json:"callback_url"`
 }

@@ -6,11 +6,15 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/fakeamapi"
 	"github.com/halemdm/hale/mdmserver"
+	"github.com/halemdm/hale/mdmserver/android"
 )
 
 // The production path: the server authenticates to AMAPI with the service account key it keeps
@@ -53,6 +57,63 @@ func TestAndroidServiceAccountAuth(t *testing.T) {
 	var e api.NewEnrollment
 	if code := env.call("POST", "/api/v1/enrollments", env.Admin, []byte(`{"owner":"o","group":"g","platform":"android"}`), &e); code != 201 || e.Android == nil {
 		t.Fatalf("enroll after restart: %d", code)
+	}
+	if v := fake.Violations(); len(v) > 0 {
+		t.Error(v)
+	}
+}
+
+// The signup flow: a signup URL for the service account's project, the administrator completes
+// it at Google, the callback page shows the enterprise token, and the binding creates the
+// enterprise with its notifications configured.
+func TestAndroidSignup(t *testing.T) {
+	fake, err := fakeamapi.New(testEnterprise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	env := newTestEnvWith(t, []mdmserver.Option{mdmserver.WithAndroidOptions(android.WithoutServiceAccountAuth())},
+		func(c *mdmserver.Config) { c.AndroidAPIURL = fake.URL + "/" })
+	key := serviceAccountKey(t)
+	body, _ := json.Marshal(api.AndroidSignupRequest{ServiceAccountKey: key, AdminEmail: "it@hospital.example"})
+	var su api.AndroidSignup
+	if code := env.call("POST", "/api/v1/android/signup", env.Admin, body, &su); code != 200 || !strings.HasPrefix(su.URL, "https://") ||
+		su.CallbackURL != env.PublicURL+android.SignupPath {
+		t.Fatalf("signup: %d %+v", code, su)
+	}
+	cb, err := fake.CompleteSignup(su.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(cb)
+	resp, err := env.Client.Get(env.URL + u.RequestURI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	token := u.Query().Get("enterpriseToken")
+	if resp.StatusCode != 200 || !strings.Contains(string(page), token) || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Fatalf("callback page: %d %q", resp.StatusCode, page)
+	}
+	if resp, err := env.Client.Get(env.URL + android.SignupPath + "?enterpriseToken=%3Cscript%3E"); err != nil || resp.StatusCode != 400 {
+		t.Errorf("callback with a crafted token: %v %v", resp, err)
+	}
+	bind := func(token string) (int, api.AndroidBinding) {
+		body, _ := json.Marshal(api.AndroidBindRequest{SignupURLName: su.Name, EnterpriseToken: token,
+			Topic: "projects/hale-test/topics/amapi", ServiceAccountKey: key})
+		var b api.AndroidBinding
+		return env.call("PUT", "/api/v1/android/binding", env.Admin, body, &b), b
+	}
+	if code, _ := bind("wrong-token"); code != 502 {
+		t.Errorf("bind with a wrong enterprise token: %d", code)
+	}
+	code, b := bind(token)
+	if code != 200 || !strings.HasPrefix(b.Enterprise, "enterprises/LC") || b.Enterprise == testEnterprise {
+		t.Fatalf("bind after signup: %d %+v", code, b)
+	}
+	if ent := fake.Enterprise(b.Enterprise); ent["pubsubTopic"] != "projects/hale-test/topics/amapi" {
+		t.Errorf("created enterprise %v", ent)
 	}
 	if v := fake.Violations(); len(v) > 0 {
 		t.Error(v)

@@ -92,11 +92,22 @@ var _ adminapi.AndroidBinder = androidAdmin{}
 
 func (a androidAdmin) Bind(ctx context.Context, req api.AndroidBindRequest, by audit.Entry) (*api.AndroidBinding, error) {
 	b, err := a.s.android.Bind(ctx, android.BindRequest{Enterprise: req.Enterprise, Topic: req.Topic,
-		ServiceAccountKey: req.ServiceAccountKey}, by)
+		ServiceAccountKey: req.ServiceAccountKey, SignupURLName: req.SignupURLName, EnterpriseToken: req.EnterpriseToken}, by)
 	if err != nil {
 		return nil, problemOf(err)
 	}
 	return a.wire(b), nil
+}
+
+func (a androidAdmin) Signup(ctx context.Context, req api.AndroidSignupRequest) (*api.AndroidSignup, error) {
+	if len(req.AdminEmail) > 256 {
+		return nil, problem.New(400, "invalid-request", "admin_email is longer than 256 bytes")
+	}
+	u, err := a.s.android.Signup(ctx, req.ServiceAccountKey, req.AdminEmail)
+	if err != nil {
+		return nil, problemOf(err)
+	}
+	return &api.AndroidSignup{Name: u.Name, URL: u.URL, CallbackURL: u.CallbackURL}, nil
 }
 
 func (a androidAdmin) Binding(ctx context.Context) (*api.AndroidBinding, error) {

@@ -46,6 +46,7 @@ func (s *Server) routes() http.Handler {
 
 	// Android Management API notifications, pushed by Pub/Sub with Google's ID token.
 	mux.HandleFunc("POST "+android.PushPath, s.android.Push)
+	mux.HandleFunc("GET "+android.SignupPath, s.android.SignupComplete)
 
 	// Access API for devices and for anyone verifying what the server signed.
 	mux.Handle("POST /access/v1/token", agent.RequireDevice(s.accessAPI.Token))
@@ -79,6 +80,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"DELETE /api/v1/tokens/{id}", s.tokenAPI.Revoke, nil},
 		{"PUT /api/v1/pushcert", s.pushCertAPI.Put, nil},
 		{"PUT /api/v1/android/binding", s.androidAPI.Bind, nil},
+		{"POST /api/v1/android/signup", s.androidAPI.Signup, nil},
 		{"GET /api/v1/android/binding", s.androidAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/pushcert", s.pushCertAPI.List, []tokens.Role{tokens.RoleIT}},
 		{"POST /api/v1/enrollments", s.enrollmentAPI.Create, []tokens.Role{tokens.RoleIT}},

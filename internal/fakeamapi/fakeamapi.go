@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,6 +46,26 @@ type Server struct {
 	// issued the access tokens handed out.
 	accounts map[string]*rsa.PublicKey
 	issued   map[string]bool
+	signups  map[string]*signup
+}
+
+// signup is a signup URL handed out, and the enterprise token its completion gave.
+type signup struct {
+	project, callback, token string
+	used                     bool
+}
+
+// CompleteSignup is the organisation's administrator finishing the signup page of signup URL
+// name: it returns the callback URL Google sends the browser to, with its enterpriseToken.
+func (s *Server) CompleteSignup(name string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	su := s.signups[name]
+	if su == nil {
+		return "", fmt.Errorf("fakeamapi: no signup URL %s", name)
+	}
+	su.token = "EAH" + hex.EncodeToString(randBytes(12))
+	return su.callback + "?enterpriseToken=" + su.token, nil
 }
 
 // Device is a simulated Android phone. Its exported fields are its facts; change them under
@@ -83,7 +104,8 @@ func New(enterpriseName string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{doc: doc, enterprises: map[string]map[string]any{}, policies: map[string]map[string]any{},
-		tokens: map[string]map[string]any{}, devices: map[string]*Device{}, operations: map[string]map[string]any{}}
+		tokens: map[string]map[string]any{}, devices: map[string]*Device{}, operations: map[string]map[string]any{},
+		signups: map[string]*signup{}}
 	s.enterprises[enterpriseName] = map[string]any{"name": enterpriseName, "enterpriseDisplayName": "Test Hospital"}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s, nil
@@ -258,6 +280,34 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		var m map[string]any
 		_ = json.Unmarshal(body, &m)
 		return m, true
+	}
+	switch {
+	case path == "signupUrls" && r.Method == http.MethodPost:
+		q := r.URL.Query()
+		if q.Get("projectId") == "" || !strings.HasPrefix(q.Get("callbackUrl"), "https://") {
+			s.fail(w, http.StatusBadRequest, "projectId and an https callbackUrl are required")
+			return
+		}
+		name := "signupUrls/C" + hex.EncodeToString(randBytes(8))
+		s.signups[name] = &signup{project: q.Get("projectId"), callback: q.Get("callbackUrl")}
+		s.reply(w, map[string]any{"name": name, "url": "https://enterprise.google.com/signup/android/email?origin=android&thirdPartyToken=" + name[len("signupUrls/"):]})
+		return
+	case path == "enterprises" && r.Method == http.MethodPost:
+		m, ok := check("Enterprise")
+		if !ok {
+			return
+		}
+		q := r.URL.Query()
+		su := s.signups[q.Get("signupUrlName")]
+		if su == nil || su.token == "" || su.token != q.Get("enterpriseToken") || su.project != q.Get("projectId") || su.used {
+			s.fail(w, http.StatusBadRequest, "no completed signup for this signupUrlName, enterpriseToken and projectId")
+			return
+		}
+		su.used = true
+		m["name"] = "enterprises/LC" + hex.EncodeToString(randBytes(5))
+		s.enterprises[str(m["name"])] = m
+		s.reply(w, m)
+		return
 	}
 	if len(parts) < 2 || parts[0] != "enterprises" || s.enterprises["enterprises/"+parts[1]] == nil {
 		s.fail(w, http.StatusNotFound, "no such enterprise")

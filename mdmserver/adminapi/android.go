@@ -20,6 +20,8 @@ type AndroidBinder interface {
 	Bind(ctx context.Context, req api.AndroidBindRequest, by audit.Entry) (*api.AndroidBinding, error)
 	// Binding returns the binding, or nil when none.
 	Binding(ctx context.Context) (*api.AndroidBinding, error)
+	// Signup starts creating a new enterprise.
+	Signup(ctx context.Context, req api.AndroidSignupRequest) (*api.AndroidSignup, error)
 }
 
 // AndroidEnroller makes the Android Management API enrollment token of a Hale enrollment.
@@ -51,6 +53,21 @@ func (h *Android) Bind(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, b)
+}
+
+// Signup is POST /api/v1/android/signup (admin): {service_account_key, admin_email} → the
+// signup page that creates a new enterprise; nothing is stored until the binding.
+func (h *Android) Signup(w http.ResponseWriter, r *http.Request) {
+	var req api.AndroidSignupRequest
+	if !problem.DecodeJSON(w, r, maxBindBody, &req) {
+		return
+	}
+	out, err := h.Binder.Signup(r.Context(), req)
+	if err != nil {
+		problemOr(h.Log, w, r, err)
+		return
+	}
+	httpjson.Write(w, http.StatusOK, out)
 }
 
 // Get is GET /api/v1/android/binding.
