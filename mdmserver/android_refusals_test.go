@@ -153,6 +153,27 @@ func TestAndroidReconcileAndWorkProfile(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// A phone that is off: the lock stays queued until the COMMAND notification says it ran.
+	lee := env.deviceOf(it, "b.diaz")
+	env.fake.SlowCommands(true)
+	var lock api.SecurityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+lee.ID+"/lock", sec, []byte(`{"reason":"shift over"}`), &lock); code != 202 || lock.State != "queued" {
+		t.Fatalf("lock of a phone that is off: %d %+v", code, lock)
+	}
+	ops := env.fake.FinishCommands()
+	if len(ops) != 1 {
+		t.Fatalf("running operations: %d", len(ops))
+	}
+	if code, _, _ := env.pusher.Push(fakeamapi.Message{URL: env.push, Audience: env.PublicURL + android.PushPath,
+		NotificationType: android.TypeCommand, Data: ops[0]}); code != 200 {
+		t.Fatalf("COMMAND push: %d", code)
+	}
+	var cmd api.AgentCommand
+	if code := env.call("GET", "/api/v1/devices/"+lee.ID+"/commands/"+lock.CommandID, it, nil, &cmd); code != 200 || cmd.State != "acknowledged" {
+		t.Errorf("lock after its COMMAND notification: %d %+v", code, cmd)
+	}
+	env.fake.SlowCommands(false)
+
 	// A personal phone is never factory reset.
 	if code := env.call("POST", "/api/v1/devices/"+byod.ID+"/wipe", sec, []byte(`{"reason":"left","mode":"full"}`), nil); code != 400 {
 		t.Errorf("full wipe of a personal phone: %d, want 400", code)

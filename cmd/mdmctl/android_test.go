@@ -29,7 +29,7 @@ func TestAndroidBindAndEnroll(t *testing.T) {
 		func(c *mdmserver.Config) { c.AndroidAPIURL = fake.URL + "/" })
 	k, _ := rsa.GenerateKey(rand.Reader, 2048)
 	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	key, _ := json.Marshal(map[string]string{"type": "service_account", "client_email": "hale@p-1234.iam.gserviceaccount.com",
+	key, _ := json.Marshal(map[string]string{"type": "service_account", "project_id": "p-1234", "client_email": "hale@p-1234.iam.gserviceaccount.com",
 		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), "token_uri": "https://oauth2.googleapis.com/token"})
 	keyFile := filepath.Join(e.dir, "sa.json")
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
@@ -44,6 +44,10 @@ func TestAndroidBindAndEnroll(t *testing.T) {
 		t.Error("topic not set at the enterprise")
 	}
 	admin.ok(t, "android", "status")
+	if r := admin.ok(t, "android", "signup", "--key", keyFile); !strings.Contains(r.stdout, "signupUrls/") || !strings.Contains(r.stdout, android.SignupPath) {
+		t.Errorf("signup printed %q", r.stdout)
+	}
+	admin.fails(t, 2, "android", "bind", "--topic", "projects/p-1234/topics/amapi", "--key", keyFile)
 
 	qr := filepath.Join(e.dir, "enroll.png")
 	it := e.as(e.token("it"))

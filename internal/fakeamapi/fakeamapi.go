@@ -47,6 +47,31 @@ type Server struct {
 	accounts map[string]*rsa.PublicKey
 	issued   map[string]bool
 	signups  map[string]*signup
+	// slowCommands leaves issued commands running until FinishCommands.
+	slowCommands bool
+}
+
+// SlowCommands makes issued commands run until FinishCommands, as a phone that is off does.
+func (s *Server) SlowCommands(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slowCommands = on
+}
+
+// FinishCommands finishes every running command and returns each operation's JSON, as the
+// COMMAND notification carries it.
+func (s *Server) FinishCommands() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]byte
+	for _, op := range s.operations {
+		if op["done"] == false {
+			op["done"] = true
+			b, _ := json.Marshal(op)
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // signup is a signup URL handed out, and the enterprise token its completion gave.
@@ -420,7 +445,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 				d.Deleted = true
 			}
 			s.nextID++
-			op := map[string]any{"name": fmt.Sprintf("%s/operations/%d", path, s.nextID), "done": true,
+			op := map[string]any{"name": fmt.Sprintf("%s/operations/%d", path, s.nextID), "done": !s.slowCommands,
 				"metadata": map[string]any{"@type": "type.googleapis.com/google.android.devicemanagement.v1.Command",
 					"type": m["type"], "createTime": time.Now().UTC().Format(time.RFC3339Nano)}}
 			s.operations[str(op["name"])] = op
