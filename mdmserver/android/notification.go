@@ -111,17 +111,8 @@ func ParseNotification(body []byte) (*Notification, error) {
 	return n, nil
 }
 
-// strictJSON decodes one JSON object into v with nothing after it.
-func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("data after the object")
-	}
-	return nil
-}
+// strictJSON decodes one JSON value into v; json.Unmarshal refuses anything after it.
+func strictJSON(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 func printable(s string) bool {
 	if !utf8.ValidString(s) {
