@@ -53,6 +53,14 @@ func TestAndroidPushRefusals(t *testing.T) {
 		Audience: env.PublicURL + android.PushPath}); code != 409 {
 		t.Errorf("push before binding: %d, want 409", code)
 	}
+	if code := env.call("POST", "/api/v1/enrollments", it, []byte(`{"owner":"o","group":"g","platform":"android"}`), nil); code != 409 {
+		t.Errorf("android enrollment before binding: %d, want 409", code)
+	}
+	var none api.Enrollments
+	env.call("GET", "/api/v1/enrollments", it, nil, &none)
+	if len(none.Enrollments) != 1 || none.Enrollments[0].State != "revoked" {
+		t.Errorf("the enrollment without an AMAPI token must be revoked: %+v", none.Enrollments)
+	}
 	env.bind()
 	phone := env.enrollPhone(it, "nurse.kim", false, healthyPhone)
 	data, _ := env.fake.DeviceJSON(phone)
