@@ -3,6 +3,7 @@ package mdmserver_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/url"
 	"strings"
 	"testing"
@@ -99,6 +100,18 @@ func TestAndroidPushRefusals(t *testing.T) {
 	env.call("GET", "/api/v1/devices", it, nil, &list)
 	if len(list.Devices) != 0 {
 		t.Fatalf("refused pushes made devices: %+v", list.Devices)
+	}
+	resp, err := env.Client.Get(env.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`hale_android_pushes_total{outcome="unauthenticated"} 6`, `hale_android_pushes_total{outcome="malformed"} 4`,
+		`hale_android_pushes_total{outcome="refused"} 3`, `hale_android_pushes_total{outcome="processed"} 0`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 	// The refused message IDs were not consumed: the genuine message with one of them is taken,
 	// once.

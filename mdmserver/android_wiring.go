@@ -33,7 +33,7 @@ func androidStore(st storage.Store) android.Store {
 // security service, read when a wipe finishes.
 func (s *Server) newAndroid(extra []android.Option) (*android.Service, error) {
 	opts := []android.Option{android.WithLogger(s.log.With("component", "android")), android.WithClock(s.now),
-		android.WithPublicURL(s.cfg.PublicURL),
+		android.WithPublicURL(s.cfg.PublicURL), android.WithMetrics(s.registry),
 		android.WithPush(s.cfg.AndroidPushAudience, s.cfg.AndroidPushServiceAccount, s.cfg.AndroidGoogleKeysURL)}
 	if s.cfg.AndroidAPIURL != "" {
 		opts = append(opts, android.WithEndpoint(s.cfg.AndroidAPIURL))

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/api/androidmanagement/v1"
 	"google.golang.org/api/option"
 
@@ -155,6 +156,8 @@ type Service struct {
 	ownership map[string]string
 	// pendingOps are the command operations AMAPI has not finished, by operation name.
 	pendingOps map[string]opRef
+	// pushes counts pushes by outcome (WithMetrics); nil counts nothing.
+	pushes *prometheus.CounterVec
 }
 
 // New returns a Service on d.

@@ -32,10 +32,12 @@ func (s *Service) Push(w http.ResponseWriter, r *http.Request) {
 	// Pub/Sub's push authentication is an OIDC bearer token.
 	w.Header().Set("WWW-Authenticate", `Bearer realm="android-pubsub"`)
 	if !ok || tok == "" {
+		s.count(outcomeUnauthenticated)
 		problem.Error(w, r, http.StatusUnauthorized, "push_unauthenticated", "a Pub/Sub push carries a Google-signed ID token")
 		return
 	}
 	if err := s.verifyPush(ctx, tok); err != nil {
+		s.count(outcomeUnauthenticated)
 		s.log.WarnContext(ctx, "android: push refused", "err", err)
 		problem.Error(w, r, http.StatusUnauthorized, "push_unauthenticated", "the push's ID token is not Google's for this endpoint")
 		return
@@ -43,15 +45,18 @@ func (s *Service) Push(w http.ResponseWriter, r *http.Request) {
 	w.Header().Del("WWW-Authenticate")
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxPushBody+1))
 	if err != nil {
+		s.count(outcomeMalformed)
 		problem.BadRequest(w, r, "reading the push failed")
 		return
 	}
 	if len(body) > MaxPushBody {
+		s.count(outcomeMalformed)
 		problem.Error(w, r, http.StatusRequestEntityTooLarge, "too_large", "a push is at most 512 KiB")
 		return
 	}
 	n, err := ParseNotification(body)
 	if err != nil {
+		s.count(outcomeMalformed)
 		problem.Error(w, r, http.StatusBadRequest, "malformed_notification", err.Error())
 		return
 	}
@@ -60,15 +65,19 @@ func (s *Service) Push(w http.ResponseWriter, r *http.Request) {
 		var ref *Refusal
 		switch {
 		case errors.As(err, &ref):
+			s.count(outcomeRefused)
 			problem.Error(w, r, ref.Status, "android_refused", ref.Detail)
 		case errors.Is(err, ErrNotBound):
+			s.count(outcomeRefused)
 			problem.Error(w, r, http.StatusConflict, "android_not_bound", err.Error())
 		default:
+			s.count(outcomeError)
 			s.log.ErrorContext(ctx, "android: push not processed; Pub/Sub will deliver it again", "message", n.MessageID, "err", err)
 			problem.Internal(w, r)
 		}
 		return
 	}
+	s.count(status)
 	httpjson.Write(w, http.StatusOK, PushAnswer{Status: status})
 }
 
