@@ -6,14 +6,16 @@ import "time"
 type EnrollmentRequest struct {
 	Owner string `json:"owner"`
 	Group string `json:"group"`
-	// Platform is apple (an enrollment profile) or agent (mdmagent enroll).
+	// Platform is apple (an enrollment profile), agent (mdmagent enroll) or android (an Android
+	// Management API enrollment token).
 	Platform string `json:"platform"`
 	// TTL is how long the token is valid: a Go duration ("24h") or whole days ("7d"); empty
 	// means the server's default.
 	TTL string `json:"ttl,omitempty"`
-	// BYOD enrolls a personal Apple device through account-driven User Enrollment as the
-	// Managed Apple Account ManagedAppleID (required with it): the person signs in to that
-	// account on the device and gives the one-time token as the enrollment code.
+	// BYOD enrolls a personal device: an Android phone with a work profile, or an Apple device
+	// through account-driven User Enrollment as the Managed Apple Account ManagedAppleID
+	// (required there): the person signs in to that account on the device and gives the
+	// one-time token as the enrollment code.
 	BYOD           bool   `json:"byod,omitempty"`
 	ManagedAppleID string `json:"managed_apple_id,omitempty"`
 }
@@ -36,7 +38,7 @@ type Enrollment struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// State is pending, used, expired or revoked.
 	State string `json:"state"`
-	// BYOD and ManagedAppleID: a personal device's account-driven User Enrollment.
+	// BYOD: a personal device (Apple: account-driven User Enrollment as ManagedAppleID; Android: a work profile).
 	BYOD           bool   `json:"byod,omitempty"`
 	ManagedAppleID string `json:"managed_apple_id,omitempty"`
 }
@@ -50,6 +52,8 @@ type NewEnrollment struct {
 	// SignInURL is, for a BYOD enrollment, the page the device opens during account-driven
 	// enrollment, where the person gives the token as the enrollment code.
 	SignInURL string `json:"sign_in_url,omitempty"`
+	// Android is the Android enrollment token of an android enrollment.
+	Android *AndroidEnrollment `json:"android,omitempty"`
 }
 
 // Enrollments is GET /api/v1/enrollments.

@@ -30,10 +30,15 @@ type Platform string
 const (
 	PlatformApple Platform = "apple"
 	PlatformAgent Platform = "agent"
+	// PlatformAndroid enrolls through the Android Management API: the token rides in the AMAPI
+	// enrollment token's additionalData and is redeemed when the phone first reports.
+	PlatformAndroid Platform = "android"
 )
 
 // Valid reports whether p is a known platform.
-func (p Platform) Valid() bool { return p == PlatformApple || p == PlatformAgent }
+func (p Platform) Valid() bool {
+	return p == PlatformApple || p == PlatformAgent || p == PlatformAndroid
+}
 
 // State is the lifecycle state of an enrollment, derived from its timestamps.
 type State string
@@ -98,9 +103,9 @@ type Enrollment struct {
 	// once the device checks in, since the profile fetch does not yet identify the device.
 	DeviceID  string    `json:"device_id,omitempty"`
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
-	// BYOD marks an Apple enrollment of a personal device: account-driven User Enrollment with
-	// the Managed Apple Account ManagedAppleID, whose "wipe" removes only the enrollment and
-	// its managed data.
+	// BYOD marks an enrollment of a personal device: for Apple, account-driven User Enrollment
+	// with the Managed Apple Account ManagedAppleID, whose "wipe" removes only the enrollment
+	// and its managed data; for Android, a work profile.
 	BYOD           bool   `json:"byod,omitempty"`
 	ManagedAppleID string `json:"managed_apple_id,omitempty"`
 	// State is computed when the record is read, never stored.
@@ -134,8 +139,9 @@ type Request struct {
 	Platform  Platform
 	TTL       time.Duration // zero: DefaultTTL
 	CreatedBy string
-	// BYOD and ManagedAppleID: a personal Apple device enrolling through account-driven User
-	// Enrollment as that Managed Apple Account (user@domain, required with BYOD).
+	// BYOD enrolls a personal device: an Apple device through account-driven User Enrollment
+	// as the Managed Apple Account ManagedAppleID (user@domain, required with it), an Android
+	// phone with a work profile. Agents enroll as they are.
 	BYOD           bool
 	ManagedAppleID string
 }
@@ -153,16 +159,16 @@ func (r Request) normalize() (Request, error) {
 		return r, err
 	}
 	if !r.Platform.Valid() {
-		return r, fmt.Errorf("%w: platform %q is not %q or %q", ErrInvalid, r.Platform, PlatformApple, PlatformAgent)
+		return r, fmt.Errorf("%w: platform %q is not %q, %q or %q", ErrInvalid, r.Platform, PlatformApple, PlatformAgent, PlatformAndroid)
 	}
 	r.ManagedAppleID = strings.TrimSpace(r.ManagedAppleID)
 	switch {
-	case r.BYOD && r.Platform != PlatformApple:
-		return r, fmt.Errorf("%w: byod is for Apple devices (account-driven User Enrollment); agents enroll as they are", ErrInvalid)
-	case r.BYOD && !validAccount(r.ManagedAppleID):
+	case r.BYOD && r.Platform != PlatformApple && r.Platform != PlatformAndroid:
+		return r, fmt.Errorf("%w: byod is for Apple devices (account-driven User Enrollment) and Android phones (a work profile); agents enroll as they are", ErrInvalid)
+	case r.BYOD && r.Platform == PlatformApple && !validAccount(r.ManagedAppleID):
 		return r, fmt.Errorf("%w: byod needs managed_apple_id, the Managed Apple Account the person signs in with (user@domain)", ErrInvalid)
-	case !r.BYOD && r.ManagedAppleID != "":
-		return r, fmt.Errorf("%w: managed_apple_id is for byod enrollments", ErrInvalid)
+	case r.ManagedAppleID != "" && (!r.BYOD || r.Platform != PlatformApple):
+		return r, fmt.Errorf("%w: managed_apple_id is for Apple byod enrollments", ErrInvalid)
 	}
 	if r.TTL == 0 {
 		r.TTL = DefaultTTL

@@ -151,7 +151,9 @@ func check(ctx context.Context, repo Repository, token string, platform Platform
 	if rec.Platform != platform {
 		return nil, ErrWrongPlatform
 	}
-	if rec.BYOD != byod {
+	// On Apple a personal device enrolls by another flow than an organization's; an Android
+	// BYOD token already carries the work profile in its AMAPI token.
+	if platform == PlatformApple && rec.BYOD != byod {
 		if rec.BYOD {
 			return nil, fmt.Errorf("%w: it enrolls a personal device through account-driven User Enrollment (Settings, sign in to a work account)", ErrWrongPlatform)
 		}

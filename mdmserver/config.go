@@ -97,6 +97,19 @@ type Config struct {
 	// declarations and their posture as status reports the moment it changes. Older devices,
 	// and every device while it is off, get configuration profiles and posture queries.
 	AppleDDM bool `mapstructure:"apple_ddm"`
+	// AndroidAPIURL is the Android Management API's base URL. Empty: Google's.
+	AndroidAPIURL string `mapstructure:"android_api_url"`
+	// AndroidPushAudience is the audience the enterprise's Pub/Sub push subscription puts in
+	// its ID tokens. Empty: the push endpoint's URL, PublicURL + /android/pubsub.
+	AndroidPushAudience string `mapstructure:"android_push_audience"`
+	// AndroidPushServiceAccount is the service account the push subscription authenticates
+	// as; pushes signed for any other are refused. Empty: any Google-signed account.
+	AndroidPushServiceAccount string `mapstructure:"android_push_service_account"`
+	// AndroidGoogleKeysURL is where Google's ID token signing keys are read. Empty: Google's.
+	AndroidGoogleKeysURL string `mapstructure:"android_google_keys_url"`
+	// AndroidReconcileInterval is how often every Android device is read from the API to catch
+	// missed notifications (and once at start).
+	AndroidReconcileInterval time.Duration `mapstructure:"android_reconcile_interval"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.
@@ -112,6 +125,8 @@ func Defaults() Config {
 		EnrollBurst:     20,
 		ApprovalTTL:     time.Hour,
 		CommandTTL:      7 * 24 * time.Hour,
+
+		AndroidReconcileInterval: time.Hour,
 	}
 }
 
@@ -169,6 +184,17 @@ func (c *Config) Validate() error {
 		c.CommandTTL = Defaults().CommandTTL
 	case c.CommandTTL < time.Hour || c.CommandTTL > 365*24*time.Hour:
 		errs = append(errs, fmt.Errorf("command_ttl %s: want 1h to 8760h", c.CommandTTL))
+	}
+	switch {
+	case c.AndroidReconcileInterval == 0:
+		c.AndroidReconcileInterval = Defaults().AndroidReconcileInterval
+	case c.AndroidReconcileInterval < time.Minute:
+		errs = append(errs, fmt.Errorf("android_reconcile_interval %s: want at least 1m", c.AndroidReconcileInterval))
+	}
+	for opt, s := range map[string]string{"android_api_url": c.AndroidAPIURL, "android_google_keys_url": c.AndroidGoogleKeysURL} {
+		if u, err := url.Parse(s); s != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+			errs = append(errs, fmt.Errorf("%s %q: want an https URL", opt, s))
+		}
 	}
 	if _, err := events.ParseAllowList(c.SSFAllowedDestinations); err != nil {
 		errs = append(errs, fmt.Errorf("ssf_allowed_destinations: %w", err))

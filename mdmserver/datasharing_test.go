@@ -38,13 +38,13 @@ func TestDataSharingOnIPhone(t *testing.T) {
 	for _, r := range put.NotEnforced {
 		notEnforced[r.Rule] = r.Platforms
 	}
-	every := []policies.Platform{policies.PlatformIOS, policies.PlatformIPadOS, policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux}
-	computers := []policies.Platform{policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux}
+	every := []policies.Platform{policies.PlatformIOS, policies.PlatformIPadOS, policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux, policies.PlatformAndroid}
+	computers := []policies.Platform{policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux, policies.PlatformAndroid}
 	for rule, want := range map[string][]policies.Platform{
 		"data_sharing.managed_open_in":       computers,
 		"data_sharing.managed_pasteboard":    computers,
-		"data_sharing.airdrop":               {policies.PlatformWindows, policies.PlatformLinux}, // allowAirDrop exists on macOS
-		"data_sharing.dictation":             {policies.PlatformWindows, policies.PlatformLinux},
+		"data_sharing.airdrop":               {policies.PlatformWindows, policies.PlatformLinux, policies.PlatformAndroid}, // allowAirDrop exists on macOS
+		"data_sharing.dictation":             {policies.PlatformWindows, policies.PlatformLinux, policies.PlatformAndroid},
 		"data_sharing.third_party_keyboards": every,
 	} {
 		if !slices.Equal(notEnforced[rule], want) {

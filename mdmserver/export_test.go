@@ -13,6 +13,7 @@ import (
 
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/android"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/httpapi"
@@ -70,3 +71,6 @@ func (s *Server) TokenRoutesForTest() []TokenRouteForTest {
 	}
 	return out
 }
+
+// AndroidForTest is the Android management, whose reconcile loop runs hourly.
+func (s *Server) AndroidForTest() *android.Service { return s.android }

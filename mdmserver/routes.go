@@ -10,6 +10,7 @@ import (
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/android"
 	"github.com/halemdm/hale/mdmserver/openapi"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
@@ -57,6 +58,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /app/v1/register", s.appAPI.Register)
 	mux.HandleFunc("POST /app/v1/report", s.appAPI.Report)
 	mux.HandleFunc("POST /app/v1/token", s.appAPI.Token)
+	// Android Management API notifications, pushed by Pub/Sub with Google's ID token.
+	mux.HandleFunc("POST "+android.PushPath, s.android.Push)
+	mux.HandleFunc("GET "+android.SignupPath, s.android.SignupComplete)
 
 	// Access API for devices and for anyone verifying what the server signed.
 	mux.Handle("POST /access/v1/token", agent.RequireDevice(s.accessAPI.Token))
@@ -89,6 +93,9 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/tokens", s.tokenAPI.List, nil},
 		{"DELETE /api/v1/tokens/{id}", s.tokenAPI.Revoke, nil},
 		{"PUT /api/v1/pushcert", s.pushCertAPI.Put, nil},
+		{"PUT /api/v1/android/binding", s.androidAPI.Bind, nil},
+		{"POST /api/v1/android/signup", s.androidAPI.Signup, nil},
+		{"GET /api/v1/android/binding", s.androidAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/pushcert", s.pushCertAPI.List, []tokens.Role{tokens.RoleIT}},
 		{"POST /api/v1/enrollments", s.enrollmentAPI.Create, []tokens.Role{tokens.RoleIT}},
 		{"GET /api/v1/enrollments", s.enrollmentAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},

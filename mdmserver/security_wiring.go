@@ -13,5 +13,5 @@ func (s *Server) newSecurity() (*security.Service, error) {
 		Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue, Audit: s.audit, CA: s.ca, Policies: s.policies,
 		Decisions: revocation.Reevaluator{Devices: s.inventory, Engine: s.compliance, Log: s.log,
 			AfterChange: s.revokeAppInstances},
-	}, security.WithLogger(s.log), security.WithTwoPersonRule(s.cfg.needsApproval, s.cfg.ApprovalTTL))
+	}, security.WithLogger(s.log), security.WithTwoPersonRule(s.cfg.needsApproval, s.cfg.ApprovalTTL), security.WithAndroid(androidSecurity{s}))
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/adminapi"
 	"github.com/halemdm/hale/mdmserver/agentapi"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/android"
 	"github.com/halemdm/hale/mdmserver/apns"
 	"github.com/halemdm/hale/mdmserver/appapi"
 	"github.com/halemdm/hale/mdmserver/appinstances"
@@ -113,7 +114,11 @@ type Server struct {
 	security    *security.Service
 	securityAPI *adminapi.Security
 	approvalAPI *adminapi.Approvals
-	auditKey    string // the audit log's public note verifier key
+	// android manages Android phones through the Android Management API; androidAPI serves
+	// its binding.
+	android    *android.Service
+	androidAPI *adminapi.Android
+	auditKey   string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
@@ -134,6 +139,7 @@ type options struct {
 	apnsRoots  *x509.CertPool
 	mdmStorage storage.AllStorage
 	now        func() time.Time
+	android    []android.Option
 }
 
 // WithLogger sets the server's logger (default: slog.Default()).
@@ -246,6 +252,10 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.dispatch = commands.NewDispatcher(s.commands, s.mdmStore, pusher,
 		commands.WithDispatchLogger(s.log.With("component", "commands")), commands.WithPushMetrics(s.registry))
 
+	if s.android, err = s.newAndroid(o.android); err != nil {
+		return nil, fmt.Errorf("android: %w", err)
+	}
+	s.androidAPI = &adminapi.Android{Binder: androidAdmin{s}, Log: s.log}
 	if s.security, err = s.newSecurity(); err != nil {
 		return nil, err
 	}
@@ -259,7 +269,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	s.tokenAPI = &adminapi.Tokens{Tokens: s.tokens, Auditor: s.auditor(), Log: s.log}
 	s.pushCertAPI = &adminapi.PushCerts{Certs: s.pushCerts, Auditor: s.auditor(), Log: s.log}
-	s.enrollmentAPI = &adminapi.Enrollments{Enrollments: s.enrollments, PublicURL: cfg.PublicURL, Auditor: s.auditor(), Log: s.log}
+	s.enrollmentAPI = &adminapi.Enrollments{Enrollments: s.enrollments, PublicURL: cfg.PublicURL, Auditor: s.auditor(), Log: s.log,
+		Android: androidAdmin{s}}
 	s.deviceAPI = &adminapi.Devices{Devices: s.inventory, Verdicts: s.compliance, Index: s.index, Log: s.log}
 	s.policyAPI = &adminapi.Policies{Policies: s.policies, DryRun: s.compliance, Changed: policyChanges{s}, Auditor: s.auditor(), Log: s.log}
 	s.auditAPI = &adminapi.Audit{Log: s.audit, VerifierKey: s.auditKey, Logger: s.log}
@@ -395,6 +406,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
 	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
 	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })
+	work.Go(func() { s.android.RunReconcile(workCtx, s.cfg.AndroidReconcileInterval) })
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {

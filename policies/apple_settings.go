@@ -65,6 +65,8 @@ func platformBit(p Platform) platformSet {
 		return 8
 	case PlatformLinux:
 		return 16
+	case PlatformAndroid:
+		return 32
 	}
 	return 0
 }

@@ -187,7 +187,7 @@ type NotEnforcedRule struct {
 }
 
 // allPlatforms are the platforms Hale manages, in their usual order.
-var allPlatforms = []Platform{PlatformIOS, PlatformIPadOS, PlatformMacOS, PlatformWindows, PlatformLinux}
+var allPlatforms = []Platform{PlatformIOS, PlatformIPadOS, PlatformMacOS, PlatformWindows, PlatformLinux, PlatformAndroid}
 
 // CheckEnforced returns the rules of p that no control enforces on some platforms, sorted by
 // rule; never nil.

@@ -103,13 +103,14 @@ func TestDataSharingNotEnforced(t *testing.T) {
 		}
 		got[r.Rule] = r.Platforms
 	}
-	computers := []Platform{PlatformMacOS, PlatformWindows, PlatformLinux}
+	// Android renders none of them yet (its crossProfilePolicies follow backup's settings).
+	computers := []Platform{PlatformMacOS, PlatformWindows, PlatformLinux, PlatformAndroid}
 	want := map[string][]Platform{
 		"data_sharing.managed_open_in":       computers,
 		"data_sharing.managed_pasteboard":    computers,
-		"data_sharing.airdrop":               {PlatformWindows, PlatformLinux},
-		"data_sharing.dictation":             {PlatformWindows, PlatformLinux},
-		"data_sharing.third_party_keyboards": {PlatformIOS, PlatformIPadOS, PlatformMacOS, PlatformWindows, PlatformLinux},
+		"data_sharing.airdrop":               {PlatformWindows, PlatformLinux, PlatformAndroid},
+		"data_sharing.dictation":             {PlatformWindows, PlatformLinux, PlatformAndroid},
+		"data_sharing.third_party_keyboards": {PlatformIOS, PlatformIPadOS, PlatformMacOS, PlatformWindows, PlatformLinux, PlatformAndroid},
 	}
 	if len(got) != len(want) {
 		t.Errorf("not enforced: %v, want %v", got, want)

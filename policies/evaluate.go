@@ -38,6 +38,7 @@ const (
 	// CodeDeclarationFailed: the device reported one of the policy's declarations invalid or
 	// not active (declarative management); the detail names it and the device's error codes.
 	CodeDeclarationFailed = "declaration_failed"
+	CodePatchTooOld       = "security_patch_too_old"
 )
 
 // ReasonCodes lists every reason code Evaluate can produce.
@@ -47,7 +48,7 @@ var ReasonCodes = []string{
 	CodeScreenLockTimeoutTooLong, CodeEncryptionOff, CodeSwapUnencrypted, CodeOSTooOld,
 	CodeOSUnknown, CodeOSUnsupported, CodeJailbroken, CodeSIPDisabled, CodeSecureBootOff,
 	CodeAgentTampered, CodeScreenshotsAllowed, CodeCloudBackupAllowed, CodeLockScreenPreviews,
-	CodePolicyNotInstalled, CodeUnsupervisedSetting, CodeAppNotAttested, CodeDataSharingAllowed, CodeDeclarationFailed,
+	CodePolicyNotInstalled, CodeUnsupervisedSetting, CodeAppNotAttested, CodeDataSharingAllowed, CodeDeclarationFailed, CodePatchTooOld,
 }
 
 // noGrace reports whether a reason denies at once whatever the grace policy: a device that
@@ -76,6 +77,7 @@ const (
 	claimAgentTampered     = "agent_tampered"
 	claimAppAttested       = "app_attested"
 	claimScreenCaptured    = "screen_captured"
+	claimNoncompliance     = "noncompliance"
 	// Reported but not judged by any rule yet; sources list them.
 	claimFirewallEnabled = "firewall_enabled"
 	claimGatekeeper      = "gatekeeper_enabled"
@@ -186,10 +188,14 @@ func (e *evaluation) run() {
 	}
 	e.integrity()
 	e.os()
+	e.osPatch()
 	e.passcode()
 	e.encryption()
 	if appleAll.has(pos.Platform) {
 		e.apple()
+	}
+	if pos.Platform == PlatformAndroid {
+		e.android()
 	}
 }
 
@@ -280,6 +286,24 @@ func (e *evaluation) os() {
 		e.add(CodeOSUnknown, "the reported OS version is not a version: "+clip(info.Version))
 	case c < 0:
 		e.add(CodeOSTooOld, "OS version "+clip(info.Version)+" is older than the minimum "+min)
+	}
+}
+
+// osPatch: Android's security patch level against os.android_security_patch. ISO dates compare
+// as strings; a level that is not a date fails closed.
+func (e *evaluation) osPatch() {
+	if e.p.OS == nil || e.p.OS.AndroidSecurityPatch == "" || e.pos.Platform != PlatformAndroid {
+		return
+	}
+	info, ok := fresh(e, e.pos.OS, claimOS)
+	if !ok {
+		return
+	}
+	switch {
+	case !validPatchLevel(info.SecurityPatch):
+		e.add(CodeOSUnknown, "the device did not report a security patch level")
+	case info.SecurityPatch < e.p.OS.AndroidSecurityPatch:
+		e.add(CodePatchTooOld, "security patch level "+info.SecurityPatch+" is older than "+e.p.OS.AndroidSecurityPatch)
 	}
 }
 

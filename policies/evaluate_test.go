@@ -147,7 +147,7 @@ func TestEvaluateRules(t *testing.T) {
 		{name: "stale claim", platforms: every, mutate: func(_ *Policy, pos *Posture) { pos.DiskEncrypted.ObservedAt = ago(time.Hour) },
 			want: []string{CodeClaimStale}, detail: "disk_encrypted"},
 		{name: "claim without time uses report time", platforms: every, mutate: func(_ *Policy, pos *Posture) { pos.DiskEncrypted.ObservedAt = time.Time{} }},
-		{name: "unknown platform", platforms: []Platform{"android", ""}, want: []string{CodePlatformUnknown}},
+		{name: "unknown platform", platforms: []Platform{"blackberry", ""}, want: []string{CodePlatformUnknown}},
 
 		// Passcode.
 		{name: "passcode missing", platforms: every, mutate: func(_ *Policy, pos *Posture) { pos.PasscodePresent.Value = false },

@@ -197,6 +197,9 @@ func ruleNeeds(p *Policy, pl Platform) []need {
 		if _, enforced, listed := p.OS.Minimum(pl, ""); enforced || !listed {
 			add("os."+string(pl), claimOS)
 		}
+		if pl == PlatformAndroid && p.OS.AndroidSecurityPatch != "" {
+			add("os.android_security_patch", claimOS)
+		}
 	}
 	if pc := p.Passcode; pc != nil && pc.needsPasscode() {
 		present := pc.firstSet("required", "min_length", "require_alphanumeric", "min_complex_chars",
@@ -226,6 +229,9 @@ func ruleNeeds(p *Policy, pl Platform) []need {
 	}
 	if appleAll.has(pl) {
 		out = append(out, appleNeeds(p, pl)...)
+	}
+	if pl == PlatformAndroid {
+		out = append(out, androidNeeds(p)...)
 	}
 	return out
 }

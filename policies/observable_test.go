@@ -43,7 +43,7 @@ func fullPosture(p *Policy, pl Platform, now time.Time) *Posture {
 	}
 	return &Posture{
 		Platform: pl, ReportedAt: at,
-		OS:                Observe(OSInfo{Version: "99.0", Build: "1", Distribution: "ubuntu"}, src, at),
+		OS:                Observe(OSInfo{Version: "99.0", Build: "1", Distribution: "ubuntu", SecurityPatch: "2099-01-01"}, src, at),
 		Supervised:        Observe(true, src, at),
 		DiskEncrypted:     Observe(true, src, at),
 		SwapEncrypted:     Observe(true, src, at),
@@ -65,6 +65,7 @@ func fullPosture(p *Policy, pl Platform, now time.Time) *Posture {
 		PendingSecurity:   Observe(0, src, at),
 		RebootRequired:    Observe(false, src, at),
 		GatekeeperActive:  Observe(true, src, at),
+		NonCompliance:     Observe([]string{}, src, at),
 	}
 }
 
@@ -120,7 +121,7 @@ func observablePolicies(t *testing.T) []*Policy {
 func TestRuleNeedsMatchEvaluate(t *testing.T) {
 	claims := postureClaims(t)
 	for _, p := range observablePolicies(t) {
-		for _, pl := range every {
+		for _, pl := range append(slices.Clone(every), PlatformAndroid) {
 			full := fullPosture(p, pl, t0)
 			if v := Evaluate(p, full, nil, t0); !v.Compliant {
 				t.Fatalf("%s on %s: full posture judged %v", p.Name, pl, v.Reasons)

@@ -135,6 +135,10 @@ type OSPolicy struct {
 	IPadOS  string `json:"ipados,omitempty"`
 	MacOS   string `json:"macos,omitempty"`
 	Windows string `json:"windows,omitempty"`
+	// Android is the minimum Android version ("14"); AndroidSecurityPatch the oldest security
+	// patch level accepted, an ISO date ("2026-01-01").
+	Android              string `json:"android,omitempty"`
+	AndroidSecurityPatch string `json:"android_security_patch,omitempty"`
 	// Linux maps an os-release ID ("ubuntu") to its minimum VERSION_ID ("22.04"). When it is
 	// not empty, a Linux device running a distribution it does not list is noncompliant.
 	Linux map[string]string `json:"linux,omitempty"`
@@ -159,6 +163,8 @@ func (o *OSPolicy) Minimum(platform Platform, distribution string) (min string, 
 		return o.MacOS, o.MacOS != "", true
 	case PlatformWindows:
 		return o.Windows, o.Windows != "", true
+	case PlatformAndroid:
+		return o.Android, o.Android != "", true
 	case PlatformLinux:
 		if len(o.Linux) == 0 {
 			return "", false, true

@@ -12,6 +12,7 @@ const (
 	PlatformMacOS   Platform = "macos"
 	PlatformWindows Platform = "windows"
 	PlatformLinux   Platform = "linux"
+	PlatformAndroid Platform = "android"
 )
 
 // Provenance says how much a claim can be trusted: what the OS told the MDM server, what the
@@ -50,6 +51,8 @@ type OSInfo struct {
 	Distribution string `json:"distribution,omitempty"`
 	// Kernel is the kernel release where the platform has a separate one (Linux).
 	Kernel string `json:"kernel,omitempty"`
+	// SecurityPatch is Android's security patch level, an ISO date ("2026-01-05").
+	SecurityPatch string `json:"security_patch,omitempty"`
 }
 
 // InstalledProfile is one configuration profile reported present on an Apple device.
@@ -136,6 +139,10 @@ type Posture struct {
 	// processed (status item management.declarations): an active, valid declaration of the
 	// policy's is evidence its settings are in force, as an installed profile is.
 	Declarations *Claim[[]DeclarationState] `json:"declarations,omitempty"`
+	// NonCompliance lists the policy settings the device reports not in force (the Android
+	// Management API's nonComplianceDetails, by settingName); empty means the whole policy
+	// applies.
+	NonCompliance *Claim[[]string] `json:"noncompliance,omitempty"`
 
 	// Integrity.
 	Jailbroken       *Claim[bool]   `json:"jailbroken,omitempty"` // jailbroken or rooted

@@ -224,6 +224,16 @@ func (d *decoder) os(field string, n *yaml.Node) *OSPolicy {
 			d.version(f, v, &o.Windows)
 		case "update_deadline":
 			o.UpdateDeadline = d.osUpdates(f, v)
+		case "android":
+			d.version(f, v, &o.Android)
+			if o.Android != "" {
+				if _, ok := AndroidAPILevel(o.Android); !ok {
+					d.fail(f, v, "Android %s is not a release the Android Management API manages (6 or later)", clip(o.Android))
+					o.Android = ""
+				}
+			}
+		case "android_security_patch":
+			d.patchLevel(f, v, &o.AndroidSecurityPatch)
 		case "linux":
 			if !d.kind(f, v, yaml.MappingNode, "a mapping of distribution ID to minimum version") {
 				continue
@@ -241,7 +251,7 @@ func (d *decoder) os(field string, n *yaml.Node) *OSPolicy {
 				distro(join(field+".linux", k.Value), k.Value, k, v)
 				continue
 			}
-			d.fail(f, k, "unknown platform; use ios, ipados, macos, windows, or linux: {ID: version} for Linux distributions (or update_deadline)")
+			d.fail(f, k, "unknown platform; use ios, ipados, macos, windows, android, android_security_patch, or linux: {ID: version} for Linux distributions (or update_deadline)")
 		}
 	}
 	return o

@@ -5,6 +5,9 @@ package policies
 const (
 	EnrollmentApple = "apple" // Apple MDM: iOS, iPadOS and macOS
 	EnrollmentAgent = "agent" // the mdmagent: Linux, macOS and Windows
+	// EnrollmentAndroid is the Android Management API: company phones (device owner) and
+	// personal ones (a work profile).
+	EnrollmentAndroid = "android"
 )
 
 // Source is one way Hale learns facts about devices: which posture claims it reports, on which
@@ -106,6 +109,21 @@ var Sources = []Source{
 			PlatformWindows: {claimOS, claimDiskEncrypted, claimScreenLockEnabled, claimScreenLockTimeout,
 				claimFirewallEnabled, claimPasscodePresent, claimPasswordRules, claimJailbroken,
 				claimSecureBoot},
+		},
+	},
+	{
+		Name: "android-management", Enrollment: EnrollmentAndroid, Provenance: ProvenanceMDM,
+		What: "the Android Management API's device status reports (softwareInfo, deviceSettings, nonComplianceDetails)",
+		Claims: map[Platform][]string{
+			PlatformAndroid: {claimOS, claimDiskEncrypted, claimPasscodePresent, claimPasscodeCompliant,
+				claimNoncompliance},
+		},
+	},
+	{
+		Name: "play-integrity", Enrollment: EnrollmentAndroid, Provenance: ProvenanceAttested,
+		What: "the Android Management API's securityPosture, Play Integrity's hardware-backed verdict",
+		Claims: map[Platform][]string{
+			PlatformAndroid: {claimJailbroken},
 		},
 	},
 }

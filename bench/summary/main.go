@@ -74,6 +74,7 @@ func summarize(dir string) ([]row, error) {
 	c.checkins()
 	c.policyChange()
 	c.evaluate()
+	c.android()
 	c.lookup()
 	c.access()
 	c.revocation()
@@ -245,6 +246,12 @@ func (c *collector) evaluate() {
 		c.add("Policy evaluation, one "+k+" device", c.bench(file, "BenchmarkEvaluate/"+k, "ns/op"),
 			c.bench(file, "BenchmarkEvaluateDecodeBaseline/"+k, "ns/op"), "decoding its posture JSON", duration, noGoal)
 	}
+}
+
+func (c *collector) android() {
+	const file = "android.out"
+	c.add("Android STATUS_REPORT push: parse, validate, map to posture", c.bench(file, "BenchmarkStatusReport", "ns/op"),
+		c.bench(file, "BenchmarkStatusReportDecodeBaseline", "ns/op"), "decoding it into the client's Device", duration, noGoal)
 }
 
 func (c *collector) lookup() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -15,35 +16,56 @@ func (a *app) enrollCommand() *cobra.Command {
 	cmd := group("enroll", "Create, list and revoke enrollment tokens")
 
 	var req api.EnrollmentRequest
+	var qrFile string
 	create := &cobra.Command{
-		Use:   "create --owner O --group G --platform apple|agent [--ttl 24h] [--byod --managed-apple-id USER@DOMAIN]",
+		Use:   "create --owner O --group G --platform apple|agent|android [--byod [--managed-apple-id USER@DOMAIN]] [--qr FILE.png] [--ttl 24h]",
 		Short: "Create a one-time enrollment token (shown once)",
-		Args:  cobra.NoArgs,
+		Long: `create makes a one-time enrollment. For android it is an Android Management API enrollment
+token: a company phone scans the QR code (--qr writes it as a PNG) in its setup wizard; a personal
+phone (--byod) opens the link to add a work profile. A personal Apple device (--byod with
+--managed-apple-id) enrolls through account-driven User Enrollment: the token is the code the
+person gives on the sign-in page.`,
+		Args: cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			if req.Platform != "apple" && req.Platform != "agent" {
-				return usagef("--platform must be apple or agent")
-			}
-			if req.BYOD && (req.Platform != "apple" || req.ManagedAppleID == "") {
-				return usagef("--byod is for --platform apple and needs --managed-apple-id")
+			switch {
+			case req.Platform != "apple" && req.Platform != "agent" && req.Platform != "android":
+				return usagef("--platform must be apple, agent or android")
+			case req.BYOD && req.Platform == "agent":
+				return usagef("--byod is for apple (User Enrollment) and android (a work profile)")
+			case req.BYOD && req.Platform == "apple" && req.ManagedAppleID == "":
+				return usagef("--byod on apple needs --managed-apple-id")
+			case qrFile != "" && req.Platform != "android":
+				return usagef("--qr is for --platform android")
 			}
 			return show(a, cmd.Context(), http.MethodPost, "/api/v1/enrollments", req, func(w io.Writer, e api.NewEnrollment) error {
-				if e.BYOD {
+				if e.BYOD && e.Platform == "apple" {
 					// The person signs in to e.ManagedAppleID in Settings and gives the token as the code.
 					return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform+" (personal, User Enrollment)",
 						"managed apple account", e.ManagedAppleID, "expires", ts(e.ExpiresAt), "enrollment code", e.Token, "sign-in page", e.SignInURL)
 				}
-				return fields(w, "id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
-					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL)
+				kv := []string{"id", e.ID, "owner", e.Owner, "group", e.Group, "platform", e.Platform,
+					"expires", ts(e.ExpiresAt), "token", e.Token, "profile url", e.ProfileURL}
+				if ae := e.Android; ae != nil {
+					kv = append(kv, "enrollment link", ae.Link, "android policy", ae.Policy)
+					if qrFile != "" {
+						if err := os.WriteFile(qrFile, ae.QRPNG, 0o600); err != nil {
+							return err
+						}
+						kv = append(kv, "qr code", qrFile)
+					}
+				}
+				return fields(w, kv...)
 			})
 		}),
 	}
 	f := create.Flags()
 	f.StringVar(&req.Owner, "owner", "", "who the device belongs to")
 	f.StringVar(&req.Group, "group", "", "the device's group (policies and approvals follow it)")
-	f.StringVar(&req.Platform, "platform", "", "apple (enrollment profile) or agent (mdmagent enroll)")
+	f.StringVar(&req.Platform, "platform", "", "apple (enrollment profile), agent (mdmagent enroll) or android (AMAPI token)")
 	f.StringVar(&req.TTL, "ttl", "", "how long the token is valid, like 24h (server default when empty)")
-	f.BoolVar(&req.BYOD, "byod", false, "a personal iPhone, iPad or Mac: account-driven User Enrollment (no full erase)")
-	f.StringVar(&req.ManagedAppleID, "managed-apple-id", "", "with --byod: the Managed Apple Account the person signs in with")
+	f.BoolVar(&req.BYOD, "byod", false, "a personal device: Apple through account-driven User Enrollment (no full erase), Android with a work profile")
+	f.StringVar(&req.ManagedAppleID, "managed-apple-id", "", "apple with --byod: the Managed Apple Account the person signs in with")
+	f.StringVar(&qrFile, "qr", "", "android: write the enrollment QR code to this PNG file")
 	for _, n := range []string{"owner", "group", "platform"} {
 		_ = create.MarkFlagRequired(n)
 	}

@@ -45,7 +45,13 @@ type env struct {
 
 func newEnv(t *testing.T, mutate ...func(*mdmserver.Config)) *env {
 	t.Helper()
-	s := servertest.Start(t, mutate...)
+	return newEnvWith(t, nil, mutate...)
+}
+
+// newEnvWith is newEnv with server options.
+func newEnvWith(t *testing.T, opts []mdmserver.Option, mutate ...func(*mdmserver.Config)) *env {
+	t.Helper()
+	s := servertest.StartWith(t, opts, mutate...)
 	e := &env{t: t, srv: s.Server, cfg: s.Config, url: s.URL, admin: s.Admin, client: s.Client,
 		apns: s.APNs, ca: s.DeviceCA, dir: t.TempDir()}
 

@@ -151,6 +151,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.eventsCommand(),
 		a.tokensCommand(),
 		a.pushcertCommand(),
+		a.androidCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

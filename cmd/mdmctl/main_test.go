@@ -157,7 +157,7 @@ func TestEnrollPolicyAndDevices(t *testing.T) {
 	if !strings.Contains(r.stdout, "token:") {
 		t.Errorf("enroll create table: %s", r.stdout)
 	}
-	it.fails(t, exitUsage, "enroll", "create", "--owner", "a", "--group", "b", "--platform", "android")
+	it.fails(t, exitUsage, "enroll", "create", "--owner", "a", "--group", "b", "--platform", "windows")
 	r = it.ok(t, "enroll", "list")
 	if !strings.Contains(r.stdout, "nurse.joy") || !strings.Contains(r.stdout, "dr.who") || !strings.Contains(r.stdout, "pending") {
 		t.Fatalf("enroll list: %s", r.stdout)

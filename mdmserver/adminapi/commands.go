@@ -119,7 +119,7 @@ func (h *Commands) List(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if d.Platform == inventory.PlatformAgent {
+	if d.Platform == inventory.PlatformAgent || d.Platform == inventory.PlatformAndroid {
 		cmds, err := h.Agent.List(r.Context(), d.ID)
 		if err != nil {
 			httpapi.Internal(h.Log, w, r, err)
@@ -150,7 +150,7 @@ func (h *Commands) Get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if d.Platform == inventory.PlatformAgent {
+	if d.Platform == inventory.PlatformAgent || d.Platform == inventory.PlatformAndroid {
 		cmd, err := h.Agent.Get(r.Context(), d.ID, r.PathValue("uuid"))
 		switch {
 		case errors.Is(err, agentcmd.ErrNotFound):

@@ -33,6 +33,8 @@ type Enrollments struct {
 	Auditor httpapi.Auditor
 	// Log receives internal errors.
 	Log *slog.Logger
+	// Android makes the enrollment tokens of android enrollments; nil refuses them.
+	Android AndroidEnroller
 }
 
 // Create is POST /api/v1/enrollments: {owner, group, platform, ttl} → 201 with the one-time
@@ -44,16 +46,37 @@ func (h *Enrollments) Create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.CreatedBy = httpapi.Actor(r)
+	if req.Platform == enroll.PlatformAndroid && h.Android == nil {
+		problem.Error(w, r, http.StatusConflict, "android-not-configured", "Android management is not configured on this server")
+		return
+	}
 	e, token, err := h.Enrollments.Create(r.Context(), req)
 	if err != nil {
 		httpapi.EnrollDecodeError(h.Log, w, r, err)
 		return
 	}
-	_ = h.Auditor.Record(r, httpapi.Event{Action: "enrollment.create", Target: e.ID,
-		Details: map[string]string{"owner": e.Owner, "group": e.Group, "platform": string(e.Platform), "byod": fmt.Sprint(e.BYOD), "managed_apple_id": e.ManagedAppleID}})
 	out := api.NewEnrollment{Enrollment: enrollment(e), Token: token}
+	if e.Platform == enroll.PlatformAndroid {
+		// The Hale token rides in the AMAPI token; without one the enrollment is useless, and
+		// it is revoked so that nothing can redeem it.
+		if out.Android, err = h.Android.Enroll(r.Context(), e, token, req.BYOD); err != nil {
+			if _, rerr := h.Enrollments.Revoke(r.Context(), e.ID); rerr != nil {
+				h.Log.ErrorContext(r.Context(), "revoking an android enrollment without a token failed", "enrollment", e.ID, "err", rerr)
+			}
+			problemOr(h.Log, w, r, err)
+			return
+		}
+	}
+	details := map[string]string{"owner": e.Owner, "group": e.Group, "platform": string(e.Platform), "byod": fmt.Sprint(e.BYOD)}
+	if e.ManagedAppleID != "" {
+		details["managed_apple_id"] = e.ManagedAppleID
+	}
+	if out.Android != nil {
+		details["android_token"] = out.Android.TokenName
+	}
+	_ = h.Auditor.Record(r, httpapi.Event{Action: "enrollment.create", Target: e.ID, Details: details})
 	switch {
-	case e.BYOD:
+	case e.Platform == enroll.PlatformApple && e.BYOD:
 		out.SignInURL = enroll.SignInURL(h.PublicURL)
 	case e.Platform == enroll.PlatformApple:
 		out.ProfileURL = enroll.ProfileURL(h.PublicURL, token)

@@ -124,6 +124,7 @@ var refusals = []struct {
 	{security.ErrWipePending, http.StatusConflict, "wipe-pending"},
 	{security.ErrApprovalPending, http.StatusConflict, "approval-pending"},
 	{security.ErrNotEligible, http.StatusForbidden, "not-eligible"},
+	{security.ErrUpstream, http.StatusBadGateway, "upstream-failed"},
 }
 
 // refused answers a security.Refusal with its status and problem type, anything else as an

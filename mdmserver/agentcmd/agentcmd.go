@@ -20,6 +20,8 @@ import (
 const (
 	TypeLock = "lock"
 	TypeWipe = "wipe"
+	// TypeLostMode is an Android phone's lost mode (START_LOST_MODE); agents never get one.
+	TypeLostMode = "lost_mode"
 )
 
 // Command states, named as the MDM command states are (mdmserver/commands) so that an operator

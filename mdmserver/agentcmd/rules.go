@@ -14,7 +14,7 @@ import (
 // Enqueue stores c for its device, at now. IssuedAt and State are filled in, and ID when it is
 // empty; a command already stored under the ID is ErrInvalid.
 func Enqueue(ctx context.Context, r Repository, c Command, now time.Time) (*Command, error) {
-	if c.DeviceID == "" || (c.Type != TypeLock && c.Type != TypeWipe) {
+	if c.DeviceID == "" || (c.Type != TypeLock && c.Type != TypeWipe && c.Type != TypeLostMode) {
 		return nil, fmt.Errorf("%w: device and a type of lock or wipe are required", ErrInvalid)
 	}
 	if c.ID == "" {

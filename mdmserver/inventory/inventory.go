@@ -32,6 +32,8 @@ type Platform string
 const (
 	PlatformApple Platform = "apple" // Apple MDM (nanomdm)
 	PlatformAgent Platform = "agent" // the mdmagent daemon
+	// PlatformAndroid is the Android Management API.
+	PlatformAndroid Platform = "android"
 )
 
 // State is a device's lifecycle state.
@@ -186,8 +188,8 @@ func (d *Device) normalize() error {
 	if !ValidID(d.ID) {
 		errs = append(errs, fmt.Errorf("id %q is not d_ and 16 lower-case hex digits", d.ID))
 	}
-	if d.Platform != PlatformApple && d.Platform != PlatformAgent {
-		errs = append(errs, fmt.Errorf("platform %q is not %q or %q", d.Platform, PlatformApple, PlatformAgent))
+	if d.Platform != PlatformApple && d.Platform != PlatformAgent && d.Platform != PlatformAndroid {
+		errs = append(errs, fmt.Errorf("platform %q is not %q, %q or %q", d.Platform, PlatformApple, PlatformAgent, PlatformAndroid))
 	}
 	if !d.State.Valid() {
 		errs = append(errs, fmt.Errorf("state %q is not one of %v", d.State, States))

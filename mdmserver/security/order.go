@@ -116,6 +116,12 @@ func (s *Service) allowed(ctx context.Context, by Actor, d *inventory.Device, ac
 	if d.Platform == inventory.PlatformApple && action == Wipe && !d.UserEnrollment && req.Mode == "selective" {
 		return refuse(ErrInvalid, "Apple devices are wiped fully (EraseDevice); use mode full")
 	}
+	if d.Platform == inventory.PlatformAndroid {
+		if s.android == nil {
+			return refuse(ErrInvalidState, "Android management is not configured on this server")
+		}
+		return s.android.Allowed(ctx, d, action == Wipe, req.Mode)
+	}
 	return nil
 }
 
@@ -218,6 +224,29 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 			return api.SecurityAnswer{}, err
 		}
 		ans.State = string(rec.State)
+	case inventory.PlatformAndroid:
+		c := agentcmd.Command{ID: commandID, DeviceID: d.ID, Type: agentcmd.TypeLock, Reason: req.Reason, IssuedBy: by.Name}
+		switch action {
+		case LostMode:
+			c.Type = agentcmd.TypeLostMode
+		case Wipe:
+			c.Type, c.Mode = agentcmd.TypeWipe, req.Mode
+		}
+		cmd, err := s.dep.Agent.Enqueue(ctx, c)
+		if err != nil {
+			notQueued()
+			return api.SecurityAnswer{}, err
+		}
+		// The order is on the record and in force (the device is denied) whatever Google says.
+		if err := s.android.Issue(ctx, d, *cmd, req.Message, req.PhoneNumber); err != nil {
+			_ = s.record(ctx, by.entry("device."+string(action), d.ID, audit.OutcomeError,
+				map[string]string{"command_id": commandID, "error": err.Error()}))
+			return api.SecurityAnswer{}, err
+		}
+		ans.State = cmd.State
+		if cur, err := s.dep.Agent.Get(ctx, d.ID, commandID); err == nil {
+			ans.State = cur.State
+		}
 	default:
 		c := agentcmd.Command{ID: commandID, DeviceID: d.ID, Type: agentcmd.TypeLock, Reason: req.Reason, IssuedBy: by.Name}
 		if action == Wipe {
@@ -231,7 +260,8 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 		ans.State = cmd.State
 	}
 	ans.DeviceState = answerState(action, newState)
-	if cur, err := s.dep.Devices.Get(ctx, d.ID); err == nil && action != Wipe {
+	// A wipe is pending until answered, unless it already was (an Android wipe Google accepted).
+	if cur, err := s.dep.Devices.Get(ctx, d.ID); err == nil && (action != Wipe || cur.State == inventory.StateWiped) {
 		ans.DeviceState = string(cur.State)
 	}
 	if idem.Key != "" {

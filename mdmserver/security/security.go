@@ -101,6 +101,15 @@ type AgentCommands interface {
 	Get(ctx context.Context, deviceID, id string) (*agentcmd.Command, error)
 }
 
+// AndroidCommands carries out lock, lost mode and wipe on Android phones through the Android
+// Management API (an *android.Service, adapted by the composition).
+type AndroidCommands interface {
+	// Allowed refuses, before anything is ordered, a wipe mode the phone cannot take.
+	Allowed(ctx context.Context, d *inventory.Device, wipe bool, mode string) error
+	// Issue sends the command recorded as cmd to the phone.
+	Issue(ctx context.Context, d *inventory.Device, cmd agentcmd.Command, message, phone string) error
+}
+
 // Auditor appends an entry to the audit log in a unit of work of its own (an *audit.Log), for
 // what must be recorded whether or not anything else happened (a refusal).
 type Auditor interface {
@@ -157,12 +166,17 @@ func WithTwoPersonRule(needs func(group string) bool, ttl time.Duration) Option 
 	return func(s *Service) { s.needsApproval, s.approvalTTL = needs, ttl }
 }
 
+// WithAndroid carries out the operations on Android phones through a. Without it they are
+// refused.
+func WithAndroid(a AndroidCommands) Option { return func(s *Service) { s.android = a } }
+
 // Service carries out the security operations. Its methods are safe for concurrent use.
 type Service struct {
 	dep           Deps
 	log           *slog.Logger
 	needsApproval func(group string) bool
 	approvalTTL   time.Duration
+	android       AndroidCommands
 
 	// locks holds a *sync.Mutex per device ID: lock, lost mode, wipe and approval decisions for
 	// one device run one at a time (serialize).
@@ -249,6 +263,9 @@ var (
 	ErrApprovalPending = errors.New("security: a wipe already awaits approval")
 	// ErrNotEligible is a decision by a token that cannot be the second approver.
 	ErrNotEligible = errors.New("security: not an eligible second approver")
+	// ErrUpstream is a service the operation goes through (the Android Management API) that
+	// failed or refused it.
+	ErrUpstream = errors.New("security: the device's management service refused or failed")
 )
 
 // Refusal is an operation the service refused, with the reason in words an operator can act

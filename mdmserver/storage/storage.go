@@ -26,6 +26,7 @@ import (
 
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/android"
 	"github.com/halemdm/hale/mdmserver/appinstances"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
@@ -87,6 +88,9 @@ type Tx interface {
 	PushCerts() pushcert.Repository
 	// AppInstances holds the messaging app's registered instances and their binding tokens.
 	AppInstances() appinstances.Repository
+	// Android holds the Android enterprise binding, its devices' names and the Pub/Sub
+	// message IDs handled.
+	Android() android.Repository
 }
 
 // ErrReadOnly is returned by a repository asked to write inside a View.

@@ -18,4 +18,5 @@ var buckets = slices.Concat(
 	agentCommandsBuckets,
 	pushCertsBuckets,
 	appInstancesBuckets,
+	androidBuckets,
 )

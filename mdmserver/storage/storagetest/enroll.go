@@ -128,15 +128,16 @@ func enrollCreateValidation(t *testing.T, open Opener) {
 	ctx := context.Background()
 	good := enroll.Request{Owner: "alice@example.org", Group: "nursing", Platform: enroll.PlatformAgent}
 	for name, mut := range map[string]func(*enroll.Request){
-		"no owner":     func(r *enroll.Request) { r.Owner = "  " },
-		"no group":     func(r *enroll.Request) { r.Group = "" },
-		"long owner":   func(r *enroll.Request) { r.Owner = strings.Repeat("a", 129) },
-		"control char": func(r *enroll.Request) { r.Group = "ward\x00" },
-		"bad utf8":     func(r *enroll.Request) { r.Owner = "\xff" },
-		"platform":     func(r *enroll.Request) { r.Platform = "android" },
-		"ttl short":    func(r *enroll.Request) { r.TTL = 30 * time.Second },
-		"ttl long":     func(r *enroll.Request) { r.TTL = enroll.MaxTTL + time.Second },
-		"ttl negative": func(r *enroll.Request) { r.TTL = -time.Hour },
+		"no owner":         func(r *enroll.Request) { r.Owner = "  " },
+		"no group":         func(r *enroll.Request) { r.Group = "" },
+		"long owner":       func(r *enroll.Request) { r.Owner = strings.Repeat("a", 129) },
+		"control char":     func(r *enroll.Request) { r.Group = "ward\x00" },
+		"bad utf8":         func(r *enroll.Request) { r.Owner = "\xff" },
+		"platform":         func(r *enroll.Request) { r.Platform = "blackberry" },
+		"byod not android": func(r *enroll.Request) { r.BYOD = true },
+		"ttl short":        func(r *enroll.Request) { r.TTL = 30 * time.Second },
+		"ttl long":         func(r *enroll.Request) { r.TTL = enroll.MaxTTL + time.Second },
+		"ttl negative":     func(r *enroll.Request) { r.TTL = -time.Hour },
 	} {
 		req := good
 		mut(&req)

@@ -188,7 +188,7 @@ func inventoryCreateGetAndIndexes(t *testing.T, open Opener) {
 func inventoryCreateValidation(t *testing.T, open Opener) {
 	_, s := freshInventory(t, open)
 	for name, d := range map[string]inventory.Device{
-		"platform":   {Platform: "android"},
+		"platform":   {Platform: "blackberry"},
 		"state":      {Platform: inventory.PlatformAgent, State: "zombie"},
 		"id":         {ID: "x", Platform: inventory.PlatformAgent},
 		"upper id":   {ID: "d_ABCDEF0123456789", Platform: inventory.PlatformAgent},

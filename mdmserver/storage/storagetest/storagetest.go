@@ -37,6 +37,7 @@ var suites = []struct {
 	{"agentcmd", testAgentCommands},
 	{"pushcert", testPushCerts},
 	{"appinstances", testAppInstances},
+	{"android", testAndroid},
 }
 
 // Run runs every contract against the backend open opens.

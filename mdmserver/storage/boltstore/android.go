@@ -1,0 +1,150 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/mdmserver/android"
+)
+
+// The Android buckets: the binding under one key, device name ↔ device ID both ways, and the
+// Pub/Sub message IDs seen (ID → RFC 3339 time).
+var (
+	bucketAndroidBinding  = []byte("android_binding")
+	bucketAndroidByName   = []byte("android_device_by_name")
+	bucketAndroidByID     = []byte("android_device_by_id")
+	bucketAndroidMessages = []byte("android_messages")
+	androidBindingKey     = []byte("binding")
+)
+
+// androidBuckets are the buckets of the Android repository.
+var androidBuckets = [][]byte{bucketAndroidBinding, bucketAndroidByName, bucketAndroidByID, bucketAndroidMessages}
+
+// Android returns the Android repository of this transaction.
+func (t *tx) Android() android.Repository { return androidRepo{t.tx} }
+
+// androidRepo is android.Repository on one bbolt transaction.
+type androidRepo struct{ tx *bbolt.Tx }
+
+func (r androidRepo) Binding(ctx context.Context) (*android.Binding, error) {
+	b, err := bucket(r.tx, bucketAndroidBinding)
+	if err != nil {
+		return nil, err
+	}
+	v := b.Get(androidBindingKey)
+	if v == nil {
+		return nil, android.ErrNotBound
+	}
+	var out android.Binding
+	if err := json.Unmarshal(v, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (r androidRepo) PutBinding(ctx context.Context, bd *android.Binding) error {
+	v, err := json.Marshal(bd)
+	if err != nil {
+		return err
+	}
+	b, err := bucket(r.tx, bucketAndroidBinding)
+	if err != nil {
+		return err
+	}
+	return mapWrite(b.Put(androidBindingKey, v))
+}
+
+func (r androidRepo) lookup(name []byte, key string) (string, error) {
+	b, err := bucket(r.tx, name)
+	if err != nil {
+		return "", err
+	}
+	v := b.Get([]byte(key))
+	if v == nil {
+		return "", android.ErrNotFound
+	}
+	return string(v), nil
+}
+
+func (r androidRepo) DeviceID(ctx context.Context, name string) (string, error) {
+	return r.lookup(bucketAndroidByName, name)
+}
+
+func (r androidRepo) DeviceName(ctx context.Context, deviceID string) (string, error) {
+	return r.lookup(bucketAndroidByID, deviceID)
+}
+
+func (r androidRepo) Devices(ctx context.Context) (map[string]string, error) {
+	b, err := bucket(r.tx, bucketAndroidByName)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	err = b.ForEach(func(k, v []byte) error {
+		out[string(k)] = string(v)
+		return nil
+	})
+	return out, err
+}
+
+func (r androidRepo) PutDevice(ctx context.Context, name, deviceID string) error {
+	byName, err := bucket(r.tx, bucketAndroidByName)
+	if err != nil {
+		return err
+	}
+	byID, err := bucket(r.tx, bucketAndroidByID)
+	if err != nil {
+		return err
+	}
+	if err := mapWrite(byName.Put([]byte(name), []byte(deviceID))); err != nil {
+		return err
+	}
+	return mapWrite(byID.Put([]byte(deviceID), []byte(name)))
+}
+
+func (r androidRepo) SeeMessage(ctx context.Context, id string, at time.Time) (bool, error) {
+	b, err := bucket(r.tx, bucketAndroidMessages)
+	if err != nil {
+		return false, err
+	}
+	if b.Get([]byte(id)) != nil {
+		return false, nil
+	}
+	return true, mapWrite(b.Put([]byte(id), []byte(at.UTC().Format(time.RFC3339Nano))))
+}
+
+func (r androidRepo) Seen(ctx context.Context, id string) (bool, error) {
+	b, err := bucket(r.tx, bucketAndroidMessages)
+	if err != nil {
+		return false, err
+	}
+	return b.Get([]byte(id)) != nil, nil
+}
+
+func (r androidRepo) PruneMessages(ctx context.Context, before time.Time) (int, error) {
+	b, err := bucket(r.tx, bucketAndroidMessages)
+	if err != nil {
+		return 0, err
+	}
+	var old [][]byte
+	err = b.ForEach(func(k, v []byte) error {
+		at, err := time.Parse(time.RFC3339Nano, string(v))
+		if err != nil || at.Before(before) {
+			old = append(old, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range old {
+		if err := mapWrite(b.Delete(k)); err != nil {
+			return 0, err
+		}
+	}
+	return len(old), nil
+}
