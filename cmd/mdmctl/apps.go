@@ -17,27 +17,35 @@ import (
 // messaging app to a device, and what its instances report.
 func (a *app) appCommands() []*cobra.Command {
 	var ttl string
+	var deliver bool
 	binding := &cobra.Command{
-		Use:   "app-binding DEVICE [--ttl 24h]",
+		Use:   "app-binding DEVICE [--ttl 24h] [--deliver]",
 		Short: "Issue a one-time token that binds the messaging app's next registration to the device",
 		Long: `app-binding issues a one-time binding token for DEVICE (an ID or an Apple UDID). Give it to
 the messaging app on that device (on a managed iPhone Hale delivers it in the app's managed app
-configuration); the app registers with it and an App Attest or Play Integrity attestation. The
-token is shown once and expires after --ttl (at most 720h).`,
+configuration, with --deliver); the app registers with it and an App Attest or Play Integrity
+attestation. The token is shown once and expires after --ttl (at most 720h).`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			var body any
-			if ttl != "" {
-				body = api.AppBindingRequest{TTL: ttl}
+			if ttl != "" || deliver {
+				body = api.AppBindingRequest{TTL: ttl, Deliver: deliver}
 			}
 			return show(a, cmd.Context(), "POST", "/api/v1/devices/"+url.PathEscape(args[0])+"/app-bindings", body,
 				func(w io.Writer, b api.AppBindingAnswer) error {
-					_, err := fmt.Fprintf(w, "binding token for %s (shown once, expires %s):\n%s\n", b.DeviceID, ts(b.ExpiresAt), b.Token)
-					return err
+					if _, err := fmt.Fprintf(w, "binding token for %s (shown once, expires %s):\n%s\n", b.DeviceID, ts(b.ExpiresAt), b.Token); err != nil {
+						return err
+					}
+					if b.CommandID != "" {
+						_, err := fmt.Fprintf(w, "delivered as the app's managed app configuration by command %s\n", b.CommandID)
+						return err
+					}
+					return nil
 				})
 		}),
 	}
 	binding.Flags().StringVar(&ttl, "ttl", "", "how long the token may be used (server default 24h)")
+	binding.Flags().BoolVar(&deliver, "deliver", false, "send it to the app on a managed iPhone or iPad as its managed app configuration")
 
 	instances := &cobra.Command{
 		Use:   "app-instances DEVICE",

@@ -175,6 +175,8 @@ func (d *Device) execute(c *command) result {
 		return d.eraseDevice(c)
 	case "ClearPasscode":
 		return d.clearPasscode(c)
+	case "Settings":
+		return d.settings(c)
 	}
 	return fail(MDMErrorDomain, CodeUnknownCommand,
 		fmt.Sprintf("The MDM command “%s” is not supported by this device.", c.RequestType))

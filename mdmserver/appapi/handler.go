@@ -4,6 +4,7 @@
 package appapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/appinstances"
 	"github.com/halemdm/hale/mdmserver/httpapi"
+	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -26,6 +28,9 @@ type Handler struct {
 	Service *appinstances.Service
 	Devices httpapi.DeviceLookup
 	Tokens  Tokens
+	// Deliver sends a binding token to the app on a managed Apple device as its managed app
+	// configuration and answers the command's ID; a *appinstances.Refusal when it cannot.
+	Deliver func(ctx context.Context, d *inventory.Device, token, requestedBy string) (string, error)
 	Log     *slog.Logger
 }
 
@@ -83,12 +88,25 @@ func (h *Handler) CreateBinding(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.Deliver {
+		if err := h.Service.CanDeliver(d); err != nil {
+			h.refused(w, r, err)
+			return
+		}
+	}
 	tok, exp, err := h.Service.IssueBinding(r.Context(), d, ttl, httpapi.Entry(r, httpapi.Event{}))
 	if err != nil {
 		h.refused(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusCreated, api.AppBindingAnswer{Token: tok, DeviceID: d.ID, ExpiresAt: exp})
+	ans := api.AppBindingAnswer{Token: tok, DeviceID: d.ID, ExpiresAt: exp}
+	if req.Deliver {
+		if ans.CommandID, err = h.Deliver(r.Context(), d, tok, httpapi.Actor(r)); err != nil {
+			h.refused(w, r, err)
+			return
+		}
+	}
+	httpjson.Write(w, http.StatusCreated, ans)
 }
 
 // ListInstances answers GET /api/v1/devices/{id}/app-instances.
