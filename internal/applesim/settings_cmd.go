@@ -24,10 +24,10 @@ func (d *Device) settings(c *command) result {
 		res := map[string]any{"Item": name, "Status": StatusAcknowledged}
 		switch name {
 		case "ApplicationConfiguration":
-			if err := d.applicationConfiguration(item); err != nil {
+			if msg := d.applicationConfiguration(item); msg != "" {
 				res["Status"] = StatusError
 				res["ErrorChain"] = []any{map[string]any{"ErrorCode": 12021, "ErrorDomain": MDMErrorDomain,
-					"LocalizedDescription": err.Error(), "USEnglishDescription": err.Error()}}
+					"LocalizedDescription": msg, "USEnglishDescription": msg}}
 			}
 		default:
 			res["Status"] = StatusError
@@ -39,28 +39,30 @@ func (d *Device) settings(c *command) result {
 	return result{status: StatusAcknowledged, fields: map[string]any{"Settings": results}}
 }
 
-func (d *Device) applicationConfiguration(item map[string]any) error {
+// applicationConfiguration applies one ApplicationConfiguration item and answers "" or the
+// device's description of why it did not, as Apple words it for the ErrorChain.
+func (d *Device) applicationConfiguration(item map[string]any) string {
 	id, _ := item["Identifier"].(string)
 	if id == "" {
-		return fmt.Errorf("ApplicationConfiguration needs an Identifier")
+		return "ApplicationConfiguration needs an Identifier."
 	}
 	if !slices.Contains(d.state.ManagedApps, id) {
-		return fmt.Errorf("The app “%s” is not managed.", id)
+		return fmt.Sprintf("The app “%s” is not managed.", id)
 	}
 	conf, present := item["Configuration"]
 	if !present {
 		delete(d.state.AppConfigurations, id)
-		return nil
+		return ""
 	}
 	dict, ok := conf.(map[string]any)
 	if !ok {
-		return fmt.Errorf("Configuration must be a dictionary")
+		return "Configuration must be a dictionary."
 	}
 	if d.state.AppConfigurations == nil {
 		d.state.AppConfigurations = map[string]map[string]any{}
 	}
 	d.state.AppConfigurations[id] = copyDict(dict)
-	return nil
+	return ""
 }
 
 // ManagedAppConfiguration is what the app bundleID reads from UserDefaults under
