@@ -407,3 +407,23 @@ func TestAppInstanceAndroidEndToEnd(t *testing.T) {
 		t.Fatalf("replayed report: %d", code)
 	}
 }
+
+// Unenrolling a device revokes its app instances at once, and the access API denies it.
+func TestAppInstancesRevokedByUnenroll(t *testing.T) {
+	env, ca, _ := appEnv(t)
+	dev := env.newDevice(applesim.WithState(applesim.IOSState()))
+	var d inventory.Device
+	env.call("GET", "/api/v1/devices/"+dev.UDID(), env.admin, nil, &d)
+	env.iosApp(ca, d.ID)
+	if code := env.call("DELETE", "/api/v1/devices/"+d.ID, env.token("it"), nil, nil); code != 200 {
+		t.Fatalf("unenroll: %d", code)
+	}
+	var list api.AppInstances
+	env.call("GET", "/api/v1/devices/"+d.ID+"/app-instances", env.admin, nil, &list)
+	if len(list.Instances) != 1 || list.Instances[0].RevokedAt == nil || list.Instances[0].RevokedReason != "device unenrolled" {
+		t.Fatalf("after unenroll: %+v", list)
+	}
+	if a := env.access(env.token("access"), d.ID); a.Allow {
+		t.Fatalf("unenrolled device allowed: %+v", a)
+	}
+}
