@@ -73,7 +73,8 @@ func (s *Server) newAppAPI() (*appinstances.Service, *appapi.Handler, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return svc, &appapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Deliver: s.deliverAppConfig, Tokens: appapi.Tokens{
+	return svc, &appapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Deliver: s.deliverAppConfig,
+		Gate: s.enrollGate.Endpoint("app"), Tokens: appapi.Tokens{
 		Decisions: s.index, Signer: s.keys, Issuer: s.cfg.PublicURL, TTL: s.cfg.PostureTokenTTL, Now: s.now,
 	}}, nil
 }

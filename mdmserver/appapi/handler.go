@@ -31,7 +31,17 @@ type Handler struct {
 	// Deliver sends a binding token to the app on a managed Apple device as its managed app
 	// configuration and answers the command's ID; a *appinstances.Refusal when it cannot.
 	Deliver func(ctx context.Context, d *inventory.Device, token, requestedBy string) (string, error)
-	Log     *slog.Logger
+	// Gate rate-limits registrations per source and tallies their refusals (the enrollment
+	// endpoints' gate: a refused attestation goes on the audit record in its source's
+	// summary); nil admits all.
+	Gate Gate
+	Log  *slog.Logger
+}
+
+// Gate is httpapi.EnrollEndpoint as registration uses it.
+type Gate interface {
+	Admit(w http.ResponseWriter, r *http.Request) bool
+	Refused(r *http.Request, reason string)
 }
 
 // Nonce answers POST /app/v1/nonce.
@@ -42,12 +52,19 @@ func (h *Handler) Nonce(w http.ResponseWriter, r *http.Request) {
 
 // Register answers POST /app/v1/register.
 func (h *Handler) Register(w http.ResponseWriter, r *http.Request) {
+	if h.Gate != nil && !h.Gate.Admit(w, r) {
+		return
+	}
 	var req api.AppRegisterRequest
 	if !problem.DecodeJSON(w, r, maxBody, &req) {
 		return
 	}
 	in, err := h.Service.Register(r.Context(), req, httpapi.Entry(r, httpapi.Event{}))
 	if err != nil {
+		var ref *appinstances.Refusal
+		if h.Gate != nil && errors.As(err, &ref) {
+			h.Gate.Refused(r, ref.Code)
+		}
 		h.refused(w, r, err)
 		return
 	}
