@@ -96,7 +96,18 @@ type AppReportAnswer struct {
 type AppBindingRequest struct {
 	// TTL is how long the token may be used, such as "72h" (default 24h, at most 30 days).
 	TTL string `json:"ttl,omitempty"`
+	// Deliver sends the token to the messaging app on a managed iPhone or iPad as its managed
+	// app configuration (the Settings command's ApplicationConfiguration for the app's bundle
+	// ID), with the server's URL: the keys AppConfigServerURL and AppConfigBindingToken.
+	Deliver bool `json:"deliver,omitempty"`
 }
+
+// The keys of the messaging app's managed app configuration, as the app reads them from
+// UserDefaults under com.apple.configuration.managed.
+const (
+	AppConfigServerURL    = "HaleServerURL"
+	AppConfigBindingToken = "HaleBindingToken"
+)
 
 // AppBindingAnswer is the answer to POST /api/v1/devices/{id}/app-bindings: the one-time token
 // (shown once) the app registers with.
@@ -104,6 +115,8 @@ type AppBindingAnswer struct {
 	Token     string    `json:"token"`
 	DeviceID  string    `json:"device_id"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// CommandID is the Settings command that delivers the token, when it was asked for.
+	CommandID string `json:"command_id,omitempty"`
 }
 
 // AppInstance is one app instance as GET /api/v1/devices/{id}/app-instances lists it.

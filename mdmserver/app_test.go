@@ -25,6 +25,7 @@ import (
 	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 	"github.com/halemdm/hale/posture"
@@ -182,16 +183,28 @@ func TestAppInstanceIOSEndToEnd(t *testing.T) {
 	if code := env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"phones"}`), nil); code != 200 {
 		t.Fatalf("assign: %d", code)
 	}
-	dev := env.newDevice(applesim.WithState(applesim.IOSState()))
+	state := applesim.IOSState()
+	state.ManagedApps = []string{testAppBundle} // MDM installed the messaging app
+	dev := env.newDevice(applesim.WithState(state))
 
-	// IT issues a binding token for the iPhone; the auditor role may not.
+	// IT issues a binding token for the iPhone, delivered as the app's managed app
+	// configuration; the auditor role may not.
 	var bind api.AppBindingAnswer
 	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/app-bindings", env.token("auditor"), nil, nil); code != 403 {
 		t.Fatalf("auditor binding: %d", code)
 	}
-	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/app-bindings", it, []byte(`{"ttl":"1h"}`), &bind); code != 201 || bind.Token == "" {
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/app-bindings", it, []byte(`{"ttl":"1h","deliver":true}`), &bind); code != 201 || bind.CommandID == "" {
 		t.Fatalf("binding: %d %+v", code, bind)
 	}
+	if rec := env.waitCommand(dev.UDID(), bind.CommandID); rec.State != commands.StateAcknowledged {
+		t.Fatalf("Settings command: %+v", rec.Record)
+	}
+	// The app reads it from UserDefaults (com.apple.configuration.managed).
+	conf := dev.ManagedAppConfiguration(testAppBundle)
+	if conf[api.AppConfigServerURL] != env.PublicURL || conf[api.AppConfigBindingToken] != bind.Token {
+		t.Fatalf("managed app configuration: %v", conf)
+	}
+	bind.Token = conf[api.AppConfigBindingToken].(string)
 
 	// The app registers with an attestation over the server's nonce.
 	key, err := applesim.NewAppAttestKey(testAppTeam + "." + testAppBundle)
@@ -396,5 +409,25 @@ func TestAppInstanceAndroidEndToEnd(t *testing.T) {
 	// The same signed report again: its nonce is spent.
 	if code := env.call("POST", "/app/v1/report", "", body, nil); code != 401 {
 		t.Fatalf("replayed report: %d", code)
+	}
+}
+
+// Unenrolling a device revokes its app instances at once, and the access API denies it.
+func TestAppInstancesRevokedByUnenroll(t *testing.T) {
+	env, ca, _ := appEnv(t)
+	dev := env.newDevice(applesim.WithState(applesim.IOSState()))
+	var d inventory.Device
+	env.call("GET", "/api/v1/devices/"+dev.UDID(), env.Admin, nil, &d)
+	env.iosApp(ca, d.ID)
+	if code := env.call("DELETE", "/api/v1/devices/"+d.ID, env.token("it"), nil, nil); code != 200 {
+		t.Fatalf("unenroll: %d", code)
+	}
+	var list api.AppInstances
+	env.call("GET", "/api/v1/devices/"+d.ID+"/app-instances", env.Admin, nil, &list)
+	if len(list.Instances) != 1 || list.Instances[0].RevokedAt == nil || list.Instances[0].RevokedReason != "device unenrolled" {
+		t.Fatalf("after unenroll: %+v", list)
+	}
+	if a := env.access(env.token("access"), d.ID); a.Allow {
+		t.Fatalf("unenrolled device allowed: %+v", a)
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/mdmserver/appapi"
 	"github.com/halemdm/hale/mdmserver/appattest"
 	"github.com/halemdm/hale/mdmserver/appinstances"
+	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/playintegrity"
 	"github.com/halemdm/hale/mdmserver/storage"
@@ -71,9 +73,26 @@ func (s *Server) newAppAPI() (*appinstances.Service, *appapi.Handler, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return svc, &appapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Tokens: appapi.Tokens{
-		Decisions: s.index, Signer: s.keys, Issuer: s.cfg.PublicURL, TTL: s.cfg.PostureTokenTTL, Now: s.now,
-	}}, nil
+	return svc, &appapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Deliver: s.deliverAppConfig,
+		Gate: s.enrollGate.Endpoint("app"), Tokens: appapi.Tokens{
+			Decisions: s.index, Signer: s.keys, Issuer: s.cfg.PublicURL, TTL: s.cfg.PostureTokenTTL, Now: s.now,
+		}}, nil
+}
+
+// deliverAppConfig sends the messaging app on d its managed app configuration: the server's
+// URL and a binding token, by a Settings command (ApplicationConfiguration for the app's
+// bundle ID), which the device runs at its next check-in.
+func (s *Server) deliverAppConfig(ctx context.Context, d *inventory.Device, token, requestedBy string) (string, error) {
+	rec, err := s.dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "Settings", Fields: map[string]any{
+		"Settings": []any{map[string]any{
+			"Item": "ApplicationConfiguration", "Identifier": s.cfg.AppIOSBundleID,
+			"Configuration": map[string]any{api.AppConfigServerURL: s.cfg.PublicURL, api.AppConfigBindingToken: token},
+		}},
+	}}, requestedBy)
+	if err != nil {
+		return "", err
+	}
+	return rec.UUID, nil
 }
 
 // liveAppInstances lists the IDs of deviceID's app instances not revoked yet, for the

@@ -6,7 +6,9 @@
 //   - Client asks the server's access API (/access/v1) for a device's live decision, caches it
 //     briefly, and fails closed: no answer is a deny.
 //   - Verifier checks posture tokens offline: short-lived ES256 JWTs the server gives a device,
-//     bound to the device's certificate, verified against the server's key set.
+//     bound to the device's certificate, verified against the server's key set; or, for the
+//     organisation's messaging app (package mobile), bound to the app instance's key (cnf.jkt)
+//     and presented with a DPoP proof of possession (RFC 9449) that VerifyWithProof checks.
 //   - Receiver is the http.Handler the server pushes revocation events to (OpenID Shared
 //     Signals / CAEP Security Event Tokens, RFC 8935); it drops cached decisions and revokes
 //     tokens as they arrive.
@@ -35,7 +37,9 @@
 //
 // The backend must see the device's client certificate for a token to count (its TLS
 // listener asks for one: tls.RequestClientCert or tls.VerifyClientCertIfGiven), because a token
-// is bound to it: a token copied off a device is worthless without the device's key.
+// is bound to it: a token copied off a device is worthless without the device's key. The
+// messaging app has no device certificate: its requests carry "Authorization: DPoP <token>" and
+// a "DPoP" proof header, which Middleware checks against Gate.PublicURL and the request's path.
 //
 // Every refusal carries a stable reason code (the Reason* constants, plus the policy's own such
 // as passcode_missing), so a backend can tell the user what to fix.

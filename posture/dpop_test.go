@@ -12,7 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/posture/grpcgate"
 )
 
 // appKey is a messaging app instance's key, signing as the Secure Enclave does (ASN.1 DER).
@@ -150,4 +155,31 @@ func FuzzVerifyWithProof(f *testing.F) {
 			t.Fatalf("fuzzed proof: %v", err)
 		}
 	})
+}
+
+// gRPC: "authorization: DPoP <token>" with a "dpop" proof for POST and the public URL followed by
+// the full method name.
+func TestGRPCDPoP(t *testing.T) {
+	key := newSigner(t, "k1")
+	c := newClock()
+	v := posture.NewVerifier(posture.StaticJWKS(jwks(t, key)), posture.WithIssuer(issuer), posture.WithVerifierClock(c.Now))
+	intercept := grpcgate.UnaryServerInterceptor(&posture.Gate{Verifier: v, PublicURL: "https://chat.example.org"})
+	k, sign, jkt := appKey(t)
+	tok := key.token(t, appClaims("d1", jkt, t0.Add(-time.Minute)))
+	call := func(jti, u string) error {
+		proof, err := posture.NewProof(&k.PublicKey, sign, "POST", u, tok, jti, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := grpcContext(nil, "authorization", "DPoP "+tok, grpcgate.DPoPMetadata, proof)
+		_, err = intercept(ctx, "req", &grpc.UnaryServerInfo{FullMethod: "/chat.Chat/Open"},
+			func(ctx context.Context, req any) (any, error) { return "ok", nil })
+		return err
+	}
+	if err := call("g1", "https://chat.example.org/chat.Chat/Open"); err != nil {
+		t.Fatalf("DPoP call: %v", err)
+	}
+	if err := call("g2", "https://chat.example.org/chat.Chat/Other"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("proof for another method: %v", err)
+	}
 }

@@ -73,6 +73,7 @@ data path. -o json prints GET /api/v1/devices/{id} as the server answers it.`,
 		}),
 	}
 	cmd.AddCommand(list, showCmd)
+	cmd.AddCommand(a.appCommands()...)
 	return cmd
 }
 

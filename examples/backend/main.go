@@ -6,7 +6,10 @@
 // where root.pem is the server's root CA (GET /ca/root.pem) and $TOKEN an API token of role access.
 //
 // Devices call POST /sessions over mTLS with their device certificate, optionally with a posture
-// token ("Authorization: Posture <jwt>"). Hale pushes events to POST /ssf/events.
+// token ("Authorization: Posture <jwt>"). The organisation's messaging app, which has no device
+// certificate, calls it with the posture token POST /app/v1/token gave its instance
+// ("Authorization: DPoP <jwt>") and a DPoP proof signed by the instance's key (header DPoP,
+// naming --public-url's host and /sessions). Hale pushes events to POST /ssf/events.
 package main
 
 import (
@@ -39,6 +42,7 @@ type config struct {
 	server, caFile, token, listen string
 	certFile, keyFile, clientCA   string
 	issuer, audience, pushAuth    string
+	publicURL                     string
 	live, trustDeviceID           bool
 }
 
@@ -54,6 +58,8 @@ func main() {
 	flag.StringVar(&c.issuer, "issuer", "", "iss of Hale's tokens and events (default: --server)")
 	flag.StringVar(&c.audience, "audience", "", "aud of the events Hale pushes here (default: https://LISTEN/ssf/events)")
 	flag.StringVar(&c.pushAuth, "push-authorization", os.Getenv("HALE_PUSH_AUTHORIZATION"), "Authorization header value Hale's pushes must carry")
+	flag.StringVar(&c.publicURL, "public-url", "",
+		"scheme and host the messaging app reaches this backend at, which its DPoP proofs name (default: https://LISTEN)")
 	flag.BoolVar(&c.live, "live", false, "confirm every posture token with a live decision from Hale")
 	flag.BoolVar(&c.trustDeviceID, "trust-device-id", false,
 		"accept the X-Device-ID header: only behind a proxy that authenticates devices, since a client may claim any ID")
@@ -70,6 +76,9 @@ func run(c config) error {
 	}
 	if c.issuer == "" {
 		c.issuer = c.server
+	}
+	if c.publicURL == "" {
+		c.publicURL = "https://" + c.listen
 	}
 	if c.audience == "" {
 		c.audience = "https://" + c.listen + "/ssf/events"
@@ -88,7 +97,8 @@ func run(c config) error {
 	}
 	keys := client.Keys()
 	verifier := posture.NewVerifier(keys, posture.WithIssuer(c.issuer))
-	gate := &posture.Gate{Verifier: verifier, Client: client, RequireLiveDecision: c.live, TrustDeviceID: c.trustDeviceID, Logger: slog.Default()}
+	gate := &posture.Gate{Verifier: verifier, Client: client, RequireLiveDecision: c.live, TrustDeviceID: c.trustDeviceID, Logger: slog.Default(),
+		PublicURL: c.publicURL}
 	receiver := posture.NewReceiver(keys, c.audience, c.issuer,
 		posture.WithClient(client), posture.WithVerifier(verifier), posture.WithAuthorization(c.pushAuth),
 		posture.WithOnEvent(func(_ context.Context, set posture.SETClaims, typ string, ev posture.CAEPEvent) {
@@ -127,10 +137,16 @@ func openSession(w http.ResponseWriter, r *http.Request) {
 	access, _ := posture.FromContext(r.Context())
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
-	slog.Info("session opened", "device", access.DeviceID, "in_grace", access.Decision.InGrace, "by_token", access.Claims != nil)
+	// A messaging app session: its token was bound to the app instance's key, proven by DPoP.
+	app := ""
+	if access.Claims != nil {
+		app = access.Claims.AppInstance
+	}
+	slog.Info("session opened", "device", access.DeviceID, "in_grace", access.Decision.InGrace, "by_token", access.Claims != nil,
+		"app_instance", app)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"session": hex.EncodeToString(id), "device_id": access.DeviceID,
+		"session": hex.EncodeToString(id), "device_id": access.DeviceID, "app_instance": app,
 		"in_grace": access.Decision.InGrace, "warnings": access.Decision.Reasons,
 	})
 }

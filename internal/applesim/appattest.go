@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -85,6 +86,7 @@ type AppAttestKey struct {
 	key     *ecdsa.PrivateKey
 	appID   string
 	aaguid  []byte
+	mu      sync.Mutex // guards counter: an app may assert from several threads
 	counter uint32
 	// attestCounter is the counter an attestation states: 0 unless a test says otherwise.
 	attestCounter uint32
@@ -123,6 +125,12 @@ func (k *AppAttestKey) PublicKey() *ecdsa.PublicKey { return &k.key.PublicKey }
 // = SHA-256(challenge): CBOR in Apple's canonical layout {fmt, attStmt{x5c, receipt}, authData},
 // the credential certificate carrying the nonce extension, issued by ca.
 func (k *AppAttestKey) Attest(ca *AppAttestCA, challenge []byte) ([]byte, error) {
+	h := sha256.Sum256(challenge)
+	return k.AttestHash(ca, h[:])
+}
+
+// AttestHash is Attest given clientDataHash itself, as DCAppAttestService.attestKey takes it.
+func (k *AppAttestKey) AttestHash(ca *AppAttestCA, clientDataHash []byte) ([]byte, error) {
 	rpID := sha256.Sum256([]byte(k.appID))
 	x, y := k.coordinates()
 	cose, err := ctap2.Marshal(map[int]any{1: 2, 3: -7, -1: 1, -2: x, -3: y})
@@ -137,8 +145,7 @@ func (k *AppAttestKey) Attest(ca *AppAttestCA, challenge []byte) ([]byte, error)
 	auth = append(auth, k.KeyID...)
 	auth = append(auth, cose...)
 
-	clientDataHash := sha256.Sum256(challenge)
-	nonce := sha256.Sum256(append(append([]byte{}, auth...), clientDataHash[:]...))
+	nonce := sha256.Sum256(append(append([]byte{}, auth...), clientDataHash...))
 	leaf, err := ca.credentialCertificate(k, nonce[:])
 	if err != nil {
 		return nil, err
@@ -161,17 +168,30 @@ func (k *AppAttestKey) Attest(ca *AppAttestCA, challenge []byte) ([]byte, error)
 // Assert returns the assertion DCAppAttestService.generateAssertion returns for
 // clientDataHash = SHA-256(clientData), advancing the key's counter as the Secure Enclave does.
 func (k *AppAttestKey) Assert(clientData []byte) ([]byte, error) {
+	h := sha256.Sum256(clientData)
+	return k.AssertHash(h[:])
+}
+
+// AssertHash is Assert given clientDataHash itself, as generateAssertion takes it.
+func (k *AppAttestKey) AssertHash(clientDataHash []byte) ([]byte, error) {
+	k.mu.Lock()
 	k.counter++
-	return k.AssertWithCounter(clientData, k.counter)
+	n := k.counter
+	k.mu.Unlock()
+	return k.assert(clientDataHash, n)
 }
 
 // AssertWithCounter signs with an explicit counter, to replay or roll it back in tests.
 func (k *AppAttestKey) AssertWithCounter(clientData []byte, counter uint32) ([]byte, error) {
+	h := sha256.Sum256(clientData)
+	return k.assert(h[:], counter)
+}
+
+func (k *AppAttestKey) assert(clientDataHash []byte, counter uint32) ([]byte, error) {
 	rpID := sha256.Sum256([]byte(k.appID))
 	auth := append(append([]byte{}, rpID[:]...), 0)
 	auth = binary.BigEndian.AppendUint32(auth, counter)
-	clientDataHash := sha256.Sum256(clientData)
-	nonce := sha256.Sum256(append(append([]byte{}, auth...), clientDataHash[:]...))
+	nonce := sha256.Sum256(append(append([]byte{}, auth...), clientDataHash...))
 	sig, err := ecdsa.SignASN1(rand.Reader, k.key, nonce[:])
 	if err != nil {
 		return nil, err

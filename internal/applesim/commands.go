@@ -179,6 +179,8 @@ func (d *Device) execute(c *command) result {
 		return d.clearPasscode(c)
 	case "DeclarativeManagement":
 		return d.declarativeManagement(c)
+	case "Settings":
+		return d.settings(c)
 	}
 	return fail(MDMErrorDomain, CodeUnknownCommand,
 		fmt.Sprintf("The MDM command “%s” is not supported by this device.", c.RequestType))

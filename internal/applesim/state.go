@@ -100,6 +100,13 @@ type State struct {
 	// DDM is the device's declarative management: its declarations and what it reports.
 	DDM DDMState
 
+	// ManagedApps are the bundle IDs of the apps MDM installed (InstallApplication), which alone
+	// take a managed app configuration. AppConfigurations holds what the Settings command's
+	// ApplicationConfiguration item set for each, as the app reads it from UserDefaults under
+	// com.apple.configuration.managed.
+	ManagedApps       []string
+	AppConfigurations map[string]map[string]any
+
 	// NotNow makes the device answer NotNow to every command Apple
 	// devices do not run while locked or busy (see [RunsWhileLocked]),
 	// as a passcode-locked iPhone does.
@@ -208,6 +215,14 @@ func (s State) platform() Platform {
 // clone returns a deep copy of s.
 func (s State) clone() State {
 	s.DDM = s.DDM.clone()
+	s.ManagedApps = slices.Clone(s.ManagedApps)
+	if s.AppConfigurations != nil {
+		configs := make(map[string]map[string]any, len(s.AppConfigurations))
+		for k, v := range s.AppConfigurations {
+			configs[k] = copyDict(v)
+		}
+		s.AppConfigurations = configs
+	}
 	s.Profiles = slices.Clone(s.Profiles)
 	for i := range s.Profiles {
 		s.Profiles[i] = s.Profiles[i].clone()

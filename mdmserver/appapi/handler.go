@@ -4,6 +4,7 @@
 package appapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/appinstances"
 	"github.com/halemdm/hale/mdmserver/httpapi"
+	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -26,7 +28,20 @@ type Handler struct {
 	Service *appinstances.Service
 	Devices httpapi.DeviceLookup
 	Tokens  Tokens
-	Log     *slog.Logger
+	// Deliver sends a binding token to the app on a managed Apple device as its managed app
+	// configuration and answers the command's ID; a *appinstances.Refusal when it cannot.
+	Deliver func(ctx context.Context, d *inventory.Device, token, requestedBy string) (string, error)
+	// Gate rate-limits registrations per source and tallies their refusals (the enrollment
+	// endpoints' gate: a refused attestation goes on the audit record in its source's
+	// summary); nil admits all.
+	Gate Gate
+	Log  *slog.Logger
+}
+
+// Gate is httpapi.EnrollEndpoint as registration uses it.
+type Gate interface {
+	Admit(w http.ResponseWriter, r *http.Request) bool
+	Refused(r *http.Request, reason string)
 }
 
 // Nonce answers POST /app/v1/nonce.
@@ -37,12 +52,19 @@ func (h *Handler) Nonce(w http.ResponseWriter, r *http.Request) {
 
 // Register answers POST /app/v1/register.
 func (h *Handler) Register(w http.ResponseWriter, r *http.Request) {
+	if h.Gate != nil && !h.Gate.Admit(w, r) {
+		return
+	}
 	var req api.AppRegisterRequest
 	if !problem.DecodeJSON(w, r, maxBody, &req) {
 		return
 	}
 	in, err := h.Service.Register(r.Context(), req, httpapi.Entry(r, httpapi.Event{}))
 	if err != nil {
+		var ref *appinstances.Refusal
+		if h.Gate != nil && errors.As(err, &ref) {
+			h.Gate.Refused(r, ref.Code)
+		}
 		h.refused(w, r, err)
 		return
 	}
@@ -83,12 +105,25 @@ func (h *Handler) CreateBinding(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if req.Deliver {
+		if err := h.Service.CanDeliver(d); err != nil {
+			h.refused(w, r, err)
+			return
+		}
+	}
 	tok, exp, err := h.Service.IssueBinding(r.Context(), d, ttl, httpapi.Entry(r, httpapi.Event{}))
 	if err != nil {
 		h.refused(w, r, err)
 		return
 	}
-	httpjson.Write(w, http.StatusCreated, api.AppBindingAnswer{Token: tok, DeviceID: d.ID, ExpiresAt: exp})
+	ans := api.AppBindingAnswer{Token: tok, DeviceID: d.ID, ExpiresAt: exp}
+	if req.Deliver {
+		if ans.CommandID, err = h.Deliver(r.Context(), d, tok, httpapi.Actor(r)); err != nil {
+			h.refused(w, r, err)
+			return
+		}
+	}
+	httpjson.Write(w, http.StatusCreated, ans)
 }
 
 // ListInstances answers GET /api/v1/devices/{id}/app-instances.

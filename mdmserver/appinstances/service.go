@@ -136,6 +136,20 @@ func (s *Service) IssueBinding(ctx context.Context, d *inventory.Device, ttl tim
 	return token, b.ExpiresAt, nil
 }
 
+// CanDeliver says whether a binding token can reach the app on d as its managed app
+// configuration: d must be an Apple device enrolled with MDM, and not ended.
+func (s *Service) CanDeliver(d *inventory.Device) error {
+	switch {
+	case s.d.IOS == nil:
+		return refuse(ErrUnavailable, "platform-not-configured", "the iOS app is not configured (app_ios_bundle_id): nothing to configure")
+	case d.Platform != inventory.PlatformApple || d.EnrollmentID == "":
+		return refuse(ErrConflict, "not-deliverable", "device %s is not enrolled with Apple MDM: give the token to the app another way", d.ID)
+	case ended(d):
+		return refuse(ErrConflict, "device-ended", "device %s is %s", d.ID, d.State)
+	}
+	return nil
+}
+
 // RevokeReason says why d's state revokes its app instances, or "" when it does not.
 func RevokeReason(d *inventory.Device) string {
 	switch {

@@ -210,6 +210,9 @@ func (s *Service) Unenroll(ctx context.Context, by Actor, d *inventory.Device) (
 		return nil, err
 	}
 	_ = s.record(ctx, by.entry("device.unenroll", after.ID, "", map[string]string{"revoked_certificates": strconv.Itoa(len(after.CertSerials))}))
+	// Re-derive its decision: an unenrolled device is denied at once, its sessions revoked and
+	// its messaging app instances with them.
+	s.dep.Decisions.DeviceChanged(ctx, after.ID, "")
 	return after, nil
 }
 
