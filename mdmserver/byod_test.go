@@ -118,6 +118,19 @@ func TestAccountDrivenUserEnrollment(t *testing.T) {
 	}
 	env.waitAccess(accessTok, id, "allowed", func(a access.Answer) bool { return a.Allow })
 
+	// Lost mode is refused (Apple allows none on a user enrollment); a lock goes through.
+	if code := env.call("POST", "/api/v1/devices/"+id+"/lost-mode", secA, []byte(`{"reason":"lost","message":"call the ward"}`), nil); code != 400 {
+		t.Fatalf("lost mode on a personal device: %d", code)
+	}
+	var locked api.SecurityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+id+"/lock", secA, []byte(`{"reason":"left on the bus"}`), &locked); code != 202 {
+		t.Fatalf("lock a personal iPhone: %d", code)
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer lcancel()
+	if err := phone.WaitFor(lctx, func(s applesim.State, _ []applesim.CommandRecord) bool { return s.Locked }); err != nil {
+		t.Fatal(err)
+	}
 	// A full erase is refused with what a wipe does here; a wipe waits for a second person.
 	var refused struct{ Detail string }
 	if code := env.call("POST", "/api/v1/devices/"+id+"/wipe", secA, []byte(`{"reason":"left the hospital","mode":"full"}`), &refused); code != 400 ||

@@ -136,8 +136,9 @@ func TestDDMIPhoneUnderHIPAA(t *testing.T) {
 	a := e.waitAccess(e.access, e.id, "allowed and compliant on declarations", func(a access.Answer) bool {
 		return a.Allow && a.Compliant && a.Posture != nil && a.Posture.Declarations != nil
 	})
-	if p := a.Posture; p.PasscodeCompliant == nil || p.PasscodeCompliant.Source != policies.ProvenanceMDM {
-		t.Fatalf("passcode compliance from status: %+v", p.PasscodeCompliant)
+	if p := a.Posture; p.PasscodeCompliant == nil || p.PasscodeCompliant.Source != policies.ProvenanceMDM ||
+		p.OSUpdate == nil || p.OSUpdate.Value.InstallState != "none" {
+		t.Fatalf("passcode compliance and OS update from status: %+v %+v", p.PasscodeCompliant, p.OSUpdate)
 	}
 	e.drainSETs()
 

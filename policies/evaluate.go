@@ -71,6 +71,7 @@ const (
 	claimInstalledProfiles = "installed_profiles"
 	claimRestrictions      = "restrictions"
 	claimDeclarations      = "declarations"
+	claimOSUpdate          = "os_update"
 	claimJailbroken        = "jailbroken"
 	claimSIP               = "sip_enabled"
 	claimSecureBoot        = "secure_boot"

@@ -143,6 +143,10 @@ type Posture struct {
 	// Management API's nonComplianceDetails, by settingName); empty means the whole policy
 	// applies.
 	NonCompliance *Claim[[]string] `json:"noncompliance,omitempty"`
+	// OSUpdate is the software update a device on declarative management reports
+	// (softwareupdate.install-state and .pending-version): where an os.update_deadline stands.
+	// No rule judges it; the minimum OS rule judges what is installed.
+	OSUpdate *Claim[OSUpdateStatus] `json:"os_update,omitempty"`
 
 	// Integrity.
 	Jailbroken       *Claim[bool]   `json:"jailbroken,omitempty"` // jailbroken or rooted
@@ -175,6 +179,15 @@ type DeclarationState struct {
 	Valid string `json:"valid"`
 	// Reasons are the error codes the device gave ("Error.ConfigurationCannotBeApplied").
 	Reasons []string `json:"reasons,omitempty"`
+}
+
+// OSUpdateStatus is a device's own account of its software update.
+type OSUpdateStatus struct {
+	// InstallState is none, downloading, prepared, installing or failed.
+	InstallState string `json:"install_state"`
+	// PendingVersion and PendingBuild are the update waiting to install, if any.
+	PendingVersion string `json:"pending_version,omitempty"`
+	PendingBuild   string `json:"pending_build,omitempty"`
 }
 
 // Failed reports whether the device refused the declaration or did not activate it.

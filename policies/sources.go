@@ -63,7 +63,7 @@ var MessagingApp = Source{
 }
 
 // appleMobileDDM is what declarative management status reports tell Hale about an iPhone or iPad.
-var appleMobileDDM = []string{claimOS, claimPasscodePresent, claimPasscodeCompliant, claimDiskEncrypted, claimDeclarations}
+var appleMobileDDM = []string{claimOS, claimPasscodePresent, claimPasscodeCompliant, claimDiskEncrypted, claimDeclarations, claimOSUpdate}
 
 // Sources are the sources Hale has today, as the server maps Apple command results
 // (mdmserver's applyAppleResult) and as the agent's collectors report (agent/collect). Apple
@@ -91,7 +91,7 @@ var Sources = []Source{
 		Claims: map[Platform][]string{
 			PlatformIOS:    appleMobileDDM,
 			PlatformIPadOS: appleMobileDDM,
-			PlatformMacOS:  {claimOS, claimDiskEncrypted, claimDeclarations},
+			PlatformMacOS:  {claimOS, claimDiskEncrypted, claimDeclarations, claimOSUpdate},
 		},
 	},
 	{

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/halemdm/hale/internal/randid"
 )
 
 // SignInFunc is the person at the sign-in web view of account-driven enrollment: given the
@@ -132,4 +134,47 @@ func get(ctx context.Context, client *http.Client, u string, body []byte, header
 		return nil, nil, errors.New("applesim: answer too large")
 	}
 	return b, resp, nil
+}
+
+// withUserEnrollment makes the device a user enrollment of a personal
+// device as account, enrolled by the profile profileID.
+func withUserEnrollment(profileID, account string) Option {
+	return func(d *Device) {
+		d.userEnrollment, d.mdmProfileID, d.managedAppleID = true, profileID, account
+		d.enrollmentID = strings.ToUpper(randid.Hex(16))
+	}
+}
+
+// UserEnrollment reports whether the device is a user enrollment
+// (account-driven, personal), and the EnrollmentID it reports then.
+func (d *Device) UserEnrollment() (bool, string) { return d.userEnrollment, d.enrollmentID }
+
+// ident adds the device's identity to a message: its UDID, or for a
+// user enrollment the EnrollmentID Apple sends in its place.
+func (d *Device) ident(m map[string]any) map[string]any {
+	if d.userEnrollment {
+		m["EnrollmentID"] = d.enrollmentID
+		return m
+	}
+	m["UDID"] = d.udid
+	return m
+}
+
+// endUserEnrollment is what a personal device does once its enrollment
+// profile is removed: the managed volume goes (managed apps and data,
+// profiles, declarations), the person's own data stays, and the device
+// checks out. d.connMu is held.
+func (d *Device) endUserEnrollment(ctx context.Context) error {
+	d.mu.Lock()
+	d.state.Profiles, d.state.DDM = nil, DDMState{}
+	d.state.ManagedVolumeRemoved = true
+	d.enrolled, d.mdmProfileID, d.unenrollAfter = false, "", false
+	d.notifyLocked()
+	d.mu.Unlock()
+	err := d.checkin(ctx, d.ident(map[string]any{"MessageType": "CheckOut", "Topic": d.topic}))
+	d.logger.Info("user enrollment removed: managed volume deleted, checked out")
+	if err != nil {
+		return errors.Join(ErrUnenrolled, fmt.Errorf("applesim: CheckOut: %w", err))
+	}
+	return ErrUnenrolled
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/micromdm/nanomdm/test/enrollment"
 	"github.com/micromdm/nanomdm/test/protocol"
 
-	"github.com/halemdm/hale/internal/fakeapns"
 	"github.com/halemdm/hale/internal/randid"
 )
 
@@ -152,30 +151,6 @@ func WithCheckInURL(u string) Option {
 // WithTopic sets the APNs topic (default [DefaultTopic]).
 func WithTopic(topic string) Option {
 	return func(d *Device) { d.topic = topic }
-}
-
-// withUserEnrollment makes the device a user enrollment of a personal
-// device as account, enrolled by the profile profileID.
-func withUserEnrollment(profileID, account string) Option {
-	return func(d *Device) {
-		d.userEnrollment, d.mdmProfileID, d.managedAppleID = true, profileID, account
-		d.enrollmentID = strings.ToUpper(randid.Hex(16))
-	}
-}
-
-// UserEnrollment reports whether the device is a user enrollment
-// (account-driven, personal), and the EnrollmentID it reports then.
-func (d *Device) UserEnrollment() (bool, string) { return d.userEnrollment, d.enrollmentID }
-
-// ident adds the device's identity to a message: its UDID, or for a
-// user enrollment the EnrollmentID Apple sends in its place.
-func (d *Device) ident(m map[string]any) map[string]any {
-	if d.userEnrollment {
-		m["EnrollmentID"] = d.enrollmentID
-		return m
-	}
-	m["UDID"] = d.udid
-	return m
 }
 
 // WithSerialNumber sets the serial number (default random).
@@ -516,74 +491,6 @@ func (d *Device) Poll(ctx context.Context) (int, error) {
 	}
 }
 
-// PushSource delivers APNs pushes by device token; *fakeapns.Server is
-// one.
-type PushSource interface {
-	Subscribe(token string) (<-chan fakeapns.Push, func())
-}
-
-// RunPushLoop subscribes to src for the device's token, polls once
-// (as a device does when it comes online, which also picks up commands
-// whose push came before the subscription), then polls whenever a push
-// carrying the device's push magic arrives. It returns when ctx ends
-// (ctx.Err()), when src closes the subscription (nil) or when the
-// device is erased ([ErrErased]). Other Poll errors are logged and the
-// loop goes on, as a device retries at the next push.
-func (d *Device) RunPushLoop(ctx context.Context, src PushSource) error {
-	ch, cancel := src.Subscribe(d.PushToken())
-	defer cancel()
-	poll := func() error {
-		if _, err := d.Poll(ctx); err != nil {
-			if errors.Is(err, ErrErased) || errors.Is(err, ErrUnenrolled) {
-				return err
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			d.logger.Warn("poll failed", "err", err)
-		}
-		return nil
-	}
-	if err := poll(); err != nil {
-		return err
-	}
-	for {
-		// A device on declarative management reports subscribed status items the
-		// moment they change, unasked. The change channel is taken before the
-		// values are compared, so a change made at any moment is either in this
-		// comparison or wakes the next.
-		d.mu.Lock()
-		changed := d.changed
-		d.mu.Unlock()
-		if _, err := d.ReportStatus(ctx, false); err != nil {
-			if errors.Is(err, ErrErased) || errors.Is(err, ErrUnenrolled) {
-				return err
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			d.logger.Warn("status report failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		case p, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			if p.PushMagic != d.pushMagic {
-				// Devices ignore MDM pushes that lack their magic.
-				d.logger.Warn("ignoring push with wrong push magic", "apns_id", p.ID)
-				continue
-			}
-			if err := poll(); err != nil {
-				return err
-			}
-		}
-	}
-}
-
 func (d *Device) checkErased() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -594,25 +501,6 @@ func (d *Device) checkErased() error {
 		return ErrUnenrolled
 	}
 	return nil
-}
-
-// endUserEnrollment is what a personal device does once its enrollment
-// profile is removed: the managed volume goes (managed apps and data,
-// profiles, declarations), the person's own data stays, and the device
-// checks out. d.connMu is held.
-func (d *Device) endUserEnrollment(ctx context.Context) error {
-	d.mu.Lock()
-	d.state.Profiles, d.state.DDM = nil, DDMState{}
-	d.state.ManagedVolumeRemoved = true
-	d.enrolled, d.mdmProfileID, d.unenrollAfter = false, "", false
-	d.notifyLocked()
-	d.mu.Unlock()
-	err := d.checkin(ctx, d.ident(map[string]any{"MessageType": "CheckOut", "Topic": d.topic}))
-	d.logger.Info("user enrollment removed: managed volume deleted, checked out")
-	if err != nil {
-		return errors.Join(ErrUnenrolled, fmt.Errorf("applesim: CheckOut: %w", err))
-	}
-	return ErrUnenrolled
 }
 
 // checkin encodes and sends a check-in message.

@@ -174,6 +174,7 @@ func TestStatusIntoPosture(t *testing.T) {
 	s, f := newService(t)
 	report := `{"StatusItems":{"passcode":{"is-compliant":false,"is-present":true},
 	"device":{"operating-system":{"version":"17.5.1","build-version":"21F90"}},
+	"softwareupdate":{"install-state":"downloading","pending-version":{"os-version":"17.6.1","build-version":"21G93"}},
 	"management":{"declarations":{"activations":[],"assets":[],"management":[],"configurations":[
 	{"identifier":"io.github.halemdm.ddm.hipaa.passcode","server-token":"t1","active":false,"valid":"invalid","reasons":[{"code":"Error.ConfigurationCannotBeApplied"}]}]}}},
 	"Errors":[]}`
@@ -185,7 +186,8 @@ func TestStatusIntoPosture(t *testing.T) {
 	p := f.posture
 	if p.PasscodeCompliant == nil || p.PasscodeCompliant.Value || p.PasscodeCompliant.Source != policies.ProvenanceMDM ||
 		p.PasscodePresent == nil || !p.DiskEncrypted.Value || p.OS.Value.Version != "17.5.1" || p.OS.Value.Build != "21F90" ||
-		len(p.Declarations.Value) != 1 || !p.Declarations.Value[0].Failed() {
+		len(p.Declarations.Value) != 1 || !p.Declarations.Value[0].Failed() ||
+		p.OSUpdate == nil || p.OSUpdate.Value != (policies.OSUpdateStatus{InstallState: "downloading", PendingVersion: "17.6.1", PendingBuild: "21G93"}) {
 		t.Fatalf("posture %+v", p)
 	}
 	if len(f.audited) != 1 || f.audited[0].Action != "declaration.failed" {

@@ -164,6 +164,19 @@ func (s *Service) ingestStatus(ctx context.Context, d *inventory.Device, data []
 				p.OS = policies.Observe(os, mdm, at)
 			}
 		}
+		if state, ok := stringItem(&rep, "softwareupdate.install-state"); ok && validInstallState(state) {
+			u := policies.OSUpdateStatus{InstallState: state}
+			if v, ok := rep.item("softwareupdate.pending-version"); ok {
+				if m, ok := v.(map[string]any); ok {
+					if ver, _ := m["os-version"].(string); validVersion(ver) {
+						u.PendingVersion = ver
+						b, _ := m["build-version"].(string)
+						u.PendingBuild = clip(b)
+					}
+				}
+			}
+			p.OSUpdate = policies.Observe(u, mdm, at)
+		}
 		if decls != nil {
 			failedBefore := map[string]string{}
 			if p.Declarations != nil {
@@ -223,4 +236,13 @@ func validVersion(v string) bool {
 	}
 	_, err := policies.CompareVersions(v, "0")
 	return err == nil
+}
+
+// validInstallState accepts the values Apple's schema lists for softwareupdate.install-state.
+func validInstallState(s string) bool {
+	switch s {
+	case "none", "downloading", "prepared", "installing", "failed":
+		return true
+	}
+	return false
 }

@@ -110,6 +110,14 @@ func (s *Service) allowed(ctx context.Context, by Actor, d *inventory.Device, ac
 	if d.Platform == inventory.PlatformAgent && action == Wipe && req.Mode == "full" {
 		return refuse(ErrInvalid, "agents wipe selectively (the policy's managed_data); use mode selective")
 	}
+	// What Apple allows on a user enrollment (its schema's userenrollment modes): DeviceLock on
+	// iOS and iPadOS but not macOS, never Lost Mode, never EraseDevice.
+	if d.Platform == inventory.PlatformApple && d.UserEnrollment && action == LostMode {
+		return refuse(ErrInvalid, "device "+d.ID+" is a personal device (User Enrollment): Apple allows no lost mode there; lock it, or wipe it (mode selective: "+wipeEffect(d)+")")
+	}
+	if d.Platform == inventory.PlatformApple && d.UserEnrollment && action == Lock && d.OS == "macos" {
+		return refuse(ErrInvalid, "device "+d.ID+" is a personal Mac (User Enrollment): Apple allows no lock there; wipe it (mode selective: "+wipeEffect(d)+")")
+	}
 	if d.Platform == inventory.PlatformApple && action == Wipe && d.UserEnrollment && req.Mode == "full" {
 		return refuse(ErrInvalid, "device "+d.ID+" is a personal device (User Enrollment) and is never erased; use mode selective: "+wipeEffect(d))
 	}
