@@ -5,7 +5,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/inventory"
 )
 
 // Binding is Hale's binding to the organisation's Android Management API enterprise.
@@ -55,11 +57,14 @@ type Repository interface {
 	PruneMessages(ctx context.Context, before time.Time) (int, error)
 }
 
-// Tx is what the service needs of a unit of work: its repository, and the audit log that
-// records a binding in the same commit.
+// Tx is what the service needs of a unit of work: its repository, the audit log that records
+// a binding or an enrollment in the same commit, and the enrollments and inventory a phone's
+// first report redeems and creates together.
 type Tx interface {
 	Android() Repository
 	Audit() audit.Repository
+	Enrollments() enroll.Repository
+	Inventory() inventory.Repository
 }
 
 // Store runs the service's units of work (storage.Scope(st, func(tx storage.Tx) android.Tx {
