@@ -193,6 +193,21 @@ func TestAndroidReconcileAndWorkProfile(t *testing.T) {
 	if code := env.call("GET", "/api/v1/devices/"+lee.ID+"/commands/"+lock.CommandID, it, nil, &cmd); code != 200 || cmd.State != "acknowledged" {
 		t.Errorf("lock after its COMMAND notification: %d %+v", code, cmd)
 	}
+	// Another lock whose COMMAND notification never comes, across a restart: the reconcile
+	// asks AMAPI for the operation and records the result.
+	var lock2 api.SecurityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+lee.ID+"/lock", sec, []byte(`{"reason":"again"}`), &lock2); code != 202 || lock2.State != "queued" {
+		t.Fatalf("second lock: %d %+v", code, lock2)
+	}
+	env.Restart()
+	it, sec = env.token("it"), env.token("security")
+	env.fake.FinishCommands()
+	if _, err := env.AndroidForTest().Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if code := env.call("GET", "/api/v1/devices/"+lee.ID+"/commands/"+lock2.CommandID, it, nil, &cmd); code != 200 || cmd.State != "acknowledged" {
+		t.Errorf("lock after a restart and a reconcile: %d %+v", code, cmd)
+	}
 	env.fake.SlowCommands(false)
 
 	// A personal phone is never factory reset.

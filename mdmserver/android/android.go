@@ -146,8 +146,6 @@ type Service struct {
 	// ownership caches each phone's ownership from its last report (name → COMPANY_OWNED or
 	// PERSONALLY_OWNED), for the wipe mode check.
 	ownership map[string]string
-	// pendingOps are the command operations AMAPI has not finished, by operation name.
-	pendingOps map[string]opRef
 	// pushes counts pushes by outcome (WithMetrics); nil counts nothing.
 	pushes *prometheus.CounterVec
 }
@@ -158,7 +156,7 @@ func New(d Deps, opts ...Option) (*Service, error) {
 		d.Policies == nil || d.Commands == nil || d.Wipes == nil || d.Audit == nil {
 		return nil, errors.New("android: every dependency must be set")
 	}
-	s := &Service{dep: d, log: slog.Default(), now: time.Now, synced: map[string]string{}, ownership: map[string]string{}, pendingOps: map[string]opRef{},
+	s := &Service{dep: d, log: slog.Default(), now: time.Now, synced: map[string]string{}, ownership: map[string]string{},
 		keys: keySet{url: GoogleKeysURL, client: http.DefaultClient}}
 	for _, o := range opts {
 		o(s)

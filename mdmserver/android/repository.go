@@ -25,6 +25,12 @@ type Binding struct {
 	BoundBy string    `json:"bound_by,omitempty"`
 }
 
+// Operation is a Hale command an AMAPI operation still runs.
+type Operation struct {
+	DeviceID  string `json:"device_id"`
+	CommandID string `json:"command_id"`
+}
+
 // Errors of the repository.
 var (
 	// ErrNotBound: no enterprise is bound.
@@ -48,6 +54,13 @@ type Repository interface {
 	Devices(ctx context.Context) (map[string]string, error)
 	// PutDevice records that AMAPI device name is Hale device deviceID (both ways).
 	PutDevice(ctx context.Context, name, deviceID string) error
+	// PutOperation records that AMAPI operation name carries Hale command cmdID of device
+	// deviceID, until DeleteOperation.
+	PutOperation(ctx context.Context, name string, op Operation) error
+	// Operations returns every recorded operation by name.
+	Operations(ctx context.Context) (map[string]Operation, error)
+	// DeleteOperation forgets an operation; forgetting an unknown one is no error.
+	DeleteOperation(ctx context.Context, name string) error
 	// SeeMessage records a Pub/Sub message ID seen at at; fresh is false when it was seen
 	// before, and then nothing changes.
 	SeeMessage(ctx context.Context, id string, at time.Time) (fresh bool, err error)
