@@ -255,7 +255,7 @@ func (s *Server) resource(d *Device) map[string]any {
 	if d.Deleted {
 		state = "DELETED"
 	}
-	return map[string]any{
+	res := map[string]any{
 		"name": d.Name, "managementMode": mode, "ownership": ownership,
 		"state": state, "appliedState": state,
 		"policyName": d.policyName, "appliedPolicyName": d.policyName, "appliedPolicyVersion": d.policyVersion,
@@ -271,6 +271,11 @@ func (s *Server) resource(d *Device) map[string]any {
 		"deviceSettings":  map[string]any{"isEncrypted": d.Encrypted, "encryptionStatus": encryption, "isDeviceSecure": d.Secure},
 		"securityPosture": posture,
 	}
+	// What the fake answers is held to the discovery document too.
+	if errs := s.doc.CheckValue("Device", res); len(errs) > 0 {
+		s.violations = append(s.violations, "device resource "+d.Name+": "+strings.Join(errs, "; "))
+	}
+	return res
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
