@@ -108,6 +108,9 @@ type Device struct {
 	// Refuses lists the policy settings the phone does not apply (reported as
 	// nonComplianceDetails).
 	Refuses []string
+	// OldDevicePolicy is an Android Device Policy too old for the WIPE command: AMAPI refuses
+	// it (400, API_LEVEL), and only devices.delete wipes the phone.
+	OldDevicePolicy bool
 
 	policyName     string
 	policyVersion  string
@@ -438,6 +441,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		case r.Method == http.MethodPost && verb == "issueCommand":
 			m, ok := check("Command")
 			if !ok {
+				return
+			}
+			if m["type"] == "WIPE" && d.OldDevicePolicy {
+				s.fail(w, http.StatusBadRequest, "API_LEVEL: the device's Android Device Policy does not support WIPE")
 				return
 			}
 			d.Commands = append(d.Commands, m)
