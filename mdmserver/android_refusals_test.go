@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func TestAndroidReconcileAndWorkProfile(t *testing.T) {
 	env := newAndroidEnv(t)
 	env.bind()
 	it, sec := env.token("it"), env.token("security")
-	owners := []string{"a.lee", "b.diaz", "c.ngu"}
+	owners := []string{"a.diaz", "b.diaz", "c.ngu"}
 	var names []string
 	for i, o := range owners {
 		names = append(names, env.enrollPhone(it, o, i == 2, healthyPhone))
@@ -175,10 +176,10 @@ func TestAndroidReconcileAndWorkProfile(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// A phone that is off: the lock stays queued until the COMMAND notification says it ran.
-	lee := env.deviceOf(it, "b.diaz")
+	diaz := env.deviceOf(it, "b.diaz")
 	env.fake.SlowCommands(true)
 	var lock api.SecurityAnswer
-	if code := env.call("POST", "/api/v1/devices/"+lee.ID+"/lock", sec, []byte(`{"reason":"shift over"}`), &lock); code != 202 || lock.State != "queued" {
+	if code := env.call("POST", "/api/v1/devices/"+diaz.ID+"/lock", sec, []byte(`{"reason":"shift over"}`), &lock); code != 202 || lock.State != "queued" {
 		t.Fatalf("lock of a phone that is off: %d %+v", code, lock)
 	}
 	ops := env.fake.FinishCommands()
@@ -190,8 +191,23 @@ func TestAndroidReconcileAndWorkProfile(t *testing.T) {
 		t.Fatalf("COMMAND push: %d", code)
 	}
 	var cmd api.AgentCommand
-	if code := env.call("GET", "/api/v1/devices/"+lee.ID+"/commands/"+lock.CommandID, it, nil, &cmd); code != 200 || cmd.State != "acknowledged" {
+	if code := env.call("GET", "/api/v1/devices/"+diaz.ID+"/commands/"+lock.CommandID, it, nil, &cmd); code != 200 || cmd.State != "acknowledged" {
 		t.Errorf("lock after its COMMAND notification: %d %+v", code, cmd)
+	}
+	// Another lock whose COMMAND notification never comes, across a restart: the reconcile
+	// asks AMAPI for the operation and records the result.
+	var lock2 api.SecurityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+diaz.ID+"/lock", sec, []byte(`{"reason":"again"}`), &lock2); code != 202 || lock2.State != "queued" {
+		t.Fatalf("second lock: %d %+v", code, lock2)
+	}
+	env.Restart()
+	it, sec = env.token("it"), env.token("security")
+	env.fake.FinishCommands()
+	if _, err := env.AndroidForTest().Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if code := env.call("GET", "/api/v1/devices/"+diaz.ID+"/commands/"+lock2.CommandID, it, nil, &cmd); code != 200 || cmd.State != "acknowledged" {
+		t.Errorf("lock after a restart and a reconcile: %d %+v", code, cmd)
 	}
 	env.fake.SlowCommands(false)
 
@@ -211,12 +227,22 @@ func TestAndroidReconcileAndWorkProfile(t *testing.T) {
 	if code := env.call("GET", "/api/v1/devices/"+byod.ID+"/commands", it, nil, &cmds); code != 200 || len(cmds.Commands) != 1 || cmds.Commands[0].State != "acknowledged" {
 		t.Fatalf("commands: %d %+v", code, cmds)
 	}
+	// A company phone whose Android Device Policy predates the WIPE command is wiped by
+	// devices.delete with wipeDataFlags.
+	env.fake.Update(names[1], func(d *fakeamapi.Device) { d.OldDevicePolicy = true })
+	if code := env.call("POST", "/api/v1/devices/"+diaz.ID+"/wipe", sec, []byte(`{"reason":"resigned","mode":"full"}`), &sa); code != 202 || sa.DeviceState != "wiped" {
+		t.Fatalf("wipe by devices.delete: %d %+v", code, sa)
+	}
+	if d := env.fake.Device(names[1]); !d.Deleted || !slices.Equal(d.WipeDataFlags, []string{"WIPE_EXTERNAL_STORAGE"}) {
+		t.Fatalf("fallback wipe at AMAPI: deleted %v, flags %v", d.Deleted, d.WipeDataFlags)
+	}
+
 	// A phone deleted in the enterprise by someone else is unenrolled at the next reconcile.
 	env.fake.Update(names[0], func(d *fakeamapi.Device) { d.Deleted = true })
 	if _, err := env.AndroidForTest().Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if d := env.deviceOf(it, "a.lee"); d.State != "unenrolled" {
+	if d := env.deviceOf(it, "a.diaz"); d.State != "unenrolled" {
 		t.Errorf("deleted phone: %s", d.State)
 	}
 	if v := env.fake.Violations(); len(v) > 0 {

@@ -39,7 +39,7 @@ func (s *Server) newAndroid(extra []android.Option) (*android.Service, error) {
 		opts = append(opts, android.WithEndpoint(s.cfg.AndroidAPIURL))
 	}
 	return android.New(android.Deps{
-		Store: androidStore(s.store), Key: s.key, Devices: s.inventory, Enrollments: s.enrollments,
+		Store: androidStore(s.store), Key: s.key, Devices: s.inventory,
 		Posture:  androidPosture{s},
 		Policies: s.policies, Commands: s.agentQueue, Wipes: wipeFinisher{s}, Audit: s.audit,
 	}, append(opts, extra...)...)

@@ -108,6 +108,9 @@ type Device struct {
 	// Refuses lists the policy settings the phone does not apply (reported as
 	// nonComplianceDetails).
 	Refuses []string
+	// OldDevicePolicy is an Android Device Policy too old for the WIPE command: AMAPI refuses
+	// it (400, API_LEVEL), and only devices.delete wipes the phone.
+	OldDevicePolicy bool
 
 	policyName     string
 	policyVersion  string
@@ -255,7 +258,7 @@ func (s *Server) resource(d *Device) map[string]any {
 	if d.Deleted {
 		state = "DELETED"
 	}
-	return map[string]any{
+	res := map[string]any{
 		"name": d.Name, "managementMode": mode, "ownership": ownership,
 		"state": state, "appliedState": state,
 		"policyName": d.policyName, "appliedPolicyName": d.policyName, "appliedPolicyVersion": d.policyVersion,
@@ -271,6 +274,11 @@ func (s *Server) resource(d *Device) map[string]any {
 		"deviceSettings":  map[string]any{"isEncrypted": d.Encrypted, "encryptionStatus": encryption, "isDeviceSecure": d.Secure},
 		"securityPosture": posture,
 	}
+	// What the fake answers is held to the discovery document too.
+	if errs := s.doc.CheckValue("Device", res); len(errs) > 0 {
+		s.violations = append(s.violations, "device resource "+d.Name+": "+strings.Join(errs, "; "))
+	}
+	return res
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -433,6 +441,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		case r.Method == http.MethodPost && verb == "issueCommand":
 			m, ok := check("Command")
 			if !ok {
+				return
+			}
+			if m["type"] == "WIPE" && d.OldDevicePolicy {
+				s.fail(w, http.StatusBadRequest, "API_LEVEL: the device's Android Device Policy does not support WIPE")
 				return
 			}
 			d.Commands = append(d.Commands, m)

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/api/androidmanagement/v1"
 	"google.golang.org/api/option"
 
-	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/audit"
@@ -33,14 +32,8 @@ import (
 // Devices creates and reads Hale's device records (an *inventory.Service).
 type Devices interface {
 	Get(ctx context.Context, id string) (*inventory.Device, error)
-	Create(ctx context.Context, d inventory.Device) (*inventory.Device, error)
 	Update(ctx context.Context, id string, fn func(*inventory.Device) error) (*inventory.Device, error)
 	SetState(ctx context.Context, id string, state inventory.State, at time.Time) (*inventory.Device, error)
-}
-
-// Enrollments redeems the Hale enrollment a phone enrolled under (an *enroll.Service).
-type Enrollments interface {
-	Redeem(ctx context.Context, token string, platform enroll.Platform, deviceID string) (*enroll.Enrollment, error)
 }
 
 // Posture takes a device's posture claims and re-derives its verdict (a compliance engine).
@@ -77,15 +70,14 @@ type Auditor interface {
 
 // Deps are the services the Android management uses. Every field must be set.
 type Deps struct {
-	Store       Store
-	Key         *seal.Key
-	Devices     Devices
-	Enrollments Enrollments
-	Posture     Posture
-	Policies    Policies
-	Commands    Commands
-	Wipes       Wipes
-	Audit       Auditor
+	Store    Store
+	Key      *seal.Key
+	Devices  Devices
+	Posture  Posture
+	Policies Policies
+	Commands Commands
+	Wipes    Wipes
+	Audit    Auditor
 }
 
 // Option configures a Service.
@@ -154,19 +146,17 @@ type Service struct {
 	// ownership caches each phone's ownership from its last report (name → COMPANY_OWNED or
 	// PERSONALLY_OWNED), for the wipe mode check.
 	ownership map[string]string
-	// pendingOps are the command operations AMAPI has not finished, by operation name.
-	pendingOps map[string]opRef
 	// pushes counts pushes by outcome (WithMetrics); nil counts nothing.
 	pushes *prometheus.CounterVec
 }
 
 // New returns a Service on d.
 func New(d Deps, opts ...Option) (*Service, error) {
-	if d.Store == nil || d.Key == nil || d.Devices == nil || d.Enrollments == nil || d.Posture == nil ||
+	if d.Store == nil || d.Key == nil || d.Devices == nil || d.Posture == nil ||
 		d.Policies == nil || d.Commands == nil || d.Wipes == nil || d.Audit == nil {
 		return nil, errors.New("android: every dependency must be set")
 	}
-	s := &Service{dep: d, log: slog.Default(), now: time.Now, synced: map[string]string{}, ownership: map[string]string{}, pendingOps: map[string]opRef{},
+	s := &Service{dep: d, log: slog.Default(), now: time.Now, synced: map[string]string{}, ownership: map[string]string{},
 		keys: keySet{url: GoogleKeysURL, client: http.DefaultClient}}
 	for _, o := range opts {
 		o(s)

@@ -168,26 +168,60 @@ func (s *Service) operationResult(ctx context.Context, deviceID, cmdID string, o
 	case op.Done:
 		s.complete(ctx, deviceID, cmdID, agentcmd.Result{Status: agentcmd.ResultFailed, Detail: clip(op.Error.Message)})
 	default:
-		s.mu.Lock()
-		s.pendingOps[op.Name] = opRef{deviceID: deviceID, cmdID: cmdID}
-		s.mu.Unlock()
+		// Kept in the store, so that a restart before the COMMAND notification (or a lost one)
+		// still ends with the command's result: the reconcile asks AMAPI for it.
+		err := s.dep.Store.Update(ctx, func(tx Tx) error {
+			return tx.Android().PutOperation(ctx, op.Name, Operation{DeviceID: deviceID, CommandID: cmdID})
+		})
+		if err != nil {
+			s.log.WarnContext(ctx, "android: a running command was not recorded; its result will not be", "operation", op.Name, "err", err)
+		}
 	}
 }
 
-// opRef is the Hale command behind a running AMAPI operation.
-type opRef struct{ deviceID, cmdID string }
+// commandDone takes a finished operation (a COMMAND notification, or the reconcile's
+// operations.get): its command is acknowledged or failed, and the operation forgotten.
+func (s *Service) commandDone(ctx context.Context, op *androidmanagement.Operation) error {
+	if !op.Done {
+		return nil
+	}
+	var ops map[string]Operation
+	if err := s.dep.Store.View(ctx, func(tx Tx) error {
+		var err error
+		ops, err = tx.Android().Operations(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	ref, ok := ops[op.Name]
+	if !ok {
+		return nil // not Hale's, or already answered
+	}
+	s.operationResult(ctx, ref.DeviceID, ref.CommandID, op)
+	return s.dep.Store.Update(ctx, func(tx Tx) error { return tx.Android().DeleteOperation(ctx, op.Name) })
+}
 
-// commandDone takes a COMMAND notification: the operation's command is acknowledged or failed.
-func (s *Service) commandDone(ctx context.Context, op *androidmanagement.Operation) {
-	s.mu.Lock()
-	ref, ok := s.pendingOps[op.Name]
-	if ok && op.Done {
-		delete(s.pendingOps, op.Name)
+// pendingOperations asks AMAPI for every operation Hale still waits on, and takes those done.
+func (s *Service) pendingOperations(ctx context.Context, c *androidmanagement.Service) error {
+	var ops map[string]Operation
+	if err := s.dep.Store.View(ctx, func(tx Tx) error {
+		var err error
+		ops, err = tx.Android().Operations(ctx)
+		return err
+	}); err != nil {
+		return err
 	}
-	s.mu.Unlock()
-	if ok && op.Done {
-		s.operationResult(ctx, ref.deviceID, ref.cmdID, op)
+	var failed error
+	for name := range ops {
+		op, err := c.Enterprises.Devices.Operations.Get(name).Context(ctx).Do()
+		if err == nil {
+			err = s.commandDone(ctx, op)
+		}
+		if err != nil {
+			failed = err
+		}
 	}
+	return failed
 }
 
 func (s *Service) complete(ctx context.Context, deviceID, cmdID string, r agentcmd.Result) {

@@ -93,26 +93,40 @@ func (s *Service) enrollDevice(ctx context.Context, d *androidmanagement.Device)
 		return "", err
 	}
 	token := strings.TrimSpace(d.EnrollmentTokenData)
-	e, err := s.dep.Enrollments.Redeem(ctx, token, enroll.PlatformAndroid, id)
-	if err != nil {
-		s.audit(ctx, audit.Entry{Actor: "device:" + id, Role: "device", Action: "device.enroll", Target: id,
-			Outcome: audit.OutcomeDenied, Details: map[string]string{"platform": "android", "amapi_device": d.Name, "reason": err.Error()}})
-		return "", refuse(403, "device %s carries no valid Hale enrollment: %v", clip(d.Name), err)
-	}
-	hd := inventory.Device{ID: id, Platform: inventory.PlatformAndroid, OS: "android", Owner: e.Owner, Group: e.Group,
-		Enrollment: e.ID, LastSeen: s.now().UTC()}
+	hd := inventory.Device{ID: id, Platform: inventory.PlatformAndroid, OS: "android", LastSeen: s.now().UTC()}
 	if hw := d.HardwareInfo; hw != nil {
 		hd.Serial = clip(hw.SerialNumber)
 		hd.Hostname = clip(strings.TrimSpace(hw.Brand + " " + hw.Model))
 	}
-	if _, err := s.dep.Devices.Create(ctx, hd); err != nil {
+	// The redemption, the record, its name and its audit entry commit together: a crash leaves
+	// either all of them or none (and the token unspent for the redelivery).
+	var redeemErr error
+	err := s.dep.Store.Update(ctx, func(tx Tx) error {
+		now := s.now()
+		e, err := enroll.Redeem(ctx, tx.Enrollments(), token, enroll.PlatformAndroid, id, now)
+		if err != nil {
+			redeemErr = err
+			return err
+		}
+		hd.Owner, hd.Group, hd.Enrollment = e.Owner, e.Group, e.ID
+		if _, err := inventory.Create(ctx, tx.Inventory(), hd, now); err != nil {
+			return err
+		}
+		if err := tx.Android().PutDevice(ctx, d.Name, id); err != nil {
+			return err
+		}
+		_, err = audit.Append(ctx, tx.Audit(), audit.Entry{Actor: "device:" + id, Role: "device", Action: "device.enroll", Target: id,
+			Outcome: audit.OutcomeOK, Details: map[string]string{"platform": "android", "enrollment": e.ID, "amapi_device": d.Name, "ownership": d.Ownership}})
+		return err
+	})
+	if redeemErr != nil {
+		s.audit(ctx, audit.Entry{Actor: "device:" + id, Role: "device", Action: "device.enroll", Target: id,
+			Outcome: audit.OutcomeDenied, Details: map[string]string{"platform": "android", "amapi_device": d.Name, "reason": redeemErr.Error()}})
+		return "", refuse(403, "device %s carries no valid Hale enrollment: %v", clip(d.Name), redeemErr)
+	}
+	if err != nil {
 		return "", err
 	}
-	if err := s.putDevice(ctx, d.Name, id); err != nil {
-		return "", err
-	}
-	s.audit(ctx, audit.Entry{Actor: "device:" + id, Role: "device", Action: "device.enroll", Target: id,
-		Details: map[string]string{"platform": "android", "enrollment": e.ID, "amapi_device": d.Name, "ownership": d.Ownership}})
 	s.dep.Posture.DeviceChanged(ctx, id)
 	return id, nil
 }

@@ -108,7 +108,9 @@ func (s *Service) Handle(ctx context.Context, n *Notification) (string, error) {
 		if !inEnterprise(deviceOf(n.Operation.Name), b.Enterprise) {
 			return "", refuse(http.StatusForbidden, "operation %s is not in the bound enterprise %s", clip(n.Operation.Name), b.Enterprise)
 		}
-		s.commandDone(ctx, n.Operation)
+		if err := s.commandDone(ctx, n.Operation); err != nil {
+			return "", err
+		}
 	}
 	err = s.dep.Store.Update(ctx, func(tx Tx) error {
 		_, err := tx.Android().SeeMessage(ctx, n.MessageID, s.now())
@@ -155,6 +157,9 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	// Every page was read: a phone Hale knows that the enterprise no longer lists was deleted
 	// there (AMAPI keeps no deleted devices).
 	if err := s.goneFromList(ctx, b, listed); err != nil {
+		failed = err
+	}
+	if err := s.pendingOperations(ctx, c); err != nil {
 		failed = err
 	}
 	if err := s.dep.Store.Update(ctx, func(tx Tx) error {

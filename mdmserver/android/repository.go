@@ -5,7 +5,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/inventory"
 )
 
 // Binding is Hale's binding to the organisation's Android Management API enterprise.
@@ -21,6 +23,12 @@ type Binding struct {
 	Topic   string    `json:"topic"`
 	BoundAt time.Time `json:"bound_at"`
 	BoundBy string    `json:"bound_by,omitempty"`
+}
+
+// Operation is a Hale command an AMAPI operation still runs.
+type Operation struct {
+	DeviceID  string `json:"device_id"`
+	CommandID string `json:"command_id"`
 }
 
 // Errors of the repository.
@@ -46,6 +54,13 @@ type Repository interface {
 	Devices(ctx context.Context) (map[string]string, error)
 	// PutDevice records that AMAPI device name is Hale device deviceID (both ways).
 	PutDevice(ctx context.Context, name, deviceID string) error
+	// PutOperation records that AMAPI operation name carries Hale command cmdID of device
+	// deviceID, until DeleteOperation.
+	PutOperation(ctx context.Context, name string, op Operation) error
+	// Operations returns every recorded operation by name.
+	Operations(ctx context.Context) (map[string]Operation, error)
+	// DeleteOperation forgets an operation; forgetting an unknown one is no error.
+	DeleteOperation(ctx context.Context, name string) error
 	// SeeMessage records a Pub/Sub message ID seen at at; fresh is false when it was seen
 	// before, and then nothing changes.
 	SeeMessage(ctx context.Context, id string, at time.Time) (fresh bool, err error)
@@ -55,11 +70,14 @@ type Repository interface {
 	PruneMessages(ctx context.Context, before time.Time) (int, error)
 }
 
-// Tx is what the service needs of a unit of work: its repository, and the audit log that
-// records a binding in the same commit.
+// Tx is what the service needs of a unit of work: its repository, the audit log that records
+// a binding or an enrollment in the same commit, and the enrollments and inventory a phone's
+// first report redeems and creates together.
 type Tx interface {
 	Android() Repository
 	Audit() audit.Repository
+	Enrollments() enroll.Repository
+	Inventory() inventory.Repository
 }
 
 // Store runs the service's units of work (storage.Scope(st, func(tx storage.Tx) android.Tx {

@@ -18,11 +18,12 @@ var (
 	bucketAndroidByName   = []byte("android_device_by_name")
 	bucketAndroidByID     = []byte("android_device_by_id")
 	bucketAndroidMessages = []byte("android_messages")
+	bucketAndroidOps      = []byte("android_operations")
 	androidBindingKey     = []byte("binding")
 )
 
 // androidBuckets are the buckets of the Android repository.
-var androidBuckets = [][]byte{bucketAndroidBinding, bucketAndroidByName, bucketAndroidByID, bucketAndroidMessages}
+var androidBuckets = [][]byte{bucketAndroidBinding, bucketAndroidByName, bucketAndroidByID, bucketAndroidMessages, bucketAndroidOps}
 
 // Android returns the Android repository of this transaction.
 func (t *tx) Android() android.Repository { return androidRepo{t.tx} }
@@ -147,4 +148,41 @@ func (r androidRepo) PruneMessages(ctx context.Context, before time.Time) (int, 
 		}
 	}
 	return len(old), nil
+}
+
+func (r androidRepo) PutOperation(ctx context.Context, name string, op android.Operation) error {
+	v, err := json.Marshal(op)
+	if err != nil {
+		return err
+	}
+	b, err := bucket(r.tx, bucketAndroidOps)
+	if err != nil {
+		return err
+	}
+	return mapWrite(b.Put([]byte(name), v))
+}
+
+func (r androidRepo) Operations(ctx context.Context) (map[string]android.Operation, error) {
+	b, err := bucket(r.tx, bucketAndroidOps)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]android.Operation{}
+	err = b.ForEach(func(k, v []byte) error {
+		var op android.Operation
+		if err := json.Unmarshal(v, &op); err != nil {
+			return err
+		}
+		out[string(k)] = op
+		return nil
+	})
+	return out, err
+}
+
+func (r androidRepo) DeleteOperation(ctx context.Context, name string) error {
+	b, err := bucket(r.tx, bucketAndroidOps)
+	if err != nil {
+		return err
+	}
+	return mapWrite(b.Delete([]byte(name)))
 }

@@ -36,6 +36,18 @@ func testAndroid(t *testing.T, open Opener) {
 		if err := r.PutDevice(ctx, "enterprises/LC01/devices/a", "d_0000000000000001"); err != nil {
 			return err
 		}
+		if err := r.PutOperation(ctx, "enterprises/LC01/devices/a/operations/1", android.Operation{DeviceID: "d_0000000000000001", CommandID: "c_1"}); err != nil {
+			return err
+		}
+		if err := r.PutOperation(ctx, "enterprises/LC01/devices/a/operations/2", android.Operation{DeviceID: "d_0000000000000001", CommandID: "c_2"}); err != nil {
+			return err
+		}
+		if err := r.DeleteOperation(ctx, "enterprises/LC01/devices/a/operations/2"); err != nil {
+			return err
+		}
+		if err := r.DeleteOperation(ctx, "enterprises/LC01/devices/a/operations/none"); err != nil {
+			t.Errorf("DeleteOperation of an unknown one: %v", err)
+		}
 		for i, id := range []string{"m1", "m2"} {
 			fresh, err := r.SeeMessage(ctx, id, t0.Add(time.Duration(i)*time.Hour))
 			if err != nil || !fresh {
@@ -61,6 +73,9 @@ func testAndroid(t *testing.T, open Opener) {
 		}
 		if id, err := r.DeviceID(ctx, "enterprises/LC01/devices/a"); err != nil || id != "d_0000000000000001" {
 			t.Errorf("DeviceID = %q, %v", id, err)
+		}
+		if ops, err := r.Operations(ctx); err != nil || len(ops) != 1 || ops["enterprises/LC01/devices/a/operations/1"].CommandID != "c_1" {
+			t.Errorf("Operations = %v, %v", ops, err)
 		}
 		if all, err := r.Devices(ctx); err != nil || len(all) != 1 || all["enterprises/LC01/devices/a"] != "d_0000000000000001" {
 			t.Errorf("Devices = %v, %v", all, err)
