@@ -14,7 +14,6 @@ import (
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/revocation"
 	"github.com/halemdm/hale/mdmserver/security"
-	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -22,10 +21,6 @@ import (
 // Config.AndroidAPIURL; android.WithoutServiceAccountAuth talks to a fake without credentials).
 func WithAndroidOptions(opts ...android.Option) Option {
 	return func(o *options) { o.android = append(o.android, opts...) }
-}
-
-func androidStore(st storage.Store) android.Store {
-	return storage.Scope(st, func(tx storage.Tx) android.Tx { return tx })
 }
 
 // newAndroid builds the Android management on the server's services; the compliance engine,

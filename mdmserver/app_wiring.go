@@ -12,7 +12,6 @@ import (
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/playintegrity"
-	"github.com/halemdm/hale/mdmserver/storage"
 )
 
 // appVerifiers builds the App Attest and Play Integrity verifiers the configuration asks for;
@@ -54,10 +53,6 @@ func (c *Config) appVerifiers() (*appattest.Verifier, *playintegrity.Verifier, e
 		}
 	}
 	return ios, android, errors.Join(errs...)
-}
-
-func appInstancesStore(st storage.Store) appinstances.Store {
-	return storage.Scope(st, func(tx storage.Tx) appinstances.Tx { return tx })
 }
 
 // newAppAPI builds the app instance service and its routes; the inventory must exist.

@@ -3,6 +3,8 @@ package mdmserver
 import (
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/android"
+	"github.com/halemdm/hale/mdmserver/appinstances"
 	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
@@ -77,6 +79,14 @@ func eventStore(st storage.Store) events.Store {
 
 func revocationStore(st storage.Store) revocation.Store {
 	return storage.Scope(st, func(tx storage.Tx) revocation.Tx { return tx })
+}
+
+func appInstancesStore(st storage.Store) appinstances.Store {
+	return storage.Scope(st, func(tx storage.Tx) appinstances.Tx { return tx })
+}
+
+func androidStore(st storage.Store) android.Store {
+	return storage.Scope(st, func(tx storage.Tx) android.Tx { return tx })
 }
 
 func appleStore(st storage.Store) applemdm.Store {
