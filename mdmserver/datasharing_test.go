@@ -38,8 +38,10 @@ func TestDataSharingOnIPhone(t *testing.T) {
 	for _, r := range put.NotEnforced {
 		notEnforced[r.Rule] = r.Platforms
 	}
-	every := []policies.Platform{policies.PlatformIOS, policies.PlatformIPadOS, policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux, policies.PlatformAndroid}
-	computers := []policies.Platform{policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux, policies.PlatformAndroid}
+	// Apple has no keyboard key; Android renders the managed boundary and keyboards, not
+	// AirDrop or dictation.
+	every := []policies.Platform{policies.PlatformIOS, policies.PlatformIPadOS, policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux}
+	computers := []policies.Platform{policies.PlatformMacOS, policies.PlatformWindows, policies.PlatformLinux}
 	for rule, want := range map[string][]policies.Platform{
 		"data_sharing.managed_open_in":       computers,
 		"data_sharing.managed_pasteboard":    computers,

@@ -157,12 +157,11 @@ func RenderAndroid(p *Policy, opts AndroidOptions) map[string]any {
 		}
 		if b.CloudDocumentSyncAllowed != nil && !*b.CloudDocumentSyncAllowed && opts.WorkProfile {
 			// Work documents must not leave the work profile by sharing or the clipboard.
-			out["crossProfilePolicies"] = map[string]any{
-				"crossProfileDataSharing": "DATA_SHARING_FROM_WORK_TO_PERSONAL_DISALLOWED",
-				"crossProfileCopyPaste":   "COPY_FROM_WORK_TO_PERSONAL_DISALLOWED",
-			}
+			crossProfile(out)["crossProfileDataSharing"] = "DATA_SHARING_FROM_WORK_TO_PERSONAL_DISALLOWED"
+			crossProfile(out)["crossProfileCopyPaste"] = "COPY_FROM_WORK_TO_PERSONAL_DISALLOWED"
 		}
 	}
+	renderAndroidDataSharing(out, p.DataSharing, opts)
 	if n := p.Notifications; n != nil {
 		var features []string
 		if n.LockScreenViewAllowed != nil && !*n.LockScreenViewAllowed {
@@ -250,5 +249,38 @@ func androidComplexity(pc *PasscodePolicy) string {
 		return "COMPLEXITY_MEDIUM"
 	default:
 		return "COMPLEXITY_LOW"
+	}
+}
+
+// crossProfile returns the policy's crossProfilePolicies, made on first use.
+func crossProfile(out map[string]any) map[string]any {
+	cp, ok := out["crossProfilePolicies"].(map[string]any)
+	if !ok {
+		cp = map[string]any{}
+		out["crossProfilePolicies"] = cp
+	}
+	return cp
+}
+
+// renderAndroidDataSharing renders data_sharing. In a work profile the managed boundary is the
+// profile's: nothing opens or pastes from work apps into personal ones. On a company phone every
+// app is installed by the policy (AMAPI's default Play Store mode lists only the policy's apps),
+// so there is no unmanaged side to keep out. Third-party keyboards: only the system's input
+// methods (an empty permittedInputMethods). AMAPI has no AirDrop or dictation control
+// (androidEnforced).
+func renderAndroidDataSharing(out map[string]any, ds *DataSharingPolicy, opts AndroidOptions) {
+	if ds == nil {
+		return
+	}
+	if opts.WorkProfile {
+		if ds.ManagedOpenIn != nil && *ds.ManagedOpenIn {
+			crossProfile(out)["crossProfileDataSharing"] = "DATA_SHARING_FROM_WORK_TO_PERSONAL_DISALLOWED"
+		}
+		if ds.ManagedPasteboard != nil && *ds.ManagedPasteboard {
+			crossProfile(out)["crossProfileCopyPaste"] = "COPY_FROM_WORK_TO_PERSONAL_DISALLOWED"
+		}
+	}
+	if ds.ThirdPartyKeyboards == KeyboardsBlocked {
+		out["permittedInputMethods"] = map[string]any{"packageNames": []any{}}
 	}
 }

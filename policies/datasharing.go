@@ -84,8 +84,16 @@ var dataSharingRules = []struct {
 	}},
 }
 
+// androidEnforced are the data_sharing rules RenderAndroid renders: the managed boundary (the
+// work profile's cross-profile policies; a company phone has only managed apps) and keyboards
+// (permittedInputMethods). AMAPI has no AirDrop or dictation control.
+var androidEnforced = map[string]bool{
+	"data_sharing.managed_open_in": true, "data_sharing.managed_pasteboard": true,
+	"data_sharing.third_party_keyboards": true,
+}
+
 // notEnforced lists the data_sharing rules p restricts that no control enforces on pl: no
-// restriction key for the field exists there.
+// restriction key (Apple) or policy field (Android) for the field exists there.
 func notEnforced(p *Policy, pl Platform) []string {
 	if p.DataSharing == nil {
 		return nil
@@ -95,7 +103,7 @@ func notEnforced(p *Policy, pl Platform) []string {
 		if !r.restricts(p.DataSharing) {
 			continue
 		}
-		enforced := false
+		enforced := pl == PlatformAndroid && androidEnforced[r.field]
 		for i := range restrictions {
 			k := &restrictions[i]
 			if _, set := k.value(p); set && k.Field == r.field && k.Platforms.has(pl) {
@@ -220,5 +228,5 @@ func CheckEnforced(p *Policy) []NotEnforcedRule {
 // enforceHints say what does enforce a rule where the device cannot.
 var enforceHints = map[string]string{
 	"data_sharing.third_party_keyboards": " (on iOS the app refuses custom keyboards with " +
-		"application(_:shouldAllowExtensionPointIdentifier:))",
+		"application(_:shouldAllowExtensionPointIdentifier:); Android phones allow only the system's)",
 }

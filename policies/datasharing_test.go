@@ -103,14 +103,13 @@ func TestDataSharingNotEnforced(t *testing.T) {
 		}
 		got[r.Rule] = r.Platforms
 	}
-	// Android renders none of them yet (its crossProfilePolicies follow backup's settings).
-	computers := []Platform{PlatformMacOS, PlatformWindows, PlatformLinux, PlatformAndroid}
+	computers := []Platform{PlatformMacOS, PlatformWindows, PlatformLinux}
 	want := map[string][]Platform{
 		"data_sharing.managed_open_in":       computers,
 		"data_sharing.managed_pasteboard":    computers,
 		"data_sharing.airdrop":               {PlatformWindows, PlatformLinux, PlatformAndroid},
 		"data_sharing.dictation":             {PlatformWindows, PlatformLinux, PlatformAndroid},
-		"data_sharing.third_party_keyboards": {PlatformIOS, PlatformIPadOS, PlatformMacOS, PlatformWindows, PlatformLinux, PlatformAndroid},
+		"data_sharing.third_party_keyboards": {PlatformIOS, PlatformIPadOS, PlatformMacOS, PlatformWindows, PlatformLinux},
 	}
 	if len(got) != len(want) {
 		t.Errorf("not enforced: %v, want %v", got, want)
@@ -241,6 +240,31 @@ func TestRestrictionsMatchAppleSchema(t *testing.T) {
 	} {
 		if got := keys[key]["iOS"].UserEnrollment.Mode != "forbidden"; got != honoured {
 			t.Errorf("%s under User Enrollment: honoured %v, Apple's schema says %v", key, honoured, got)
+		}
+	}
+}
+
+// On Android the managed boundary is the work profile's cross-profile policies and keyboards
+// are the system's; every field is the discovery document's (TestRenderAndroidSchema checks
+// whole policies).
+func TestDataSharingRendersAndroid(t *testing.T) {
+	p, err := Parse([]byte(dataSharingDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wp := RenderAndroid(p, AndroidOptions{WorkProfile: true})
+	cp, _ := wp["crossProfilePolicies"].(map[string]any)
+	if cp["crossProfileDataSharing"] != "DATA_SHARING_FROM_WORK_TO_PERSONAL_DISALLOWED" || cp["crossProfileCopyPaste"] != "COPY_FROM_WORK_TO_PERSONAL_DISALLOWED" {
+		t.Errorf("work profile crossProfilePolicies = %v", wp["crossProfilePolicies"])
+	}
+	company := RenderAndroid(p, AndroidOptions{})
+	if _, ok := company["crossProfilePolicies"]; ok {
+		t.Errorf("a company phone has no personal profile: %v", company["crossProfilePolicies"])
+	}
+	for name, out := range map[string]map[string]any{"work profile": wp, "company": company} {
+		pim, _ := out["permittedInputMethods"].(map[string]any)
+		if names, ok := pim["packageNames"].([]any); !ok || len(names) != 0 {
+			t.Errorf("%s: permittedInputMethods = %v, want only the system's", name, out["permittedInputMethods"])
 		}
 	}
 }

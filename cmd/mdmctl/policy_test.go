@@ -78,7 +78,7 @@ func TestPolicyNotEnforcedRules(t *testing.T) {
 	// (AirDrop blocked on a Mac is a profile, which an agent-enrolled Mac cannot show: that part
 	// is unobservable, under the WARNING, as for every Apple restriction.)
 	if !strings.Contains(r.stdout, "NOTE: no device control enforces") ||
-		rows["data_sharing.airdrop"] != "windows,linux,android" || rows["data_sharing.third_party_keyboards"] != "ios,ipados,macos,windows,linux,android" {
+		rows["data_sharing.airdrop"] != "windows,linux,android" || rows["data_sharing.third_party_keyboards"] != "ios,ipados,macos,windows,linux" {
 		t.Fatalf("apply: rows %v in\n%s", rows, r.stdout)
 	}
 	r = it.ok(t, "policy", "dry-run", "sharing")
