@@ -14,6 +14,7 @@ import (
 	"github.com/halemdm/hale/certs"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/android"
+	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/httpapi"
@@ -49,6 +50,9 @@ func (s *Server) ComplianceForTest() *compliance.Engine { return s.compliance }
 
 // AgentQueueForTest is the agent command queue, to record a result as a crash would leave it.
 func (s *Server) AgentQueueForTest() *agentcmd.Queue { return s.agentQueue }
+
+// AppleForTest is Apple MDM, whose posture refresh a test runs at its own moment.
+func (s *Server) AppleForTest() *applemdm.Service { return s.apple }
 
 // AuditKeyForTest is the audit log's note verifier key.
 func (s *Server) AuditKeyForTest() string { return s.auditKey }

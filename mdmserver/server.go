@@ -405,6 +405,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
 	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
 	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
+	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
 	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })
 	work.Go(func() { s.android.RunReconcile(workCtx, s.cfg.AndroidReconcileInterval) })
 	defer func() { stopWork(); work.Wait() }()

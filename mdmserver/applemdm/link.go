@@ -73,7 +73,7 @@ func (l *inventoryLink) TokenUpdate(r *mdm.Request, m *mdm.TokenUpdate) error {
 		defer l.s.background.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, c := range postureQueries() {
+		for _, c := range postureQueries(dev.UserEnrollment) {
 			if _, err := l.s.d.Dispatch.Send(ctx, eid, c, "system:enrollment"); err != nil {
 				l.s.log.Warn("queue posture query after enrollment", "device_id", dev.ID, "request_type", c.RequestType, "err", err)
 			}
@@ -115,16 +115,6 @@ func DeviceInformation(queries []string) commands.Command {
 		queries = deviceInfoQueries
 	}
 	return commands.Command{RequestType: "DeviceInformation", Fields: map[string]any{"Queries": queries}}
-}
-
-// postureQueries are the commands that tell Hale an Apple device's posture.
-func postureQueries() []commands.Command {
-	return []commands.Command{
-		DeviceInformation(nil),
-		{RequestType: "SecurityInfo"},
-		{RequestType: "ProfileList"},
-		{RequestType: "Restrictions"},
-	}
 }
 
 // authenticateFacts are the optional keys of an Authenticate message Hale uses.
