@@ -45,10 +45,15 @@ func (h *Audit) List(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	start, _ := strconv.ParseInt(q.Get("start"), 10, 64)
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	entries, next, err := h.Log.List(r.Context(), f, start, limit)
+	start, ok := httpapi.QueryInt(w, r, "start", 0)
+	if !ok {
+		return
+	}
+	limit, ok := httpapi.QueryInt(w, r, "limit", 1)
+	if !ok {
+		return
+	}
+	entries, next, err := h.Log.List(r.Context(), f, start, int(min(limit, 1<<20)))
 	if err != nil {
 		httpapi.Internal(h.Logger, w, r, err)
 		return

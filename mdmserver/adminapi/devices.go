@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/httpjson"
@@ -56,8 +55,11 @@ func (h *Devices) List(w http.ResponseWriter, r *http.Request) {
 		problem.BadRequest(w, r, "state must be one of active, locked, lost, wiped, unenrolled, retired")
 		return
 	}
-	limit, _ := strconv.Atoi(q.Get("limit"))
-	devs, next, err := h.Devices.List(r.Context(), f, q.Get("cursor"), limit)
+	limit, ok := httpapi.QueryInt(w, r, "limit", 1)
+	if !ok {
+		return
+	}
+	devs, next, err := h.Devices.List(r.Context(), f, q.Get("cursor"), int(min(limit, 1<<20)))
 	if errors.Is(err, inventory.ErrBadCursor) {
 		problem.BadRequest(w, r, "invalid cursor: pass next_cursor from the previous page unchanged")
 		return

@@ -6,8 +6,10 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/halemdm/hale/internal/problem"
@@ -128,4 +130,20 @@ func DeviceFor(inv DeviceLookup, log *slog.Logger, w http.ResponseWriter, r *htt
 		return nil, false
 	}
 	return d, true
+}
+
+// QueryInt reads the integer query parameter name: 0 when it is absent. A value that is not a
+// whole number of at least min is answered 400 (ok false), rather than silently taken as the
+// default: a client sending junk learns it at once.
+func QueryInt(w http.ResponseWriter, r *http.Request, name string, min int64) (n int64, ok bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < min {
+		problem.BadRequest(w, r, fmt.Sprintf("%s must be a whole number of at least %d", name, min))
+		return 0, false
+	}
+	return n, true
 }
