@@ -431,3 +431,17 @@ func TestAppInstancesRevokedByUnenroll(t *testing.T) {
 		t.Fatalf("unenrolled device allowed: %+v", a)
 	}
 }
+
+// healthyApp registers the simulated messaging app on device id and returns what sends one
+// report of a healthy app (passcode set, not jailbroken, no screen capture).
+func (env *testEnv) healthyApp(ca *applesim.AppAttestCA, id string) func() {
+	env.t.Helper()
+	app := env.iosApp(ca, id)
+	yes, no := true, false
+	return func() {
+		env.t.Helper()
+		if code := env.iosReport(app.key, app.id, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
+			env.t.Fatalf("app report: %d", code)
+		}
+	}
+}

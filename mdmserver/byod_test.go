@@ -5,8 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,12 +57,8 @@ func TestAccountDrivenUserEnrollment(t *testing.T) {
 	env.uploadPushCert()
 	it, accessTok := env.token("it"), env.token("access")
 	secA, secB := env.token("security"), env.token("security")
-	doc, err := os.ReadFile(filepath.Join("..", "examples", "policies", "byod.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.call("PUT", "/api/v1/policies/byod", it, doc, nil)
-	env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"byod"}`), nil)
+	env.applyExample(it, "byod.yaml", "byod")
+	env.assignDefault(it, "byod")
 
 	const account = "dr.grey@hospital.example"
 	var bad api.NewEnrollment

@@ -2,8 +2,6 @@ package mdmserver_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -26,14 +24,7 @@ func TestDataSharingOnIPhone(t *testing.T) {
 	env.uploadPushCert()
 	it, accessTok := env.token("it"), env.token("access")
 
-	doc, err := os.ReadFile(filepath.Join("..", "examples", "policies", "hipaa-texting.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var put api.PolicyApplied
-	if code := env.call("PUT", "/api/v1/policies/hipaa", it, doc, &put); code != 200 {
-		t.Fatalf("apply: %d", code)
-	}
+	put := env.applyExample(it, "hipaa-texting.yaml", "hipaa")
 	notEnforced := map[string][]policies.Platform{}
 	for _, r := range put.NotEnforced {
 		notEnforced[r.Rule] = r.Platforms
@@ -57,29 +48,15 @@ func TestDataSharingOnIPhone(t *testing.T) {
 	if code := env.call("POST", "/api/v1/policies/hipaa/dry-run", it, nil, &dry); code != 200 || len(dry.NotEnforced) != len(put.NotEnforced) || dry.Conflicts == nil {
 		t.Fatalf("dry-run: %d %+v", code, dry)
 	}
-	if code := env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"hipaa"}`), nil); code != 200 {
-		t.Fatalf("assign: %d", code)
-	}
+	env.assignDefault(it, "hipaa")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	phone := env.scepDevice(ctx, applesim.WithState(applesim.IOSState()))
-	if err := phone.Enroll(ctx); err != nil {
-		t.Fatalf("enroll: %v", err)
-	}
-	go func() { _ = phone.RunPushLoop(ctx, env.APNs) }()
-	id := phone.Certificate().Subject.CommonName
+	phone, id := env.checkedInDevice(ctx, applesim.WithState(applesim.IOSState()))
 
 	// The example requires the messaging app's attested evidence: the phone runs it.
 	env.waitAccess(accessTok, id, "reported", func(a access.Answer) bool { return a.Posture != nil && a.Posture.Restrictions != nil })
-	app := env.iosApp(appCA, id)
-	yes, no := true, false
-	appReport := func() {
-		t.Helper()
-		if code := env.iosReport(app.key, app.id, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
-			t.Fatalf("app report: %d", code)
-		}
-	}
+	appReport := env.healthyApp(appCA, id)
 	appReport()
 	a := env.waitAccess(accessTok, id, "compliant with the restrictions in force", func(a access.Answer) bool {
 		return a.Allow && a.Compliant && a.Posture != nil && a.Posture.Restrictions != nil

@@ -33,28 +33,15 @@ func newDDMEnv(t *testing.T) *ddmEnv {
 	env, appCA, _ := appEnvWith(t, nil, func(c *mdmserver.Config) { c.AppleDDM = true })
 	env.uploadPushCert()
 	e := &ddmEnv{testEnv: env, it: env.token("it"), access: env.token("access")}
-	doc, err := os.ReadFile(filepath.Join("..", "examples", "policies", "hipaa-texting.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code := env.call("PUT", "/api/v1/policies/hipaa", e.it, doc, nil); code != 200 {
-		t.Fatalf("apply the example: %d", code)
-	}
-	if code := env.call("PUT", "/api/v1/assignments", e.it, []byte(`{"target":{"kind":"default"},"policy":"hipaa"}`), nil); code != 200 {
-		t.Fatalf("assign: %d", code)
-	}
+	env.applyExample(e.it, "hipaa-texting.yaml", "hipaa")
+	env.assignDefault(e.it, "hipaa")
 	e.streamID = env.stream(e.access, `{"aud":"messaging","events_requested":["`+posture.EventComplianceChange+`","`+posture.EventSessionRevoked+`"]}`).StreamID
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e.phone = env.scepDevice(ctx, applesim.WithState(applesim.IOSState()))
-	if err := e.phone.Enroll(ctx); err != nil {
-		t.Fatalf("enroll: %v", err)
-	}
-	go func() { _ = e.phone.RunPushLoop(ctx, env.APNs) }()
-	e.id = e.phone.Certificate().Subject.CommonName
+	e.phone, e.id = env.checkedInDevice(ctx, applesim.WithState(applesim.IOSState()))
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
-	err = e.phone.WaitFor(wctx, func(s applesim.State, _ []applesim.CommandRecord) bool {
+	err := e.phone.WaitFor(wctx, func(s applesim.State, _ []applesim.CommandRecord) bool {
 		_, ok := s.Declaration(policies.DeclarationIdentifier("hipaa", policies.DeclarationPasscode))
 		return ok && len(s.Profiles) >= 2
 	})
@@ -63,11 +50,7 @@ func newDDMEnv(t *testing.T) *ddmEnv {
 	}
 	// The example requires the messaging app's attested evidence: the phone runs it, and it
 	// reports once (the test's answers stay within the example's 15 minutes).
-	app := env.iosApp(appCA, e.id)
-	yes, no := true, false
-	if code := env.iosReport(app.key, app.id, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
-		t.Fatalf("app report: %d", code)
-	}
+	env.healthyApp(appCA, e.id)()
 	return e
 }
 

@@ -73,16 +73,9 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 	env.uploadPushCert()
 	it, accessTok := env.token("it"), env.token("access")
 
-	doc, err := os.ReadFile(filepath.Join("..", "examples", "policies", "hipaa-texting.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var put struct {
-		Version      int
-		Unobservable []policies.UnobservableRule
-	}
-	if code := env.call("PUT", "/api/v1/policies/hipaa", it, doc, &put); code != 200 || put.Version != 1 || put.Unobservable == nil {
-		t.Fatalf("apply the example: %d %+v", code, put)
+	put := env.applyExample(it, "hipaa-texting.yaml", "hipaa")
+	if put.Version != 1 || put.Unobservable == nil {
+		t.Fatalf("apply the example: %+v", put)
 	}
 	for _, u := range put.Unobservable {
 		if u.Enrollment == policies.EnrollmentApple && (slices.Contains(u.Platforms, policies.PlatformIOS) || slices.Contains(u.Platforms, policies.PlatformIPadOS)) {
@@ -95,18 +88,11 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 	}) {
 		t.Errorf("dry-run's unobservable rules %+v differ from apply's %+v", dry.Unobservable, put.Unobservable)
 	}
-	if code := env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"hipaa"}`), nil); code != 200 {
-		t.Fatalf("assign: %d", code)
-	}
+	env.assignDefault(it, "hipaa")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	phone := env.scepDevice(ctx, applesim.WithState(applesim.IOSState()))
-	if err := phone.Enroll(ctx); err != nil {
-		t.Fatalf("enroll: %v", err)
-	}
-	go func() { _ = phone.RunPushLoop(ctx, env.APNs) }()
-	id := phone.Certificate().Subject.CommonName
+	phone, id := env.checkedInDevice(ctx, applesim.WithState(applesim.IOSState()))
 
 	// Without the app the iPhone is noncompliant (denied when the grace ends): nothing reports
 	// its jailbreak state or the app.
@@ -121,13 +107,10 @@ func TestHIPAAExampleOnIPhone(t *testing.T) {
 	if a.Posture.Jailbroken != nil || a.Posture.AppAttested != nil {
 		t.Fatalf("app claims before the app: %+v", a.Posture)
 	}
-	app := env.iosApp(appCA, id)
-	yes, no := true, false
+	report := env.healthyApp(appCA, id)
 	appReport := func() access.Answer {
 		t.Helper()
-		if code := env.iosReport(app.key, app.id, api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}, nil); code != 200 {
-			t.Fatalf("app report: %d", code)
-		}
+		report()
 		return env.access(accessTok, id)
 	}
 	a = appReport()
@@ -198,12 +181,7 @@ func TestAppleMDMSourceOnAMac(t *testing.T) {
 	accessTok := env.token("access")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	mac := env.scepDevice(ctx, applesim.WithState(applesim.MacOSState()))
-	if err := mac.Enroll(ctx); err != nil {
-		t.Fatalf("enroll: %v", err)
-	}
-	go func() { _ = mac.RunPushLoop(ctx, env.APNs) }()
-	id := mac.Certificate().Subject.CommonName
+	_, id := env.checkedInDevice(ctx, applesim.WithState(applesim.MacOSState()))
 	a := env.waitAccess(accessTok, id, "reported", func(a access.Answer) bool {
 		p := a.Posture
 		return p != nil && p.Supervised != nil && p.SIPEnabled != nil && p.InstalledProfiles != nil
@@ -217,4 +195,39 @@ func TestAppleMDMSourceOnAMac(t *testing.T) {
 	if got := postureKeys(t, a.Posture); len(want) == 0 || !slices.Equal(got, want) {
 		t.Errorf("the server keeps %v of a Mac's answers; policies.Sources says %v", got, want)
 	}
+}
+
+// applyExample applies examples/policies/FILE as policy name with the IT token it, and returns
+// the answer.
+func (env *testEnv) applyExample(it, file, name string) api.PolicyApplied {
+	env.t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "examples", "policies", file))
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	var put api.PolicyApplied
+	if code := env.call("PUT", "/api/v1/policies/"+name, it, doc, &put); code != 200 {
+		env.t.Fatalf("apply %s: %d", file, code)
+	}
+	return put
+}
+
+// assignDefault makes policy name every device's.
+func (env *testEnv) assignDefault(it, name string) {
+	env.t.Helper()
+	if code := env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"`+name+`"}`), nil); code != 200 {
+		env.t.Fatalf("assign %s: %d", name, code)
+	}
+}
+
+// checkedInDevice enrolls a simulated Apple device the real way (scepDevice), checks it in, and
+// runs its push loop until ctx ends; it returns the device and its Hale ID.
+func (env *testEnv) checkedInDevice(ctx context.Context, opts ...applesim.Option) (*applesim.Device, string) {
+	env.t.Helper()
+	dev := env.scepDevice(ctx, opts...)
+	if err := dev.Enroll(ctx); err != nil {
+		env.t.Fatalf("enroll: %v", err)
+	}
+	go func() { _ = dev.RunPushLoop(ctx, env.APNs) }()
+	return dev, dev.Certificate().Subject.CommonName
 }

@@ -24,9 +24,7 @@ func TestApplePostureRefreshed(t *testing.T) {
 	if code := env.call("PUT", "/api/v1/policies/fresh", it, []byte("encryption:\n  required: true\nreporting:\n  max_age: 15m\n"), nil); code != 200 {
 		t.Fatalf("policy: %d", code)
 	}
-	if code := env.call("PUT", "/api/v1/assignments", it, []byte(`{"target":{"kind":"default"},"policy":"fresh"}`), nil); code != 200 {
-		t.Fatalf("assign: %d", code)
-	}
+	env.assignDefault(it, "fresh")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	phone := env.scepDevice(ctx, applesim.WithState(applesim.IOSState()))
