@@ -445,3 +445,26 @@ func (env *testEnv) healthyApp(ca *applesim.AppAttestCA, id string) func() {
 		}
 	}
 }
+
+// One app instance's key cannot speak for another: a report or a token request for instance B
+// signed with instance A's key is refused, and B's record is untouched (its next honest report,
+// whose counter the refused one did not move, is taken).
+func TestAppInstanceCannotSpeakForAnother(t *testing.T) {
+	env, appCA, _ := appEnv(t)
+	env.uploadPushCert()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, id := env.checkedInDevice(ctx, applesim.WithState(applesim.IOSState()))
+	a, b := env.iosApp(appCA, id), env.iosApp(appCA, id)
+	yes, no := true, false
+	claims := api.AppClaims{PasscodeSet: &yes, Jailbroken: &no, ScreenCaptured: &no, AppVersion: "3.2.1"}
+	if code := env.iosReport(a.key, b.id, claims, nil); code == 200 {
+		t.Fatal("a report for B signed with A's key was taken")
+	}
+	if code := env.appTokenCode(a.key, b.id); code == 200 {
+		t.Fatal("a token for B was issued on A's signature")
+	}
+	if code := env.iosReport(b.key, b.id, claims, nil); code != 200 {
+		t.Fatalf("B's own report after the refused ones: %d", code)
+	}
+}
