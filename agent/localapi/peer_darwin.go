@@ -1,0 +1,63 @@
+package localapi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// PeerOf answers who is at the other end of a Unix socket connection: the user from
+// LOCAL_PEERCRED (getsockopt Xucred, the credentials the kernel recorded at connect()), the
+// process from LOCAL_PEERPID, and its executable from the kern.procargs2 sysctl (what ps uses),
+// all without cgo. macOS also offers the peer's audit token (LOCAL_PEERTOKEN) and the code
+// signature through SecCodeCopyGuestWithAttributes; the latter is a Security framework call
+// that needs cgo, so the signature is not checked here and the allow list names paths.
+func PeerOf(c net.Conn) (Peer, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return Peer{}, errors.New("not a Unix socket connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return Peer{}, err
+	}
+	var xu *unix.Xucred
+	var pid int
+	var cerr, perr error
+	if err := raw.Control(func(fd uintptr) {
+		xu, cerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
+		pid, perr = unix.GetsockoptInt(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERPID)
+	}); err != nil {
+		return Peer{}, err
+	}
+	if cerr != nil {
+		return Peer{}, fmt.Errorf("LOCAL_PEERCRED: %w", cerr)
+	}
+	uid := strconv.FormatUint(uint64(xu.Uid), 10)
+	p := Peer{UID: uid, User: userName(uid)}
+	if perr == nil && pid > 0 {
+		p.PID = pid
+		p.Executable = processExecutable(pid)
+	}
+	return p, nil
+}
+
+// processExecutable is the executable path kern.procargs2 reports for pid: an int32 argc, then
+// the NUL-terminated path the process was executed from; "" when the sysctl fails.
+func processExecutable(pid int) string {
+	b, err := unix.SysctlRaw("kern.procargs2", pid)
+	if err != nil || len(b) < 5 {
+		return ""
+	}
+	_ = binary.LittleEndian.Uint32(b) // argc
+	path, _, ok := bytes.Cut(b[4:], []byte{0})
+	if !ok || len(path) == 0 || path[0] != '/' {
+		return ""
+	}
+	return string(path)
+}
