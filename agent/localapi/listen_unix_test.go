@@ -9,7 +9,6 @@ import (
 	"testing"
 )
 
-
 // The socket is 0666 in a 0755 directory of the agent's: any local user can connect, none can
 // replace it; a stale socket is replaced; any other file in its place, or a directory another
 // user controls, is refused.

@@ -97,4 +97,3 @@ func TestPipeSDDL(t *testing.T) {
 		t.Fatalf("interactive users %#x may create pipe instances or change the ACL", iu)
 	}
 }
-
