@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -144,6 +145,30 @@ func TestDesktopAppThroughAgent(t *testing.T) {
 	stolen, _ := thief.Proof("POST", sessionsURL, tok.Token)
 	if _, err := v.VerifyWithProof(ctx, tok.Token, stolen, "POST", sessionsURL); !errors.Is(err, posture.ErrProof) {
 		t.Fatalf("the token with another key's proof: %v", err)
+	}
+
+	// The Electron/Node client of examples/desktopapp/node does the same in JavaScript, when
+	// Node is installed: its executable is added to the allow list of a second endpoint.
+	if node, err := exec.LookPath("node"); err == nil {
+		node, _ = filepath.EvalSymlinks(node)
+		nodeSock := filepath.Join(t.TempDir(), "run", "agent.sock")
+		ep, _ := localapi.New(a, localapi.WithAllowedExecutables(node), localapi.WithAllowedUsers(strconv.Itoa(os.Getuid())),
+			localapi.WithSignedInCheck(nil))
+		ln, err := localapi.Listen(nodeSock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ep.Serve(ctx, ln)
+		out, err := exec.CommandContext(ctx, node, "../examples/desktopapp/node/hale.js", nodeSock, sessionsURL).Output()
+		var got struct{ Token, Proof, Executable string }
+		if err != nil || json.Unmarshal(out, &got) != nil || got.Executable != node {
+			t.Fatalf("node client: %v %s", err, out)
+		}
+		if c, err := v.VerifyWithProof(ctx, got.Token, got.Proof, "POST", sessionsURL); err != nil || c.LocalApp.Executable != node {
+			t.Fatalf("the Node client's token and proof: %v", err)
+		}
+	} else if os.Getenv("CI") != "" {
+		t.Log("node is not installed: the Node client is not exercised")
 	}
 
 	// Wipe. The agent carries it out (nothing under its wipe roots), the device is wiped.
