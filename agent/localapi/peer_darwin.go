@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -57,7 +58,12 @@ func processExecutable(pid int) string {
 	_ = binary.LittleEndian.Uint32(b) // argc
 	path, _, ok := bytes.Cut(b[4:], []byte{0})
 	if !ok || len(path) == 0 || path[0] != '/' {
+		return "" // relative to a working directory the agent cannot know: refused
+	}
+	// The path the process was executed by; the allow list holds paths with symlinks resolved.
+	real, err := filepath.EvalSymlinks(string(path))
+	if err != nil {
 		return ""
 	}
-	return string(path)
+	return real
 }
