@@ -14,10 +14,10 @@
 // the token (Issuer). Nothing is cached: every token is the server's decision of the moment, so
 // a wiped, locked or non-compliant device gets none, and an unreachable server is a refusal.
 //
-// What is not verified: code signatures. macOS's SecCode and Windows' WinVerifyTrust are not
-// reachable without cgo (macOS) or without much more code than this (Windows); the allow list
-// names paths instead, and Listen-side checks refuse allow-list entries that a user could
-// replace (not owned by root or writable by group or others, on Unix).
+// Code signatures: on Windows WithRequireSignature adds an Authenticode check (WinVerifyTrust,
+// cgo-free); macOS's check is the Security framework's (SecCode), which needs cgo, so there the
+// allow list names paths only, as on Linux, and CheckExecutable refuses allow-list entries that a
+// user could replace (not owned by root, or writable by group or others).
 package localapi
 
 import (
@@ -79,6 +79,8 @@ type Server struct {
 	log      *slog.Logger
 	timeout  time.Duration
 	sem      chan struct{}
+	// signed: the executable must also carry a valid code signature (Windows only).
+	signed bool
 }
 
 // Option configures a Server.
@@ -103,6 +105,11 @@ func WithAllowedUsers(users ...string) Option {
 		}
 	}
 }
+
+// WithRequireSignature makes the endpoint also require a valid code signature of the peer's
+// executable: Authenticode on Windows (WinVerifyTrust), checked on every connection. Other
+// systems offer no check without cgo, so New refuses the option there rather than pretend.
+func WithRequireSignature() Option { return func(s *Server) { s.signed = true } }
 
 // WithSignedInCheck replaces the check that a peer's user is signed in at the computer
 // (default: SignedIn for this OS). Nil serves only WithAllowedUsers.
@@ -144,6 +151,9 @@ func New(issuer Issuer, opts ...Option) (*Server, error) {
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.signed && !signatureSupported {
+		return nil, errors.New("localapi: code signatures cannot be checked on this OS without cgo; name executables by path")
 	}
 	return s, nil
 }
@@ -246,6 +256,11 @@ func (s *Server) admit(p Peer) *localproto.Error {
 	}
 	if p.Executable == "" || !s.exes[p.Executable] {
 		return localproto.Errorf(localproto.CodeAppNotAllowed, "%s is not an app this agent serves", p.Executable)
+	}
+	if s.signed {
+		if err := verifySignature(p.Executable); err != nil {
+			return localproto.Errorf(localproto.CodeAppNotAllowed, "%s: %v", p.Executable, err)
+		}
 	}
 	return nil
 }

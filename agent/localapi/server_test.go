@@ -287,3 +287,10 @@ func TestRefusals(t *testing.T) {
 }
 
 var ecdsaCurve = elliptic.P256()
+
+// Where the OS has no cgo-free signature check, requiring one is refused, not ignored.
+func TestRequireSignatureRefusedWithoutOSSupport(t *testing.T) {
+	if _, err := New(&fakeIssuer{}, WithRequireSignature()); err == nil {
+		t.Fatal("a signature requirement was accepted on an OS that cannot check it")
+	}
+}

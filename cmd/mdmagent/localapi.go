@@ -15,6 +15,7 @@ type localFlags struct {
 	apps    []string // allowed executables; none: the endpoint is off
 	users   []string // allowed accounts besides the signed-in ones
 	address string
+	signed  bool // Windows: the executables must carry a valid Authenticode signature
 }
 
 func (f *localFlags) add(c *cobra.Command) {
@@ -22,6 +23,8 @@ func (f *localFlags) add(c *cobra.Command) {
 		"executable (absolute path) that may get key-bound posture tokens on the local endpoint (repeatable; none: the endpoint is off)")
 	c.Flags().StringArrayVar(&f.users, "app-user", nil,
 		"account (name or UID/SID) served besides the users signed in at the computer (repeatable)")
+	c.Flags().BoolVar(&f.signed, "app-require-signature", false,
+		"Windows: also require a valid Authenticode signature of the app's executable (no cgo-free check elsewhere)")
 	c.Flags().StringVar(&f.address, "local-socket", localapi.DefaultAddress(), "the local endpoint's Unix socket path or named pipe")
 }
 
@@ -33,6 +36,9 @@ func (f *localFlags) args() []string {
 	}
 	for _, u := range f.users {
 		out = append(out, "--app-user", u)
+	}
+	if f.signed {
+		out = append(out, "--app-require-signature")
 	}
 	if len(f.apps) > 0 && f.address != localapi.DefaultAddress() {
 		out = append(out, "--local-socket", f.address)
@@ -60,7 +66,11 @@ func serveLocal(ctx context.Context, a *agent.Agent, f localFlags, log *slog.Log
 		log.Error("local endpoint: off, no allowed executable can be trusted")
 		return
 	}
-	srv, err := localapi.New(a, localapi.WithAllowedExecutables(exes...), localapi.WithAllowedUsers(f.users...), localapi.WithLogger(log))
+	opts := []localapi.Option{localapi.WithAllowedExecutables(exes...), localapi.WithAllowedUsers(f.users...), localapi.WithLogger(log)}
+	if f.signed {
+		opts = append(opts, localapi.WithRequireSignature())
+	}
+	srv, err := localapi.New(a, opts...)
 	if err != nil {
 		log.Error("local endpoint: off", "err", err)
 		return
