@@ -2,7 +2,6 @@ package localapi
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -43,27 +42,42 @@ func PeerOf(c net.Conn) (Peer, error) {
 	p := Peer{UID: uid, User: userName(uid)}
 	if perr == nil && pid > 0 {
 		p.PID = pid
-		p.Executable = processExecutable(pid)
+		p.Executable, p.Tampered = procArgs(pid)
 	}
 	return p, nil
 }
 
-// processExecutable is the executable path kern.procargs2 reports for pid: an int32 argc, then
-// the NUL-terminated path the process was executed from; "" when the sysctl fails.
-func processExecutable(pid int) string {
+// procArgs reads the kern.procargs2 sysctl for pid: an int32 argc, the NUL-terminated path
+// the process was executed by, NUL padding, the arguments and then the environment, each
+// NUL-terminated (what ps -E shows). It answers the path with symlinks resolved ("" when it
+// cannot be trusted) and why the process may run foreign code (injected), failing closed when
+// the sysctl cannot be read or parsed.
+func procArgs(pid int) (exe, tampered string) {
 	b, err := unix.SysctlRaw("kern.procargs2", pid)
 	if err != nil || len(b) < 5 {
-		return ""
+		return "", "the agent cannot read how it was started"
 	}
-	_ = binary.LittleEndian.Uint32(b) // argc
-	path, _, ok := bytes.Cut(b[4:], []byte{0})
-	if !ok || len(path) == 0 || path[0] != '/' {
-		return "" // relative to a working directory the agent cannot know: refused
+	path, rest, ok := bytes.Cut(b[4:], []byte{0})
+	if !ok {
+		return "", "the agent cannot read how it was started"
+	}
+	// Arguments and environment are not told apart here: argc cannot be trusted to split them
+	// (an empty argv[0] is indistinguishable from the padding), so every string is judged both
+	// as an argument and as a variable: a false alarm costs a token, a miss would give one away.
+	var strs []string
+	for part := range bytes.SplitSeq(rest, []byte{0}) {
+		if len(part) > 0 {
+			strs = append(strs, string(part))
+		}
+	}
+	tampered = injected(strs, append([]string{""}, strs...))
+	if len(path) == 0 || path[0] != '/' {
+		return "", tampered // relative to a working directory the agent cannot know: refused
 	}
 	// The path the process was executed by; the allow list holds paths with symlinks resolved.
 	real, err := filepath.EvalSymlinks(string(path))
 	if err != nil {
-		return ""
+		return "", tampered
 	}
-	return real
+	return real, tampered
 }

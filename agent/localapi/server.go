@@ -45,6 +45,9 @@ type Peer struct {
 	User string
 	// Executable is the absolute path of the peer's executable ("" when unknown).
 	Executable string
+	// Tampered says why the peer process may run other code than its executable's (started
+	// with a preloaded library, as a plain interpreter, under a debugger), or "".
+	Tampered string
 }
 
 // TokenRequest is what the endpoint asks the Issuer for: a token for Key, naming the peer.
@@ -256,6 +259,9 @@ func (s *Server) admit(p Peer) *localproto.Error {
 	}
 	if p.Executable == "" || !s.exes[p.Executable] {
 		return localproto.Errorf(localproto.CodeAppNotAllowed, "%s is not an app this agent serves", p.Executable)
+	}
+	if p.Tampered != "" {
+		return localproto.Errorf(localproto.CodeAppNotAllowed, "%s may run other code than its own: %s", p.Executable, p.Tampered)
 	}
 	if s.signed {
 		if err := verifySignature(p.Executable); err != nil {

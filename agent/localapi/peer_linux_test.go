@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,9 +65,19 @@ func appMain(path string) int {
 // it) as uid against the socket at path, and answers the agent's last answer to it.
 func appAs(t *testing.T, exe, path string, uid uint32) localproto.Response {
 	t.Helper()
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = []string{"HALE_LOCALAPI_APP=" + path}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	return appRun(t, exe, path, &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}, nil)
+}
+
+// appRun runs the app with attr (nil: as this user), extra environment and arguments.
+func appRun(t *testing.T, exe, path string, attr *syscall.SysProcAttr, env []string, args ...string) localproto.Response {
+	t.Helper()
+	cmd := exec.Command(exe, append([]string{"-test.run=^$"}, args...)...)
+	cmd.Env = append([]string{"HALE_LOCALAPI_APP=" + path}, env...)
+	cmd.SysProcAttr = attr
+	uid := os.Getuid()
+	if attr != nil && attr.Credential != nil {
+		uid = int(attr.Credential.Uid)
+	}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("the app as uid %d: %v %s", uid, err, out)
@@ -167,5 +179,44 @@ func TestOtherUsersProcess(t *testing.T) {
 	}
 	if len(iss.calls()) != 1 {
 		t.Fatal("the server was asked for an unlisted executable")
+	}
+}
+
+// An allowed app started so that it may run other code than its own (a preloaded library,
+// Electron as a plain Node interpreter, a debugger port) gets no token; started plainly, it
+// does. Runs as the current user: no root needed.
+func TestInjectedAppRefused(t *testing.T) {
+	exe, dir := installApp(t)
+	iss := &fakeIssuer{}
+	path := filepath.Join(dir, "run", "agent.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := New(iss, WithAllowedExecutables(exe), WithAllowedUsers(strconv.Itoa(os.Getuid())), WithSignedInCheck(nil))
+	go s.Serve(t.Context(), ln)
+
+	if r := appRun(t, exe, path, nil, nil); r.Error != nil || r.Token == "" {
+		t.Fatalf("the plain app: %+v", r.Error)
+	}
+	for name, c := range map[string]struct {
+		env  []string
+		args []string
+		want string
+	}{
+		"LD_PRELOAD":           {env: []string{"LD_PRELOAD=/nonexistent/hook.so"}, want: "LD_PRELOAD"},
+		"ELECTRON_RUN_AS_NODE": {env: []string{"ELECTRON_RUN_AS_NODE=1"}, want: "ELECTRON_RUN_AS_NODE"},
+		"NODE_OPTIONS":         {env: []string{"NODE_OPTIONS=--require /tmp/evil.js"}, want: "NODE_OPTIONS"},
+		"--inspect":            {args: []string{"--inspect=9229"}, want: "--inspect"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := appRun(t, exe, path, nil, c.env, c.args...)
+			if r.Error == nil || r.Error.Code != localproto.CodeAppNotAllowed || !strings.Contains(r.Error.Detail, c.want) {
+				t.Fatalf("got %+v %+v", r, r.Error)
+			}
+		})
+	}
+	if n := len(iss.calls()); n != 1 {
+		t.Fatalf("the server was asked %d times, want once (the plain app)", n)
 	}
 }
