@@ -132,8 +132,8 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 // server is unreachable.
 func WithIssueTimeout(d time.Duration) Option { return func(s *Server) { s.timeout = d } }
 
-// WithMaxConnections bounds the connections served at once (default 32); more wait to be
-// accepted, so a local flood costs the agent nothing but the backlog.
+// WithMaxConnections bounds the connections served at once (default 32); more are answered
+// busy and closed, so a local flood costs the agent little and holds no peer unread.
 func WithMaxConnections(n int) Option {
 	return func(s *Server) {
 		if n > 0 {
@@ -170,14 +170,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 	defer ln.Close()
 	for {
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
 		c, err := ln.Accept()
 		if err != nil {
-			<-s.sem
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -186,6 +180,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				continue
 			}
 			return err
+		}
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			// At capacity: refused at once rather than left in the backlog, where its peer's
+			// credentials would wait unread while the process that connected could go away.
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = json.NewEncoder(c).Encode(localproto.Response{Error: localproto.Errorf(localproto.CodeBusy, "the agent is serving %d connections; try again", cap(s.sem))})
+			c.Close()
+			continue
 		}
 		wg.Go(func() {
 			defer func() { <-s.sem }()

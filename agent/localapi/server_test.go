@@ -294,3 +294,29 @@ func TestRequireSignatureRefusedWithoutOSSupport(t *testing.T) {
 		t.Fatal("a signature requirement was accepted on an OS that cannot check it")
 	}
 }
+
+// Past the connection limit a connection is answered busy and closed at once, not queued.
+func TestBusy(t *testing.T) {
+	uid := strconv.Itoa(os.Getuid())
+	path := serve(t, &fakeIssuer{}, WithAllowedExecutables(selfExe(t)), WithAllowedUsers(uid), WithSignedInCheck(nil), WithMaxConnections(1))
+	first := dial(t, path)
+	first.nonce() // served, and held open
+	wantCode(t, dial(t, path).read(), localproto.CodeBusy)
+	first.c.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := &conn{t: t, c: c, r: bufio.NewReader(c)}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		r := cc.send(`{"op":"nonce"}`)
+		c.Close()
+		if r.Error == nil {
+			break
+		}
+		if r.Error.Code != localproto.CodeBusy || time.Now().After(deadline) {
+			t.Fatalf("after the first closed: %+v", r.Error)
+		}
+	}
+}

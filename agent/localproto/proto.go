@@ -61,6 +61,7 @@ const (
 	CodeBadRequest        = "bad_request"        // not one JSON object of a known op on one line
 	CodeTooLarge          = "too_large"          // a line longer than MaxLine
 	CodeTooMany           = "too_many_requests"  // more than MaxRequests on one connection
+	CodeBusy              = "busy"               // the agent serves as many connections as it will; retry
 	CodeUserNotAllowed    = "user_not_allowed"   // the peer's user is not one the endpoint serves
 	CodeAppNotAllowed     = "app_not_allowed"    // the peer's executable is not on the allow list
 	CodePeerUnknown       = "peer_unknown"       // the OS did not say who the peer is
