@@ -29,6 +29,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,7 +97,7 @@ type Option func(*Server)
 func WithAllowedExecutables(paths ...string) Option {
 	return func(s *Server) {
 		for _, p := range paths {
-			s.exes[p] = true
+			s.exes[normPath(p)] = true
 		}
 	}
 }
@@ -261,7 +264,7 @@ func (s *Server) admit(p Peer) *localproto.Error {
 	if !s.users[p.User] && !s.users[p.UID] && (s.signedIn == nil || !s.signedIn(p)) {
 		return localproto.Errorf(localproto.CodeUserNotAllowed, "user %s is not signed in at this computer", p.User)
 	}
-	if p.Executable == "" || !s.exes[p.Executable] {
+	if p.Executable == "" || !s.exes[normPath(p.Executable)] {
 		return localproto.Errorf(localproto.CodeAppNotAllowed, "%s is not an app this agent serves", p.Executable)
 	}
 	if p.Tampered != "" {
@@ -296,6 +299,15 @@ func (s *Server) token(ctx context.Context, peer Peer, proof, nonce string) loca
 	s.log.Info("local endpoint issued an app token", "user", peer.User, "exe", peer.Executable, "pid", peer.PID, "expires_at", t.ExpiresAt)
 	return localproto.Response{Token: t.Token, TokenType: t.TokenType, ExpiresAt: t.ExpiresAt, DeviceID: t.DeviceID,
 		User: peer.User, Executable: peer.Executable}
+}
+
+// normPath is a path as the allow list compares it: as is, except on Windows, whose file
+// system is case-insensitive.
+func normPath(p string) string {
+	if runtime.GOOS == "windows" {
+		return strings.ToLower(filepath.Clean(p))
+	}
+	return p
 }
 
 // newNonce is 32 random bytes, base64url.
