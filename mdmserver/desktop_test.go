@@ -123,6 +123,25 @@ func TestAgentAppTokenRoute(t *testing.T) {
 		}
 	}
 
+	// Out of compliance past its grace (none here): the next token is refused at once.
+	noGrace := "encryption:\n  required: true\nreporting:\n  max_age: 15m\ngrace: 0s\n"
+	if code := env.call("PUT", "/api/v1/policies/agents", env.token("it"), []byte(noGrace), nil); code != 200 {
+		t.Fatalf("policy without grace: %d", code)
+	}
+	env.agentReport(agentClient, false)
+	var denied struct {
+		Code    string
+		Reasons []posture.Reason
+	}
+	if code := apitest.Do(t, agentClient, "POST", env.URL+"/agent/v1/app-token", "", req, &denied); code != http.StatusForbidden ||
+		denied.Code != "access-denied" || len(denied.Reasons) == 0 {
+		t.Fatalf("app token for a non-compliant device: %d %+v", code, denied)
+	}
+	env.agentReport(agentClient, true)
+	if code := apitest.Do(t, agentClient, "POST", env.URL+"/agent/v1/app-token", "", req, &tok); code != 200 {
+		t.Fatalf("app token once compliant again: %d", code)
+	}
+
 	// Locked: the next token is refused at once, with the reason.
 	if code := env.call("POST", "/api/v1/devices/"+id.DeviceID+"/lock", env.token("security"), []byte(`{"reason":"left on the ward"}`), nil); code != 202 {
 		t.Fatalf("lock: %d", code)
