@@ -51,6 +51,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /agent/v1/policy", agent.RequireDevice(agent.Policy))
 	mux.Handle("GET /agent/v1/commands", agent.RequireDevice(agent.Commands))
 	mux.Handle("POST /agent/v1/commands/{id}/result", agent.RequireDevice(agent.CommandResult))
+	// A desktop app's key-bound token, asked by the agent for an app on its local endpoint.
+	mux.Handle("POST /agent/v1/app-token", agent.RequireDevice(s.agentAppTokens.Issue))
 
 	// The messaging app's API: the attestation, binding token and key signatures are its
 	// credentials (app_wiring.go).

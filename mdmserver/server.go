@@ -107,6 +107,8 @@ type Server struct {
 	// for them (app_wiring.go).
 	appInstances *appinstances.Service
 	appAPI       *appapi.Handler
+	// agentAppTokens issues desktop apps' key-bound tokens through their agent (desktop_wiring.go).
+	agentAppTokens *agentapi.AppTokens
 	// approvals holds the wipes held under the two-person rule.
 	approvals *approvals.Service
 	// security carries out lock, lost mode, wipe, approvals and unenroll; securityAPI and
@@ -277,6 +279,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
+	s.agentAppTokens = s.newAgentAppTokens()
 	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
 		return nil, err
 	}

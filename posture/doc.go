@@ -8,7 +8,9 @@
 //   - Verifier checks posture tokens offline: short-lived ES256 JWTs the server gives a device,
 //     bound to the device's certificate, verified against the server's key set; or, for the
 //     organisation's messaging app (package mobile), bound to the app instance's key (cnf.jkt)
-//     and presented with a DPoP proof of possession (RFC 9449) that VerifyWithProof checks.
+//     and presented with a DPoP proof of possession (RFC 9449) that VerifyWithProof checks. A
+//     desktop app's tokens, which the laptop's agent gets for it (package desktop), have the same
+//     shape and name the local user and executable in LocalApp.
 //   - Receiver is the http.Handler the server pushes revocation events to (OpenID Shared
 //     Signals / CAEP Security Event Tokens, RFC 8935); it drops cached decisions and revokes
 //     tokens as they arrive.

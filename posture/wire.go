@@ -108,6 +108,16 @@ type TokenClaims struct {
 	Device    DeviceAt `json:"device"`
 	// AppInstance is the messaging app instance a key-bound token (cnf.jkt) was issued to.
 	AppInstance string `json:"app_instance,omitempty"`
+	// LocalApp names the desktop app and local user a key-bound token was issued to through
+	// the agent's local endpoint (a computer's messaging app, which cannot hold the device key).
+	LocalApp *LocalApp `json:"local_app,omitempty"`
+}
+
+// LocalApp is a desktop app on a computer as the device's agent saw it asking for a token.
+type LocalApp struct {
+	User       string `json:"user"`
+	UID        string `json:"uid,omitempty"`
+	Executable string `json:"exe"`
 }
 
 // Confirm binds a token to a certificate (RFC 8705 section 3.1) or, for the messaging app, to

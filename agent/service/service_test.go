@@ -49,7 +49,7 @@ func parseUnit(t *testing.T, unit string) map[string]map[string][]string {
 var knownKeys = map[string][]string{
 	"Unit": {"Description", "Documentation", "After", "Wants", "StartLimitIntervalSec", "StartLimitBurst"},
 	"Service": {"Type", "ExecStart", "Restart", "RestartSec", "RestartPreventExitStatus", "TimeoutStopSec",
-		"StateDirectory", "StateDirectoryMode", "ReadWritePaths", "UMask", "NoNewPrivileges", "ProtectSystem",
+		"StateDirectory", "StateDirectoryMode", "RuntimeDirectory", "RuntimeDirectoryMode", "ReadWritePaths", "UMask", "NoNewPrivileges", "ProtectSystem",
 		"ProtectHome", "PrivateTmp", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
 		"ProtectControlGroups", "ProtectClock", "ProtectHostname", "RestrictSUIDSGID", "RestrictRealtime",
 		"RestrictNamespaces", "LockPersonality", "MemoryDenyWriteExecute", "SystemCallArchitectures",

@@ -93,6 +93,10 @@ func SystemdUnit(c Config) (string, error) {
 		w("StateDirectoryMode=0700")
 	}
 	w("ReadWritePaths=%s", systemdPath(c.StateDir))
+	// The local endpoint's socket directory (agent/localapi.DefaultAddress): writable under
+	// ProtectSystem=strict, 0755 so every local user can reach the socket.
+	w("RuntimeDirectory=hale-agent")
+	w("RuntimeDirectoryMode=0755")
 	homeWipe := false
 	for _, r := range c.WipeRoots {
 		// "-": a root that does not exist on this machine is skipped, not an error.

@@ -82,6 +82,7 @@ func summarize(dir string) ([]row, error) {
 	c.audit()
 	c.store()
 	c.appProof()
+	c.desktopToken()
 	c.agent()
 	if len(c.errs) > 0 {
 		return nil, fmt.Errorf("%d figures missing:\n%w", len(c.errs), errors.Join(c.errs...))
@@ -350,6 +351,13 @@ func (c *collector) appProof() {
 	} {
 		c.add(op.what, c.bench(file, "BenchmarkAppProof/"+op.bench, "ns/op"), base, "one plain ES256 JWT verified", duration, noGoal)
 	}
+}
+
+func (c *collector) desktopToken() {
+	const file = "desktoptoken.out"
+	c.add("Desktop app token through the agent's socket (nonce, proof, peer check, server)",
+		c.bench(file, "BenchmarkTokenThroughSocket", "socket-ns/token"),
+		c.bench(file, "BenchmarkTokenThroughSocket", "direct-ns/token"), "the agent's own request to the server", duration, noGoal)
 }
 
 var (

@@ -149,6 +149,7 @@ func enrollCmd(g *globals) *cobra.Command {
 
 func runCmd(g *globals) *cobra.Command {
 	var wipeRoots []string
+	var local localFlags
 	var postureRoot string
 	c := &cobra.Command{
 		Use:   "run",
@@ -177,6 +178,10 @@ func runCmd(g *globals) *cobra.Command {
 					return err
 				}
 				g.logger().Info("agent running", "device_id", a.DeviceID(), "state_dir", store.Dir())
+				lctx, stop := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); serveLocal(lctx, a, local, g.logger()) }()
+				defer func() { stop(); <-done }()
 				return a.Run(ctx)
 			}, func(err error) bool { return errors.Is(err, agent.ErrWiped) })
 			switch {
@@ -189,6 +194,7 @@ func runCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringArrayVar(&wipeRoots, "wipe-root", nil, "directory under which a selective wipe may remove data (repeatable; default per OS)")
+	local.add(c)
 	// Like posture --root: collect from a fixture tree standing for /. For tests and demos, so
 	// hidden; the posture is self-reported either way (provenance "agent").
 	c.Flags().StringVar(&postureRoot, "posture-root", "", "collect posture from this directory instead of / (tests)")
@@ -278,6 +284,7 @@ func versionCmd() *cobra.Command {
 
 func installCmd(g *globals) *cobra.Command {
 	var wipeRoots []string
+	var local localFlags
 	c := &cobra.Command{
 		Use:   "install",
 		Short: "install the agent as a system service (enabled at boot, not started)",
@@ -290,6 +297,7 @@ func installCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cfg.ExtraArgs = append(cfg.ExtraArgs, local.args()...)
 			if err := service.Install(cfg); err != nil {
 				return err
 			}
@@ -298,6 +306,7 @@ func installCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringArrayVar(&wipeRoots, "wipe-root", nil, "directory under which a selective wipe may remove data (repeatable; default per OS); made writable in the service sandbox")
+	local.add(c)
 	return c
 }
 

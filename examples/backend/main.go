@@ -9,7 +9,9 @@
 // token ("Authorization: Posture <jwt>"). The organisation's messaging app, which has no device
 // certificate, calls it with the posture token POST /app/v1/token gave its instance
 // ("Authorization: DPoP <jwt>") and a DPoP proof signed by the instance's key (header DPoP,
-// naming --public-url's host and /sessions). Hale pushes events to POST /ssf/events.
+// naming --public-url's host and /sessions). A desktop messaging app on a laptop does the same
+// with the token the laptop's agent got for its key (package desktop). Hale pushes events to
+// POST /ssf/events.
 package main
 
 import (
@@ -138,15 +140,18 @@ func openSession(w http.ResponseWriter, r *http.Request) {
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	// A messaging app session: its token was bound to the app instance's key, proven by DPoP.
+	// A desktop app's session: its token came through the laptop's agent, which names the
+	// local user and the executable (local_app); it is bound to the app's key the same way.
 	app := ""
+	var local *posture.LocalApp
 	if access.Claims != nil {
-		app = access.Claims.AppInstance
+		app, local = access.Claims.AppInstance, access.Claims.LocalApp
 	}
 	slog.Info("session opened", "device", access.DeviceID, "in_grace", access.Decision.InGrace, "by_token", access.Claims != nil,
-		"app_instance", app)
+		"app_instance", app, "local_app", local)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"session": hex.EncodeToString(id), "device_id": access.DeviceID, "app_instance": app,
+		"session": hex.EncodeToString(id), "device_id": access.DeviceID, "app_instance": app, "local_app": local,
 		"in_grace": access.Decision.InGrace, "warnings": access.Decision.Reasons,
 	})
 }
