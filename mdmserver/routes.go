@@ -93,6 +93,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/tokens", s.tokenAPI.List, nil},
 		{"DELETE /api/v1/tokens/{id}", s.tokenAPI.Revoke, nil},
 		{"PUT /api/v1/pushcert", s.pushCertAPI.Put, nil},
+		{"GET /api/v1/backup", s.backupAPI.Get, nil},
 		{"PUT /api/v1/android/binding", s.androidAPI.Bind, nil},
 		{"POST /api/v1/android/signup", s.androidAPI.Signup, nil},
 		{"GET /api/v1/android/binding", s.androidAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},

@@ -78,6 +78,7 @@ type Server struct {
 	policyAPI     *adminapi.Policies
 	commandAPI    *adminapi.Commands
 	auditAPI      *adminapi.Audit
+	backupAPI     *adminapi.Backup
 
 	ca         *certs.Authority
 	serverCert *certs.ServerCert
@@ -274,6 +275,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.deviceAPI = &adminapi.Devices{Devices: s.inventory, Verdicts: s.compliance, Index: s.index, Log: s.log}
 	s.policyAPI = &adminapi.Policies{Policies: s.policies, DryRun: s.compliance, Changed: policyChanges{s}, Auditor: s.auditor(), Log: s.log}
 	s.auditAPI = &adminapi.Audit{Log: s.audit, VerifierKey: s.auditKey, Logger: s.log}
+	s.backupAPI = s.newBackupAPI()
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()

@@ -147,6 +147,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.approveCommand(),
 		a.approvalsCommand(),
 		a.auditCommand(),
+		a.backupCommand(),
 		a.drillCommand(),
 		a.eventsCommand(),
 		a.tokensCommand(),
