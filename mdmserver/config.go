@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
@@ -38,6 +39,11 @@ type Config struct {
 	APNsURL string `mapstructure:"apns_url"`
 	// APNsCAFile is a PEM bundle to trust for APNsURL instead of the system roots (tests, proxies).
 	APNsCAFile string `mapstructure:"apns_ca_file"`
+	// APNsConcurrency is how many APNs pushes a policy change or posture refresh keeps in flight
+	// at once (HTTP/2 streams; Go opens another connection when the service's per-connection
+	// stream limit is reached). Each device is pushed once however many commands wait for it.
+	// 0: commands.DefaultPushConcurrency.
+	APNsConcurrency int `mapstructure:"apns_concurrency"`
 	// MDMCAFile is a PEM bundle of extra CAs whose client certificates may check in at /mdm, for
 	// devices whose identity was issued outside Hale. Hale's own CA is always trusted.
 	MDMCAFile string `mapstructure:"mdm_ca_file"`
@@ -159,6 +165,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = Defaults().ShutdownTimeout
+	}
+	switch {
+	case c.APNsConcurrency == 0:
+		c.APNsConcurrency = commands.DefaultPushConcurrency
+	case c.APNsConcurrency < 1 || c.APNsConcurrency > 10000:
+		errs = append(errs, fmt.Errorf("apns_concurrency %d: want 1 to 10000", c.APNsConcurrency))
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = Defaults().MaxBodyBytes

@@ -251,7 +251,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.dispatch = commands.NewDispatcher(s.commands, s.mdmStore, pusher,
-		commands.WithDispatchLogger(s.log.With("component", "commands")), commands.WithPushMetrics(s.registry))
+		commands.WithDispatchLogger(s.log.With("component", "commands")), commands.WithPushMetrics(s.registry),
+		commands.WithPushConcurrency(cfg.APNsConcurrency))
 
 	if s.android, err = s.newAndroid(o.android); err != nil {
 		return nil, fmt.Errorf("android: %w", err)
@@ -406,6 +407,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
 	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
 	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
+	work.Go(func() { s.dispatch.RunPushes(workCtx) }) // the pushes of policy changes and refreshes
 	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
 	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
 	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })

@@ -71,7 +71,7 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	}
 	by := "system:policy"
 	for _, p := range profiles {
-		if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "InstallProfile",
+		if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: "InstallProfile",
 			Fields: map[string]any{"Payload": p.Bytes}}, by); err != nil {
 			s.log.ErrorContext(ctx, "queue InstallProfile", "device_id", d.ID, "profile", p.Identifier, "err", err)
 			return
@@ -79,14 +79,14 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	}
 	for _, id := range prev.Identifiers {
 		if !slices.Contains(next.Identifiers, id) {
-			if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "RemoveProfile",
+			if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: "RemoveProfile",
 				Fields: map[string]any{"Identifier": id}}, by); err != nil {
 				s.log.ErrorContext(ctx, "queue RemoveProfile", "device_id", d.ID, "profile", id, "err", err)
 			}
 		}
 	}
 	for _, rt := range []string{"ProfileList", "Restrictions"} {
-		if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: rt}, by); err != nil {
+		if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: rt}, by); err != nil {
 			s.log.ErrorContext(ctx, "queue "+rt, "device_id", d.ID, "err", err)
 		}
 	}
@@ -125,7 +125,7 @@ func (s *Service) deliverDeclarations(ctx context.Context, d *inventory.Device) 
 		s.log.ErrorContext(ctx, "encoding declaration tokens", "device_id", d.ID, "err", err)
 		return
 	}
-	if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "DeclarativeManagement",
+	if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: "DeclarativeManagement",
 		Fields: map[string]any{"Data": data}}, "system:policy"); err != nil {
 		s.log.ErrorContext(ctx, "queue DeclarativeManagement", "device_id", d.ID, "err", err)
 		return

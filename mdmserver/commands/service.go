@@ -45,6 +45,18 @@ func (s *Service) Update(ctx context.Context, enrollmentID, uuid string, fn func
 	return rec, err
 }
 
+// UpdateShared is Update in a transaction it may share with other goroutines' (Store.Batch),
+// for the many small updates that background pushes make at once. fn may run more than once.
+func (s *Service) UpdateShared(ctx context.Context, enrollmentID, uuid string, fn func(*Record)) (*Record, error) {
+	var rec *Record
+	err := s.st.Batch(ctx, func(tx Tx) error {
+		var err error
+		rec, err = UpdateRecord(ctx, tx.Commands(), enrollmentID, uuid, fn)
+		return err
+	})
+	return rec, err
+}
+
 // Get returns one command record.
 func (s *Service) Get(ctx context.Context, enrollmentID, uuid string) (*Record, error) {
 	var rec *Record
