@@ -405,8 +405,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var work sync.WaitGroup
 	work.Go(func() { s.compliance.RunStaleness(workCtx, time.Minute) })
 	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
-	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
-	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
+	work.Go(func() { s.keys.Run(workCtx) })           // signing key rotation
+	work.Go(func() { s.events.Run(workCtx) })         // SET push delivery
 	work.Go(func() { s.dispatch.RunPushes(workCtx) }) // the pushes of policy changes and refreshes
 	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
 	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
