@@ -42,7 +42,7 @@ type Config struct {
 	// APNsConcurrency is how many APNs pushes a policy change or posture refresh keeps in flight
 	// at once (HTTP/2 streams; Go opens another connection when the service's per-connection
 	// stream limit is reached). Each device is pushed once however many commands wait for it.
-	// 0: commands.DefaultPushConcurrency.
+	// 0: the default, 200.
 	APNsConcurrency int `mapstructure:"apns_concurrency"`
 	// MDMCAFile is a PEM bundle of extra CAs whose client certificates may check in at /mdm, for
 	// devices whose identity was issued outside Hale. Hale's own CA is always trusted.
@@ -113,6 +113,10 @@ type Config struct {
 	AndroidPushServiceAccount string `mapstructure:"android_push_service_account"`
 	// AndroidGoogleKeysURL is where Google's ID token signing keys are read. Empty: Google's.
 	AndroidGoogleKeysURL string `mapstructure:"android_google_keys_url"`
+	// AuditSinks are where every audit entry is streamed for the SIEM (configuration file only).
+	AuditSinks []AuditSink `mapstructure:"audit_sinks"`
+	// AuditSinkAlertLag is how many undelivered entries make a sink's lag an error log line.
+	AuditSinkAlertLag int64 `mapstructure:"audit_sink_alert_lag"`
 	// AndroidReconcileInterval is how often every Android device is read from the API to catch
 	// missed notifications (and once at start).
 	AndroidReconcileInterval time.Duration `mapstructure:"android_reconcile_interval"`
@@ -133,6 +137,8 @@ func Defaults() Config {
 		CommandTTL:      7 * 24 * time.Hour,
 
 		AndroidReconcileInterval: time.Hour,
+		AuditSinkAlertLag:        10000,
+		APNsConcurrency:          commands.DefaultPushConcurrency,
 	}
 }
 
@@ -171,6 +177,12 @@ func (c *Config) Validate() error {
 		c.APNsConcurrency = commands.DefaultPushConcurrency
 	case c.APNsConcurrency < 1 || c.APNsConcurrency > 10000:
 		errs = append(errs, fmt.Errorf("apns_concurrency %d: want 1 to 10000", c.APNsConcurrency))
+	}
+	if err := validateAuditSinks(c.AuditSinks); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AuditSinkAlertLag <= 0 {
+		c.AuditSinkAlertLag = Defaults().AuditSinkAlertLag
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = Defaults().MaxBodyBytes

@@ -36,6 +36,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/auditstream"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/ddm"
@@ -79,6 +80,8 @@ type Server struct {
 	commandAPI    *adminapi.Commands
 	auditAPI      *adminapi.Audit
 	backupAPI     *adminapi.Backup
+	// auditStream streams the audit log to the configured SIEM sinks (nil without any).
+	auditStream *auditstream.Streamer
 
 	ca         *certs.Authority
 	serverCert *certs.ServerCert
@@ -277,6 +280,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.policyAPI = &adminapi.Policies{Policies: s.policies, DryRun: s.compliance, Changed: policyChanges{s}, Auditor: s.auditor(), Log: s.log}
 	s.auditAPI = &adminapi.Audit{Log: s.audit, VerifierKey: s.auditKey, Logger: s.log}
 	s.backupAPI = s.newBackupAPI()
+	if s.auditStream, err = s.newAuditStream(); err != nil {
+		return nil, err
+	}
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
@@ -405,8 +411,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var work sync.WaitGroup
 	work.Go(func() { s.compliance.RunStaleness(workCtx, time.Minute) })
 	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
-	work.Go(func() { s.keys.Run(workCtx) })           // signing key rotation
-	work.Go(func() { s.events.Run(workCtx) })         // SET push delivery
+	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
+	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
+	if s.auditStream != nil {
+		work.Go(func() { s.auditStream.Run(workCtx) })
+	}
 	work.Go(func() { s.dispatch.RunPushes(workCtx) }) // the pushes of policy changes and refreshes
 	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
 	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
