@@ -109,8 +109,8 @@ func (s *SyslogSink) message(r audit.Record) []byte {
 		Outcome string    `json:"outcome"`
 	}
 	_ = json.Unmarshal(r.Data, &head) // a field it cannot read is sent as NILVALUE
-	const facility = 13                // log audit
-	severity := 6                      // informational
+	const facility = 13               // log audit
+	severity := 6                     // informational
 	if head.Outcome != "" && head.Outcome != audit.OutcomeOK {
 		severity = 4 // warning: refused, denied or failed
 	}
