@@ -16,20 +16,20 @@ import (
 type AuditSink struct {
 	// Name keys the sink's delivery cursor; renaming a sink delivers the whole log to it again.
 	// Empty: type:address or type:path.
-	Name string `mapstructure:"name"`
+	Name string `mapstructure:"name" json:"name,omitempty"`
 	// Type is syslog (RFC 5424 over TLS), file (JSON Lines, synced) or stdout (JSON Lines).
-	Type string `mapstructure:"type"`
+	Type string `mapstructure:"type" json:"type,omitempty"`
 	// Address is the syslog receiver's host:port (TLS).
-	Address string `mapstructure:"address"`
+	Address string `mapstructure:"address" json:"address,omitempty"`
 	// CAFile is a PEM bundle to trust for the receiver instead of the system roots.
-	CAFile string `mapstructure:"ca_file"`
+	CAFile string `mapstructure:"ca_file" json:"ca_file,omitempty"`
 	// CertFile and KeyFile are a client certificate for receivers that ask for one.
-	CertFile string `mapstructure:"cert_file"`
-	KeyFile  string `mapstructure:"key_file"`
+	CertFile string `mapstructure:"cert_file" json:"cert_file,omitempty"`
+	KeyFile  string `mapstructure:"key_file" json:"key_file,omitempty"`
 	// ServerName is the name the receiver's certificate must carry. Empty: Address's host.
-	ServerName string `mapstructure:"server_name"`
+	ServerName string `mapstructure:"server_name" json:"server_name,omitempty"`
 	// Path is the file sink's file.
-	Path string `mapstructure:"path"`
+	Path string `mapstructure:"path" json:"path,omitempty"`
 }
 
 // name is the sink's cursor key.

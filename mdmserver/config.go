@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"time"
 
@@ -33,7 +34,7 @@ type Config struct {
 	// MasterKey is the master key itself (64 hex digits or base64), normally from
 	// HALE_MASTER_KEY. MasterKeyFile is a file holding it. With neither, DATA/master.key is
 	// read, or created on a fresh install only: beside existing data, a missing key is an error.
-	MasterKey     string `mapstructure:"master_key"`
+	MasterKey     string `mapstructure:"master_key" secret:"true"`
 	MasterKeyFile string `mapstructure:"master_key_file"`
 	// APNsURL is the base URL of Apple's push service. Empty: Apple production.
 	APNsURL string `mapstructure:"apns_url"`
@@ -92,8 +93,8 @@ type Config struct {
 	AppIOSBundleID        string   `mapstructure:"app_ios_bundle_id"`
 	AppIOSEnvironment     string   `mapstructure:"app_ios_environment"`
 	AppAndroidPackage     string   `mapstructure:"app_android_package"`
-	AppAndroidDecryptKey  string   `mapstructure:"app_android_decryption_key"`
-	AppAndroidVerifyKey   string   `mapstructure:"app_android_verification_key"`
+	AppAndroidDecryptKey  string   `mapstructure:"app_android_decryption_key" secret:"true"`
+	AppAndroidVerifyKey   string   `mapstructure:"app_android_verification_key" secret:"true"`
 	AppAndroidCertDigests []string `mapstructure:"app_android_certificate_digests"`
 	// AppIOSRootsFile is a PEM bundle of App Attest roots to trust instead of Apple's App
 	// Attestation Root CA: for tests with a simulated Apple, never for production.
@@ -240,3 +241,27 @@ func (c *Config) needsApproval(group string) bool {
 }
 
 func (c *Config) path(name string) string { return filepath.Join(c.DataDir, name) }
+
+// Redacted returns the configuration by option name, as the configuration file names them,
+// with every secret (fields tagged secret:"true") replaced by "[redacted]" when set: what an
+// auditor may see of how the server runs (GET /api/v1/config).
+func (c Config) Redacted() map[string]any {
+	out := map[string]any{}
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name := f.Tag.Get("mapstructure")
+		if name == "" {
+			continue
+		}
+		val := v.Field(i).Interface()
+		if f.Tag.Get("secret") == "true" && !v.Field(i).IsZero() {
+			val = "[redacted]"
+		}
+		if d, ok := val.(time.Duration); ok {
+			val = d.String()
+		}
+		out[name] = val
+	}
+	return out
+}

@@ -80,6 +80,7 @@ type Server struct {
 	commandAPI    *adminapi.Commands
 	auditAPI      *adminapi.Audit
 	backupAPI     *adminapi.Backup
+	evidenceAPI   *adminapi.Evidence
 	// auditStream streams the audit log to the configured SIEM sinks (nil without any).
 	auditStream *auditstream.Streamer
 
@@ -280,6 +281,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.policyAPI = &adminapi.Policies{Policies: s.policies, DryRun: s.compliance, Changed: policyChanges{s}, Auditor: s.auditor(), Log: s.log}
 	s.auditAPI = &adminapi.Audit{Log: s.audit, VerifierKey: s.auditKey, Logger: s.log}
 	s.backupAPI = s.newBackupAPI()
+	s.evidenceAPI = &adminapi.Evidence{Devices: s.inventory, Decisions: s.index, Config: s.cfg.Redacted, Signer: s.audit,
+		VerifierKey: s.auditKey, Auditor: s.auditor(), Log: s.log, Now: s.now}
 	if s.auditStream, err = s.newAuditStream(); err != nil {
 		return nil, err
 	}

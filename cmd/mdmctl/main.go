@@ -148,6 +148,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.approvalsCommand(),
 		a.auditCommand(),
 		a.backupCommand(),
+		a.evidenceCommand(),
 		a.drillCommand(),
 		a.eventsCommand(),
 		a.tokensCommand(),
