@@ -37,7 +37,7 @@ func TestCompute(t *testing.T) {
 		{ID: "c", OS: "ios", Group: "icu", State: inventory.StateLocked},
 		{ID: "d", OS: "linux", Group: "", State: inventory.StateActive},
 		{ID: "e", Platform: inventory.PlatformApple, Group: "icu", State: inventory.StateActive}, // OS not known yet
-		{ID: "w", OS: "ios", Group: "icu", State: inventory.StateWiped},                           // not in the fleet
+		{ID: "w", OS: "ios", Group: "icu", State: inventory.StateWiped},                          // not in the fleet
 	}
 	as := answers{
 		"a": {Allow: true, Compliant: true, Posture: good},
