@@ -27,7 +27,7 @@ import (
 )
 
 // openLog opens the audit log in a bbolt store in dir.
-func openLog(t *testing.T, dir string) (*audit.Log, *boltstore.Store) {
+func openLog(t testing.TB, dir string) (*audit.Log, *boltstore.Store) {
 	t.Helper()
 	st, err := boltstore.Open(filepath.Join(dir, "hale.db"))
 	if err != nil {
@@ -38,7 +38,7 @@ func openLog(t *testing.T, dir string) (*audit.Log, *boltstore.Store) {
 }
 
 // start runs a streamer until the returned stop is called (or the test ends).
-func start(t *testing.T, l *audit.Log, opts []auditstream.Option, sinks ...auditstream.Sink) (stop func()) {
+func start(t testing.TB, l *audit.Log, opts []auditstream.Option, sinks ...auditstream.Sink) (stop func()) {
 	t.Helper()
 	s, err := auditstream.New(l, sinks, append([]auditstream.Option{auditstream.WithPollInterval(10 * time.Millisecond),
 		auditstream.WithMaxRetryWait(100 * time.Millisecond)}, opts...)...)
