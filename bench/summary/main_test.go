@@ -55,8 +55,8 @@ var outputs = map[string]string{
 		"BenchmarkPushRate/queued-2 \t 1\t 1235808265 ns/op\t 1618 pushes/s\n",
 	"auditsink.out": "BenchmarkAppendWithSink/none-2 \t 300\t 749561 ns/op\n" +
 		"BenchmarkAppendWithSink/file-2 \t 300\t 638367 ns/op\n",
-	"auditburst.out": "BenchmarkBurstLag-2 \t 1\t 9924722083 ns/op\t 9919 burst-ms\t 1.000 drain-after-ms\t 278.0 max-lag-entries\n",
-	"backup.out": "BenchmarkBackup100k-2 \t 1\t 1830167348 ns/op\t 8.348 backup-MiB\t 495.0 backup-ms\t 60.0 db-file-MiB\t 80.0 file-copy-ms\t 22.73 p99-during-ms\t 22.48 p99-idle-ms\t 1.011 p99-ratio\n",
+	"auditburst.out":  "BenchmarkBurstLag-2 \t 1\t 9924722083 ns/op\t 9919 burst-ms\t 1.000 drain-after-ms\t 278.0 max-lag-entries\n",
+	"backup.out":      "BenchmarkBackup100k-2 \t 1\t 1830167348 ns/op\t 8.348 backup-MiB\t 495.0 backup-ms\t 60.0 db-file-MiB\t 80.0 file-copy-ms\t 22.73 p99-during-ms\t 22.48 p99-idle-ms\t 1.011 p99-ratio\n",
 	"agent-build.out": "mdmagent binary (stripped): 7905545 bytes\n",
 	"idle.out":        "minimal Go program binary (stripped): 1048576 bytes\nVmRSS:\t    1536 kB\n",
 	"collect.out": "BenchmarkCollectCycleBaseline-2 \t 50\t 502513 ns/op\t 0.7092 cpu-ms/cycle\t 16.00 files\n" +
