@@ -136,17 +136,41 @@ func (s *Service) deliverDeclarations(ctx context.Context, d *inventory.Device) 
 }
 
 // DeliverPolicies delivers effective policies to every Apple device (after a policy or
-// assignment change).
+// assignment change), from commands.DeliveryWorkers goroutines: their commands' durable writes
+// share commits and the push queue pushes each device once.
 func (s *Service) DeliverPolicies(ctx context.Context) {
+	// IDs first, then each device read afresh: a long walk of the inventory must not hold a
+	// read transaction while the workers write.
+	var ids []string
 	err := s.d.Inventory.ForEach(ctx, func(d *inventory.Device) error {
 		if d.Platform == inventory.PlatformApple && d.State != inventory.StateWiped && d.State != inventory.StateUnenrolled && d.State != inventory.StateRetired {
-			s.deliverPolicy(ctx, d)
+			ids = append(ids, d.ID)
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.ErrorContext(ctx, "delivering policies", "err", err)
+		return
 	}
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(commands.DeliveryWorkers, len(ids)) {
+		wg.Go(func() {
+			for id := range work {
+				if d, err := s.d.Inventory.Get(ctx, id); err == nil {
+					s.deliverPolicy(ctx, d)
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
 }
 
 // NewProfileSigner signs configuration profiles with the server's certificate, chained to

@@ -126,15 +126,16 @@ var ErrInvalidCommand = errors.New("commands: invalid command")
 // command is enqueued, so every command a device may run has a record. The returned record's
 // state is pushed when APNs accepted the push, otherwise queued with PushError set.
 func (d *Dispatcher) Send(ctx context.Context, enrollmentID string, cmd Command, requestedBy string) (*Record, error) {
-	rec, err := d.enqueue(ctx, enrollmentID, cmd, requestedBy)
+	rec, err := d.enqueue(ctx, enrollmentID, cmd, requestedBy, d.store.Put)
 	if err != nil {
 		return nil, err
 	}
 	return d.Push(ctx, enrollmentID, rec.UUID)
 }
 
-// enqueue records cmd for enrollmentID and puts it in the device's queue.
-func (d *Dispatcher) enqueue(ctx context.Context, enrollmentID string, cmd Command, requestedBy string) (*Record, error) {
+// enqueue records cmd for enrollmentID with put and puts it in the device's queue.
+func (d *Dispatcher) enqueue(ctx context.Context, enrollmentID string, cmd Command, requestedBy string,
+	put func(context.Context, *Record) error) (*Record, error) {
 	if !requestTypePattern.MatchString(cmd.RequestType) {
 		return nil, fmt.Errorf("%w: request type %q", ErrInvalidCommand, cmd.RequestType)
 	}
@@ -152,7 +153,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, enrollmentID string, cmd Comma
 	now := d.now().UTC()
 	rec := &Record{UUID: uuid, EnrollmentID: enrollmentID, RequestType: cmd.RequestType, State: StateQueued,
 		RequestedBy: requestedBy, CreatedAt: now, UpdatedAt: now}
-	if err := d.store.Put(ctx, rec); err != nil {
+	if err := put(ctx, rec); err != nil {
 		return nil, fmt.Errorf("commands: record: %w", err)
 	}
 	c := &mdm.Command{CommandUUID: uuid, Raw: raw}

@@ -11,6 +11,10 @@ import (
 // pushes a second, on a handful of HTTP/2 connections (each carries many streams).
 const DefaultPushConcurrency = 200
 
+// DeliveryWorkers is how many goroutines a delivery to the whole fleet (a policy change) queues
+// commands from with Enqueue, so that their durable writes share commits.
+const DeliveryWorkers = 8
+
 // WithPushConcurrency sets how many pushes RunPushes keeps in flight at once (values < 1 mean
 // DefaultPushConcurrency).
 func WithPushConcurrency(n int) DispatcherOption {
@@ -89,7 +93,9 @@ func (q *pushQueue) signal() {
 // Without a running RunPushes, Enqueue pushes itself, as Send does. The returned record is as
 // queued; RunPushes records the push on it later.
 func (d *Dispatcher) Enqueue(ctx context.Context, enrollmentID string, cmd Command, requestedBy string) (*Record, error) {
-	rec, err := d.enqueue(ctx, enrollmentID, cmd, requestedBy)
+	// Many callers enqueue at once here (a policy change reaching the fleet): their records
+	// share commits.
+	rec, err := d.enqueue(ctx, enrollmentID, cmd, requestedBy, d.store.PutShared)
 	if err != nil {
 		return nil, err
 	}

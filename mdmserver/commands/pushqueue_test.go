@@ -218,21 +218,34 @@ func BenchmarkPushRate(b *testing.B) {
 				runPushes(b, d)
 				n = devices
 			}
+			// A policy change queues from several goroutines (DeliverPolicies' workers); one
+			// after the other is how it was.
+			producers := 1
+			if mode == "queued" {
+				producers = commands.DeliveryWorkers
+			}
 			b.ResetTimer()
 			start := time.Now()
 			for range b.N {
 				sent.Store(0)
-				for i := range n {
-					var err error
-					if mode == "queued" {
-						_, err = d.Enqueue(ctx, fmt.Sprint("D", i), commands.Command{RequestType: "ProfileList"}, "bench")
-					} else {
-						_, err = d.Send(ctx, fmt.Sprint("D", i), commands.Command{RequestType: "ProfileList"}, "bench")
-					}
-					if err != nil {
-						b.Fatal(err)
-					}
+				var wg sync.WaitGroup
+				for p := range producers {
+					wg.Go(func() {
+						for i := p; i < n; i += producers {
+							var err error
+							if mode == "queued" {
+								_, err = d.Enqueue(ctx, fmt.Sprint("D", i), commands.Command{RequestType: "ProfileList"}, "bench")
+							} else {
+								_, err = d.Send(ctx, fmt.Sprint("D", i), commands.Command{RequestType: "ProfileList"}, "bench")
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
 				}
+				wg.Wait()
 				for d.PushQueueLen() > 0 || sent.Load() < int64(n) {
 					time.Sleep(time.Millisecond)
 				}
