@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
@@ -32,12 +34,17 @@ type Config struct {
 	// MasterKey is the master key itself (64 hex digits or base64), normally from
 	// HALE_MASTER_KEY. MasterKeyFile is a file holding it. With neither, DATA/master.key is
 	// read, or created on a fresh install only: beside existing data, a missing key is an error.
-	MasterKey     string `mapstructure:"master_key"`
+	MasterKey     string `mapstructure:"master_key" secret:"true"`
 	MasterKeyFile string `mapstructure:"master_key_file"`
 	// APNsURL is the base URL of Apple's push service. Empty: Apple production.
 	APNsURL string `mapstructure:"apns_url"`
 	// APNsCAFile is a PEM bundle to trust for APNsURL instead of the system roots (tests, proxies).
 	APNsCAFile string `mapstructure:"apns_ca_file"`
+	// APNsConcurrency is how many APNs pushes a policy change or posture refresh keeps in flight
+	// at once (HTTP/2 streams; Go opens another connection when the service's per-connection
+	// stream limit is reached). Each device is pushed once however many commands wait for it.
+	// 0: the default, 200.
+	APNsConcurrency int `mapstructure:"apns_concurrency"`
 	// MDMCAFile is a PEM bundle of extra CAs whose client certificates may check in at /mdm, for
 	// devices whose identity was issued outside Hale. Hale's own CA is always trusted.
 	MDMCAFile string `mapstructure:"mdm_ca_file"`
@@ -86,8 +93,8 @@ type Config struct {
 	AppIOSBundleID        string   `mapstructure:"app_ios_bundle_id"`
 	AppIOSEnvironment     string   `mapstructure:"app_ios_environment"`
 	AppAndroidPackage     string   `mapstructure:"app_android_package"`
-	AppAndroidDecryptKey  string   `mapstructure:"app_android_decryption_key"`
-	AppAndroidVerifyKey   string   `mapstructure:"app_android_verification_key"`
+	AppAndroidDecryptKey  string   `mapstructure:"app_android_decryption_key" secret:"true"`
+	AppAndroidVerifyKey   string   `mapstructure:"app_android_verification_key" secret:"true"`
 	AppAndroidCertDigests []string `mapstructure:"app_android_certificate_digests"`
 	// AppIOSRootsFile is a PEM bundle of App Attest roots to trust instead of Apple's App
 	// Attestation Root CA: for tests with a simulated Apple, never for production.
@@ -107,6 +114,10 @@ type Config struct {
 	AndroidPushServiceAccount string `mapstructure:"android_push_service_account"`
 	// AndroidGoogleKeysURL is where Google's ID token signing keys are read. Empty: Google's.
 	AndroidGoogleKeysURL string `mapstructure:"android_google_keys_url"`
+	// AuditSinks are where every audit entry is streamed for the SIEM (configuration file only).
+	AuditSinks []AuditSink `mapstructure:"audit_sinks"`
+	// AuditSinkAlertLag is how many undelivered entries make a sink's lag an error log line.
+	AuditSinkAlertLag int64 `mapstructure:"audit_sink_alert_lag"`
 	// AndroidReconcileInterval is how often every Android device is read from the API to catch
 	// missed notifications (and once at start).
 	AndroidReconcileInterval time.Duration `mapstructure:"android_reconcile_interval"`
@@ -127,6 +138,8 @@ func Defaults() Config {
 		CommandTTL:      7 * 24 * time.Hour,
 
 		AndroidReconcileInterval: time.Hour,
+		AuditSinkAlertLag:        10000,
+		APNsConcurrency:          commands.DefaultPushConcurrency,
 	}
 }
 
@@ -159,6 +172,18 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = Defaults().ShutdownTimeout
+	}
+	switch {
+	case c.APNsConcurrency == 0:
+		c.APNsConcurrency = commands.DefaultPushConcurrency
+	case c.APNsConcurrency < 1 || c.APNsConcurrency > 10000:
+		errs = append(errs, fmt.Errorf("apns_concurrency %d: want 1 to 10000", c.APNsConcurrency))
+	}
+	if err := validateAuditSinks(c.AuditSinks); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AuditSinkAlertLag <= 0 {
+		c.AuditSinkAlertLag = Defaults().AuditSinkAlertLag
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = Defaults().MaxBodyBytes
@@ -216,3 +241,27 @@ func (c *Config) needsApproval(group string) bool {
 }
 
 func (c *Config) path(name string) string { return filepath.Join(c.DataDir, name) }
+
+// Redacted returns the configuration by option name, as the configuration file names them,
+// with every secret (fields tagged secret:"true") replaced by "[redacted]" when set: what an
+// auditor may see of how the server runs (GET /api/v1/config).
+func (c Config) Redacted() map[string]any {
+	out := map[string]any{}
+	v := reflect.ValueOf(c)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		name := f.Tag.Get("mapstructure")
+		if name == "" {
+			continue
+		}
+		val := v.Field(i).Interface()
+		if f.Tag.Get("secret") == "true" && !v.Field(i).IsZero() {
+			val = "[redacted]"
+		}
+		if d, ok := val.(time.Duration); ok {
+			val = d.String()
+		}
+		out[name] = val
+	}
+	return out
+}

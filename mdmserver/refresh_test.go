@@ -51,6 +51,24 @@ func TestApplePostureRefreshed(t *testing.T) {
 	}
 	go func() { _ = phone.RunPushLoop(ctx, env.APNs) }()
 	env.waitAccess(accessTok, id, "compliant", func(a access.Answer) bool { return a.Compliant })
+	// Compliant comes with the first answers; the last of the enrollment's queries may still be
+	// on its way, and a query waiting keeps RefreshDue from asking again.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var list struct{ Commands []struct{ State string } }
+		env.call("GET", "/api/v1/devices/"+id+"/commands", env.Admin, nil, &list)
+		answered := 0
+		for _, c := range list.Commands {
+			if c.State == "acknowledged" {
+				answered++
+			}
+		}
+		if answered == len(list.Commands) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the enrollment's queries were not all answered: %+v", list.Commands)
+		}
+	}
 
 	// Fresh: nothing to ask. A reporting interval (5m) later: asked once, and it answers.
 	if n, _ := apple.RefreshDue(ctx); n != 0 {

@@ -92,9 +92,10 @@ type tokenRoute struct {
 func (s *Server) tokenRoutes() []tokenRoute {
 	return []tokenRoute{
 		{"POST /api/v1/tokens", s.tokenAPI.Create, nil},
-		{"GET /api/v1/tokens", s.tokenAPI.List, nil},
+		{"GET /api/v1/tokens", s.tokenAPI.List, []tokens.Role{tokens.RoleAuditor}}, // names and roles, never secrets
 		{"DELETE /api/v1/tokens/{id}", s.tokenAPI.Revoke, nil},
 		{"PUT /api/v1/pushcert", s.pushCertAPI.Put, nil},
+		{"GET /api/v1/backup", s.backupAPI.Get, nil},
 		{"PUT /api/v1/android/binding", s.androidAPI.Bind, nil},
 		{"POST /api/v1/android/signup", s.androidAPI.Signup, nil},
 		{"GET /api/v1/android/binding", s.androidAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
@@ -136,6 +137,10 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/approvals", s.approvalAPI.List, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"POST /api/v1/approvals/{id}", s.approvalAPI.Decide, []tokens.Role{tokens.RoleSecurity}},
 		{"GET /api/v1/audit", s.auditAPI.List, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		// The auditor's evidence pack (mdmctl evidence): coverage, configuration, signed manifest.
+		{"GET /api/v1/reports/coverage", s.evidenceAPI.Coverage, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/config", s.evidenceAPI.ServerConfig, []tokens.Role{tokens.RoleAuditor}},
+		{"POST /api/v1/evidence/manifest", s.evidenceAPI.SignManifest, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/export", s.auditAPI.Export, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/checkpoint", s.auditAPI.Checkpoint, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/audit/proof/inclusion", s.auditAPI.InclusionProof, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},

@@ -36,6 +36,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/auditstream"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/ddm"
@@ -78,6 +79,10 @@ type Server struct {
 	policyAPI     *adminapi.Policies
 	commandAPI    *adminapi.Commands
 	auditAPI      *adminapi.Audit
+	backupAPI     *adminapi.Backup
+	evidenceAPI   *adminapi.Evidence
+	// auditStream streams the audit log to the configured SIEM sinks (nil without any).
+	auditStream *auditstream.Streamer
 
 	ca         *certs.Authority
 	serverCert *certs.ServerCert
@@ -252,7 +257,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.dispatch = commands.NewDispatcher(s.commands, s.mdmStore, pusher,
-		commands.WithDispatchLogger(s.log.With("component", "commands")), commands.WithPushMetrics(s.registry))
+		commands.WithDispatchLogger(s.log.With("component", "commands")), commands.WithPushMetrics(s.registry),
+		commands.WithPushConcurrency(cfg.APNsConcurrency))
 
 	if s.android, err = s.newAndroid(o.android); err != nil {
 		return nil, fmt.Errorf("android: %w", err)
@@ -276,6 +282,12 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.deviceAPI = &adminapi.Devices{Devices: s.inventory, Verdicts: s.compliance, Index: s.index, Log: s.log}
 	s.policyAPI = &adminapi.Policies{Policies: s.policies, DryRun: s.compliance, Changed: policyChanges{s}, Auditor: s.auditor(), Log: s.log}
 	s.auditAPI = &adminapi.Audit{Log: s.audit, VerifierKey: s.auditKey, Logger: s.log}
+	s.backupAPI = s.newBackupAPI()
+	s.evidenceAPI = &adminapi.Evidence{Devices: s.inventory, Decisions: s.index, Config: s.cfg.Redacted, Signer: s.audit,
+		VerifierKey: s.auditKey, Auditor: s.auditor(), Log: s.log, Now: s.now}
+	if s.auditStream, err = s.newAuditStream(); err != nil {
+		return nil, err
+	}
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
@@ -407,6 +419,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
 	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
 	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
+	if s.auditStream != nil {
+		work.Go(func() { s.auditStream.Run(workCtx) })
+	}
+	work.Go(func() { s.dispatch.RunPushes(workCtx) }) // the pushes of policy changes and refreshes
 	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
 	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
 	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })

@@ -83,6 +83,9 @@ func summarize(dir string) ([]row, error) {
 	c.store()
 	c.appProof()
 	c.desktopToken()
+	c.pushes()
+	c.auditSink()
+	c.backup()
 	c.agent()
 	if len(c.errs) > 0 {
 		return nil, fmt.Errorf("%d figures missing:\n%w", len(c.errs), errors.Join(c.errs...))
@@ -341,6 +344,38 @@ func (c *collector) store() {
 	}
 }
 
+func (c *collector) pushes() {
+	const file = "pushes.out"
+	queued := c.bench(file, "BenchmarkPushRate/queued", "pushes/s")
+	sequential := c.bench(file, "BenchmarkPushRate/sequential", "pushes/s")
+	c.add("APNs pushes/s, fake APNs answering in 50 ms", queued, sequential, "one push at a time, as before",
+		perSecond, goal{"≥ 2,000/s", func(ours, _, _ float64) bool { return ours >= 2000 }})
+	const fleet = 200_000
+	c.add("Policy change pushed to 200,000 devices (from the rate above)", fleet/queued, fleet/sequential,
+		"one push at a time", seconds, goal{"< 120 s", func(ours, _, _ float64) bool { return ours < 120 }})
+}
+
+func (c *collector) auditSink() {
+	const file = "auditsink.out"
+	c.add("Audit append with a file sink streaming", c.bench(file, "BenchmarkAppendWithSink/file", "ns/op"),
+		c.bench(file, "BenchmarkAppendWithSink/none", "ns/op"), "no sink", duration, noGoal)
+	const burst = "auditburst.out"
+	c.add("Audit burst of 10,000 entries: sink's largest lag", c.bench(burst, "BenchmarkBurstLag", "max-lag-entries"),
+		10_000, "the burst", count, noGoal)
+	c.add("Audit burst of 10,000 entries: all delivered, after the burst ended", c.bench(burst, "BenchmarkBurstLag", "drain-after-ms"),
+		c.bench(burst, "BenchmarkBurstLag", "burst-ms"), "the burst's own time", millis, noGoal)
+}
+
+func (c *collector) backup() {
+	const file = "backup.out"
+	c.add("Backup of 100,000 devices: admin API p99 during the backup", c.bench(file, "BenchmarkBackup100k", "p99-during-ms"),
+		c.bench(file, "BenchmarkBackup100k", "p99-idle-ms"), "same requests, idle", millis, atMost(2))
+	c.add("Backup of 100,000 devices: time to stream it", c.bench(file, "BenchmarkBackup100k", "backup-ms"),
+		c.bench(file, "BenchmarkBackup100k", "file-copy-ms"), "reading the database file", millis, noGoal)
+	c.add("Backup of 100,000 devices: archive size", c.bench(file, "BenchmarkBackup100k", "backup-MiB")*(1<<20),
+		c.bench(file, "BenchmarkBackup100k", "db-file-MiB")*(1<<20), "the database file", mebibytes, noGoal)
+}
+
 func (c *collector) appProof() {
 	const file = "appproof.out"
 	base := c.bench(file, "BenchmarkAppProof/es256-jwt", "ns/op")
@@ -426,6 +461,8 @@ func duration(ns float64) string {
 }
 
 func millis(ms float64) string   { return duration(ms * 1e6) }
+func seconds(s float64) string   { return duration(s * 1e9) }
+func count(n float64) string     { return thousands(int(math.Round(n))) }
 func perSecond(v float64) string { return thousands(int(math.Round(v))) + "/s" }
 func mebibytes(b float64) string { return strconv.FormatFloat(b/(1<<20), 'f', 1, 64) + " MiB" }
 

@@ -147,6 +147,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.approveCommand(),
 		a.approvalsCommand(),
 		a.auditCommand(),
+		a.backupCommand(),
+		a.evidenceCommand(),
 		a.drillCommand(),
 		a.eventsCommand(),
 		a.tokensCommand(),

@@ -2,6 +2,7 @@
 // and the embedded certificate authority, on one bbolt file.
 //
 //	mdmserver [serve] [--listen ADDR] [--data DIR] [--config FILE]
+//	mdmserver restore --from FILE --data DIR [--audit-key FILE]
 //	mdmserver version
 //
 // Configuration precedence: flags, then HALE_* environment variables (HALE_LISTEN, HALE_DATA,
@@ -53,7 +54,7 @@ func newRootCommand() *cobra.Command {
 	for _, c := range []*cobra.Command{root, serve} {
 		bindFlags(c, v)
 	}
-	root.AddCommand(serve, &cobra.Command{
+	root.AddCommand(serve, newRestoreCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

@@ -109,9 +109,10 @@ type apnsError struct {
 // Server is a running fake APNs provider API. Its methods are safe for
 // concurrent use. Close it when done.
 type Server struct {
-	ts     *httptest.Server
-	topic  string
-	logger *slog.Logger
+	ts      *httptest.Server
+	topic   string
+	logger  *slog.Logger
+	latency time.Duration
 
 	mu          sync.Mutex
 	pushes      []Push
@@ -138,6 +139,13 @@ func WithLogger(logger *slog.Logger) Option {
 			s.logger = logger
 		}
 	}
+}
+
+// WithLatency makes the fake wait d before it answers each push, as Apple's service across the
+// internet does (tens of milliseconds): a push rate measured against it counts the round trips
+// a real deployment waits for.
+func WithLatency(d time.Duration) Option {
+	return func(s *Server) { s.latency = d }
 }
 
 // New starts a fake APNs server on a local port with HTTP/2 over TLS.
@@ -315,6 +323,13 @@ func (p Push) clone() Push {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.latency > 0 {
+		select {
+		case <-time.After(s.latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	id := r.Header.Get("apns-id")
 	if id == "" {
 		id = randid.UUID()

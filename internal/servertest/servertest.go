@@ -8,6 +8,8 @@ package servertest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,7 +36,7 @@ type Server struct {
 	// token issuers): Config.PublicURL, or the default the server derives from Config.Listen.
 	PublicURL string
 	URL       string       // https://127.0.0.1:port
-	Admin     string       // the bootstrap admin token
+	Admin     string       // the bootstrap admin token ("" on a restored data directory)
 	Client    *http.Client // trusts the server's root CA
 	// APNs receives the server's pushes; DeviceCA issues identities /mdm accepts (mdm_ca_file).
 	APNs     *fakeapns.Server
@@ -125,8 +127,9 @@ func (s *Server) start(ln net.Listener) {
 	// HTTP/2 when the server offers it, as the server's real clients do.
 	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: apitest.Checked(t, &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}, ForceAttemptHTTP2: true})}
+	// A data directory restored from a backup has tokens already, so no bootstrap token file.
 	tok, err := os.ReadFile(srv.AdminTokenPath())
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("bootstrap admin token: %v", err)
 	}
 	s.Admin = strings.TrimSpace(string(tok))

@@ -71,7 +71,7 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	}
 	by := "system:policy"
 	for _, p := range profiles {
-		if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "InstallProfile",
+		if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: "InstallProfile",
 			Fields: map[string]any{"Payload": p.Bytes}}, by); err != nil {
 			s.log.ErrorContext(ctx, "queue InstallProfile", "device_id", d.ID, "profile", p.Identifier, "err", err)
 			return
@@ -79,14 +79,14 @@ func (s *Service) deliverPolicy(ctx context.Context, d *inventory.Device) {
 	}
 	for _, id := range prev.Identifiers {
 		if !slices.Contains(next.Identifiers, id) {
-			if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "RemoveProfile",
+			if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: "RemoveProfile",
 				Fields: map[string]any{"Identifier": id}}, by); err != nil {
 				s.log.ErrorContext(ctx, "queue RemoveProfile", "device_id", d.ID, "profile", id, "err", err)
 			}
 		}
 	}
 	for _, rt := range []string{"ProfileList", "Restrictions"} {
-		if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: rt}, by); err != nil {
+		if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: rt}, by); err != nil {
 			s.log.ErrorContext(ctx, "queue "+rt, "device_id", d.ID, "err", err)
 		}
 	}
@@ -125,7 +125,7 @@ func (s *Service) deliverDeclarations(ctx context.Context, d *inventory.Device) 
 		s.log.ErrorContext(ctx, "encoding declaration tokens", "device_id", d.ID, "err", err)
 		return
 	}
-	if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, commands.Command{RequestType: "DeclarativeManagement",
+	if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, commands.Command{RequestType: "DeclarativeManagement",
 		Fields: map[string]any{"Data": data}}, "system:policy"); err != nil {
 		s.log.ErrorContext(ctx, "queue DeclarativeManagement", "device_id", d.ID, "err", err)
 		return
@@ -136,17 +136,41 @@ func (s *Service) deliverDeclarations(ctx context.Context, d *inventory.Device) 
 }
 
 // DeliverPolicies delivers effective policies to every Apple device (after a policy or
-// assignment change).
+// assignment change), from commands.DeliveryWorkers goroutines: their commands' durable writes
+// share commits and the push queue pushes each device once.
 func (s *Service) DeliverPolicies(ctx context.Context) {
+	// IDs first, then each device read afresh: a long walk of the inventory must not hold a
+	// read transaction while the workers write.
+	var ids []string
 	err := s.d.Inventory.ForEach(ctx, func(d *inventory.Device) error {
 		if d.Platform == inventory.PlatformApple && d.State != inventory.StateWiped && d.State != inventory.StateUnenrolled && d.State != inventory.StateRetired {
-			s.deliverPolicy(ctx, d)
+			ids = append(ids, d.ID)
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.ErrorContext(ctx, "delivering policies", "err", err)
+		return
 	}
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range min(commands.DeliveryWorkers, len(ids)) {
+		wg.Go(func() {
+			for id := range work {
+				if d, err := s.d.Inventory.Get(ctx, id); err == nil {
+					s.deliverPolicy(ctx, d)
+				}
+			}
+		})
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
 }
 
 // NewProfileSigner signs configuration profiles with the server's certificate, chained to

@@ -59,7 +59,7 @@ func (s *Service) RefreshDue(ctx context.Context) (int, error) {
 			continue
 		}
 		for _, c := range postureQueries(d.UserEnrollment) {
-			if _, err := s.d.Dispatch.Send(ctx, d.EnrollmentID, c, "system:refresh"); err != nil {
+			if _, err := s.d.Dispatch.Enqueue(ctx, d.EnrollmentID, c, "system:refresh"); err != nil {
 				s.log.WarnContext(ctx, "queue posture query", "device_id", d.ID, "request_type", c.RequestType, "err", err)
 			}
 		}

@@ -308,3 +308,14 @@ func OpenCheckpoint(signed []byte, v note.Verifier) (Checkpoint, error) {
 	}
 	return Checkpoint{Origin: string(origin), Tree: tree}, nil
 }
+
+// SignStatement signs text (ending in a newline) as a note with the log's key, as it signs
+// checkpoints: what the server vouches for beyond the log itself (an evidence pack's
+// manifest), checked with the same verifier key an auditor keeps. Sign only texts that cannot
+// be mistaken for a checkpoint: a checkpoint's first line is the log's origin.
+func (l *Log) SignStatement(text string) ([]byte, error) {
+	if strings.HasPrefix(text, l.origin+"\n") {
+		return nil, errors.New("audit: a statement must not look like a checkpoint")
+	}
+	return note.Sign(&note.Note{Text: text}, l.signer)
+}

@@ -67,6 +67,24 @@ func New(st Store, signer note.Signer, opts ...Option) (*Log, error) {
 	return l, nil
 }
 
+// Open returns the log kept in st for reading and verifying only, against the verifier key v:
+// a restore checks its copy with the key an auditor kept, without the master key that unseals
+// the signing key. Its Checkpoint fails; appending works but is not what it is for.
+func Open(st Store, v note.Verifier, opts ...Option) (*Log, error) {
+	if v == nil {
+		return nil, errors.New("audit: nil verifier: make one with audit.NewVerifier")
+	}
+	return New(st, verifyOnly{v}, append([]Option{WithVerifier(v)}, opts...)...)
+}
+
+// verifyOnly is the signer of a log opened to verify: it has the key's name and hash, and
+// refuses to sign.
+type verifyOnly struct{ note.Verifier }
+
+func (verifyOnly) Sign([]byte) ([]byte, error) {
+	return nil, errors.New("audit: the log was opened to verify only; it cannot sign")
+}
+
 // Append appends e in a unit of work of its own and returns its index once committed. When the
 // audited change is itself a write, call [Append] on the Repository of the unit of work that
 // writes it instead, so both commit together.

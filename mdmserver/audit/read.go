@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // List limits. A page scans at most maxScan entries so that a filter matching nothing cannot
@@ -218,4 +220,51 @@ func decodeEntry(data []byte) (Entry, error) {
 		return Entry{}, fmt.Errorf("malformed JSON: data after the entry object")
 	}
 	return e, nil
+}
+
+// Record is one stored entry as it is delivered to a sink: its index, its exact stored bytes
+// and their leaf hash, so a copy kept elsewhere can be checked against a signed checkpoint.
+type Record struct {
+	Index    int64
+	Data     []byte
+	LeafHash tlog.Hash
+}
+
+// Records returns up to limit stored entries from index from on, in order (fewer at the end of
+// the log).
+func (l *Log) Records(ctx context.Context, from int64, limit int) ([]Record, error) {
+	size, err := l.Size(ctx)
+	if err != nil {
+		return nil, err
+	}
+	to := min(size, from+int64(limit))
+	if from < 0 || from >= to {
+		return nil, nil
+	}
+	raw, err := l.readRaw(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, len(raw))
+	for i, r := range raw {
+		out[i] = Record{Index: r.index, Data: r.data, LeafHash: tlog.RecordHash(r.data)}
+	}
+	return out, nil
+}
+
+// Delivered returns the named sink's delivery cursor: the index of the first entry it has not
+// been sent.
+func (l *Log) Delivered(ctx context.Context, sink string) (int64, error) {
+	var n int64
+	err := l.st.View(ctx, func(tx Tx) error {
+		var err error
+		n, err = tx.Audit().Delivered(ctx, sink)
+		return err
+	})
+	return n, err
+}
+
+// SetDelivered moves the named sink's delivery cursor to next, durably.
+func (l *Log) SetDelivered(ctx context.Context, sink string, next int64) error {
+	return l.st.Update(ctx, func(tx Tx) error { return tx.Audit().PutDelivered(ctx, sink, next) })
 }

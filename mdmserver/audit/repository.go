@@ -40,6 +40,11 @@ type Repository interface {
 	// Extent returns one past the highest entry index and one past the highest stored-hash
 	// index held, whatever Size says: VerifyStored checks that nothing lies past the size.
 	Extent(ctx context.Context) (entries, hashes int64, err error)
+	// Delivered returns the named sink's delivery cursor: the index of the first entry not yet
+	// delivered to it (0 when none is stored).
+	Delivered(ctx context.Context, sink string) (int64, error)
+	// PutDelivered stores the named sink's delivery cursor.
+	PutDelivered(ctx context.Context, sink string, next int64) error
 }
 
 // Tx is what the log needs of a unit of work: its repository.

@@ -129,3 +129,36 @@ func (l *Log) verifyCheckpoints(ctx context.Context, size int64) error {
 		return err
 	})
 }
+
+// VerifyCheckpoint checks a signed checkpoint, from anywhere (a backup's manifest, a copy an
+// auditor kept), against the stored log: its signature under the log's verifier, its origin,
+// that the log holds at least its entries, and that their tree hashes to it. It returns the
+// checkpoint it opened.
+func (l *Log) VerifyCheckpoint(ctx context.Context, signed []byte) (Checkpoint, error) {
+	cp, err := OpenCheckpoint(signed, l.verifier)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	if cp.Origin != l.origin {
+		return cp, fmt.Errorf("audit: the checkpoint is for log %q, not %q", cp.Origin, l.origin)
+	}
+	err = l.st.View(ctx, func(tx Tx) error {
+		r := hashReader{ctx: ctx, r: tx.Audit()}
+		size, err := r.r.Size(ctx)
+		if err != nil {
+			return err
+		}
+		if cp.N > size {
+			return &VerifyError{Index: size, Kind: KindMissing, Detail: fmt.Sprintf("the checkpoint covers %d entries; the log holds %d", cp.N, size)}
+		}
+		h, err := tlog.TreeHash(cp.N, r)
+		if err != nil {
+			return &VerifyError{Index: max(cp.N-1, 0), Kind: KindMismatch, Detail: err.Error()}
+		}
+		if h != cp.Hash {
+			return &VerifyError{Index: max(cp.N-1, 0), Kind: KindMismatch, Detail: fmt.Sprintf("the tree of the first %d entries does not match the checkpoint", cp.N)}
+		}
+		return nil
+	})
+	return cp, err
+}

@@ -39,6 +39,9 @@ type Dispatcher struct {
 	now     func() time.Time
 	timeout time.Duration
 	pushes  *prometheus.CounterVec // by result; nil without WithPushMetrics
+	// pending are the pushes Enqueue left for RunPushes; concurrency is how many it sends at once.
+	pending     pushQueue
+	concurrency int
 }
 
 // DispatcherOption configures a Dispatcher.
@@ -70,7 +73,10 @@ func WithPushMetrics(reg prometheus.Registerer) DispatcherOption {
 		for _, r := range []string{pushSent, pushNoCert, pushNoToken, pushRejected, pushFailed} {
 			d.pushes.WithLabelValues(r) // every result shows, at zero until it happens
 		}
-		reg.MustRegister(d.pushes)
+		reg.MustRegister(d.pushes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "hale_apns_push_queue_devices",
+			Help: "Devices waiting for a background APNs push (a policy change or posture refresh queued commands for them).",
+		}, func() float64 { return float64(d.pending.len()) }))
 	}
 }
 
@@ -102,7 +108,9 @@ func pushResult(err error) string {
 // NewDispatcher returns a Dispatcher. pusher may be nil (no push certificate yet): commands then
 // wait for the device's next check-in.
 func NewDispatcher(store *Service, queue storage.CommandEnqueuer, pusher push.Pusher, opts ...DispatcherOption) *Dispatcher {
-	d := &Dispatcher{store: store, queue: queue, pusher: pusher, log: slog.Default(), now: time.Now, timeout: 10 * time.Second}
+	d := &Dispatcher{store: store, queue: queue, pusher: pusher, log: slog.Default(), now: time.Now, timeout: 10 * time.Second,
+		concurrency: DefaultPushConcurrency}
+	d.pending.waiting, d.pending.wake = map[string][]string{}, make(chan struct{}, 1)
 	for _, o := range opts {
 		o(d)
 	}
@@ -118,6 +126,16 @@ var ErrInvalidCommand = errors.New("commands: invalid command")
 // command is enqueued, so every command a device may run has a record. The returned record's
 // state is pushed when APNs accepted the push, otherwise queued with PushError set.
 func (d *Dispatcher) Send(ctx context.Context, enrollmentID string, cmd Command, requestedBy string) (*Record, error) {
+	rec, err := d.enqueue(ctx, enrollmentID, cmd, requestedBy, d.store.Put)
+	if err != nil {
+		return nil, err
+	}
+	return d.Push(ctx, enrollmentID, rec.UUID)
+}
+
+// enqueue records cmd for enrollmentID with put and puts it in the device's queue.
+func (d *Dispatcher) enqueue(ctx context.Context, enrollmentID string, cmd Command, requestedBy string,
+	put func(context.Context, *Record) error) (*Record, error) {
 	if !requestTypePattern.MatchString(cmd.RequestType) {
 		return nil, fmt.Errorf("%w: request type %q", ErrInvalidCommand, cmd.RequestType)
 	}
@@ -135,7 +153,7 @@ func (d *Dispatcher) Send(ctx context.Context, enrollmentID string, cmd Command,
 	now := d.now().UTC()
 	rec := &Record{UUID: uuid, EnrollmentID: enrollmentID, RequestType: cmd.RequestType, State: StateQueued,
 		RequestedBy: requestedBy, CreatedAt: now, UpdatedAt: now}
-	if err := d.store.Put(ctx, rec); err != nil {
+	if err := put(ctx, rec); err != nil {
 		return nil, fmt.Errorf("commands: record: %w", err)
 	}
 	c := &mdm.Command{CommandUUID: uuid, Raw: raw}
@@ -150,11 +168,16 @@ func (d *Dispatcher) Send(ctx context.Context, enrollmentID string, cmd Command,
 		})
 		return nil, fmt.Errorf("commands: enqueue for %s: %w", enrollmentID, err)
 	}
-	return d.Push(ctx, enrollmentID, uuid)
+	return rec, nil
 }
 
 // Push sends an APNs push for a queued command's enrollment and records the outcome.
 func (d *Dispatcher) Push(ctx context.Context, enrollmentID, uuid string) (*Record, error) {
+	return d.recordPush(ctx, enrollmentID, uuid, d.pushOnce(ctx, enrollmentID))
+}
+
+// pushOnce pushes enrollmentID's device and counts the outcome.
+func (d *Dispatcher) pushOnce(ctx context.Context, enrollmentID string) error {
 	pushErr := errNoPusher
 	if d.pusher != nil {
 		pctx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -172,7 +195,13 @@ func (d *Dispatcher) Push(ctx context.Context, enrollmentID, uuid string) (*Reco
 	if d.pushes != nil {
 		d.pushes.WithLabelValues(pushResult(pushErr)).Inc()
 	}
-	return d.store.Update(ctx, enrollmentID, uuid, func(r *Record) {
+	return pushErr
+}
+
+// recordPush records a push's outcome on the command it was for. Many pushes finish at once
+// under RunPushes, so their records share commits.
+func (d *Dispatcher) recordPush(ctx context.Context, enrollmentID, uuid string, pushErr error) (*Record, error) {
+	return d.store.UpdateShared(ctx, enrollmentID, uuid, func(r *Record) {
 		now := d.now().UTC()
 		r.UpdatedAt = now
 		if pushErr != nil {

@@ -10,3 +10,9 @@ var PushResultLabels = struct{ Sent, NoCert, NoToken, Rejected, Failed string }{
 
 // Pushes returns d's push counter (nil without WithPushMetrics).
 func (d *Dispatcher) Pushes() *prometheus.CounterVec { return d.pushes }
+
+// PushQueueRunning reports whether RunPushes is taking pushes.
+func (d *Dispatcher) PushQueueRunning() bool { return d.pending.running.Load() }
+
+// PushQueueLen is how many devices wait for a background push.
+func (d *Dispatcher) PushQueueLen() int { return d.pending.len() }

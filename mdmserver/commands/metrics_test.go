@@ -20,7 +20,7 @@ import (
 
 // newService returns a commands service on a fresh bbolt store. The store's contract is tested
 // in storage/storagetest; here it only keeps the records a push updates.
-func newService(t *testing.T) *commands.Service {
+func newService(t testing.TB) *commands.Service {
 	t.Helper()
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "hale.db"))
 	if err != nil {

@@ -45,6 +45,24 @@ func (s *Service) Update(ctx context.Context, enrollmentID, uuid string, fn func
 	return rec, err
 }
 
+// PutShared is Put in a transaction it may share with other goroutines' (Store.Batch), for
+// commands queued for many devices at once; it is committed when PutShared returns.
+func (s *Service) PutShared(ctx context.Context, rec *Record) error {
+	return s.st.Batch(ctx, func(tx Tx) error { return tx.Commands().PutRecord(ctx, rec) })
+}
+
+// UpdateShared is Update in a transaction it may share with other goroutines' (Store.Batch),
+// for the many small updates that background pushes make at once. fn may run more than once.
+func (s *Service) UpdateShared(ctx context.Context, enrollmentID, uuid string, fn func(*Record)) (*Record, error) {
+	var rec *Record
+	err := s.st.Batch(ctx, func(tx Tx) error {
+		var err error
+		rec, err = UpdateRecord(ctx, tx.Commands(), enrollmentID, uuid, fn)
+		return err
+	})
+	return rec, err
+}
+
 // Get returns one command record.
 func (s *Service) Get(ctx context.Context, enrollmentID, uuid string) (*Record, error) {
 	var rec *Record

@@ -19,10 +19,11 @@ var (
 	bucketAuditHashes      = []byte("audit_hashes")      // stored hash index -> 32-byte hash
 	bucketAuditMeta        = []byte("audit_meta")        // "size" -> number of entries
 	bucketAuditCheckpoints = []byte("audit_checkpoints") // tree size -> signed note
+	bucketAuditSinks       = []byte("audit_sinks")       // sink name -> delivery cursor
 	keyAuditSize           = []byte("size")
 )
 
-var auditBuckets = [][]byte{bucketAuditEntries, bucketAuditHashes, bucketAuditMeta, bucketAuditCheckpoints}
+var auditBuckets = [][]byte{bucketAuditEntries, bucketAuditHashes, bucketAuditMeta, bucketAuditCheckpoints, bucketAuditSinks}
 
 // Audit returns the audit log's repository in this transaction.
 func (t *tx) Audit() audit.Repository { return auditRepo{t.tx} }
@@ -198,4 +199,31 @@ func parseIndexKey(b []byte) (int64, bool) {
 	}
 	n := int64(binary.BigEndian.Uint64(b))
 	return n, n >= 0
+}
+
+func (r auditRepo) Delivered(ctx context.Context, sink string) (int64, error) {
+	b, err := bucket(r.tx, bucketAuditSinks)
+	if err != nil {
+		return 0, err
+	}
+	v := b.Get([]byte(sink))
+	if v == nil {
+		return 0, nil
+	}
+	n, ok := parseIndexKey(v)
+	if !ok {
+		return 0, fmt.Errorf("%w: the delivery cursor of sink %q is %d bytes", audit.ErrCorrupt, sink, len(v))
+	}
+	return n, nil
+}
+
+func (r auditRepo) PutDelivered(ctx context.Context, sink string, next int64) error {
+	b, err := bucket(r.tx, bucketAuditSinks)
+	if err != nil {
+		return err
+	}
+	if sink == "" {
+		return fmt.Errorf("boltstore: a delivery cursor needs a sink name")
+	}
+	return mapWrite(b.Put([]byte(sink), indexKey(next)))
 }

@@ -66,7 +66,10 @@ func (q *commandQueue) EnqueueCommand(ctx context.Context, ids []string, cmd *md
 			return nil, fmt.Errorf("store: enqueue: invalid enrollment id %q", id)
 		}
 	}
-	err := q.db.Update(func(tx *bbolt.Tx) error {
+	// Batch: a policy change queues commands for many devices at once, and they share commits.
+	// A failed batch is retried one function at a time in a fresh transaction, so the
+	// duplicate check below sees only committed commands.
+	err := q.db.Batch(func(tx *bbolt.Tx) error {
 		cmds := tx.Bucket(bucketQueueCommands)
 		if cmds.Get([]byte(cmd.CommandUUID)) != nil {
 			return fmt.Errorf("command already exists: %s", cmd.CommandUUID)

@@ -29,6 +29,7 @@ func testAudit(t *testing.T, open Opener) {
 	t.Run("run", func(t *testing.T) { auditRun(t, open) })
 	t.Run("empty log", func(t *testing.T) { auditEmptyLog(t, open) })
 	t.Run("reopen", func(t *testing.T) { auditReopen(t, open) })
+	t.Run("delivery cursors", func(t *testing.T) { auditDeliveryCursors(t, open) })
 }
 
 // auditStore narrows st to the audit log's units of work, as the server does.
