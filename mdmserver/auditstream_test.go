@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,14 +24,10 @@ func TestAuditStreamedToFileSink(t *testing.T) {
 	for range 3 {
 		env.Token("it")
 	}
-	req, _ := http.NewRequest("GET", env.URL+"/api/v1/audit/export", nil)
-	req.Header.Set("Authorization", "Bearer "+env.Admin)
-	resp, err := env.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	var export []byte
+	if code := env.Do("GET", "/api/v1/audit/export", env.Admin, nil, &export); code != http.StatusOK {
+		t.Fatalf("export: %d", code)
 	}
-	export, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	want := strings.Split(strings.TrimSpace(string(export)), "\n")
 
 	var got []string

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,18 +26,8 @@ import (
 // getBackup fetches GET /api/v1/backup with token and returns the status and the body.
 func getBackup(t *testing.T, env *testEnv, token string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", env.URL+"/api/v1/backup", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := env.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	var b []byte
+	return env.Do("GET", "/api/v1/backup", token, nil, &b), b
 }
 
 // TestBackupUnderLoadRestoresEveryAcknowledgedWrite takes a backup while tokens are being

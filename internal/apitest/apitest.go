@@ -21,7 +21,8 @@ type TB interface {
 
 // Do sends a request with c and returns the status. body is sent as JSON ([]byte and string
 // as they are; nil sends none); token, when not empty, goes in a bearer Authorization header;
-// a JSON answer is decoded into out when out is not nil.
+// a JSON answer is decoded into out when out is not nil, and any answer is copied as it is
+// into out when out is a *[]byte.
 //
 // A request that got no answer returns -1 rather than failing the test: a refused handshake
 // is what some tests expect. An error status without application/problem+json fails the test,
@@ -65,7 +66,9 @@ func Do(t TB, c *http.Client, method, url, token string, body, out any) int {
 	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("%s %s: error %d is not problem+json: %s", method, url, resp.StatusCode, b)
 	}
-	if out != nil && len(b) > 0 {
+	if raw, ok := out.(*[]byte); ok {
+		*raw = b
+	} else if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			t.Fatalf("%s %s: decode %s: %v", method, url, b, err)
 		}
