@@ -7,18 +7,17 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/halemdm/hale/internal/es256jws"
 )
 
 // Tokens for the messaging app are bound to the app instance's own key, not to a certificate:
@@ -203,39 +202,8 @@ func NewProof(pub *ecdsa.PublicKey, sign SignFunc, method, requestURL, token, jt
 	if err != nil {
 		return "", err
 	}
-	header, err := json.Marshal(map[string]any{"typ": DPoPType, "alg": "ES256", "jwk": json.RawMessage(jwk)})
-	if err != nil {
-		return "", err
-	}
 	ath := sha256.Sum256([]byte(token))
-	claims, err := json.Marshal(dpopClaims{JTI: jti, HTM: method, HTU: requestURL, IAT: iat.Unix(),
-		ATH: base64.RawURLEncoding.EncodeToString(ath[:])})
-	if err != nil {
-		return "", err
-	}
-	input := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(claims)
-	digest := sha256.Sum256([]byte(input))
-	der, err := sign(digest[:])
-	if err != nil {
-		return "", err
-	}
-	raw, err := rawSignature(der)
-	if err != nil {
-		return "", err
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(raw), nil
-}
-
-// rawSignature turns an ASN.1 DER ECDSA P-256 signature into JWS's r || s, 32 bytes each.
-func rawSignature(der []byte) ([]byte, error) {
-	var sig struct{ R, S *big.Int }
-	rest, err := asn1.Unmarshal(der, &sig)
-	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 ||
-		sig.R.BitLen() > 256 || sig.S.BitLen() > 256 {
-		return nil, errors.New("posture: the signature is not an ASN.1 ECDSA P-256 signature")
-	}
-	out := make([]byte, 64)
-	sig.R.FillBytes(out[:32])
-	sig.S.FillBytes(out[32:])
-	return out, nil
+	return es256jws.Sign(map[string]any{"typ": DPoPType, "alg": "ES256", "jwk": json.RawMessage(jwk)},
+		dpopClaims{JTI: jti, HTM: method, HTU: requestURL, IAT: iat.Unix(), ATH: base64.RawURLEncoding.EncodeToString(ath[:])},
+		es256jws.SignFunc(sign))
 }

@@ -4,14 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/big"
 	"strings"
 	"time"
+
+	"github.com/halemdm/hale/internal/es256jws"
 )
 
 // ProofType is the "typ" of a proof (RFC 9449 section 4.2).
@@ -93,29 +93,8 @@ func NewProof(pub *ecdsa.PublicKey, sign SignFunc, nonce, jti string, iat time.T
 	if err != nil {
 		return "", err
 	}
-	h, err := json.Marshal(proofHeader{Typ: ProofType, Alg: "ES256", JWK: &jwk})
-	if err != nil {
-		return "", err
-	}
-	c, err := json.Marshal(ProofClaims{JTI: jti, HTM: ProofHTM, HTU: ProofHTU, IAT: iat.Unix(), Nonce: nonce})
-	if err != nil {
-		return "", err
-	}
-	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
-	digest := sha256.Sum256([]byte(input))
-	der, err := sign(digest[:])
-	if err != nil {
-		return "", fmt.Errorf("localproto: signing the proof: %w", err)
-	}
-	var sig struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(der, &sig); err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil ||
-		sig.R.Sign() <= 0 || sig.S.Sign() <= 0 || sig.R.BitLen() > 256 || sig.S.BitLen() > 256 {
-		return "", errors.New("localproto: the signature is not an ASN.1 ECDSA P-256 signature")
-	}
-	raw := make([]byte, 64)
-	sig.R.FillBytes(raw[:32])
-	sig.S.FillBytes(raw[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(raw), nil
+	return es256jws.Sign(proofHeader{Typ: ProofType, Alg: "ES256", JWK: &jwk},
+		ProofClaims{JTI: jti, HTM: ProofHTM, HTU: ProofHTU, IAT: iat.Unix(), Nonce: nonce}, es256jws.SignFunc(sign))
 }
 
 // VerifyProof checks a token request's proof against the nonce the connection was given and
