@@ -112,7 +112,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/policies", s.policyAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"POST /api/v1/policies/{name}/dry-run", s.policyAPI.DryRunPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/assignments", s.policyAPI.Assign, []tokens.Role{tokens.RoleIT}},
-		{"GET /access/v1/devices/{id}", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleAccess}},
+		{"GET /access/v1/devices/{id}", access.RemediationHandler(s.index, s.cfg.helpDesk()), []tokens.Role{tokens.RoleAccess}},
 		{"POST /access/v1/check", s.accessAPI.Check, []tokens.Role{tokens.RoleAccess}},
 		// Security event streams (OpenID SSF 1.0): each belongs to the token that created it,
 		// which alone may poll, change or verify it; admin, security and auditor read every
