@@ -51,6 +51,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /agent/v1/policy", agent.RequireDevice(agent.Policy))
 	mux.Handle("GET /agent/v1/commands", agent.RequireDevice(agent.Commands))
 	mux.Handle("POST /agent/v1/commands/{id}/result", agent.RequireDevice(agent.CommandResult))
+	mux.Handle("POST /agent/v1/break-glass", agent.RequireDevice(s.breakGlassAPI.Device))
 
 	// The messaging app's API: the attestation, binding token and key signatures are its
 	// credentials (app_wiring.go).
@@ -142,6 +143,11 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/devices/{id}/commands", s.commandAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}/commands/{uuid}", s.commandAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}/commands/{uuid}/pin", s.securityAPI.PIN, []tokens.Role{tokens.RoleSecurity}},
+		// Emergency access (breakglass_wiring.go): security grants and reviews; auditors read.
+		{"POST /api/v1/devices/{id}/break-glass", s.breakGlassAPI.Grant, []tokens.Role{tokens.RoleSecurity}},
+		{"GET /api/v1/break-glass", s.breakGlassAPI.List, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/break-glass/{id}", s.breakGlassAPI.Get, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"POST /api/v1/break-glass/{id}/review", s.breakGlassAPI.Review, []tokens.Role{tokens.RoleSecurity}},
 	}
 }
 

@@ -36,6 +36,8 @@ import (
 	"github.com/halemdm/hale/mdmserver/applemdm"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/breakglass"
+	"github.com/halemdm/hale/mdmserver/breakglassapi"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/ddm"
@@ -118,6 +120,9 @@ type Server struct {
 	// its binding.
 	android    *android.Service
 	androidAPI *adminapi.Android
+	// breakGlass is emergency access (breakglass_wiring.go).
+	breakGlass    *breakglass.Service
+	breakGlassAPI *breakglassapi.Handler
 	auditKey   string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
@@ -140,6 +145,7 @@ type options struct {
 	mdmStorage storage.AllStorage
 	now        func() time.Time
 	android    []android.Option
+	afterFunc  func(d time.Duration, f func()) (stop func() bool)
 }
 
 // WithLogger sets the server's logger (default: slog.Default()).
@@ -158,6 +164,13 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 // WithMDMStorage runs nanomdm on st instead of Hale's bbolt file. Hale's own records stay in
 // bbolt. It exists for benchmarks against nanomdm's other backends and for deployments that move
 // the MDM queue to PostgreSQL.
+// WithTimers sets how timers that fire at a time on the server's clock are made (default
+// time.AfterFunc): with WithClock(c.Now), give testclock's c.AfterFunc, so that moving the clock
+// fires them (a break-glass use's expiry).
+func WithTimers(afterFunc func(d time.Duration, f func()) (stop func() bool)) Option {
+	return func(o *options) { o.afterFunc = afterFunc }
+}
+
 func WithMDMStorage(st storage.AllStorage) Option { return func(o *options) { o.mdmStorage = st } }
 
 // New opens the data directory and builds every component. It does not listen yet.
@@ -277,6 +290,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.commandAPI = &adminapi.Commands{Devices: s.inventory, Apple: s.commands, Send: s.dispatch, Agent: s.agentQueue,
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
+	if s.breakGlass, s.breakGlassAPI, err = s.newBreakGlass(o); err != nil {
+		return nil, err
+	}
 	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
 		return nil, err
 	}
@@ -439,6 +455,9 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // Close waits for background work, then closes the CA and the store. It is safe to call on a
 // partly built Server.
 func (s *Server) Close() error {
+	if s.breakGlass != nil {
+		s.breakGlass.Close()
+	}
 	s.background.Wait()
 	if s.apple != nil {
 		s.apple.Close()
