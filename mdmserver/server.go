@@ -123,7 +123,7 @@ type Server struct {
 	// breakGlass is emergency access (breakglass_wiring.go).
 	breakGlass    *breakglass.Service
 	breakGlassAPI *breakglassapi.Handler
-	auditKey   string // the audit log's public note verifier key
+	auditKey      string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
