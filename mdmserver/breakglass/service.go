@@ -57,6 +57,8 @@ type Refusal struct {
 	Detail string
 	// Reasons are the device's reasons a not-overridable refusal names.
 	Reasons []string
+	// RetryAfter is when a person over the limit has a use again.
+	RetryAfter time.Duration
 }
 
 func (r *Refusal) Error() string { return "breakglass: " + r.Code + ": " + r.Detail }
@@ -228,17 +230,22 @@ func (s *Service) Start(ctx context.Context, req Request) (*Use, error) {
 		if err != nil {
 			return err
 		}
-		n := 0
+		n, oldest := 0, now
 		for _, o := range uses {
 			if o.Person == person && now.Sub(o.StartedAt) < bg.Window() {
 				n++
+				if o.StartedAt.Before(oldest) {
+					oldest = o.StartedAt
+				}
 			}
 			if o.DeviceID == dev.ID && o.Active(now) {
 				return refuse(RefusedActive, "emergency access %s is in force until %s", o.ID, o.ExpiresAt.Format(time.RFC3339))
 			}
 		}
 		if n >= bg.Limit() {
-			return refuse(RefusedLimit, "%s has used emergency access %d time(s) in the last %s, the policy's limit", person, n, bg.Window())
+			r := refuse(RefusedLimit, "%s has used emergency access %d time(s) in the last %s, the policy's limit", person, n, bg.Window())
+			r.RetryAfter = oldest.Add(bg.Window()).Sub(now)
+			return r
 		}
 		if err := tx.BreakGlass().Put(ctx, u); err != nil {
 			return err

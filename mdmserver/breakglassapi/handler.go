@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,6 +162,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusForbidden
 		}
 		p := problem.New(status, ref.Code, ref.Detail)
+		if status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(ref.RetryAfter.Seconds()))))
+		}
 		if len(ref.Reasons) > 0 {
 			reasons := make([]posture.Reason, len(ref.Reasons))
 			for i, c := range ref.Reasons {
