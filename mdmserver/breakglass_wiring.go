@@ -30,7 +30,7 @@ func (s *Server) newBreakGlass(o options) (*breakglass.Service, *breakglassapi.H
 	if err := svc.Load(context.Background()); err != nil {
 		return nil, nil, fmt.Errorf("break-glass: %w", err)
 	}
-	return svc, &breakglassapi.Handler{Service: svc, Log: s.log, Now: s.now}, nil
+	return svc, &breakglassapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Now: s.now}, nil
 }
 
 // policyFor is the policy in force for a device, nil when none.

@@ -214,7 +214,7 @@ func (s *Service) Start(ctx context.Context, req Request) (*Use, error) {
 		StartedAt: now.UTC(), ExpiresAt: now.Add(dur).UTC(),
 	}
 	if req.Channel == ChannelSecurity {
-		u.GrantedBy = req.Entry.Person
+		u.GrantedBy = who(req.Entry)
 	}
 	ev := s.event(u, posture.EventComplianceChange, posture.EventReasonBreakGlassStarted, now)
 	em, err := s.events.Prepare(ctx, ev)
@@ -388,10 +388,10 @@ func (s *Service) Review(ctx context.Context, id, decision, note string, entry a
 		switch {
 		case u.Review != nil:
 			return refuse(RefusedReviewed, "use %s was %s by %s", u.ID, u.Review.Decision, u.Review.By)
-		case entry.Person == "" || entry.Person == u.Person || entry.Person == u.GrantedBy:
+		case who(entry) == u.Person || who(entry) == u.GrantedBy || entry.Actor == u.RequestedBy:
 			return refuse(RefusedSelfReview, "a use is reviewed by a security person other than its user and its granter")
 		}
-		u.Review = &Review{Decision: decision, By: entry.Person, TokenID: strings.TrimPrefix(entry.Actor, "token:"), At: now.UTC(), Note: note}
+		u.Review = &Review{Decision: decision, By: who(entry), TokenID: strings.TrimPrefix(entry.Actor, "token:"), At: now.UTC(), Note: note}
 		if err := tx.BreakGlass().Put(ctx, u); err != nil {
 			return err
 		}
@@ -415,7 +415,7 @@ func (s *Service) Review(ctx context.Context, id, decision, note string, entry a
 			reviewed = ended
 		}
 	}
-	s.log.Info("break-glass: use reviewed", "use", id, "decision", decision, "by", entry.Person)
+	s.log.Info("break-glass: use reviewed", "use", id, "decision", decision, "by", who(entry))
 	return reviewed, nil
 }
 
@@ -500,6 +500,15 @@ func (s *Service) Close() {
 		stop()
 		delete(s.timers, id)
 	}
+}
+
+// who names the person behind an audit entry: the token's person, or the actor itself for a
+// token that names none.
+func who(e audit.Entry) string {
+	if e.Person != "" {
+		return e.Person
+	}
+	return e.Actor
 }
 
 func details(base, add map[string]string) map[string]string {

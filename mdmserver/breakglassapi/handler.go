@@ -26,6 +26,8 @@ const maxBody = 16 << 10
 // Handler serves the routes.
 type Handler struct {
 	Service *breakglass.Service
+	// Devices resolves the grant route's device (a Hale ID, or an Apple UDID or enrollment ID).
+	Devices httpapi.DeviceLookup
 	Log     *slog.Logger
 	// Now is the clock "active" and "overdue" are judged by.
 	Now func() time.Time
@@ -46,7 +48,11 @@ func (h *Handler) Device(w http.ResponseWriter, r *http.Request) {
 // Grant is POST /api/v1/devices/{id}/break-glass: a security person opens emergency access for
 // a device (a clinician who cannot reach their own device's page).
 func (h *Handler) Grant(w http.ResponseWriter, r *http.Request) {
-	h.start(w, r, r.PathValue("id"), breakglass.ChannelSecurity)
+	d, ok := httpapi.DeviceFor(h.Devices, h.Log, w, r)
+	if !ok {
+		return
+	}
+	h.start(w, r, d.ID, breakglass.ChannelSecurity)
 }
 
 func (h *Handler) start(w http.ResponseWriter, r *http.Request, deviceID, channel string) {
