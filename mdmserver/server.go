@@ -42,6 +42,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/events"
+	"github.com/halemdm/hale/mdmserver/gracewarn"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
@@ -123,6 +124,7 @@ type Server struct {
 	// breakGlass is emergency access (breakglass_wiring.go).
 	breakGlass    *breakglass.Service
 	breakGlassAPI *breakglassapi.Handler
+	graceWarn     *gracewarn.Warner
 	auditKey      string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
@@ -293,6 +295,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.breakGlass, s.breakGlassAPI, err = s.newBreakGlass(o); err != nil {
 		return nil, err
 	}
+	s.graceWarn = s.newGraceWarn(o)
 	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
 		return nil, err
 	}
@@ -457,6 +460,9 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 func (s *Server) Close() error {
 	if s.breakGlass != nil {
 		s.breakGlass.Close()
+	}
+	if s.graceWarn != nil {
+		s.graceWarn.Close()
 	}
 	s.background.Wait()
 	if s.apple != nil {

@@ -77,6 +77,17 @@ func (x *Index) SetBreakGlass(deviceID string, g *Grant, now time.Time) {
 	x.changedAt.Store(time.Now().UnixNano())
 }
 
+// DeviceIDs returns the IDs of every indexed device, in no order.
+func (x *Index) DeviceIDs() []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	ids := make([]string, 0, len(x.entries))
+	for id := range x.entries {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // BreakGlass returns the emergency access use in force for a device, or nil.
 func (x *Index) BreakGlass(deviceID string) *Grant {
 	x.mu.RLock()
