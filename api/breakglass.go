@@ -59,3 +59,10 @@ type BreakGlassReviewRequest struct {
 type BreakGlassList struct {
 	Uses []BreakGlassUse `json:"uses"`
 }
+
+// MyDeviceLink is the answer to POST /agent/v1/my-device-link: a link to the device's own
+// page (its status, what to fix, check again, emergency access), for its user's browser.
+type MyDeviceLink struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}

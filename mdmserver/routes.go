@@ -52,6 +52,13 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /agent/v1/commands", agent.RequireDevice(agent.Commands))
 	mux.Handle("POST /agent/v1/commands/{id}/result", agent.RequireDevice(agent.CommandResult))
 	mux.Handle("POST /agent/v1/break-glass", agent.RequireDevice(s.breakGlassAPI.Device))
+	mux.Handle("POST /agent/v1/my-device-link", agent.RequireDevice(s.myDevice.Link))
+
+	// The "my device" page: the sealed link from /agent/v1/my-device-link is its credential.
+	mux.HandleFunc("GET /my-device/style.css", s.myDevice.Style)
+	mux.HandleFunc("GET /my-device/{token}", s.myDevice.Page)
+	mux.HandleFunc("POST /my-device/{token}/check", s.myDevice.Check)
+	mux.HandleFunc("POST /my-device/{token}/break-glass", s.myDevice.StartBreakGlass)
 
 	// The messaging app's API: the attestation, binding token and key signatures are its
 	// credentials (app_wiring.go).

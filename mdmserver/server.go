@@ -46,6 +46,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/mydevice"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 	"github.com/halemdm/hale/mdmserver/revocation"
 	"github.com/halemdm/hale/mdmserver/security"
@@ -125,6 +126,7 @@ type Server struct {
 	breakGlass    *breakglass.Service
 	breakGlassAPI *breakglassapi.Handler
 	graceWarn     *gracewarn.Warner
+	myDevice      *mydevice.Handler
 	auditKey      string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
@@ -296,6 +298,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.graceWarn = s.newGraceWarn(o)
+	s.myDevice = s.newMyDevice()
 	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
 		return nil, err
 	}
