@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/halemdm/hale/agent"
 	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/policies"
 )
 
 // Security grants emergency access for a Mac its policy denies (macOS too old), lists it as
@@ -52,4 +57,71 @@ func TestBreakGlass(t *testing.T) {
 		t.Fatalf("review: %s", r.stdout)
 	}
 	second.fails(t, exitConflict, "break-glass", "review", id)
+}
+
+type seenNotices struct {
+	mu     sync.Mutex
+	titles []string
+}
+
+func (n *seenNotices) Notify(_ context.Context, title, body string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.titles = append(n.titles, title+" | "+body)
+	return nil
+}
+
+func (n *seenNotices) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.titles...)
+}
+
+// The real agent against the real server: a device in grace warns its user on the desktop;
+// past grace, the agent gets its page's link and opens emergency access with its certificate.
+func TestAgentGraceNoticeLinkAndBreakGlass(t *testing.T) {
+	e := newEnv(t)
+	it := e.as(e.token("it"))
+	e.applyPolicy(t, it, "encryption:\n  required: true\ngrace:\n  period: 1h\n  warn_before: 2h\n"+
+		"break_glass:\n  allowed: true\n  duration: 1h\n  overridable: [encryption_off]\n")
+	store, id := e.enrollOnly("dr.house", "icu")
+	notices := &seenNotices{}
+	collect := func(context.Context) (*policies.Posture, []agent.CollectorError) {
+		now := time.Now()
+		return &policies.Posture{Platform: policies.PlatformLinux, ReportedAt: now,
+			DiskEncrypted: policies.Observe(false, policies.ProvenanceAgent, now), SwapEncrypted: policies.Observe(true, policies.ProvenanceAgent, now)}, nil
+	}
+	a, err := agent.New(store, collect, agent.WithNotifier(notices), agent.WithRequestTimeout(10*time.Second),
+		agent.WithIntervalBounds(50*time.Millisecond, time.Second), agent.WithCollectInterval(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// warn_before is longer than the grace period: the first notice is also the last warning.
+	waitFor(t, "a desktop notice of the grace period", func() bool { return len(notices.all()) > 0 })
+	if got := notices.all(); len(got) != 1 || !strings.Contains(got[0], "Fix this device by") || !strings.Contains(got[0], "Turn on disk encryption") {
+		t.Fatalf("notices %q", got)
+	}
+
+	link, err := a.MyDeviceLink(ctx)
+	if err != nil || !strings.Contains(link.URL, "/my-device/") {
+		t.Fatalf("link %+v %v", link, err)
+	}
+	// In grace it is allowed: emergency access is not needed, and says so.
+	if _, err := a.BreakGlass(ctx, "rapid response, bed 3", ""); err == nil || !strings.Contains(err.Error(), "break-glass-not-needed") {
+		t.Fatalf("break-glass in grace: %v", err)
+	}
+	e.applyPolicy(t, it, "encryption:\n  required: true\nbreak_glass:\n  allowed: true\n  duration: 1h\n  overridable: [encryption_off]\n")
+	waitFor(t, "the device denied", func() bool {
+		var ans struct{ Allow bool }
+		e.call("GET", "/api/v1/devices/"+id+"/access", e.admin, nil, 200, &ans)
+		return !ans.Allow
+	})
+	u, err := a.BreakGlass(ctx, "rapid response, bed 3", "30m")
+	if err != nil || u.DeviceID != id || u.Person != "dr.house" {
+		t.Fatalf("break-glass: %+v %v", u, err)
+	}
 }
