@@ -1,6 +1,9 @@
 package mdmserver_test
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/apitest"
+	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/mdmserver"
 )
 
@@ -111,5 +115,37 @@ func TestMyDevicePage(t *testing.T) {
 	// The link route needs a device certificate.
 	if code := env.call("POST", "/agent/v1/my-device-link", "", nil, nil); code != 401 {
 		t.Fatalf("link without a certificate: %d", code)
+	}
+}
+
+// The messaging app on a phone gets its device's page link with a fresh report signed by its
+// attested key; a report it did not sign gets nothing.
+func TestMyDeviceLinkForTheApp(t *testing.T) {
+	env, appCA, _ := appEnv(t)
+	env.uploadPushCert()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, id := env.checkedInDevice(ctx, applesim.WithState(applesim.IOSState()))
+	app, other := env.iosApp(appCA, id), env.iosApp(appCA, id)
+	signed := func(key *applesim.AppAttestKey, instance string) []byte {
+		data, _ := json.Marshal(api.AppReportData{Nonce: env.appNonce()})
+		assertion, err := key.Assert(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(api.AppReportRequest{InstanceID: instance,
+			ClientData: base64.StdEncoding.EncodeToString(data), Assertion: base64.StdEncoding.EncodeToString(assertion)})
+		return body
+	}
+	var link api.MyDeviceLink
+	if code := env.call("POST", "/app/v1/my-device-link", "", signed(app.key, app.id), &link); code != 200 {
+		t.Fatalf("app link: %d", code)
+	}
+	resp, html := env.page("GET", env.URL+strings.TrimPrefix(link.URL, env.PublicURL), "en", nil)
+	if resp.StatusCode != 200 || !strings.Contains(html, "My device") {
+		t.Fatalf("app's page: %d", resp.StatusCode)
+	}
+	if code := env.call("POST", "/app/v1/my-device-link", "", signed(other.key, app.id), nil); code == 200 {
+		t.Fatal("a link for an instance was given on another instance's signature")
 	}
 }

@@ -9,8 +9,12 @@ import (
 
 // newMyDevice builds the "my device" page; emergency access must exist.
 func (s *Server) newMyDevice() *mydevice.Handler {
-	return &mydevice.Handler{Key: s.key, PublicURL: s.cfg.PublicURL, Decisions: s.index, Devices: s.inventory,
+	h := &mydevice.Handler{Key: s.key, PublicURL: s.cfg.PublicURL, Decisions: s.index, Devices: s.inventory,
 		PolicyFor: s.policyFor, Refresh: s.checkAgain, BreakGlass: s.breakGlass, HelpDesk: s.cfg.helpDesk(), Now: s.now, Log: s.log}
+	if s.appAPI != nil {
+		s.appAPI.Links = h.LinkFor // the messaging app asks with its attested key
+	}
+	return h
 }
 
 // checkAgain is the page's "check again": an Apple device is asked for fresh posture; any

@@ -66,6 +66,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /app/v1/register", s.appAPI.Register)
 	mux.HandleFunc("POST /app/v1/report", s.appAPI.Report)
 	mux.HandleFunc("POST /app/v1/token", s.appAPI.Token)
+	mux.HandleFunc("POST /app/v1/my-device-link", s.appAPI.MyDeviceLink)
 	// Android Management API notifications, pushed by Pub/Sub with Google's ID token.
 	mux.HandleFunc("POST "+android.PushPath, s.android.Push)
 	mux.HandleFunc("GET "+android.SignupPath, s.android.SignupComplete)

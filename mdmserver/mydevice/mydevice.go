@@ -92,10 +92,16 @@ func (h *Handler) Link(w http.ResponseWriter, r *http.Request) {
 		problem.Error(w, r, http.StatusUnauthorized, "unauthorized", "a device certificate is required")
 		return
 	}
+	httpjson.Write(w, http.StatusOK, h.LinkFor(d.ID))
+}
+
+// LinkFor makes a link to deviceID's page, valid for LinkTTL: for a caller that proved it
+// speaks for the device (its certificate, or the messaging app's attested key).
+func (h *Handler) LinkFor(deviceID string) api.MyDeviceLink {
 	exp := h.Now().Add(LinkTTL)
-	b, _ := json.Marshal(link{DeviceID: d.ID, Expires: exp.Unix()})
+	b, _ := json.Marshal(link{DeviceID: deviceID, Expires: exp.Unix()})
 	tok := base64.RawURLEncoding.EncodeToString(h.Key.Seal(sealPurpose, b))
-	httpjson.Write(w, http.StatusOK, api.MyDeviceLink{URL: strings.TrimRight(h.PublicURL, "/") + "/my-device/" + tok, ExpiresAt: exp.UTC()})
+	return api.MyDeviceLink{URL: strings.TrimRight(h.PublicURL, "/") + "/my-device/" + tok, ExpiresAt: exp.UTC()}
 }
 
 // device opens the page's token and reads its device; it answers 404 itself when it cannot,
