@@ -60,6 +60,11 @@ func newBreakGlassMetrics(reg prometheus.Registerer) *breakGlassMetrics {
 	return m
 }
 
+// Started counts a use started; Ended one ended; Refused a refused request (breakglass.Metrics).
 func (m *breakGlassMetrics) Started(channel string) { m.started.WithLabelValues(channel).Inc() }
-func (m *breakGlassMetrics) Ended(reason string)    { m.ended.WithLabelValues(reason).Inc() }
-func (m *breakGlassMetrics) Refused(code string)    { m.refused.WithLabelValues(code).Inc() }
+
+// Ended counts a use that ended, by why.
+func (m *breakGlassMetrics) Ended(reason string) { m.ended.WithLabelValues(reason).Inc() }
+
+// Refused counts a refused request, by its problem code.
+func (m *breakGlassMetrics) Refused(code string) { m.refused.WithLabelValues(code).Inc() }

@@ -165,16 +165,16 @@ func WithAPNsRootCAs(roots *x509.CertPool) Option { return func(o *options) { o.
 // TLS, tokens, certificates, the audit log and agent reports keep the wall clock.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// WithMDMStorage runs nanomdm on st instead of Hale's bbolt file. Hale's own records stay in
-// bbolt. It exists for benchmarks against nanomdm's other backends and for deployments that move
-// the MDM queue to PostgreSQL.
 // WithTimers sets how timers that fire at a time on the server's clock are made (default
 // time.AfterFunc): with WithClock(c.Now), give testclock's c.AfterFunc, so that moving the clock
-// fires them (a break-glass use's expiry).
+// fires them (a break-glass use's expiry, a grace warning).
 func WithTimers(afterFunc func(d time.Duration, f func()) (stop func() bool)) Option {
 	return func(o *options) { o.afterFunc = afterFunc }
 }
 
+// WithMDMStorage runs nanomdm on st instead of Hale's bbolt file. Hale's own records stay in
+// bbolt. It exists for benchmarks against nanomdm's other backends and for deployments that move
+// the MDM queue to PostgreSQL.
 func WithMDMStorage(st storage.AllStorage) Option { return func(o *options) { o.mdmStorage = st } }
 
 // New opens the data directory and builds every component. It does not listen yet.

@@ -61,6 +61,7 @@ type Refusal struct {
 	RetryAfter time.Duration
 }
 
+// Error implements error.
 func (r *Refusal) Error() string { return "breakglass: " + r.Code + ": " + r.Detail }
 
 func refuse(code, format string, args ...any) *Refusal {
