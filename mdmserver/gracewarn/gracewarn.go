@@ -45,7 +45,19 @@ type Warner struct {
 
 	mu     sync.Mutex
 	timers map[string]armed // device ID -> its grace_ending warning
+
+	// Warnings of devices entering grace are queued and committed by one goroutine, many at a
+	// time: a policy change that puts the fleet into grace runs its re-evaluation pass without
+	// waiting for a commit per device.
+	qmu     sync.Mutex
+	queue   []events.Event
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
 }
+
+// maxBatch bounds the warnings one commit carries.
+const maxBatch = 1000
 
 type armed struct {
 	until time.Time
@@ -70,11 +82,52 @@ func WithLogger(l *slog.Logger) Option { return func(w *Warner) { w.log = l } }
 func New(d Decisions, e Emitter, warnBefore WarnBefore, opts ...Option) *Warner {
 	w := &Warner{decisions: d, events: e, warnBefore: warnBefore, log: slog.Default(), now: time.Now,
 		afterFunc: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop },
-		timers:    map[string]armed{}}
+		timers:    map[string]armed{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	for _, o := range opts {
 		o(w)
 	}
+	go w.run()
 	return w
+}
+
+// run commits queued warnings until Close, then the rest.
+func (w *Warner) run() {
+	defer close(w.stopped)
+	for {
+		select {
+		case <-w.wake:
+			w.flush()
+		case <-w.stop:
+			w.flush()
+			return
+		}
+	}
+}
+
+func (w *Warner) enqueue(ev events.Event) {
+	w.qmu.Lock()
+	w.queue = append(w.queue, ev)
+	w.qmu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Warner) flush() {
+	for {
+		w.qmu.Lock()
+		n := min(len(w.queue), maxBatch)
+		batch := w.queue[:n:n]
+		w.queue = w.queue[n:]
+		w.qmu.Unlock()
+		if n == 0 {
+			return
+		}
+		if err := w.events.Emit(context.Background(), batch...); err != nil {
+			w.log.Error("grace warnings could not be committed", "warnings", n, "err", err)
+		}
+	}
 }
 
 // OnVerdict is a compliance.VerdictFunc: a device that entered grace is warned now, and its
@@ -97,11 +150,8 @@ func (w *Warner) OnVerdict(old, d *access.Decision, now time.Time) {
 	if old != nil && old.Verdict.Compliant {
 		ev.PreviousStatus = "compliant"
 	}
-	ctx := context.Background()
-	if err := w.events.Emit(ctx, ev); err != nil {
-		w.log.Error("a grace warning could not be committed", "device_id", d.DeviceID, "err", err)
-	}
-	w.arm(ctx, d.DeviceID, nv.PolicyName, nv.GraceUntil, now)
+	w.enqueue(ev)
+	w.arm(context.Background(), d.DeviceID, nv.PolicyName, nv.GraceUntil, now)
 }
 
 // Load arms the second warning of every device in grace: the timers do not survive a restart.
@@ -164,8 +214,14 @@ func (w *Warner) fire(deviceID string, until time.Time) {
 	w.log.Info("grace ending: device warned", "device_id", deviceID, "grace_until", until)
 }
 
-// Close stops the timers.
+// Close stops the timers and commits the warnings still queued.
 func (w *Warner) Close() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.stopped
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for id, a := range w.timers {

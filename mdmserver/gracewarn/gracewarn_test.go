@@ -70,7 +70,7 @@ func TestWarnings(t *testing.T) {
 	ds["d1"] = d
 	w.OnVerdict(compliant, d, t0)
 	w.OnVerdict(d, inGrace("d1", t0), t0) // the same run again: no second notice
-	if got := out.codes(); len(got) != 1 || got[0] != "d1:"+posture.EventReasonGraceStarted {
+	if got := waitCodes(t, out, 2, 50*time.Millisecond); len(got) != 1 || got[0] != "d1:"+posture.EventReasonGraceStarted {
 		t.Fatalf("start: %v", got)
 	}
 	if out.evs[0].PreviousStatus != "compliant" || !out.evs[0].GraceUntil.Equal(d.Verdict.GraceUntil) {
