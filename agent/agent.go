@@ -52,6 +52,8 @@ type Agent struct {
 	wipeReportFor  time.Duration
 	observer       func(Event)
 	policy         atomic.Pointer[storedPolicy]
+	notifier       Notifier   // warns the user of a grace period (notify.go)
+	grace          graceState // what the user was told; the report loop's alone
 	// flushNeeded is set while the journal may hold results the server has not acknowledged,
 	// so the poll loop reads the journal only then.
 	flushNeeded atomic.Bool
@@ -135,6 +137,9 @@ func New(store *state.Store, collect Collector, opts ...Option) (*Agent, error) 
 	}
 	for _, o := range opts {
 		o(a)
+	}
+	if a.notifier == nil {
+		a.notifier = defaultNotifier(runtime.GOOS, a.runner)
 	}
 	for _, r := range a.wipeRoots {
 		if !filepath.IsAbs(r) || filepath.Clean(r) == filepath.VolumeName(r)+string(filepath.Separator) {

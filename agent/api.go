@@ -76,11 +76,22 @@ func (r *reportResponse) validate() error {
 			return fmt.Errorf("the server sent an invalid next_report_in: %w", err)
 		}
 	}
+	if len(r.Reasons) > maxReasons {
+		return fmt.Errorf("the server sent %d reasons, more than %d", len(r.Reasons), maxReasons)
+	}
+	for _, c := range r.Reasons {
+		if c == "" || len(c) > 64 {
+			return errors.New("the server sent an invalid reason code")
+		}
+	}
 	if r.Nonce != "" {
 		return validNonce(r.Nonce)
 	}
 	return nil
 }
+
+// maxReasons bounds the reason codes of a report's answer.
+const maxReasons = 64
 
 // Bounds on what one poll may carry: a hostile or broken server cannot make the agent hold more.
 const (

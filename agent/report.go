@@ -101,6 +101,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 		dueAt = time.Now().Add(jitter(interval))
 		nextCollect = minTime(nextCollect, dueAt)
 		a.emit(Event{Kind: "report-sent"})
+		a.warnUser(ctx, resp)
 	}
 }
 

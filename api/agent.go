@@ -92,6 +92,13 @@ type AgentReportAnswer struct {
 	// PolicyETag is the ETag of the device's policy, empty when none applies: when it is not
 	// the agent's, the agent fetches GET /agent/v1/policy.
 	PolicyETag string `json:"policy_etag"`
+	// InGrace, GraceUntil and Reasons tell the agent of a noncompliant device what to show
+	// its user: the deadline and what to fix (reason codes of the remediation catalog). WarnAt
+	// is when the policy warns again before the deadline (grace.warn_before).
+	InGrace    bool      `json:"in_grace,omitempty"`
+	GraceUntil time.Time `json:"grace_until,omitzero"`
+	WarnAt     time.Time `json:"warn_at,omitzero"`
+	Reasons    []string  `json:"reasons,omitempty"`
 }
 
 // AgentPolicy is the answer to GET /agent/v1/policy: the part of the device's policy an agent

@@ -22,6 +22,6 @@ func (s *Server) newAccessAPI() *accessapi.Handler {
 	return &accessapi.Handler{
 		Index: s.index, CA: s.ca, VerifyExtraCA: s.verifyExtraDeviceCA,
 		Tokens: posture.NewVerifier(s.keys, posture.WithIssuer(s.cfg.PublicURL)), Signer: s.keys,
-		Issuer: s.cfg.PublicURL, TokenTTL: s.cfg.PostureTokenTTL, Now: s.now, Log: s.log,
+		Issuer: s.cfg.PublicURL, TokenTTL: s.cfg.PostureTokenTTL, Now: s.now, Log: s.log, HelpDesk: s.cfg.helpDesk(),
 	}
 }

@@ -71,6 +71,7 @@ func (s *Server) newAppAPI() (*appinstances.Service, *appapi.Handler, error) {
 	return svc, &appapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Deliver: s.deliverAppConfig,
 		Gate: s.enrollGate.Endpoint("app"), Tokens: appapi.Tokens{
 			Decisions: s.index, Signer: s.keys, Issuer: s.cfg.PublicURL, TTL: s.cfg.PostureTokenTTL, Now: s.now,
+			HelpDesk: s.cfg.helpDesk(),
 		}}, nil
 }
 

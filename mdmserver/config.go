@@ -15,6 +15,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/remediation"
 )
 
 // Config is the server's configuration. The zero value is not usable; start from Defaults.
@@ -121,6 +122,14 @@ type Config struct {
 	// AndroidReconcileInterval is how often every Android device is read from the API to catch
 	// missed notifications (and once at start).
 	AndroidReconcileInterval time.Duration `mapstructure:"android_reconcile_interval"`
+
+	// HelpDeskName, HelpDeskPhone, HelpDeskEmail and HelpDeskURL are whom a device's user is
+	// told to call about what they cannot fix themselves (a wiped, lost or revoked device), in
+	// the remediation of access answers and on the "my device" page.
+	HelpDeskName  string `mapstructure:"help_desk_name"`
+	HelpDeskPhone string `mapstructure:"help_desk_phone"`
+	HelpDeskEmail string `mapstructure:"help_desk_email"`
+	HelpDeskURL   string `mapstructure:"help_desk_url"`
 }
 
 // Defaults returns the configuration of `mdmserver` run with no flags.
@@ -227,6 +236,12 @@ func (c *Config) Validate() error {
 	if _, _, err := c.appVerifiers(); err != nil {
 		errs = append(errs, err)
 	}
+	for opt, s := range map[string]string{"help_desk_name": c.HelpDeskName, "help_desk_phone": c.HelpDeskPhone,
+		"help_desk_email": c.HelpDeskEmail, "help_desk_url": c.HelpDeskURL} {
+		if len(s) > 256 {
+			errs = append(errs, fmt.Errorf("%s: at most 256 characters", opt))
+		}
+	}
 	for _, g := range c.TwoPersonWipeGroups {
 		if g == "" || len(g) > 256 {
 			errs = append(errs, fmt.Errorf("two_person_wipe_groups: %q is not a group name", g))
@@ -264,4 +279,9 @@ func (c Config) Redacted() map[string]any {
 		out[name] = val
 	}
 	return out
+}
+
+// helpDesk is the configured help desk, as remediation names it.
+func (c *Config) helpDesk() remediation.HelpDesk {
+	return remediation.HelpDesk{Name: c.HelpDeskName, Phone: c.HelpDeskPhone, Email: c.HelpDeskEmail, URL: c.HelpDeskURL}
 }

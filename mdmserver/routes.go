@@ -53,6 +53,14 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /agent/v1/commands/{id}/result", agent.RequireDevice(agent.CommandResult))
 	// A desktop app's key-bound token, asked by the agent for an app on its local endpoint.
 	mux.Handle("POST /agent/v1/app-token", agent.RequireDevice(s.agentAppTokens.Issue))
+	mux.Handle("POST /agent/v1/break-glass", agent.RequireDevice(s.breakGlassAPI.Device))
+	mux.Handle("POST /agent/v1/my-device-link", agent.RequireDevice(s.myDevice.Link))
+
+	// The "my device" page: the sealed link from /agent/v1/my-device-link is its credential.
+	mux.HandleFunc("GET /my-device/style.css", s.myDevice.Style)
+	mux.HandleFunc("GET /my-device/{token}", s.myDevice.Page)
+	mux.HandleFunc("POST /my-device/{token}/check", s.myDevice.Check)
+	mux.HandleFunc("POST /my-device/{token}/break-glass", s.myDevice.StartBreakGlass)
 
 	// The messaging app's API: the attestation, binding token and key signatures are its
 	// credentials (app_wiring.go).
@@ -60,6 +68,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /app/v1/register", s.appAPI.Register)
 	mux.HandleFunc("POST /app/v1/report", s.appAPI.Report)
 	mux.HandleFunc("POST /app/v1/token", s.appAPI.Token)
+	mux.HandleFunc("POST /app/v1/my-device-link", s.appAPI.MyDeviceLink)
 	// Android Management API notifications, pushed by Pub/Sub with Google's ID token.
 	mux.HandleFunc("POST "+android.PushPath, s.android.Push)
 	mux.HandleFunc("GET "+android.SignupPath, s.android.SignupComplete)
@@ -115,7 +124,7 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/policies", s.policyAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"POST /api/v1/policies/{name}/dry-run", s.policyAPI.DryRunPolicy, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity}},
 		{"PUT /api/v1/assignments", s.policyAPI.Assign, []tokens.Role{tokens.RoleIT}},
-		{"GET /access/v1/devices/{id}", access.DeviceHandler(s.index), []tokens.Role{tokens.RoleAccess}},
+		{"GET /access/v1/devices/{id}", access.RemediationHandler(s.index, s.cfg.helpDesk()), []tokens.Role{tokens.RoleAccess}},
 		{"POST /access/v1/check", s.accessAPI.Check, []tokens.Role{tokens.RoleAccess}},
 		// Security event streams (OpenID SSF 1.0): each belongs to the token that created it,
 		// which alone may poll, change or verify it; admin, security and auditor read every
@@ -149,6 +158,11 @@ func (s *Server) tokenRoutes() []tokenRoute {
 		{"GET /api/v1/devices/{id}/commands", s.commandAPI.List, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}/commands/{uuid}", s.commandAPI.Get, []tokens.Role{tokens.RoleIT, tokens.RoleSecurity, tokens.RoleAuditor}},
 		{"GET /api/v1/devices/{id}/commands/{uuid}/pin", s.securityAPI.PIN, []tokens.Role{tokens.RoleSecurity}},
+		// Emergency access (breakglass_wiring.go): security grants and reviews; auditors read.
+		{"POST /api/v1/devices/{id}/break-glass", s.breakGlassAPI.Grant, []tokens.Role{tokens.RoleSecurity}},
+		{"GET /api/v1/break-glass", s.breakGlassAPI.List, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"GET /api/v1/break-glass/{id}", s.breakGlassAPI.Get, []tokens.Role{tokens.RoleSecurity, tokens.RoleAuditor}},
+		{"POST /api/v1/break-glass/{id}/review", s.breakGlassAPI.Review, []tokens.Role{tokens.RoleSecurity}},
 	}
 }
 

@@ -37,13 +37,17 @@ import (
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/auditstream"
+	"github.com/halemdm/hale/mdmserver/breakglass"
+	"github.com/halemdm/hale/mdmserver/breakglassapi"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/events"
+	"github.com/halemdm/hale/mdmserver/gracewarn"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/httpmw"
 	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/mdmserver/mydevice"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 	"github.com/halemdm/hale/mdmserver/revocation"
 	"github.com/halemdm/hale/mdmserver/security"
@@ -125,7 +129,12 @@ type Server struct {
 	// its binding.
 	android    *android.Service
 	androidAPI *adminapi.Android
-	auditKey   string // the audit log's public note verifier key
+	// breakGlass is emergency access (breakglass_wiring.go).
+	breakGlass    *breakglass.Service
+	breakGlassAPI *breakglassapi.Handler
+	graceWarn     *gracewarn.Warner
+	myDevice      *mydevice.Handler
+	auditKey      string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
@@ -147,6 +156,7 @@ type options struct {
 	mdmStorage storage.AllStorage
 	now        func() time.Time
 	android    []android.Option
+	afterFunc  func(d time.Duration, f func()) (stop func() bool)
 }
 
 // WithLogger sets the server's logger (default: slog.Default()).
@@ -161,6 +171,13 @@ func WithAPNsRootCAs(roots *x509.CertPool) Option { return func(o *options) { o.
 // access API answers. It exists so that tests can move past a policy's grace period honestly;
 // TLS, tokens, certificates, the audit log and agent reports keep the wall clock.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithTimers sets how timers that fire at a time on the server's clock are made (default
+// time.AfterFunc): with WithClock(c.Now), give testclock's c.AfterFunc, so that moving the clock
+// fires them (a break-glass use's expiry, a grace warning).
+func WithTimers(afterFunc func(d time.Duration, f func()) (stop func() bool)) Option {
+	return func(o *options) { o.afterFunc = afterFunc }
+}
 
 // WithMDMStorage runs nanomdm on st instead of Hale's bbolt file. Hale's own records stay in
 // bbolt. It exists for benchmarks against nanomdm's other backends and for deployments that move
@@ -292,9 +309,14 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		Auditor: s.auditor(), Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes}
 	s.agentAPI, s.accessAPI = s.newAgentAPI(), s.newAccessAPI()
 	s.agentAppTokens = s.newAgentAppTokens()
+	if s.breakGlass, s.breakGlassAPI, err = s.newBreakGlass(o); err != nil {
+		return nil, err
+	}
+	s.graceWarn = s.newGraceWarn(o)
 	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
 		return nil, err
 	}
+	s.myDevice = s.newMyDevice()
 
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()
@@ -458,6 +480,12 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 // Close waits for background work, then closes the CA and the store. It is safe to call on a
 // partly built Server.
 func (s *Server) Close() error {
+	if s.breakGlass != nil {
+		s.breakGlass.Close()
+	}
+	if s.graceWarn != nil {
+		s.graceWarn.Close()
+	}
 	s.background.Wait()
 	if s.apple != nil {
 		s.apple.Close()

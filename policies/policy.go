@@ -37,6 +37,8 @@ type Policy struct {
 	Integrity     *IntegrityPolicy    `json:"integrity,omitempty"`
 	Reporting     *ReportingPolicy    `json:"reporting,omitempty"`
 	Grace         *GracePolicy        `json:"grace,omitempty"`
+	// BreakGlass is the emergency access procedure; nil: none.
+	BreakGlass *BreakGlassPolicy `json:"break_glass,omitempty"`
 	// ManagedData lists, per desktop platform, the paths an agent's selective wipe removes.
 	// Paths are sorted. "~/" means every local user's home directory.
 	ManagedData map[Platform][]string `json:"managed_data,omitempty"`
@@ -225,6 +227,9 @@ type GracePolicy struct {
 	// NoGraceFor lists reason codes that deny at once. no_report, jailbroken and
 	// agent_tampered never get grace whatever the policy says.
 	NoGraceFor []string `json:"no_grace_for,omitempty"`
+	// WarnBefore is how long before grace ends the device's user and the backends are warned
+	// (besides when grace begins); zero: only when it begins.
+	WarnBefore Duration `json:"warn_before,omitempty"`
 }
 
 // ReportMaxAge returns the effective report age limit.

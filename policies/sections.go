@@ -34,6 +34,7 @@ func (d *decoder) policy(root *yaml.Node) *Policy {
 		"reporting":     func(f string, n *yaml.Node) { p.Reporting = d.reporting(f, n) },
 		"grace":         func(f string, n *yaml.Node) { p.Grace = d.grace(f, n) },
 		"managed_data":  func(f string, n *yaml.Node) { p.ManagedData = d.managedData(f, n) },
+		"break_glass":   func(f string, n *yaml.Node) { p.BreakGlass = d.breakGlass(f, n) },
 	})
 	return p
 }
@@ -321,7 +322,8 @@ func (d *decoder) grace(field string, n *yaml.Node) *GracePolicy {
 		return g
 	}
 	d.mapping(field, n, map[string]func(string, *yaml.Node){
-		"period": func(f string, n *yaml.Node) { d.duration(f, n, 0, maxGrace, &g.Period) },
+		"period":      func(f string, n *yaml.Node) { d.duration(f, n, 0, maxGrace, &g.Period) },
+		"warn_before": func(f string, n *yaml.Node) { d.duration(f, n, time.Minute, maxGrace, &g.WarnBefore) },
 		"no_grace_for": func(f string, n *yaml.Node) {
 			if !d.kind(f, n, yaml.SequenceNode, "a list of reason codes") {
 				return

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/halemdm/hale/remediation"
 )
 
 // Headers the middleware reads. A posture token may also come as "Authorization: Posture <jwt>".
@@ -54,6 +56,9 @@ type Gate struct {
 	// against which DPoP proofs' htu is checked. Empty: the request's own, which is right only
 	// when nothing in front of the backend rewrites the host or terminates TLS.
 	PublicURL string
+	// HelpDesk is whom the remediation of a denial tells the user to call about what they
+	// cannot fix themselves (a wiped or lost device). Empty: "your organisation's help desk".
+	HelpDesk remediation.HelpDesk
 }
 
 // Presented is what a request showed to identify its device.
@@ -65,6 +70,8 @@ type Presented struct {
 	// URL (scheme, host and path).
 	Proof       string
 	Method, URL string
+	// AcceptLanguage is the request's Accept-Language: the language of the remediation.
+	AcceptLanguage string
 }
 
 // Access is what the Gate learned about an allowed request's device; FromContext returns it.
@@ -84,6 +91,12 @@ type DeniedError struct {
 	Reasons  []Reason
 	// Err is the underlying failure (a token error, an unreachable server), if any.
 	Err error
+	// GraceUntil is when the device's grace ended (or ends), if the server or token said.
+	GraceUntil time.Time
+	// Remediation is what the device's user reads for each reason (Authorize fills it).
+	Remediation []remediation.Item
+	// platform is the device's, for the remediation's steps.
+	platform string
 }
 
 func (e *DeniedError) Error() string {
@@ -116,6 +129,15 @@ func (e *DeniedError) detail() string {
 // *DeniedError.
 func (g *Gate) Authorize(ctx context.Context, p Presented) (Access, error) {
 	a, err := g.authorize(ctx, p)
+	var denied *DeniedError
+	if errors.As(err, &denied) {
+		denied.Remediation = g.remedy(PublicDenial(denied).Reasons, p.AcceptLanguage, denied.platform)
+	} else if err == nil {
+		a.Decision.Remediation = g.remedy(a.Decision.Reasons, p.AcceptLanguage, platformOf(a.Decision.Posture))
+		if a.Claims != nil && a.Decision.Posture == nil {
+			a.Decision.Remediation = g.remedy(a.Decision.Reasons, p.AcceptLanguage, a.Claims.Device.Platform)
+		}
+	}
 	if err != nil && g.Logger != nil {
 		var de *DeniedError
 		if errors.As(err, &de) {
@@ -152,11 +174,20 @@ func (g *Gate) byToken(ctx context.Context, p Presented) (Access, error) {
 	if err != nil {
 		return Access{}, &DeniedError{Reasons: []Reason{{Code: ReasonCode(err), Detail: err.Error()}}, Err: err}
 	}
-	deny := func(code, detail string) (Access, error) {
-		return Access{}, &DeniedError{DeviceID: c.Subject, Reasons: []Reason{{Code: code, Detail: detail}}}
-	}
 	dev := c.Device
+	deny := func(code, detail string) (Access, error) {
+		de := &DeniedError{DeviceID: c.Subject, Reasons: []Reason{{Code: code, Detail: detail}}, platform: dev.Platform}
+		if dev.GraceUntil != 0 {
+			de.GraceUntil = time.Unix(dev.GraceUntil, 0)
+		}
+		return Access{}, de
+	}
 	switch now := g.Verifier.now(); {
+	case dev.BreakGlass != nil && !now.Before(time.Unix(dev.BreakGlass.ExpiresAt, 0)):
+		return deny(ReasonInvalidToken, "the emergency access use the token was issued under ended at "+
+			time.Unix(dev.BreakGlass.ExpiresAt, 0).UTC().Format(time.RFC3339))
+	case dev.BreakGlass != nil:
+		// Allowed by an emergency access use until it ends; the token expires no later.
 	case !dev.Compliant && !dev.InGrace:
 		return deny(ReasonInvalidToken, "the token says the device was not compliant")
 	case !dev.Compliant && dev.GraceUntil != 0 && !now.Before(time.Unix(dev.GraceUntil, 0)):
@@ -180,6 +211,9 @@ func (g *Gate) byToken(ctx context.Context, p Presented) (Access, error) {
 	for _, code := range dev.Reasons {
 		d.Reasons = append(d.Reasons, Reason{Code: code})
 	}
+	if bg := dev.BreakGlass; bg != nil {
+		d.BreakGlass = &BreakGlass{ID: bg.ID, ExpiresAt: time.Unix(bg.ExpiresAt, 0).UTC(), Overrides: dev.Reasons}
+	}
 	return Access{DeviceID: c.Subject, Decision: d, Claims: c}, nil
 }
 
@@ -189,7 +223,8 @@ func (g *Gate) live(d Decision, err error) (Access, error) {
 		if len(reasons) == 0 {
 			reasons = []Reason{{Code: ReasonInternalError, Detail: "the server denied without a reason"}}
 		}
-		return Access{}, &DeniedError{DeviceID: d.DeviceID, Reasons: reasons, Err: err}
+		return Access{}, &DeniedError{DeviceID: d.DeviceID, Reasons: reasons, Err: err, GraceUntil: d.GraceUntil,
+			platform: platformOf(d.Posture)}
 	}
 	return Access{DeviceID: d.DeviceID, Decision: d, Live: true}, nil
 }
@@ -214,7 +249,8 @@ func Middleware(g *Gate) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p := Presented{Token: tokenFromHeader(r.Header), DeviceID: r.Header.Get(DeviceIDHeader),
-				Proof: r.Header.Get(DPoPHeader), Method: r.Method, URL: g.requestURL(r)}
+				Proof: r.Header.Get(DPoPHeader), Method: r.Method, URL: g.requestURL(r),
+				AcceptLanguage: r.Header.Get("Accept-Language")}
 			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 				p.Peer = r.TLS.PeerCertificates[0]
 			}
@@ -262,6 +298,9 @@ type deniedProblem struct {
 	Code     string   `json:"code"`
 	DeviceID string   `json:"device_id,omitempty"`
 	Reasons  []Reason `json:"reasons"`
+	// GraceUntil and Remediation let the messaging app show the user what to fix, as is.
+	GraceUntil  time.Time          `json:"grace_until,omitzero"`
+	Remediation []remediation.Item `json:"remediation,omitempty"`
 }
 
 func writeDenied(w http.ResponseWriter, r *http.Request, err error) {
@@ -278,6 +317,7 @@ func writeDenied(w http.ResponseWriter, r *http.Request, err error) {
 	_ = json.NewEncoder(w).Encode(deniedProblem{
 		Type: SessionDeniedType, Title: "Session denied", Status: http.StatusForbidden, Detail: detail,
 		Instance: r.URL.Path, Code: "session-denied", DeviceID: de.DeviceID, Reasons: de.Reasons,
+		GraceUntil: de.GraceUntil, Remediation: de.Remediation,
 	})
 }
 
@@ -289,7 +329,8 @@ func PublicDenial(err error) *DeniedError {
 	if !errors.As(err, &de) {
 		de = &DeniedError{Reasons: []Reason{{Code: ReasonInternalError}}}
 	}
-	out := &DeniedError{DeviceID: de.DeviceID, Reasons: make([]Reason, 0, len(de.Reasons)+1)}
+	out := &DeniedError{DeviceID: de.DeviceID, Reasons: make([]Reason, 0, len(de.Reasons)+1), GraceUntil: de.GraceUntil,
+		Remediation: de.Remediation, platform: de.platform}
 	for _, r := range de.Reasons {
 		switch r.Code {
 		case ReasonUnreachable:

@@ -194,8 +194,9 @@ func (r *Receiver) apply(device, typ string, ev CAEPEvent, iat int64) {
 	if r.verifier == nil {
 		return
 	}
+	// A notice (grace warning, break-glass start) leaves the device's tokens valid.
 	revokes := typ == EventSessionRevoked ||
-		typ == EventComplianceChange && ev.CurrentStatus != "compliant"
+		typ == EventComplianceChange && ev.CurrentStatus != "compliant" && !notice(ev)
 	if !revokes {
 		return
 	}

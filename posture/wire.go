@@ -3,6 +3,8 @@ package posture
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/halemdm/hale/remediation"
 )
 
 // Decision is the access API's answer for one device (GET /access/v1/devices/{id} and each
@@ -21,6 +23,23 @@ type Decision struct {
 	// Posture is the device's posture with the provenance of every claim, kept raw: its schema
 	// belongs to the server's policies package and grows with it.
 	Posture json.RawMessage `json:"posture,omitempty"`
+	// BreakGlass is set when the device is allowed only by an emergency access use: until its
+	// ExpiresAt, past the reasons it overrides (still listed in Reasons).
+	BreakGlass *BreakGlass `json:"break_glass,omitempty"`
+	// Remediation is what the device's user reads for each reason, in the language asked for
+	// (the server's answer carries it when the request had Accept-Language; the Gate renders
+	// it itself).
+	Remediation []remediation.Item `json:"remediation,omitempty"`
+}
+
+// BreakGlass is an emergency access use (HIPAA 164.312(a)(2)(ii)) in force for a device: it is
+// allowed although Reasons would deny it, until ExpiresAt, and every use is reviewed by the
+// security team afterwards.
+type BreakGlass struct {
+	ID        string    `json:"id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Overrides are the reason codes the use lets through.
+	Overrides []string `json:"overrides"`
 }
 
 // Reason is one stable code (and a human detail) for a deny, or for a grace warning.
@@ -141,6 +160,15 @@ type DeviceAt struct {
 	// Encrypted and PasscodeSet are the posture claims HIPAA texting rests on; nil is unknown.
 	Encrypted   *bool `json:"encrypted,omitempty"`
 	PasscodeSet *bool `json:"passcode_set,omitempty"`
+	// BreakGlass is set when the device was allowed only by an emergency access use; the token
+	// expires no later than the use. Reasons then lists the codes it overrides.
+	BreakGlass *BreakGlassAt `json:"break_glass,omitempty"`
+}
+
+// BreakGlassAt is the emergency access use a token was issued under.
+type BreakGlassAt struct {
+	ID        string `json:"id"`
+	ExpiresAt int64  `json:"expires_at"` // Unix seconds
 }
 
 // SETType is the JWT "typ" header of Security Event Tokens (RFC 8417 section 2.3).
@@ -209,6 +237,37 @@ type CAEPEvent struct {
 	CurrentStatus  string `json:"current_status,omitempty"`
 	// ReasonCode is Hale's stable reason code (an extension member CAEP allows).
 	ReasonCode string `json:"reason_code,omitempty"`
+	// GraceUntil is when the device will be denied unless it is fixed (Unix seconds): set on
+	// the warnings EventReasonGraceStarted and EventReasonGraceEnding (an extension member).
+	GraceUntil int64 `json:"grace_until,omitempty"`
+	// BreakGlass is the emergency access use an EventReasonBreakGlassStarted or
+	// EventReasonBreakGlassEnded event is about (an extension member).
+	BreakGlass *BreakGlass `json:"break_glass,omitempty"`
+}
+
+// Reason codes of events that are notices, not revocations. A device-compliance-change with
+// one of the first three keeps the device's tokens valid (its status stays not-compliant, but
+// it is allowed); EventReasonBreakGlassEnded comes as a session-revoked.
+const (
+	// EventReasonGraceStarted: the device fell out of compliance and is allowed until
+	// grace_until: tell its user what to fix.
+	EventReasonGraceStarted = "grace_started"
+	// EventReasonGraceEnding: grace_until is near (the policy's grace.warn_before).
+	EventReasonGraceEnding = "grace_ending"
+	// EventReasonBreakGlassStarted: an emergency access use lets the device through until
+	// break_glass.expires_at.
+	EventReasonBreakGlassStarted = "break_glass_started"
+	// EventReasonBreakGlassEnded: the use expired or was revoked; sessions it opened end.
+	EventReasonBreakGlassEnded = "break_glass_ended"
+)
+
+// notice reports whether a compliance change only informs: its tokens stay valid.
+func notice(ev CAEPEvent) bool {
+	switch ev.ReasonCode {
+	case EventReasonGraceStarted, EventReasonGraceEnding, EventReasonBreakGlassStarted:
+		return true
+	}
+	return false
 }
 
 // VerificationEvent is the body of an SSF verification event: the state the receiver sent

@@ -102,6 +102,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.name, "service-name", service.DefaultName, "service name")
 	root.AddCommand(enrollCmd(g), runCmd(g), postureCmd(), statusCmd(g), versionCmd(), installCmd(g), uninstallCmd(g),
+		myDeviceCmd(g), breakGlassCmd(g),
 		controlCmd(g, "start", "start the installed service", service.Start),
 		controlCmd(g, "stop", "stop the running service", service.Stop))
 	return root

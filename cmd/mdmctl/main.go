@@ -146,6 +146,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.securityCommand("wipe"),
 		a.approveCommand(),
 		a.approvalsCommand(),
+		a.breakGlassCommand(),
 		a.auditCommand(),
 		a.backupCommand(),
 		a.evidenceCommand(),

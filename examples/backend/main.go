@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/remediation"
 )
 
 // config is what the flags set.
@@ -46,6 +47,7 @@ type config struct {
 	issuer, audience, pushAuth    string
 	publicURL                     string
 	live, trustDeviceID           bool
+	helpDesk                      remediation.HelpDesk
 }
 
 func main() {
@@ -62,6 +64,8 @@ func main() {
 	flag.StringVar(&c.pushAuth, "push-authorization", os.Getenv("HALE_PUSH_AUTHORIZATION"), "Authorization header value Hale's pushes must carry")
 	flag.StringVar(&c.publicURL, "public-url", "",
 		"scheme and host the messaging app reaches this backend at, which its DPoP proofs name (default: https://LISTEN)")
+	flag.StringVar(&c.helpDesk.Name, "help-desk", "", "whom a denial's remediation tells the user to call (default: \"your organisation's help desk\")")
+	flag.StringVar(&c.helpDesk.Phone, "help-desk-phone", "", "the help desk's phone number, for the remediation")
 	flag.BoolVar(&c.live, "live", false, "confirm every posture token with a live decision from Hale")
 	flag.BoolVar(&c.trustDeviceID, "trust-device-id", false,
 		"accept the X-Device-ID header: only behind a proxy that authenticates devices, since a client may claim any ID")
@@ -99,14 +103,16 @@ func run(c config) error {
 	}
 	keys := client.Keys()
 	verifier := posture.NewVerifier(keys, posture.WithIssuer(c.issuer))
+	// A denial is a 403 problem whose reasons come with grace_until and the remediation of each
+	// in the request's Accept-Language, which the messaging app shows as is.
 	gate := &posture.Gate{Verifier: verifier, Client: client, RequireLiveDecision: c.live, TrustDeviceID: c.trustDeviceID, Logger: slog.Default(),
-		PublicURL: c.publicURL}
+		PublicURL: c.publicURL, HelpDesk: c.helpDesk}
 	receiver := posture.NewReceiver(keys, c.audience, c.issuer,
 		posture.WithClient(client), posture.WithVerifier(verifier), posture.WithAuthorization(c.pushAuth),
 		posture.WithOnEvent(func(_ context.Context, set posture.SETClaims, typ string, ev posture.CAEPEvent) {
 			// A real backend would close the device's open sessions here.
 			slog.Info("hale event", "type", typ, "device", set.SubID.ID, "status", ev.CurrentStatus,
-				"reason", ev.ReasonCode, "jti", set.ID)
+				"reason", ev.ReasonCode, "jti", set.ID, "break_glass", ev.BreakGlass != nil, "grace_until", ev.GraceUntil)
 		}))
 
 	mux := http.NewServeMux()
@@ -148,11 +154,14 @@ func openSession(w http.ResponseWriter, r *http.Request) {
 		app, local = access.Claims.AppInstance, access.Claims.LocalApp
 	}
 	slog.Info("session opened", "device", access.DeviceID, "in_grace", access.Decision.InGrace, "by_token", access.Claims != nil,
-		"app_instance", app, "local_app", local)
+		"app_instance", app, "local_app", local, "break_glass", access.Decision.BreakGlass != nil)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"session": hex.EncodeToString(id), "device_id": access.DeviceID, "app_instance": app, "local_app": local,
 		"in_grace": access.Decision.InGrace, "warnings": access.Decision.Reasons,
+		// An emergency access use: the session must end by its expires_at (Hale also sends
+		// session-revoked then), and the app may show that it is one.
+		"break_glass": access.Decision.BreakGlass, "grace_until": access.Decision.GraceUntil, "remediation": access.Decision.Remediation,
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // ContentType is the media type of a problem document.
@@ -34,6 +35,10 @@ type Details struct {
 	// Reasons are the stable reason codes of an access denial ([{code, detail}]), so a caller
 	// handles a 403 from the access API like a decision.
 	Reasons any `json:"reasons,omitempty"`
+	// GraceUntil and Remediation accompany Reasons: the deadline, and what the device's user
+	// reads for each reason ([]remediation.Item).
+	GraceUntil  *time.Time `json:"grace_until,omitempty"`
+	Remediation any        `json:"remediation,omitempty"`
 }
 
 // FieldError is one problem with one field of a request.

@@ -9,8 +9,9 @@ import (
 
 // Clock is a clock that moves only when told. It is safe for concurrent use.
 type Clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers map[*timer]struct{} // AfterFunc's, not yet run
 }
 
 // New returns a clock reading t.
@@ -27,6 +28,7 @@ func (c *Clock) Now() time.Time {
 func (c *Clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.t = t
+	c.fireLocked()
 	c.mu.Unlock()
 }
 
@@ -34,5 +36,6 @@ func (c *Clock) Set(t time.Time) {
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
+	c.fireLocked()
 	c.mu.Unlock()
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/halemdm/hale/policies"
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/remediation"
 )
 
 // Reason codes the access API answers with, beyond the policy's own compliance reasons. They
@@ -58,6 +59,9 @@ type Decision struct {
 	CertSerials []string
 	// CertSHA256 are the same certificates' SHA-256 fingerprints (lower-case hex).
 	CertSHA256 []string
+	// BreakGlass is the emergency access use in force, if any (the index keeps it apart from
+	// what the compliance engine puts: see Index.SetBreakGlass).
+	BreakGlass *Grant
 }
 
 // Answer is the JSON body of GET /access/v1/devices/{id} (DESIGN.md's access contract).
@@ -73,6 +77,10 @@ type Answer struct {
 	GraceUntil        time.Time         `json:"grace_until,omitzero"`
 	ReportedAt        time.Time         `json:"reported_at,omitzero"`
 	Posture           *policies.Posture `json:"posture,omitempty"`
+	// BreakGlass is set when an emergency access use is what allows the device.
+	BreakGlass *posture.BreakGlass `json:"break_glass,omitempty"`
+	// Remediation is what the device's user reads for each reason, when asked for.
+	Remediation []remediation.Item `json:"remediation,omitempty"`
 }
 
 // Answer evaluates d at now. It is pure and cheap: no I/O, no locks.
@@ -118,7 +126,10 @@ func (d *Decision) Answer(now time.Time) Answer {
 		}
 	}
 	a.Allow = len(a.Reasons) == 0
-	if a.InGrace && a.Allow {
+	if !a.Allow && d.BreakGlass != nil {
+		a.Allow, a.BreakGlass = d.BreakGlass.lets(a.Reasons, now)
+	}
+	if a.InGrace && a.Allow && a.BreakGlass == nil {
 		// Allowed, but the backend should know why it may soon not be.
 		a.Reasons = append(a.Reasons, d.Verdict.Reasons...)
 	}
@@ -162,6 +173,9 @@ func deadline(d *Decision, now time.Time) time.Time {
 	}
 	consider(d.StaleAt)
 	consider(d.Verdict.GraceUntil)
+	if d.BreakGlass != nil {
+		consider(d.BreakGlass.ExpiresAt)
+	}
 	if t.IsZero() {
 		return time.Unix(1<<62, 0) // nothing scheduled: the answer holds until the next write
 	}
@@ -173,6 +187,7 @@ func deadline(d *Decision, now time.Time) time.Time {
 type Index struct {
 	mu       sync.RWMutex
 	entries  map[string]*entry
+	grants   map[string]*Grant // device ID -> emergency access use in force
 	bySerial map[string]string
 	bySHA256 map[string]string
 	loaded   atomic.Bool
@@ -194,7 +209,7 @@ func WithClock(now func() time.Time) IndexOption { return func(x *Index) { x.now
 // NewIndex returns an empty index, not yet loaded.
 func NewIndex(opts ...IndexOption) *Index {
 	x := &Index{entries: make(map[string]*entry), bySerial: make(map[string]string), bySHA256: make(map[string]string),
-		now: time.Now}
+		grants: make(map[string]*Grant), now: time.Now}
 	for _, o := range opts {
 		o(x)
 	}
@@ -205,9 +220,22 @@ func NewIndex(opts ...IndexOption) *Index {
 func (x *Index) Put(d *Decision, now time.Time) {
 	x.mu.RLock()
 	prev := x.entries[d.DeviceID]
+	g := x.grants[d.DeviceID]
 	x.mu.RUnlock()
+	if g != d.BreakGlass {
+		dd := *d
+		dd.BreakGlass = g
+		d = &dd
+	}
 	e := newEntry(d, now, prev)
 	x.mu.Lock()
+	if g := x.grants[d.DeviceID]; g != d.BreakGlass {
+		// SetBreakGlass ran meanwhile: encode again with its grant (rare, so under the lock).
+		dd := *d
+		dd.BreakGlass = g
+		d = &dd
+		e = newEntry(d, now, prev)
+	}
 	x.unindexCerts(x.entries[d.DeviceID])
 	x.entries[d.DeviceID] = e
 	for _, s := range d.CertSerials {

@@ -50,9 +50,17 @@ func (h *Handler) Check(w http.ResponseWriter, r *http.Request) {
 	now := h.Now()
 	hd := w.Header()
 	hd.Set("Cache-Control", "no-store")
+	decide := h.decideJSON
+	if access.WantsRemediation(r) {
+		// The caller passes on its user's language: each decision carries what to fix.
+		hd.Set("Vary", "Accept-Language")
+		decide = func(r *http.Request, subj posture.Subject, now time.Time) []byte {
+			return access.AddRemediation(h.decideJSON(r, subj, now), r.Header.Get("Accept-Language"), h.HelpDesk)
+		}
+	}
 	if single {
 		hd.Set("Content-Type", "application/json")
-		w.Write(h.decideJSON(r, req.Subject, now))
+		w.Write(decide(r, req.Subject, now))
 		return
 	}
 	// posture.CheckResponse, with each decision as the index encoded it.
@@ -60,7 +68,7 @@ func (h *Handler) Check(w http.ResponseWriter, r *http.Request) {
 		Decisions []json.RawMessage `json:"decisions"`
 	}{make([]json.RawMessage, len(req.Devices))}
 	for i, subj := range req.Devices {
-		out.Decisions[i] = h.decideJSON(r, subj, now)
+		out.Decisions[i] = decide(r, subj, now)
 	}
 	httpjson.Write(w, http.StatusOK, out)
 }

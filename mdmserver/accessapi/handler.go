@@ -17,6 +17,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/remediation"
 )
 
 // Handler serves the access API's check and token routes. Every field must be set.
@@ -41,6 +42,8 @@ type Handler struct {
 	Now func() time.Time
 	// Log gets the internal errors.
 	Log *slog.Logger
+	// HelpDesk is whom remediation tells the user to call (optional).
+	HelpDesk remediation.HelpDesk
 }
 
 // CertVerifier checks a client certificate chain (a *certs.Authority).

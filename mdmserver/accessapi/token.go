@@ -13,6 +13,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/policies"
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/remediation"
 )
 
 // Token answers POST /access/v1/token for an agent over mutual TLS (the route wraps it in the
@@ -22,14 +23,17 @@ import (
 func (h *Handler) Token(w http.ResponseWriter, r *http.Request) {
 	d := httpapi.DeviceFrom(r.Context())
 	now := time.Now()
-	a := h.Index.Lookup(d.ID, now)
+	// The decision on the compliance clock (the same as now outside tests); the token's times
+	// on the wall clock its verifiers judge it by.
+	a := h.Index.Lookup(d.ID, h.Now())
 	if !a.Allow {
 		p := problem.New(http.StatusForbidden, "access-denied", "the device may not open sessions now: "+strings.Join(a.ReasonCodes(), ", "))
 		p.Reasons = a.Reasons
+		AddRemedy(p, r, a, h.HelpDesk)
 		problem.Write(w, r, p)
 		return
 	}
-	exp := now.Add(h.TokenTTL)
+	exp := TokenExpiry(a, now, h.TokenTTL)
 	claims := posture.TokenClaims{
 		Issuer: h.Issuer, Subject: d.ID, Audience: posture.TokenAudience,
 		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: exp.Unix(), ID: randid.Hex(16),
@@ -51,6 +55,13 @@ func (h *Handler) Token(w http.ResponseWriter, r *http.Request) {
 // rests on. The app API's key-bound tokens carry the same.
 func DeviceClaims(a access.Answer) posture.DeviceAt {
 	dc := posture.DeviceAt{Compliant: a.Compliant, InGrace: a.InGrace}
+	if bg := a.BreakGlass; bg != nil {
+		dc.BreakGlass = &posture.BreakGlassAt{ID: bg.ID, ExpiresAt: bg.ExpiresAt.Unix()}
+		dc.Reasons = bg.Overrides
+		if !a.GraceUntil.IsZero() {
+			dc.GraceUntil = a.GraceUntil.Unix()
+		}
+	}
 	if a.InGrace {
 		dc.GraceUntil = a.GraceUntil.Unix()
 		for _, r := range a.Reasons {
@@ -75,4 +86,29 @@ func claimValue(c *policies.Claim[bool]) *bool {
 	}
 	v := c.Value
 	return &v
+}
+
+// TokenExpiry is when a token issued at now for answer a expires: after ttl, and never after
+// the emergency access use it was issued under.
+func TokenExpiry(a access.Answer, now time.Time, ttl time.Duration) time.Time {
+	exp := now.Add(ttl)
+	if a.BreakGlass != nil && a.BreakGlass.ExpiresAt.Before(exp) {
+		exp = a.BreakGlass.ExpiresAt
+	}
+	return exp
+}
+
+// AddRemedy adds to a denial's problem the deadline and what the user reads for each reason,
+// in the request's language (Accept-Language).
+func AddRemedy(p *problem.Details, r *http.Request, a access.Answer, hd remediation.HelpDesk) {
+	if !a.GraceUntil.IsZero() {
+		g := a.GraceUntil
+		p.GraceUntil = &g
+	}
+	platform := ""
+	if a.Posture != nil {
+		platform = string(a.Posture.Platform)
+	}
+	c := remediation.Default()
+	p.Remediation = c.Items(a.ReasonCodes(), remediation.Request{Lang: c.Match(r.Header.Get("Accept-Language")), Platform: platform, HelpDesk: hd})
 }

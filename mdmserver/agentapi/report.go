@@ -52,12 +52,18 @@ func (h *Handler) Report(w http.ResponseWriter, r *http.Request) {
 	}
 	interval := DefaultReportInterval
 	etag := ""
+	var warnBefore time.Duration
 	if sp, err := h.Policies.Effective(d); err == nil && sp != nil && sp.Policy != nil {
 		interval = sp.Policy.ReportInterval()
 		etag = sp.Policy.ForAgent(policies.Platform(d.OS)).ETag()
+		if sp.Policy.Grace != nil {
+			warnBefore = time.Duration(sp.Policy.Grace.WarnBefore)
+		}
 	}
 	nonce, _ := h.Nonces.Issue(d.ID)
+	ans := graceAnswer(verdict, warnBefore, now)
 	httpjson.Write(w, http.StatusOK, api.AgentReportAnswer{
+		InGrace: ans.InGrace, GraceUntil: ans.GraceUntil, WarnAt: ans.WarnAt, Reasons: ans.Reasons,
 		Accepted: true, NextReportIn: interval.String(), Nonce: nonce, PolicyETag: etag, Compliant: verdict.Compliant,
 	})
 }
@@ -121,4 +127,20 @@ func (h *Handler) Policy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, ap)
+}
+
+// graceAnswer is what a report's answer tells the agent to warn its user of: the deadline of a
+// device in grace, when the policy warns again, and what to fix.
+func graceAnswer(v policies.Verdict, warnBefore time.Duration, now time.Time) api.AgentReportAnswer {
+	if !v.InGrace(now) {
+		return api.AgentReportAnswer{}
+	}
+	a := api.AgentReportAnswer{InGrace: true, GraceUntil: v.GraceUntil}
+	if warnBefore > 0 {
+		a.WarnAt = v.GraceUntil.Add(-warnBefore)
+	}
+	for _, r := range v.Reasons {
+		a.Reasons = append(a.Reasons, r.Code)
+	}
+	return a
 }

@@ -36,6 +36,8 @@ type Handler struct {
 	// summary); nil admits all.
 	Gate Gate
 	Log  *slog.Logger
+	// Links makes a device's my-device page link (nil: POST /app/v1/my-device-link is 404).
+	Links func(deviceID string) api.MyDeviceLink
 }
 
 // Gate is httpapi.EnrollEndpoint as registration uses it.

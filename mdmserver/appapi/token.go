@@ -13,6 +13,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/accessapi"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/posture"
+	"github.com/halemdm/hale/remediation"
 )
 
 // Decisions answers the access decision of a device, from the decision index.
@@ -28,6 +29,8 @@ type Tokens struct {
 	Issuer    string
 	TTL       time.Duration
 	Now       func() time.Time
+	// HelpDesk is whom a denial's remediation tells the user to call.
+	HelpDesk remediation.HelpDesk
 }
 
 // Token answers POST /app/v1/token: after a fresh signed report (the body is a report, verified
@@ -57,12 +60,13 @@ func (h *Handler) Token(w http.ResponseWriter, r *http.Request) {
 	if !a.Allow {
 		p := problem.New(http.StatusForbidden, "access-denied", "the device may not open sessions now: "+strings.Join(a.ReasonCodes(), ", "))
 		p.Reasons = a.Reasons
+		accessapi.AddRemedy(p, r, a, h.Tokens.HelpDesk)
 		problem.Write(w, r, p)
 		return
 	}
 	claims := posture.TokenClaims{
 		Issuer: h.Tokens.Issuer, Subject: in.DeviceID, Audience: posture.TokenAudience,
-		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: now.Add(h.Tokens.TTL).Unix(), ID: randid.Hex(16),
+		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: accessapi.TokenExpiry(a, now, h.Tokens.TTL).Unix(), ID: randid.Hex(16),
 		Confirm: posture.Confirm{JKT: jkt}, Device: accessapi.DeviceClaims(a), AppInstance: in.ID,
 	}
 	tok, err := h.Tokens.Signer.Sign(posture.TokenType, claims)

@@ -130,6 +130,21 @@ type Engine struct {
 
 	hooksMu sync.RWMutex
 	hooks   []ChangeFunc
+	// verdictHooks are told of every decision published with a new outcome (OnVerdict).
+	verdictHooks []VerdictFunc
+}
+
+// VerdictFunc is told of a decision published with a new outcome (old is nil for a device's
+// first). It runs synchronously after the commit, so it must be quick and must not call back
+// into the Engine.
+type VerdictFunc func(old, decision *access.Decision, now time.Time)
+
+// OnVerdict registers a hook called whenever a device's published decision changes, whether
+// or not its allow flipped: a device entering grace, for one.
+func (e *Engine) OnVerdict(fn VerdictFunc) {
+	e.hooksMu.Lock()
+	e.verdictHooks = append(e.verdictHooks, fn)
+	e.hooksMu.Unlock()
 }
 
 // Option configures an Engine.
@@ -442,6 +457,12 @@ func (e *Engine) publish(nd *access.Decision, now time.Time) (Change, bool) {
 		return Change{}, false
 	}
 	e.index.Put(nd, now)
+	e.hooksMu.RLock()
+	vhooks := e.verdictHooks
+	e.hooksMu.RUnlock()
+	for _, h := range vhooks {
+		h(old, nd, now)
+	}
 	if old == nil || old.State == nd.State && old.Answer(now).Allow == nd.Answer(now).Allow {
 		return Change{}, false
 	}

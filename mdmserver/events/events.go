@@ -51,6 +51,10 @@ type Event struct {
 	// AppInstance, when set, makes the SET's subject that messaging app instance on the device
 	// (a complex subject with device and application members) rather than the device alone.
 	AppInstance string
+	// GraceUntil and BreakGlass are Hale's extension members of notices (grace warnings,
+	// break-glass start and end): posture.CAEPEvent's grace_until and break_glass.
+	GraceUntil time.Time
+	BreakGlass *posture.BreakGlass
 }
 
 // Errors. Each is wrapped with what was wrong.
@@ -225,6 +229,10 @@ func (t *Transmitter) body(ev Event) (json.RawMessage, error) {
 	if ev.Type == posture.EventComplianceChange {
 		b.PreviousStatus, b.CurrentStatus = ev.PreviousStatus, ev.CurrentStatus
 	}
+	if !ev.GraceUntil.IsZero() {
+		b.GraceUntil = ev.GraceUntil.Unix()
+	}
+	b.BreakGlass = ev.BreakGlass
 	return json.Marshal(b)
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/appinstances"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
+	"github.com/halemdm/hale/mdmserver/breakglass"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/events"
@@ -91,6 +92,8 @@ type Tx interface {
 	// Android holds the Android enterprise binding, its devices' names and the Pub/Sub
 	// message IDs handled.
 	Android() android.Repository
+	// BreakGlass holds the emergency access uses and their reviews.
+	BreakGlass() breakglass.Repository
 }
 
 // ErrReadOnly is returned by a repository asked to write inside a View.

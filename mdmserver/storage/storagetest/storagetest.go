@@ -38,6 +38,7 @@ var suites = []struct {
 	{"pushcert", testPushCerts},
 	{"appinstances", testAppInstances},
 	{"android", testAndroid},
+	{"breakglass", testBreakGlass},
 }
 
 // Run runs every contract against the backend open opens.
