@@ -56,7 +56,7 @@ func (a *app) evidenceCommand() *cobra.Command {
   policies/    the policies in force (their documents and assignments) and their change
                history from the audit log
   access/      the API tokens: name, role, person, created, expiry, revocation and last audited
-               use (never a secret)
+               use (never a secret); break-glass uses, and those still unreviewed after a day
   drills/      the lost-device drill reports found in --drill-reports from the last year
   server/      the server's configuration, secrets redacted
   MANIFEST     every file's SHA-256, signed by the server with the audit log's key and
@@ -110,7 +110,7 @@ written, and the command exits with status 6.`,
 
 // collect writes every part of the pack, then the signed manifest.
 func (e *evidencePack) collect(ctx context.Context) error {
-	for _, part := range []func(context.Context) error{e.audit, e.coverage, e.policies, e.tokens, e.copyDrills, e.config} {
+	for _, part := range []func(context.Context) error{e.audit, e.coverage, e.policies, e.tokens, e.breakGlass, e.copyDrills, e.config} {
 		if err := part(ctx); err != nil {
 			return err
 		}
@@ -330,6 +330,26 @@ func (e *evidencePack) tokens(ctx context.Context) error {
 	return e.history("access/token-history.csv", func(en audit.Entry) bool { return strings.HasPrefix(en.Action, "token.") })
 }
 
+// breakGlass writes every emergency access use, and those still awaiting the security team's
+// review a day after they began.
+func (e *evidencePack) breakGlass(ctx context.Context) error {
+	var list api.BreakGlassList
+	if err := e.getJSON(ctx, "/api/v1/break-glass", "access/break-glass.json", &list); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	_ = w.Write([]string{"id", "device_id", "person", "reason", "channel", "overrides", "started_at", "expires_at", "active"})
+	for _, u := range list.Uses {
+		if u.Review == nil && u.Overdue {
+			_ = w.Write([]string{u.ID, u.DeviceID, u.Person, u.Reason, u.Channel, strings.Join(u.Overrides, " "),
+				u.StartedAt.UTC().Format(time.RFC3339), u.ExpiresAt.UTC().Format(time.RFC3339), fmt.Sprint(u.Active)})
+		}
+	}
+	w.Flush()
+	return e.write("access/break-glass-unreviewed.csv", buf.Bytes())
+}
+
 // copyDrills copies the drill reports of the last year from --drill-reports.
 func (e *evidencePack) copyDrills(context.Context) error {
 	if e.drills == "" {
@@ -406,7 +426,8 @@ transmission security) and 164.308(a)(1) (information system activity review).
 - coverage/: compliance coverage per platform and group, and the top reasons for denial.
 - policies/: the policies in force (one YAML per policy and version), their assignments, and every
   policy and assignment change from the audit log (history.csv).
-- access/: the API tokens (no secrets) with their last audited use, and their history.
+- access/: the API tokens (no secrets) with their last audited use, and their history; every
+  emergency access (break-glass) use, and those unreviewed a day after they began.
 - drills/: lost-device drill reports.
 - server/config.json: the server's configuration, secrets redacted.
 - MANIFEST: every other file's SHA-256 and size, signed by the server with the audit log's key.

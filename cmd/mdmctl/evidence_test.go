@@ -37,7 +37,7 @@ func TestEvidencePack(t *testing.T) {
 	}
 	for _, name := range []string{"README.md", "MANIFEST", "audit/audit.jsonl", "audit/checkpoint.txt", "audit/verification.txt",
 		"audit/saved-checkpoint.txt", "coverage/coverage.csv", "coverage/coverage.md", "coverage/coverage.json",
-		"policies/policies.json", "policies/history.csv", "access/tokens.csv", "access/token-history.csv",
+		"policies/policies.json", "policies/history.csv", "access/tokens.csv", "access/token-history.csv", "access/break-glass.json", "access/break-glass-unreviewed.csv",
 		"drills/drill-d_1-20261201T100000Z.md", "server/config.json"} {
 		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
 			t.Errorf("the pack lacks %s: %v", name, err)
