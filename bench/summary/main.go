@@ -83,6 +83,7 @@ func summarize(dir string) ([]row, error) {
 	c.store()
 	c.appProof()
 	c.desktopToken()
+	c.remediation()
 	c.pushes()
 	c.auditSink()
 	c.backup()
@@ -342,6 +343,12 @@ func (c *collector) store() {
 		c.add(op.what, c.bench(file, "Benchmark"+op.bench+"/bbolt", "ns/op"),
 			c.bench(file, "Benchmark"+op.bench+"/kvdiskv", "ns/op"), "nanolib diskv", duration, noGoal)
 	}
+}
+
+func (c *collector) remediation() {
+	const file = "remediation.out"
+	c.add("Access answer for a denied device with remediation (Accept-Language: es)", c.bench(file, "BenchmarkDeviceAnswer/remediation", "ns/op"),
+		c.bench(file, "BenchmarkDeviceAnswer/cached", "ns/op"), "the cached answer", duration, noGoal)
 }
 
 func (c *collector) pushes() {

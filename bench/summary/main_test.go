@@ -52,6 +52,8 @@ var outputs = map[string]string{
 		"BenchmarkAppProof/assertion-2 \t 22653\t 99195 ns/op\n" +
 		"BenchmarkAppProof/playintegrity-2 \t 15709\t 159017 ns/op\n" +
 		"BenchmarkAppProof/es256-jwt-2 \t 22944\t 113097 ns/op\n",
+	"remediation.out": "BenchmarkDeviceAnswer/cached-2 \t 417922\t 3077 ns/op\n" +
+		"BenchmarkDeviceAnswer/remediation-2 \t 15432\t 65538 ns/op\n",
 	"pushes.out": "BenchmarkPushRate/sequential-2 \t 1\t 10905829631 ns/op\t 18.34 pushes/s\n" +
 		"BenchmarkPushRate/queued-2 \t 1\t 1235808265 ns/op\t 1618 pushes/s\n",
 	"auditsink.out": "BenchmarkAppendWithSink/none-2 \t 300\t 749561 ns/op\n" +
@@ -104,7 +106,7 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 35 {
+	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 36 {
 		t.Errorf("%d rows, %d lines:\n%s", len(rows), n, table)
 	}
 }
