@@ -75,6 +75,11 @@ type Config struct {
 	// leaves the queue. Lock, lost mode and erase never expire: a lost device that checks in
 	// months later must still get them.
 	CommandTTL time.Duration `mapstructure:"command_ttl"`
+	// ConsoleIdleTimeout signs a web console session out after this long without a request
+	// (HIPAA's automatic logoff; default 15m). ConsoleSessionLifetime ends any session this
+	// long after sign-in (default 12h).
+	ConsoleIdleTimeout     time.Duration `mapstructure:"console_idle_timeout"`
+	ConsoleSessionLifetime time.Duration `mapstructure:"console_session_lifetime"`
 
 	// The organisation's messaging app (POST /app/v1/...): on iOS its App ID (AppIOSTeamID "."
 	// AppIOSBundleID) and App Attest environment ("production" or "development", as its

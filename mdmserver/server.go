@@ -38,6 +38,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/console"
 	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/httpapi"
@@ -118,6 +119,8 @@ type Server struct {
 	// its binding.
 	android    *android.Service
 	androidAPI *adminapi.Android
+	// console is the web console (console_wiring.go).
+	console *console.Console
 	auditKey   string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
@@ -281,6 +284,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 
+	if s.console, err = s.newConsole(); err != nil {
+		return nil, err
+	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()
 	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))

@@ -1,0 +1,24 @@
+package adminapi
+
+import (
+	"net/http"
+
+	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/mdmserver/approvals"
+	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/security"
+)
+
+// The wire forms and the caller this package's handlers use, exported for the web console
+// (package console), which renders the same api types from the same services: one conversion,
+// not two.
+
+// ApprovalView is the wire form of a two-person rule request, as GET /api/v1/approvals shows it.
+func ApprovalView(a *approvals.Request) api.Approval { return approvalView(a) }
+
+// AppleCommandView is the wire form of an Apple command's record, as the command routes show it.
+func AppleCommandView(rec *commands.Record) api.AppleCommand { return appleCommand(rec) }
+
+// ActorOf is the caller of r as the security service records it; r's context carries the
+// caller's token (tokens.WithToken).
+func ActorOf(r *http.Request) security.Actor { return actorOf(r) }

@@ -1,0 +1,28 @@
+package mdmserver
+
+import (
+	"slices"
+
+	"github.com/halemdm/hale/mdmserver/console"
+	"github.com/halemdm/hale/mdmserver/tokens"
+)
+
+// newConsole builds the web console (package console) on the services the admin API uses. Its
+// pages and actions take their roles from tokenRoutes, the admin API's own table, so the
+// console allows exactly what the JSON API allows.
+func (s *Server) newConsole() (*console.Console, error) {
+	routes := s.tokenRoutes()
+	roles := func(pattern string) ([]tokens.Role, bool) {
+		i := slices.IndexFunc(routes, func(rt tokenRoute) bool { return rt.pattern == pattern })
+		if i < 0 {
+			return nil, false
+		}
+		return routes[i].roles, true
+	}
+	return console.New(console.Deps{
+		Tokens: s.tokens, Devices: s.inventory, Verdicts: s.compliance, Access: s.index,
+		AppleCommands: s.commands, AgentCommands: s.agentQueue, Security: s.security, Approvals: s.approvals,
+		Audit: s.audit, AuditVerifierKey: s.auditKey, Auditor: s.auditor(), Roles: roles,
+	}, console.WithClock(s.now), console.WithIdleTimeout(s.cfg.ConsoleIdleTimeout),
+		console.WithLifetime(s.cfg.ConsoleSessionLifetime), console.WithLogger(s.log.With("component", "console")))
+}
