@@ -119,9 +119,10 @@ type Server struct {
 	// its binding.
 	android    *android.Service
 	androidAPI *adminapi.Android
+	auditKey   string // the audit log's public note verifier key
+
 	// console is the web console (console_wiring.go).
 	console *console.Console
-	auditKey   string // the audit log's public note verifier key
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.

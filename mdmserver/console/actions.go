@@ -82,8 +82,8 @@ func refusalText(err error) string {
 }
 
 type approvalsPage struct {
-	Pending  []api.Approval
-	Recent   []api.Approval
+	Pending   []api.Approval
+	Recent    []api.Approval
 	CanDecide bool
 }
 
