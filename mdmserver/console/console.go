@@ -195,6 +195,13 @@ func New(deps Deps, opts ...Option) (*Console, error) {
 		c.roles[rt.api] = roles
 		mux.Handle(rt.pattern, c.require(rt.api, rt.handler))
 	}
+	for _, p := range shownPatterns {
+		roles, ok := deps.Roles(p)
+		if !ok {
+			return nil, fmt.Errorf("console: pages show what %q reads, which the server does not have", p)
+		}
+		c.roles[p] = roles
+	}
 	mux.HandleFunc(Prefix, func(w http.ResponseWriter, r *http.Request) { c.notFound(w, r) })
 	cop := http.NewCrossOriginProtection()
 	c.handler = securityHeaders(cop.Handler(mux))
@@ -229,6 +236,10 @@ func (c *Console) routes() []route {
 		{"GET " + Prefix + "audit/checkpoint", "GET /api/v1/audit/checkpoint", c.auditCheckpoint},
 	}
 }
+
+// shownPatterns are the admin API routes whose data pages show in part (a section of a page
+// appears only to the roles of its route).
+var shownPatterns = []string{"GET /api/v1/devices/{id}/commands"}
 
 // may reports whether t may use the console route mirroring apiPattern (admin may use all).
 func (c *Console) may(t *tokens.Token, apiPattern string) bool {

@@ -225,6 +225,9 @@ type devicePage struct {
 	CanLostMode bool
 	CanWipe     bool
 	Confirm     string // what a person types to confirm an action
+	// WipeMode is the wipe form's preselected mode: full for company-owned Apple devices,
+	// selective for agents and personal devices (what the security service accepts for each).
+	WipeMode string
 }
 
 // device is GET /console/devices/{id}: identity, access answer, verdict, claims, commands and
@@ -245,12 +248,15 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, ss *session) {
 	}
 	now := c.now()
 	t := tokens.FromContext(r.Context())
-	p := devicePage{Device: httpapi.Device(d), Answer: c.deps.Access.Lookup(d.ID, now), Confirm: d.ID,
+	p := devicePage{Device: httpapi.Device(d), Answer: c.deps.Access.Lookup(d.ID, now), Confirm: d.ID, WipeMode: "selective",
 		CanLock:     c.may(t, "POST /api/v1/devices/{id}/lock"),
 		CanLostMode: c.may(t, "POST /api/v1/devices/{id}/lost-mode"),
 		CanWipe:     c.may(t, "POST /api/v1/devices/{id}/wipe"),
 		ShowCmds:    c.may(t, "GET /api/v1/devices/{id}/commands"),
 		ShowAudit:   c.may(t, "GET /api/v1/audit"),
+	}
+	if d.Platform != inventory.PlatformAgent && !d.UserEnrollment {
+		p.WipeMode = "full"
 	}
 	if v, pos, ok := c.deps.Verdicts.Verdict(d.ID); ok {
 		p.Verdict = &v
