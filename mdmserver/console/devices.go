@@ -60,11 +60,35 @@ func (q deviceQuery) values() url.Values {
 	return v
 }
 
-// deviceRow is a device of the list with its access answer.
+// deviceRow is a device of the list (from its api.Device wire form) with its access answer, its
+// cells formatted here: a flat struct of strings keeps a page of rows cheap to render.
 type deviceRow struct {
-	api.Device
-	Allow   bool
-	Reasons []string
+	ID, Label, PlatformOS, Owner, Group, State string
+	Allow                                      bool
+	Reasons                                    []string
+	ReasonText, Seen                           string
+	// search is what the text filter matches: ID, UDID, serial, host name and owner.
+	search string
+}
+
+func newDeviceRow(d *inventory.Device, ans access.Answer, withSearch bool) deviceRow {
+	a := httpapi.Device(d)
+	row := deviceRow{ID: a.ID, Label: a.ID, PlatformOS: platformLabel(d), Owner: a.Owner, Group: a.Group, State: a.State,
+		Allow: ans.Allow, Reasons: ans.ReasonCodes(), Seen: "—"}
+	if withSearch {
+		row.search = strings.ToLower(strings.Join([]string{a.ID, a.UDID, a.Serial, a.Hostname, a.Owner}, "\x00"))
+	}
+	switch {
+	case a.Hostname != "":
+		row.Label = a.Hostname
+	case a.Serial != "":
+		row.Label = a.Serial
+	}
+	row.ReasonText = strings.Join(row.Reasons, ", ")
+	if !a.LastSeen.IsZero() {
+		row.Seen = a.LastSeen.UTC().Format("2006-01-02 15:04:05Z")
+	}
+	return row
 }
 
 type devicesPage struct {
@@ -149,8 +173,7 @@ func (c *Console) listDevices(r *http.Request, page *devicesPage) error {
 		page.Scanned += len(devs)
 		for i := range devs {
 			d := &devs[i]
-			ans := c.deps.Access.Lookup(d.ID, now)
-			row := deviceRow{Device: httpapi.Device(d), Allow: ans.Allow, Reasons: ans.ReasonCodes()}
+			row := newDeviceRow(d, c.deps.Access.Lookup(d.ID, now), q.Q != "")
 			if q.postFilter() && !q.matches(&row) {
 				continue
 			}
@@ -170,8 +193,11 @@ func (c *Console) listDevices(r *http.Request, page *devicesPage) error {
 }
 
 func (q deviceQuery) matches(row *deviceRow) bool {
-	if q.Platform != "" && row.Platform != q.Platform && row.OS != q.Platform {
-		return false
+	if q.Platform != "" {
+		platform, os, _ := strings.Cut(row.PlatformOS, "/")
+		if platform != q.Platform && os != q.Platform {
+			return false
+		}
 	}
 	if (q.Access == "allowed" && !row.Allow) || (q.Access == "denied" && row.Allow) {
 		return false
@@ -179,12 +205,8 @@ func (q deviceQuery) matches(row *deviceRow) bool {
 	if q.Reason != "" && !slices.Contains(row.Reasons, q.Reason) {
 		return false
 	}
-	if q.Q != "" {
-		needle := strings.ToLower(q.Q)
-		hay := strings.ToLower(strings.Join([]string{row.ID, row.UDID, row.Serial, row.Hostname, row.Owner}, "\x00"))
-		if !strings.Contains(hay, needle) {
-			return false
-		}
+	if q.Q != "" && !strings.Contains(row.search, strings.ToLower(q.Q)) {
+		return false
 	}
 	return true
 }

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/tokens"
@@ -101,10 +102,15 @@ func (c *Console) renderTitled(w http.ResponseWriter, r *http.Request, status in
 	c.execute(w, status, page, "layout.html", l)
 }
 
+// buffers are reused page buffers: a device list page is tens of kilobytes.
+var buffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // execute renders the named template of page into a buffer, then writes it.
 func (c *Console) execute(w http.ResponseWriter, status int, page, name string, data any) {
-	var buf bytes.Buffer
-	if err := c.pages[page].ExecuteTemplate(&buf, name, data); err != nil {
+	buf := buffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer buffers.Put(buf)
+	if err := c.pages[page].ExecuteTemplate(buf, name, data); err != nil {
 		c.log.Error("console: render failed", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
