@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/console"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 )
@@ -80,6 +81,10 @@ type Config struct {
 	// long after sign-in (default 12h).
 	ConsoleIdleTimeout     time.Duration `mapstructure:"console_idle_timeout"`
 	ConsoleSessionLifetime time.Duration `mapstructure:"console_session_lifetime"`
+	// ConsoleOIDC signs people in to the web console through the organisation's OpenID
+	// Connect provider, its groups mapped to roles (console.OIDCConfig); empty issuer: API
+	// tokens only.
+	ConsoleOIDC console.OIDCConfig `mapstructure:"console_oidc"`
 
 	// The organisation's messaging app (POST /app/v1/...): on iOS its App ID (AppIOSTeamID "."
 	// AppIOSBundleID) and App Attest environment ("production" or "development", as its

@@ -28,6 +28,8 @@ type browser struct {
 	env  *testEnv
 	c    *http.Client
 	csrf string
+	// base is the URL requests go to: the server's address, or its public URL.
+	base string
 	// last is the URL of the last answer, after redirects.
 	last *url.URL
 }
@@ -45,7 +47,7 @@ func (env *testEnv) browser() *browser {
 	c := &http.Client{Timeout: 30 * time.Second, Jar: jar,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: env.RootCAs()}}}
 	env.t.Cleanup(c.CloseIdleConnections)
-	return &browser{t: env.t, env: env, c: c}
+	return &browser{t: env.t, env: env, c: c, base: env.URL}
 }
 
 // do sends a request and returns the status and body of the final answer.
@@ -66,7 +68,7 @@ func (b *browser) do(req *http.Request) (int, string) {
 
 func (b *browser) get(path string) (int, string) {
 	b.t.Helper()
-	req, _ := http.NewRequest("GET", b.env.URL+path, nil)
+	req, _ := http.NewRequest("GET", b.base+path, nil)
 	return b.do(req)
 }
 
@@ -79,7 +81,7 @@ func (b *browser) post(path string, form url.Values) (int, string) {
 	if _, ok := form["csrf"]; !ok {
 		form.Set("csrf", b.csrf)
 	}
-	req, _ := http.NewRequest("POST", b.env.URL+path, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest("POST", b.base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return b.do(req)
 }

@@ -1,7 +1,12 @@
 package mdmserver
 
 import (
+	"fmt"
+	"net/http"
+	"os"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/halemdm/hale/mdmserver/console"
 	"github.com/halemdm/hale/mdmserver/tokens"
@@ -19,10 +24,19 @@ func (s *Server) newConsole() (*console.Console, error) {
 		}
 		return routes[i].roles, true
 	}
+	opts := []console.Option{console.WithClock(s.now), console.WithIdleTimeout(s.cfg.ConsoleIdleTimeout),
+		console.WithLifetime(s.cfg.ConsoleSessionLifetime), console.WithLogger(s.log.With("component", "console"))}
+	if oc := s.cfg.ConsoleOIDC; oc.Enabled() {
+		secret, err := os.ReadFile(oc.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("console_oidc.client_secret_file: %w", err)
+		}
+		opts = append(opts, console.WithOIDC(oc, strings.TrimSpace(string(secret)),
+			strings.TrimSuffix(s.cfg.PublicURL, "/")+console.Prefix+"oidc/callback", &http.Client{Timeout: 15 * time.Second}))
+	}
 	return console.New(console.Deps{
 		Tokens: s.tokens, Devices: s.inventory, Verdicts: s.compliance, Access: s.index,
 		AppleCommands: s.commands, AgentCommands: s.agentQueue, Security: s.security, Approvals: s.approvals,
 		Audit: s.audit, AuditVerifierKey: s.auditKey, Auditor: s.auditor(), Roles: roles,
-	}, console.WithClock(s.now), console.WithIdleTimeout(s.cfg.ConsoleIdleTimeout),
-		console.WithLifetime(s.cfg.ConsoleSessionLifetime), console.WithLogger(s.log.With("component", "console")))
+	}, opts...)
 }

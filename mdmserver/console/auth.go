@@ -40,7 +40,9 @@ func (c *Console) current(r *http.Request) (ss *session, t *tokens.Token, ended 
 	case now.Sub(c.sessions.seen(ss)) >= c.idle:
 		ended = "idle"
 	}
-	if ended == "" {
+	if ended == "" && ss.ident != nil {
+		t = ss.ident
+	} else if ended == "" {
 		t, err = c.deps.Tokens.Get(r.Context(), ss.tokenID)
 		if err != nil && !errors.Is(err, tokens.ErrNotFound) {
 			c.log.ErrorContext(r.Context(), "console: token lookup failed", "err", err)
@@ -80,7 +82,9 @@ func (c *Console) end(r *http.Request, ss *session, t *tokens.Token, action, why
 	if !c.sessions.remove(ss) {
 		return
 	}
-	if t == nil {
+	if t == nil && ss.ident != nil {
+		t = ss.ident
+	} else if t == nil {
 		t, _ = c.deps.Tokens.Get(r.Context(), ss.tokenID)
 	}
 	rr := r
@@ -195,16 +199,28 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 			Message: "Tokens of the access role cannot sign in to the console."})
 		return
 	}
-	now := c.now()
-	ss, cookie, err := c.sessions.create(t.ID, "token", now, c.expired)
+	c.openSession(w, r, t, "token", nil)
+}
+
+// openSession opens a session for t, signed in via "token" or "oidc", on the record, and sends
+// the browser to the fleet page. A sign-in that cannot be recorded does not happen.
+func (c *Console) openSession(w http.ResponseWriter, r *http.Request, t *tokens.Token, via string, details map[string]string) {
+	ss := &session{tokenID: t.ID, via: via}
+	if via == "oidc" {
+		ss.ident = t
+	}
+	ss, cookie, err := c.sessions.createFor(ss, c.now(), c.expired)
 	if err != nil {
 		c.render(w, r, http.StatusServiceUnavailable, "signin", nil, signinData{CSRF: c.refreshSigninCSRF(w),
 			Message: "Too many open console sessions; try again later."})
 		return
 	}
+	d := map[string]string{"via": via}
+	for k, v := range details {
+		d[k] = v
+	}
 	rr := r.WithContext(tokens.WithToken(r.Context(), t))
-	if err := c.deps.Auditor.Record(rr, httpapi.Event{Action: "console.signin", Target: "console", Details: map[string]string{"via": "token"}}); err != nil {
-		// A sign-in that is not on the record does not happen.
+	if err := c.deps.Auditor.Record(rr, httpapi.Event{Action: "console.signin", Target: "console", Details: d}); err != nil {
 		c.sessions.remove(ss)
 		c.render(w, r, http.StatusInternalServerError, "signin", nil, signinData{CSRF: c.refreshSigninCSRF(w),
 			Message: "The server could not record the sign-in; try again."})
@@ -212,6 +228,13 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.SetCookie(w, c.sessionCookie(cookie))
+	if via == "oidc" {
+		// The provider's redirect was a cross-site navigation: a redirect now would carry it on,
+		// and the browser would not send the Strict session cookie. A page of this site moving
+		// on by itself makes the next request same-site.
+		c.renderTitled(w, r, http.StatusOK, "signedin", "Signed in", nil, Prefix)
+		return
+	}
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)
 }
 

@@ -162,6 +162,7 @@ type Console struct {
 	log      *slog.Logger
 	sessions *sessions
 	pages    map[string]*template.Template
+	oidc     *oidcLogin
 	// roles are the roles each console route allows, by the admin API pattern it mirrors.
 	roles   map[string][]tokens.Role
 	handler http.Handler
@@ -187,6 +188,13 @@ func New(deps Deps, opts ...Option) (*Console, error) {
 	mux.HandleFunc("GET "+Prefix+"signin", c.signinForm)
 	mux.HandleFunc("POST "+Prefix+"signin", c.signin)
 	mux.HandleFunc("POST "+Prefix+"signout", c.signout)
+	if c.oidc != nil {
+		if err := c.oidc.cfg.Validate(); err != nil {
+			return nil, err
+		}
+		mux.HandleFunc("GET "+Prefix+"oidc/login", c.oidcStart)
+		mux.HandleFunc("GET "+Prefix+"oidc/callback", c.oidcCallback)
+	}
 	for _, rt := range c.routes() {
 		roles, ok := deps.Roles(rt.api)
 		if !ok {

@@ -13,7 +13,7 @@ import (
 )
 
 // pageNames are the templates with a page of their own; each is parsed with layout.html.
-var pageNames = []string{"signin", "error", "overview", "devices", "device", "approvals", "audit"}
+var pageNames = []string{"signin", "signedin", "error", "overview", "devices", "device", "approvals", "audit"}
 
 // funcs are the templates' helpers: formatting only, no logic.
 var funcs = template.FuncMap{
@@ -62,7 +62,10 @@ type layout struct {
 	Flash     string
 	FlashKind string
 	SignedIn  bool
-	Data      any
+	// OIDC shows the sign-in provider's button; Refresh moves the page on to this URL.
+	OIDC    bool
+	Refresh string
+	Data    any
 }
 
 // nav lists the pages t may open.
@@ -89,7 +92,10 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 }
 
 func (c *Console) renderTitled(w http.ResponseWriter, r *http.Request, status int, page, title string, ss *session, data any) {
-	l := layout{Title: title, Data: data}
+	l := layout{Title: title, Data: data, OIDC: c.oidc != nil}
+	if page == "signedin" {
+		l.Refresh, _ = data.(string)
+	}
 	if ss != nil {
 		t := tokens.FromContext(r.Context())
 		l.SignedIn, l.CSRF = true, ss.csrf

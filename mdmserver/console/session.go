@@ -9,6 +9,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
 // CookieName is the session cookie. The __Host- prefix makes browsers refuse it unless it is
@@ -29,7 +31,10 @@ var errTooManySessions = errors.New("console: too many open sessions")
 type session struct {
 	key     string // hex SHA-256 of the cookie value
 	tokenID string
-	// via is how the person signed in: "token" (an API token pasted into the form).
+	// ident is the identity of a person signed in through OpenID Connect (nil for API tokens):
+	// the provider cannot be asked again per request, so the session's lifetime bounds it.
+	ident *tokens.Token
+	// via is how the person signed in: "token" (an API token pasted into the form) or "oidc".
 	via string
 	// csrf is the token every state-changing form of this session carries.
 	csrf     string
@@ -68,8 +73,13 @@ func hashKey(cookie string) string {
 // create opens a session for tokenID at now and returns it with the cookie value that names it.
 // Expired sessions are swept first; a table still full refuses.
 func (s *sessions) create(tokenID, via string, now time.Time, expired func(*session, time.Time) bool) (*session, string, error) {
+	return s.createFor(&session{tokenID: tokenID, via: via}, now, expired)
+}
+
+// createFor opens ss (its identity filled in) at now.
+func (s *sessions) createFor(ss *session, now time.Time, expired func(*session, time.Time) bool) (*session, string, error) {
 	cookie := randomToken()
-	ss := &session{key: hashKey(cookie), tokenID: tokenID, via: via, csrf: randomToken(), created: now, lastSeen: now}
+	ss.key, ss.csrf, ss.created, ss.lastSeen = hashKey(cookie), randomToken(), now, now
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byID) >= s.max {
