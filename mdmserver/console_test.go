@@ -446,3 +446,50 @@ func TestConsoleFleetAndDevices(t *testing.T) {
 		t.Fatalf("htmx partial: %d", code)
 	}
 }
+
+// Policies in the console: IT writes one, sees a validation problem on its line, dry-runs it
+// (the devices that would fall out of compliance and the satisfiability check), applies it as
+// version 1 and assigns it; an auditor reads it but has no editor and is refused applying.
+func TestConsolePolicies(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	env.newDevice()
+	it := env.browser()
+	it.signIn(env.token("it"))
+	if code, _ := it.get("/console/policies?open=texting"); code != 200 || it.last.Path != "/console/policies/texting" {
+		t.Fatalf("open a new policy: %d at %s", code, it.last)
+	}
+	code, body := it.post("/console/policies/texting", url.Values{"source": {"passcode:\n  required: true\n  min_length: banana\n"}})
+	if code != 400 || !regexp.MustCompile(`line 3</a>: <code>passcode.min_length</code>`).MatchString(body) {
+		t.Fatalf("invalid policy: %d %s", code, body[strings.Index(body, "<main"):][:800])
+	}
+	code, body = it.post("/console/policies/texting/dry-run", url.Values{"source": {textingPolicy}, "kind": {"default"}})
+	if code != 200 || !strings.Contains(body, "1 devices would be out of compliance") || !strings.Contains(body, "Satisfiability") {
+		t.Fatalf("dry run: %d %s", code, body[strings.Index(body, "<main"):][:1200])
+	}
+	if _, body := it.post("/console/policies/texting", url.Values{"source": {textingPolicy}}); !strings.Contains(body, "version 1 applied") {
+		t.Fatalf("apply: %s", flash(body))
+	}
+	if _, body := it.post("/console/assignments", url.Values{"policy": {"texting"}, "kind": {"default"}}); !strings.Contains(body, "Assigned texting") {
+		t.Fatalf("assign: %s", flash(body))
+	}
+	var list struct {
+		Assignments []struct{ Policy string }
+	}
+	env.Call("GET", "/api/v1/policies", env.Admin, nil, 200, &list)
+	if len(list.Assignments) != 1 || list.Assignments[0].Policy != "texting" {
+		t.Fatalf("assignments after the console: %+v", list)
+	}
+	if acts := env.consoleAudit("policy.put"); len(acts) != 1 || acts[0].Role != "it" {
+		t.Fatalf("policy.put on the record: %+v", acts)
+	}
+
+	aud := env.browser()
+	aud.signIn(env.token("auditor"))
+	if code, body := aud.get("/console/policies/texting"); code != 200 || strings.Contains(body, `id="apply"`) || !strings.Contains(body, "require_alphanumeric") && !strings.Contains(body, "passcode") {
+		t.Fatalf("auditor's policy page: %d", code)
+	}
+	if code, _ := aud.post("/console/policies/texting", url.Values{"source": {textingPolicy}}); code != 403 {
+		t.Fatalf("auditor applies a policy: %d, want 403", code)
+	}
+}

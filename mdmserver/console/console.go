@@ -116,6 +116,9 @@ type Deps struct {
 	Security      Security
 	Approvals     Approvals
 	Audit         AuditLog
+	Policies      PolicyStore
+	PolicyActions PolicyActions
+	DryRun        DryRunner
 	// AuditVerifierKey is the audit log's note verifier key, shown for reference only:
 	// verification uses the key the user pastes.
 	AuditVerifierKey string
@@ -242,6 +245,11 @@ func (c *Console) routes() []route {
 		{"GET " + Prefix + "audit", "GET /api/v1/audit", c.auditPage},
 		{"POST " + Prefix + "audit/verify", "GET /api/v1/audit/proof/inclusion", c.auditVerify},
 		{"GET " + Prefix + "audit/checkpoint", "GET /api/v1/audit/checkpoint", c.auditCheckpoint},
+		{"GET " + Prefix + "policies", "GET /api/v1/policies", c.policyList},
+		{"GET " + Prefix + "policies/{name}", "GET /api/v1/policies/{name}", c.policyView},
+		{"POST " + Prefix + "policies/{name}", "PUT /api/v1/policies/{name}", c.policyApply},
+		{"POST " + Prefix + "policies/{name}/dry-run", "POST /api/v1/policies/{name}/dry-run", c.policyDryRun},
+		{"POST " + Prefix + "assignments", "PUT /api/v1/assignments", c.assign},
 	}
 }
 
