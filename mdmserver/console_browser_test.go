@@ -186,10 +186,22 @@ func TestConsoleBrowserWipe(t *testing.T) {
 		run(t, ctx, "phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(env.URL+"/console/devices/"+id), chromedp.WaitVisible(chromedp.CSS(`#device-id`)))
 		axeCheck(t, ctx, "device-phone")
 	}
+	run(t, ctx, "the policies", chromedp.EmulateViewport(1280, 900), chromedp.Click(`//nav//a[text()="Policies"]`), chromedp.WaitVisible(`//h1[text()="Policies"]`))
+	axeCheck(t, ctx, "policies")
+	run(t, ctx, "a policy", chromedp.Click(`//a[text()="texting"]`), chromedp.WaitVisible(chromedp.CSS(`#source`)),
+		chromedp.Click(chromedp.CSS(`#dry-run-button`)), chromedp.WaitVisible(chromedp.CSS(`#dry-run`)))
+	axeCheck(t, ctx, "policy")
 	run(t, ctx, "sign out", chromedp.Click(chromedp.CSS(`#signout`)), chromedp.WaitVisible(chromedp.CSS(`#token`)))
 	if n := len(env.consoleAudit("console.signout")); n != 2 {
 		t.Fatalf("%d sign-outs on the record, want 2", n)
 	}
+
+	// IT makes an enrollment: its token and QR code.
+	browserSignIn(t, ctx, env, it)
+	run(t, ctx, "new enrollment", chromedp.Click(`//nav//a[text()="Enrollments"]`), chromedp.WaitVisible(chromedp.CSS(`#owner`)),
+		chromedp.SendKeys(chromedp.CSS(`#owner`), "nurse.lee"), chromedp.SendKeys(chromedp.CSS(`#group`), "ward-3"),
+		chromedp.Click(chromedp.CSS(`#create-enrollment`)), chromedp.WaitVisible(chromedp.CSS(`#enroll-token`)))
+	axeCheck(t, ctx, "enrollments")
 }
 
 // In a real browser: after 15 minutes without activity the next click lands on the sign-in page

@@ -493,3 +493,46 @@ func TestConsolePolicies(t *testing.T) {
 		t.Fatalf("auditor applies a policy: %d, want 403", code)
 	}
 }
+
+// Enrollments in the console: IT creates one (its token and a QR code of the profile link on
+// that one answer), it is listed, and revoked; a bad request is refused with the reason; an
+// auditor lists them but may not create.
+func TestConsoleEnrollments(t *testing.T) {
+	env := newTestEnv(t)
+	it := env.browser()
+	it.signIn(env.token("it"))
+	it.get("/console/enrollments")
+	code, body := it.post("/console/enrollments", url.Values{"platform": {"apple"}, "owner": {"nurse.lee"}, "group": {"ward-3"}, "ttl": {"2d"}})
+	tok := regexp.MustCompile(`id="enroll-token">([^<]+)<`).FindStringSubmatch(body)
+	if code != 201 || tok == nil || !strings.Contains(body, `<img src="data:image/png;base64,`) || !strings.Contains(body, "/enroll/apple/"+tok[1]) {
+		t.Fatalf("create: %d %s", code, body[strings.Index(body, "<main"):][:1000])
+	}
+	if strings.Contains(it.last.String(), tok[1]) {
+		t.Fatal("the enrollment token is in the URL")
+	}
+	var list struct {
+		Enrollments []struct{ ID, State, Owner string }
+	}
+	env.Call("GET", "/api/v1/enrollments", env.Admin, nil, 200, &list)
+	if len(list.Enrollments) != 1 || list.Enrollments[0].Owner != "nurse.lee" || list.Enrollments[0].State != "pending" {
+		t.Fatalf("enrollments: %+v", list)
+	}
+	if code, body := it.post("/console/enrollments", url.Values{"platform": {"apple"}, "owner": {"x"}, "group": {"y"}, "ttl": {"forever"}}); code != 400 || !strings.Contains(body, "ttl") {
+		t.Fatalf("bad ttl: %d", code)
+	}
+	if _, body := it.post("/console/enrollments/"+list.Enrollments[0].ID+"/revoke", nil); !strings.Contains(body, "revoked") {
+		t.Fatalf("revoke: %s", flash(body))
+	}
+	env.Call("GET", "/api/v1/enrollments", env.Admin, nil, 200, &list)
+	if list.Enrollments[0].State != "revoked" {
+		t.Fatalf("after revoking: %+v", list)
+	}
+	aud := env.browser()
+	aud.signIn(env.token("auditor"))
+	if code, body := aud.get("/console/enrollments"); code != 200 || strings.Contains(body, `id="create-enrollment"`) || !strings.Contains(body, "nurse.lee") {
+		t.Fatalf("auditor's enrollments page: %d", code)
+	}
+	if code, _ := aud.post("/console/enrollments", url.Values{"platform": {"agent"}, "owner": {"a"}, "group": {"b"}}); code != 403 {
+		t.Fatalf("auditor creates an enrollment: %d, want 403", code)
+	}
+}

@@ -37,6 +37,7 @@ func (s *Server) newConsole() (*console.Console, error) {
 	return console.New(console.Deps{
 		Tokens: s.tokens, Devices: s.inventory, Verdicts: s.compliance, Access: s.index,
 		AppleCommands: s.commands, AgentCommands: s.agentQueue, Security: s.security, Approvals: s.approvals,
-		Audit: s.audit, Policies: s.policies, PolicyActions: s.policyAPI, DryRun: s.compliance, AuditVerifierKey: s.auditKey, Auditor: s.auditor(), Roles: roles,
+		Audit: s.audit, Policies: s.policies, PolicyActions: s.policyAPI, DryRun: s.compliance,
+		Enrollments: s.enrollments, EnrollmentActions: s.enrollmentAPI, AuditVerifierKey: s.auditKey, Auditor: s.auditor(), Roles: roles,
 	}, opts...)
 }

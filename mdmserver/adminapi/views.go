@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/security"
@@ -18,6 +19,9 @@ func ApprovalView(a *approvals.Request) api.Approval { return approvalView(a) }
 
 // AppleCommandView is the wire form of an Apple command's record, as the command routes show it.
 func AppleCommandView(rec *commands.Record) api.AppleCommand { return appleCommand(rec) }
+
+// EnrollmentView is the wire form of an enrollment, as GET /api/v1/enrollments shows it.
+func EnrollmentView(e *enroll.Enrollment) api.Enrollment { return enrollment(e) }
 
 // ActorOf is the caller of r as the security service records it; r's context carries the
 // caller's token (tokens.WithToken).

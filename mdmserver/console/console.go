@@ -119,6 +119,9 @@ type Deps struct {
 	Policies      PolicyStore
 	PolicyActions PolicyActions
 	DryRun        DryRunner
+	// Enrollments and EnrollmentActions list, create and revoke one-time enrollments.
+	Enrollments       EnrollmentList
+	EnrollmentActions EnrollmentActions
 	// AuditVerifierKey is the audit log's note verifier key, shown for reference only:
 	// verification uses the key the user pastes.
 	AuditVerifierKey string
@@ -250,6 +253,9 @@ func (c *Console) routes() []route {
 		{"POST " + Prefix + "policies/{name}", "PUT /api/v1/policies/{name}", c.policyApply},
 		{"POST " + Prefix + "policies/{name}/dry-run", "POST /api/v1/policies/{name}/dry-run", c.policyDryRun},
 		{"POST " + Prefix + "assignments", "PUT /api/v1/assignments", c.assign},
+		{"GET " + Prefix + "enrollments", "GET /api/v1/enrollments", c.enrollmentList},
+		{"POST " + Prefix + "enrollments", "POST /api/v1/enrollments", c.enrollmentCreate},
+		{"POST " + Prefix + "enrollments/{id}/revoke", "DELETE /api/v1/enrollments/{id}", c.enrollmentRevoke},
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 // pageNames are the templates with a page of their own; each is parsed with layout.html.
-var pageNames = []string{"signin", "signedin", "error", "overview", "devices", "device", "approvals", "audit", "policies", "policy"}
+var pageNames = []string{"signin", "signedin", "error", "overview", "devices", "device", "approvals", "audit", "policies", "policy", "enrollments"}
 
 // funcs are the templates' helpers: formatting only, no logic.
 var funcs = template.FuncMap{
@@ -75,6 +75,7 @@ func (c *Console) nav(t *tokens.Token, current string) []navItem {
 		{Prefix + "devices", "Devices", "GET /api/v1/devices"},
 		{Prefix + "approvals", "Approvals", "GET /api/v1/approvals"},
 		{Prefix + "policies", "Policies", "GET /api/v1/policies"},
+		{Prefix + "enrollments", "Enrollments", "GET /api/v1/enrollments"},
 		{Prefix + "audit", "Audit", "GET /api/v1/audit"},
 	}
 	var out []navItem
