@@ -19,7 +19,12 @@ const maxFormBytes = 64 << 10
 
 // expired reports whether ss has ended at now: idle too long, or past its lifetime.
 func (c *Console) expired(ss *session, now time.Time) bool {
-	return now.Sub(c.sessions.seen(ss)) >= c.idle || now.Sub(ss.created) >= c.lifetime
+	return c.expiredAt(ss.created, c.sessions.seen(ss), now)
+}
+
+// expiredAt reports whether a session created and last seen at these times has ended at now.
+func (c *Console) expiredAt(created, lastSeen, now time.Time) bool {
+	return now.Sub(lastSeen) >= c.idle || now.Sub(created) >= c.lifetime
 }
 
 // current returns the request's open session and its token, ending (and auditing the end of) a
@@ -209,7 +214,7 @@ func (c *Console) openSession(w http.ResponseWriter, r *http.Request, t *tokens.
 	if via == "oidc" {
 		ss.ident = t
 	}
-	ss, cookie, err := c.sessions.createFor(ss, c.now(), c.expired)
+	ss, cookie, err := c.sessions.createFor(ss, c.now(), c.expiredAt)
 	if err != nil {
 		c.render(w, r, http.StatusServiceUnavailable, "signin", nil, signinData{CSRF: c.refreshSigninCSRF(w),
 			Message: "Too many open console sessions; try again later."})

@@ -85,7 +85,7 @@ func BenchmarkDeviceListPage100k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	_, cookie, err := c.sessions.create(tok.ID, "token", t0, c.expired)
+	_, cookie, err := c.sessions.create(tok.ID, "token", t0, c.expiredAt)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -72,19 +72,21 @@ func hashKey(cookie string) string {
 
 // create opens a session for tokenID at now and returns it with the cookie value that names it.
 // Expired sessions are swept first; a table still full refuses.
-func (s *sessions) create(tokenID, via string, now time.Time, expired func(*session, time.Time) bool) (*session, string, error) {
+// expired(created, lastSeen, now) says whether a session has ended; it runs under the table's
+// lock.
+func (s *sessions) create(tokenID, via string, now time.Time, expired func(created, lastSeen, now time.Time) bool) (*session, string, error) {
 	return s.createFor(&session{tokenID: tokenID, via: via}, now, expired)
 }
 
 // createFor opens ss (its identity filled in) at now.
-func (s *sessions) createFor(ss *session, now time.Time, expired func(*session, time.Time) bool) (*session, string, error) {
+func (s *sessions) createFor(ss *session, now time.Time, expired func(created, lastSeen, now time.Time) bool) (*session, string, error) {
 	cookie := randomToken()
 	ss.key, ss.csrf, ss.created, ss.lastSeen = hashKey(cookie), randomToken(), now, now
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byID) >= s.max {
 		for k, old := range s.byID {
-			if expired(old, now) {
+			if expired(old.created, old.lastSeen, now) {
 				delete(s.byID, k)
 			}
 		}
