@@ -135,6 +135,9 @@ func Defaults() Config {
 		EnrollBurst:     20,
 		ApprovalTTL:     time.Hour,
 		CommandTTL:      7 * 24 * time.Hour,
+		// The console's automatic logoff (HIPAA) and its sessions' absolute lifetime.
+		ConsoleIdleTimeout:     15 * time.Minute,
+		ConsoleSessionLifetime: 12 * time.Hour,
 
 		AndroidReconcileInterval: time.Hour,
 	}

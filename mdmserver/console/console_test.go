@@ -106,3 +106,19 @@ func TestExpired(t *testing.T) {
 		t.Fatalf("after the first expired: %v", err)
 	}
 }
+
+// A device row's values are escaped: an owner or host name is text, never markup, and the link
+// stays a link to the device.
+func TestRowHTMLEscapes(t *testing.T) {
+	row := deviceRow{ID: `d_1"><script>x</script>`, Label: `<img src=x onerror=alert(1)>`, PlatformOS: "agent/linux",
+		Owner: `a&b "q" 'r'`, Group: "<g>", State: "active", ReasonText: "<b>", Seen: "—"}
+	got := string(rowHTML(&row))
+	for _, bad := range []string{"<script", "<img", "<g>", "<b>", `"q"`} {
+		if strings.Contains(got, bad) {
+			t.Fatalf("%q unescaped in %s", bad, got)
+		}
+	}
+	if !strings.Contains(got, `href="/console/devices/d_1%22%3E%3Cscript%3Ex%3C%2Fscript%3E"`) || !strings.Contains(got, "a&amp;b &#34;q&#34; &#39;r&#39;") {
+		t.Fatalf("row: %s", got)
+	}
+}
