@@ -293,12 +293,21 @@ func TestConsoleSessionExpiry(t *testing.T) {
 		t.Fatalf("revoked token's session still open at %s", b.last)
 	}
 
+	// A browser that never comes back: the sweep records its automatic logoff.
+	gone := env.browser()
+	gone.signIn(env.token("auditor"))
+	clock.Advance(16 * time.Minute)
+	env.SweepConsoleForTest()
+
 	var why []string
 	for _, e := range env.consoleAudit("console.session_expired") {
 		why = append(why, e.Details["reason"])
 	}
-	if !slices.Equal(why, []string{"idle", "lifetime", "token_revoked"}) {
+	if !slices.Equal(why, []string{"idle", "lifetime", "token_revoked", "idle"}) {
 		t.Fatalf("session ends on the record: %q", why)
+	}
+	if code, _ := gone.get("/console/"); code != 200 || gone.last.Path != "/console/signin" {
+		t.Fatalf("a swept session still opens pages: %s", gone.last)
 	}
 }
 

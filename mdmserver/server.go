@@ -415,6 +415,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
 	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })
 	work.Go(func() { s.android.RunReconcile(workCtx, s.cfg.AndroidReconcileInterval) })
+	work.Go(func() { s.console.Run(workCtx, time.Minute) }) // console sessions' automatic logoff
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {

@@ -1,12 +1,14 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
@@ -97,6 +99,38 @@ func (c *Console) end(r *http.Request, ss *session, t *tokens.Token, action, why
 		rr = r.WithContext(tokens.WithToken(r.Context(), t))
 	}
 	_ = c.deps.Auditor.Record(rr, httpapi.Event{Action: action, Target: "console", Details: map[string]string{"reason": why, "via": ss.via}})
+}
+
+// Run ends expired sessions every interval until ctx is done, each on the audit record: an
+// automatic logoff is recorded when it happens, not when (or if) the browser comes back.
+func (c *Console) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Sweep(ctx)
+		}
+	}
+}
+
+// Sweep ends the sessions expired now, on the record.
+func (c *Console) Sweep(ctx context.Context) {
+	now := c.now()
+	for _, ss := range c.sessions.removeExpired(now, c.expiredAt) {
+		why := "idle"
+		if now.Sub(ss.created) >= c.lifetime {
+			why = "lifetime"
+		}
+		_, err := c.deps.Auditor.Log.Append(ctx, audit.Entry{Actor: "token:" + ss.who.ID, Role: string(ss.who.Role), Person: ss.who.Person,
+			Action: "console.session_expired", Target: "console", Outcome: audit.OutcomeOK,
+			Details: map[string]string{"reason": why, "via": ss.via, "token_name": ss.who.Name}})
+		if err != nil {
+			c.log.ErrorContext(ctx, "AUDIT APPEND FAILED", "action", "console.session_expired", "err", err)
+		}
+	}
 }
 
 // require serves h to signed-in people whose role the admin API route apiPattern allows. No
@@ -210,7 +244,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 // openSession opens a session for t, signed in via "token" or "oidc", on the record, and sends
 // the browser to the fleet page. A sign-in that cannot be recorded does not happen.
 func (c *Console) openSession(w http.ResponseWriter, r *http.Request, t *tokens.Token, via string, details map[string]string) {
-	ss := &session{tokenID: t.ID, via: via}
+	ss := &session{tokenID: t.ID, via: via, who: *t}
 	if via == "oidc" {
 		ss.ident = t
 	}

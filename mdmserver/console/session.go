@@ -34,6 +34,9 @@ type session struct {
 	// ident is the identity of a person signed in through OpenID Connect (nil for API tokens):
 	// the provider cannot be asked again per request, so the session's lifetime bounds it.
 	ident *tokens.Token
+	// who is the token (or OIDC identity) as it was at sign-in: what the record of an expiry
+	// found by the sweeper names.
+	who tokens.Token
 	// via is how the person signed in: "token" (an API token pasted into the form) or "oidc".
 	via string
 	// csrf is the token every state-changing form of this session carries.
@@ -150,11 +153,18 @@ func (s *sessions) takeFlash(ss *session) (kind, msg string) {
 	return kind, msg
 }
 
-// len is how many sessions are open (expired ones included until swept).
-func (s *sessions) len() int {
+// removeExpired takes every session expired at now out of the table and returns them.
+func (s *sessions) removeExpired(now time.Time, expired func(created, lastSeen, now time.Time) bool) []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.byID)
+	var out []*session
+	for k, ss := range s.byID {
+		if expired(ss.created, ss.lastSeen, now) {
+			delete(s.byID, k)
+			out = append(out, ss)
+		}
+	}
+	return out
 }
 
 // sameToken compares two CSRF tokens in constant time; an empty one never matches.
