@@ -545,3 +545,61 @@ func TestConsoleEnrollments(t *testing.T) {
 		t.Fatalf("auditor creates an enrollment: %d, want 403", code)
 	}
 }
+
+// Bulk actions on the device list: the count must be typed; IT locks the ticked devices, each
+// through the security service on the record, and assigns a policy to them; an auditor is
+// offered neither and is refused both.
+func TestConsoleBulk(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	a, b := env.deviceID(env.newDevice().UDID()), env.deviceID(env.newDevice().UDID())
+	itTok := env.token("it")
+	env.Call("PUT", "/api/v1/policies/texting", itTok, []byte(textingPolicy), 200, nil)
+	it := env.browser()
+	it.signIn(itTok)
+	if _, body := it.get("/console/devices"); !strings.Contains(body, `name="device" value="`+a+`"`) || !strings.Contains(body, `id="bulk-lock"`) {
+		t.Fatal("IT's device list offers no bulk actions")
+	}
+	ticked := url.Values{"device": {a, b}, "reason": {"ward closed for the night"}, "confirm": {"3"}}
+	if _, body := it.post("/console/devices/bulk-lock", ticked); !strings.Contains(body, "type the number of devices ticked (2)") {
+		t.Fatalf("wrong count: %s", flash(body))
+	}
+	ticked.Set("confirm", "2")
+	if _, body := it.post("/console/devices/bulk-lock", ticked); !strings.Contains(body, "2 of 2 devices locked") {
+		t.Fatalf("bulk lock: %s", flash(body))
+	}
+	for _, id := range []string{a, b} {
+		var d struct{ State string }
+		env.Call("GET", "/api/v1/devices/"+id, env.Admin, nil, 200, &d)
+		if d.State != "locked" {
+			t.Fatalf("%s after the bulk lock: %s", id, d.State)
+		}
+	}
+	if n := len(env.consoleAudit("device.lock")); n != 2 {
+		t.Fatalf("%d locks on the record, want 2", n)
+	}
+	it.get("/console/devices")
+	if _, body := it.post("/console/devices/bulk-assign", url.Values{"device": {a, b}, "policy": {"texting"}, "confirm": {"2"}}); !strings.Contains(body, "assigned to 2 devices") {
+		t.Fatalf("bulk assign: %s", flash(body))
+	}
+	var list struct {
+		Assignments []struct {
+			Target struct{ Kind, Name string }
+			Policy string
+		}
+	}
+	env.Call("GET", "/api/v1/policies", env.Admin, nil, 200, &list)
+	if len(list.Assignments) != 2 || list.Assignments[0].Target.Kind != "device" {
+		t.Fatalf("assignments: %+v", list.Assignments)
+	}
+	aud := env.browser()
+	aud.signIn(env.token("auditor"))
+	if _, body := aud.get("/console/devices"); strings.Contains(body, `name="device"`) {
+		t.Fatal("an auditor is offered bulk actions")
+	}
+	for _, p := range []string{"/console/devices/bulk-lock", "/console/devices/bulk-assign"} {
+		if code, _ := aud.post(p, url.Values{"device": {a}, "reason": {"x"}, "policy": {"texting"}, "confirm": {"1"}}); code != 403 {
+			t.Fatalf("auditor %s: %d, want 403", p, code)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/security"
 )
 
@@ -26,3 +28,24 @@ func EnrollmentView(e *enroll.Enrollment) api.Enrollment { return enrollment(e) 
 // ActorOf is the caller of r as the security service records it; r's context carries the
 // caller's token (tokens.WithToken).
 func ActorOf(r *http.Request) security.Actor { return actorOf(r) }
+
+// AssignEach assigns policy to every target for the caller of r, each on the record, then
+// re-evaluates every device once: the console's bulk assignment (AssignTo per target would
+// re-evaluate the fleet per device). It stops at the first refusal and says how many were
+// assigned before it.
+func (h *Policies) AssignEach(r *http.Request, targets []compliance.Target, policy string) (int, error) {
+	done := 0
+	defer func() {
+		if done > 0 {
+			h.Changed.PoliciesChanged(r.Context())
+		}
+	}()
+	for _, t := range targets {
+		if err := h.Policies.Assign(r.Context(), t, policy); err != nil {
+			return done, err
+		}
+		_ = h.Auditor.Record(r, httpapi.Event{Action: "policy.assign", Target: policy, Details: map[string]string{"kind": t.Kind, "name": t.Name}})
+		done++
+	}
+	return done, nil
+}

@@ -240,6 +240,8 @@ func (c *Console) routes() []route {
 		{"GET " + Prefix + "fleet.csv", "GET /api/v1/devices", c.fleetCSV},
 		{"GET " + Prefix + "devices", "GET /api/v1/devices", c.devices},
 		{"GET " + Prefix + "devices/{id}", "GET /api/v1/devices/{id}", c.device},
+		{"POST " + Prefix + "devices/bulk-lock", "POST /api/v1/devices/{id}/lock", c.bulkLock},
+		{"POST " + Prefix + "devices/bulk-assign", "PUT /api/v1/assignments", c.bulkAssign},
 		{"POST " + Prefix + "devices/{id}/lock", "POST /api/v1/devices/{id}/lock", c.order(security.Lock)},
 		{"POST " + Prefix + "devices/{id}/lost-mode", "POST /api/v1/devices/{id}/lost-mode", c.order(security.LostMode)},
 		{"POST " + Prefix + "devices/{id}/wipe", "POST /api/v1/devices/{id}/wipe", c.order(security.Wipe)},

@@ -79,7 +79,7 @@ type deviceRow struct {
 // escapers through reflection for every value (nine a row): written here, with each value
 // escaped by html.EscapeString (and the link's ID path-escaped first), a row costs one template
 // action. TestRowHTMLEscapes keeps it honest.
-func rowHTML(row *deviceRow) template.HTML {
+func rowHTML(row *deviceRow, tick bool) template.HTML {
 	var b strings.Builder
 	b.Grow(512)
 	cell := func(label, v string) {
@@ -91,6 +91,9 @@ func rowHTML(row *deviceRow) template.HTML {
 	}
 	e := html.EscapeString
 	b.WriteString(`<tr>`)
+	if tick {
+		b.WriteString(`<td data-label="Select"><input type="checkbox" name="device" value="` + e(row.ID) + `" aria-label="Select ` + e(row.Label) + `"></td>`)
+	}
 	cell("Device", `<a href="`+e(Prefix+"devices/"+url.PathEscape(row.ID))+`">`+e(row.Label)+`</a>`)
 	cell("Platform", e(row.PlatformOS))
 	cell("Owner", e(row.Owner))
@@ -127,12 +130,18 @@ func newDeviceRow(d *inventory.Device, ans access.Answer, withSearch bool) devic
 }
 
 type devicesPage struct {
-	Query   deviceQuery
-	States  []inventory.State
-	Rows    []deviceRow
-	Next    string // the next page's URL, empty on the last
-	Scanned int
-	Error   string
+	// CanLock and CanAssign offer the bulk actions; Policies are what may be assigned.
+	CanLock, CanAssign bool
+	Policies           []string
+	// CSRF is the session's token, for the bulk form (the table is also rendered alone, for
+	// htmx, without the page's frame).
+	CSRF string
+	Query              deviceQuery
+	States             []inventory.State
+	Rows               []deviceRow
+	Next               string // the next page's URL, empty on the last
+	Scanned            int
+	Error              string
 }
 
 func parseDeviceQuery(r *http.Request) (deviceQuery, string) {
@@ -164,7 +173,16 @@ func parseDeviceQuery(r *http.Request) (deviceQuery, string) {
 // API's), filtered further by what the store cannot filter on.
 func (c *Console) devices(w http.ResponseWriter, r *http.Request, ss *session) {
 	q, bad := parseDeviceQuery(r)
-	page := devicesPage{Query: q, States: inventory.States, Error: bad}
+	t := tokens.FromContext(r.Context())
+	page := devicesPage{Query: q, States: inventory.States, Error: bad, CSRF: ss.csrf,
+		CanLock: c.may(t, "POST /api/v1/devices/{id}/lock"), CanAssign: c.may(t, "PUT /api/v1/assignments") && c.deps.Policies != nil}
+	if page.CanAssign {
+		if list, err := c.deps.Policies.List(r.Context()); err == nil {
+			for _, sp := range list {
+				page.Policies = append(page.Policies, sp.Name)
+			}
+		}
+	}
 	status := http.StatusOK
 	if bad != "" {
 		status = http.StatusBadRequest
@@ -212,7 +230,7 @@ func (c *Console) listDevices(r *http.Request, page *devicesPage) error {
 			if q.postFilter() && !q.matches(&row) {
 				continue
 			}
-			row.HTML = rowHTML(&row)
+			row.HTML = rowHTML(&row, page.CanLock || page.CanAssign)
 			page.Rows = append(page.Rows, row)
 		}
 		cursor = next

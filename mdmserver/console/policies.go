@@ -28,6 +28,7 @@ type PolicyStore interface {
 type PolicyActions interface {
 	Apply(r *http.Request, name string, source []byte) (*compliance.StoredPolicy, error)
 	AssignTo(r *http.Request, target compliance.Target, policy string) error
+	AssignEach(r *http.Request, targets []compliance.Target, policy string) (int, error)
 }
 
 // DryRunner evaluates a policy against the devices a target selects without changing anything
