@@ -135,13 +135,13 @@ type devicesPage struct {
 	Policies           []string
 	// CSRF is the session's token, for the bulk form (the table is also rendered alone, for
 	// htmx, without the page's frame).
-	CSRF string
-	Query              deviceQuery
-	States             []inventory.State
-	Rows               []deviceRow
-	Next               string // the next page's URL, empty on the last
-	Scanned            int
-	Error              string
+	CSRF    string
+	Query   deviceQuery
+	States  []inventory.State
+	Rows    []deviceRow
+	Next    string // the next page's URL, empty on the last
+	Scanned int
+	Error   string
 }
 
 func parseDeviceQuery(r *http.Request) (deviceQuery, string) {
