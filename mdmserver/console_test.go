@@ -447,6 +447,12 @@ func TestConsoleFleetAndDevices(t *testing.T) {
 	if code, _ := b.get("/console/devices?state=bogus"); code != 400 {
 		t.Fatalf("unknown state filter: %d", code)
 	}
+	// No policy is assigned: every device is noncompliant, and each was seen just now.
+	for q, want := range map[string]int{"compliance=noncompliant": 3, "compliance=compliant": 0, "unseen=1": 0} {
+		if _, body := b.get("/console/devices?" + q); strings.Count(body, `<td data-label="Device">`) != want {
+			t.Errorf("%s: %d rows, want %d", q, strings.Count(body, `<td data-label="Device">`), want)
+		}
+	}
 	// htmx asks for the table only.
 	req, _ = http.NewRequest("GET", env.URL+"/console/devices?access=denied", nil)
 	req.Header.Set("HX-Request", "true")

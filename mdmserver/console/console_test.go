@@ -15,7 +15,7 @@ import (
 // values refused; nothing crashes on any input.
 func FuzzDeviceQuery(f *testing.F) {
 	for _, s := range []string{"", "state=active&limit=10", "limit=0", "limit=-3", "limit=99999", "state=bogus", "access=maybe",
-		"q=" + strings.Repeat("x", 300), "cursor=djE6ZF8x&group=ward", "%zz"} {
+		"q=" + strings.Repeat("x", 300), "cursor=djE6ZF8x&group=ward", "%zz", "unseen=7", "unseen=0", "compliance=noncompliant"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -38,6 +38,9 @@ func FuzzDeviceQuery(f *testing.F) {
 		}
 		if q.Access != "" && q.Access != "allowed" && q.Access != "denied" {
 			t.Fatalf("access %q accepted", q.Access)
+		}
+		if q.Unseen != "" && (q.unseenDays < 1 || q.unseenDays > 3650) {
+			t.Fatalf("unseen %q accepted as %d days", q.Unseen, q.unseenDays)
 		}
 	})
 }

@@ -30,13 +30,18 @@ const (
 )
 
 // deviceQuery is the device list's filters: state, group and owner are the store's (the JSON
-// API's); platform, access, reason and text are applied to the records the store pages.
+// API's); platform, access, compliance, reason, last seen and text are applied to the records
+// the store pages.
 type deviceQuery struct {
 	State, Group, Owner      string
 	Platform, Access, Reason string
-	Q                        string
-	Cursor                   string
-	Limit                    int
+	// Compliance is compliant or noncompliant; Unseen (days) keeps devices not seen for that
+	// long (or never).
+	Compliance, Unseen string
+	unseenDays         int
+	Q                  string
+	Cursor             string
+	Limit              int
 }
 
 func (q deviceQuery) storeFilter() inventory.Filter {
@@ -44,14 +49,14 @@ func (q deviceQuery) storeFilter() inventory.Filter {
 }
 
 func (q deviceQuery) postFilter() bool {
-	return q.Platform != "" || q.Access != "" || q.Reason != "" || q.Q != ""
+	return q.Platform != "" || q.Access != "" || q.Reason != "" || q.Q != "" || q.Compliance != "" || q.Unseen != ""
 }
 
 // values is q as a query string, cursor excepted.
 func (q deviceQuery) values() url.Values {
 	v := url.Values{}
 	for k, s := range map[string]string{"state": q.State, "group": q.Group, "owner": q.Owner, "platform": q.Platform,
-		"access": q.Access, "reason": q.Reason, "q": q.Q} {
+		"access": q.Access, "reason": q.Reason, "q": q.Q, "compliance": q.Compliance, "unseen": q.Unseen} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -66,7 +71,8 @@ func (q deviceQuery) values() url.Values {
 // cells formatted here: a flat struct of strings keeps a page of rows cheap to render.
 type deviceRow struct {
 	ID, Label, PlatformOS, Owner, Group, State string
-	Allow                                      bool
+	Allow, Compliant                           bool
+	lastSeen                                   time.Time
 	Reasons                                    []string
 	ReasonText, Seen                           string
 	// search is what the text filter matches: ID, UDID, serial, host name and owner.
@@ -112,7 +118,7 @@ func rowHTML(row *deviceRow, tick bool) template.HTML {
 func newDeviceRow(d *inventory.Device, ans access.Answer, withSearch bool) deviceRow {
 	a := httpapi.Device(d)
 	row := deviceRow{ID: a.ID, Label: a.ID, PlatformOS: platformLabel(d), Owner: a.Owner, Group: a.Group, State: a.State,
-		Allow: ans.Allow, Reasons: ans.ReasonCodes(), Seen: "—"}
+		Allow: ans.Allow, Compliant: ans.Compliant, lastSeen: a.LastSeen, Reasons: ans.ReasonCodes(), Seen: "—"}
 	if withSearch {
 		row.search = strings.ToLower(strings.Join([]string{a.ID, a.UDID, a.Serial, a.Hostname, a.Owner}, "\x00"))
 	}
@@ -147,7 +153,8 @@ type devicesPage struct {
 func parseDeviceQuery(r *http.Request) (deviceQuery, string) {
 	v := r.URL.Query()
 	q := deviceQuery{State: v.Get("state"), Group: v.Get("group"), Owner: v.Get("owner"), Platform: v.Get("platform"),
-		Access: v.Get("access"), Reason: v.Get("reason"), Q: strings.TrimSpace(v.Get("q")), Cursor: v.Get("cursor"), Limit: defaultPage}
+		Access: v.Get("access"), Reason: v.Get("reason"), Q: strings.TrimSpace(v.Get("q")), Cursor: v.Get("cursor"), Limit: defaultPage,
+		Compliance: v.Get("compliance"), Unseen: strings.TrimSpace(v.Get("unseen"))}
 	for _, s := range []string{q.State, q.Group, q.Owner, q.Platform, q.Access, q.Reason, q.Q, q.Cursor} {
 		if len(s) > 256 {
 			return q, "a filter is longer than 256 characters"
@@ -162,6 +169,16 @@ func parseDeviceQuery(r *http.Request) (deviceQuery, string) {
 	}
 	if q.State != "" && !inventory.State(q.State).Valid() {
 		return q, "unknown state " + q.State
+	}
+	if q.Compliance != "" && q.Compliance != "compliant" && q.Compliance != "noncompliant" {
+		return q, "compliance must be compliant or noncompliant"
+	}
+	if q.Unseen != "" {
+		n, err := strconv.Atoi(q.Unseen)
+		if err != nil || n < 1 || n > 3650 {
+			return q, "not seen for must be a whole number of days from 1 to 3650"
+		}
+		q.unseenDays = n
 	}
 	if q.Access != "" && q.Access != "allowed" && q.Access != "denied" {
 		return q, "access must be allowed or denied"
@@ -227,7 +244,7 @@ func (c *Console) listDevices(r *http.Request, page *devicesPage) error {
 		for i := range devs {
 			d := &devs[i]
 			row := newDeviceRow(d, c.deps.Access.Lookup(d.ID, now), q.Q != "")
-			if q.postFilter() && !q.matches(&row) {
+			if q.postFilter() && !q.matches(&row, now) {
 				continue
 			}
 			row.HTML = rowHTML(&row, page.CanLock || page.CanAssign)
@@ -246,7 +263,13 @@ func (c *Console) listDevices(r *http.Request, page *devicesPage) error {
 	return nil
 }
 
-func (q deviceQuery) matches(row *deviceRow) bool {
+func (q deviceQuery) matches(row *deviceRow, now time.Time) bool {
+	if (q.Compliance == "compliant" && !row.Compliant) || (q.Compliance == "noncompliant" && row.Compliant) {
+		return false
+	}
+	if q.unseenDays > 0 && !row.lastSeen.IsZero() && now.Sub(row.lastSeen) < time.Duration(q.unseenDays)*24*time.Hour {
+		return false
+	}
 	if q.Platform != "" {
 		platform, os, _ := strings.Cut(row.PlatformOS, "/")
 		if platform != q.Platform && os != q.Platform {
