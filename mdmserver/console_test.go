@@ -202,6 +202,20 @@ func TestConsoleSignInRolesSignOut(t *testing.T) {
 	}
 }
 
+// Sign-in attempts are limited per source address: after ten, even a valid token waits.
+func TestConsoleSigninRateLimit(t *testing.T) {
+	env := newTestEnv(t)
+	b := env.browser()
+	for i := range 10 {
+		if code, _ := b.trySignIn("hale_0000000000000000_" + strings.Repeat("0", 64)); code != 401 {
+			t.Fatalf("attempt %d: %d, want 401", i+1, code)
+		}
+	}
+	if code, body := b.trySignIn(env.Admin); code != 429 || !strings.Contains(body, "Too many sign-in attempts") {
+		t.Fatalf("eleventh attempt: %d, want 429", code)
+	}
+}
+
 // Every state-changing request needs the session's CSRF token, and a cross-site one is refused
 // whatever it carries.
 func TestConsoleCSRF(t *testing.T) {

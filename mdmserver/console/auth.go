@@ -213,6 +213,9 @@ func (c *Console) signinForm(w http.ResponseWriter, r *http.Request) {
 // opens a session. The token itself goes no further than this request: the session keeps its
 // ID only.
 func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
+	if !c.allowSignin(w, r) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	ck, _ := r.Cookie(signinCookie)
 	if err := r.ParseForm(); err != nil || ck == nil || !sameToken(r.PostForm.Get("csrf"), ck.Value) {
@@ -275,6 +278,20 @@ func (c *Console) openSession(w http.ResponseWriter, r *http.Request, t *tokens.
 		return
 	}
 	http.Redirect(w, r, Prefix, http.StatusSeeOther)
+}
+
+// allowSignin spends one of the source address's sign-in attempts, answering 429 when it has
+// none left: API tokens cannot be guessed, but the attempts still cost a lookup each, and the
+// OIDC table of sign-ins in flight is bounded.
+func (c *Console) allowSignin(w http.ResponseWriter, r *http.Request) bool {
+	if c.signins.Allow(r.RemoteAddr) {
+		return true
+	}
+	c.log.InfoContext(r.Context(), "console sign-in rate-limited", "remote", r.RemoteAddr)
+	w.Header().Set("Retry-After", "60")
+	c.render(w, r, http.StatusTooManyRequests, "signin", nil, signinData{CSRF: c.refreshSigninCSRF(w),
+		Message: "Too many sign-in attempts from your address; wait a minute and try again."})
+	return false
 }
 
 // sessionCookie is the session cookie: a session cookie of the browser too (no Max-Age), as

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/api"
+	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/approvals"
@@ -156,6 +157,12 @@ func WithLifetime(d time.Duration) Option {
 	}
 }
 
+// WithSigninLimit sets how many sign-in attempts (token forms and OIDC starts) one source
+// address may make at once (burst) and per second after (rate); default 10, then one every 5 s.
+func WithSigninLimit(rate float64, burst int) Option {
+	return func(c *Console) { c.signins = enroll.NewLimiter(rate, burst) }
+}
+
 // WithLogger sets the logger of internal errors.
 func WithLogger(l *slog.Logger) Option { return func(c *Console) { c.log = l } }
 
@@ -169,6 +176,7 @@ type Console struct {
 	sessions *sessions
 	pages    map[string]*template.Template
 	oidc     *oidcLogin
+	signins  *enroll.Limiter
 	// roles are the roles each console route allows, by the admin API pattern it mirrors.
 	roles   map[string][]tokens.Role
 	handler http.Handler
@@ -177,7 +185,7 @@ type Console struct {
 // New builds the console. It fails when a route it mirrors is missing from Deps.Roles.
 func New(deps Deps, opts ...Option) (*Console, error) {
 	c := &Console{deps: deps, now: time.Now, idle: DefaultIdleTimeout, lifetime: DefaultLifetime, log: slog.Default(),
-		sessions: newSessions(maxSessions), roles: map[string][]tokens.Role{}}
+		sessions: newSessions(maxSessions), roles: map[string][]tokens.Role{}, signins: enroll.NewLimiter(0.2, 10)}
 	for _, o := range opts {
 		o(c)
 	}

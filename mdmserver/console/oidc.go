@@ -143,6 +143,9 @@ func (o *oidcLogin) config(ctx context.Context) (*oauth2.Config, *oidc.Provider,
 // oidcStart is GET /console/oidc/login: to the provider, with state, nonce and a PKCE
 // challenge, the flow bound to this browser by a cookie.
 func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
+	if !c.allowSignin(w, r) {
+		return
+	}
 	o := c.oidc
 	conf, _, err := o.config(r.Context())
 	if err != nil {
