@@ -182,6 +182,8 @@ func TestConsoleBrowserWipe(t *testing.T) {
 	}
 	run(t, ctx, "the audit page", chromedp.Click(`//nav//a[text()="Audit"]`), chromedp.WaitVisible(chromedp.CSS(`#audit-table`)))
 	axeCheck(t, ctx, "audit")
+	run(t, ctx, "the drill report", chromedp.Navigate(env.URL+"/console/devices/"+id+"/drill"), chromedp.WaitVisible(chromedp.CSS(`#drill-confirm`)))
+	axeCheck(t, ctx, "drill")
 	if *consoleShots != "" { // the device page on a phone-sized screen
 		run(t, ctx, "phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(env.URL+"/console/devices/"+id), chromedp.WaitVisible(chromedp.CSS(`#device-id`)))
 		axeCheck(t, ctx, "device-phone")

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Policies in the console: IT writes one, sees a validation problem on its line, dry-runs it
@@ -152,5 +153,50 @@ func TestConsoleBulk(t *testing.T) {
 		if code, _ := aud.post(p, url.Values{"device": {a}, "reason": {"x"}, "policy": {"texting"}, "confirm": {"1"}}); code != 403 {
 			t.Fatalf("auditor %s: %d, want 403", p, code)
 		}
+	}
+}
+
+// A lost-device drill from the console: security locks a test device for the drill, and its
+// report follows the records: the lock ordered, acknowledged by the device, the access API
+// denying it, the revocation event (here on no stream: a failed step that says why), and the
+// drill's entries proved in the signed log. IT may not read the report (it is the audit log's).
+func TestConsoleDrill(t *testing.T) {
+	env := newTestEnv(t)
+	env.uploadPushCert()
+	dev := env.newDevice()
+	id := env.deviceID(dev.UDID())
+	sec := env.browser()
+	sec.signIn(env.token("security"))
+	if _, body := sec.get("/console/devices/" + id + "/drill"); !strings.Contains(body, "No drill has been run") {
+		t.Fatal("a drill report before any drill")
+	}
+	if _, body := sec.post("/console/devices/"+id+"/drill", url.Values{"confirm": {id}}); !strings.Contains(body, "Drill started") {
+		t.Fatalf("run the drill: %s", flash(body))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var report string
+	for {
+		_, body := sec.get("/console/devices/" + id + "/drill")
+		report = body[strings.Index(body, `id="drill-report"`):]
+		if strings.Count(report, `<strong class="ok">pass</strong>`) >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, want := range []string{
+		`<strong class="ok">pass</strong> Lock the device`,
+		`<strong class="ok">pass</strong> The device acknowledges the lock`,
+		`<strong class="ok">pass</strong> The access API denies the device`,
+		`<strong class="bad">fail</strong> A revocation event went out`,
+		`<strong class="ok">pass</strong> The drill&#39;s audit entries are in the signed log`,
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report[:min(len(report), 2000)])
+		}
+	}
+	it := env.browser()
+	it.signIn(env.token("it"))
+	if code, _ := it.get("/console/devices/" + id + "/drill"); code != 403 {
+		t.Fatalf("IT reads the drill report: %d, want 403", code)
 	}
 }

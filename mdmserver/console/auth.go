@@ -185,8 +185,7 @@ func (c *Console) toSignin(w http.ResponseWriter, r *http.Request, why string) {
 		http.Redirect(w, r, target, http.StatusSeeOther)
 		return
 	}
-	w.Header().Set("Location", target)
-	c.render(w, r, http.StatusUnauthorized, "signin", nil, signinData{Message: "Sign in to continue. " + why})
+	c.render(w, r, http.StatusUnauthorized, "signin", nil, signinData{CSRF: c.refreshSigninCSRF(w), Message: "Sign in to continue. " + why})
 }
 
 type signinData struct {

@@ -248,6 +248,8 @@ func (c *Console) routes() []route {
 		{"GET " + Prefix + "fleet.csv", "GET /api/v1/devices", c.fleetCSV},
 		{"GET " + Prefix + "devices", "GET /api/v1/devices", c.devices},
 		{"GET " + Prefix + "devices/{id}", "GET /api/v1/devices/{id}", c.device},
+		{"GET " + Prefix + "devices/{id}/drill", "GET /api/v1/audit", c.drillReport},
+		{"POST " + Prefix + "devices/{id}/drill", "POST /api/v1/devices/{id}/lock", c.drillRun},
 		{"POST " + Prefix + "devices/bulk-lock", "POST /api/v1/devices/{id}/lock", c.bulkLock},
 		{"POST " + Prefix + "devices/bulk-assign", "PUT /api/v1/assignments", c.bulkAssign},
 		{"POST " + Prefix + "devices/{id}/lock", "POST /api/v1/devices/{id}/lock", c.order(security.Lock)},

@@ -13,7 +13,7 @@ import (
 )
 
 // pageNames are the templates with a page of their own; each is parsed with layout.html.
-var pageNames = []string{"signin", "signedin", "error", "overview", "devices", "device", "approvals", "audit", "policies", "policy", "enrollments"}
+var pageNames = []string{"signin", "signedin", "error", "overview", "devices", "device", "approvals", "audit", "policies", "policy", "enrollments", "drill"}
 
 // funcs are the templates' helpers: formatting only, no logic.
 var funcs = template.FuncMap{
