@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/commands"
+	"github.com/halemdm/hale/mdmserver/console"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/posture"
 	"github.com/halemdm/hale/remediation"
@@ -83,6 +84,15 @@ type Config struct {
 	// leaves the queue. Lock, lost mode and erase never expire: a lost device that checks in
 	// months later must still get them.
 	CommandTTL time.Duration `mapstructure:"command_ttl"`
+	// ConsoleIdleTimeout signs a web console session out after this long without a request
+	// (HIPAA's automatic logoff; default 15m). ConsoleSessionLifetime ends any session this
+	// long after sign-in (default 12h).
+	ConsoleIdleTimeout     time.Duration `mapstructure:"console_idle_timeout"`
+	ConsoleSessionLifetime time.Duration `mapstructure:"console_session_lifetime"`
+	// ConsoleOIDC signs people in to the web console through the organisation's OpenID
+	// Connect provider, its groups mapped to roles (console.OIDCConfig); empty issuer: API
+	// tokens only.
+	ConsoleOIDC console.OIDCConfig `mapstructure:"console_oidc"`
 
 	// The organisation's messaging app (POST /app/v1/...): on iOS its App ID (AppIOSTeamID "."
 	// AppIOSBundleID) and App Attest environment ("production" or "development", as its
@@ -145,6 +155,9 @@ func Defaults() Config {
 		EnrollBurst:     20,
 		ApprovalTTL:     time.Hour,
 		CommandTTL:      7 * 24 * time.Hour,
+		// The console's automatic logoff (HIPAA) and its sessions' absolute lifetime.
+		ConsoleIdleTimeout:     15 * time.Minute,
+		ConsoleSessionLifetime: 12 * time.Hour,
 
 		AndroidReconcileInterval: time.Hour,
 		AuditSinkAlertLag:        10000,

@@ -11,6 +11,7 @@ import (
 	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/android"
+	"github.com/halemdm/hale/mdmserver/console"
 	"github.com/halemdm/hale/mdmserver/openapi"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
@@ -82,6 +83,10 @@ func (s *Server) routes() http.Handler {
 	for _, rt := range s.tokenRoutes() {
 		mux.Handle(rt.pattern, s.tokens.Require(s.log, rt.handler, rt.roles...))
 	}
+
+	// The web console: its own sign-in and sessions, and the roles of the admin API routes its
+	// pages mirror (console_wiring.go). HTML, not API: it is not in the OpenAPI document.
+	mux.Handle(console.Prefix, s.console)
 
 	// Everything else: 405 with Allow for a known path, 404 for an unknown one.
 	mux.HandleFunc("/", unrouted(mux))

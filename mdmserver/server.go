@@ -41,6 +41,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/breakglassapi"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/console"
 	"github.com/halemdm/hale/mdmserver/ddm"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/gracewarn"
@@ -135,6 +136,9 @@ type Server struct {
 	graceWarn     *gracewarn.Warner
 	myDevice      *mydevice.Handler
 	auditKey      string // the audit log's public note verifier key
+
+	// console is the web console (console_wiring.go).
+	console *console.Console
 
 	// background tracks work started by requests that outlives them (the first commands sent
 	// to a newly enrolled device), so Close waits for it.
@@ -318,6 +322,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	s.myDevice = s.newMyDevice()
 
+	if s.console, err = s.newConsole(); err != nil {
+		return nil, err
+	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()
 	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))
@@ -449,6 +456,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
 	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })
 	work.Go(func() { s.android.RunReconcile(workCtx, s.cfg.AndroidReconcileInterval) })
+	work.Go(func() { s.console.Run(workCtx, time.Minute) }) // console sessions' automatic logoff
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
 	select {

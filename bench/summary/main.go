@@ -88,6 +88,7 @@ func summarize(dir string) ([]row, error) {
 	c.auditSink()
 	c.backup()
 	c.agent()
+	c.console()
 	if len(c.errs) > 0 {
 		return nil, fmt.Errorf("%d figures missing:\n%w", len(c.errs), errors.Join(c.errs...))
 	}
@@ -243,6 +244,15 @@ func (c *collector) policyChange() {
 	c.add("Policy change, 5,000 of 10,000 devices flip: pass with one SET per flip to the outbox",
 		c.bench(ev, "BenchmarkReevaluateWithEvents/hook=events", "ns/op"),
 		c.bench(ev, "BenchmarkReevaluateWithEvents/hook=none", "ns/op"), "same pass, no hook", duration, noGoal)
+}
+
+func (c *collector) console() {
+	const file = "console.out"
+	for _, page := range []string{"first", "middle"} {
+		b := "BenchmarkDeviceListPage100k/" + page
+		c.add("Console device list page, 100,000 devices, "+page+" page of 50: server time p99", c.bench(file, b, "console-p99-ns"),
+			c.bench(file, b, "api-p99-ns"), "same query, JSON API handler", duration, atMost(1.5))
+	}
 }
 
 func (c *collector) evaluate() {

@@ -66,6 +66,8 @@ var outputs = map[string]string{
 		"BenchmarkCollectCycle-2 \t 50\t 1481899 ns/op\t 0.003441 %core@60s\t 2.064 cpu-ms/cycle\t 1230 report-bytes\n",
 	"footprint-inproc.out": "    footprint_linux_test.go:125: FOOTPRINT cycles=500 collections=999 steady VmRSS=17.2 MiB collect-cpu/cycle=2.4 ms\n",
 	"footprint-binary.out": "FOOTPRINT binary=/tmp/x/mdmagent cycles=3 steady VmRSS=13.2 MiB\n",
+	"console.out": "BenchmarkDeviceListPage100k/first-2 \t 2000\t 2632447 ns/op\t 11599000 api-p99-ns\t 15252000 console-p99-ns\t 1.315 p99-ratio\n" +
+		"BenchmarkDeviceListPage100k/middle-2 \t 2000\t 2225910 ns/op\t 8439000 api-p99-ns\t 13157000 console-p99-ns\t 1.559 p99-ratio\n",
 }
 
 func writeOutputs(t *testing.T, outs map[string]string) string {
@@ -101,12 +103,14 @@ func TestSummarize(t *testing.T) {
 		"| Desktop app token through the agent's socket (nonce, proof, peer check, server) | 989 µs | 509 µs (the agent's own request to the server) | 1.94x | none set | — |",
 		"| APNs pushes/s, fake APNs answering in 50 ms | 1,618/s | 18/s (one push at a time, as before) | 88.2x | ≥ 2,000/s | **NO** |",
 		"| Backup of 100,000 devices: admin API p99 during the backup | 22.7 ms | 22.5 ms (same requests, idle) | 1.01x | ≤ 2.0x | yes |",
+		"| Console device list page, 100,000 devices, first page of 50: server time p99 | 15.3 ms | 11.6 ms (same query, JSON API handler) | 1.31x | ≤ 1.5x | yes |",
+		"| Console device list page, 100,000 devices, middle page of 50: server time p99 | 13.2 ms | 8.44 ms (same query, JSON API handler) | 1.56x | ≤ 1.5x | **NO** |",
 	} {
 		if !strings.Contains(table, want+"\n") && !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 36 {
+	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 38 {
 		t.Errorf("%d rows, %d lines:\n%s", len(rows), n, table)
 	}
 }

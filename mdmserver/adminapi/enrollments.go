@@ -45,15 +45,41 @@ func (h *Enrollments) Create(w http.ResponseWriter, r *http.Request) {
 		httpapi.EnrollDecodeError(h.Log, w, r, err)
 		return
 	}
+	out, err := h.New(r, req)
+	var ae *androidEnrollError
+	switch {
+	case errors.Is(err, ErrAndroidNotConfigured):
+		problem.Error(w, r, http.StatusConflict, "android-not-configured", "Android management is not configured on this server")
+	case errors.As(err, &ae):
+		problemOr(h.Log, w, r, ae.err)
+	case err != nil:
+		httpapi.EnrollDecodeError(h.Log, w, r, err)
+	default:
+		httpjson.Write(w, http.StatusCreated, out)
+	}
+}
+
+// ErrAndroidNotConfigured refuses an android enrollment on a server without Android management.
+var ErrAndroidNotConfigured = errors.New("adminapi: Android management is not configured on this server")
+
+// androidEnrollError is the Android Management API's refusal to make an enrollment token.
+type androidEnrollError struct{ err error }
+
+func (e *androidEnrollError) Error() string { return e.err.Error() }
+func (e *androidEnrollError) Unwrap() error { return e.err }
+
+// New creates a one-time enrollment for the caller of r, on the record, with the token shown
+// only in the answer, and the profile or sign-in URL (Apple) or AMAPI token (Android) that goes
+// with it: POST /api/v1/enrollments, and the console's enrollment page. Its errors are
+// ErrAndroidNotConfigured, enroll's validation errors, and the Android Management API's.
+func (h *Enrollments) New(r *http.Request, req enroll.Request) (api.NewEnrollment, error) {
 	req.CreatedBy = httpapi.Actor(r)
 	if req.Platform == enroll.PlatformAndroid && h.Android == nil {
-		problem.Error(w, r, http.StatusConflict, "android-not-configured", "Android management is not configured on this server")
-		return
+		return api.NewEnrollment{}, ErrAndroidNotConfigured
 	}
 	e, token, err := h.Enrollments.Create(r.Context(), req)
 	if err != nil {
-		httpapi.EnrollDecodeError(h.Log, w, r, err)
-		return
+		return api.NewEnrollment{}, err
 	}
 	out := api.NewEnrollment{Enrollment: enrollment(e), Token: token}
 	if e.Platform == enroll.PlatformAndroid {
@@ -63,8 +89,7 @@ func (h *Enrollments) Create(w http.ResponseWriter, r *http.Request) {
 			if _, rerr := h.Enrollments.Revoke(r.Context(), e.ID); rerr != nil {
 				h.Log.ErrorContext(r.Context(), "revoking an android enrollment without a token failed", "enrollment", e.ID, "err", rerr)
 			}
-			problemOr(h.Log, w, r, err)
-			return
+			return api.NewEnrollment{}, &androidEnrollError{err}
 		}
 	}
 	details := map[string]string{"owner": e.Owner, "group": e.Group, "platform": string(e.Platform), "byod": fmt.Sprint(e.BYOD)}
@@ -81,7 +106,7 @@ func (h *Enrollments) Create(w http.ResponseWriter, r *http.Request) {
 	case e.Platform == enroll.PlatformApple:
 		out.ProfileURL = enroll.ProfileURL(h.PublicURL, token)
 	}
-	httpjson.Write(w, http.StatusCreated, out)
+	return out, nil
 }
 
 // List is GET /api/v1/enrollments.
@@ -100,7 +125,7 @@ func (h *Enrollments) List(w http.ResponseWriter, r *http.Request) {
 
 // Revoke is DELETE /api/v1/enrollments/{id}: the token can no longer be used.
 func (h *Enrollments) Revoke(w http.ResponseWriter, r *http.Request) {
-	e, err := h.Enrollments.Revoke(r.Context(), r.PathValue("id"))
+	e, err := h.RevokeID(r, r.PathValue("id"))
 	if errors.Is(err, enroll.ErrNotFound) {
 		problem.NotFound(w, r, "no enrollment "+r.PathValue("id"))
 		return
@@ -108,8 +133,18 @@ func (h *Enrollments) Revoke(w http.ResponseWriter, r *http.Request) {
 		httpapi.Internal(h.Log, w, r, err)
 		return
 	}
+	httpjson.Write(w, http.StatusOK, e)
+}
+
+// RevokeID revokes enrollment id for the caller of r, on the record: DELETE
+// /api/v1/enrollments/{id}, and the console's enrollment page.
+func (h *Enrollments) RevokeID(r *http.Request, id string) (api.Enrollment, error) {
+	e, err := h.Enrollments.Revoke(r.Context(), id)
+	if err != nil {
+		return api.Enrollment{}, err
+	}
 	_ = h.Auditor.Record(r, httpapi.Event{Action: "enrollment.revoke", Target: e.ID})
-	httpjson.Write(w, http.StatusOK, enrollment(e))
+	return enrollment(e), nil
 }
 
 // enrollment is the wire form of an enrollment.

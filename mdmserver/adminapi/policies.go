@@ -65,7 +65,7 @@ func (h *Policies) Put(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sp, err := h.Policies.Put(r.Context(), name, body, httpapi.Actor(r))
+	sp, err := h.Apply(r, name, body)
 	if err != nil {
 		var ve *policies.ValidationError
 		if errors.As(err, &ve) {
@@ -75,10 +75,32 @@ func (h *Policies) Put(w http.ResponseWriter, r *http.Request) {
 		httpapi.Internal(h.Log, w, r, err)
 		return
 	}
-	_ = h.Auditor.Record(r, httpapi.Event{Action: "policy.put", Target: name, Details: map[string]string{"version": strconv.Itoa(sp.Version)}})
-	h.Changed.PoliciesChanged(r.Context())
 	httpjson.Write(w, http.StatusOK, api.PolicyApplied{Name: sp.Name, Version: sp.Version, UpdatedAt: sp.UpdatedAt,
 		Unobservable: unobservable(sp.Policy), NotEnforced: policies.CheckEnforced(sp.Policy)})
+}
+
+// Apply stores source as the next version of policy name for the caller of r, puts it on the
+// record and re-evaluates every device: PUT /api/v1/policies/{name}, and the console's editor.
+// A policy that does not validate is a *policies.ValidationError naming fields and lines.
+func (h *Policies) Apply(r *http.Request, name string, source []byte) (*compliance.StoredPolicy, error) {
+	sp, err := h.Policies.Put(r.Context(), name, source, httpapi.Actor(r))
+	if err != nil {
+		return nil, err
+	}
+	_ = h.Auditor.Record(r, httpapi.Event{Action: "policy.put", Target: name, Details: map[string]string{"version": strconv.Itoa(sp.Version)}})
+	h.Changed.PoliciesChanged(r.Context())
+	return sp, nil
+}
+
+// AssignTo assigns policy to target for the caller of r, on the record, and re-evaluates every
+// device: PUT /api/v1/assignments, and the console's policy page.
+func (h *Policies) AssignTo(r *http.Request, target compliance.Target, policy string) error {
+	if err := h.Policies.Assign(r.Context(), target, policy); err != nil {
+		return err
+	}
+	_ = h.Auditor.Record(r, httpapi.Event{Action: "policy.assign", Target: policy, Details: map[string]string{"kind": target.Kind, "name": target.Name}})
+	h.Changed.PoliciesChanged(r.Context())
+	return nil
 }
 
 // Get is GET /api/v1/policies/{name}: the current version with its source.
@@ -133,8 +155,7 @@ func (h *Policies) Assign(w http.ResponseWriter, r *http.Request) {
 	if !problem.DecodeJSON(w, r, 4<<10, &req) {
 		return
 	}
-	target := compliance.Target{Kind: req.Target.Kind, Name: req.Target.Name}
-	err := h.Policies.Assign(r.Context(), target, req.Policy)
+	err := h.AssignTo(r, compliance.Target{Kind: req.Target.Kind, Name: req.Target.Name}, req.Policy)
 	switch {
 	case errors.Is(err, compliance.ErrNotFound):
 		problem.NotFound(w, r, "no policy "+req.Policy)
@@ -143,8 +164,6 @@ func (h *Policies) Assign(w http.ResponseWriter, r *http.Request) {
 		problem.BadRequest(w, r, err.Error())
 		return
 	}
-	_ = h.Auditor.Record(r, httpapi.Event{Action: "policy.assign", Target: req.Policy, Details: map[string]string{"kind": target.Kind, "name": target.Name}})
-	h.Changed.PoliciesChanged(r.Context())
 	httpjson.Write(w, http.StatusOK, api.Assignments{Assignments: assignments(h.Policies.Assignments())})
 }
 
