@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 	"text/template"
+	"time"
 )
 
 // wxs is the WiX source wixl builds: a per-machine install of mdmagent.exe and the enrollment
@@ -133,7 +133,7 @@ func buildMSI(ctx context.Context, c *Config, work, out string) error {
 	var src bytes.Buffer
 	err = wxs.Execute(&src, map[string]any{
 		"ProductCode": guid("hale-agent product", c.Group, c.Version, c.Arch), "UpgradeCode": guid("hale-agent upgrade", c.Group, c.Arch),
-		"PackageCode": packageCode,
+		"PackageCode":   packageCode,
 		"ComponentGUID": guid("hale-agent component", c.Arch), "StateGUID": guid("hale-agent state", c.Arch),
 		"Version": c.Version, "Group": c.Group, "ProgramFiles": programFiles, "Win64": win64,
 		"Exe": "mdmagent.exe", "EnrollFile": "enroll.json", "Unenroll": c.UnenrollOnRemove,
