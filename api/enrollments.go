@@ -4,7 +4,8 @@ import "time"
 
 // EnrollmentRequest is the body of POST /api/v1/enrollments.
 type EnrollmentRequest struct {
-	Owner string `json:"owner"`
+	// Owner is required, except for a reusable credential (it defaults to Group).
+	Owner string `json:"owner,omitempty"`
 	Group string `json:"group"`
 	// Platform is apple (an enrollment profile), agent (mdmagent enroll) or android (an Android
 	// Management API enrollment token).
