@@ -111,7 +111,7 @@ func TestRPM(t *testing.T) {
 }
 
 func TestMSI(t *testing.T) {
-	toolneed.Require(t, "wixl", "msiinfo")
+	toolneed.Require(t, "wixl", "msiinfo", "msibuild")
 	c := testConfig(t, FormatMSI)
 	p := build(t, c)
 	tables := run(t, "msiinfo", "tables", p)
@@ -131,6 +131,17 @@ func TestMSI(t *testing.T) {
 	files := run(t, "msiinfo", "export", p, "File")
 	if !strings.Contains(files, "mdmagent.exe") || !strings.Contains(files, "enroll.json") {
 		t.Errorf("File:\n%s", files)
+	}
+	if ca := run(t, "msiinfo", "export", p, "CustomAction"); strings.Contains(ca, "Unenroll") {
+		t.Error("an installer that keeps the enrollment unenrolls on removal")
+	}
+	// Unenrolling on removal: a removal, not an upgrade, runs mdmagent uninstall --purge.
+	c.UnenrollOnRemove = true
+	pu := build(t, c)
+	ca := run(t, "msiinfo", "export", pu, "CustomAction")
+	seq := run(t, "msiinfo", "export", pu, "InstallExecuteSequence")
+	if !strings.Contains(ca, "mdmagent.exe\tuninstall --purge") || !strings.Contains(seq, "Unenroll\tREMOVE=\"ALL\" AND NOT UPGRADINGPRODUCTCODE\t1850") {
+		t.Errorf("CustomAction:\n%s\nInstallExecuteSequence:\n%s", ca, seq)
 	}
 	// A new version is a new product of the same upgrade family; another group another family.
 	c2 := c

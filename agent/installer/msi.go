@@ -18,7 +18,9 @@ import (
 // file under Program Files, and the hale-agent Windows service (automatic start, started by
 // the install, stopped by an upgrade or removal and removed with the product). MajorUpgrade
 // makes a newer package of the same group replace the installed one; the state directory in
-// ProgramData, the device's identity, stays, unless the package unenrolls on removal.
+// ProgramData, the device's identity, stays, unless the package unenrolls on removal: then a
+// removal (not an upgrade) first runs mdmagent uninstall --purge as SYSTEM, which deletes it
+// (added by buildMSI with msibuild).
 var wxs = template.Must(template.New("wxs").Parse(`<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
   <Product Id="{{.ProductCode}}" Name="Hale Agent" Language="1033" Version="{{.Version}}" Manufacturer="Hale" UpgradeCode="{{.UpgradeCode}}">
@@ -37,21 +39,10 @@ var wxs = template.Must(template.New("wxs").Parse(`<?xml version="1.0" encoding=
             </Component>
           </Directory>
         </Directory>
-      </Directory>{{if .Unenroll}}
-      <Directory Id="CommonAppDataFolder">
-        <Directory Id="HaleData" Name="Hale">
-          <Directory Id="STATEDIR" Name="Agent">
-            <Component Id="AgentState" Guid="{{.StateGUID}}" Win64="{{.Win64}}" KeyPath="yes">
-              <RemoveFile Id="StateFiles" Name="*" On="uninstall"/>
-              <RemoveFolder Id="StateDir" On="uninstall"/>
-            </Component>
-          </Directory>
-        </Directory>
-      </Directory>{{end}}
+      </Directory>
     </Directory>
     <Feature Id="Agent" Level="1">
-      <ComponentRef Id="AgentService"/>{{if .Unenroll}}
-      <ComponentRef Id="AgentState"/>{{end}}
+      <ComponentRef Id="AgentService"/>
     </Feature>
   </Product>
 </Wix>
@@ -134,8 +125,8 @@ func buildMSI(ctx context.Context, c *Config, work, out string) error {
 	err = wxs.Execute(&src, map[string]any{
 		"ProductCode": guid("hale-agent product", c.Group, c.Version, c.Arch), "UpgradeCode": guid("hale-agent upgrade", c.Group, c.Arch),
 		"PackageCode":   packageCode,
-		"ComponentGUID": guid("hale-agent component", c.Arch), "StateGUID": guid("hale-agent state", c.Arch),
-		"Version": c.Version, "Group": c.Group, "ProgramFiles": programFiles, "Win64": win64,
+		"ComponentGUID": guid("hale-agent component", c.Arch),
+		"Version":       c.Version, "Group": c.Group, "ProgramFiles": programFiles, "Win64": win64,
 		"Exe": "mdmagent.exe", "EnrollFile": "enroll.json", "Unenroll": c.UnenrollOnRemove,
 	})
 	if err != nil {
@@ -152,6 +143,19 @@ func buildMSI(ctx context.Context, c *Config, work, out string) error {
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(c.MTime.Unix(), 10))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("installer: wixl: %v: %s", err, b)
+	}
+	if c.UnenrollOnRemove {
+		// wixl writes the string pool of an MSI with custom actions in a different order on
+		// every run; msibuild adds the same rows afterwards reproducibly. A removal, not an
+		// upgrade, runs mdmagent uninstall --purge as SYSTEM (type 3154: an installed exe,
+		// deferred, no impersonation, its exit status ignored) after InstallValidate and before
+		// StopServices, while the executable is still installed.
+		cmd := exec.CommandContext(ctx, "msibuild", msi,
+			"-q", "INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) VALUES ('Unenroll', 3154, 'mdmagent.exe', 'uninstall --purge')",
+			"-q", "INSERT INTO `InstallExecuteSequence` (`Action`, `Condition`, `Sequence`) VALUES ('Unenroll', 'REMOVE=\"ALL\" AND NOT UPGRADINGPRODUCTCODE', 1850)")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("installer: msibuild: %v: %s", err, b)
+		}
 	}
 	if err := pinMSI(ctx, msi, packageCode, c.MTime); err != nil {
 		return err
