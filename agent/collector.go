@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/halemdm/hale/agent/collect"
+	"github.com/halemdm/hale/internal/buildinfo"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -26,7 +27,7 @@ func HostCollector(opts ...collect.Option) Collector {
 // HostFacts derives enrollment facts from a collected posture and the running host.
 func HostFacts(p *policies.Posture) Facts {
 	hostname, _ := os.Hostname()
-	f := Facts{Hostname: hostname, Serial: hostSerial()}
+	f := Facts{Hostname: hostname, Serial: hostSerial(), AgentVersion: buildinfo.String()}
 	if p != nil {
 		f.Platform = string(p.Platform)
 		f.OS = string(p.Platform)

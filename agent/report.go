@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/halemdm/hale/internal/buildinfo"
 	"github.com/halemdm/hale/policies"
 )
 
@@ -153,7 +154,7 @@ func (a *Agent) newReport(p *policies.Posture, errs []CollectorError) Report {
 	if collected.IsZero() {
 		collected = time.Now().UTC()
 	}
-	return Report{Sequence: int64(seq), CollectedAt: collected, Posture: p, Errors: errs}
+	return Report{Sequence: int64(seq), CollectedAt: collected, Posture: p, Errors: errs, AgentVersion: buildinfo.String()}
 }
 
 // sendReport posts r with a fresh single-use nonce. A nonce is never reused, even when the

@@ -17,6 +17,8 @@ type AgentFacts struct {
 	Serial    string `json:"serial"`
 	// Platform is the finer platform name, such as the Linux distribution ("ubuntu").
 	Platform string `json:"platform"`
+	// AgentVersion is mdmagent's own version ("v1.4.0"; "devel" for a build without one).
+	AgentVersion string `json:"agent_version,omitempty"`
 }
 
 // AgentEnrollRequest is the body of POST /agent/v1/enroll: a one-time enrollment token, the
@@ -78,6 +80,9 @@ type AgentReport struct {
 	Posture *policies.Posture `json:"posture"`
 	// Errors are the collectors that failed, at most 64.
 	Errors []CollectorError `json:"errors,omitempty"`
+	// AgentVersion is mdmagent's version; the inventory keeps the last one reported, so an
+	// upgrade shows on the next report.
+	AgentVersion string `json:"agent_version,omitempty"`
 }
 
 // AgentReportAnswer is the answer to POST /agent/v1/report. (The fields are in the order the

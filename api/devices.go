@@ -37,6 +37,10 @@ type Device struct {
 	UserEnrollment bool `json:"user_enrollment,omitempty"`
 	// Wipe is the device's unfinished wipe, absent when it has none.
 	Wipe *DeviceWipe `json:"wipe,omitempty"`
+	// AgentVersion is the version mdmagent last reported (agents only). GET
+	// /api/v1/devices?agent_older_than=v1.4.0 lists the agents older than a version, and those
+	// that never reported one.
+	AgentVersion string `json:"agent_version,omitempty"`
 }
 
 // DeviceWipe is a device's unfinished wipe: ordered and not yet answered (pending), or answered

@@ -4,7 +4,8 @@ import "time"
 
 // EnrollmentRequest is the body of POST /api/v1/enrollments.
 type EnrollmentRequest struct {
-	Owner string `json:"owner"`
+	// Owner is required, except for a reusable credential (it defaults to Group).
+	Owner string `json:"owner,omitempty"`
 	Group string `json:"group"`
 	// Platform is apple (an enrollment profile), agent (mdmagent enroll) or android (an Android
 	// Management API enrollment token).
@@ -18,6 +19,13 @@ type EnrollmentRequest struct {
 	// one-time token as the enrollment code.
 	BYOD           bool   `json:"byod,omitempty"`
 	ManagedAppleID string `json:"managed_apple_id,omitempty"`
+	// Reusable makes a reusable enrollment credential for agent installers (platform agent):
+	// up to MaxDevices devices running OS (linux, windows or macos) enroll with it, each with
+	// its own identity, until it expires (TTL up to 365d) or is revoked. Owner defaults to
+	// Group.
+	Reusable   bool   `json:"reusable,omitempty"`
+	OS         string `json:"os,omitempty"`
+	MaxDevices int    `json:"max_devices,omitempty"`
 }
 
 // Enrollment is a one-time enrollment as the admin API shows it: an entry of GET
@@ -41,6 +49,13 @@ type Enrollment struct {
 	// BYOD: a personal device (Apple: account-driven User Enrollment as ManagedAppleID; Android: a work profile).
 	BYOD           bool   `json:"byod,omitempty"`
 	ManagedAppleID string `json:"managed_apple_id,omitempty"`
+	// Reusable, OS, MaxDevices: a reusable credential (see EnrollmentRequest); Uses is how many
+	// devices enrolled with it, and UsedAt and DeviceID are then its last use. Its state is
+	// pending while it can enroll more, used once MaxDevices did.
+	Reusable   bool   `json:"reusable,omitempty"`
+	OS         string `json:"os,omitempty"`
+	MaxDevices int    `json:"max_devices,omitempty"`
+	Uses       int    `json:"uses,omitempty"`
 }
 
 // NewEnrollment is the answer to POST /api/v1/enrollments: the enrollment with its one-time

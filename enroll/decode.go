@@ -35,7 +35,8 @@ func DecodeRequest(r io.Reader) (Request, error) {
 	if err := decodeJSON(r, MaxRequestBody, &body); err != nil {
 		return Request{}, err
 	}
-	req := Request{Owner: body.Owner, Group: body.Group, Platform: Platform(body.Platform), BYOD: body.BYOD, ManagedAppleID: body.ManagedAppleID}
+	req := Request{Owner: body.Owner, Group: body.Group, Platform: Platform(body.Platform), BYOD: body.BYOD, ManagedAppleID: body.ManagedAppleID,
+		Reusable: body.Reusable, OS: body.OS, MaxDevices: body.MaxDevices}
 	if body.TTL != "" {
 		d, err := parseTTL(body.TTL)
 		if err != nil {
@@ -50,8 +51,8 @@ func DecodeRequest(r io.Reader) (Request, error) {
 func parseTTL(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n <= 0 || n > int(MaxTTL/(24*time.Hour)) {
-			return 0, fmt.Errorf("%w: ttl %q is not a number of days between 1 and %d", ErrInvalid, s, int(MaxTTL/(24*time.Hour)))
+		if err != nil || n <= 0 || n > int(MaxReusableTTL/(24*time.Hour)) {
+			return 0, fmt.Errorf("%w: ttl %q is not a number of days between 1 and %d", ErrInvalid, s, int(MaxReusableTTL/(24*time.Hour)))
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
@@ -112,6 +113,7 @@ func validateFacts(f *Facts) error {
 		{"facts.os_version", f.OSVersion, false},
 		{"facts.serial", f.Serial, false},
 		{"facts.platform", f.Platform, false},
+		{"facts.agent_version", f.AgentVersion, false},
 	} {
 		if err := checkText(c.field, c.v, c.required); err != nil {
 			return err

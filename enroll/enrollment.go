@@ -108,6 +108,13 @@ type Enrollment struct {
 	// and its managed data; for Android, a work profile.
 	BYOD           bool   `json:"byod,omitempty"`
 	ManagedAppleID string `json:"managed_apple_id,omitempty"`
+	// Reusable marks a reusable enrollment credential (an agent installer's): up to MaxDevices
+	// agents running OS enroll with it until it expires or is revoked, each with its own
+	// identity. Uses counts them; UsedAt and DeviceID are then the last use.
+	Reusable   bool   `json:"reusable,omitempty"`
+	OS         string `json:"os,omitempty"`
+	MaxDevices int    `json:"max_devices,omitempty"`
+	Uses       int    `json:"uses,omitempty"`
 	// State is computed when the record is read, never stored.
 	State State `json:"state"`
 }
@@ -117,6 +124,12 @@ func (e *Enrollment) StateAt(now time.Time) State {
 	switch {
 	case !e.RevokedAt.IsZero():
 		return StateRevoked
+	case e.Reusable && e.Uses >= e.MaxDevices:
+		return StateUsed
+	case e.Reusable && !now.Before(e.ExpiresAt):
+		return StateExpired
+	case e.Reusable:
+		return StatePending
 	case !e.UsedAt.IsZero():
 		return StateUsed
 	case !now.Before(e.ExpiresAt):
@@ -144,11 +157,19 @@ type Request struct {
 	// phone with a work profile. Agents enroll as they are.
 	BYOD           bool
 	ManagedAppleID string
+	// Reusable makes a reusable credential for up to MaxDevices agents running OS (linux,
+	// windows or macos); TTL may then reach MaxReusableTTL, and Owner defaults to Group.
+	Reusable   bool
+	OS         string
+	MaxDevices int
 }
 
 // normalize trims and validates r, filling defaults. Errors wrap ErrInvalid.
 func (r Request) normalize() (Request, error) {
 	r.Owner, r.Group, r.CreatedBy = strings.TrimSpace(r.Owner), strings.TrimSpace(r.Group), strings.TrimSpace(r.CreatedBy)
+	if r.Reusable && r.Owner == "" {
+		r.Owner = r.Group
+	}
 	if err := checkText("owner", r.Owner, true); err != nil {
 		return r, err
 	}
@@ -170,11 +191,18 @@ func (r Request) normalize() (Request, error) {
 	case r.ManagedAppleID != "" && (!r.BYOD || r.Platform != PlatformApple):
 		return r, fmt.Errorf("%w: managed_apple_id is for Apple byod enrollments", ErrInvalid)
 	}
+	if err := r.checkReusable(); err != nil {
+		return r, err
+	}
 	if r.TTL == 0 {
 		r.TTL = DefaultTTL
 	}
-	if r.TTL < MinTTL || r.TTL > MaxTTL {
-		return r, fmt.Errorf("%w: ttl %s is outside %s to %s", ErrInvalid, r.TTL, MinTTL, MaxTTL)
+	maxTTL := MaxTTL
+	if r.Reusable {
+		maxTTL = MaxReusableTTL
+	}
+	if r.TTL < MinTTL || r.TTL > maxTTL {
+		return r, fmt.Errorf("%w: ttl %s is outside %s to %s", ErrInvalid, r.TTL, MinTTL, maxTTL)
 	}
 	return r, nil
 }

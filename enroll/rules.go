@@ -29,6 +29,7 @@ func Create(ctx context.Context, repo Repository, req Request, now time.Time) (*
 			CreatedBy: req.CreatedBy,
 			ExpiresAt: now.Add(req.TTL),
 			BYOD:      req.BYOD, ManagedAppleID: req.ManagedAppleID,
+			Reusable: req.Reusable, OS: req.OS, MaxDevices: req.MaxDevices,
 		},
 		TokenHash: hashSecret(token),
 	}
@@ -168,6 +169,9 @@ func usable(rec *Record, now time.Time) error {
 	case StateRevoked:
 		return ErrRevoked
 	case StateUsed:
+		if rec.Reusable {
+			return ErrExhausted
+		}
 		return ErrUsed
 	case StateExpired:
 		return ErrExpired

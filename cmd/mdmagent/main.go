@@ -2,9 +2,9 @@
 // posture over mTLS, runs lock and selective-wipe commands, and installs itself as a service.
 //
 //	mdmagent enroll --server URL --token T [--ca-fingerprint HEX] [--force]
-//	mdmagent run [--wipe-root DIR]...           the daemon (what the service runs)
+//	mdmagent run [--wipe-root DIR]... [--enroll-file F]   the daemon (what the service runs)
 //	mdmagent posture [--root DIR] [-o json|table]
-//	mdmagent install [--wipe-root DIR]... | uninstall [--purge] | start | stop | status
+//	mdmagent install [--wipe-root DIR]... [--enroll-file F] | uninstall [--purge] | start | stop | status
 //	mdmagent version
 //
 // Every command takes --state-dir (default /var/lib/hale-agent, /Library/Application
@@ -151,7 +151,7 @@ func enrollCmd(g *globals) *cobra.Command {
 func runCmd(g *globals) *cobra.Command {
 	var wipeRoots []string
 	var local localFlags
-	var postureRoot string
+	var postureRoot, enrollFile string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "run the agent (under the service manager, or in the foreground)",
@@ -162,6 +162,23 @@ func runCmd(g *globals) *cobra.Command {
 				return err
 			}
 			err = service.Run(cfg, func(ctx context.Context) error {
+				if enrollFile != "" {
+					// An installed package's first start: enroll with its credential (retried
+					// until the server answers), unless an enrollment is kept already.
+					store, err := state.Open(g.stateDir)
+					if err != nil {
+						return err
+					}
+					facts := func(ctx context.Context) agent.Facts {
+						cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+						defer cancel()
+						p, _ := collect.Collect(cctx, collect.WithStateDir(store.Dir()))
+						return agent.HostFacts(p)
+					}
+					if err := agent.EnrollFromFile(ctx, store, enrollFile, facts, g.logger(), 5*time.Second, 5*time.Minute); err != nil {
+						return err
+					}
+				}
 				store, err := state.OpenExisting(g.stateDir)
 				if err != nil {
 					return err
@@ -196,6 +213,7 @@ func runCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringArrayVar(&wipeRoots, "wipe-root", nil, "directory under which a selective wipe may remove data (repeatable; default per OS)")
 	local.add(c)
+	c.Flags().StringVar(&enrollFile, "enroll-file", "", "enroll on first start with this installer's enrollment file (server_url, token, ca_fingerprint)")
 	// Like posture --root: collect from a fixture tree standing for /. For tests and demos, so
 	// hidden; the posture is self-reported either way (provenance "agent").
 	c.Flags().StringVar(&postureRoot, "posture-root", "", "collect posture from this directory instead of / (tests)")
@@ -286,6 +304,7 @@ func versionCmd() *cobra.Command {
 func installCmd(g *globals) *cobra.Command {
 	var wipeRoots []string
 	var local localFlags
+	var enrollFile string
 	c := &cobra.Command{
 		Use:   "install",
 		Short: "install the agent as a system service (enabled at boot, not started)",
@@ -299,6 +318,12 @@ func installCmd(g *globals) *cobra.Command {
 				return err
 			}
 			cfg.ExtraArgs = append(cfg.ExtraArgs, local.args()...)
+			if enrollFile != "" {
+				if _, err := agent.ReadEnrollFile(enrollFile); err != nil {
+					return err
+				}
+				cfg.ExtraArgs = append(cfg.ExtraArgs, "--enroll-file", enrollFile)
+			}
 			if err := service.Install(cfg); err != nil {
 				return err
 			}
@@ -308,6 +333,7 @@ func installCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringArrayVar(&wipeRoots, "wipe-root", nil, "directory under which a selective wipe may remove data (repeatable; default per OS); made writable in the service sandbox")
 	local.add(c)
+	c.Flags().StringVar(&enrollFile, "enroll-file", "", "the service enrolls on first start with this enrollment file (what installers pass)")
 	return c
 }
 

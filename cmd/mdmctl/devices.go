@@ -22,10 +22,10 @@ const maxPages = 10000
 func (a *app) devicesCommand() *cobra.Command {
 	cmd := group("devices", "List and show enrolled devices", "device")
 
-	var state, group, owner string
+	var state, group, owner, agentOlderThan string
 	var pageSize int
 	list := &cobra.Command{
-		Use:   "list [--state S] [--group G] [--owner O]",
+		Use:   "list [--state S] [--group G] [--owner O] [--agent-older-than v1.4.0]",
 		Short: "List devices (every page)",
 		Args:  cobra.NoArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
@@ -33,7 +33,7 @@ func (a *app) devicesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			devs, err := listDevices(cmd.Context(), c, state, group, owner, pageSize)
+			devs, err := listDevices(cmd.Context(), c, state, group, owner, pageSize, "agent_older_than", agentOlderThan)
 			if err != nil {
 				return err
 			}
@@ -49,15 +49,16 @@ func (a *app) devicesCommand() *cobra.Command {
 				if err := json.Unmarshal(raw, &d); err != nil {
 					return fmt.Errorf("decoding a device: %w", err)
 				}
-				rows = append(rows, []string{d.ID, d.Platform, d.OS, d.Owner, d.Group, d.State, ts(d.LastSeen)})
+				rows = append(rows, []string{d.ID, d.Platform, d.OS, d.Owner, d.Group, d.State, ts(d.LastSeen), d.AgentVersion})
 			}
-			return table(a.stdout, []string{"ID", "PLATFORM", "OS", "OWNER", "GROUP", "STATE", "LAST SEEN"}, rows)
+			return table(a.stdout, []string{"ID", "PLATFORM", "OS", "OWNER", "GROUP", "STATE", "LAST SEEN", "AGENT"}, rows)
 		}),
 	}
 	f := list.Flags()
 	f.StringVar(&state, "state", "", "active, locked, lost, wiped, unenrolled or retired")
 	f.StringVar(&group, "group", "", "only this group")
 	f.StringVar(&owner, "owner", "", "only this owner")
+	f.StringVar(&agentOlderThan, "agent-older-than", "", "only agents older than this version (and those that reported none): who an upgrade has not reached")
 	f.IntVar(&pageSize, "page-size", 0, "devices per request (server default when 0)")
 
 	showCmd := &cobra.Command{
@@ -79,7 +80,8 @@ data path. -o json prints GET /api/v1/devices/{id} as the server answers it.`,
 
 // listDevices follows next_cursor to the end. It keeps each device as the server sent it, so
 // -o json prints the fields of a newer server too; the table decodes them as api.Device.
-func listDevices(ctx context.Context, c *client, state, group, owner string, pageSize int) ([]json.RawMessage, error) {
+// extra are more query name, value pairs (empty values are left out).
+func listDevices(ctx context.Context, c *client, state, group, owner string, pageSize int, extra ...string) ([]json.RawMessage, error) {
 	var all []json.RawMessage
 	cursor, limit := "", ""
 	if pageSize > 0 {
@@ -92,7 +94,7 @@ func listDevices(ctx context.Context, c *client, state, group, owner string, pag
 			Devices    []json.RawMessage `json:"devices"`
 			NextCursor string            `json:"next_cursor"`
 		}
-		path := query("/api/v1/devices", "state", state, "group", group, "owner", owner, "cursor", cursor, "limit", limit)
+		path := query("/api/v1/devices", append([]string{"state", state, "group", group, "owner", owner, "cursor", cursor, "limit", limit}, extra...)...)
 		if err := c.do(ctx, http.MethodGet, path, nil, &page); err != nil {
 			return nil, err
 		}

@@ -155,6 +155,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.tokensCommand(),
 		a.pushcertCommand(),
 		a.androidCommand(),
+		a.packageCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -50,9 +50,14 @@ type Devices struct {
 // List is GET /api/v1/devices?state=&group=&owner=&cursor=&limit=: a page of devices.
 func (h *Devices) List(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := inventory.Filter{State: inventory.State(q.Get("state")), Group: q.Get("group"), Owner: q.Get("owner")}
+	f := inventory.Filter{State: inventory.State(q.Get("state")), Group: q.Get("group"), Owner: q.Get("owner"),
+		AgentOlderThan: q.Get("agent_older_than")}
 	if f.State != "" && !f.State.Valid() {
 		problem.BadRequest(w, r, "state must be one of active, locked, lost, wiped, unenrolled, retired")
+		return
+	}
+	if err := f.Validate(); err != nil {
+		problem.BadRequest(w, r, err.Error())
 		return
 	}
 	limit, ok := httpapi.QueryInt(w, r, "limit", 1)

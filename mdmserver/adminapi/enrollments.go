@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/enroll"
@@ -96,6 +97,10 @@ func (h *Enrollments) New(r *http.Request, req enroll.Request) (api.NewEnrollmen
 	if e.ManagedAppleID != "" {
 		details["managed_apple_id"] = e.ManagedAppleID
 	}
+	if e.Reusable {
+		details["reusable"], details["os"], details["max_devices"] = "true", e.OS, fmt.Sprint(e.MaxDevices)
+		details["expires_at"] = e.ExpiresAt.Format(time.RFC3339)
+	}
 	if out.Android != nil {
 		details["android_token"] = out.Android.TokenName
 	}
@@ -153,5 +158,6 @@ func enrollment(e *enroll.Enrollment) api.Enrollment {
 		ID: e.ID, Owner: e.Owner, Group: e.Group, Platform: string(e.Platform), CreatedAt: e.CreatedAt, CreatedBy: e.CreatedBy,
 		ExpiresAt: e.ExpiresAt, UsedAt: e.UsedAt, DeviceID: e.DeviceID, RevokedAt: e.RevokedAt, State: string(e.State),
 		BYOD: e.BYOD, ManagedAppleID: e.ManagedAppleID,
+		Reusable: e.Reusable, OS: e.OS, MaxDevices: e.MaxDevices, Uses: e.Uses,
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -37,7 +38,7 @@ func (h *Handler) Enroll(w http.ResponseWriter, r *http.Request) {
 		problem.BadRequest(w, r, "certificate request refused: "+err.Error())
 		return
 	}
-	e, err := h.Enrollments.Redeem(r.Context(), req.Token, enroll.PlatformAgent, deviceID)
+	e, err := h.Enrollments.RedeemAgent(r.Context(), req.Token, req.Facts.OS, deviceID)
 	if err != nil {
 		if errors.Is(err, enroll.ErrInvalid) || errors.Is(err, enroll.ErrUnknown) || errors.Is(err, enroll.ErrExpired) ||
 			errors.Is(err, enroll.ErrRevoked) || errors.Is(err, enroll.ErrUsed) || errors.Is(err, enroll.ErrWrongPlatform) {
@@ -57,7 +58,7 @@ func (h *Handler) Enroll(w http.ResponseWriter, r *http.Request) {
 	dev := inventory.Device{
 		ID: deviceID, Platform: inventory.PlatformAgent, OS: req.Facts.OS, Owner: e.Owner, Group: e.Group,
 		Serial: req.Facts.Serial, Hostname: req.Facts.Hostname, EnrolledAt: now, LastSeen: now,
-		State: inventory.StateActive, Enrollment: e.ID,
+		State: inventory.StateActive, Enrollment: e.ID, AgentVersion: req.Facts.AgentVersion,
 	}
 	dev.RecordCert(chain[0])
 	d, err := h.Inventory.Create(r.Context(), dev)
@@ -65,8 +66,16 @@ func (h *Handler) Enroll(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, err)
 		return
 	}
-	h.Auditor.Record(r, httpapi.Event{Action: "enrollment.agent", Target: d.ID,
-		Details: map[string]string{"enrollment": e.ID, "owner": e.Owner, "group": e.Group, "os": d.OS}})
+	details := map[string]string{"enrollment": e.ID, "owner": e.Owner, "group": e.Group, "os": d.OS}
+	if e.Reusable {
+		// Each use of a reusable credential is on the record with its count.
+		details["reusable"] = "true"
+		details["use"] = fmt.Sprintf("%d/%d", e.Uses, e.MaxDevices)
+	}
+	if req.Facts.AgentVersion != "" {
+		details["agent_version"] = req.Facts.AgentVersion
+	}
+	h.Auditor.Record(r, httpapi.Event{Action: "enrollment.agent", Target: d.ID, Details: details})
 	httpjson.Write(w, http.StatusCreated, api.AgentEnrollAnswer{
 		DeviceID: d.ID, CertificateChain: chainPEM(chain), CACertificate: string(h.CA.RootPEM()),
 		ReportInterval: DefaultReportInterval.String(),

@@ -74,11 +74,12 @@ type Inventory interface {
 	Create(ctx context.Context, d inventory.Device) (*inventory.Device, error)
 	AddCert(ctx context.Context, id string, cert *x509.Certificate) (*inventory.Device, error)
 	Touch(ctx context.Context, id string, at time.Time) error
+	SetAgentVersion(ctx context.Context, id, version string) (*inventory.Device, error)
 }
 
-// Enrollments redeems the one-time tokens agents enroll with (an *enroll.Service).
+// Enrollments redeems the tokens agents enroll with, one-time or reusable (an *enroll.Service).
 type Enrollments interface {
-	Redeem(ctx context.Context, token string, platform enroll.Platform, deviceID string) (*enroll.Enrollment, error)
+	RedeemAgent(ctx context.Context, token, os, deviceID string) (*enroll.Enrollment, error)
 }
 
 // Gate is the server's guard of its anonymous enrollment endpoints, which it shares with Apple

@@ -9,6 +9,7 @@ import (
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/internal/httpjson"
 	"github.com/halemdm/hale/internal/problem"
+	"github.com/halemdm/hale/internal/text"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/policies"
@@ -45,6 +46,13 @@ func (h *Handler) Report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Posture.ReportedAt = now
+	if req.AgentVersion != "" && req.AgentVersion != d.AgentVersion {
+		// An upgraded agent shows in the inventory with its next report. The version is
+		// inventory, not evidence: failing to record it does not refuse the report.
+		if _, err := h.Inventory.SetAgentVersion(r.Context(), d.ID, req.AgentVersion); err != nil {
+			h.Log.WarnContext(r.Context(), "recording the agent version failed", "device", d.ID, "err", err)
+		}
+	}
 	verdict, err := h.Compliance.IngestAgentReport(r.Context(), d.ID, req.Posture, now)
 	if err != nil {
 		h.internal(w, r, err)
@@ -83,6 +91,8 @@ func validateReport(req *api.AgentReport, deviceOS string, now time.Time) string
 		return "collected_at is not within the last 24 hours"
 	case len(req.Errors) > 64:
 		return "at most 64 collector errors"
+	case len(req.AgentVersion) > 128 || !text.Printable(req.AgentVersion):
+		return "agent_version must be printable text up to 128 bytes"
 	}
 	v := reflect.ValueOf(p).Elem()
 	for i := 0; i < v.NumField(); i++ {

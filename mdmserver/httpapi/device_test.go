@@ -18,7 +18,7 @@ func TestDeviceWireForm(t *testing.T) {
 		Serial: "F2LXXXX", UDID: "00008030-0001", EnrollmentID: "00008030-0001", Hostname: "ana-phone",
 		EnrolledAt: at, LastSeen: at.Add(time.Hour), CertSerials: []string{"1a"}, CertSHA256: []string{"ff"},
 		State: inventory.StateLocked, StateChangedAt: at.Add(2 * time.Hour), Enrollment: "e_1", UserEnrollment: true,
-		Wipe: &inventory.WipeStatus{CommandID: "c_1", State: inventory.WipePending},
+		Wipe: &inventory.WipeStatus{CommandID: "c_1", State: inventory.WipePending}, AgentVersion: "v1.4.0",
 	}
 	v := reflect.ValueOf(*d)
 	for i := range v.NumField() {

@@ -98,7 +98,7 @@ func refusalReason(err error) (reason string, ok bool) {
 		err  error
 		name string
 	}{{enroll.ErrUnknown, "unknown"}, {enroll.ErrInvalid, "unknown"}, {enroll.ErrExpired, "expired"},
-		{enroll.ErrRevoked, "revoked"}, {enroll.ErrUsed, "used"}, {enroll.ErrWrongPlatform, "wrong_platform"},
+		{enroll.ErrRevoked, "revoked"}, {enroll.ErrExhausted, "exhausted"}, {enroll.ErrUsed, "used"}, {enroll.ErrWrongPlatform, "wrong_platform"},
 		{enroll.ErrInUse, "in_use"}} {
 		if errors.Is(err, c.err) {
 			return c.name, true

@@ -122,6 +122,9 @@ type Device struct {
 	// Wipe is the device's unfinished wipe, nil when it has none: a wipe ordered and not yet
 	// answered, or one that left managed data behind. Either denies the device access.
 	Wipe *WipeStatus `json:"wipe,omitempty"`
+	// AgentVersion is the version mdmagent last reported (agents only; empty before agents
+	// reported one).
+	AgentVersion string `json:"agent_version,omitempty"`
 }
 
 // Limits that keep one record small.
@@ -197,6 +200,7 @@ func (d *Device) normalize() error {
 	for _, f := range []struct{ name, v string }{
 		{"os", d.OS}, {"owner", d.Owner}, {"group", d.Group}, {"serial", d.Serial}, {"udid", d.UDID},
 		{"enrollment_id", d.EnrollmentID}, {"hostname", d.Hostname}, {"enrollment", d.Enrollment},
+		{"agent_version", d.AgentVersion},
 	} {
 		if len(f.v) > maxText || !text.Printable(f.v) {
 			errs = append(errs, fmt.Errorf("%s must be printable text up to %d bytes", f.name, maxText))

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+
+	"golang.org/x/mod/semver"
 )
 
 // Filter selects devices; empty fields match everything.
@@ -15,6 +17,9 @@ type Filter struct {
 	// Wipe selects devices whose unfinished wipe is in this state (no API filters on it; the
 	// server finds the wipes to finish at start with it).
 	Wipe WipeState
+	// AgentOlderThan selects agents whose reported version is older than this semantic version
+	// (see AgentOutdated).
+	AgentOlderThan string
 }
 
 // Validate reports a filter that can match nothing because a state in it is unknown.
@@ -25,14 +30,29 @@ func (f Filter) Validate() error {
 	if f.Wipe != "" && !f.Wipe.Valid() {
 		return fmt.Errorf("%w: filter wipe state %q is not %q or %q", ErrInvalid, f.Wipe, WipePending, WipeIncomplete)
 	}
+	if f.AgentOlderThan != "" && !semver.IsValid(f.AgentOlderThan) {
+		return fmt.Errorf("%w: filter agent version %q is not a semantic version such as v1.4.0", ErrInvalid, f.AgentOlderThan)
+	}
 	return nil
 }
 
-// Matches reports whether f selects d. It reads only d's State, Group, Owner and Wipe, so a
-// backend may decode just those to filter.
+// Matches reports whether f selects d. It reads only d's State, Group, Owner, Wipe, Platform
+// and AgentVersion, so a backend may decode just those to filter.
 func (f Filter) Matches(d *Device) bool {
 	return (f.State == "" || d.State == f.State) && (f.Group == "" || d.Group == f.Group) &&
-		(f.Owner == "" || d.Owner == f.Owner) && (f.Wipe == "" || d.Wipe != nil && d.Wipe.State == f.Wipe)
+		(f.Owner == "" || d.Owner == f.Owner) && (f.Wipe == "" || d.Wipe != nil && d.Wipe.State == f.Wipe) &&
+		(f.AgentOlderThan == "" || d.Platform == PlatformAgent && AgentOutdated(d.AgentVersion, f.AgentOlderThan))
+}
+
+// AgentOutdated reports whether an agent reporting version runs something older than current
+// (both semantic versions, "v1.2.3"). A version that is not one (empty: an agent from before
+// versions were reported; "devel": a build without a release version) counts as outdated:
+// what cannot be told current is treated as not current.
+func AgentOutdated(version, current string) bool {
+	if !semver.IsValid(version) {
+		return true
+	}
+	return semver.Compare(version, current) < 0
 }
 
 // Paging limits of List.

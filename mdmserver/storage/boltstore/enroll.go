@@ -44,6 +44,11 @@ type enrollmentValue struct {
 	// BYOD and ManagedAppleID: absent in records written before account-driven enrollment.
 	BYOD           bool   `json:"byod,omitempty"`
 	ManagedAppleID string `json:"managed_apple_id,omitempty"`
+	// The reusable credential's fields: absent in one-time enrollments and older records.
+	Reusable   bool   `json:"reusable,omitempty"`
+	OS         string `json:"os,omitempty"`
+	MaxDevices int    `json:"max_devices,omitempty"`
+	Uses       int    `json:"uses,omitempty"`
 }
 
 // challengeValue is a SCEP challenge as stored.
@@ -130,6 +135,7 @@ func (r enrollRepo) Put(ctx context.Context, rec *enroll.Record) error {
 		CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy, ExpiresAt: rec.ExpiresAt, UsedAt: rec.UsedAt,
 		DeviceID: rec.DeviceID, RevokedAt: rec.RevokedAt, TokenHash: rec.TokenHash,
 		BYOD: rec.BYOD, ManagedAppleID: rec.ManagedAppleID,
+		Reusable: rec.Reusable, OS: rec.OS, MaxDevices: rec.MaxDevices, Uses: rec.Uses,
 	})
 	if err != nil {
 		return err
@@ -233,6 +239,7 @@ func decodeEnrollment(id, v []byte) (*enroll.Record, error) {
 			ID: ev.ID, Owner: ev.Owner, Group: ev.Group, Platform: enroll.Platform(ev.Platform),
 			CreatedAt: ev.CreatedAt, CreatedBy: ev.CreatedBy, ExpiresAt: ev.ExpiresAt, UsedAt: ev.UsedAt,
 			DeviceID: ev.DeviceID, RevokedAt: ev.RevokedAt, BYOD: ev.BYOD, ManagedAppleID: ev.ManagedAppleID,
+			Reusable: ev.Reusable, OS: ev.OS, MaxDevices: ev.MaxDevices, Uses: ev.Uses,
 		},
 		TokenHash: ev.TokenHash,
 	}, nil

@@ -188,6 +188,9 @@ type filterFields struct {
 	Group string                `json:"group"`
 	Owner string                `json:"owner"`
 	Wipe  *inventory.WipeStatus `json:"wipe"`
+	// Platform and AgentVersion: the agent-version filter's.
+	Platform     inventory.Platform `json:"platform"`
+	AgentVersion string             `json:"agent_version"`
 }
 
 // matches decodes the filtered fields of record k and applies f; an empty filter decodes
@@ -200,7 +203,8 @@ func matches(f inventory.Filter, k, v []byte) (bool, error) {
 	if err := json.Unmarshal(v, &ff); err != nil {
 		return false, fmt.Errorf("inventory: decode device %s: %w", k, err)
 	}
-	return f.Matches(&inventory.Device{State: ff.State, Group: ff.Group, Owner: ff.Owner, Wipe: ff.Wipe}), nil
+	return f.Matches(&inventory.Device{State: ff.State, Group: ff.Group, Owner: ff.Owner, Wipe: ff.Wipe,
+		Platform: ff.Platform, AgentVersion: ff.AgentVersion}), nil
 }
 
 // seekAfter positions c on the first key greater than after (the first key when after is empty).

@@ -28,6 +28,8 @@ func testEnroll(t *testing.T, open Opener) {
 	t.Run("concurrent SCEP requests: one certificate", func(t *testing.T) { enrollSCEPConcurrent(t, open) })
 	t.Run("failed unit of work leaves nothing", func(t *testing.T) { enrollRollback(t, open) })
 	t.Run("reopen keeps everything", func(t *testing.T) { enrollReopen(t, open) })
+	t.Run("reusable credential", func(t *testing.T) { enrollReusable(t, open) })
+	t.Run("reusable credential: concurrent uses stop at the maximum", func(t *testing.T) { enrollReusableConcurrent(t, open) })
 }
 
 // enrollStart is when every enrollment test's clock starts.
