@@ -32,6 +32,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/consolesession"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/idempotency"
 	"github.com/halemdm/hale/mdmserver/inventory"
@@ -91,6 +92,8 @@ type Tx interface {
 	// Android holds the Android enterprise binding, its devices' names and the Pub/Sub
 	// message IDs handled.
 	Android() android.Repository
+	// ConsoleSessions holds the web console's sessions.
+	ConsoleSessions() consolesession.Repository
 }
 
 // ErrReadOnly is returned by a repository asked to write inside a View.

@@ -19,4 +19,5 @@ var buckets = slices.Concat(
 	pushCertsBuckets,
 	appInstancesBuckets,
 	androidBuckets,
+	consoleSessionBuckets,
 )

@@ -38,6 +38,7 @@ var suites = []struct {
 	{"pushcert", testPushCerts},
 	{"appinstances", testAppInstances},
 	{"android", testAndroid},
+	{"consolesessions", testConsoleSessions},
 }
 
 // Run runs every contract against the backend open opens.
