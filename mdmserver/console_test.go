@@ -475,3 +475,25 @@ func TestConsoleFleetAndDevices(t *testing.T) {
 		t.Fatalf("htmx partial: %d", code)
 	}
 }
+
+// Sessions are kept in the store: a restart does not sign anyone out, and a signed-out
+// session stays out after one.
+func TestConsoleSessionsSurviveRestart(t *testing.T) {
+	env := newTestEnv(t)
+	stay, leave := env.browser(), env.browser()
+	stay.signIn(env.token("auditor"))
+	leave.signIn(env.token("it"))
+	leave.post("/console/signout", nil)
+	env.Restart()
+	stay.base, leave.base = env.URL, env.URL
+	if code, body := stay.get("/console/devices"); code != 200 || stay.last.Path != "/console/devices" || !strings.Contains(body, `<span class="role">auditor</span>`) {
+		t.Fatalf("after a restart: %d at %s", code, stay.last)
+	}
+	// Its forms still carry the session's CSRF token.
+	if code, _ := stay.post("/console/signout", nil); code != 200 || stay.last.Path != "/console/signin" {
+		t.Fatalf("sign out after a restart: %d at %s", code, stay.last)
+	}
+	if code, _ := leave.get("/console/devices"); code != 200 || leave.last.Path != "/console/signin" {
+		t.Fatalf("a signed-out session after a restart: %s", leave.last)
+	}
+}

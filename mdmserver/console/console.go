@@ -4,8 +4,9 @@
 //
 // Every page and action mirrors an admin API route and allows exactly that route's roles: the
 // server passes its route table in (Deps.Roles), so the console cannot drift from routes.go.
-// People sign in with their API token; the browser then holds only a random session cookie
-// (HttpOnly, Secure, SameSite=Strict, __Host- prefixed), the session is kept server side,
+// People sign in with their API token or through OpenID Connect; the browser then holds only a
+// random session cookie (HttpOnly, Secure, SameSite=Strict, __Host- prefixed), the session is
+// kept server side (in the store, by the cookie's hash),
 // ends after an idle period (HIPAA's automatic logoff) and an absolute lifetime, and every
 // state-changing form carries the session's CSRF token. Pages are served with a strict
 // Content-Security-Policy: no inline script or style anywhere.
@@ -163,6 +164,10 @@ func WithSigninLimit(rate float64, burst int) Option {
 	return func(c *Console) { c.signins = enroll.NewLimiter(rate, burst) }
 }
 
+// WithSessionStore keeps the sessions in st as well as in memory, so that a restart does not
+// sign everyone out.
+func WithSessionStore(st SessionStore) Option { return func(c *Console) { c.sessions.store = st } }
+
 // WithLogger sets the logger of internal errors.
 func WithLogger(l *slog.Logger) Option { return func(c *Console) { c.log = l } }
 
@@ -188,6 +193,10 @@ func New(deps Deps, opts ...Option) (*Console, error) {
 		sessions: newSessions(maxSessions), roles: map[string][]tokens.Role{}, signins: enroll.NewLimiter(0.2, 10)}
 	for _, o := range opts {
 		o(c)
+	}
+	c.sessions.log = c.log
+	if err := c.sessions.load(context.Background(), c.now(), c.expiredAt); err != nil {
+		return nil, fmt.Errorf("console: load sessions: %w", err)
 	}
 	var err error
 	if c.pages, err = parsePages(); err != nil {

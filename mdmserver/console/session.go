@@ -1,15 +1,18 @@
 package console
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/consolesession"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -43,21 +46,88 @@ type session struct {
 	csrf     string
 	created  time.Time
 	lastSeen time.Time
+	// persistedSeen is the last-seen time the store has.
+	persistedSeen time.Time
 	// flash is a one-time message for the next page (the outcome of an action), kept here
 	// rather than in the redirect's URL.
 	flash     string
 	flashKind string
 }
 
-// sessions is the session table, in memory: sessions end when the server restarts, and a
-// deployment of several servers needs sticky routing to one node (documented in the README).
-type sessions struct {
-	mu   sync.Mutex
-	byID map[string]*session
-	max  int
+// SessionStore keeps the sessions durably (the server's store), so that a restart does not
+// sign everyone out; without one they live in memory only.
+type SessionStore interface {
+	Put(ctx context.Context, s *consolesession.Session) error
+	Delete(ctx context.Context, key string) error
+	List(ctx context.Context) ([]consolesession.Session, error)
 }
 
-func newSessions(max int) *sessions { return &sessions{byID: map[string]*session{}, max: max} }
+// persistEvery is how stale the stored last-seen time may be: a request touches the store at
+// most this often. After a restart a session is idle since its stored time, which is earlier
+// than the real one: it can end sooner, never later.
+const persistEvery = time.Minute
+
+// sessions is the session table: in memory, and in the store when there is one (read at start;
+// one server owns its store, so the table is the truth between restarts).
+type sessions struct {
+	mu    sync.Mutex
+	byID  map[string]*session
+	max   int
+	store SessionStore // nil: memory only
+	log   *slog.Logger
+}
+
+func newSessions(max int) *sessions {
+	return &sessions{byID: map[string]*session{}, max: max, log: slog.Default()}
+}
+
+// record is ss as the store keeps it.
+func record(ss *session) *consolesession.Session {
+	who := ss.who
+	who.Hash = ""
+	return &consolesession.Session{Key: ss.key, TokenID: ss.tokenID, Via: ss.via, Who: who, CSRF: ss.csrf,
+		Created: ss.created, LastSeen: ss.lastSeen}
+}
+
+// load reads the stored sessions into the table, deleting those expired at now.
+func (s *sessions) load(ctx context.Context, now time.Time, expired func(created, lastSeen, now time.Time) bool) error {
+	if s.store == nil {
+		return nil
+	}
+	list, err := s.store.List(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range list {
+		if expired(r.Created, r.LastSeen, now) {
+			if err := s.store.Delete(ctx, r.Key); err != nil {
+				return err
+			}
+			continue
+		}
+		ss := &session{key: r.Key, tokenID: r.TokenID, via: r.Via, who: r.Who, csrf: r.CSRF, created: r.Created,
+			lastSeen: r.LastSeen, persistedSeen: r.LastSeen}
+		if r.Via == "oidc" {
+			who := r.Who
+			ss.ident = &who
+		}
+		s.byID[r.Key] = ss
+	}
+	return nil
+}
+
+// forget deletes key from the store, logging a failure: the session is already out of the
+// table, and a copy left in the store still expires by its own times after a restart.
+func (s *sessions) forget(key string) {
+	if s.store == nil {
+		return
+	}
+	if err := s.store.Delete(context.Background(), key); err != nil {
+		s.log.Error("console: deleting an ended session from the store failed; it expires by itself", "err", err)
+	}
+}
 
 // randomToken returns 32 random bytes, URL-safe base64.
 func randomToken() string {
@@ -84,13 +154,14 @@ func (s *sessions) create(tokenID, via string, now time.Time, expired func(creat
 // createFor opens ss (its identity filled in) at now.
 func (s *sessions) createFor(ss *session, now time.Time, expired func(created, lastSeen, now time.Time) bool) (*session, string, error) {
 	cookie := randomToken()
-	ss.key, ss.csrf, ss.created, ss.lastSeen = hashKey(cookie), randomToken(), now, now
+	ss.key, ss.csrf, ss.created, ss.lastSeen, ss.persistedSeen = hashKey(cookie), randomToken(), now, now, now
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byID) >= s.max {
 		for k, old := range s.byID {
 			if expired(old.created, old.lastSeen, now) {
 				delete(s.byID, k)
+				s.forget(k)
 			}
 		}
 		if len(s.byID) >= s.max {
@@ -98,6 +169,13 @@ func (s *sessions) createFor(ss *session, now time.Time, expired func(created, l
 		}
 	}
 	s.byID[ss.key] = ss
+	if s.store != nil {
+		// A sign-in is acknowledged only once its session is stored.
+		if err := s.store.Put(context.Background(), record(ss)); err != nil {
+			delete(s.byID, ss.key)
+			return nil, "", err
+		}
+	}
 	return ss, cookie, nil
 }
 
@@ -111,11 +189,21 @@ func (s *sessions) get(cookie string) *session {
 	return s.byID[hashKey(cookie)]
 }
 
-// touch records activity on ss at now.
+// touch records activity on ss at now; the store hears of it at most every persistEvery.
 func (s *sessions) touch(ss *session, now time.Time) {
 	s.mu.Lock()
 	ss.lastSeen = now
+	var rec *consolesession.Session
+	if s.store != nil && now.Sub(ss.persistedSeen) >= persistEvery && s.byID[ss.key] == ss {
+		ss.persistedSeen = now
+		rec = record(ss)
+	}
 	s.mu.Unlock()
+	if rec != nil {
+		if err := s.store.Put(context.Background(), rec); err != nil {
+			s.log.Error("console: storing a session's activity failed", "err", err)
+		}
+	}
 }
 
 // lastSeen reads ss's last activity.
@@ -134,6 +222,7 @@ func (s *sessions) remove(ss *session) bool {
 		return false
 	}
 	delete(s.byID, ss.key)
+	s.forget(ss.key)
 	return true
 }
 
@@ -161,6 +250,7 @@ func (s *sessions) removeExpired(now time.Time, expired func(created, lastSeen, 
 	for k, ss := range s.byID {
 		if expired(ss.created, ss.lastSeen, now) {
 			delete(s.byID, k)
+			s.forget(k)
 			out = append(out, ss)
 		}
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/breakglass"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/compliance"
+	"github.com/halemdm/hale/mdmserver/consolesession"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/idempotency"
 	"github.com/halemdm/hale/mdmserver/inventory"
@@ -94,6 +95,8 @@ type Tx interface {
 	Android() android.Repository
 	// BreakGlass holds the emergency access uses and their reviews.
 	BreakGlass() breakglass.Repository
+	// ConsoleSessions holds the web console's sessions.
+	ConsoleSessions() consolesession.Repository
 }
 
 // ErrReadOnly is returned by a repository asked to write inside a View.

@@ -20,4 +20,5 @@ var buckets = slices.Concat(
 	appInstancesBuckets,
 	androidBuckets,
 	breakGlassBuckets,
+	consoleSessionBuckets,
 )

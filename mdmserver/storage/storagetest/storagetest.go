@@ -39,6 +39,7 @@ var suites = []struct {
 	{"appinstances", testAppInstances},
 	{"android", testAndroid},
 	{"breakglass", testBreakGlass},
+	{"consolesessions", testConsoleSessions},
 }
 
 // Run runs every contract against the backend open opens.
