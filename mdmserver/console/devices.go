@@ -128,6 +128,9 @@ func newDeviceRow(d *inventory.Device, ans access.Answer, withSearch bool) devic
 	case a.Serial != "":
 		row.Label = a.Serial
 	}
+	if a.AgentVersion != "" {
+		row.PlatformOS += " · agent " + a.AgentVersion // which laptops run an old agent
+	}
 	row.ReasonText = strings.Join(row.Reasons, ", ")
 	if !a.LastSeen.IsZero() {
 		row.Seen = a.LastSeen.UTC().Format("2006-01-02 15:04:05Z")
