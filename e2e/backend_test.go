@@ -18,7 +18,6 @@ import (
 
 	"github.com/halemdm/hale/internal/apitest"
 	"github.com/halemdm/hale/internal/testpki"
-	"github.com/halemdm/hale/mdmserver"
 )
 
 // TestExampleBackendSessionsAndRevocation is the access issue's acceptance story, with the
@@ -26,14 +25,10 @@ import (
 // certificate and by posture token; it is wiped; the backend receives the SET;
 // then the check denies and the old token is refused because of the event.
 func TestExampleBackendSessionsAndRevocation(t *testing.T) {
-	// The backend serves HTTPS with a certificate from a private CA the server trusts for pushes.
-	backendCA := testpki.NewCA(t, "backend CA")
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "backend-ca.pem")
-	os.WriteFile(caFile, backendCA.PEM, 0o600)
-	// The backend listens on loopback, which the server reaches only because it is allow-listed.
-	addr := freeAddr(t)
-	srv := startServer(t, func(c *mdmserver.Config) { c.SSFCAFile, c.SSFAllowedDestinations = caFile, []string{addr} })
+	// The backend serves HTTPS with a certificate from a private CA the server trusts for pushes,
+	// on loopback, which the server reaches only because it is allow-listed.
+	site := newBackendSite(t, t.TempDir())
+	srv := startServer(t, site.allow)
 	it, security, accessTok := srv.token("it"), srv.token("security"), srv.token("access")
 
 	// A compliant agent device, enrolled and reporting through the agent API.
@@ -43,31 +38,13 @@ func TestExampleBackendSessionsAndRevocation(t *testing.T) {
 	hale := srv.mtls(device)
 	reportEncrypted(t, srv, hale)
 
-	// The example backend, trusting Hale's root and receiving its events.
-	backendBin := buildBinary(t, "examples/backend")
-	certFile, keyFile := writeServerCert(t, backendCA, dir, "127.0.0.1")
-	rootFile := filepath.Join(dir, "hale-root.pem")
-	os.WriteFile(rootFile, srv.get(t, "/ca/root.pem"), 0o600)
-	// The issuer names the server as its public URL says; the SSF metadata tells it.
-	var ssf struct{ Issuer string }
-	json.Unmarshal(srv.get(t, "/.well-known/ssf-configuration"), &ssf)
-	backend := startProcess(t, backendBin, "--server", srv.url, "--ca", rootFile, "--token", accessTok,
-		"--issuer", ssf.Issuer, "--listen", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--trust-device-id")
-	// The backend creates its stream with its own access token.
-	var stream struct {
-		ID string `json:"stream_id"`
-	}
-	receiver := "https://" + addr + "/ssf/events"
-	srv.mustCall("POST", "/ssf/v1/stream", accessTok,
-		`{"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":"`+receiver+`"},"aud":"`+receiver+`"}`, 201, &stream)
-
+	// The example backend, trusting Hale's root and receiving its events on a stream it creates
+	// with its own access token.
+	backend, streamID := site.start(t, srv, accessTok, "--trust-device-id")
 	// The device's connection to the backend presents its Hale certificate.
-	roots := x509.NewCertPool()
-	roots.AddCert(backendCA.Cert)
-	toBackend := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: roots, Certificates: []tls.Certificate{device}}}}
+	toBackend := site.client(device)
 	session := func(header, value string) (int, string) {
-		req, _ := http.NewRequest("POST", "https://"+addr+"/sessions", nil)
+		req, _ := http.NewRequest("POST", "https://"+site.addr+"/sessions", nil)
 		if header != "" {
 			req.Header.Set(header, value)
 		}
@@ -121,7 +98,7 @@ func TestExampleBackendSessionsAndRevocation(t *testing.T) {
 	// transmitter has that answer.
 	var st struct{ Pending int }
 	waitFor(t, 10*time.Second, "the outbox to empty after delivery", func() bool {
-		srv.mustCall("GET", "/ssf/v1/stream?stream_id="+stream.ID, srv.admin, "", 200, &st)
+		srv.mustCall("GET", "/ssf/v1/stream?stream_id="+streamID, srv.admin, "", 200, &st)
 		return st.Pending == 0
 	})
 }

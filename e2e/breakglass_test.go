@@ -1,19 +1,14 @@
 package e2e
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/halemdm/hale/internal/apitest"
-	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
 )
 
@@ -22,15 +17,8 @@ import (
 // language, what to fix; the device's owner opens emergency access and the backend opens the
 // session with the break_glass flag, and hears of it by a pushed event.
 func TestExampleBackendBreakGlass(t *testing.T) {
-	backendCA := testpki.NewCA(t, "backend CA")
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "backend-ca.pem")
-	os.WriteFile(caFile, backendCA.PEM, 0o600)
-	addr := freeAddr(t)
-	srv := startServer(t, func(c *mdmserver.Config) {
-		c.SSFCAFile, c.SSFAllowedDestinations = caFile, []string{addr}
-		c.HelpDeskName = "Servicio de TI clínico"
-	})
+	site := newBackendSite(t, t.TempDir())
+	srv := startServer(t, site.allow, func(c *mdmserver.Config) { c.HelpDeskName = "Servicio de TI clínico" })
 	it, accessTok := srv.token("it"), srv.token("access")
 	srv.mustCall("PUT", "/api/v1/policies/agents", it, "encryption:\n  required: true\nreporting:\n  max_age: 15m\n"+
 		"break_glass:\n  allowed: true\n  duration: 2h\n  overridable: [encryption_off]\n", 200, nil)
@@ -47,24 +35,10 @@ func TestExampleBackendBreakGlass(t *testing.T) {
 		t.Fatalf("report: %d", code)
 	}
 
-	backendBin := buildBinary(t, "examples/backend")
-	certFile, keyFile := writeServerCert(t, backendCA, dir, "127.0.0.1")
-	rootFile := filepath.Join(dir, "hale-root.pem")
-	os.WriteFile(rootFile, srv.get(t, "/ca/root.pem"), 0o600)
-	var ssf struct{ Issuer string }
-	json.Unmarshal(srv.get(t, "/.well-known/ssf-configuration"), &ssf)
-	backend := startProcess(t, backendBin, "--server", srv.url, "--ca", rootFile, "--token", accessTok,
-		"--issuer", ssf.Issuer, "--listen", addr, "--tls-cert", certFile, "--tls-key", keyFile, "--help-desk", "Servicio de TI clínico")
-	receiver := "https://" + addr + "/ssf/events"
-	srv.mustCall("POST", "/ssf/v1/stream", accessTok,
-		`{"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":"`+receiver+`"},"aud":"`+receiver+`"}`, 201, nil)
-
-	roots := x509.NewCertPool()
-	roots.AddCert(backendCA.Cert)
-	toBackend := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: roots, Certificates: []tls.Certificate{device}}}}
+	backend, _ := site.start(t, srv, accessTok, "--help-desk", "Servicio de TI clínico")
+	toBackend := site.client(device)
 	session := func() (int, map[string]json.RawMessage) {
-		req, _ := http.NewRequest("POST", "https://"+addr+"/sessions", nil)
+		req, _ := http.NewRequest("POST", "https://"+site.addr+"/sessions", nil)
 		req.Header.Set("Accept-Language", "es-MX,es;q=0.9,en;q=0.5")
 		resp, err := toBackend.Do(req)
 		if err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -10,9 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/halemdm/hale/internal/testpki"
-	"github.com/halemdm/hale/mdmserver"
 )
 
 // installFor copies bin into dir (root-owned, 0755) so another user can run it and mdmagent
@@ -55,13 +51,8 @@ func TestDesktopAppBinaries(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	backendCA := testpki.NewCA(t, "backend CA")
-	caFile := filepath.Join(shared, "backend-ca.pem")
-	if err := os.WriteFile(caFile, backendCA.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	srv := startServer(t, func(c *mdmserver.Config) { c.SSFCAFile, c.SSFAllowedDestinations = caFile, []string{addr} })
+	site := newBackendSite(t, shared)
+	srv := startServer(t, site.allow)
 	it, security, accessTok := srv.token("it"), srv.token("security"), srv.token("access")
 	managed := filepath.Join(t.TempDir(), "managed")
 	phi := filepath.Join(managed, "securetext")
@@ -73,17 +64,7 @@ func TestDesktopAppBinaries(t *testing.T) {
 	srv.mustCall("PUT", "/api/v1/assignments", it, `{"target":{"kind":"default"},"policy":"agents"}`, 200, nil)
 
 	// The backend, receiving Hale's events.
-	dir := t.TempDir()
-	certFile, keyFile := writeServerCert(t, backendCA, dir, "127.0.0.1")
-	rootFile := filepath.Join(dir, "hale-root.pem")
-	os.WriteFile(rootFile, srv.get(t, "/ca/root.pem"), 0o600)
-	var ssf struct{ Issuer string }
-	json.Unmarshal(srv.get(t, "/.well-known/ssf-configuration"), &ssf)
-	backend := startProcess(t, buildBinary(t, "examples/backend"), "--server", srv.url, "--ca", rootFile, "--token", accessTok,
-		"--issuer", ssf.Issuer, "--listen", addr, "--tls-cert", certFile, "--tls-key", keyFile)
-	receiver := "https://" + addr + "/ssf/events"
-	srv.mustCall("POST", "/ssf/v1/stream", accessTok,
-		`{"delivery":{"method":"urn:ietf:rfc:8935","endpoint_url":"`+receiver+`"},"aud":"`+receiver+`"}`, 201, nil)
+	backend, _ := site.start(t, srv, accessTok)
 
 	// The agent, enrolled, serving the desktop app to nobody on its socket.
 	app := installFor(t, buildBinary(t, "examples/desktopapp"), shared)
@@ -116,7 +97,7 @@ func TestDesktopAppBinaries(t *testing.T) {
 	}
 
 	runApp := func(exe string) (string, error) {
-		cmd := exec.Command(exe, "--backend", "https://"+addr, "--backend-ca", caFile, "--socket", sock)
+		cmd := exec.Command(exe, "--backend", "https://"+site.addr, "--backend-ca", site.caFile, "--socket", sock)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}
 		out, err := cmd.CombinedOutput()
