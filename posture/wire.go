@@ -51,8 +51,11 @@ type Reason struct {
 // Reason codes a backend may branch on. Policy rules add their own (passcode_missing,
 // encryption_off, os_too_old, ...).
 const (
-	ReasonUnknownDevice   = "unknown_device"
-	ReasonIndexNotLoaded  = "index_not_loaded"
+	ReasonUnknownDevice  = "unknown_device"
+	ReasonIndexNotLoaded = "index_not_loaded"
+	// ReasonIndexStale: this server replica's copy of the decisions fell behind the shared
+	// database (it lost the change feed); another replica, or this one once caught up, answers.
+	ReasonIndexStale      = "index_stale"
 	ReasonInternalError   = "internal_error"
 	ReasonReportStale     = "report_stale"
 	ReasonNoReport        = "no_report"

@@ -21,7 +21,7 @@ type Grant struct {
 // gone, in other hands or not ours (the policy's own never-list covers integrity).
 var NeverOverridden = []string{
 	ReasonLocked, ReasonLost, ReasonWiped, ReasonWipePending, ReasonWipeIncomplete, ReasonUnenrolled, ReasonRetired,
-	ReasonCertRevoked, ReasonUnknownCert, ReasonUnknownDevice, ReasonIndexNotLoaded, ReasonInternalError,
+	ReasonCertRevoked, ReasonUnknownCert, ReasonUnknownDevice, ReasonIndexNotLoaded, ReasonIndexStale, ReasonInternalError,
 	ReasonInvalidDeviceID, ReasonInvalidSubject, ReasonInvalidToken,
 }
 

@@ -24,6 +24,7 @@ import (
 const (
 	ReasonUnknownDevice   = posture.ReasonUnknownDevice
 	ReasonIndexNotLoaded  = posture.ReasonIndexNotLoaded
+	ReasonIndexStale      = posture.ReasonIndexStale
 	ReasonInternalError   = posture.ReasonInternalError
 	ReasonReportStale     = posture.ReasonReportStale
 	ReasonNoReport        = posture.ReasonNoReport
@@ -197,6 +198,9 @@ type Index struct {
 	// (a decision put or deleted, the full load) and of the full load: the index's age.
 	changedAt atomic.Int64
 	loadedAt  atomic.Int64
+	// freshUntil (Unix nanoseconds, wall clock), when set, is when the index stops answering:
+	// a replica's copy of a shared database is only as good as its last catch-up (SetFreshUntil).
+	freshUntil atomic.Int64
 }
 
 // IndexOption configures an Index.
@@ -318,6 +322,26 @@ func unixNano(n int64) time.Time {
 // Loaded reports whether the index finished loading.
 func (x *Index) Loaded() bool { return x.loaded.Load() }
 
+// SetFreshUntil declares the index current until t (wall clock): past it, every lookup denies
+// with index_stale until the next call. A replica on a shared database calls it each time it has
+// caught up with the changes other replicas committed; a lone server never does, and its index
+// never goes stale.
+func (x *Index) SetFreshUntil(t time.Time) { x.freshUntil.Store(t.UnixNano()) }
+
+// FreshUntil returns the time set by SetFreshUntil, or zero when the index does not expire.
+func (x *Index) FreshUntil() time.Time { return unixNano(x.freshUntil.Load()) }
+
+// unusable returns the reason the index cannot answer at all now, or "".
+func (x *Index) unusable() (code, detail string) {
+	if !x.Loaded() {
+		return ReasonIndexNotLoaded, "the server is starting and has not loaded every decision yet"
+	}
+	if f := x.freshUntil.Load(); f != 0 && time.Now().UnixNano() > f {
+		return ReasonIndexStale, "this server lost touch with the shared database and has not caught up with its changes"
+	}
+	return "", ""
+}
+
 // Len returns how many devices are indexed.
 func (x *Index) Len() int {
 	x.mu.RLock()
@@ -328,8 +352,8 @@ func (x *Index) Len() int {
 // Lookup answers for deviceID at now. It never fails open: an unloaded index or an unknown
 // device is a deny.
 func (x *Index) Lookup(deviceID string, now time.Time) Answer {
-	if !x.Loaded() {
-		return DenyAnswer(deviceID, ReasonIndexNotLoaded, "the server is starting and has not loaded every decision yet")
+	if code, detail := x.unusable(); code != "" {
+		return DenyAnswer(deviceID, code, detail)
 	}
 	x.mu.RLock()
 	e := x.entries[deviceID]
@@ -343,8 +367,8 @@ func (x *Index) Lookup(deviceID string, now time.Time) Answer {
 // LookupJSON is Lookup already encoded, for the hot HTTP path: before the decision's next
 // deadline it returns cached bytes without evaluating or encoding anything.
 func (x *Index) LookupJSON(deviceID string, now time.Time) (body []byte, allow bool) {
-	if !x.Loaded() {
-		b, _ := json.Marshal(DenyAnswer(deviceID, ReasonIndexNotLoaded, "the server is starting and has not loaded every decision yet"))
+	if code, detail := x.unusable(); code != "" {
+		b, _ := json.Marshal(DenyAnswer(deviceID, code, detail))
 		return b, false
 	}
 	x.mu.RLock()

@@ -221,3 +221,29 @@ func TestAnswerIsTheSDKDecision(t *testing.T) {
 		t.Fatalf("round trip through the SDK changed the answer:\n%s\n%s", server, again)
 	}
 }
+
+// A replica's index answers only while it is fresh: past SetFreshUntil every lookup, cached or
+// not, denies with index_stale, and catching up again restores the answers.
+func TestIndexStaleDenies(t *testing.T) {
+	x := NewIndex()
+	x.Put(compliantDecision("d"), t0)
+	x.MarkLoaded()
+	x.SetFreshUntil(time.Now().Add(time.Minute))
+	if a := x.Lookup("d", t0); !a.Allow {
+		t.Fatalf("fresh index: %+v", a)
+	}
+	if _, allow := x.LookupJSON("d", t0); !allow {
+		t.Fatal("fresh index, cached answer: deny")
+	}
+	x.SetFreshUntil(time.Now().Add(-time.Millisecond))
+	if a := x.Lookup("d", t0); a.Allow || a.ReasonCodes()[0] != ReasonIndexStale {
+		t.Fatalf("stale index answered %+v", a)
+	}
+	if body, allow := x.LookupJSON("d", t0); allow || !bytes.Contains(body, []byte(ReasonIndexStale)) {
+		t.Fatalf("stale index, cached answer: %s", body)
+	}
+	x.SetFreshUntil(time.Now().Add(time.Minute))
+	if a := x.Lookup("d", t0); !a.Allow {
+		t.Fatalf("caught up again: %+v", a)
+	}
+}
