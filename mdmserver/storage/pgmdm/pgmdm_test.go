@@ -17,13 +17,14 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/micromdm/nanomdm/mdm"
 	"github.com/micromdm/nanomdm/service/nanomdm"
+	"github.com/micromdm/nanomdm/storage"
 	"github.com/micromdm/nanomdm/storage/pgsql"
 	"github.com/micromdm/nanomdm/test/e2e"
 )
 
 // openDB returns a database/sql handle on a fresh database with nanomdm's schema applied, from
 // a pgx pool as Hale's PostgreSQL store hands it to pgmdm.
-func openDB(t *testing.T) *sql.DB {
+func openDB(t testing.TB) *sql.DB {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
 	pool, err := pgxpool.New(context.Background(), url)
@@ -41,7 +42,7 @@ func openDB(t *testing.T) *sql.DB {
 }
 
 // masterKey returns a fresh random master key.
-func masterKey(t *testing.T) *seal.Key {
+func masterKey(t testing.TB) *seal.Key {
 	t.Helper()
 	k, err := seal.New(randomBytes(t, seal.KeySize))
 	if err != nil {
@@ -50,7 +51,7 @@ func masterKey(t *testing.T) *seal.Key {
 	return k
 }
 
-func newStorage(t *testing.T, db *sql.DB, opts ...pgmdm.Option) *pgmdm.Storage {
+func newStorage(t testing.TB, db *sql.DB, opts ...pgmdm.Option) *pgmdm.Storage {
 	t.Helper()
 	st, err := pgmdm.New(db, opts...)
 	if err != nil {
@@ -59,7 +60,7 @@ func newStorage(t *testing.T, db *sql.DB, opts ...pgmdm.Option) *pgmdm.Storage {
 	return st
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -113,14 +114,14 @@ func TestNanoMDME2E(t *testing.T) {
 
 // device is an enrolled Apple device talking to nanomdm's service on the storage.
 type device struct {
-	t    *testing.T
+	t    testing.TB
 	udid string
 	svc  *nanomdm.Service
 }
 
 // enroll enrolls a device through nanomdm's service (Authenticate, then TokenUpdate), as a
 // device's check-ins do.
-func enroll(t *testing.T, st *pgmdm.Storage, udid string) *device {
+func enroll(t testing.TB, st storage.ServiceStore, udid string) *device {
 	t.Helper()
 	d := &device{t: t, udid: udid, svc: nanomdm.New(st)}
 	e := mdm.Enrollment{UDID: udid}
@@ -167,7 +168,7 @@ func (d *device) expect(reportUUID, status, uuid string) *mdm.Command {
 }
 
 // lockCommand returns a Mac's DeviceLock with its PIN, encoded as Hale's dispatcher does.
-func lockCommand(t *testing.T, uuid, pin string) *mdm.Command {
+func lockCommand(t testing.TB, uuid, pin string) *mdm.Command {
 	t.Helper()
 	raw := []byte(`<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
@@ -186,7 +187,7 @@ func lockCommand(t *testing.T, uuid, pin string) *mdm.Command {
 	return cmd
 }
 
-func enqueue(t *testing.T, st *pgmdm.Storage, cmd *mdm.Command, ids ...string) {
+func enqueue(t testing.TB, st storage.CommandEnqueuer, cmd *mdm.Command, ids ...string) {
 	t.Helper()
 	if _, err := st.EnqueueCommand(context.Background(), ids, cmd); err != nil {
 		t.Fatalf("enqueue %s: %v", cmd.CommandUUID, err)
