@@ -31,10 +31,15 @@ import (
 // single-command removal. Every method of nanomdm's storage.AllStorage not overridden here is
 // nanomdm's own.
 type Storage struct {
-	*pgsql.PgSQLStorage
+	// Embedded under an unexported name, so no caller can reach nanomdm's own EnqueueCommand
+	// or RetrieveNextCommand past the sealing.
+	*nanoStorage
 	db     *sql.DB
 	sealer Sealer
 }
+
+// nanoStorage names nanomdm's storage for embedding in Storage.
+type nanoStorage = pgsql.PgSQLStorage
 
 var (
 	_ storage.AllStorage = (*Storage)(nil)
@@ -93,7 +98,7 @@ func New(db *sql.DB, opts ...Option) (*Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgmdm: %w", err)
 	}
-	return &Storage{PgSQLStorage: pg, db: db, sealer: cfg.sealer}, nil
+	return &Storage{nanoStorage: pg, db: db, sealer: cfg.sealer}, nil
 }
 
 // EnqueueCommand queues cmd for every enrollment in ids in one transaction, its body sealed
@@ -112,7 +117,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 	}
 	stored := *cmd
 	stored.Raw = s.sealBody(cmd.CommandUUID, cmd.Raw)
-	return s.PgSQLStorage.EnqueueCommand(ctx, ids, &stored)
+	return s.nanoStorage.EnqueueCommand(ctx, ids, &stored)
 }
 
 // RetrieveNextCommand returns the enrollment's next queued command with its body opened, or
@@ -120,7 +125,7 @@ func (s *Storage) EnqueueCommand(ctx context.Context, ids []string, cmd *mdm.Com
 // command or under another key, or in clear while sealing is on) is an error naming the
 // command, so the device is never sent it.
 func (s *Storage) RetrieveNextCommand(r *mdm.Request, skipNotNow bool) (*mdm.Command, error) {
-	cmd, err := s.PgSQLStorage.RetrieveNextCommand(r, skipNotNow)
+	cmd, err := s.nanoStorage.RetrieveNextCommand(r, skipNotNow)
 	if err != nil || cmd == nil {
 		return cmd, err
 	}
