@@ -1,0 +1,127 @@
+package mdmserver_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/halemdm/hale/internal/applesim"
+	"github.com/halemdm/hale/internal/pgtest"
+	"github.com/halemdm/hale/internal/seal"
+	"github.com/halemdm/hale/mdmserver"
+	"github.com/halemdm/hale/mdmserver/applemdm"
+	"github.com/halemdm/hale/mdmserver/storage/pgmdm"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/micromdm/nanomdm/storage/pgsql"
+)
+
+// TestAppleMDMOnPostgreSQL runs Hale's Apple MDM flows with nanomdm's state in PostgreSQL
+// (pgmdm, bodies sealed under the server's master key): a Mac enrolls, an unanswered query
+// expires out of the queue, a full wipe's PIN stays sealed in the commands table across a
+// restart of the server, and the Mac gets it and the wipe when it checks in.
+func TestAppleMDMOnPostgreSQL(t *testing.T) {
+	db := openMDMDatabase(t)
+	raw := make([]byte, seal.KeySize)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	keyHex := hex.EncodeToString(raw)
+	key, err := seal.Parse(keyHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pgmdm.New(db, pgmdm.WithCommandSealer(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := newTestEnvWith(t, []mdmserver.Option{mdmserver.WithMDMStorage(st)}, func(c *mdmserver.Config) { c.MasterKey = keyHex })
+	// No push loop: the Mac checks in when the test says, after the restart.
+	dev := env.enrollDevice(applesim.WithState(applesim.MacOSState()))
+	count := func(query string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(`SELECT count(*) FROM enrollments WHERE id = $1 AND enabled`, dev.UDID()); n != 1 {
+		t.Fatalf("the Mac's enrollment is not in PostgreSQL (%d rows)", n)
+	}
+
+	var query struct {
+		UUID string `json:"command_id"`
+	}
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/commands", env.token("it"), []byte(`{"request_type":"SecurityInfo"}`), &query); code != 202 {
+		t.Fatalf("query: %d", code)
+	}
+	security := env.token("security")
+	var wipe securityAnswer
+	if code := env.call("POST", "/api/v1/devices/"+dev.UDID()+"/wipe", security, []byte(`{"reason":"stolen from the ward","mode":"full"}`), &wipe); code != 202 || wipe.State != "queued" {
+		t.Fatalf("wipe: %d %+v", code, wipe)
+	}
+	// Expiry takes the query out of the queue in PostgreSQL (pgmdm's RemoveCommand); a wipe waits.
+	if n, err := env.DispatcherForTest().Expire(context.Background(), -time.Minute, applemdm.SecurityCommand); err != nil || n < 1 {
+		t.Fatalf("expire: %d %v", n, err)
+	}
+	// Left queued: the wipe alone (enrollment's own posture queries expired with the query).
+	if n := count(`SELECT count(*) FROM enrollment_queue WHERE command_uuid = $1`, query.UUID); n != 0 {
+		t.Fatalf("the expired query is still queued (%d rows)", n)
+	}
+	if n := count(`SELECT count(*) FROM enrollment_queue WHERE id = $1 AND command_uuid <> $2`, dev.UDID(), wipe.CommandID); n != 0 {
+		t.Fatalf("%d expired commands are still queued", n)
+	}
+
+	var pin struct{ PIN string }
+	if code := env.call("GET", "/api/v1/devices/"+dev.UDID()+"/commands/"+wipe.CommandID+"/pin", security, nil, &pin); code != 200 || pin.PIN == "" {
+		t.Fatalf("PIN: %d %+v", code, pin)
+	}
+	var body string
+	if err := db.QueryRow(`SELECT command FROM commands WHERE command_uuid = $1`, wipe.CommandID).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(body, pin.PIN) || strings.Contains(body, "<key>") || strings.Contains(body, "EraseDevice") {
+		t.Fatalf("the queued wipe is stored in clear:\n%s", body)
+	}
+
+	env.Restart()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := dev.Poll(ctx); err != nil && !dev.State().Erased {
+		t.Fatal(err)
+	}
+	if s := dev.State(); !s.Erased || s.ErasePIN != pin.PIN {
+		t.Fatalf("the Mac: erased %v with PIN %q, want %q", s.Erased, s.ErasePIN, pin.PIN)
+	}
+	if slices.ContainsFunc(dev.Commands(), func(c applesim.CommandRecord) bool { return c.CommandUUID == query.UUID }) {
+		t.Fatal("the Mac was handed the expired query")
+	}
+	if rec := env.waitCommand(dev.UDID(), wipe.CommandID); rec.State != "acknowledged" {
+		t.Fatalf("EraseDevice: %+v", rec.Record)
+	}
+	if n := count(`SELECT count(*) FROM commands`); n != 0 {
+		t.Fatalf("%d answered or expired commands left in PostgreSQL", n)
+	}
+}
+
+// openMDMDatabase returns a handle on a fresh PostgreSQL database with nanomdm's schema, from a
+// pgx pool as Hale's PostgreSQL store makes it.
+func openMDMDatabase(t *testing.T) *sql.DB {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	t.Cleanup(func() { db.Close(); pool.Close() })
+	if _, err := db.Exec(pgsql.Schema); err != nil {
+		t.Fatalf("applying nanomdm's schema.sql: %v", err)
+	}
+	return db
+}
