@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"time"
 
-
 	"github.com/halemdm/hale/mdmserver/android"
 )
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 
-
 	"github.com/halemdm/hale/mdmserver/breakglass"
 )
 

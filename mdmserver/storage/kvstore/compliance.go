@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/policies"
 )

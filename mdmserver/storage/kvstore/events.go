@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/halemdm/hale/mdmserver/events"
 )
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"slices"
 
-
 	"github.com/halemdm/hale/mdmserver/idempotency"
 	"github.com/halemdm/hale/mdmserver/storage"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 
-
 	"github.com/halemdm/hale/mdmserver/pushcert"
 )
 

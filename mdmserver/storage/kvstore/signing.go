@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/halemdm/hale/mdmserver/signing"
 )
 
