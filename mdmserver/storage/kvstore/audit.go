@@ -220,7 +220,7 @@ func (r auditRepo) PutDelivered(ctx context.Context, sink string, next int64) er
 		return err
 	}
 	if sink == "" {
-		return fmt.Errorf("boltstore: a delivery cursor needs a sink name")
+		return fmt.Errorf("kvstore: a delivery cursor needs a sink name")
 	}
 	return b.Put([]byte(sink), indexKey(next))
 }

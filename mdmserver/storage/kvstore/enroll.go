@@ -107,7 +107,7 @@ func (r enrollRepo) Add(ctx context.Context, rec *enroll.Record) error {
 	}
 	key, err := hashKey(rec.TokenHash)
 	if err != nil {
-		return fmt.Errorf("boltstore: enrollment %q: token hash: %w", rec.ID, err)
+		return fmt.Errorf("kvstore: enrollment %q: token hash: %w", rec.ID, err)
 	}
 	tokens, err := bucket(r.tx, BucketEnrollmentTokens)
 	if err != nil {
@@ -126,7 +126,7 @@ func (r enrollRepo) Put(ctx context.Context, rec *enroll.Record) error {
 		return err
 	}
 	if rec.ID == "" {
-		return fmt.Errorf("boltstore: enrollment without an id")
+		return fmt.Errorf("kvstore: enrollment without an id")
 	}
 	v, err := json.Marshal(enrollmentValue{
 		ID: rec.ID, Owner: rec.Owner, Group: rec.Group, Platform: string(rec.Platform),
@@ -188,7 +188,7 @@ func (r enrollRepo) PutChallenge(ctx context.Context, hash string, c *enroll.Cha
 	}
 	key, err := hashKey(hash)
 	if err != nil {
-		return fmt.Errorf("boltstore: challenge hash: %w", err)
+		return fmt.Errorf("kvstore: challenge hash: %w", err)
 	}
 	v, err := json.Marshal(challengeValue{EnrollmentID: c.EnrollmentID, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
 		UsedAt: c.UsedAt, HeldBy: c.HeldBy, HeldUntil: c.HeldUntil})

@@ -113,7 +113,7 @@ func (r eventsRepo) Stream(ctx context.Context, id string) (*events.StreamRecord
 // PutStream stores rec.
 func (r eventsRepo) PutStream(ctx context.Context, rec *events.StreamRecord) error {
 	if rec.ID == "" {
-		return fmt.Errorf("boltstore: event stream without an ID")
+		return fmt.Errorf("kvstore: event stream without an ID")
 	}
 	v, err := json.Marshal(streamRecord(*rec))
 	if err != nil {
@@ -157,7 +157,7 @@ func (r eventsRepo) Subject(ctx context.Context, streamID, deviceID string) (eve
 func (r eventsRepo) PutSubject(ctx context.Context, streamID, deviceID string, mark events.SubjectMark) error {
 	m, ok := subjectMarks[mark]
 	if !ok {
-		return fmt.Errorf("boltstore: subject mark %d cannot be stored", mark)
+		return fmt.Errorf("kvstore: subject mark %d cannot be stored", mark)
 	}
 	b, err := bucket(r.tx, BucketEventSubjects)
 	if err != nil {

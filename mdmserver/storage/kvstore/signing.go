@@ -72,7 +72,7 @@ func (r signingRepo) Key(ctx context.Context, kid string) (signing.StoredKey, er
 // PutKey stores k under its kid.
 func (r signingRepo) PutKey(ctx context.Context, k signing.StoredKey) error {
 	if k.KID == "" {
-		return fmt.Errorf("boltstore: signing key without a kid")
+		return fmt.Errorf("kvstore: signing key without a kid")
 	}
 	v, err := json.Marshal(signingKeyRecord{Alg: k.Alg, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, SealedKey: k.SealedKey})
 	if err != nil {
