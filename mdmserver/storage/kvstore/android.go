@@ -24,13 +24,13 @@ var (
 var androidBuckets = [][]byte{BucketAndroidBinding, BucketAndroidByName, BucketAndroidByID, BucketAndroidMessages, BucketAndroidOps}
 
 // Android returns the Android repository of this transaction.
-func (t *tx) Android() android.Repository { return androidRepo{t.tx} }
+func (t *tx) Android() android.Repository { return androidRepo{t} }
 
 // androidRepo is android.Repository on one key-value transaction.
-type androidRepo struct{ tx Tx }
+type androidRepo struct{ t *tx }
 
 func (r androidRepo) Binding(ctx context.Context) (*android.Binding, error) {
-	b, err := bucket(r.tx, BucketAndroidBinding)
+	b, err := bucket(r.t.tx, BucketAndroidBinding)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (r androidRepo) PutBinding(ctx context.Context, bd *android.Binding) error 
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, BucketAndroidBinding)
+	b, err := bucket(r.t.tx, BucketAndroidBinding)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func (r androidRepo) PutBinding(ctx context.Context, bd *android.Binding) error 
 }
 
 func (r androidRepo) lookup(name []byte, key string) (string, error) {
-	b, err := bucket(r.tx, name)
+	b, err := bucket(r.t.tx, name)
 	if err != nil {
 		return "", err
 	}
@@ -78,7 +78,7 @@ func (r androidRepo) DeviceName(ctx context.Context, deviceID string) (string, e
 }
 
 func (r androidRepo) Devices(ctx context.Context) (map[string]string, error) {
-	b, err := bucket(r.tx, BucketAndroidByName)
+	b, err := bucket(r.t.tx, BucketAndroidByName)
 	if err != nil {
 		return nil, err
 	}
@@ -91,11 +91,11 @@ func (r androidRepo) Devices(ctx context.Context) (map[string]string, error) {
 }
 
 func (r androidRepo) PutDevice(ctx context.Context, name, deviceID string) error {
-	byName, err := bucket(r.tx, BucketAndroidByName)
+	byName, err := bucket(r.t.tx, BucketAndroidByName)
 	if err != nil {
 		return err
 	}
-	byID, err := bucket(r.tx, BucketAndroidByID)
+	byID, err := bucket(r.t.tx, BucketAndroidByID)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func (r androidRepo) PutDevice(ctx context.Context, name, deviceID string) error
 }
 
 func (r androidRepo) SeeMessage(ctx context.Context, id string, at time.Time) (bool, error) {
-	b, err := bucket(r.tx, BucketAndroidMessages)
+	b, err := bucket(r.t.tx, BucketAndroidMessages)
 	if err != nil {
 		return false, err
 	}
@@ -117,7 +117,7 @@ func (r androidRepo) SeeMessage(ctx context.Context, id string, at time.Time) (b
 }
 
 func (r androidRepo) Seen(ctx context.Context, id string) (bool, error) {
-	b, err := bucket(r.tx, BucketAndroidMessages)
+	b, err := bucket(r.t.tx, BucketAndroidMessages)
 	if err != nil {
 		return false, err
 	}
@@ -125,7 +125,7 @@ func (r androidRepo) Seen(ctx context.Context, id string) (bool, error) {
 }
 
 func (r androidRepo) PruneMessages(ctx context.Context, before time.Time) (int, error) {
-	b, err := bucket(r.tx, BucketAndroidMessages)
+	b, err := bucket(r.t.tx, BucketAndroidMessages)
 	if err != nil {
 		return 0, err
 	}
@@ -153,7 +153,7 @@ func (r androidRepo) PutOperation(ctx context.Context, name string, op android.O
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, BucketAndroidOps)
+	b, err := bucket(r.t.tx, BucketAndroidOps)
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func (r androidRepo) PutOperation(ctx context.Context, name string, op android.O
 }
 
 func (r androidRepo) Operations(ctx context.Context) (map[string]android.Operation, error) {
-	b, err := bucket(r.tx, BucketAndroidOps)
+	b, err := bucket(r.t.tx, BucketAndroidOps)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func (r androidRepo) Operations(ctx context.Context) (map[string]android.Operati
 }
 
 func (r androidRepo) DeleteOperation(ctx context.Context, name string) error {
-	b, err := bucket(r.tx, BucketAndroidOps)
+	b, err := bucket(r.t.tx, BucketAndroidOps)
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,10 @@ var BucketApprovals = []byte("approvals") // id -> storedApproval JSON
 var approvalsBuckets = [][]byte{BucketApprovals}
 
 // Approvals returns the two-person rule's requests in this transaction.
-func (t *tx) Approvals() approvals.Repository { return approvalsRepo{t.tx} }
+func (t *tx) Approvals() approvals.Repository { return approvalsRepo{t} }
 
 // approvalsRepo is approvals.Repository on the approvals bucket.
-type approvalsRepo struct{ tx Tx }
+type approvalsRepo struct{ t *tx }
 
 // storedApproval is a request as kept on disk: Params is no part of the request's JSON in the
 // API, but it is stored, under "params".
@@ -26,7 +26,7 @@ type storedApproval struct {
 }
 
 func (r approvalsRepo) Get(ctx context.Context, id string) (*approvals.Request, error) {
-	b, err := bucket(r.tx, BucketApprovals)
+	b, err := bucket(r.t.tx, BucketApprovals)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (r approvalsRepo) Get(ctx context.Context, id string) (*approvals.Request, 
 }
 
 func (r approvalsRepo) Put(ctx context.Context, a *approvals.Request) error {
-	b, err := bucket(r.tx, BucketApprovals)
+	b, err := bucket(r.t.tx, BucketApprovals)
 	if err != nil {
 		return err
 	}
@@ -50,7 +50,7 @@ func (r approvalsRepo) Put(ctx context.Context, a *approvals.Request) error {
 }
 
 func (r approvalsRepo) List(ctx context.Context) ([]approvals.Request, error) {
-	b, err := bucket(r.tx, BucketApprovals)
+	b, err := bucket(r.t.tx, BucketApprovals)
 	if err != nil {
 		return nil, err
 	}

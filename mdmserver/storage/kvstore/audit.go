@@ -25,13 +25,13 @@ var (
 var auditBuckets = [][]byte{BucketAuditEntries, BucketAuditHashes, BucketAuditMeta, BucketAuditCheckpoints, BucketAuditSinks}
 
 // Audit returns the audit log's repository in this transaction.
-func (t *tx) Audit() audit.Repository { return auditRepo{t.tx} }
+func (t *tx) Audit() audit.Repository { return auditRepo{t} }
 
 // auditRepo is audit.Repository on the four audit buckets.
-type auditRepo struct{ tx Tx }
+type auditRepo struct{ t *tx }
 
 func (r auditRepo) Size(ctx context.Context) (int64, error) {
-	meta, err := bucket(r.tx, BucketAuditMeta)
+	meta, err := bucket(r.t.tx, BucketAuditMeta)
 	if err != nil {
 		return 0, err
 	}
@@ -51,7 +51,7 @@ func auditSize(meta Bucket) (int64, error) {
 }
 
 func (r auditRepo) Entry(ctx context.Context, index int64) ([]byte, error) {
-	b, err := bucket(r.tx, BucketAuditEntries)
+	b, err := bucket(r.t.tx, BucketAuditEntries)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func (r auditRepo) Entry(ctx context.Context, index int64) ([]byte, error) {
 }
 
 func (r auditRepo) Hashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
-	b, err := bucket(r.tx, BucketAuditHashes)
+	b, err := bucket(r.t.tx, BucketAuditHashes)
 	if err != nil {
 		return nil, err
 	}
@@ -84,15 +84,15 @@ func (r auditRepo) Hashes(ctx context.Context, indexes []int64) ([]tlog.Hash, er
 }
 
 func (r auditRepo) Put(ctx context.Context, index int64, data []byte, hashes []tlog.Hash) error {
-	entries, err := bucket(r.tx, BucketAuditEntries)
+	entries, err := bucket(r.t.tx, BucketAuditEntries)
 	if err != nil {
 		return err
 	}
-	hb, err := bucket(r.tx, BucketAuditHashes)
+	hb, err := bucket(r.t.tx, BucketAuditHashes)
 	if err != nil {
 		return err
 	}
-	meta, err := bucket(r.tx, BucketAuditMeta)
+	meta, err := bucket(r.t.tx, BucketAuditMeta)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func (r auditRepo) Put(ctx context.Context, index int64, data []byte, hashes []t
 }
 
 func (r auditRepo) Checkpoint(ctx context.Context, n int64) ([]byte, error) {
-	b, err := bucket(r.tx, BucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (r auditRepo) Checkpoint(ctx context.Context, n int64) ([]byte, error) {
 }
 
 func (r auditRepo) PutCheckpoint(ctx context.Context, n int64, signed []byte) error {
-	b, err := bucket(r.tx, BucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func (r auditRepo) PutCheckpoint(ctx context.Context, n int64, signed []byte) er
 }
 
 func (r auditRepo) LatestCheckpoint(ctx context.Context) ([]byte, error) {
-	b, err := bucket(r.tx, BucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (r auditRepo) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 }
 
 func (r auditRepo) Checkpoints(ctx context.Context, fn func(n int64, signed []byte) error) error {
-	b, err := bucket(r.tx, BucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func (r auditRepo) Extent(ctx context.Context) (entries, hashes int64, err error
 		name []byte
 		out  *int64
 	}{{BucketAuditEntries, &entries}, {BucketAuditHashes, &hashes}} {
-		b, err := bucket(r.tx, x.name)
+		b, err := bucket(r.t.tx, x.name)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -199,7 +199,7 @@ func parseIndexKey(b []byte) (int64, bool) {
 }
 
 func (r auditRepo) Delivered(ctx context.Context, sink string) (int64, error) {
-	b, err := bucket(r.tx, BucketAuditSinks)
+	b, err := bucket(r.t.tx, BucketAuditSinks)
 	if err != nil {
 		return 0, err
 	}
@@ -215,7 +215,7 @@ func (r auditRepo) Delivered(ctx context.Context, sink string) (int64, error) {
 }
 
 func (r auditRepo) PutDelivered(ctx context.Context, sink string, next int64) error {
-	b, err := bucket(r.tx, BucketAuditSinks)
+	b, err := bucket(r.t.tx, BucketAuditSinks)
 	if err != nil {
 		return err
 	}

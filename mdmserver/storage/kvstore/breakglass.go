@@ -14,14 +14,14 @@ var BucketBreakGlass = []byte("break_glass") // use ID -> breakglass.Use JSON
 var breakGlassBuckets = [][]byte{BucketBreakGlass}
 
 // BreakGlass returns the emergency access uses in this transaction.
-func (t *tx) BreakGlass() breakglass.Repository { return breakGlassRepo{t.tx} }
+func (t *tx) BreakGlass() breakglass.Repository { return breakGlassRepo{t} }
 
 // breakGlassRepo is breakglass.Repository on the break_glass bucket. Uses are rare (a handful a
 // month in a hospital), so List reads them all.
-type breakGlassRepo struct{ tx Tx }
+type breakGlassRepo struct{ t *tx }
 
 func (r breakGlassRepo) Get(ctx context.Context, id string) (*breakglass.Use, error) {
-	b, err := bucket(r.tx, BucketBreakGlass)
+	b, err := bucket(r.t.tx, BucketBreakGlass)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (r breakGlassRepo) Put(ctx context.Context, u *breakglass.Use) error {
 	if u.ID == "" {
 		return fmt.Errorf("break-glass use without an ID")
 	}
-	b, err := bucket(r.tx, BucketBreakGlass)
+	b, err := bucket(r.t.tx, BucketBreakGlass)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (r breakGlassRepo) Put(ctx context.Context, u *breakglass.Use) error {
 }
 
 func (r breakGlassRepo) List(ctx context.Context) ([]*breakglass.Use, error) {
-	b, err := bucket(r.tx, BucketBreakGlass)
+	b, err := bucket(r.t.tx, BucketBreakGlass)
 	if err != nil {
 		return nil, err
 	}

@@ -60,14 +60,14 @@ type challengeValue struct {
 }
 
 // Enrollments returns the enrollments of this transaction.
-func (t *tx) Enrollments() enroll.Repository { return enrollRepo{t.tx} }
+func (t *tx) Enrollments() enroll.Repository { return enrollRepo{t} }
 
 // enrollRepo is enroll.Repository on one key-value transaction.
-type enrollRepo struct{ tx Tx }
+type enrollRepo struct{ t *tx }
 
 // Get returns the enrollment stored under id.
 func (r enrollRepo) Get(ctx context.Context, id string) (*enroll.Record, error) {
-	b, err := bucket(r.tx, BucketEnrollments)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (r enrollRepo) Get(ctx context.Context, id string) (*enroll.Record, error) 
 
 // List returns every enrollment in ID order.
 func (r enrollRepo) List(ctx context.Context) ([]*enroll.Record, error) {
-	b, err := bucket(r.tx, BucketEnrollments)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func (r enrollRepo) List(ctx context.Context) ([]*enroll.Record, error) {
 
 // Add stores a new enrollment and indexes its token hash.
 func (r enrollRepo) Add(ctx context.Context, rec *enroll.Record) error {
-	b, err := bucket(r.tx, BucketEnrollments)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (r enrollRepo) Add(ctx context.Context, rec *enroll.Record) error {
 	if err != nil {
 		return fmt.Errorf("kvstore: enrollment %q: token hash: %w", rec.ID, err)
 	}
-	tokens, err := bucket(r.tx, BucketEnrollmentTokens)
+	tokens, err := bucket(r.t.tx, BucketEnrollmentTokens)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func (r enrollRepo) Add(ctx context.Context, rec *enroll.Record) error {
 
 // Put stores rec under its ID.
 func (r enrollRepo) Put(ctx context.Context, rec *enroll.Record) error {
-	b, err := bucket(r.tx, BucketEnrollments)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,7 @@ func (r enrollRepo) Put(ctx context.Context, rec *enroll.Record) error {
 
 // LookupToken returns the enrollment ID indexed under tokenHash.
 func (r enrollRepo) LookupToken(ctx context.Context, tokenHash string) (string, error) {
-	b, err := bucket(r.tx, BucketEnrollmentTokens)
+	b, err := bucket(r.t.tx, BucketEnrollmentTokens)
 	if err != nil {
 		return "", err
 	}
@@ -160,7 +160,7 @@ func (r enrollRepo) LookupToken(ctx context.Context, tokenHash string) (string, 
 
 // Challenge returns the SCEP challenge stored under hash.
 func (r enrollRepo) Challenge(ctx context.Context, hash string) (*enroll.Challenge, error) {
-	b, err := bucket(r.tx, BucketEnrollmentChallenges)
+	b, err := bucket(r.t.tx, BucketEnrollmentChallenges)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (r enrollRepo) Challenge(ctx context.Context, hash string) (*enroll.Challen
 
 // PutChallenge stores c under hash.
 func (r enrollRepo) PutChallenge(ctx context.Context, hash string, c *enroll.Challenge) error {
-	b, err := bucket(r.tx, BucketEnrollmentChallenges)
+	b, err := bucket(r.t.tx, BucketEnrollmentChallenges)
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func (r enrollRepo) PutChallenge(ctx context.Context, hash string, c *enroll.Cha
 // DeleteExpiredChallenges deletes the challenges that expire at or before cutoff, and those that
 // do not decode.
 func (r enrollRepo) DeleteExpiredChallenges(ctx context.Context, cutoff time.Time) (int, error) {
-	b, err := bucket(r.tx, BucketEnrollmentChallenges)
+	b, err := bucket(r.t.tx, BucketEnrollmentChallenges)
 	if err != nil {
 		return 0, err
 	}

@@ -54,10 +54,10 @@ type outboxRecord struct {
 var subjectMarks = map[events.SubjectMark]byte{events.SubjectListed: '+', events.SubjectExcluded: '-'}
 
 // Events returns the event streams of this transaction.
-func (t *tx) Events() events.Repository { return eventsRepo{t.tx} }
+func (t *tx) Events() events.Repository { return eventsRepo{t} }
 
 // eventsRepo is events.Repository on one key-value transaction.
-type eventsRepo struct{ tx Tx }
+type eventsRepo struct{ t *tx }
 
 // streamPrefix is the key prefix of a stream's outbox entries and subject marks.
 func streamPrefix(streamID string) []byte { return []byte(streamID + "\x00") }
@@ -80,7 +80,7 @@ func decodeStream(k, v []byte) (events.StreamRecord, error) {
 
 // Streams returns every stream in ID order.
 func (r eventsRepo) Streams(ctx context.Context) ([]events.StreamRecord, error) {
-	b, err := bucket(r.tx, BucketEventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (r eventsRepo) Streams(ctx context.Context) ([]events.StreamRecord, error) 
 
 // Stream returns one stream.
 func (r eventsRepo) Stream(ctx context.Context, id string) (*events.StreamRecord, error) {
-	b, err := bucket(r.tx, BucketEventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (r eventsRepo) PutStream(ctx context.Context, rec *events.StreamRecord) err
 	if err != nil {
 		return fmt.Errorf("events: encode stream: %w", err)
 	}
-	b, err := bucket(r.tx, BucketEventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (r eventsRepo) PutStream(ctx context.Context, rec *events.StreamRecord) err
 
 // DeleteStream removes the stream record.
 func (r eventsRepo) DeleteStream(ctx context.Context, id string) error {
-	b, err := bucket(r.tx, BucketEventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func (r eventsRepo) DeleteStream(ctx context.Context, id string) error {
 
 // Subject returns a device's mark on a stream.
 func (r eventsRepo) Subject(ctx context.Context, streamID, deviceID string) (events.SubjectMark, error) {
-	b, err := bucket(r.tx, BucketEventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return events.SubjectAbsent, err
 	}
@@ -159,7 +159,7 @@ func (r eventsRepo) PutSubject(ctx context.Context, streamID, deviceID string, m
 	if !ok {
 		return fmt.Errorf("kvstore: subject mark %d cannot be stored", mark)
 	}
-	b, err := bucket(r.tx, BucketEventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func (r eventsRepo) PutSubject(ctx context.Context, streamID, deviceID string, m
 
 // DeleteSubject removes a device's mark from a stream.
 func (r eventsRepo) DeleteSubject(ctx context.Context, streamID, deviceID string) error {
-	b, err := bucket(r.tx, BucketEventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (r eventsRepo) DeleteSubject(ctx context.Context, streamID, deviceID string
 
 // ClearSubjects removes every mark of a stream.
 func (r eventsRepo) ClearSubjects(ctx context.Context, streamID string) error {
-	b, err := bucket(r.tx, BucketEventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return err
 	}
@@ -186,7 +186,7 @@ func (r eventsRepo) ClearSubjects(ctx context.Context, streamID string) error {
 
 // Enqueue appends a SET to a stream's outbox.
 func (r eventsRepo) Enqueue(ctx context.Context, streamID, jti, set string) error {
-	b, err := bucket(r.tx, BucketEventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func (r eventsRepo) Enqueue(ctx context.Context, streamID, jti, set string) erro
 
 // Queued returns up to limit of a stream's oldest SETs.
 func (r eventsRepo) Queued(ctx context.Context, streamID string, limit int) ([]events.QueuedSET, error) {
-	b, err := bucket(r.tx, BucketEventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func (r eventsRepo) Queued(ctx context.Context, streamID string, limit int) ([]e
 
 // Dequeue removes one SET from a stream's outbox.
 func (r eventsRepo) Dequeue(ctx context.Context, streamID string, seq uint64) error {
-	b, err := bucket(r.tx, BucketEventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return err
 	}
@@ -231,7 +231,7 @@ func (r eventsRepo) Dequeue(ctx context.Context, streamID string, seq uint64) er
 
 // ClearOutbox removes every SET of a stream.
 func (r eventsRepo) ClearOutbox(ctx context.Context, streamID string) error {
-	b, err := bucket(r.tx, BucketEventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func (r eventsRepo) ClearOutbox(ctx context.Context, streamID string) error {
 
 // QueueLen counts a stream's SETs.
 func (r eventsRepo) QueueLen(ctx context.Context, streamID string) (int, error) {
-	b, err := bucket(r.tx, BucketEventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return 0, err
 	}
@@ -255,7 +255,7 @@ func (r eventsRepo) QueueLen(ctx context.Context, streamID string) (int, error) 
 
 // QueueLens counts the SETs of every stream that has any.
 func (r eventsRepo) QueueLens(ctx context.Context) (map[string]int, error) {
-	b, err := bucket(r.tx, BucketEventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return nil, err
 	}

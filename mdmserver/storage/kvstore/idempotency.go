@@ -16,10 +16,10 @@ var (
 )
 
 // Idempotency returns the saved Idempotency-Key answers of this transaction.
-func (t *tx) Idempotency() idempotency.Repository { return idempotencyRepo{t.tx} }
+func (t *tx) Idempotency() idempotency.Repository { return idempotencyRepo{t} }
 
 // idempotencyRepo is idempotency.Repository on one key-value transaction.
-type idempotencyRepo struct{ tx Tx }
+type idempotencyRepo struct{ t *tx }
 
 var _ idempotency.Repository = idempotencyRepo{}
 
@@ -31,7 +31,7 @@ func idempotencyKey(k idempotency.Key) []byte {
 
 // Get returns a copy of the answer saved under k.
 func (r idempotencyRepo) Get(ctx context.Context, k idempotency.Key) (json.RawMessage, error) {
-	b, err := bucket(r.tx, BucketIdempotency)
+	b, err := bucket(r.t.tx, BucketIdempotency)
 	if err != nil {
 		return nil, err
 	}
@@ -44,10 +44,10 @@ func (r idempotencyRepo) Get(ctx context.Context, k idempotency.Key) (json.RawMe
 
 // Put saves answer under k.
 func (r idempotencyRepo) Put(ctx context.Context, k idempotency.Key, answer json.RawMessage) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	b, err := bucket(r.tx, BucketIdempotency)
+	b, err := bucket(r.t.tx, BucketIdempotency)
 	if err != nil {
 		return err
 	}

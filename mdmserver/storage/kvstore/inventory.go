@@ -23,16 +23,16 @@ var (
 )
 
 // Inventory returns the device records of this transaction.
-func (t *tx) Inventory() inventory.Repository { return inventoryRepo{t.tx} }
+func (t *tx) Inventory() inventory.Repository { return inventoryRepo{t} }
 
 // inventoryRepo is inventory.Repository on one key-value transaction.
-type inventoryRepo struct{ tx Tx }
+type inventoryRepo struct{ t *tx }
 
 var _ inventory.Repository = inventoryRepo{}
 
 // Get returns the device with id.
 func (r inventoryRepo) Get(ctx context.Context, id string) (*inventory.Device, error) {
-	b, err := bucket(r.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketDevices)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func (r inventoryRepo) byIndex(ctx context.Context, index []byte, key string) (*
 	if key == "" {
 		return nil, inventory.ErrNotFound
 	}
-	b, err := bucket(r.tx, index)
+	b, err := bucket(r.t.tx, index)
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +74,10 @@ func (r inventoryRepo) byIndex(ctx context.Context, index []byte, key string) (*
 
 // Put writes d's record and moves its index entries from those of the record it replaces.
 func (r inventoryRepo) Put(ctx context.Context, d *inventory.Device) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	devices, err := bucket(r.tx, BucketDevices)
+	devices, err := bucket(r.t.tx, BucketDevices)
 	if err != nil {
 		return err
 	}
@@ -87,11 +87,11 @@ func (r inventoryRepo) Put(ctx context.Context, d *inventory.Device) error {
 			return err
 		}
 	}
-	byEnrollment, err := bucket(r.tx, BucketByEnrollment)
+	byEnrollment, err := bucket(r.t.tx, BucketByEnrollment)
 	if err != nil {
 		return err
 	}
-	byCert, err := bucket(r.tx, BucketByCert)
+	byCert, err := bucket(r.t.tx, BucketByCert)
 	if err != nil {
 		return err
 	}
@@ -153,10 +153,10 @@ func oneOrNone(s string) []string {
 
 // Touch moves device id's LastSeen forward to at.
 func (r inventoryRepo) Touch(ctx context.Context, id string, at time.Time) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	b, err := bucket(r.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketDevices)
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func seekAfter(c Cursor, after string) (k, v []byte) {
 
 // List returns up to limit matching devices after the ID after, and whether more follow.
 func (r inventoryRepo) List(ctx context.Context, f inventory.Filter, after string, limit int) ([]inventory.Device, bool, error) {
-	b, err := bucket(r.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketDevices)
 	if err != nil {
 		return nil, false, err
 	}
@@ -251,7 +251,7 @@ func (r inventoryRepo) List(ctx context.Context, f inventory.Filter, after strin
 // Count returns how many devices match f; the count of all devices is read from the bucket's
 // statistics without decoding any.
 func (r inventoryRepo) Count(ctx context.Context, f inventory.Filter) (int, error) {
-	b, err := bucket(r.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketDevices)
 	if err != nil {
 		return 0, err
 	}
@@ -271,7 +271,7 @@ func (r inventoryRepo) Count(ctx context.Context, f inventory.Filter) (int, erro
 
 // ForEach calls fn with every device after the ID after, in ID order.
 func (r inventoryRepo) ForEach(ctx context.Context, after string, fn func(*inventory.Device) error) error {
-	b, err := bucket(r.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketDevices)
 	if err != nil {
 		return err
 	}

@@ -23,10 +23,10 @@ type pushCertRecord struct {
 }
 
 // PushCerts returns the push certificates of this transaction.
-func (t *tx) PushCerts() pushcert.Repository { return pushCertsRepo{t.tx} }
+func (t *tx) PushCerts() pushcert.Repository { return pushCertsRepo{t} }
 
 // pushCertsRepo is pushcert.Repository on one key-value transaction.
-type pushCertsRepo struct{ tx Tx }
+type pushCertsRepo struct{ t *tx }
 
 func decodePushCert(v []byte) (pushcert.StoredCert, error) {
 	var rec pushCertRecord
@@ -39,7 +39,7 @@ func decodePushCert(v []byte) (pushcert.StoredCert, error) {
 
 // Cert returns the certificate stored for topic.
 func (r pushCertsRepo) Cert(ctx context.Context, topic string) (*pushcert.StoredCert, error) {
-	b, err := bucket(r.tx, BucketPushCerts)
+	b, err := bucket(r.t.tx, BucketPushCerts)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func (r pushCertsRepo) PutCert(ctx context.Context, c *pushcert.StoredCert) erro
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, BucketPushCerts)
+	b, err := bucket(r.t.tx, BucketPushCerts)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func (r pushCertsRepo) PutCert(ctx context.Context, c *pushcert.StoredCert) erro
 
 // Certs returns every stored certificate in topic order.
 func (r pushCertsRepo) Certs(ctx context.Context) ([]pushcert.StoredCert, error) {
-	b, err := bucket(r.tx, BucketPushCerts)
+	b, err := bucket(r.t.tx, BucketPushCerts)
 	if err != nil {
 		return nil, err
 	}

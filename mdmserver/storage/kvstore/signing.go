@@ -24,10 +24,10 @@ type signingKeyRecord struct {
 }
 
 // Signing returns the signing keys of this transaction.
-func (t *tx) Signing() signing.Repository { return signingRepo{t.tx} }
+func (t *tx) Signing() signing.Repository { return signingRepo{t} }
 
 // signingRepo is signing.Repository on one key-value transaction.
-type signingRepo struct{ tx Tx }
+type signingRepo struct{ t *tx }
 
 func decodeSigningKey(kid, v []byte) (signing.StoredKey, error) {
 	var rec signingKeyRecord
@@ -40,7 +40,7 @@ func decodeSigningKey(kid, v []byte) (signing.StoredKey, error) {
 
 // Keys returns every stored key in kid order.
 func (r signingRepo) Keys(ctx context.Context) ([]signing.StoredKey, error) {
-	b, err := bucket(r.tx, BucketSigningKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (r signingRepo) Keys(ctx context.Context) ([]signing.StoredKey, error) {
 
 // Key returns the key stored under kid.
 func (r signingRepo) Key(ctx context.Context, kid string) (signing.StoredKey, error) {
-	b, err := bucket(r.tx, BucketSigningKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return signing.StoredKey{}, err
 	}
@@ -78,7 +78,7 @@ func (r signingRepo) PutKey(ctx context.Context, k signing.StoredKey) error {
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, BucketSigningKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (r signingRepo) PutKey(ctx context.Context, k signing.StoredKey) error {
 
 // DeleteKey removes the key stored under kid.
 func (r signingRepo) DeleteKey(ctx context.Context, kid string) error {
-	b, err := bucket(r.tx, BucketSigningKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return err
 	}

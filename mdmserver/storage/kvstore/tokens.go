@@ -13,13 +13,13 @@ var BucketTokens = []byte("api_tokens") // token ID -> tokens.Token JSON
 var tokensBuckets = [][]byte{BucketTokens}
 
 // Tokens returns the API tokens in this transaction.
-func (t *tx) Tokens() tokens.Repository { return tokensRepo{t.tx} }
+func (t *tx) Tokens() tokens.Repository { return tokensRepo{t} }
 
 // tokensRepo is tokens.Repository on the api_tokens bucket.
-type tokensRepo struct{ tx Tx }
+type tokensRepo struct{ t *tx }
 
 func (r tokensRepo) Get(ctx context.Context, id string) (*tokens.Token, error) {
-	b, err := bucket(r.tx, BucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (r tokensRepo) Get(ctx context.Context, id string) (*tokens.Token, error) {
 }
 
 func (r tokensRepo) Put(ctx context.Context, t *tokens.Token) error {
-	b, err := bucket(r.tx, BucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func (r tokensRepo) Put(ctx context.Context, t *tokens.Token) error {
 }
 
 func (r tokensRepo) List(ctx context.Context) ([]*tokens.Token, error) {
-	b, err := bucket(r.tx, BucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (r tokensRepo) List(ctx context.Context) ([]*tokens.Token, error) {
 }
 
 func (r tokensRepo) Count(ctx context.Context) (int, error) {
-	b, err := bucket(r.tx, BucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return 0, err
 	}
