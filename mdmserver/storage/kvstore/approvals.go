@@ -8,7 +8,8 @@ import (
 	"github.com/halemdm/hale/mdmserver/approvals"
 )
 
-var BucketApprovals = []byte("approvals") // id -> storedApproval JSON
+// BucketApprovals holds the two-person approval requests: id -> storedApproval JSON.
+var BucketApprovals = []byte("approvals")
 
 var approvalsBuckets = [][]byte{BucketApprovals}
 

@@ -9,7 +9,8 @@ import (
 	"github.com/halemdm/hale/mdmserver/breakglass"
 )
 
-var BucketBreakGlass = []byte("break_glass") // use ID -> breakglass.Use JSON
+// BucketBreakGlass holds the break-glass uses: use ID -> breakglass.Use JSON.
+var BucketBreakGlass = []byte("break_glass")
 
 var breakGlassBuckets = [][]byte{BucketBreakGlass}
 

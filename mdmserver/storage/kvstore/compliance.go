@@ -12,6 +12,8 @@ import (
 	"github.com/halemdm/hale/policies"
 )
 
+// The compliance buckets: the policies with their versions and assignments, and each device's
+// posture, verdict and verdict history. The layout of each is beside its name.
 var (
 	BucketCompliancePolicies    = []byte("compliance_policies")        // name → current policyRecord JSON
 	BucketCompliancePolicyHist  = []byte("compliance_policy_versions") // name 0x00 version (8 bytes BE) → policyRecord JSON

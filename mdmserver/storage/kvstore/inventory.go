@@ -15,11 +15,11 @@ import (
 // The inventory's buckets. Records are the Device's JSON under its ID; the indexes map an
 // identifier to the ID of the device holding it.
 var (
-	BucketDevices      = []byte("inventory_devices")
-	BucketByEnrollment = []byte("inventory_by_enrollment") // nanomdm enrollment id -> device id
-	BucketByCert       = []byte("inventory_by_cert")       // cert serial hex -> device id
+	BucketInventoryDevices      = []byte("inventory_devices")
+	BucketInventoryByEnrollment = []byte("inventory_by_enrollment") // nanomdm enrollment id -> device id
+	BucketInventoryByCert       = []byte("inventory_by_cert")       // cert serial hex -> device id
 
-	inventoryBuckets = [][]byte{BucketDevices, BucketByEnrollment, BucketByCert}
+	inventoryBuckets = [][]byte{BucketInventoryDevices, BucketInventoryByEnrollment, BucketInventoryByCert}
 )
 
 // Inventory returns the device records of this transaction.
@@ -32,7 +32,7 @@ var _ inventory.Repository = inventoryRepo{}
 
 // Get returns the device with id.
 func (r inventoryRepo) Get(ctx context.Context, id string) (*inventory.Device, error) {
-	b, err := bucket(r.t.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return nil, err
 	}
@@ -45,12 +45,12 @@ func (r inventoryRepo) Get(ctx context.Context, id string) (*inventory.Device, e
 
 // GetByEnrollmentID returns the device holding nanomdm enrollment ID eid.
 func (r inventoryRepo) GetByEnrollmentID(ctx context.Context, eid string) (*inventory.Device, error) {
-	return r.byIndex(ctx, BucketByEnrollment, eid)
+	return r.byIndex(ctx, BucketInventoryByEnrollment, eid)
 }
 
 // GetByCertSerial returns the device holding the certificate serial (indexed form).
 func (r inventoryRepo) GetByCertSerial(ctx context.Context, serial string) (*inventory.Device, error) {
-	return r.byIndex(ctx, BucketByCert, serial)
+	return r.byIndex(ctx, BucketInventoryByCert, serial)
 }
 
 func (r inventoryRepo) byIndex(ctx context.Context, index []byte, key string) (*inventory.Device, error) {
@@ -77,7 +77,7 @@ func (r inventoryRepo) Put(ctx context.Context, d *inventory.Device) error {
 	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	devices, err := bucket(r.t.tx, BucketDevices)
+	devices, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return err
 	}
@@ -87,11 +87,11 @@ func (r inventoryRepo) Put(ctx context.Context, d *inventory.Device) error {
 			return err
 		}
 	}
-	byEnrollment, err := bucket(r.t.tx, BucketByEnrollment)
+	byEnrollment, err := bucket(r.t.tx, BucketInventoryByEnrollment)
 	if err != nil {
 		return err
 	}
-	byCert, err := bucket(r.t.tx, BucketByCert)
+	byCert, err := bucket(r.t.tx, BucketInventoryByCert)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (r inventoryRepo) Touch(ctx context.Context, id string, at time.Time) error
 	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	b, err := bucket(r.t.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func seekAfter(c Cursor, after string) (k, v []byte) {
 
 // List returns up to limit matching devices after the ID after, and whether more follow.
 func (r inventoryRepo) List(ctx context.Context, f inventory.Filter, after string, limit int) ([]inventory.Device, bool, error) {
-	b, err := bucket(r.t.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return nil, false, err
 	}
@@ -251,7 +251,7 @@ func (r inventoryRepo) List(ctx context.Context, f inventory.Filter, after strin
 // Count returns how many devices match f; the count of all devices is read from the bucket's
 // statistics without decoding any.
 func (r inventoryRepo) Count(ctx context.Context, f inventory.Filter) (int, error) {
-	b, err := bucket(r.t.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return 0, err
 	}
@@ -271,7 +271,7 @@ func (r inventoryRepo) Count(ctx context.Context, f inventory.Filter) (int, erro
 
 // ForEach calls fn with every device after the ID after, in ID order.
 func (r inventoryRepo) ForEach(ctx context.Context, after string, fn func(*inventory.Device) error) error {
-	b, err := bucket(r.t.tx, BucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,8 @@ import (
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
-var BucketTokens = []byte("api_tokens") // token ID -> tokens.Token JSON
+// BucketTokens holds the API tokens: token ID -> tokens.Token JSON.
+var BucketTokens = []byte("api_tokens")
 
 var tokensBuckets = [][]byte{BucketTokens}
 
