@@ -3,6 +3,7 @@ package boltstore
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/audit/audittest"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
 
 // The audit log's contract is in storagetest; these tests edit the bbolt file under it, as
@@ -118,26 +120,26 @@ func TestTamperedStorage(t *testing.T) {
 		index int64
 	}{
 		{"deleted entry", func(tx *bbolt.Tx) error {
-			return tx.Bucket(bucketAuditEntries).Delete(indexKey(5))
+			return tx.Bucket(kvstore.BucketAuditEntries).Delete(indexKey(5))
 		}, audit.KindMissing, 5},
 		{"size rolled back", func(tx *bbolt.Tx) error {
-			return tx.Bucket(bucketAuditMeta).Put(keyAuditSize, indexKey(8))
+			return tx.Bucket(kvstore.BucketAuditMeta).Put(keyAuditSize, indexKey(8))
 		}, audit.KindMismatch, 8},
 		{"stored leaf hash", func(tx *bbolt.Tx) error {
-			b := tx.Bucket(bucketAuditHashes)
+			b := tx.Bucket(kvstore.BucketAuditHashes)
 			h := bytes.Clone(b.Get(indexKey(tlog.StoredHashIndex(0, 3))))
 			h[0] ^= 1
 			return b.Put(indexKey(tlog.StoredHashIndex(0, 3)), h)
 		}, audit.KindChanged, 3},
 		{"stored interior hash", func(tx *bbolt.Tx) error {
-			b := tx.Bucket(bucketAuditHashes)
+			b := tx.Bucket(kvstore.BucketAuditHashes)
 			idx := tlog.StoredHashIndex(1, 2) // written with entry 5
 			h := bytes.Clone(b.Get(indexKey(idx)))
 			h[0] ^= 1
 			return b.Put(indexKey(idx), h)
 		}, audit.KindMismatch, 5},
 		{"entries swapped", func(tx *bbolt.Tx) error {
-			b := tx.Bucket(bucketAuditEntries)
+			b := tx.Bucket(kvstore.BucketAuditEntries)
 			e2, e3 := bytes.Clone(b.Get(indexKey(2))), bytes.Clone(b.Get(indexKey(3)))
 			if err := b.Put(indexKey(2), e3); err != nil {
 				return err
@@ -145,7 +147,7 @@ func TestTamperedStorage(t *testing.T) {
 			return b.Put(indexKey(3), e2)
 		}, audit.KindChanged, 2},
 		{"checkpoint replaced", func(tx *bbolt.Tx) error {
-			b := tx.Bucket(bucketAuditCheckpoints)
+			b := tx.Bucket(kvstore.BucketAuditCheckpoints)
 			cp := bytes.Clone(b.Get(indexKey(10)))
 			return b.Put(indexKey(10), bytes.Replace(cp, []byte("\n10\n"), []byte("\n11\n"), 1))
 		}, audit.KindMismatch, 9},
@@ -165,3 +167,10 @@ func TestTamperedStorage(t *testing.T) {
 		})
 	}
 }
+
+// The audit log's keys as kvstore writes them: written out here, not imported, so that a change
+// of the on-disk layout fails these tests.
+var keyAuditSize = []byte("size")
+
+// indexKey is an index (or tree size) as the audit buckets key it: 8 big-endian bytes.
+func indexKey(n int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }

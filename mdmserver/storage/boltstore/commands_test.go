@@ -15,6 +15,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/pushcert"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
 
 // The values of the command and push certificate buckets as Hale wrote them before the storage
@@ -42,7 +43,7 @@ func TestCommandsLegacyValues(t *testing.T) {
 				return err
 			}
 		}
-		return btx.Bucket(bucketCommandRecords).Put([]byte("U2\x00junk"), []byte("not json"))
+		return btx.Bucket(kvstore.BucketCommandRecords).Put([]byte("U2\x00junk"), []byte("not json"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,10 @@ func TestCommandsLegacyValues(t *testing.T) {
 	cmd := agentcmd.Command{ID: "c_1", DeviceID: "d1", Type: agentcmd.TypeWipe, Mode: "selective", IssuedAt: t0, ManagedData: []string{"~/.app"}, State: agentcmd.StateQueued}
 	cert := pushcert.StoredCert{Info: pushcert.Info{Topic: "com.apple.mgmt.t", NotAfter: t0, Subject: "CN=t", UploadedAt: t0},
 		CertPEM: []byte("cert"), SealedKey: []byte("sealed"), StaleToken: "tok"}
-	err = s.Update(ctx, func(tx storage.Tx) error {
+	// The write transaction the repositories run on, as Store.Update runs them, so the test can
+	// read the bytes they wrote in it.
+	err = s.db.Update(func(btx *bbolt.Tx) error {
+		tx := s.newTx(btx)
 		if got, err := tx.Commands().StateCounts(ctx); err != nil || got[commands.StatePushed] != 1 || got[""] != 1 {
 			t.Errorf("command counts at open: %v, %v; want pushed 1 and one unreadable", got, err)
 		}
@@ -93,7 +97,6 @@ func TestCommandsLegacyValues(t *testing.T) {
 				return err
 			}
 		}
-		btx := boltOf(tx)
 		for _, v := range legacyValues {
 			if got := btx.Bucket([]byte(v.bucket)).Get([]byte(v.key)); string(got) != v.value {
 				t.Errorf("%s %q written as\n%s\nwant\n%s", v.bucket, v.key, got, v.value)
@@ -127,7 +130,7 @@ func TestPushKeyNotInFile(t *testing.T) {
 	}
 	defer raw.Close()
 	raw.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketPushCerts).ForEach(func(_, v []byte) error {
+		return tx.Bucket(kvstore.BucketPushCerts).ForEach(func(_, v []byte) error {
 			if bytes.Contains(v, []byte("PRIVATE KEY")) {
 				t.Error("push key stored in clear")
 			}
@@ -135,7 +138,3 @@ func TestPushKeyNotInFile(t *testing.T) {
 		})
 	})
 }
-
-// boltOf is the bbolt transaction under a storage.Tx of this backend, for tests that read the
-// file's bytes.
-func boltOf(t storage.Tx) *bbolt.Tx { return t.(*tx).tx }

@@ -11,6 +11,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
 
 // A verdict record that does not decode fails the engine's Load, and the index stays not
@@ -36,7 +37,7 @@ func TestComplianceLoadFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(complianceVerdict).Put([]byte(d.ID), []byte("{not json"))
+		return tx.Bucket(kvstore.BucketComplianceVerdict).Put([]byte(d.ID), []byte("{not json"))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,20 +3,24 @@
 // authority's database ([Store.CADB], smallstep's nosql.DB on "ca_" buckets)
 // and nanomdm's own storage.
 //
-// Each domain's repository lives in a file named after it (inventory.go,
-// audit.go, ...): its buckets (created at [Open], listed in buckets.go), its
-// accessor on the transaction type, and the repository over *bbolt.Tx. The
-// on-disk layout (bucket names, keys, JSON values) is the one earlier
-// releases wrote, so existing data directories open unchanged;
-// wipes_migration.go and cadb_import.go carry the two older layouts over
-// once.
+// Every repository is package kvstore's, written once over an ordered
+// key-value transaction and shared with the PostgreSQL backend. Here a
+// kvstore bucket is a top-level bbolt bucket (all of [kvstore.Buckets] are
+// created at [Open]) and kvtx.go adapts *bbolt.Tx to kvstore.Tx: bucket
+// lookup, writes in a read transaction mapped to storage.ErrReadOnly, key
+// counts from bbolt's page statistics, full pages for append-only buckets,
+// and the command state counts kept in memory (statecount.go). The on-disk
+// layout (bucket names, keys, JSON values) is the one earlier releases
+// wrote, so existing data directories open unchanged; wipes_migration.go and
+// cadb_import.go carry the two older layouts over once.
 //
 // [Store.View], [Store.Update] and [Store.Batch] run storage units of work
-// on bbolt transactions. [NewMDMStorage] puts nanomdm's storage (nanomdm's
-// storage/kv backend) on key-value buckets of the same file (prefixed
-// "nanomdm_"), with a native command queue beside them; the rest of this
-// comment is about those. [Store.DB] is for backend-specific tests and tools
-// (bbolt check), never for domain code.
+// on bbolt transactions, handing them kvstore.NewTx over the adapter.
+// [NewMDMStorage] puts nanomdm's storage (nanomdm's storage/kv backend) on
+// key-value buckets of the same file (prefixed "nanomdm_"), with a native
+// command queue beside them; the rest of this comment is about those.
+// [Store.DB] is for backend-specific tests and tools (bbolt check), never
+// for domain code.
 //
 // # Transaction shape, and why
 //

@@ -13,6 +13,7 @@ import (
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/testclock"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
 
 func enrollService(s *Store, opts ...enroll.Option) *enroll.Service {
@@ -72,16 +73,16 @@ func TestEnrollExistingFormat(t *testing.T) {
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		for id, v := range goldenEnrollments {
-			if err := tx.Bucket(enrollmentsBucket).Put([]byte(id), []byte(v)); err != nil {
+			if err := tx.Bucket(kvstore.BucketEnrollments).Put([]byte(id), []byte(v)); err != nil {
 				return err
 			}
 		}
 		for h, id := range goldenTokens {
-			if err := tx.Bucket(enrollmentTokensBucket).Put(rawKey(h), []byte(id)); err != nil {
+			if err := tx.Bucket(kvstore.BucketEnrollmentTokens).Put(rawKey(h), []byte(id)); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(enrollmentChallengesBucket).Put(rawKey(goldenChallengeHash), []byte(goldenChallengeValue))
+		return tx.Bucket(kvstore.BucketEnrollmentChallenges).Put(rawKey(goldenChallengeHash), []byte(goldenChallengeValue))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -110,11 +111,11 @@ func TestEnrollExistingFormat(t *testing.T) {
 	}
 	s.db.View(func(tx *bbolt.Tx) error {
 		for id, want := range goldenEnrollments {
-			if got := string(tx.Bucket(enrollmentsBucket).Get([]byte(id))); got != want {
+			if got := string(tx.Bucket(kvstore.BucketEnrollments).Get([]byte(id))); got != want {
 				t.Errorf("enrollment %s rewritten as\n%s\nwant\n%s", id, got, want)
 			}
 		}
-		if got := string(tx.Bucket(enrollmentChallengesBucket).Get(rawKey(goldenChallengeHash))); got != goldenChallengeValue {
+		if got := string(tx.Bucket(kvstore.BucketEnrollmentChallenges).Get(rawKey(goldenChallengeHash))); got != goldenChallengeValue {
 			t.Errorf("challenge rewritten as\n%s\nwant\n%s", got, goldenChallengeValue)
 		}
 		return nil

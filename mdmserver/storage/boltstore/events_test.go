@@ -8,6 +8,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
 
 // Stream records as the releases before owners, statuses and subjects stored them still read,
@@ -17,7 +18,7 @@ func TestEventStreamRecordsOfEarlierReleases(t *testing.T) {
 	ctx := context.Background()
 	const old = `{"id":"ss_oldpoll","delivery":"poll","audience":"messaging","events_requested":["https://schemas.openid.net/secevent/caep/event-type/session-revoked"],"created_at":"2025-01-01T00:00:00Z"}`
 	if err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(eventStreams).Put([]byte("ss_oldpoll"), []byte(old))
+		return tx.Bucket(kvstore.BucketEventStreams).Put([]byte("ss_oldpoll"), []byte(old))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestEventStreamRecordsOfEarlierReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.db.View(func(tx *bbolt.Tx) error {
-		if got := string(tx.Bucket(eventStreams).Get([]byte("ss_oldpoll"))); got != old {
+		if got := string(tx.Bucket(kvstore.BucketEventStreams).Get([]byte("ss_oldpoll"))); got != old {
 			t.Errorf("rewritten record\n%s\nwant\n%s", got, old)
 		}
 		return nil

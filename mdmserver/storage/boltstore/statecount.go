@@ -1,12 +1,13 @@
 package boltstore
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"sync"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
 
 // stateCounts keeps in memory how many records of a bucket are in each state, so a metric can
@@ -70,41 +71,26 @@ func (c *stateCounts) snapshot() map[string]int64 {
 	return out
 }
 
-// tallies are the state counts the store keeps, one per bucket of records with a state.
-type tallies struct {
-	commands      *stateCounts // Apple MDM command records (commands.go)
-	agentCommands *stateCounts // agent commands (agentcmd.go)
-}
-
-// stateOf reads the "state" of a stored JSON record without decoding the rest of it; an
-// undecodable record has state "".
-func stateOf(v []byte) string {
-	var r struct {
-		State string `json:"state"`
-	}
-	_ = json.Unmarshal(v, &r)
-	return r.State
-}
+// tallies are the state counts the store keeps, one per bucket of kvstore.CountedBuckets, by
+// bucket name.
+type tallies map[string]*stateCounts
 
 // countStates counts the records of every counted bucket once, at open, before anything else
 // can write.
 func (s *Store) countStates() error {
-	s.tallies = tallies{commands: newStateCounts(), agentCommands: newStateCounts()}
+	s.tallies = tallies{}
 	err := s.db.View(func(btx *bbolt.Tx) error {
-		for name, c := range map[string]*stateCounts{
-			string(bucketCommandRecords): s.tallies.commands,
-			string(bucketAgentCommands):  s.tallies.agentCommands,
-		} {
-			b, err := bucket(btx, []byte(name))
+		kv := &kvTx{tx: btx, st: s}
+		for _, name := range kvstore.CountedBuckets {
+			n, err := kvstore.CountStates(kv, name)
 			if err != nil {
 				return err
 			}
-			if err := b.ForEach(func(_, v []byte) error {
-				c.add(stateOf(v), 1)
-				return nil
-			}); err != nil {
-				return err
+			c := newStateCounts()
+			for state, k := range n {
+				c.add(state, k)
 			}
+			s.tallies[string(name)] = c
 		}
 		return nil
 	})

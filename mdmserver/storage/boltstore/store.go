@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -119,7 +120,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, logger: cfg.logger}
 	names := []string{metaBucket}
-	for _, b := range buckets {
+	for _, b := range kvstore.Buckets {
 		names = append(names, string(b))
 	}
 	if err := s.createBuckets(names...); err != nil {

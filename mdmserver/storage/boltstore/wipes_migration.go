@@ -53,7 +53,7 @@ func (s *Store) migrateWipes() error {
 				return err
 			}
 		}
-		r := inventoryRepo{btx}
+		r := s.newTx(btx).Inventory()
 		ctx := context.Background()
 		for id, w := range marks {
 			d, err := r.Get(ctx, id)

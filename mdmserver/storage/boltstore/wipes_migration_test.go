@@ -10,6 +10,7 @@ import (
 
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
 
 // A data directory from before the device record kept its unfinished wipe has the marks in
@@ -98,7 +99,7 @@ func TestOpenCarriesOldWipeMarksOver(t *testing.T) {
 			}
 			// A record the migration had nothing to carry to keeps its bytes.
 			id := "d_0000000000000003"
-			if v := btx.Bucket(bucketDevices).Get([]byte(id)); !bytes.Equal(v, []byte(records[id])) {
+			if v := btx.Bucket(kvstore.BucketInventoryDevices).Get([]byte(id)); !bytes.Equal(v, []byte(records[id])) {
 				t.Errorf("%s: untouched record rewritten:\n%s\nwas\n%s", when, v, records[id])
 			}
 			return nil
@@ -118,7 +119,7 @@ func TestOpenKeepsOldWipeMarksWhenTheMigrationFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		devices, err := tx.CreateBucket(bucketDevices)
+		devices, err := tx.CreateBucket(kvstore.BucketInventoryDevices)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,11 @@
 // bbolt's own) and PostgreSQL (storage/pgstore, where a bucket is the rows of one table that share
 // its name).
 //
+// A backend provides, besides [Tx]: every bucket of [Buckets]; the state counts of
+// [CountedBuckets] (counted once at open with [CountStates], or by a query); a Put, Delete or
+// NextSequence in a read-only transaction failing with an error that wraps storage.ErrReadOnly.
+// [AppendOnlyBuckets] is a hint it may ignore.
+//
 // The layout of each repository's buckets, and why, is in the file of its domain.
 package kvstore
 

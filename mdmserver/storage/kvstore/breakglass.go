@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
@@ -6,24 +6,23 @@ import (
 	"fmt"
 	"sort"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/breakglass"
 )
 
-var bucketBreakGlass = []byte("break_glass") // use ID -> breakglass.Use JSON
+// BucketBreakGlass holds the break-glass uses: use ID -> breakglass.Use JSON.
+var BucketBreakGlass = []byte("break_glass")
 
-var breakGlassBuckets = [][]byte{bucketBreakGlass}
+var breakGlassBuckets = [][]byte{BucketBreakGlass}
 
 // BreakGlass returns the emergency access uses in this transaction.
-func (t *tx) BreakGlass() breakglass.Repository { return breakGlassRepo{t.tx} }
+func (t *tx) BreakGlass() breakglass.Repository { return breakGlassRepo{t} }
 
 // breakGlassRepo is breakglass.Repository on the break_glass bucket. Uses are rare (a handful a
 // month in a hospital), so List reads them all.
-type breakGlassRepo struct{ tx *bbolt.Tx }
+type breakGlassRepo struct{ t *tx }
 
 func (r breakGlassRepo) Get(ctx context.Context, id string) (*breakglass.Use, error) {
-	b, err := bucket(r.tx, bucketBreakGlass)
+	b, err := bucket(r.t.tx, BucketBreakGlass)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +41,7 @@ func (r breakGlassRepo) Put(ctx context.Context, u *breakglass.Use) error {
 	if u.ID == "" {
 		return fmt.Errorf("break-glass use without an ID")
 	}
-	b, err := bucket(r.tx, bucketBreakGlass)
+	b, err := bucket(r.t.tx, BucketBreakGlass)
 	if err != nil {
 		return err
 	}
@@ -50,11 +49,11 @@ func (r breakGlassRepo) Put(ctx context.Context, u *breakglass.Use) error {
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(u.ID), v))
+	return b.Put([]byte(u.ID), v)
 }
 
 func (r breakGlassRepo) List(ctx context.Context) ([]*breakglass.Use, error) {
-	b, err := bucket(r.tx, bucketBreakGlass)
+	b, err := bucket(r.t.tx, BucketBreakGlass)
 	if err != nil {
 		return nil, err
 	}

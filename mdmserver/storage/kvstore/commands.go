@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"bytes"
@@ -14,18 +14,18 @@ import (
 // commands.Record and commands.Result, whose field names are the stored format (a golden test,
 // commands_test.go, holds them to it). PINs are keyed by command UUID, their value sealed.
 var (
-	bucketCommandRecords = []byte("commands")
-	bucketCommandResults = []byte("command_results")
-	bucketCommandPINs    = []byte("command_pins")
+	BucketCommandRecords = []byte("commands")
+	BucketCommandResults = []byte("command_results")
+	BucketCommandPINs    = []byte("command_pins")
 )
 
 // commandsBuckets are the buckets of the Apple MDM commands.
-var commandsBuckets = [][]byte{bucketCommandRecords, bucketCommandResults, bucketCommandPINs}
+var commandsBuckets = [][]byte{BucketCommandRecords, BucketCommandResults, BucketCommandPINs}
 
 // Commands returns the Apple MDM commands of this transaction.
 func (t *tx) Commands() commands.Repository { return commandsRepo{t} }
 
-// commandsRepo is commands.Repository on one bbolt transaction.
+// commandsRepo is commands.Repository on one key-value transaction.
 type commandsRepo struct{ t *tx }
 
 func commandKey(enrollmentID, uuid string) []byte { return []byte(enrollmentID + "\x00" + uuid) }
@@ -40,7 +40,7 @@ func (r commandsRepo) get(name, key []byte, v any) error {
 	if raw == nil {
 		return commands.ErrNotFound
 	}
-	// json.Unmarshal copies: nothing decoded points into bbolt's memory.
+	// json.Unmarshal copies: nothing decoded points into the transaction's memory.
 	return json.Unmarshal(raw, v)
 }
 
@@ -63,7 +63,7 @@ func (r commandsRepo) scan(name []byte, enrollmentID string, fn func(v []byte) e
 // Record returns one command record.
 func (r commandsRepo) Record(ctx context.Context, enrollmentID, uuid string) (*commands.Record, error) {
 	rec := new(commands.Record)
-	if err := r.get(bucketCommandRecords, commandKey(enrollmentID, uuid), rec); err != nil {
+	if err := r.get(BucketCommandRecords, commandKey(enrollmentID, uuid), rec); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -75,26 +75,26 @@ func (r commandsRepo) PutRecord(ctx context.Context, rec *commands.Record) error
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.t.tx, bucketCommandRecords)
+	b, err := bucket(r.t.tx, BucketCommandRecords)
 	if err != nil {
 		return err
 	}
 	k := commandKey(rec.EnrollmentID, rec.UUID)
 	old := ""
 	if prev := b.Get(k); prev != nil {
-		old = stateOf(prev)
+		old = StateOf(prev)
 	}
-	if err := mapWrite(b.Put(k, v)); err != nil {
+	if err := b.Put(k, v); err != nil {
 		return err
 	}
-	r.t.st.tallies.commands.move(r.t.tx, old, string(rec.State))
+	r.t.tx.MoveState(BucketCommandRecords, old, string(rec.State))
 	return nil
 }
 
 // Records returns an enrollment's records in key (command UUID) order.
 func (r commandsRepo) Records(ctx context.Context, enrollmentID string) ([]*commands.Record, error) {
 	var out []*commands.Record
-	err := r.scan(bucketCommandRecords, enrollmentID, func(v []byte) error {
+	err := r.scan(BucketCommandRecords, enrollmentID, func(v []byte) error {
 		rec := new(commands.Record)
 		if err := json.Unmarshal(v, rec); err != nil {
 			return err
@@ -107,7 +107,7 @@ func (r commandsRepo) Records(ctx context.Context, enrollmentID string) ([]*comm
 
 // EachRecord calls fn with every record.
 func (r commandsRepo) EachRecord(ctx context.Context, fn func(*commands.Record) error) error {
-	b, err := bucket(r.t.tx, bucketCommandRecords)
+	b, err := bucket(r.t.tx, BucketCommandRecords)
 	if err != nil {
 		return err
 	}
@@ -120,9 +120,12 @@ func (r commandsRepo) EachRecord(ctx context.Context, fn func(*commands.Record) 
 	})
 }
 
-// StateCounts returns the store's in-memory counts of records per state.
+// StateCounts returns the counts of records per state the backend keeps (without reading the records).
 func (r commandsRepo) StateCounts(ctx context.Context) (map[commands.State]int64, error) {
-	snap := r.t.st.tallies.commands.snapshot()
+	snap, err := r.t.tx.StateCounts(BucketCommandRecords)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[commands.State]int64, len(snap))
 	for s, n := range snap {
 		out[commands.State(s)] = n
@@ -133,7 +136,7 @@ func (r commandsRepo) StateCounts(ctx context.Context) (map[commands.State]int64
 // Result returns one stored result.
 func (r commandsRepo) Result(ctx context.Context, enrollmentID, uuid string) (*commands.Result, error) {
 	res := new(commands.Result)
-	if err := r.get(bucketCommandResults, commandKey(enrollmentID, uuid), res); err != nil {
+	if err := r.get(BucketCommandResults, commandKey(enrollmentID, uuid), res); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -145,17 +148,17 @@ func (r commandsRepo) PutResult(ctx context.Context, res *commands.Result) error
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.t.tx, bucketCommandResults)
+	b, err := bucket(r.t.tx, BucketCommandResults)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put(commandKey(res.EnrollmentID, res.CommandUUID), v))
+	return b.Put(commandKey(res.EnrollmentID, res.CommandUUID), v)
 }
 
 // Results returns an enrollment's results in key (command UUID) order.
 func (r commandsRepo) Results(ctx context.Context, enrollmentID string) ([]*commands.Result, error) {
 	var out []*commands.Result
-	err := r.scan(bucketCommandResults, enrollmentID, func(v []byte) error {
+	err := r.scan(BucketCommandResults, enrollmentID, func(v []byte) error {
 		res := new(commands.Result)
 		if err := json.Unmarshal(v, res); err != nil {
 			return err
@@ -168,7 +171,7 @@ func (r commandsRepo) Results(ctx context.Context, enrollmentID string) ([]*comm
 
 // SealedPIN returns a copy of the sealed PIN stored for a command.
 func (r commandsRepo) SealedPIN(ctx context.Context, uuid string) ([]byte, error) {
-	b, err := bucket(r.t.tx, bucketCommandPINs)
+	b, err := bucket(r.t.tx, BucketCommandPINs)
 	if err != nil {
 		return nil, err
 	}
@@ -181,9 +184,9 @@ func (r commandsRepo) SealedPIN(ctx context.Context, uuid string) ([]byte, error
 
 // PutSealedPIN stores a command's sealed PIN.
 func (r commandsRepo) PutSealedPIN(ctx context.Context, uuid string, sealed []byte) error {
-	b, err := bucket(r.t.tx, bucketCommandPINs)
+	b, err := bucket(r.t.tx, BucketCommandPINs)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(uuid), sealed))
+	return b.Put([]byte(uuid), sealed)
 }

@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"bytes"
@@ -6,40 +6,39 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/halemdm/hale/mdmserver/audit"
 )
 
-// The audit log's buckets. Keys are indexes (or tree sizes) as 8 big-endian bytes, so bbolt's
+// The audit log's buckets. Keys are indexes (or tree sizes) as 8 big-endian bytes, so the bucket's
 // byte order is index order.
 var (
-	bucketAuditEntries     = []byte("audit_entries")     // index -> entry bytes
-	bucketAuditHashes      = []byte("audit_hashes")      // stored hash index -> 32-byte hash
-	bucketAuditMeta        = []byte("audit_meta")        // "size" -> number of entries
-	bucketAuditCheckpoints = []byte("audit_checkpoints") // tree size -> signed note
-	bucketAuditSinks       = []byte("audit_sinks")       // sink name -> delivery cursor
+	BucketAuditEntries     = []byte("audit_entries")     // index -> entry bytes
+	BucketAuditHashes      = []byte("audit_hashes")      // stored hash index -> 32-byte hash
+	BucketAuditMeta        = []byte("audit_meta")        // "size" -> number of entries
+	BucketAuditCheckpoints = []byte("audit_checkpoints") // tree size -> signed note
+	BucketAuditSinks       = []byte("audit_sinks")       // sink name -> delivery cursor
 	keyAuditSize           = []byte("size")
 )
 
-var auditBuckets = [][]byte{bucketAuditEntries, bucketAuditHashes, bucketAuditMeta, bucketAuditCheckpoints, bucketAuditSinks}
+var auditBuckets = [][]byte{BucketAuditEntries, BucketAuditHashes, BucketAuditMeta, BucketAuditCheckpoints, BucketAuditSinks}
 
 // Audit returns the audit log's repository in this transaction.
-func (t *tx) Audit() audit.Repository { return auditRepo{t.tx} }
+func (t *tx) Audit() audit.Repository { return auditRepo{t} }
 
 // auditRepo is audit.Repository on the four audit buckets.
-type auditRepo struct{ tx *bbolt.Tx }
+type auditRepo struct{ t *tx }
 
 func (r auditRepo) Size(ctx context.Context) (int64, error) {
-	meta, err := bucket(r.tx, bucketAuditMeta)
+	meta, err := bucket(r.t.tx, BucketAuditMeta)
 	if err != nil {
 		return 0, err
 	}
 	return auditSize(meta)
 }
 
-func auditSize(meta *bbolt.Bucket) (int64, error) {
+func auditSize(meta Bucket) (int64, error) {
 	v := meta.Get(keyAuditSize)
 	if v == nil {
 		return 0, nil
@@ -52,7 +51,7 @@ func auditSize(meta *bbolt.Bucket) (int64, error) {
 }
 
 func (r auditRepo) Entry(ctx context.Context, index int64) ([]byte, error) {
-	b, err := bucket(r.tx, bucketAuditEntries)
+	b, err := bucket(r.t.tx, BucketAuditEntries)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +66,7 @@ func (r auditRepo) Entry(ctx context.Context, index int64) ([]byte, error) {
 }
 
 func (r auditRepo) Hashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
-	b, err := bucket(r.tx, bucketAuditHashes)
+	b, err := bucket(r.t.tx, BucketAuditHashes)
 	if err != nil {
 		return nil, err
 	}
@@ -85,40 +84,38 @@ func (r auditRepo) Hashes(ctx context.Context, indexes []int64) ([]tlog.Hash, er
 }
 
 func (r auditRepo) Put(ctx context.Context, index int64, data []byte, hashes []tlog.Hash) error {
-	entries, err := bucket(r.tx, bucketAuditEntries)
+	entries, err := bucket(r.t.tx, BucketAuditEntries)
 	if err != nil {
 		return err
 	}
-	hb, err := bucket(r.tx, bucketAuditHashes)
+	hb, err := bucket(r.t.tx, BucketAuditHashes)
 	if err != nil {
 		return err
 	}
-	meta, err := bucket(r.tx, bucketAuditMeta)
+	meta, err := bucket(r.t.tx, BucketAuditMeta)
 	if err != nil {
 		return err
 	}
 	if entries.Get(indexKey(index)) != nil {
 		return fmt.Errorf("%w: entry %d is already stored but the size says %d", audit.ErrCorrupt, index, index)
 	}
-	// Keys only ever grow: full pages split less and the file stays about half the size.
-	entries.FillPercent, hb.FillPercent = 1.0, 1.0
 	base := tlog.StoredHashIndex(0, index)
 	for i, h := range hashes {
 		if err := hb.Put(indexKey(base+int64(i)), h[:]); err != nil {
-			return fmt.Errorf("storing tree hash: %w", mapWrite(err))
+			return fmt.Errorf("storing tree hash: %w", err)
 		}
 	}
 	if err := entries.Put(indexKey(index), data); err != nil {
-		return mapWrite(err)
+		return err
 	}
 	if err := meta.Put(keyAuditSize, indexKey(index+1)); err != nil {
-		return fmt.Errorf("storing size: %w", mapWrite(err))
+		return fmt.Errorf("storing size: %w", err)
 	}
 	return nil
 }
 
 func (r auditRepo) Checkpoint(ctx context.Context, n int64) ([]byte, error) {
-	b, err := bucket(r.tx, bucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -130,15 +127,15 @@ func (r auditRepo) Checkpoint(ctx context.Context, n int64) ([]byte, error) {
 }
 
 func (r auditRepo) PutCheckpoint(ctx context.Context, n int64, signed []byte) error {
-	b, err := bucket(r.tx, bucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put(indexKey(n), signed))
+	return b.Put(indexKey(n), signed)
 }
 
 func (r auditRepo) LatestCheckpoint(ctx context.Context) ([]byte, error) {
-	b, err := bucket(r.tx, bucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +147,7 @@ func (r auditRepo) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 }
 
 func (r auditRepo) Checkpoints(ctx context.Context, fn func(n int64, signed []byte) error) error {
-	b, err := bucket(r.tx, bucketAuditCheckpoints)
+	b, err := bucket(r.t.tx, BucketAuditCheckpoints)
 	if err != nil {
 		return err
 	}
@@ -171,8 +168,8 @@ func (r auditRepo) Extent(ctx context.Context) (entries, hashes int64, err error
 	for _, x := range []struct {
 		name []byte
 		out  *int64
-	}{{bucketAuditEntries, &entries}, {bucketAuditHashes, &hashes}} {
-		b, err := bucket(r.tx, x.name)
+	}{{BucketAuditEntries, &entries}, {BucketAuditHashes, &hashes}} {
+		b, err := bucket(r.t.tx, x.name)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -189,7 +186,7 @@ func (r auditRepo) Extent(ctx context.Context) (entries, hashes int64, err error
 	return entries, hashes, nil
 }
 
-// indexKey encodes a non-negative index big-endian, so bbolt's byte order is index order.
+// indexKey encodes a non-negative index big-endian, so the bucket's byte order is index order.
 func indexKey(n int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }
 
 // parseIndexKey reads an indexKey back; ok is false for anything else.
@@ -202,7 +199,7 @@ func parseIndexKey(b []byte) (int64, bool) {
 }
 
 func (r auditRepo) Delivered(ctx context.Context, sink string) (int64, error) {
-	b, err := bucket(r.tx, bucketAuditSinks)
+	b, err := bucket(r.t.tx, BucketAuditSinks)
 	if err != nil {
 		return 0, err
 	}
@@ -218,12 +215,12 @@ func (r auditRepo) Delivered(ctx context.Context, sink string) (int64, error) {
 }
 
 func (r auditRepo) PutDelivered(ctx context.Context, sink string, next int64) error {
-	b, err := bucket(r.tx, bucketAuditSinks)
+	b, err := bucket(r.t.tx, BucketAuditSinks)
 	if err != nil {
 		return err
 	}
 	if sink == "" {
-		return fmt.Errorf("boltstore: a delivery cursor needs a sink name")
+		return fmt.Errorf("kvstore: a delivery cursor needs a sink name")
 	}
-	return mapWrite(b.Put([]byte(sink), indexKey(next)))
+	return b.Put([]byte(sink), indexKey(next))
 }

@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/signing"
 )
 
-// signingKeys holds kid → signingKeyRecord JSON.
-var signingKeys = []byte("signing_keys")
+// BucketSigningKeys holds kid → signingKeyRecord JSON.
+var BucketSigningKeys = []byte("signing_keys")
 
 // signingBuckets are the buckets of the signing keys.
-var signingBuckets = [][]byte{signingKeys}
+var signingBuckets = [][]byte{BucketSigningKeys}
 
 // signingKeyRecord is a signing key as stored; the kid is its key in the bucket.
 type signingKeyRecord struct {
@@ -26,23 +24,23 @@ type signingKeyRecord struct {
 }
 
 // Signing returns the signing keys of this transaction.
-func (t *tx) Signing() signing.Repository { return signingRepo{t.tx} }
+func (t *tx) Signing() signing.Repository { return signingRepo{t} }
 
-// signingRepo is signing.Repository on one bbolt transaction.
-type signingRepo struct{ tx *bbolt.Tx }
+// signingRepo is signing.Repository on one key-value transaction.
+type signingRepo struct{ t *tx }
 
 func decodeSigningKey(kid, v []byte) (signing.StoredKey, error) {
 	var rec signingKeyRecord
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return signing.StoredKey{}, fmt.Errorf("decode record: %w", err)
 	}
-	// json.Unmarshal copies: nothing here points into bbolt's memory.
+	// json.Unmarshal copies: nothing here points into the transaction's memory.
 	return signing.StoredKey{KID: string(kid), Alg: rec.Alg, CreatedAt: rec.CreatedAt, RetiredAt: rec.RetiredAt, SealedKey: rec.SealedKey}, nil
 }
 
 // Keys returns every stored key in kid order.
 func (r signingRepo) Keys(ctx context.Context) ([]signing.StoredKey, error) {
-	b, err := bucket(r.tx, signingKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +58,7 @@ func (r signingRepo) Keys(ctx context.Context) ([]signing.StoredKey, error) {
 
 // Key returns the key stored under kid.
 func (r signingRepo) Key(ctx context.Context, kid string) (signing.StoredKey, error) {
-	b, err := bucket(r.tx, signingKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return signing.StoredKey{}, err
 	}
@@ -74,24 +72,24 @@ func (r signingRepo) Key(ctx context.Context, kid string) (signing.StoredKey, er
 // PutKey stores k under its kid.
 func (r signingRepo) PutKey(ctx context.Context, k signing.StoredKey) error {
 	if k.KID == "" {
-		return fmt.Errorf("boltstore: signing key without a kid")
+		return fmt.Errorf("kvstore: signing key without a kid")
 	}
 	v, err := json.Marshal(signingKeyRecord{Alg: k.Alg, CreatedAt: k.CreatedAt, RetiredAt: k.RetiredAt, SealedKey: k.SealedKey})
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, signingKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(k.KID), v))
+	return b.Put([]byte(k.KID), v)
 }
 
 // DeleteKey removes the key stored under kid.
 func (r signingRepo) DeleteKey(ctx context.Context, kid string) error {
-	b, err := bucket(r.tx, signingKeys)
+	b, err := bucket(r.t.tx, BucketSigningKeys)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Delete([]byte(kid)))
+	return b.Delete([]byte(kid))
 }

@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
 )
@@ -17,24 +15,24 @@ import (
 // The inventory's buckets. Records are the Device's JSON under its ID; the indexes map an
 // identifier to the ID of the device holding it.
 var (
-	bucketDevices      = []byte("inventory_devices")
-	bucketByEnrollment = []byte("inventory_by_enrollment") // nanomdm enrollment id -> device id
-	bucketByCert       = []byte("inventory_by_cert")       // cert serial hex -> device id
+	BucketInventoryDevices      = []byte("inventory_devices")
+	BucketInventoryByEnrollment = []byte("inventory_by_enrollment") // nanomdm enrollment id -> device id
+	BucketInventoryByCert       = []byte("inventory_by_cert")       // cert serial hex -> device id
 
-	inventoryBuckets = [][]byte{bucketDevices, bucketByEnrollment, bucketByCert}
+	inventoryBuckets = [][]byte{BucketInventoryDevices, BucketInventoryByEnrollment, BucketInventoryByCert}
 )
 
 // Inventory returns the device records of this transaction.
-func (t *tx) Inventory() inventory.Repository { return inventoryRepo{t.tx} }
+func (t *tx) Inventory() inventory.Repository { return inventoryRepo{t} }
 
-// inventoryRepo is inventory.Repository on one bbolt transaction.
-type inventoryRepo struct{ tx *bbolt.Tx }
+// inventoryRepo is inventory.Repository on one key-value transaction.
+type inventoryRepo struct{ t *tx }
 
 var _ inventory.Repository = inventoryRepo{}
 
 // Get returns the device with id.
 func (r inventoryRepo) Get(ctx context.Context, id string) (*inventory.Device, error) {
-	b, err := bucket(r.tx, bucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return nil, err
 	}
@@ -47,19 +45,19 @@ func (r inventoryRepo) Get(ctx context.Context, id string) (*inventory.Device, e
 
 // GetByEnrollmentID returns the device holding nanomdm enrollment ID eid.
 func (r inventoryRepo) GetByEnrollmentID(ctx context.Context, eid string) (*inventory.Device, error) {
-	return r.byIndex(ctx, bucketByEnrollment, eid)
+	return r.byIndex(ctx, BucketInventoryByEnrollment, eid)
 }
 
 // GetByCertSerial returns the device holding the certificate serial (indexed form).
 func (r inventoryRepo) GetByCertSerial(ctx context.Context, serial string) (*inventory.Device, error) {
-	return r.byIndex(ctx, bucketByCert, serial)
+	return r.byIndex(ctx, BucketInventoryByCert, serial)
 }
 
 func (r inventoryRepo) byIndex(ctx context.Context, index []byte, key string) (*inventory.Device, error) {
 	if key == "" {
 		return nil, inventory.ErrNotFound
 	}
-	b, err := bucket(r.tx, index)
+	b, err := bucket(r.t.tx, index)
 	if err != nil {
 		return nil, err
 	}
@@ -76,10 +74,10 @@ func (r inventoryRepo) byIndex(ctx context.Context, index []byte, key string) (*
 
 // Put writes d's record and moves its index entries from those of the record it replaces.
 func (r inventoryRepo) Put(ctx context.Context, d *inventory.Device) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	devices, err := bucket(r.tx, bucketDevices)
+	devices, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return err
 	}
@@ -89,11 +87,11 @@ func (r inventoryRepo) Put(ctx context.Context, d *inventory.Device) error {
 			return err
 		}
 	}
-	byEnrollment, err := bucket(r.tx, bucketByEnrollment)
+	byEnrollment, err := bucket(r.t.tx, BucketInventoryByEnrollment)
 	if err != nil {
 		return err
 	}
-	byCert, err := bucket(r.tx, bucketByCert)
+	byCert, err := bucket(r.t.tx, BucketInventoryByCert)
 	if err != nil {
 		return err
 	}
@@ -120,7 +118,7 @@ func (r inventoryRepo) Put(ctx context.Context, d *inventory.Device) error {
 
 // checkIndex reports a key of device id that the index gives to another device: an identifier
 // belongs to one device.
-func checkIndex(b *bbolt.Bucket, id string, keys []string) error {
+func checkIndex(b Bucket, id string, keys []string) error {
 	for _, k := range keys {
 		if cur := b.Get([]byte(k)); cur != nil && string(cur) != id {
 			return fmt.Errorf("%w: %q belongs to device %s", inventory.ErrConflict, k, cur)
@@ -130,7 +128,7 @@ func checkIndex(b *bbolt.Bucket, id string, keys []string) error {
 }
 
 // reindex moves index entries of device id from the old keys to the new ones.
-func reindex(b *bbolt.Bucket, id string, old, new []string) error {
+func reindex(b Bucket, id string, old, new []string) error {
 	for _, k := range old {
 		if !slices.Contains(new, k) {
 			if err := b.Delete([]byte(k)); err != nil {
@@ -155,10 +153,10 @@ func oneOrNone(s string) []string {
 
 // Touch moves device id's LastSeen forward to at.
 func (r inventoryRepo) Touch(ctx context.Context, id string, at time.Time) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	b, err := bucket(r.tx, bucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return err
 	}
@@ -208,7 +206,7 @@ func matches(f inventory.Filter, k, v []byte) (bool, error) {
 }
 
 // seekAfter positions c on the first key greater than after (the first key when after is empty).
-func seekAfter(c *bbolt.Cursor, after string) (k, v []byte) {
+func seekAfter(c Cursor, after string) (k, v []byte) {
 	if after == "" {
 		return c.First()
 	}
@@ -221,7 +219,7 @@ func seekAfter(c *bbolt.Cursor, after string) (k, v []byte) {
 
 // List returns up to limit matching devices after the ID after, and whether more follow.
 func (r inventoryRepo) List(ctx context.Context, f inventory.Filter, after string, limit int) ([]inventory.Device, bool, error) {
-	b, err := bucket(r.tx, bucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return nil, false, err
 	}
@@ -253,12 +251,12 @@ func (r inventoryRepo) List(ctx context.Context, f inventory.Filter, after strin
 // Count returns how many devices match f; the count of all devices is read from the bucket's
 // statistics without decoding any.
 func (r inventoryRepo) Count(ctx context.Context, f inventory.Filter) (int, error) {
-	b, err := bucket(r.tx, bucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return 0, err
 	}
 	if f == (inventory.Filter{}) {
-		return b.Stats().KeyN, nil
+		return b.KeyN()
 	}
 	n := 0
 	err = b.ForEach(func(k, v []byte) error {
@@ -273,7 +271,7 @@ func (r inventoryRepo) Count(ctx context.Context, f inventory.Filter) (int, erro
 
 // ForEach calls fn with every device after the ID after, in ID order.
 func (r inventoryRepo) ForEach(ctx context.Context, after string, fn func(*inventory.Device) error) error {
-	b, err := bucket(r.tx, bucketDevices)
+	b, err := bucket(r.t.tx, BucketInventoryDevices)
 	if err != nil {
 		return err
 	}

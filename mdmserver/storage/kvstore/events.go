@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"bytes"
@@ -8,24 +8,22 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/events"
 )
 
 var (
-	// eventStreams holds stream ID → streamRecord JSON.
-	eventStreams = []byte("ssf_streams")
-	// eventOutbox holds stream ID 0x00 seq (16 bytes, big endian) → outboxRecord JSON, so a
+	// BucketEventStreams holds stream ID → streamRecord JSON.
+	BucketEventStreams = []byte("ssf_streams")
+	// BucketEventOutbox holds stream ID 0x00 seq (16 bytes, big endian) → outboxRecord JSON, so a
 	// stream's SETs are contiguous and in the order they were emitted. seq is the bucket's
 	// sequence, shared by every stream.
-	eventOutbox = []byte("ssf_outbox")
-	// eventSubjects holds stream ID 0x00 device ID → one mark byte (subjectMarks).
-	eventSubjects = []byte("ssf_subjects")
+	BucketEventOutbox = []byte("ssf_outbox")
+	// BucketEventSubjects holds stream ID 0x00 device ID → one mark byte (subjectMarks).
+	BucketEventSubjects = []byte("ssf_subjects")
 )
 
 // eventBuckets are the buckets of the event streams.
-var eventBuckets = [][]byte{eventStreams, eventOutbox, eventSubjects}
+var eventBuckets = [][]byte{BucketEventStreams, BucketEventOutbox, BucketEventSubjects}
 
 // streamRecord is an event stream as stored (the stream records of earlier releases lack the
 // newer members, which then decode as their zero values).
@@ -56,10 +54,10 @@ type outboxRecord struct {
 var subjectMarks = map[events.SubjectMark]byte{events.SubjectListed: '+', events.SubjectExcluded: '-'}
 
 // Events returns the event streams of this transaction.
-func (t *tx) Events() events.Repository { return eventsRepo{t.tx} }
+func (t *tx) Events() events.Repository { return eventsRepo{t} }
 
-// eventsRepo is events.Repository on one bbolt transaction.
-type eventsRepo struct{ tx *bbolt.Tx }
+// eventsRepo is events.Repository on one key-value transaction.
+type eventsRepo struct{ t *tx }
 
 // streamPrefix is the key prefix of a stream's outbox entries and subject marks.
 func streamPrefix(streamID string) []byte { return []byte(streamID + "\x00") }
@@ -82,7 +80,7 @@ func decodeStream(k, v []byte) (events.StreamRecord, error) {
 
 // Streams returns every stream in ID order.
 func (r eventsRepo) Streams(ctx context.Context) ([]events.StreamRecord, error) {
-	b, err := bucket(r.tx, eventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +95,7 @@ func (r eventsRepo) Streams(ctx context.Context) ([]events.StreamRecord, error) 
 
 // Stream returns one stream.
 func (r eventsRepo) Stream(ctx context.Context, id string) (*events.StreamRecord, error) {
-	b, err := bucket(r.tx, eventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return nil, err
 	}
@@ -115,31 +113,31 @@ func (r eventsRepo) Stream(ctx context.Context, id string) (*events.StreamRecord
 // PutStream stores rec.
 func (r eventsRepo) PutStream(ctx context.Context, rec *events.StreamRecord) error {
 	if rec.ID == "" {
-		return fmt.Errorf("boltstore: event stream without an ID")
+		return fmt.Errorf("kvstore: event stream without an ID")
 	}
 	v, err := json.Marshal(streamRecord(*rec))
 	if err != nil {
 		return fmt.Errorf("events: encode stream: %w", err)
 	}
-	b, err := bucket(r.tx, eventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(rec.ID), v))
+	return b.Put([]byte(rec.ID), v)
 }
 
 // DeleteStream removes the stream record.
 func (r eventsRepo) DeleteStream(ctx context.Context, id string) error {
-	b, err := bucket(r.tx, eventStreams)
+	b, err := bucket(r.t.tx, BucketEventStreams)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Delete([]byte(id)))
+	return b.Delete([]byte(id))
 }
 
 // Subject returns a device's mark on a stream.
 func (r eventsRepo) Subject(ctx context.Context, streamID, deviceID string) (events.SubjectMark, error) {
-	b, err := bucket(r.tx, eventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return events.SubjectAbsent, err
 	}
@@ -159,27 +157,27 @@ func (r eventsRepo) Subject(ctx context.Context, streamID, deviceID string) (eve
 func (r eventsRepo) PutSubject(ctx context.Context, streamID, deviceID string, mark events.SubjectMark) error {
 	m, ok := subjectMarks[mark]
 	if !ok {
-		return fmt.Errorf("boltstore: subject mark %d cannot be stored", mark)
+		return fmt.Errorf("kvstore: subject mark %d cannot be stored", mark)
 	}
-	b, err := bucket(r.tx, eventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(streamID+"\x00"+deviceID), []byte{m}))
+	return b.Put([]byte(streamID+"\x00"+deviceID), []byte{m})
 }
 
 // DeleteSubject removes a device's mark from a stream.
 func (r eventsRepo) DeleteSubject(ctx context.Context, streamID, deviceID string) error {
-	b, err := bucket(r.tx, eventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Delete([]byte(streamID + "\x00" + deviceID)))
+	return b.Delete([]byte(streamID + "\x00" + deviceID))
 }
 
 // ClearSubjects removes every mark of a stream.
 func (r eventsRepo) ClearSubjects(ctx context.Context, streamID string) error {
-	b, err := bucket(r.tx, eventSubjects)
+	b, err := bucket(r.t.tx, BucketEventSubjects)
 	if err != nil {
 		return err
 	}
@@ -188,24 +186,24 @@ func (r eventsRepo) ClearSubjects(ctx context.Context, streamID string) error {
 
 // Enqueue appends a SET to a stream's outbox.
 func (r eventsRepo) Enqueue(ctx context.Context, streamID, jti, set string) error {
-	b, err := bucket(r.tx, eventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return err
 	}
 	seq, err := b.NextSequence()
 	if err != nil {
-		return mapWrite(err)
+		return err
 	}
 	v, err := json.Marshal(outboxRecord{JTI: jti, SET: set})
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put(outboxKey(streamID, seq), v))
+	return b.Put(outboxKey(streamID, seq), v)
 }
 
 // Queued returns up to limit of a stream's oldest SETs.
 func (r eventsRepo) Queued(ctx context.Context, streamID string, limit int) ([]events.QueuedSET, error) {
-	b, err := bucket(r.tx, eventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return nil, err
 	}
@@ -224,16 +222,16 @@ func (r eventsRepo) Queued(ctx context.Context, streamID string, limit int) ([]e
 
 // Dequeue removes one SET from a stream's outbox.
 func (r eventsRepo) Dequeue(ctx context.Context, streamID string, seq uint64) error {
-	b, err := bucket(r.tx, eventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Delete(outboxKey(streamID, seq)))
+	return b.Delete(outboxKey(streamID, seq))
 }
 
 // ClearOutbox removes every SET of a stream.
 func (r eventsRepo) ClearOutbox(ctx context.Context, streamID string) error {
-	b, err := bucket(r.tx, eventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return err
 	}
@@ -242,7 +240,7 @@ func (r eventsRepo) ClearOutbox(ctx context.Context, streamID string) error {
 
 // QueueLen counts a stream's SETs.
 func (r eventsRepo) QueueLen(ctx context.Context, streamID string) (int, error) {
-	b, err := bucket(r.tx, eventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return 0, err
 	}
@@ -257,7 +255,7 @@ func (r eventsRepo) QueueLen(ctx context.Context, streamID string) (int, error) 
 
 // QueueLens counts the SETs of every stream that has any.
 func (r eventsRepo) QueueLens(ctx context.Context) (map[string]int, error) {
-	b, err := bucket(r.tx, eventOutbox)
+	b, err := bucket(r.t.tx, BucketEventOutbox)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +270,7 @@ func (r eventsRepo) QueueLens(ctx context.Context) (map[string]int, error) {
 }
 
 // deletePrefix deletes every key of b that starts with prefix.
-func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
+func deletePrefix(b Bucket, prefix []byte) error {
 	// Collect first: deleting under a cursor skips keys.
 	var keys [][]byte
 	c := b.Cursor()
@@ -281,7 +279,7 @@ func deletePrefix(b *bbolt.Bucket, prefix []byte) error {
 	}
 	for _, k := range keys {
 		if err := b.Delete(k); err != nil {
-			return mapWrite(err)
+			return err
 		}
 	}
 	return nil

@@ -1,36 +1,34 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/consolesession"
 	"github.com/halemdm/hale/mdmserver/storage"
 )
 
-// bucketConsoleSessions holds the web console's sessions: cookie hash -> session JSON.
+// BucketConsoleSessions holds the web console's sessions: cookie hash -> session JSON.
 var (
-	bucketConsoleSessions = []byte("console_sessions")
-	consoleSessionBuckets = [][]byte{bucketConsoleSessions}
+	BucketConsoleSessions = []byte("console_sessions")
+	consoleSessionBuckets = [][]byte{BucketConsoleSessions}
 )
 
 // ConsoleSessions returns the web console's sessions in this transaction.
-func (t *tx) ConsoleSessions() consolesession.Repository { return consoleSessionRepo{t.tx} }
+func (t *tx) ConsoleSessions() consolesession.Repository { return consoleSessionRepo{t} }
 
-// consoleSessionRepo is consolesession.Repository on one bbolt transaction.
-type consoleSessionRepo struct{ tx *bbolt.Tx }
+// consoleSessionRepo is consolesession.Repository on one key-value transaction.
+type consoleSessionRepo struct{ t *tx }
 
 var _ consolesession.Repository = consoleSessionRepo{}
 
 // Put stores s under its key.
 func (r consoleSessionRepo) Put(ctx context.Context, s *consolesession.Session) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	b, err := bucket(r.tx, bucketConsoleSessions)
+	b, err := bucket(r.t.tx, BucketConsoleSessions)
 	if err != nil {
 		return err
 	}
@@ -43,10 +41,10 @@ func (r consoleSessionRepo) Put(ctx context.Context, s *consolesession.Session) 
 
 // Delete removes the session with key.
 func (r consoleSessionRepo) Delete(ctx context.Context, key string) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	b, err := bucket(r.tx, bucketConsoleSessions)
+	b, err := bucket(r.t.tx, BucketConsoleSessions)
 	if err != nil {
 		return err
 	}
@@ -55,7 +53,7 @@ func (r consoleSessionRepo) Delete(ctx context.Context, key string) error {
 
 // List returns every stored session.
 func (r consoleSessionRepo) List(ctx context.Context) ([]consolesession.Session, error) {
-	b, err := bucket(r.tx, bucketConsoleSessions)
+	b, err := bucket(r.t.tx, BucketConsoleSessions)
 	if err != nil {
 		return nil, err
 	}

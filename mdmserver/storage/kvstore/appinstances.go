@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"bytes"
@@ -9,25 +9,25 @@ import (
 )
 
 var (
-	// bucketAppInstances holds instance ID → the JSON of appinstances.Instance.
-	bucketAppInstances = []byte("app_instances")
-	// bucketAppInstanceKeys holds key ID → instance ID: one key registers once.
-	bucketAppInstanceKeys = []byte("app_instance_keys")
-	// bucketAppInstanceDevices holds "<device id>\x00<instance id>" → nothing, for a device's
+	// BucketAppInstances holds instance ID → the JSON of appinstances.Instance.
+	BucketAppInstances = []byte("app_instances")
+	// BucketAppInstanceKeys holds key ID → instance ID: one key registers once.
+	BucketAppInstanceKeys = []byte("app_instance_keys")
+	// BucketAppInstanceDevices holds "<device id>\x00<instance id>" → nothing, for a device's
 	// instances.
-	bucketAppInstanceDevices = []byte("app_instance_devices")
-	// bucketAppBindings holds the SHA-256 (hex) of a binding token → the JSON of
+	BucketAppInstanceDevices = []byte("app_instance_devices")
+	// BucketAppBindings holds the SHA-256 (hex) of a binding token → the JSON of
 	// appinstances.Binding.
-	bucketAppBindings = []byte("app_bindings")
+	BucketAppBindings = []byte("app_bindings")
 )
 
 // appInstancesBuckets are the buckets of the app instances.
-var appInstancesBuckets = [][]byte{bucketAppInstances, bucketAppInstanceKeys, bucketAppInstanceDevices, bucketAppBindings}
+var appInstancesBuckets = [][]byte{BucketAppInstances, BucketAppInstanceKeys, BucketAppInstanceDevices, BucketAppBindings}
 
 // AppInstances returns the app instances of this transaction.
 func (t *tx) AppInstances() appinstances.Repository { return appInstancesRepo{t} }
 
-// appInstancesRepo is appinstances.Repository on one bbolt transaction.
+// appInstancesRepo is appinstances.Repository on one key-value transaction.
 type appInstancesRepo struct{ t *tx }
 
 func (r appInstancesRepo) get(name, key []byte, v any) error {
@@ -45,7 +45,7 @@ func (r appInstancesRepo) get(name, key []byte, v any) error {
 // Instance returns one instance.
 func (r appInstancesRepo) Instance(ctx context.Context, id string) (*appinstances.Instance, error) {
 	in := new(appinstances.Instance)
-	if err := r.get(bucketAppInstances, []byte(id), in); err != nil {
+	if err := r.get(BucketAppInstances, []byte(id), in); err != nil {
 		return nil, err
 	}
 	return in, nil
@@ -53,7 +53,7 @@ func (r appInstancesRepo) Instance(ctx context.Context, id string) (*appinstance
 
 // InstanceByKey returns the instance registered with keyID.
 func (r appInstancesRepo) InstanceByKey(ctx context.Context, keyID string) (*appinstances.Instance, error) {
-	b, err := bucket(r.t.tx, bucketAppInstanceKeys)
+	b, err := bucket(r.t.tx, BucketAppInstanceKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -71,15 +71,15 @@ func (r appInstancesRepo) PutInstance(ctx context.Context, in *appinstances.Inst
 		return err
 	}
 	for _, w := range []struct{ bucket, key, value []byte }{
-		{bucketAppInstances, []byte(in.ID), v},
-		{bucketAppInstanceKeys, []byte(in.KeyID), []byte(in.ID)},
-		{bucketAppInstanceDevices, []byte(in.DeviceID + "\x00" + in.ID), []byte{}},
+		{BucketAppInstances, []byte(in.ID), v},
+		{BucketAppInstanceKeys, []byte(in.KeyID), []byte(in.ID)},
+		{BucketAppInstanceDevices, []byte(in.DeviceID + "\x00" + in.ID), []byte{}},
 	} {
 		b, err := bucket(r.t.tx, w.bucket)
 		if err != nil {
 			return err
 		}
-		if err := mapWrite(b.Put(w.key, w.value)); err != nil {
+		if err := b.Put(w.key, w.value); err != nil {
 			return err
 		}
 	}
@@ -88,7 +88,7 @@ func (r appInstancesRepo) PutInstance(ctx context.Context, in *appinstances.Inst
 
 // DeviceInstances returns a device's instances in instance ID order.
 func (r appInstancesRepo) DeviceInstances(ctx context.Context, deviceID string) ([]appinstances.Instance, error) {
-	b, err := bucket(r.t.tx, bucketAppInstanceDevices)
+	b, err := bucket(r.t.tx, BucketAppInstanceDevices)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (r appInstancesRepo) DeviceInstances(ctx context.Context, deviceID string) 
 // Binding returns the binding token whose hash is hash.
 func (r appInstancesRepo) Binding(ctx context.Context, hash string) (*appinstances.Binding, error) {
 	bd := new(appinstances.Binding)
-	if err := r.get(bucketAppBindings, []byte(hash), bd); err != nil {
+	if err := r.get(BucketAppBindings, []byte(hash), bd); err != nil {
 		return nil, err
 	}
 	return bd, nil
@@ -120,9 +120,9 @@ func (r appInstancesRepo) PutBinding(ctx context.Context, bd *appinstances.Bindi
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.t.tx, bucketAppBindings)
+	b, err := bucket(r.t.tx, BucketAppBindings)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(bd.Hash), v))
+	return b.Put([]byte(bd.Hash), v)
 }

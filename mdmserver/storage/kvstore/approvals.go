@@ -1,24 +1,23 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/approvals"
 )
 
-var bucketApprovals = []byte("approvals") // id -> storedApproval JSON
+// BucketApprovals holds the two-person approval requests: id -> storedApproval JSON.
+var BucketApprovals = []byte("approvals")
 
-var approvalsBuckets = [][]byte{bucketApprovals}
+var approvalsBuckets = [][]byte{BucketApprovals}
 
 // Approvals returns the two-person rule's requests in this transaction.
-func (t *tx) Approvals() approvals.Repository { return approvalsRepo{t.tx} }
+func (t *tx) Approvals() approvals.Repository { return approvalsRepo{t} }
 
 // approvalsRepo is approvals.Repository on the approvals bucket.
-type approvalsRepo struct{ tx *bbolt.Tx }
+type approvalsRepo struct{ t *tx }
 
 // storedApproval is a request as kept on disk: Params is no part of the request's JSON in the
 // API, but it is stored, under "params".
@@ -28,7 +27,7 @@ type storedApproval struct {
 }
 
 func (r approvalsRepo) Get(ctx context.Context, id string) (*approvals.Request, error) {
-	b, err := bucket(r.tx, bucketApprovals)
+	b, err := bucket(r.t.tx, BucketApprovals)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +39,7 @@ func (r approvalsRepo) Get(ctx context.Context, id string) (*approvals.Request, 
 }
 
 func (r approvalsRepo) Put(ctx context.Context, a *approvals.Request) error {
-	b, err := bucket(r.tx, bucketApprovals)
+	b, err := bucket(r.t.tx, BucketApprovals)
 	if err != nil {
 		return err
 	}
@@ -48,11 +47,11 @@ func (r approvalsRepo) Put(ctx context.Context, a *approvals.Request) error {
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(a.ID), v))
+	return b.Put([]byte(a.ID), v)
 }
 
 func (r approvalsRepo) List(ctx context.Context) ([]approvals.Request, error) {
-	b, err := bucket(r.tx, bucketApprovals)
+	b, err := bucket(r.t.tx, BucketApprovals)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +67,7 @@ func (r approvalsRepo) List(ctx context.Context) ([]approvals.Request, error) {
 	return out, err
 }
 
-// decodeApproval reads a stored request; json.Unmarshal copies, so nothing of bbolt's memory
+// decodeApproval reads a stored request; json.Unmarshal copies, so nothing of the transaction's memory
 // outlives the transaction.
 func decodeApproval(v []byte) (*approvals.Request, error) {
 	var st storedApproval

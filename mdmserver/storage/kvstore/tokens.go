@@ -1,27 +1,26 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
-var bucketTokens = []byte("api_tokens") // token ID -> tokens.Token JSON
+// BucketTokens holds the API tokens: token ID -> tokens.Token JSON.
+var BucketTokens = []byte("api_tokens")
 
-var tokensBuckets = [][]byte{bucketTokens}
+var tokensBuckets = [][]byte{BucketTokens}
 
 // Tokens returns the API tokens in this transaction.
-func (t *tx) Tokens() tokens.Repository { return tokensRepo{t.tx} }
+func (t *tx) Tokens() tokens.Repository { return tokensRepo{t} }
 
 // tokensRepo is tokens.Repository on the api_tokens bucket.
-type tokensRepo struct{ tx *bbolt.Tx }
+type tokensRepo struct{ t *tx }
 
 func (r tokensRepo) Get(ctx context.Context, id string) (*tokens.Token, error) {
-	b, err := bucket(r.tx, bucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +36,7 @@ func (r tokensRepo) Get(ctx context.Context, id string) (*tokens.Token, error) {
 }
 
 func (r tokensRepo) Put(ctx context.Context, t *tokens.Token) error {
-	b, err := bucket(r.tx, bucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return err
 	}
@@ -45,11 +44,11 @@ func (r tokensRepo) Put(ctx context.Context, t *tokens.Token) error {
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(t.ID), v))
+	return b.Put([]byte(t.ID), v)
 }
 
 func (r tokensRepo) List(ctx context.Context) ([]*tokens.Token, error) {
-	b, err := bucket(r.tx, bucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -66,9 +65,9 @@ func (r tokensRepo) List(ctx context.Context) ([]*tokens.Token, error) {
 }
 
 func (r tokensRepo) Count(ctx context.Context) (int, error) {
-	b, err := bucket(r.tx, bucketTokens)
+	b, err := bucket(r.t.tx, BucketTokens)
 	if err != nil {
 		return 0, err
 	}
-	return b.Stats().KeyN, nil
+	return b.KeyN()
 }

@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"bytes"
@@ -8,31 +8,31 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/policies"
 )
 
+// The compliance buckets: the policies with their versions and assignments, and each device's
+// posture, verdict and verdict history. The layout of each is beside its name.
 var (
-	compliancePolicies    = []byte("compliance_policies")        // name → current policyRecord JSON
-	compliancePolicyHist  = []byte("compliance_policy_versions") // name 0x00 version (8 bytes BE) → policyRecord JSON
-	compliancePolicySeq   = []byte("compliance_policy_seq")      // name → last version (8 bytes BE), kept after delete
-	complianceAssignments = []byte("compliance_assignments")     // kind 0x00 name → policy name
-	compliancePosture     = []byte("compliance_posture")         // device ID → policies.Posture JSON
-	complianceVerdict     = []byte("compliance_verdict")         // device ID → policies.Verdict JSON
+	BucketCompliancePolicies    = []byte("compliance_policies")        // name → current policyRecord JSON
+	BucketCompliancePolicyHist  = []byte("compliance_policy_versions") // name 0x00 version (8 bytes BE) → policyRecord JSON
+	BucketCompliancePolicySeq   = []byte("compliance_policy_seq")      // name → last version (8 bytes BE), kept after delete
+	BucketComplianceAssignments = []byte("compliance_assignments")     // kind 0x00 name → policy name
+	BucketCompliancePosture     = []byte("compliance_posture")         // device ID → policies.Posture JSON
+	BucketComplianceVerdict     = []byte("compliance_verdict")         // device ID → policies.Verdict JSON
 	// History is append-only: rows are keyed by a sequence so a fleet-wide pass appends at the
 	// end of the tree instead of rewriting pages everywhere; a compact index finds one device's.
-	complianceHistory    = []byte("compliance_history")     // seq (8 bytes BE) → policies.Verdict JSON
-	complianceHistoryIdx = []byte("compliance_history_idx") // device ID 0x00 seq → (empty)
-	// applePolicyDelivery remembers what each Apple device was last sent of its effective
+	BucketComplianceHistory    = []byte("compliance_history")     // seq (8 bytes BE) → policies.Verdict JSON
+	BucketComplianceHistoryIdx = []byte("compliance_history_idx") // device ID 0x00 seq → (empty)
+	// BucketApplePolicyDelivery remembers what each Apple device was last sent of its effective
 	// policy: device ID → deliveryRecord JSON.
-	applePolicyDelivery = []byte("apple_policy_delivery")
+	BucketApplePolicyDelivery = []byte("apple_policy_delivery")
 )
 
 // complianceBuckets are the buckets of the policies, postures, verdicts and deliveries.
-var complianceBuckets = [][]byte{compliancePolicies, compliancePolicyHist, compliancePolicySeq, complianceAssignments,
-	compliancePosture, complianceVerdict, complianceHistory, complianceHistoryIdx, applePolicyDelivery}
+var complianceBuckets = [][]byte{BucketCompliancePolicies, BucketCompliancePolicyHist, BucketCompliancePolicySeq, BucketComplianceAssignments,
+	BucketCompliancePosture, BucketComplianceVerdict, BucketComplianceHistory, BucketComplianceHistoryIdx, BucketApplePolicyDelivery}
 
 // policyRecord is one version of a policy as stored.
 type policyRecord struct {
@@ -56,15 +56,15 @@ type deliveryRecord struct {
 // Compliance returns the compliance state of this transaction.
 func (t *tx) Compliance() compliance.Repository { return &complianceRepo{tx: t.tx} }
 
-// complianceRepo is compliance.Repository on one bbolt transaction. It looks each bucket up
+// complianceRepo is compliance.Repository on one key-value transaction. It looks each bucket up
 // once: a fleet-wide pass writes thousands of verdicts through one repository.
 type complianceRepo struct {
-	tx      *bbolt.Tx
-	buckets map[string]*bbolt.Bucket
+	tx      Tx
+	buckets map[string]Bucket
 }
 
 // bucket returns one of the compliance buckets.
-func (r *complianceRepo) bucket(name []byte) (*bbolt.Bucket, error) {
+func (r *complianceRepo) bucket(name []byte) (Bucket, error) {
 	if b, ok := r.buckets[string(name)]; ok {
 		return b, nil
 	}
@@ -73,7 +73,7 @@ func (r *complianceRepo) bucket(name []byte) (*bbolt.Bucket, error) {
 		return nil, err
 	}
 	if r.buckets == nil {
-		r.buckets = map[string]*bbolt.Bucket{}
+		r.buckets = map[string]Bucket{}
 	}
 	r.buckets[string(name)] = b
 	return b, nil
@@ -96,7 +96,7 @@ func decodePolicy(v []byte) (*compliance.StoredPolicy, error) {
 
 // CurrentPolicies returns the current version of every policy.
 func (r *complianceRepo) CurrentPolicies(ctx context.Context) ([]*compliance.StoredPolicy, error) {
-	b, err := r.bucket(compliancePolicies)
+	b, err := r.bucket(BucketCompliancePolicies)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (r *complianceRepo) CurrentPolicies(ctx context.Context) ([]*compliance.Sto
 
 // LastPolicyVersion returns the last version stored under name.
 func (r *complianceRepo) LastPolicyVersion(ctx context.Context, name string) (int, error) {
-	b, err := r.bucket(compliancePolicySeq)
+	b, err := r.bucket(BucketCompliancePolicySeq)
 	if err != nil {
 		return 0, err
 	}
@@ -130,39 +130,39 @@ func (r *complianceRepo) PutPolicy(ctx context.Context, sp *compliance.StoredPol
 	if err != nil {
 		return err
 	}
-	seq, err := r.bucket(compliancePolicySeq)
+	seq, err := r.bucket(BucketCompliancePolicySeq)
 	if err != nil {
 		return err
 	}
-	hist, err := r.bucket(compliancePolicyHist)
+	hist, err := r.bucket(BucketCompliancePolicyHist)
 	if err != nil {
 		return err
 	}
-	cur, err := r.bucket(compliancePolicies)
+	cur, err := r.bucket(BucketCompliancePolicies)
 	if err != nil {
 		return err
 	}
 	if err := seq.Put([]byte(sp.Name), binary.BigEndian.AppendUint64(nil, uint64(sp.Version))); err != nil {
-		return mapWrite(err)
+		return err
 	}
 	if err := hist.Put(policyVersionKey(sp.Name, sp.Version), enc); err != nil {
-		return mapWrite(err)
+		return err
 	}
-	return mapWrite(cur.Put([]byte(sp.Name), enc))
+	return cur.Put([]byte(sp.Name), enc)
 }
 
 // DeletePolicy removes the current version of a policy.
 func (r *complianceRepo) DeletePolicy(ctx context.Context, name string) error {
-	b, err := r.bucket(compliancePolicies)
+	b, err := r.bucket(BucketCompliancePolicies)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Delete([]byte(name)))
+	return b.Delete([]byte(name))
 }
 
 // PolicyVersion returns one stored version.
 func (r *complianceRepo) PolicyVersion(ctx context.Context, name string, version int) (*compliance.StoredPolicy, error) {
-	b, err := r.bucket(compliancePolicyHist)
+	b, err := r.bucket(BucketCompliancePolicyHist)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func (r *complianceRepo) PolicyVersion(ctx context.Context, name string, version
 
 // PolicyVersions returns every stored version of a policy, oldest first.
 func (r *complianceRepo) PolicyVersions(ctx context.Context, name string) ([]*compliance.StoredPolicy, error) {
-	b, err := r.bucket(compliancePolicyHist)
+	b, err := r.bucket(BucketCompliancePolicyHist)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func (r *complianceRepo) PolicyVersions(ctx context.Context, name string) ([]*co
 
 // Assignments returns every assignment.
 func (r *complianceRepo) Assignments(ctx context.Context) ([]compliance.Assignment, error) {
-	b, err := r.bucket(complianceAssignments)
+	b, err := r.bucket(BucketComplianceAssignments)
 	if err != nil {
 		return nil, err
 	}
@@ -214,25 +214,25 @@ func assignmentKey(t compliance.Target) []byte { return []byte(t.Kind + "\x00" +
 
 // PutAssignment assigns a policy to a target.
 func (r *complianceRepo) PutAssignment(ctx context.Context, a compliance.Assignment) error {
-	b, err := r.bucket(complianceAssignments)
+	b, err := r.bucket(BucketComplianceAssignments)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put(assignmentKey(a.Target), []byte(a.Policy)))
+	return b.Put(assignmentKey(a.Target), []byte(a.Policy))
 }
 
 // DeleteAssignment removes the assignment of a target.
 func (r *complianceRepo) DeleteAssignment(ctx context.Context, target compliance.Target) error {
-	b, err := r.bucket(complianceAssignments)
+	b, err := r.bucket(BucketComplianceAssignments)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Delete(assignmentKey(target)))
+	return b.Delete(assignmentKey(target))
 }
 
 // ForEachPosture calls fn with every stored posture.
 func (r *complianceRepo) ForEachPosture(ctx context.Context, fn func(string, *policies.Posture) error) error {
-	b, err := r.bucket(compliancePosture)
+	b, err := r.bucket(BucketCompliancePosture)
 	if err != nil {
 		return err
 	}
@@ -247,7 +247,7 @@ func (r *complianceRepo) ForEachPosture(ctx context.Context, fn func(string, *po
 
 // ForEachVerdict calls fn with every stored verdict.
 func (r *complianceRepo) ForEachVerdict(ctx context.Context, fn func(string, *policies.Verdict) error) error {
-	b, err := r.bucket(complianceVerdict)
+	b, err := r.bucket(BucketComplianceVerdict)
 	if err != nil {
 		return err
 	}
@@ -266,11 +266,11 @@ func (r *complianceRepo) PutPosture(ctx context.Context, deviceID string, p *pol
 	if err != nil {
 		return fmt.Errorf("compliance: encode posture of %s: %w", deviceID, err)
 	}
-	b, err := r.bucket(compliancePosture)
+	b, err := r.bucket(BucketCompliancePosture)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(deviceID), pj))
+	return b.Put([]byte(deviceID), pj)
 }
 
 // PutVerdict stores a device's verdict and, with history, appends a history row.
@@ -279,43 +279,42 @@ func (r *complianceRepo) PutVerdict(ctx context.Context, deviceID string, v *pol
 	if err != nil {
 		return fmt.Errorf("compliance: encode verdict of %s: %w", deviceID, err)
 	}
-	b, err := r.bucket(complianceVerdict)
+	b, err := r.bucket(BucketComplianceVerdict)
 	if err != nil {
 		return err
 	}
 	if err := b.Put([]byte(deviceID), vj); err != nil {
-		return mapWrite(err)
+		return err
 	}
 	if !history {
 		return nil
 	}
-	rows, err := r.bucket(complianceHistory)
+	rows, err := r.bucket(BucketComplianceHistory)
 	if err != nil {
 		return err
 	}
-	idx, err := r.bucket(complianceHistoryIdx)
+	idx, err := r.bucket(BucketComplianceHistoryIdx)
 	if err != nil {
 		return err
 	}
-	rows.FillPercent = 1 // append-only: pack pages full
 	seq, err := rows.NextSequence()
 	if err != nil {
-		return mapWrite(err)
+		return err
 	}
 	key := binary.BigEndian.AppendUint64(nil, seq)
 	if err := rows.Put(key, vj); err != nil {
-		return mapWrite(err)
+		return err
 	}
-	return mapWrite(idx.Put(append(append([]byte(deviceID), 0), key...), nil))
+	return idx.Put(append(append([]byte(deviceID), 0), key...), nil)
 }
 
 // History returns up to limit of a device's history rows, oldest first.
 func (r *complianceRepo) History(ctx context.Context, deviceID string, limit int) ([]policies.Verdict, error) {
-	rows, err := r.bucket(complianceHistory)
+	rows, err := r.bucket(BucketComplianceHistory)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := r.bucket(complianceHistoryIdx)
+	idx, err := r.bucket(BucketComplianceHistoryIdx)
 	if err != nil {
 		return nil, err
 	}
@@ -338,7 +337,7 @@ func (r *complianceRepo) History(ctx context.Context, deviceID string, limit int
 
 // Delivery returns what was last delivered to a device.
 func (r *complianceRepo) Delivery(ctx context.Context, deviceID string) (compliance.Delivery, bool, error) {
-	b, err := r.bucket(applePolicyDelivery)
+	b, err := r.bucket(BucketApplePolicyDelivery)
 	if err != nil {
 		return compliance.Delivery{}, false, err
 	}
@@ -359,9 +358,9 @@ func (r *complianceRepo) PutDelivery(ctx context.Context, deviceID string, d com
 	if err != nil {
 		return err
 	}
-	b, err := r.bucket(applePolicyDelivery)
+	b, err := r.bucket(BucketApplePolicyDelivery)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(deviceID), v))
+	return b.Put([]byte(deviceID), v)
 }

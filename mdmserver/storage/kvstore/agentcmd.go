@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"bytes"
@@ -8,24 +8,24 @@ import (
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 )
 
-// bucketAgentCommands holds "<device id>\x00<command id>" → the JSON of agentcmd.Command, whose
+// BucketAgentCommands holds "<device id>\x00<command id>" → the JSON of agentcmd.Command, whose
 // field names are the stored format (and the agent's wire format).
-var bucketAgentCommands = []byte("agent_commands")
+var BucketAgentCommands = []byte("agent_commands")
 
 // agentCommandsBuckets are the buckets of the agent commands.
-var agentCommandsBuckets = [][]byte{bucketAgentCommands}
+var agentCommandsBuckets = [][]byte{BucketAgentCommands}
 
 // AgentCommands returns the agent commands of this transaction.
 func (t *tx) AgentCommands() agentcmd.Repository { return agentCommandsRepo{t} }
 
-// agentCommandsRepo is agentcmd.Repository on one bbolt transaction.
+// agentCommandsRepo is agentcmd.Repository on one key-value transaction.
 type agentCommandsRepo struct{ t *tx }
 
 func agentCommandKey(deviceID, id string) []byte { return []byte(deviceID + "\x00" + id) }
 
 // Command returns one command of a device.
 func (r agentCommandsRepo) Command(ctx context.Context, deviceID, id string) (*agentcmd.Command, error) {
-	b, err := bucket(r.t.tx, bucketAgentCommands)
+	b, err := bucket(r.t.tx, BucketAgentCommands)
 	if err != nil {
 		return nil, err
 	}
@@ -46,25 +46,25 @@ func (r agentCommandsRepo) PutCommand(ctx context.Context, c *agentcmd.Command) 
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.t.tx, bucketAgentCommands)
+	b, err := bucket(r.t.tx, BucketAgentCommands)
 	if err != nil {
 		return err
 	}
 	k := agentCommandKey(c.DeviceID, c.ID)
 	old := ""
 	if prev := b.Get(k); prev != nil {
-		old = stateOf(prev)
+		old = StateOf(prev)
 	}
-	if err := mapWrite(b.Put(k, v)); err != nil {
+	if err := b.Put(k, v); err != nil {
 		return err
 	}
-	r.t.st.tallies.agentCommands.move(r.t.tx, old, c.State)
+	r.t.tx.MoveState(BucketAgentCommands, old, c.State)
 	return nil
 }
 
 // Commands returns a device's commands in key (command ID) order.
 func (r agentCommandsRepo) Commands(ctx context.Context, deviceID string) ([]agentcmd.Command, error) {
-	b, err := bucket(r.t.tx, bucketAgentCommands)
+	b, err := bucket(r.t.tx, BucketAgentCommands)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func (r agentCommandsRepo) Commands(ctx context.Context, deviceID string) ([]age
 	return out, nil
 }
 
-// StateCounts returns the store's in-memory counts of commands per state.
+// StateCounts returns the counts of commands per state the backend keeps (without reading the commands).
 func (r agentCommandsRepo) StateCounts(ctx context.Context) (map[string]int64, error) {
-	return r.t.st.tallies.agentCommands.snapshot(), nil
+	return r.t.tx.StateCounts(BucketAgentCommands)
 }

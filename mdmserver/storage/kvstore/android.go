@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"bytes"
@@ -6,33 +6,31 @@ import (
 	"encoding/json"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/android"
 )
 
 // The Android buckets: the binding under one key, device name ↔ device ID both ways, and the
 // Pub/Sub message IDs seen (ID → RFC 3339 time).
 var (
-	bucketAndroidBinding  = []byte("android_binding")
-	bucketAndroidByName   = []byte("android_device_by_name")
-	bucketAndroidByID     = []byte("android_device_by_id")
-	bucketAndroidMessages = []byte("android_messages")
-	bucketAndroidOps      = []byte("android_operations")
+	BucketAndroidBinding  = []byte("android_binding")
+	BucketAndroidByName   = []byte("android_device_by_name")
+	BucketAndroidByID     = []byte("android_device_by_id")
+	BucketAndroidMessages = []byte("android_messages")
+	BucketAndroidOps      = []byte("android_operations")
 	androidBindingKey     = []byte("binding")
 )
 
 // androidBuckets are the buckets of the Android repository.
-var androidBuckets = [][]byte{bucketAndroidBinding, bucketAndroidByName, bucketAndroidByID, bucketAndroidMessages, bucketAndroidOps}
+var androidBuckets = [][]byte{BucketAndroidBinding, BucketAndroidByName, BucketAndroidByID, BucketAndroidMessages, BucketAndroidOps}
 
 // Android returns the Android repository of this transaction.
-func (t *tx) Android() android.Repository { return androidRepo{t.tx} }
+func (t *tx) Android() android.Repository { return androidRepo{t} }
 
-// androidRepo is android.Repository on one bbolt transaction.
-type androidRepo struct{ tx *bbolt.Tx }
+// androidRepo is android.Repository on one key-value transaction.
+type androidRepo struct{ t *tx }
 
 func (r androidRepo) Binding(ctx context.Context) (*android.Binding, error) {
-	b, err := bucket(r.tx, bucketAndroidBinding)
+	b, err := bucket(r.t.tx, BucketAndroidBinding)
 	if err != nil {
 		return nil, err
 	}
@@ -52,15 +50,15 @@ func (r androidRepo) PutBinding(ctx context.Context, bd *android.Binding) error 
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, bucketAndroidBinding)
+	b, err := bucket(r.t.tx, BucketAndroidBinding)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put(androidBindingKey, v))
+	return b.Put(androidBindingKey, v)
 }
 
 func (r androidRepo) lookup(name []byte, key string) (string, error) {
-	b, err := bucket(r.tx, name)
+	b, err := bucket(r.t.tx, name)
 	if err != nil {
 		return "", err
 	}
@@ -72,15 +70,15 @@ func (r androidRepo) lookup(name []byte, key string) (string, error) {
 }
 
 func (r androidRepo) DeviceID(ctx context.Context, name string) (string, error) {
-	return r.lookup(bucketAndroidByName, name)
+	return r.lookup(BucketAndroidByName, name)
 }
 
 func (r androidRepo) DeviceName(ctx context.Context, deviceID string) (string, error) {
-	return r.lookup(bucketAndroidByID, deviceID)
+	return r.lookup(BucketAndroidByID, deviceID)
 }
 
 func (r androidRepo) Devices(ctx context.Context) (map[string]string, error) {
-	b, err := bucket(r.tx, bucketAndroidByName)
+	b, err := bucket(r.t.tx, BucketAndroidByName)
 	if err != nil {
 		return nil, err
 	}
@@ -93,33 +91,33 @@ func (r androidRepo) Devices(ctx context.Context) (map[string]string, error) {
 }
 
 func (r androidRepo) PutDevice(ctx context.Context, name, deviceID string) error {
-	byName, err := bucket(r.tx, bucketAndroidByName)
+	byName, err := bucket(r.t.tx, BucketAndroidByName)
 	if err != nil {
 		return err
 	}
-	byID, err := bucket(r.tx, bucketAndroidByID)
+	byID, err := bucket(r.t.tx, BucketAndroidByID)
 	if err != nil {
 		return err
 	}
-	if err := mapWrite(byName.Put([]byte(name), []byte(deviceID))); err != nil {
+	if err := byName.Put([]byte(name), []byte(deviceID)); err != nil {
 		return err
 	}
-	return mapWrite(byID.Put([]byte(deviceID), []byte(name)))
+	return byID.Put([]byte(deviceID), []byte(name))
 }
 
 func (r androidRepo) SeeMessage(ctx context.Context, id string, at time.Time) (bool, error) {
-	b, err := bucket(r.tx, bucketAndroidMessages)
+	b, err := bucket(r.t.tx, BucketAndroidMessages)
 	if err != nil {
 		return false, err
 	}
 	if b.Get([]byte(id)) != nil {
 		return false, nil
 	}
-	return true, mapWrite(b.Put([]byte(id), []byte(at.UTC().Format(time.RFC3339Nano))))
+	return true, b.Put([]byte(id), []byte(at.UTC().Format(time.RFC3339Nano)))
 }
 
 func (r androidRepo) Seen(ctx context.Context, id string) (bool, error) {
-	b, err := bucket(r.tx, bucketAndroidMessages)
+	b, err := bucket(r.t.tx, BucketAndroidMessages)
 	if err != nil {
 		return false, err
 	}
@@ -127,7 +125,7 @@ func (r androidRepo) Seen(ctx context.Context, id string) (bool, error) {
 }
 
 func (r androidRepo) PruneMessages(ctx context.Context, before time.Time) (int, error) {
-	b, err := bucket(r.tx, bucketAndroidMessages)
+	b, err := bucket(r.t.tx, BucketAndroidMessages)
 	if err != nil {
 		return 0, err
 	}
@@ -143,7 +141,7 @@ func (r androidRepo) PruneMessages(ctx context.Context, before time.Time) (int, 
 		return 0, err
 	}
 	for _, k := range old {
-		if err := mapWrite(b.Delete(k)); err != nil {
+		if err := b.Delete(k); err != nil {
 			return 0, err
 		}
 	}
@@ -155,15 +153,15 @@ func (r androidRepo) PutOperation(ctx context.Context, name string, op android.O
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, bucketAndroidOps)
+	b, err := bucket(r.t.tx, BucketAndroidOps)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(name), v))
+	return b.Put([]byte(name), v)
 }
 
 func (r androidRepo) Operations(ctx context.Context) (map[string]android.Operation, error) {
-	b, err := bucket(r.tx, bucketAndroidOps)
+	b, err := bucket(r.t.tx, BucketAndroidOps)
 	if err != nil {
 		return nil, err
 	}
@@ -180,9 +178,9 @@ func (r androidRepo) Operations(ctx context.Context) (map[string]android.Operati
 }
 
 func (r androidRepo) DeleteOperation(ctx context.Context, name string) error {
-	b, err := bucket(r.tx, bucketAndroidOps)
+	b, err := bucket(r.t.tx, BucketAndroidOps)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Delete([]byte(name)))
+	return b.Delete([]byte(name))
 }

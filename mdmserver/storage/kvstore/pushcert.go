@@ -1,19 +1,17 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
 	"encoding/json"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/pushcert"
 )
 
-// bucketPushCerts holds APNs topic → pushCertRecord JSON.
-var bucketPushCerts = []byte("push_certs")
+// BucketPushCerts holds APNs topic → pushCertRecord JSON.
+var BucketPushCerts = []byte("push_certs")
 
 // pushCertsBuckets are the buckets of the push certificates.
-var pushCertsBuckets = [][]byte{bucketPushCerts}
+var pushCertsBuckets = [][]byte{BucketPushCerts}
 
 // pushCertRecord is a push certificate as stored: Info's fields inline, then the certificate,
 // the sealed key and the stale token.
@@ -25,14 +23,14 @@ type pushCertRecord struct {
 }
 
 // PushCerts returns the push certificates of this transaction.
-func (t *tx) PushCerts() pushcert.Repository { return pushCertsRepo{t.tx} }
+func (t *tx) PushCerts() pushcert.Repository { return pushCertsRepo{t} }
 
-// pushCertsRepo is pushcert.Repository on one bbolt transaction.
-type pushCertsRepo struct{ tx *bbolt.Tx }
+// pushCertsRepo is pushcert.Repository on one key-value transaction.
+type pushCertsRepo struct{ t *tx }
 
 func decodePushCert(v []byte) (pushcert.StoredCert, error) {
 	var rec pushCertRecord
-	// json.Unmarshal copies: nothing decoded points into bbolt's memory.
+	// json.Unmarshal copies: nothing decoded points into the transaction's memory.
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return pushcert.StoredCert{}, err
 	}
@@ -41,7 +39,7 @@ func decodePushCert(v []byte) (pushcert.StoredCert, error) {
 
 // Cert returns the certificate stored for topic.
 func (r pushCertsRepo) Cert(ctx context.Context, topic string) (*pushcert.StoredCert, error) {
-	b, err := bucket(r.tx, bucketPushCerts)
+	b, err := bucket(r.t.tx, BucketPushCerts)
 	if err != nil {
 		return nil, err
 	}
@@ -62,16 +60,16 @@ func (r pushCertsRepo) PutCert(ctx context.Context, c *pushcert.StoredCert) erro
 	if err != nil {
 		return err
 	}
-	b, err := bucket(r.tx, bucketPushCerts)
+	b, err := bucket(r.t.tx, BucketPushCerts)
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(c.Topic), v))
+	return b.Put([]byte(c.Topic), v)
 }
 
 // Certs returns every stored certificate in topic order.
 func (r pushCertsRepo) Certs(ctx context.Context) ([]pushcert.StoredCert, error) {
-	b, err := bucket(r.tx, bucketPushCerts)
+	b, err := bucket(r.t.tx, BucketPushCerts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,27 +1,25 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
 	"encoding/json"
 	"slices"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/mdmserver/idempotency"
 	"github.com/halemdm/hale/mdmserver/storage"
 )
 
-// bucketIdempotency holds the saved answers: "<owner>\x00<route>\x00<key>" -> answer JSON.
+// BucketIdempotency holds the saved answers: "<owner>\x00<route>\x00<key>" -> answer JSON.
 var (
-	bucketIdempotency  = []byte("idempotency_keys")
-	idempotencyBuckets = [][]byte{bucketIdempotency}
+	BucketIdempotency  = []byte("idempotency_keys")
+	idempotencyBuckets = [][]byte{BucketIdempotency}
 )
 
 // Idempotency returns the saved Idempotency-Key answers of this transaction.
-func (t *tx) Idempotency() idempotency.Repository { return idempotencyRepo{t.tx} }
+func (t *tx) Idempotency() idempotency.Repository { return idempotencyRepo{t} }
 
-// idempotencyRepo is idempotency.Repository on one bbolt transaction.
-type idempotencyRepo struct{ tx *bbolt.Tx }
+// idempotencyRepo is idempotency.Repository on one key-value transaction.
+type idempotencyRepo struct{ t *tx }
 
 var _ idempotency.Repository = idempotencyRepo{}
 
@@ -33,7 +31,7 @@ func idempotencyKey(k idempotency.Key) []byte {
 
 // Get returns a copy of the answer saved under k.
 func (r idempotencyRepo) Get(ctx context.Context, k idempotency.Key) (json.RawMessage, error) {
-	b, err := bucket(r.tx, bucketIdempotency)
+	b, err := bucket(r.t.tx, BucketIdempotency)
 	if err != nil {
 		return nil, err
 	}
@@ -46,10 +44,10 @@ func (r idempotencyRepo) Get(ctx context.Context, k idempotency.Key) (json.RawMe
 
 // Put saves answer under k.
 func (r idempotencyRepo) Put(ctx context.Context, k idempotency.Key, answer json.RawMessage) error {
-	if !r.tx.Writable() {
+	if !r.t.tx.Writable() {
 		return storage.ErrReadOnly
 	}
-	b, err := bucket(r.tx, bucketIdempotency)
+	b, err := bucket(r.t.tx, BucketIdempotency)
 	if err != nil {
 		return err
 	}

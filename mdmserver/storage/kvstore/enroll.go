@@ -1,4 +1,4 @@
-package boltstore
+package kvstore
 
 import (
 	"context"
@@ -8,22 +8,20 @@ import (
 	"slices"
 	"time"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/halemdm/hale/enroll"
 )
 
 var (
-	// enrollmentsBucket holds enrollment ID → enrollmentValue JSON.
-	enrollmentsBucket = []byte("enrollments")
-	// enrollmentTokensBucket holds the raw SHA-256 of a token (32 bytes) → enrollment ID.
-	enrollmentTokensBucket = []byte("enrollment_tokens")
-	// enrollmentChallengesBucket holds the raw SHA-256 of a SCEP challenge → challengeValue JSON.
-	enrollmentChallengesBucket = []byte("enrollment_challenges")
+	// BucketEnrollments holds enrollment ID → enrollmentValue JSON.
+	BucketEnrollments = []byte("enrollments")
+	// BucketEnrollmentTokens holds the raw SHA-256 of a token (32 bytes) → enrollment ID.
+	BucketEnrollmentTokens = []byte("enrollment_tokens")
+	// BucketEnrollmentChallenges holds the raw SHA-256 of a SCEP challenge → challengeValue JSON.
+	BucketEnrollmentChallenges = []byte("enrollment_challenges")
 )
 
 // enrollBuckets are the buckets of enrollments and their SCEP challenges.
-var enrollBuckets = [][]byte{enrollmentsBucket, enrollmentTokensBucket, enrollmentChallengesBucket}
+var enrollBuckets = [][]byte{BucketEnrollments, BucketEnrollmentTokens, BucketEnrollmentChallenges}
 
 // enrollmentValue is an enrollment as stored. Its fields, their order and their tags are the
 // format existing files hold: State is always stored empty (it is derived on read) and kept
@@ -62,14 +60,14 @@ type challengeValue struct {
 }
 
 // Enrollments returns the enrollments of this transaction.
-func (t *tx) Enrollments() enroll.Repository { return enrollRepo{t.tx} }
+func (t *tx) Enrollments() enroll.Repository { return enrollRepo{t} }
 
-// enrollRepo is enroll.Repository on one bbolt transaction.
-type enrollRepo struct{ tx *bbolt.Tx }
+// enrollRepo is enroll.Repository on one key-value transaction.
+type enrollRepo struct{ t *tx }
 
 // Get returns the enrollment stored under id.
 func (r enrollRepo) Get(ctx context.Context, id string) (*enroll.Record, error) {
-	b, err := bucket(r.tx, enrollmentsBucket)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +80,7 @@ func (r enrollRepo) Get(ctx context.Context, id string) (*enroll.Record, error) 
 
 // List returns every enrollment in ID order.
 func (r enrollRepo) List(ctx context.Context) ([]*enroll.Record, error) {
-	b, err := bucket(r.tx, enrollmentsBucket)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +98,7 @@ func (r enrollRepo) List(ctx context.Context) ([]*enroll.Record, error) {
 
 // Add stores a new enrollment and indexes its token hash.
 func (r enrollRepo) Add(ctx context.Context, rec *enroll.Record) error {
-	b, err := bucket(r.tx, enrollmentsBucket)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return err
 	}
@@ -109,13 +107,13 @@ func (r enrollRepo) Add(ctx context.Context, rec *enroll.Record) error {
 	}
 	key, err := hashKey(rec.TokenHash)
 	if err != nil {
-		return fmt.Errorf("boltstore: enrollment %q: token hash: %w", rec.ID, err)
+		return fmt.Errorf("kvstore: enrollment %q: token hash: %w", rec.ID, err)
 	}
-	tokens, err := bucket(r.tx, enrollmentTokensBucket)
+	tokens, err := bucket(r.t.tx, BucketEnrollmentTokens)
 	if err != nil {
 		return err
 	}
-	if err := mapWrite(tokens.Put(key, []byte(rec.ID))); err != nil {
+	if err := tokens.Put(key, []byte(rec.ID)); err != nil {
 		return err
 	}
 	return r.Put(ctx, rec)
@@ -123,12 +121,12 @@ func (r enrollRepo) Add(ctx context.Context, rec *enroll.Record) error {
 
 // Put stores rec under its ID.
 func (r enrollRepo) Put(ctx context.Context, rec *enroll.Record) error {
-	b, err := bucket(r.tx, enrollmentsBucket)
+	b, err := bucket(r.t.tx, BucketEnrollments)
 	if err != nil {
 		return err
 	}
 	if rec.ID == "" {
-		return fmt.Errorf("boltstore: enrollment without an id")
+		return fmt.Errorf("kvstore: enrollment without an id")
 	}
 	v, err := json.Marshal(enrollmentValue{
 		ID: rec.ID, Owner: rec.Owner, Group: rec.Group, Platform: string(rec.Platform),
@@ -140,12 +138,12 @@ func (r enrollRepo) Put(ctx context.Context, rec *enroll.Record) error {
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put([]byte(rec.ID), v))
+	return b.Put([]byte(rec.ID), v)
 }
 
 // LookupToken returns the enrollment ID indexed under tokenHash.
 func (r enrollRepo) LookupToken(ctx context.Context, tokenHash string) (string, error) {
-	b, err := bucket(r.tx, enrollmentTokensBucket)
+	b, err := bucket(r.t.tx, BucketEnrollmentTokens)
 	if err != nil {
 		return "", err
 	}
@@ -157,12 +155,12 @@ func (r enrollRepo) LookupToken(ctx context.Context, tokenHash string) (string, 
 	if id == nil {
 		return "", enroll.ErrUnknown
 	}
-	return string(id), nil // string() copies out of bbolt's memory
+	return string(id), nil // string() copies out of the transaction's memory
 }
 
 // Challenge returns the SCEP challenge stored under hash.
 func (r enrollRepo) Challenge(ctx context.Context, hash string) (*enroll.Challenge, error) {
-	b, err := bucket(r.tx, enrollmentChallengesBucket)
+	b, err := bucket(r.t.tx, BucketEnrollmentChallenges)
 	if err != nil {
 		return nil, err
 	}
@@ -184,26 +182,26 @@ func (r enrollRepo) Challenge(ctx context.Context, hash string) (*enroll.Challen
 
 // PutChallenge stores c under hash.
 func (r enrollRepo) PutChallenge(ctx context.Context, hash string, c *enroll.Challenge) error {
-	b, err := bucket(r.tx, enrollmentChallengesBucket)
+	b, err := bucket(r.t.tx, BucketEnrollmentChallenges)
 	if err != nil {
 		return err
 	}
 	key, err := hashKey(hash)
 	if err != nil {
-		return fmt.Errorf("boltstore: challenge hash: %w", err)
+		return fmt.Errorf("kvstore: challenge hash: %w", err)
 	}
 	v, err := json.Marshal(challengeValue{EnrollmentID: c.EnrollmentID, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
 		UsedAt: c.UsedAt, HeldBy: c.HeldBy, HeldUntil: c.HeldUntil})
 	if err != nil {
 		return err
 	}
-	return mapWrite(b.Put(key, v))
+	return b.Put(key, v)
 }
 
 // DeleteExpiredChallenges deletes the challenges that expire at or before cutoff, and those that
 // do not decode.
 func (r enrollRepo) DeleteExpiredChallenges(ctx context.Context, cutoff time.Time) (int, error) {
-	b, err := bucket(r.tx, enrollmentChallengesBucket)
+	b, err := bucket(r.t.tx, BucketEnrollmentChallenges)
 	if err != nil {
 		return 0, err
 	}
@@ -218,9 +216,9 @@ func (r enrollRepo) DeleteExpiredChallenges(ctx context.Context, cutoff time.Tim
 	if err != nil {
 		return 0, err
 	}
-	// Deleting while iterating a bbolt cursor skips keys; delete after the scan.
+	// Deleting while iterating a cursor skips keys; delete after the scan.
 	for _, k := range stale {
-		if err := mapWrite(b.Delete(k)); err != nil {
+		if err := b.Delete(k); err != nil {
 			return 0, err
 		}
 	}
@@ -228,7 +226,7 @@ func (r enrollRepo) DeleteExpiredChallenges(ctx context.Context, cutoff time.Tim
 }
 
 // decodeEnrollment reads a stored enrollment. json.Unmarshal copies, so nothing returned points
-// into bbolt's memory.
+// into the transaction's memory.
 func decodeEnrollment(id, v []byte) (*enroll.Record, error) {
 	var ev enrollmentValue
 	if err := json.Unmarshal(v, &ev); err != nil {
