@@ -18,6 +18,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/security"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 )
 
 // auditActions returns the actions of the audit entries about target, oldest first.
@@ -104,7 +105,7 @@ func TestTwoPersonWipeAndSealedPIN(t *testing.T) {
 		!security.ValidPIN(pin.PIN) || pin.PIN != dev.State().ErasePIN {
 		t.Fatalf("PIN as security: %d %q, device got %q", code, pin.PIN, dev.State().ErasePIN)
 	}
-	err := env.Store().DB().View(func(tx *bbolt.Tx) error {
+	err := env.Store().(*boltstore.Store).DB().View(func(tx *bbolt.Tx) error {
 		return tx.Bucket([]byte("mdmq_commands")).ForEach(func(k, v []byte) error {
 			if bytes.Contains(v, []byte("<key>")) || bytes.Contains(v, []byte(pin.PIN)) {
 				t.Errorf("command %s is stored in plain text", k)

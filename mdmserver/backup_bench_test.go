@@ -16,6 +16,7 @@ import (
 	"github.com/halemdm/hale/internal/servertest"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 )
 
 // BenchmarkBackup100k takes a backup (GET /api/v1/backup) of a server whose store holds
@@ -113,7 +114,7 @@ func BenchmarkBackup100k(b *testing.B) {
 	// The floor of any backup: reading the database file once (from the page cache, as the
 	// snapshot mostly does).
 	start := time.Now()
-	f, err := os.Open(s.Store().Path())
+	f, err := os.Open(s.Store().(*boltstore.Store).Path())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,8 +25,11 @@ func (s *Server) newBackupAPI() *adminapi.Backup {
 	if rel, err := filepath.Rel(s.cfg.DataDir, s.cfg.MasterKeyFile); s.cfg.MasterKeyFile != "" && err == nil {
 		exclude = append(exclude, filepath.ToSlash(rel))
 	}
+	if s.snapshots == nil {
+		return &adminapi.Backup{Logger: s.log} // PostgreSQL: its own tools back it up
+	}
 	return &adminapi.Backup{Logger: s.log, Service: &backup.Service{
-		DB: s.store, Dir: s.cfg.DataDir, Exclude: exclude, Audit: s.audit, Version: buildinfo.String()}}
+		DB: s.snapshots, Dir: s.cfg.DataDir, Exclude: exclude, Audit: s.audit, Version: buildinfo.String()}}
 }
 
 // RestoreResult is what Restore found in the archive and the restored data directory.

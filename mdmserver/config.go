@@ -27,6 +27,10 @@ type Config struct {
 	Listen string `mapstructure:"listen"`
 	// DataDir holds hale.db, the master key (by default), the CA and the bootstrap admin token.
 	DataDir string `mapstructure:"data"`
+	// Database is a PostgreSQL connection URL (postgres://user:pass@host/db?sslmode=verify-full)
+	// for the server's state. Empty: bbolt in DATA/hale.db, the embedded default. On PostgreSQL
+	// the data directory still holds the CA's key and the master key (unless given otherwise).
+	Database string `mapstructure:"database" secret:"true"`
 	// PublicURL is the base URL devices and agents reach the server at; it goes into enrollment
 	// profiles. Empty: https://localhost:<port>.
 	PublicURL string `mapstructure:"public_url"`
@@ -174,6 +178,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data: a data directory is required"))
+	}
+	if c.Database != "" {
+		if u, err := url.Parse(c.Database); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			errs = append(errs, errors.New("database: want a postgres:// URL"))
+		}
 	}
 	if c.PublicURL == "" && err == nil {
 		if host == "" || host == "0.0.0.0" || host == "::" || host == "127.0.0.1" {

@@ -37,6 +37,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/auditstream"
+	"github.com/halemdm/hale/mdmserver/backup"
 	"github.com/halemdm/hale/mdmserver/breakglass"
 	"github.com/halemdm/hale/mdmserver/breakglassapi"
 	"github.com/halemdm/hale/mdmserver/commands"
@@ -53,8 +54,10 @@ import (
 	"github.com/halemdm/hale/mdmserver/revocation"
 	"github.com/halemdm/hale/mdmserver/security"
 	"github.com/halemdm/hale/mdmserver/signing"
-	"github.com/halemdm/hale/mdmserver/storage/boltstore"
+	halestorage "github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 	"github.com/halemdm/hale/mdmserver/tokens"
+	nosqldb "github.com/smallstep/nosql/database"
 )
 
 // Server is a running Hale server's state. Create it with New, serve it with Serve or
@@ -63,7 +66,14 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
-	store *boltstore.Store
+	store halestorage.Store
+	// snapshots takes the backup's consistent snapshot (bbolt; nil on PostgreSQL, whose own
+	// tools back it up). caDB is the CA's database, on the same backend as store.
+	snapshots backup.Snapshotter
+	caDB      nosqldb.DB
+	// lease is the PostgreSQL server lease (nil on bbolt): while it is held no other mdmserver
+	// serves the database.
+	lease *pgstore.Lease
 	key   *seal.Key
 	// mdmStore is nanomdm's storage: Hale's bbolt store unless WithMDMStorage replaced it.
 	mdmStore  storage.AllStorage
@@ -161,7 +171,14 @@ type options struct {
 	now        func() time.Time
 	android    []android.Option
 	afterFunc  func(d time.Duration, f func()) (stop func() bool)
+	// standby is how long New waits for the PostgreSQL server lease (WithStandby).
+	standby context.Context
 }
+
+// WithStandby makes New, on PostgreSQL, wait while another mdmserver serves the database, and
+// take over when it stops or dies, until ctx ends. Without it New refuses to start beside
+// another server at once.
+func WithStandby(ctx context.Context) Option { return func(o *options) { o.standby = ctx } }
 
 // WithLogger sets the server's logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -210,14 +227,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.key, err = loadMasterKey(cfg); err != nil {
 		return nil, err
 	}
-	if s.store, err = boltstore.Open(cfg.path("hale.db"), boltstore.WithLogger(s.log.With("component", "store"))); err != nil {
+	if err = s.openStore(context.Background(), o); err != nil {
 		return nil, err
-	}
-	s.mdmStore = o.mdmStorage
-	if s.mdmStore == nil {
-		if s.mdmStore, err = boltstore.NewMDMStorage(s.store, boltstore.WithCommandSealer(s.key)); err != nil {
-			return nil, fmt.Errorf("nanomdm storage: %w", err)
-		}
 	}
 	s.pushCerts = pushcert.NewService(pushCertsStore(s.store), s.key)
 	if s.tokens, err = tokens.New(context.Background(), tokensStore(s.store), tokens.WithOnForbidden(s.recordForbidden), tokens.WithLogger(s.log.With("component", "tokens"))); err != nil {
@@ -257,13 +268,7 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	s.compliance.OnChange(revocation.NewEmitter(s.events, revocationStore(s.store), s.log.With("component", "revocation"),
 		revocation.WithAppInstances(s.liveAppInstances)).Emit)
-	// The CA keeps its database in hale.db. One left in DATA/ca/ca.db by an older Hale moves in
-	// first, or the server does not start: a CA without its revocations would trust revoked
-	// certificates again.
-	if _, err = s.store.ImportCADB(filepath.Join(cfg.path("ca"), "ca.db")); err != nil {
-		return nil, fmt.Errorf("certificate authority: %w", err)
-	}
-	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithDB(s.store.CADB()), certs.WithLogger(s.log.With("component", "ca")),
+	if s.ca, err = certs.Open(cfg.path("ca"), s.key, certs.WithDB(s.caDB), certs.WithLogger(s.log.With("component", "ca")),
 		certs.WithCRLURL(strings.TrimSuffix(cfg.PublicURL, "/")+"/ca/crl")); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
@@ -415,8 +420,8 @@ func (s *Server) AdminTokenPath() string {
 	return p
 }
 
-// Store returns the server's bbolt store.
-func (s *Server) Store() *boltstore.Store { return s.store }
+// Store returns the server's store: bbolt (*boltstore.Store) or PostgreSQL (*pgstore.Store).
+func (s *Server) Store() halestorage.Store { return s.store }
 
 // Handler returns the server's complete HTTP handler (all routes and middleware).
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -462,6 +467,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	select {
 	case err := <-errc:
 		return err
+	case <-s.leaseLost():
+		// Another server may hold the lease by now: stop rather than serve beside it. A
+		// supervisor restarts this one, which then takes the lease again or waits its turn.
+		s.log.Error("lost the database lease; stopping")
+		_ = srv.Close()
+		return errors.New("lost the PostgreSQL server lease (connection to the database failed)")
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down: waiting for in-flight requests", "timeout", s.cfg.ShutdownTimeout)
@@ -508,6 +519,9 @@ func (s *Server) Close() error {
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
+	}
+	if s.lease != nil {
+		s.lease.Release()
 	}
 	return errors.Join(errs...)
 }

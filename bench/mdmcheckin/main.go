@@ -167,7 +167,11 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 		if err != nil {
 			return result{}, err
 		}
-		if mdmStore, err = boltstore.NewMDMStorage(srv.Store(), boltstore.WithCommandSealer(key)); err != nil {
+		bolt, ok := srv.Store().(*boltstore.Store)
+		if !ok {
+			return result{}, fmt.Errorf("queueing commands needs the bbolt store, not %T", srv.Store())
+		}
+		if mdmStore, err = boltstore.NewMDMStorage(bolt, boltstore.WithCommandSealer(key)); err != nil {
 			return result{}, err
 		}
 	}

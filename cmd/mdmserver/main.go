@@ -1,12 +1,12 @@
 // Command mdmserver runs the Hale server: Apple MDM (nanomdm), the agent, admin and access APIs,
-// and the embedded certificate authority, on one bbolt file.
+// and the embedded certificate authority, on one bbolt file or a PostgreSQL database.
 //
-//	mdmserver [serve] [--listen ADDR] [--data DIR] [--config FILE]
+//	mdmserver [serve] [--listen ADDR] [--data DIR] [--database postgres://...] [--standby] [--config FILE]
 //	mdmserver restore --from FILE --data DIR [--audit-key FILE]
 //	mdmserver version
 //
 // Configuration precedence: flags, then HALE_* environment variables (HALE_LISTEN, HALE_DATA,
-// HALE_MASTER_KEY, ...), then the YAML file given by --config, then defaults.
+// HALE_DATABASE, HALE_MASTER_KEY, ...), then the YAML file given by --config, then defaults.
 package main
 
 import (
@@ -41,7 +41,10 @@ func newRootCommand() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the Hale server (the default command)",
 		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), v) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			standby, _ := cmd.Flags().GetBool("standby")
+			return runServe(cmd.Context(), v, standby)
+		},
 	}
 	root := &cobra.Command{
 		Use:           "mdmserver",
@@ -71,11 +74,13 @@ func bindFlags(c *cobra.Command, v *viper.Viper) {
 	f.String("config", "", "YAML configuration file (see examples/mdmserver.yaml)")
 	f.String("listen", d.Listen, "HTTPS listen address")
 	f.String("data", d.DataDir, "data directory (hale.db, master key, CA, bootstrap token)")
+	f.String("database", "", "PostgreSQL URL for the server's state (default: bbolt in the data directory)")
+	f.Bool("standby", false, "on PostgreSQL, wait while another mdmserver serves the database and take over when it stops")
 	f.String("public-url", "", "base URL devices use to reach the server (default https://localhost:<port>)")
 	f.StringSlice("names", nil, "extra DNS names or IPs for the server certificate")
 	f.String("log-level", d.LogLevel, "debug, info, warn or error")
 	c.PreRunE = func(cmd *cobra.Command, _ []string) error {
-		for _, name := range []string{"listen", "data", "public-url", "names", "log-level"} {
+		for _, name := range []string{"listen", "data", "database", "public-url", "names", "log-level"} {
 			if err := v.BindPFlag(strings.ReplaceAll(name, "-", "_"), cmd.Flags().Lookup(name)); err != nil {
 				return err
 			}
@@ -114,7 +119,9 @@ func loadConfig(v *viper.Viper) (mdmserver.Config, error) {
 	return cfg, nil
 }
 
-func runServe(ctx context.Context, v *viper.Viper) error {
+// runServe runs the server until SIGINT or SIGTERM; standby: wait for the PostgreSQL server
+// lease (WithStandby) rather than refuse to start beside another server.
+func runServe(ctx context.Context, v *viper.Viper, standby bool) error {
 	cfg, err := loadConfig(v)
 	if err != nil {
 		return err
@@ -123,7 +130,11 @@ func runServe(ctx context.Context, v *viper.Viper) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	srv, err := mdmserver.New(cfg, mdmserver.WithLogger(log))
+	opts := []mdmserver.Option{mdmserver.WithLogger(log)}
+	if standby {
+		opts = append(opts, mdmserver.WithStandby(ctx))
+	}
+	srv, err := mdmserver.New(cfg, opts...)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/halemdm/hale/internal/problem"
 	"github.com/halemdm/hale/mdmserver/backup"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 )
@@ -12,15 +13,26 @@ import (
 // Backup serves GET /api/v1/backup: a consistent online snapshot of the server's state, as the
 // archive package backup writes, for `mdmctl backup`.
 type Backup struct {
+	// Service takes the backup; nil when the state is in PostgreSQL, which is backed up with
+	// its own tools (the request is refused with 501 saying so).
 	Service *backup.Service
 	Logger  *slog.Logger
 }
+
+// postgresBackup is why a server on PostgreSQL takes no backup itself.
+const postgresBackup = "this server keeps its state in PostgreSQL: back it up with PostgreSQL's own tools " +
+	"(pg_dump for a consistent logical copy, or pg_basebackup with WAL archiving for point-in-time recovery), " +
+	"and keep apart, as for any Hale backup, the master key and the data directory's ca/ (the CA's key)"
 
 // Get streams the archive. The backup is on the audit record (inside the archive too) before
 // the first byte goes out. An error mid-stream aborts the response, so the client sees a
 // broken transfer, never a short archive that looks complete (and the archive's manifest comes
 // last, so a cut-off copy is refused by `mdmctl backup` and `mdmserver restore` anyway).
 func (h *Backup) Get(w http.ResponseWriter, r *http.Request) {
+	if h.Service == nil {
+		problem.Error(w, r, http.StatusNotImplemented, "backup-by-database-tools", postgresBackup)
+		return
+	}
 	started := false
 	out := writerFunc(func(p []byte) (int, error) {
 		if !started {

@@ -137,6 +137,11 @@ func reindex(b Bucket, id string, old, new []string) error {
 		}
 	}
 	for _, k := range new {
+		// An entry already there is not written again: a device with many certificate serials
+		// would otherwise rewrite them all on every change (checkIndex has just read them).
+		if string(b.Get([]byte(k))) == id {
+			continue
+		}
 		if err := b.Put([]byte(k), []byte(id)); err != nil {
 			return err
 		}

@@ -2,9 +2,7 @@ package mdmserver_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"slices"
 	"strings"
 	"testing"
@@ -12,35 +10,23 @@ import (
 
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/pgtest"
-	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/applemdm"
-	"github.com/halemdm/hale/mdmserver/storage/pgmdm"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/micromdm/nanomdm/storage/pgsql"
+	"github.com/halemdm/hale/mdmserver/storage/pgstore"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 )
 
-// TestAppleMDMOnPostgreSQL runs Hale's Apple MDM flows with nanomdm's state in PostgreSQL
-// (pgmdm, bodies sealed under the server's master key): a Mac enrolls, an unanswered query
-// expires out of the queue, a full wipe's PIN stays sealed in the commands table across a
-// restart of the server, and the Mac gets it and the wipe when it checks in.
-func TestAppleMDMOnPostgreSQL(t *testing.T) {
-	db := openMDMDatabase(t)
-	raw := make([]byte, seal.KeySize)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
+// TestServerOnPostgreSQL runs the server with all its state in PostgreSQL (--database): Hale's
+// records, nanomdm's (pgmdm, bodies sealed under the master key) and the CA's. A Mac enrolls,
+// an unanswered query expires out of the queue, a full wipe's PIN stays sealed in the commands
+// table across a restart of the server, and the Mac gets it and the wipe when it checks in.
+func TestServerOnPostgreSQL(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	env := newTestEnv(t, func(c *mdmserver.Config) { c.Database = dsn })
+	db := openDatabase(t, dsn)
+	if _, ok := env.Store().(*pgstore.Store); !ok {
+		t.Fatalf("the server runs on %T, not PostgreSQL", env.Store())
 	}
-	keyHex := hex.EncodeToString(raw)
-	key, err := seal.Parse(keyHex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := pgmdm.New(db, pgmdm.WithCommandSealer(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := newTestEnvWith(t, []mdmserver.Option{mdmserver.WithMDMStorage(st)}, func(c *mdmserver.Config) { c.MasterKey = keyHex })
 	// No push loop: the Mac checks in when the test says, after the restart.
 	dev := env.enrollDevice(applesim.WithState(applesim.MacOSState()))
 	count := func(query string, args ...any) int {
@@ -110,18 +96,13 @@ func TestAppleMDMOnPostgreSQL(t *testing.T) {
 	}
 }
 
-// openMDMDatabase returns a handle on a fresh PostgreSQL database with nanomdm's schema, from a
-// pgx pool as Hale's PostgreSQL store makes it.
-func openMDMDatabase(t *testing.T) *sql.DB {
+// openDatabase returns a database/sql handle on dsn, for reading what the server stored.
+func openDatabase(t *testing.T, dsn string) *sql.DB {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), pgtest.NewDatabase(t))
+	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := stdlib.OpenDBFromPool(pool)
-	t.Cleanup(func() { db.Close(); pool.Close() })
-	if _, err := db.Exec(pgsql.Schema); err != nil {
-		t.Fatalf("applying nanomdm's schema.sql: %v", err)
-	}
+	t.Cleanup(func() { db.Close() })
 	return db
 }

@@ -1,0 +1,106 @@
+package mdmserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
+	"github.com/halemdm/hale/mdmserver/storage/pgmdm"
+	"github.com/halemdm/hale/mdmserver/storage/pgstore"
+)
+
+// openStore opens where the server keeps its state, with nanomdm's storage and the CA's
+// database on the same backend: a PostgreSQL database when Config.Database is set, else bbolt
+// in DATA/hale.db.
+func (s *Server) openStore(ctx context.Context, o options) error {
+	if s.cfg.Database != "" {
+		return s.openPostgres(ctx, o)
+	}
+	bolt, err := boltstore.Open(s.cfg.path("hale.db"), boltstore.WithLogger(s.log.With("component", "store")))
+	if err != nil {
+		return err
+	}
+	s.store, s.snapshots = bolt, bolt
+	if s.mdmStore = o.mdmStorage; s.mdmStore == nil {
+		if s.mdmStore, err = boltstore.NewMDMStorage(bolt, boltstore.WithCommandSealer(s.key)); err != nil {
+			return fmt.Errorf("nanomdm storage: %w", err)
+		}
+	}
+	// The CA keeps its database in hale.db. One left in DATA/ca/ca.db by an older Hale moves in
+	// first, or the server does not start: a CA without its revocations would trust revoked
+	// certificates again.
+	if _, err = bolt.ImportCADB(filepath.Join(s.cfg.path("ca"), "ca.db")); err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	s.caDB = bolt.CADB()
+	return nil
+}
+
+// openPostgres opens the PostgreSQL database, migrating its schema, and takes the server lease:
+// one mdmserver serves a database at a time; a second one refuses to start until the first has
+// stopped (or died: PostgreSQL frees the lease with its connection).
+func (s *Server) openPostgres(ctx context.Context, o options) error {
+	pg, err := pgstore.Open(ctx, s.cfg.Database, pgstore.WithLogger(s.log.With("component", "store")))
+	if err != nil {
+		return err
+	}
+	s.store = pg
+	if s.lease, err = s.takeLease(ctx, pg, o.standby); err != nil {
+		return err
+	}
+	if s.mdmStore = o.mdmStorage; s.mdmStore == nil {
+		if s.mdmStore, err = pgmdm.New(stdlib.OpenDBFromPool(pg.Pool()), pgmdm.WithCommandSealer(s.key)); err != nil {
+			return fmt.Errorf("nanomdm storage: %w", err)
+		}
+	}
+	// A CA database an older Hale left in the data directory belongs to a bbolt install: move
+	// that install with `mdmserver migrate`, or the CA would forget its revocations.
+	if _, err := os.Stat(filepath.Join(s.cfg.path("ca"), "ca.db")); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("certificate authority: %s holds a bbolt CA database; this server keeps it in PostgreSQL", filepath.Join(s.cfg.path("ca"), "ca.db"))
+	}
+	s.caDB = pg.CADB()
+	return nil
+}
+
+// leaseRetry is how often a standby tries to take the server lease.
+const leaseRetry = 2 * time.Second
+
+// takeLease takes the server lease; while another server holds it, it waits until standby ends
+// (a nil standby: it does not wait).
+func (s *Server) takeLease(ctx context.Context, pg *pgstore.Store, standby context.Context) (*pgstore.Lease, error) {
+	for waiting := false; ; waiting = true {
+		lease, err := pg.TryLease(ctx, pgstore.ServerLease)
+		if !errors.Is(err, pgstore.ErrLeaseHeld) {
+			if err == nil && waiting {
+				s.log.Info("standby: took the database lease; starting")
+			}
+			return lease, err
+		}
+		if standby == nil {
+			return nil, errors.New("another mdmserver is serving this database: one server per database (start this one with --standby to take over when it stops)")
+		}
+		if !waiting {
+			s.log.Warn("standby: another mdmserver serves this database; waiting to take over")
+		}
+		select {
+		case <-standby.Done():
+			return nil, fmt.Errorf("standby: stopped before taking over: %w", standby.Err())
+		case <-time.After(leaseRetry):
+		}
+	}
+}
+
+// leaseLost is closed when the server lost its PostgreSQL lease (nil, never closed, on bbolt).
+func (s *Server) leaseLost() <-chan struct{} {
+	if s.lease == nil {
+		return nil
+	}
+	return s.lease.Lost()
+}
