@@ -106,12 +106,22 @@ func (c *CADB) CmpAndSwap(table, key, oldValue, newValue []byte) ([]byte, bool, 
 // error; results are written into tx's entries.
 func (c *CADB) Update(tx *database.Tx) error {
 	return c.run(true, func(ctx context.Context, ptx pgx.Tx) error {
+		var buckets []string
+		var keys [][]byte
 		for _, op := range tx.Operations {
 			if err := caApply(ctx, ptx, op); err != nil {
 				return fmt.Errorf("pgstore: CA database: %s %s/%s: %w", op.Cmd, op.Bucket, op.Key, err)
 			}
+			switch name := string(CABucket(string(op.Bucket))); {
+			case !c.s.followed[name]:
+			case op.Cmd == database.Set || op.Cmd == database.Delete || op.Cmd == database.CmpAndSwap && op.Swapped:
+				buckets, keys = append(buckets, name), append(keys, op.Key)
+			}
 		}
-		return nil
+		if len(buckets) == 0 {
+			return nil
+		}
+		return insertChanges(ctx, ptx, buckets, keys)
 	})
 }
 

@@ -55,14 +55,23 @@ func (t *kvTx) writeChanges() error {
 		buckets = append(buckets, c[0])
 		keys = append(keys, []byte(c[1]))
 	}
-	if _, err := t.tx.Exec(t.ctx, "INSERT INTO hale_changes (bucket, key) SELECT * FROM unnest($1::text[], $2::bytea[])", buckets, keys); err != nil {
+	return insertChanges(t.ctx, t.tx, buckets, keys)
+}
+
+// insertChanges adds changes to the feed in tx and notifies the followers when tx commits.
+func insertChanges(ctx context.Context, tx pgx.Tx, buckets []string, keys [][]byte) error {
+	if _, err := tx.Exec(ctx, "INSERT INTO hale_changes (bucket, key) SELECT * FROM unnest($1::text[], $2::bytea[])", buckets, keys); err != nil {
 		return fmt.Errorf("pgstore: change feed: %w", err)
 	}
-	if _, err := t.tx.Exec(t.ctx, "SELECT pg_notify($1, '')", changesChannel); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", changesChannel); err != nil {
 		return fmt.Errorf("pgstore: change feed: %w", err)
 	}
 	return nil
 }
+
+// CABucket is the change feed's name for a table of the CA database (WithChangeFeed follows
+// it like a bucket): a certificate revoked on one replica is refused by the others.
+func CABucket(table string) []byte { return []byte("ca/" + table) }
 
 // ErrResync is given to a Follow's apply when changes it has not applied were pruned: the
 // follower must reload everything it keeps, then go on from the position it is given.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/micromdm/nanomdm/storage/pgsql"
+	"github.com/smallstep/nosql/database"
 
 	"github.com/halemdm/hale/internal/pgtest"
 	"github.com/halemdm/hale/mdmserver/storage"
@@ -190,4 +191,9 @@ func TestLease(t *testing.T) {
 		t.Fatalf("after the holder's connection ended: %v", err)
 	}
 	la.Release()
+}
+
+// The CA database's contract (storagetest.CADB), on PostgreSQL.
+func TestCADB(t *testing.T) {
+	storagetest.CADB(t, func(t *testing.T) database.DB { return open(t, pgtest.NewDatabase(t)).CADB() })
 }
