@@ -112,3 +112,48 @@ func TestRefreshFollowsThePrimary(t *testing.T) {
 		t.Fatalf("Refresh of a missing use: %v, want ErrNotFound", err)
 	}
 }
+
+// TestRefreshAllLoadsWithoutWriting: a replica loading every use puts those in force into its
+// index, leaves the expired ones out and, unlike Load, ends nothing.
+func TestRefreshAllLoadsWithoutWriting(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u, err := f.svc.Start(ctx, byDevice("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := byDevice("d3")
+	req.Duration = time.Hour
+	short, err := f.svc.Start(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Close() // the primary is down: nobody ends the short use at its expiry
+	f.clock.Set(t0.Add(2 * time.Hour))
+	pending, audited := f.tr.Pending(f.stream), len(f.auditActions(t))
+
+	replicaIndex := access.NewIndex(access.WithClock(f.clock.Now))
+	replicaIndex.MarkLoaded()
+	for _, id := range []string{"d1", "d3"} {
+		replicaIndex.Put(&access.Decision{DeviceID: id, State: "active", ReportedAt: t0, StaleAt: t0.Add(48 * time.Hour),
+			Posture: &policies.Posture{Platform: policies.PlatformIOS, ReportedAt: t0},
+			Verdict: policies.Verdict{Reasons: []policies.Reason{{Code: policies.CodeOSTooOld}}, NoncompliantSince: t0.Add(-48 * time.Hour), GraceUntil: t0.Add(-24 * time.Hour)}}, f.clock.Now())
+	}
+	replica := breakglass.New(storage.Scope(f.st, func(tx storage.Tx) breakglass.Tx { return tx }), replicaIndex, devices{}, nil, nil,
+		breakglass.WithClock(f.clock.Now))
+	if err := replica.RefreshAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a := replicaIndex.Lookup("d1", f.clock.Now()); !a.Allow || a.BreakGlass == nil || a.BreakGlass.ID != u.ID {
+		t.Fatalf("d1 on the replica %+v", a)
+	}
+	if a := replicaIndex.Lookup("d3", f.clock.Now()); a.Allow || replicaIndex.BreakGlass("d3") != nil {
+		t.Fatalf("d3 (expired) on the replica %+v", a)
+	}
+	if got, _ := f.svc.Get(ctx, short.ID); !got.EndedAt.IsZero() {
+		t.Fatalf("RefreshAll ended a use: %+v", got)
+	}
+	if f.tr.Pending(f.stream) != pending || len(f.auditActions(t)) != audited {
+		t.Fatal("RefreshAll sent an event or wrote an audit entry")
+	}
+}

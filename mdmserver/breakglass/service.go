@@ -493,43 +493,6 @@ func (s *Service) Load(ctx context.Context) error {
 	return nil
 }
 
-// Refresh makes the index's grant for the device of use id what the store says: the grant of
-// the device's use in force now (the latest started, should the store hold more than one), or
-// none. An access replica calls it when another server (the primary) wrote use id: started,
-// ended at expiry, revoked or reviewed. It reads only: no timer (the grant carries its expiry,
-// past which the index denies by itself), no audit entry, no event (the server that wrote the
-// use recorded and sent them). The device's other uses are read too, so a late change to an
-// old use (its review) never drops a newer use's grant. A missing use is an error wrapping
-// ErrNotFound and changes nothing.
-func (s *Service) Refresh(ctx context.Context, id string) error {
-	var u *Use
-	var all []*Use
-	err := s.st.View(ctx, func(tx Tx) error {
-		var err error
-		if u, err = tx.BreakGlass().Get(ctx, id); err != nil {
-			return err
-		}
-		all, err = tx.BreakGlass().List(ctx)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("breakglass: refresh use %s: %w", id, err)
-	}
-	now := s.now()
-	var live *Use
-	for _, o := range all {
-		if o.DeviceID == u.DeviceID && o.Active(now) && (live == nil || o.StartedAt.After(live.StartedAt)) {
-			live = o
-		}
-	}
-	if live == nil {
-		s.decisions.SetBreakGlass(u.DeviceID, nil, now)
-		return nil
-	}
-	s.decisions.SetBreakGlass(u.DeviceID, &access.Grant{ID: live.ID, ExpiresAt: live.ExpiresAt, May: live.May}, now)
-	return nil
-}
-
 // Close stops the expiry timers (a use in force stays recorded; Load re-arms it).
 func (s *Service) Close() {
 	s.mu.Lock()
