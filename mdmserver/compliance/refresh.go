@@ -38,6 +38,42 @@ func stored[T any](ctx context.Context, forEach func(context.Context, func(strin
 	return out, nil
 }
 
+// records reads the stored postures and verdicts of the wanted devices: by key when the
+// repository offers DeviceRecords, else in one scan of each.
+func records(ctx context.Context, r Repository, want map[string]bool) (map[string]*policies.Posture, map[string]*policies.Verdict, error) {
+	dr, ok := r.(DeviceRecords)
+	if !ok {
+		postures, err := stored(ctx, r.ForEachPosture, want)
+		if err != nil {
+			return nil, nil, fmt.Errorf("postures: %w", err)
+		}
+		verdicts, err := stored(ctx, r.ForEachVerdict, want)
+		if err != nil {
+			return nil, nil, fmt.Errorf("verdicts: %w", err)
+		}
+		return postures, verdicts, nil
+	}
+	postures := make(map[string]*policies.Posture, len(want))
+	verdicts := make(map[string]*policies.Verdict, len(want))
+	for id := range want {
+		p, err := dr.Posture(ctx, id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("posture of %s: %w", id, err)
+		}
+		v, err := dr.Verdict(ctx, id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("verdict of %s: %w", id, err)
+		}
+		if p != nil {
+			postures[id] = p
+		}
+		if v != nil {
+			verdicts[id] = v
+		}
+	}
+	return postures, verdicts, nil
+}
+
 // refreshed is what the store holds of one device, read by Refresh.
 type refreshed struct {
 	dev     *inventory.Device // nil: gone from the inventory
@@ -53,8 +89,9 @@ type refreshed struct {
 //
 // Refresh is how an access replica follows the primary that writes the store: it writes
 // nothing and runs no ChangeFunc or VerdictFunc hook (the primary ran them for the change it
-// made). Give it every device of one batch of changes at once: the repository reads postures and
-// verdicts only by scanning, so one call costs one scan however many devices it names. Refresh
+// made). Give it every device of one batch of changes at once: a repository without
+// DeviceRecords reads postures and verdicts only by scanning, so one call then costs one scan
+// however many devices it names. Refresh
 // calls are serialized among themselves, so the read applied last is the latest; an engine that
 // also ingests reports itself must not be refreshed, as a read from before its own commit could
 // be applied after it. On an error nothing is changed.
@@ -89,14 +126,9 @@ func (e *Engine) Refresh(ctx context.Context, deviceIDs ...string) error {
 		if len(live) == 0 {
 			return nil
 		}
-		r := tx.Compliance()
-		postures, err := stored(ctx, r.ForEachPosture, live)
+		postures, verdicts, err := records(ctx, tx.Compliance(), live)
 		if err != nil {
-			return fmt.Errorf("postures: %w", err)
-		}
-		verdicts, err := stored(ctx, r.ForEachVerdict, live)
-		if err != nil {
-			return fmt.Errorf("verdicts: %w", err)
+			return err
 		}
 		for id := range live {
 			got[id].posture, got[id].verdict = postures[id], verdicts[id]
