@@ -79,11 +79,13 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason string) 
 }
 
 // RefreshRevocations reads the revoked certificates from the authority's database again and
-// makes them the set mTLS verification refuses, and drops the cached CRL so the next CRL call
+// adds them to the set mTLS verification refuses, and drops the cached CRL so the next CRL call
 // reads (or reissues) it. An access replica calls it when another server (the primary) revoked a
 // certificate in the shared database; without it a replica would accept that certificate until
-// it restarts. On a read error the set is left as it was and the error returned: the caller
-// retries (a follower reloads everything it keeps).
+// it restarts. Serials are only added, never dropped: a revocation is never undone, and a
+// Revoke on this authority racing the read keeps its serial. On a read error the set is left
+// as it was and the error returned: the caller retries (a follower reloads everything it
+// keeps).
 func (a *Authority) RefreshRevocations(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -92,12 +94,10 @@ func (a *Authority) RefreshRevocations(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("certs: read revoked certificates: %w", err)
 	}
-	set := make(map[string]struct{}, len(*revoked))
-	for _, r := range *revoked {
-		set[r.Serial] = struct{}{}
-	}
 	a.revokedMu.Lock()
-	a.revoked = set
+	for _, r := range *revoked {
+		a.revoked[r.Serial] = struct{}{}
+	}
 	a.revokedMu.Unlock()
 	a.crlMu.Lock()
 	a.crl = nil
