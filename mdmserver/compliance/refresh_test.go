@@ -67,11 +67,17 @@ func (r keyedRepo) Verdict(ctx context.Context, id string) (out *policies.Verdic
 	return out, err
 }
 
+// scanRepo is the repository with only compliance.Repository's methods, so Refresh scans even
+// when the backend offers compliance.DeviceRecords.
+type scanRepo struct {
+	compliance.Repository
+}
+
 func (tx hidingTx) Compliance() compliance.Repository {
 	if tx.keyed {
 		return keyedRepo{tx.Tx.Compliance()}
 	}
-	return tx.Tx.Compliance()
+	return scanRepo{tx.Tx.Compliance()}
 }
 
 type hidingInventory struct {
