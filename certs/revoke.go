@@ -78,6 +78,33 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason string) 
 	return nil
 }
 
+// RefreshRevocations reads the revoked certificates from the authority's database again and
+// adds them to the set mTLS verification refuses, and drops the cached CRL so the next CRL call
+// reads (or reissues) it. An access replica calls it when another server (the primary) revoked a
+// certificate in the shared database; without it a replica would accept that certificate until
+// it restarts. Serials are only added, never dropped: a revocation is never undone, and a
+// Revoke on this authority racing the read keeps its serial. On a read error the set is left
+// as it was and the error returned: the caller retries (a follower reloads everything it
+// keeps).
+func (a *Authority) RefreshRevocations(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	revoked, err := a.db.GetRevokedCertificates()
+	if err != nil {
+		return fmt.Errorf("certs: read revoked certificates: %w", err)
+	}
+	a.revokedMu.Lock()
+	for _, r := range *revoked {
+		a.revoked[r.Serial] = struct{}{}
+	}
+	a.revokedMu.Unlock()
+	a.crlMu.Lock()
+	a.crl = nil
+	a.crlMu.Unlock()
+	return nil
+}
+
 // IsRevoked reports whether the certificate with this serial number is revoked. It reads an
 // in-memory copy of the authority's revocation table, so it is fast enough for every handshake.
 func (a *Authority) IsRevoked(serial *big.Int) (bool, error) {

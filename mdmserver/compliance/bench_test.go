@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/internal/measure"
+	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
@@ -152,4 +153,66 @@ func BenchmarkReevaluateVsRead100k(b *testing.B) {
 	b.ReportMetric(float64(reeval)/float64(read), "ratio")
 	b.ReportMetric(float64(readCPU.Nanoseconds())/float64(i), "read-cpu-ns/pass")
 	b.ReportMetric(float64(reevalCPU.Nanoseconds())/float64(i), "reeval-cpu-ns/pass")
+}
+
+// BenchmarkRefreshVsRead100k measures what an access replica pays to follow the primary, on a
+// fleet of 100,000 devices: Refresh of one device and of a batch of 1,000 (a repository without
+// compliance.DeviceRecords is read by scanning, and both then cost about one scan), against the
+// read pass floor (one inventory ForEach), alternating within each iteration.
+func BenchmarkRefreshVsRead100k(b *testing.B) {
+	e := benchFleet(b, benchDevices)
+	ctx := context.Background()
+	// The replica reads the store as the backend offers it: by key once the repository has
+	// compliance.DeviceRecords, by scan before.
+	ps, err := compliance.NewPolicyStore(ctx, complianceStore(e.st))
+	if err != nil {
+		b.Fatal(err)
+	}
+	replica, err := compliance.NewEngine(complianceStore(e.st), ps, access.NewIndex(), compliance.WithClock(e.clock.Now))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := replica.Load(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// A batch spread over the fleet, and the last device by ID, which the scans reach last.
+	var ids []string
+	var last string
+	n := 0
+	if err := e.inv.ForEach(ctx, func(d *inventory.Device) error {
+		if n%(benchDevices/1000) == 0 {
+			ids = append(ids, d.ID)
+		}
+		n++
+		last = d.ID
+		return nil
+	}); err != nil || len(ids) != 1000 {
+		b.Fatalf("%d ids: %v", len(ids), err)
+	}
+	var read, one, batch time.Duration
+	i := 0
+	for b.Loop() {
+		start := time.Now()
+		n := 0
+		if err := e.inv.ForEach(ctx, func(*inventory.Device) error { n++; return nil }); err != nil || n != benchDevices {
+			b.Fatalf("read %d devices: %v", n, err)
+		}
+		read += time.Since(start)
+		start = time.Now()
+		if err := replica.Refresh(ctx, last); err != nil {
+			b.Fatal(err)
+		}
+		one += time.Since(start)
+		start = time.Now()
+		if err := replica.Refresh(ctx, ids...); err != nil {
+			b.Fatal(err)
+		}
+		batch += time.Since(start)
+		i++
+	}
+	b.ReportMetric(float64(read.Nanoseconds())/float64(i), "read-ns/pass")
+	b.ReportMetric(float64(one.Nanoseconds())/float64(i), "refresh1-ns/op")
+	b.ReportMetric(float64(batch.Nanoseconds())/float64(i), "refresh1000-ns/op")
+	b.ReportMetric(float64(one)/float64(read), "refresh1/read")
+	b.ReportMetric(float64(batch)/float64(read), "refresh1000/read")
 }

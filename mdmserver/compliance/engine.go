@@ -122,6 +122,8 @@ type Engine struct {
 	// pass is held shared by single-device operations and exclusively by ReevaluateAll, so
 	// a whole-fleet pass needs no per-device locks.
 	pass sync.RWMutex
+	// refreshMu serializes Refresh calls, so the store read applied last is the latest.
+	refreshMu sync.Mutex
 
 	mu      sync.RWMutex // guards devices, order, sorted
 	devices map[string]*deviceState

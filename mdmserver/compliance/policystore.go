@@ -6,7 +6,9 @@
 // device's lock or wipe, time passing) goes through the Engine, which evaluates, commits the
 // posture and verdict to the store (a Repository), and only then updates the in-memory access.Index and tells the
 // change hooks, in that order. The Engine keeps every device's posture and verdict in memory so
-// that re-evaluating the whole fleet after a policy change reads nothing from disk.
+// that re-evaluating the whole fleet after a policy change reads nothing from disk. An access
+// replica's Engine, on a store another server writes, evaluates nothing of its own: it reads
+// what that server committed (Engine.Refresh, Engine.PoliciesChanged) and publishes it.
 package compliance
 
 import (
@@ -108,7 +110,20 @@ func NewPolicyStore(ctx context.Context, st Store, opts ...PolicyOption) (*Polic
 	for _, o := range opts {
 		o(s)
 	}
-	err := st.View(ctx, func(tx Tx) error {
+	current, assigned, err := s.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.current, s.assigned = current, assigned
+	return s, nil
+}
+
+// read loads the current policies, parsed, and the assignments from the store.
+func (s *PolicyStore) read(ctx context.Context) (map[string]*StoredPolicy, map[Target]string, error) {
+	current, assigned := map[string]*StoredPolicy{}, map[Target]string{}
+	err := s.st.View(ctx, func(tx Tx) error {
+		clear(current)
+		clear(assigned)
 		r := tx.Compliance()
 		stored, err := r.CurrentPolicies(ctx)
 		if err != nil {
@@ -118,7 +133,7 @@ func NewPolicyStore(ctx context.Context, st Store, opts ...PolicyOption) (*Polic
 			if err := parseStored(sp); err != nil {
 				return fmt.Errorf("policy %q: %w", sp.Name, err)
 			}
-			s.current[sp.Name] = sp
+			current[sp.Name] = sp
 		}
 		as, err := r.Assignments(ctx)
 		if err != nil {
@@ -128,14 +143,32 @@ func NewPolicyStore(ctx context.Context, st Store, opts ...PolicyOption) (*Polic
 			if a.Target.Validate() != nil {
 				return fmt.Errorf("malformed assignment to %s %q", a.Target.Kind, a.Target.Name)
 			}
-			s.assigned[a.Target] = a.Policy
+			assigned[a.Target] = a.Policy
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("compliance: load policies: %w", err)
+		return nil, nil, fmt.Errorf("compliance: load policies: %w", err)
 	}
-	return s, nil
+	return current, assigned, nil
+}
+
+// Reload reads the current policies and assignments from the store again and makes them the
+// ones Effective resolves. An access replica calls it when another server (the primary) changed
+// a policy or an assignment; it writes nothing and re-evaluates nothing (Engine.PoliciesChanged
+// runs it and republishes). A stored policy that no longer parses, or a read error, fails
+// Reload and leaves the policies as they were.
+func (s *PolicyStore) Reload(ctx context.Context) error {
+	// Read under the lock, as Put and Assign write under it: a change this store makes itself
+	// is then never overwritten by a read from before it.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	current, assigned, err := s.read(ctx)
+	if err != nil {
+		return err
+	}
+	s.current, s.assigned = current, assigned
+	return nil
 }
 
 // parseStored checks a stored record and parses its source again into sp.Policy.

@@ -50,6 +50,17 @@ type PostureRepository interface {
 	History(ctx context.Context, deviceID string, limit int) ([]policies.Verdict, error)
 }
 
+// DeviceRecords is what a PostureRepository may offer besides: one device's stored posture and
+// verdict, read by key. Engine.Refresh uses it when the repository has it; without it, Refresh
+// finds a device's records by scanning every posture and verdict, which costs about a full
+// read pass of the fleet per call (bench/README.md).
+type DeviceRecords interface {
+	// Posture returns the stored posture of a device, nil when it has none.
+	Posture(ctx context.Context, deviceID string) (*policies.Posture, error)
+	// Verdict returns the stored verdict of a device, nil when it has none.
+	Verdict(ctx context.Context, deviceID string) (*policies.Verdict, error)
+}
+
 // Delivery is what an Apple device was last sent of its effective policy.
 type Delivery struct {
 	Policy   string

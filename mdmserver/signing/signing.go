@@ -132,8 +132,29 @@ func Open(ctx context.Context, st Store, sealKey *seal.Key, opts ...Option) (*Ke
 	if k.optErr != nil {
 		return nil, k.optErr
 	}
+	current, retired, err := k.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	k.current = current
+	k.retired = k.live(retired, k.now())
+	k.rebuildLocked()
+	k.mu.Unlock()
+
+	if current == nil {
+		if err := k.Rotate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return k, nil
+}
+
+// load reads and opens every stored key and returns the one that signs (nil when the store
+// has none) and the retired ones, not yet filtered by their overlap.
+func (k *Keyset) load(ctx context.Context) (current *key, retired []*key, err error) {
 	var keys []*key
-	err := st.View(ctx, func(tx Tx) error {
+	err = k.st.View(ctx, func(tx Tx) error {
 		stored, err := tx.Signing().Keys(ctx)
 		if err != nil {
 			return err
@@ -148,12 +169,8 @@ func Open(ctx context.Context, st Store, sealKey *seal.Key, opts ...Option) (*Ke
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("signing: load keys: %w", err)
+		return nil, nil, fmt.Errorf("signing: load keys: %w", err)
 	}
-
-	now := k.now()
-	var current *key
-	var retired []*key
 	for _, ky := range keys {
 		if !ky.retired.IsZero() {
 			retired = append(retired, ky)
@@ -174,19 +191,34 @@ func Open(ctx context.Context, st Store, sealKey *seal.Key, opts ...Option) (*Ke
 	if countCurrent(keys) > 1 {
 		k.log.Warn("signing: more than one current key in store; signing with the newest", "kid", current.kid)
 	}
+	return current, retired, nil
+}
 
+// Reload reads the keys from the store again and makes them the keyset's: the current key
+// signs and the JWKS publishes the current and retired keys as stored. An access replica
+// calls it when another server (the primary) rotated or pruned keys; Reload itself never
+// writes. A store without a current key, or a key that does not open, is an error and leaves
+// the keyset as it was: a replica keeps signing with the last key it could load rather than
+// with none.
+func (k *Keyset) Reload(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k.rotMu.Lock()
+	defer k.rotMu.Unlock()
+	current, retired, err := k.load(ctx)
+	if err != nil {
+		return err
+	}
+	if current == nil {
+		return errors.New("signing: reload: the store holds no current key")
+	}
 	k.mu.Lock()
 	k.current = current
-	k.retired = k.live(retired, now)
+	k.retired = k.live(retired, k.now())
 	k.rebuildLocked()
 	k.mu.Unlock()
-
-	if current == nil {
-		if err := k.Rotate(ctx); err != nil {
-			return nil, err
-		}
-	}
-	return k, nil
+	return nil
 }
 
 func countCurrent(keys []*key) int {

@@ -1,0 +1,235 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/halemdm/hale/mdmserver/access"
+	"github.com/halemdm/hale/mdmserver/inventory"
+	"github.com/halemdm/hale/policies"
+)
+
+// Following another server: an access replica's engine never evaluates a report or writes a
+// verdict. The primary does, and the replica reads what it committed (its change feed names the
+// devices) and publishes it, silently: the primary already ran the hooks (security events,
+// warnings) for every change it made, and they must not run twice.
+
+// errStop ends a ForEach early once every wanted record was found.
+var errStop = errors.New("compliance: stop")
+
+// stored returns the records forEach yields for the wanted device IDs.
+func stored[T any](ctx context.Context, forEach func(context.Context, func(string, *T) error) error, want map[string]bool) (map[string]*T, error) {
+	out := make(map[string]*T, len(want))
+	err := forEach(ctx, func(id string, x *T) error {
+		if want[id] {
+			out[id] = x
+			if len(out) == len(want) {
+				return errStop
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return out, nil
+}
+
+// records reads the stored postures and verdicts of the wanted devices: by key when the
+// repository offers DeviceRecords, else in one scan of each.
+func records(ctx context.Context, r Repository, want map[string]bool) (map[string]*policies.Posture, map[string]*policies.Verdict, error) {
+	dr, ok := r.(DeviceRecords)
+	if !ok {
+		postures, err := stored(ctx, r.ForEachPosture, want)
+		if err != nil {
+			return nil, nil, fmt.Errorf("postures: %w", err)
+		}
+		verdicts, err := stored(ctx, r.ForEachVerdict, want)
+		if err != nil {
+			return nil, nil, fmt.Errorf("verdicts: %w", err)
+		}
+		return postures, verdicts, nil
+	}
+	postures := make(map[string]*policies.Posture, len(want))
+	verdicts := make(map[string]*policies.Verdict, len(want))
+	for id := range want {
+		p, err := dr.Posture(ctx, id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("posture of %s: %w", id, err)
+		}
+		v, err := dr.Verdict(ctx, id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("verdict of %s: %w", id, err)
+		}
+		if p != nil {
+			postures[id] = p
+		}
+		if v != nil {
+			verdicts[id] = v
+		}
+	}
+	return postures, verdicts, nil
+}
+
+// refreshed is what the store holds of one device, read by Refresh.
+type refreshed struct {
+	dev     *inventory.Device // nil: gone from the inventory
+	posture *policies.Posture
+	verdict *policies.Verdict
+}
+
+// Refresh makes the engine's memory and the access index say what the store holds of the
+// given devices: each one's inventory record, stored posture and stored verdict, all read in one
+// View. A device the engine did not know (enrolled through another server) is added; a device
+// gone from the inventory is dropped and its index entry deleted (it then answers
+// unknown_device). A device without a stored verdict is evaluated in memory, as Load does.
+//
+// Refresh is how an access replica follows the primary that writes the store: it writes
+// nothing and runs no ChangeFunc or VerdictFunc hook (the primary ran them for the change it
+// made). Give it every device of one batch of changes at once: a repository without
+// DeviceRecords reads postures and verdicts only by scanning, so one call then costs one scan
+// however many devices it names. Refresh
+// calls are serialized among themselves, so the read applied last is the latest; an engine that
+// also ingests reports itself must not be refreshed, as a read from before its own commit could
+// be applied after it. On an error nothing is changed.
+func (e *Engine) Refresh(ctx context.Context, deviceIDs ...string) error {
+	if len(deviceIDs) == 0 {
+		return nil
+	}
+	e.refreshMu.Lock()
+	defer e.refreshMu.Unlock()
+	e.pass.RLock()
+	defer e.pass.RUnlock()
+	want := make(map[string]bool, len(deviceIDs))
+	for _, id := range deviceIDs {
+		want[id] = true
+	}
+	got := make(map[string]*refreshed, len(want))
+	err := e.st.View(ctx, func(tx Tx) error {
+		clear(got)
+		live := map[string]bool{}
+		for id := range want {
+			d, err := tx.Inventory().Get(ctx, id)
+			switch {
+			case errors.Is(err, inventory.ErrNotFound):
+				got[id] = &refreshed{}
+				continue
+			case err != nil:
+				return fmt.Errorf("device %s: %w", id, err)
+			}
+			got[id] = &refreshed{dev: d}
+			live[id] = true
+		}
+		if len(live) == 0 {
+			return nil
+		}
+		postures, verdicts, err := records(ctx, tx.Compliance(), live)
+		if err != nil {
+			return err
+		}
+		for id := range live {
+			got[id].posture, got[id].verdict = postures[id], verdicts[id]
+			if v := verdicts[id]; v != nil && v.EvaluatedAt.IsZero() {
+				return fmt.Errorf("stored verdict of %s has no evaluation time", id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("compliance: refresh: %w", err)
+	}
+	now := e.now().UTC()
+	for id, r := range got {
+		if r.dev == nil {
+			e.forget(id)
+			continue
+		}
+		e.refreshOne(id, r, now)
+	}
+	return nil
+}
+
+// refreshOne replaces the in-memory state of a device with what was read and publishes its
+// decision silently. The caller holds e.pass shared.
+func (e *Engine) refreshOne(id string, r *refreshed, now time.Time) {
+	e.mu.Lock()
+	st := e.devices[id]
+	if st == nil {
+		st = &deviceState{id: id}
+		e.devices[id] = st
+		e.order = append(e.order, id)
+		e.sorted = false
+	}
+	e.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.dev, st.posture = snapshotOf(r.dev), r.posture
+	sp := e.effective(st)
+	if r.verdict != nil {
+		st.verdict, st.unsaved = *r.verdict, false
+	} else {
+		st.verdict, st.unsaved = policies.Evaluate(policyOf(sp), st.posture, nil, now), true
+	}
+	st.maxAge = reportMaxAge(sp)
+	e.putSilently(e.decision(st, sp), now)
+}
+
+// forget drops a device gone from the inventory from memory and from the index.
+func (e *Engine) forget(id string) {
+	e.mu.Lock()
+	if _, ok := e.devices[id]; ok {
+		delete(e.devices, id)
+		if i := slices.Index(e.order, id); i >= 0 {
+			e.order = slices.Delete(e.order, i, i+1)
+		}
+	}
+	e.mu.Unlock()
+	e.index.Delete(id)
+}
+
+// putSilently puts a decision into the index without telling any hook, leaving the published
+// entry alone when it answers the same (as publish does, so a replica's answers match the
+// primary's).
+func (e *Engine) putSilently(nd *access.Decision, now time.Time) {
+	if old := e.index.Decision(nd.DeviceID); old != nil && sameAnswer(old, nd) {
+		return
+	}
+	e.index.Put(nd, now)
+}
+
+// PoliciesChanged reloads the policies and assignments from the store (PolicyStore.Reload) and
+// republishes every device's decision from its in-memory state under its new effective policy:
+// the report age limit moves the decision's StaleAt, and a device without a stored verdict is
+// evaluated again in memory. Stored verdicts are kept: the primary re-evaluates after a policy
+// change and writes the verdicts that moved, which reach a replica through Refresh. Like
+// Refresh it writes nothing and runs no hook. On an error the policies and decisions are left
+// as they were.
+func (e *Engine) PoliciesChanged(ctx context.Context) error {
+	e.pass.Lock()
+	defer e.pass.Unlock()
+	if err := e.policies.Reload(ctx); err != nil {
+		return err
+	}
+	now := e.now().UTC()
+	e.mu.RLock()
+	states := make([]*deviceState, 0, len(e.devices))
+	for _, st := range e.devices {
+		states = append(states, st)
+	}
+	e.mu.RUnlock()
+	for _, st := range states {
+		st.mu.Lock() // Verdict reads without holding e.pass
+		sp := e.effective(st)
+		if st.unsaved {
+			st.verdict = policies.Evaluate(policyOf(sp), st.posture, nil, now)
+		}
+		st.maxAge = reportMaxAge(sp)
+		d := e.decision(st, sp)
+		st.mu.Unlock()
+		e.putSilently(d, now)
+	}
+	return nil
+}
