@@ -29,17 +29,29 @@ type accServer struct {
 	t               *testing.T
 	bin, addr, data string
 	env             []string
+	args            []string // more flags for serve (--standby)
 	roots           *x509.CertPool
 	proc            *process
 }
 
 // start runs the server and waits until it serves; the client trusts DATA/ca/root.pem.
 func (s *accServer) start() {
+	s.t.Helper()
+	s.launch()
+	s.attach(60 * time.Second)
+}
+
+// launch starts the server process.
+func (s *accServer) launch() {
+	s.proc = startProcessEnv(s.t, s.env, s.bin, append([]string{"serve", "--listen", s.addr, "--data", s.data, "--public-url", "https://" + s.addr}, s.args...)...)
+}
+
+// attach waits up to wait for the launched server to serve, then reads its root and admin token.
+func (s *accServer) attach(wait time.Duration) {
 	t := s.t
 	t.Helper()
-	p := startProcessEnv(t, s.env, s.bin, "serve", "--listen", s.addr, "--data", s.data, "--public-url", "https://"+s.addr)
-	s.proc = p
-	deadline := time.Now().Add(60 * time.Second)
+	p := s.proc
+	deadline := time.Now().Add(wait)
 	for !healthy(s.addr) {
 		select {
 		case err := <-p.done:
@@ -47,7 +59,7 @@ func (s *accServer) start() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mdmserver not serving on %s after 60s:\n%s", s.addr, accLastLines(p.output(), 60))
+			t.Fatalf("mdmserver not serving on %s after %v:\n%s", s.addr, wait, accLastLines(p.output(), 60))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -27,7 +27,11 @@ func (s *Server) newBreakGlass(o options) (*breakglass.Service, *breakglassapi.H
 		opts = append(opts, breakglass.WithAfterFunc(o.afterFunc))
 	}
 	svc := breakglass.New(breakGlassStore(s.store), s.index, s.inventory, s.policyFor, s.events, opts...)
-	if err := svc.Load(context.Background()); err != nil {
+	load := svc.Load
+	if s.isAccessReplica() {
+		load = svc.RefreshAll // a replica writes nothing: the primary ends expired uses
+	}
+	if err := load(context.Background()); err != nil {
 		return nil, nil, fmt.Errorf("break-glass: %w", err)
 	}
 	return svc, &breakglassapi.Handler{Service: svc, Devices: s.inventory, Log: s.log, Now: s.now}, nil

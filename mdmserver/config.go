@@ -31,6 +31,14 @@ type Config struct {
 	// for the server's state. Empty: bbolt in DATA/hale.db, the embedded default. On PostgreSQL
 	// the data directory still holds the CA's key and the master key (unless given otherwise).
 	Database string `mapstructure:"database" secret:"true"`
+	// Role is what this server does on a shared PostgreSQL database: "primary" (the default:
+	// everything, one server per database; another started with --standby takes over when it
+	// stops) or "access" (an access replica: it serves only the access API's decisions, from
+	// memory kept current from the database's change feed, and writes nothing).
+	Role string `mapstructure:"role"`
+	// ReplicaStaleAfter is how long an access replica keeps answering after it last caught up
+	// with the change feed; past it every decision is a deny (index_stale) until it catches up.
+	ReplicaStaleAfter time.Duration `mapstructure:"replica_stale_after"`
 	// PublicURL is the base URL devices and agents reach the server at; it goes into enrollment
 	// profiles. Empty: https://localhost:<port>.
 	PublicURL string `mapstructure:"public_url"`
@@ -163,6 +171,7 @@ func Defaults() Config {
 		ConsoleIdleTimeout:     15 * time.Minute,
 		ConsoleSessionLifetime: 12 * time.Hour,
 
+		ReplicaStaleAfter:        5 * time.Second,
 		AndroidReconcileInterval: time.Hour,
 		AuditSinkAlertLag:        10000,
 		APNsConcurrency:          commands.DefaultPushConcurrency,
@@ -183,6 +192,18 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.Database); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 			errs = append(errs, errors.New("database: want a postgres:// URL"))
 		}
+	}
+	switch c.Role {
+	case "", RolePrimary:
+	case RoleAccess:
+		if c.Database == "" {
+			errs = append(errs, errors.New("role: an access replica needs the primary's PostgreSQL database (database)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("role %q: want primary or access", c.Role))
+	}
+	if c.ReplicaStaleAfter <= 0 {
+		c.ReplicaStaleAfter = Defaults().ReplicaStaleAfter
 	}
 	if c.PublicURL == "" && err == nil {
 		if host == "" || host == "0.0.0.0" || host == "::" || host == "127.0.0.1" {

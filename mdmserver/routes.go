@@ -175,10 +175,15 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz answers 200 only when the store is open and a write commits.
+// readyz answers 200 only when the store is open and a write commits, and, on an access
+// replica, it has caught up with the database's changes.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
+	if f := s.index.FreshUntil(); !f.IsZero() && time.Now().After(f) {
+		problem.Error(w, r, http.StatusServiceUnavailable, "not-ready", "this replica has not caught up with the database's changes")
+		return
+	}
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.ErrorContext(ctx, "readiness check failed", "err", err)
 		problem.Error(w, r, http.StatusServiceUnavailable, "not-ready", "the store is not writable: "+err.Error())

@@ -74,7 +74,10 @@ type Server struct {
 	// lease is the PostgreSQL server lease (nil on bbolt): while it is held no other mdmserver
 	// serves the database.
 	lease *pgstore.Lease
-	key   *seal.Key
+	// feedFrom is where an access replica starts following the change feed: its position
+	// before the decisions were loaded.
+	feedFrom int64
+	key      *seal.Key
 	// mdmStore is nanomdm's storage: Hale's bbolt store unless WithMDMStorage replaced it.
 	mdmStore  storage.AllStorage
 	pushCerts *pushcert.Service
@@ -254,10 +257,17 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	// The decision index must be complete before the server answers anything: until then every
 	// access check denies with index_not_loaded, and /readyz says not ready.
+	loadStarted := time.Now()
 	if err = s.compliance.Load(context.Background()); err != nil {
 		return nil, fmt.Errorf("load decisions: %w", err)
 	}
-	if err = s.bootstrapAdminToken(context.Background()); err != nil {
+	if s.isAccessReplica() {
+		// The index is as fresh as the snapshot it was loaded from, until the feed catches up.
+		s.index.SetFreshUntil(loadStarted.Add(cfg.ReplicaStaleAfter))
+		if err = s.checkReplicaDatabase(context.Background()); err != nil {
+			return nil, err
+		}
+	} else if err = s.bootstrapAdminToken(context.Background()); err != nil {
 		return nil, err
 	}
 	if s.keys, err = signing.Open(context.Background(), signingStore(s.store), s.key, signing.WithLogger(s.log.With("component", "signing"))); err != nil {
@@ -321,7 +331,9 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if s.breakGlass, s.breakGlassAPI, err = s.newBreakGlass(o); err != nil {
 		return nil, err
 	}
-	s.graceWarn = s.newGraceWarn(o)
+	if !s.isAccessReplica() { // the primary warns; a replica emits nothing
+		s.graceWarn = s.newGraceWarn(o)
+	}
 	if s.appInstances, s.appAPI, err = s.newAppAPI(); err != nil {
 		return nil, err
 	}
@@ -332,7 +344,11 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.registerMetrics()
-	s.handler = httpmw.Wrap(s.routes(), s.log, httpmw.NewMetrics(s.registry))
+	routes := s.routes
+	if s.isAccessReplica() {
+		routes = s.replicaRoutes
+	}
+	s.handler = httpmw.Wrap(routes(), s.log, httpmw.NewMetrics(s.registry))
 	if err = s.security.FinishAcknowledgedWipes(context.Background()); err != nil {
 		return nil, err
 	}
@@ -420,6 +436,34 @@ func (s *Server) AdminTokenPath() string {
 	return p
 }
 
+// startWork starts the primary's periodic work, stopped with ctx: stored verdicts follow stale
+// reports and ended grace periods (the index already denies them at read time), the audit log
+// gets a signed checkpoint when it grew, keys rotate, events and pushes go out.
+func (s *Server) startWork(ctx context.Context, work *sync.WaitGroup) {
+	work.Go(func() { s.compliance.RunStaleness(ctx, time.Minute) })
+	work.Go(func() { _ = s.audit.Run(ctx, 5*time.Minute) })
+	work.Go(func() { s.keys.Run(ctx) })   // signing key rotation
+	work.Go(func() { s.events.Run(ctx) }) // SET push delivery
+	if s.auditStream != nil {
+		work.Go(func() { s.auditStream.Run(ctx) })
+	}
+	work.Go(func() { s.dispatch.RunPushes(ctx) }) // the pushes of policy changes and refreshes
+	work.Go(func() { s.apple.ExpireCommands(ctx, time.Hour) })
+	work.Go(func() { s.apple.RefreshPosture(ctx, time.Minute) }) // Apple devices report only when asked
+	work.Go(func() { s.enrollGate.Run(ctx, 10*time.Second) })
+	work.Go(func() { s.android.RunReconcile(ctx, s.cfg.AndroidReconcileInterval) })
+	work.Go(func() { s.console.Run(ctx, time.Minute) }) // console sessions' automatic logoff
+	work.Go(func() { s.pruneChanges(ctx) })             // the change feed replicas follow
+}
+
+// role is the server's role, for the logs.
+func (s *Server) role() string {
+	if s.cfg.Role == "" {
+		return RolePrimary
+	}
+	return s.cfg.Role
+}
+
 // Store returns the server's store: bbolt (*boltstore.Store) or PostgreSQL (*pgstore.Store).
 func (s *Server) Store() halestorage.Store { return s.store }
 
@@ -444,26 +488,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	// Periodic work, stopped with the server: stored verdicts follow stale reports and ended
-	// grace periods (the index already denies them at read time), and the audit log gets a signed
-	// checkpoint when it grew.
+	// Periodic work, stopped with the server.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
-	work.Go(func() { s.compliance.RunStaleness(workCtx, time.Minute) })
-	work.Go(func() { _ = s.audit.Run(workCtx, 5*time.Minute) })
-	work.Go(func() { s.keys.Run(workCtx) })   // signing key rotation
-	work.Go(func() { s.events.Run(workCtx) }) // SET push delivery
-	if s.auditStream != nil {
-		work.Go(func() { s.auditStream.Run(workCtx) })
+	if s.isAccessReplica() {
+		// A replica's only work: following the primary's changes.
+		work.Go(func() { s.followChanges(workCtx) })
+	} else {
+		s.startWork(workCtx, &work)
 	}
-	work.Go(func() { s.dispatch.RunPushes(workCtx) }) // the pushes of policy changes and refreshes
-	work.Go(func() { s.apple.ExpireCommands(workCtx, time.Hour) })
-	work.Go(func() { s.apple.RefreshPosture(workCtx, time.Minute) }) // Apple devices report only when asked
-	work.Go(func() { s.enrollGate.Run(workCtx, 10*time.Second) })
-	work.Go(func() { s.android.RunReconcile(workCtx, s.cfg.AndroidReconcileInterval) })
-	work.Go(func() { s.console.Run(workCtx, time.Minute) }) // console sessions' automatic logoff
 	defer func() { stopWork(); work.Wait() }()
-	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir)
+	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir, "role", s.role())
 	select {
 	case err := <-errc:
 		return err

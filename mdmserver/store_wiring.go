@@ -47,12 +47,18 @@ func (s *Server) openStore(ctx context.Context, o options) error {
 // one mdmserver serves a database at a time; a second one refuses to start until the first has
 // stopped (or died: PostgreSQL frees the lease with its connection).
 func (s *Server) openPostgres(ctx context.Context, o options) error {
-	pg, err := pgstore.Open(ctx, s.cfg.Database, pgstore.WithLogger(s.log.With("component", "store")))
+	pg, err := pgstore.Open(ctx, s.cfg.Database, pgstore.WithLogger(s.log.With("component", "store")),
+		pgstore.WithChangeFeed(followedBuckets...))
 	if err != nil {
 		return err
 	}
 	s.store = pg
-	if s.lease, err = s.takeLease(ctx, pg, o.standby); err != nil {
+	if s.isAccessReplica() {
+		// Read before the decisions are loaded: what commits during the load is applied after.
+		if s.feedFrom, err = pg.FeedPosition(ctx); err != nil {
+			return err
+		}
+	} else if s.lease, err = s.takeLease(ctx, pg, o.standby); err != nil {
 		return err
 	}
 	if s.mdmStore = o.mdmStorage; s.mdmStore == nil {

@@ -17,50 +17,16 @@ import (
 // devices) and publishes it, silently: the primary already ran the hooks (security events,
 // warnings) for every change it made, and they must not run twice.
 
-// errStop ends a ForEach early once every wanted record was found.
-var errStop = errors.New("compliance: stop")
-
-// stored returns the records forEach yields for the wanted device IDs.
-func stored[T any](ctx context.Context, forEach func(context.Context, func(string, *T) error) error, want map[string]bool) (map[string]*T, error) {
-	out := make(map[string]*T, len(want))
-	err := forEach(ctx, func(id string, x *T) error {
-		if want[id] {
-			out[id] = x
-			if len(out) == len(want) {
-				return errStop
-			}
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return nil, err
-	}
-	return out, nil
-}
-
-// records reads the stored postures and verdicts of the wanted devices: by key when the
-// repository offers DeviceRecords, else in one scan of each.
+// records reads the stored postures and verdicts of the wanted devices, by key.
 func records(ctx context.Context, r Repository, want map[string]bool) (map[string]*policies.Posture, map[string]*policies.Verdict, error) {
-	dr, ok := r.(DeviceRecords)
-	if !ok {
-		postures, err := stored(ctx, r.ForEachPosture, want)
-		if err != nil {
-			return nil, nil, fmt.Errorf("postures: %w", err)
-		}
-		verdicts, err := stored(ctx, r.ForEachVerdict, want)
-		if err != nil {
-			return nil, nil, fmt.Errorf("verdicts: %w", err)
-		}
-		return postures, verdicts, nil
-	}
 	postures := make(map[string]*policies.Posture, len(want))
 	verdicts := make(map[string]*policies.Verdict, len(want))
 	for id := range want {
-		p, err := dr.Posture(ctx, id)
+		p, err := r.Posture(ctx, id)
 		if err != nil {
 			return nil, nil, fmt.Errorf("posture of %s: %w", id, err)
 		}
-		v, err := dr.Verdict(ctx, id)
+		v, err := r.Verdict(ctx, id)
 		if err != nil {
 			return nil, nil, fmt.Errorf("verdict of %s: %w", id, err)
 		}
@@ -89,10 +55,7 @@ type refreshed struct {
 //
 // Refresh is how an access replica follows the primary that writes the store: it writes
 // nothing and runs no ChangeFunc or VerdictFunc hook (the primary ran them for the change it
-// made). Give it every device of one batch of changes at once: a repository without
-// DeviceRecords reads postures and verdicts only by scanning, so one call then costs one scan
-// however many devices it names. Refresh
-// calls are serialized among themselves, so the read applied last is the latest; an engine that
+// made). Refresh calls are serialized among themselves, so the read applied last is the latest; an engine that
 // also ingests reports itself must not be refreshed, as a read from before its own commit could
 // be applied after it. On an error nothing is changed.
 func (e *Engine) Refresh(ctx context.Context, deviceIDs ...string) error {

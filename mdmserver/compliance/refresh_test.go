@@ -3,7 +3,6 @@ package compliance_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -20,64 +19,11 @@ import (
 type hidingStore struct {
 	compliance.Store
 	gone map[string]bool
-	// keyed makes the compliance repository offer compliance.DeviceRecords.
-	keyed bool
 }
 
 type hidingTx struct {
 	compliance.Tx
-	gone  map[string]bool
-	keyed bool
-}
-
-// keyedRepo is a repository that offers compliance.DeviceRecords, as a backend that reads one
-// record by key would. Here the lookup filters a scan (what matters is that Refresh takes this
-// path and gets the same records); the scans Refresh itself would run fail the test.
-type keyedRepo struct {
-	compliance.Repository
-}
-
-var errScanned = errors.New("compliance test: Refresh scanned a repository that offers DeviceRecords")
-
-func (r keyedRepo) ForEachPosture(context.Context, func(string, *policies.Posture) error) error {
-	return errScanned
-}
-
-func (r keyedRepo) ForEachVerdict(context.Context, func(string, *policies.Verdict) error) error {
-	return errScanned
-}
-
-func (r keyedRepo) Posture(ctx context.Context, id string) (out *policies.Posture, err error) {
-	err = r.Repository.ForEachPosture(ctx, func(k string, p *policies.Posture) error {
-		if k == id {
-			out = p
-		}
-		return nil
-	})
-	return out, err
-}
-
-func (r keyedRepo) Verdict(ctx context.Context, id string) (out *policies.Verdict, err error) {
-	err = r.Repository.ForEachVerdict(ctx, func(k string, v *policies.Verdict) error {
-		if k == id {
-			out = v
-		}
-		return nil
-	})
-	return out, err
-}
-
-// scanRepo is the repository with only compliance.Repository's methods, so Refresh scans even
-// when the backend offers compliance.DeviceRecords.
-type scanRepo struct {
-	compliance.Repository
-}
-
-func (tx hidingTx) Compliance() compliance.Repository {
-	if tx.keyed {
-		return keyedRepo{tx.Tx.Compliance()}
-	}
-	return scanRepo{tx.Tx.Compliance()}
+	gone map[string]bool
 }
 
 type hidingInventory struct {
@@ -86,7 +32,7 @@ type hidingInventory struct {
 }
 
 func (s *hidingStore) View(ctx context.Context, fn func(compliance.Tx) error) error {
-	return s.Store.View(ctx, func(tx compliance.Tx) error { return fn(hidingTx{tx, s.gone, s.keyed}) })
+	return s.Store.View(ctx, func(tx compliance.Tx) error { return fn(hidingTx{tx, s.gone}) })
 }
 
 func (tx hidingTx) Inventory() inventory.Repository {
@@ -110,12 +56,11 @@ type replica struct {
 	hooks atomic.Int64
 }
 
-func newReplica(tb testing.TB, e *env, keyed bool) *replica {
+func newReplica(tb testing.TB, e *env) *replica {
 	tb.Helper()
 	ctx := context.Background()
 	r := &replica{index: access.NewIndex(), gone: map[string]bool{}}
-	// Load scans (it reads every record); Refresh then reads by key when keyed.
-	st := hidingStore{complianceStore(e.st), r.gone, false}
+	st := hidingStore{complianceStore(e.st), r.gone}
 	var err error
 	if r.ps, err = compliance.NewPolicyStore(ctx, &st, compliance.WithPolicyClock(e.clock.Now)); err != nil {
 		tb.Fatal(err)
@@ -126,7 +71,6 @@ func newReplica(tb testing.TB, e *env, keyed bool) *replica {
 	if err := r.eng.Load(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	st.keyed = keyed
 	r.eng.OnChange(func(context.Context, []compliance.Change) { r.hooks.Add(1) })
 	r.eng.OnVerdict(func(_, _ *access.Decision, _ time.Time) { r.hooks.Add(1) })
 	return r
@@ -156,17 +100,12 @@ func sameAnswers(tb testing.TB, e *env, r *replica, ids ...string) {
 }
 
 func TestRefreshFollowsPrimary(t *testing.T) {
-	t.Run("scan", func(t *testing.T) { testRefreshFollowsPrimary(t, false) })
-	t.Run("keyed", func(t *testing.T) { testRefreshFollowsPrimary(t, true) })
-}
-
-func testRefreshFollowsPrimary(t *testing.T, keyed bool) {
 	e := newEnv(t)
 	ctx := context.Background()
 	e.putPolicy(t, "clinical", basePolicy)
 	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
 	good, bad := e.device(t, "icu"), e.device(t, "icu")
-	r := newReplica(t, e, keyed)
+	r := newReplica(t, e)
 
 	// Reports reach the primary; a device enrolls there after the replica loaded.
 	late := e.device(t, "icu")
@@ -264,7 +203,7 @@ func TestPoliciesChangedRepublishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newReplica(t, e, false)
+	r := newReplica(t, e)
 	if a := r.index.Lookup(quiet.ID, t0); !slices.Contains(codes(a.Reasons), policies.CodeNoPolicy) {
 		t.Fatalf("before any assignment the quiet device answers %+v", a)
 	}

@@ -41,6 +41,10 @@ type PostureRepository interface {
 	// ForEachVerdict calls fn with every stored verdict, by device ID, and stops at fn's first
 	// error, which it returns.
 	ForEachVerdict(ctx context.Context, fn func(deviceID string, v *policies.Verdict) error) error
+	// Posture returns the stored posture of a device, nil when it has none.
+	Posture(ctx context.Context, deviceID string) (*policies.Posture, error)
+	// Verdict returns the stored verdict of a device, nil when it has none.
+	Verdict(ctx context.Context, deviceID string) (*policies.Verdict, error)
 	// PutPosture stores a device's posture.
 	PutPosture(ctx context.Context, deviceID string, p *policies.Posture) error
 	// PutVerdict stores a device's verdict and, with history, appends it to the device's
@@ -48,17 +52,6 @@ type PostureRepository interface {
 	PutVerdict(ctx context.Context, deviceID string, v *policies.Verdict, history bool) error
 	// History returns up to limit of a device's history rows, oldest first.
 	History(ctx context.Context, deviceID string, limit int) ([]policies.Verdict, error)
-}
-
-// DeviceRecords is what a PostureRepository may offer besides: one device's stored posture and
-// verdict, read by key. Engine.Refresh uses it when the repository has it; without it, Refresh
-// finds a device's records by scanning every posture and verdict, which costs about a full
-// read pass of the fleet per call (bench/README.md).
-type DeviceRecords interface {
-	// Posture returns the stored posture of a device, nil when it has none.
-	Posture(ctx context.Context, deviceID string) (*policies.Posture, error)
-	// Verdict returns the stored verdict of a device, nil when it has none.
-	Verdict(ctx context.Context, deviceID string) (*policies.Verdict, error)
 }
 
 // Delivery is what an Apple device was last sent of its effective policy.

@@ -40,8 +40,12 @@ func (s *Service) Require(log *slog.Logger, next http.Handler, roles ...Role) ht
 		t, err := s.Authenticate(r.Context(), presented)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknown) && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrRevoked) {
+				// The store cannot be read (a database restarting, a replica cut off from it):
+				// the caller may retry, here or on another server.
 				log.ErrorContext(r.Context(), "token lookup failed", "err", err)
-				problem.Internal(w, r)
+				w.Header().Set("Retry-After", "1")
+				problem.Error(w, r, http.StatusServiceUnavailable, "store-unavailable",
+					"the server cannot read its store now; retry, or ask another server")
 				return
 			}
 			log.InfoContext(r.Context(), "bearer token refused", "reason", err.Error(), "remote", r.RemoteAddr)

@@ -230,6 +230,33 @@ func (r *complianceRepo) DeleteAssignment(ctx context.Context, target compliance
 	return b.Delete(assignmentKey(target))
 }
 
+// Posture returns a device's stored posture, nil when it has none.
+func (r *complianceRepo) Posture(ctx context.Context, id string) (*policies.Posture, error) {
+	return getJSON[policies.Posture](r, BucketCompliancePosture, id, "posture")
+}
+
+// Verdict returns a device's stored verdict, nil when it has none.
+func (r *complianceRepo) Verdict(ctx context.Context, id string) (*policies.Verdict, error) {
+	return getJSON[policies.Verdict](r, BucketComplianceVerdict, id, "verdict")
+}
+
+// getJSON decodes the record of a device in bucket, nil when there is none.
+func getJSON[T any](r *complianceRepo, bucket []byte, id, what string) (*T, error) {
+	b, err := r.bucket(bucket)
+	if err != nil {
+		return nil, err
+	}
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	x := new(T)
+	if err := json.Unmarshal(v, x); err != nil {
+		return nil, fmt.Errorf("compliance: decode %s of %s: %w", what, id, err)
+	}
+	return x, nil
+}
+
 // ForEachPosture calls fn with every stored posture.
 func (r *complianceRepo) ForEachPosture(ctx context.Context, fn func(string, *policies.Posture) error) error {
 	b, err := r.bucket(BucketCompliancePosture)
