@@ -171,6 +171,7 @@ func Defaults() Config {
 		ConsoleIdleTimeout:     15 * time.Minute,
 		ConsoleSessionLifetime: 12 * time.Hour,
 
+		Role:                     RolePrimary,
 		ReplicaStaleAfter:        5 * time.Second,
 		AndroidReconcileInterval: time.Hour,
 		AuditSinkAlertLag:        10000,

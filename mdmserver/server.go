@@ -164,6 +164,12 @@ type Server struct {
 	now func() time.Time
 }
 
+// ErrLeaseLost is returned by Serve when the server lost its PostgreSQL server lease (its
+// connection to the database failed): another server may be the primary by now, so this one
+// stopped. cmd/mdmserver then starts again as a standby, which serves once the database is back
+// and the lease free.
+var ErrLeaseLost = errors.New("lost the PostgreSQL server lease (the connection to the database failed)")
+
 // Option configures a Server.
 type Option func(*options)
 
@@ -507,7 +513,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// supervisor restarts this one, which then takes the lease again or waits its turn.
 		s.log.Error("lost the database lease; stopping")
 		_ = srv.Close()
-		return errors.New("lost the PostgreSQL server lease (connection to the database failed)")
+		return ErrLeaseLost
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down: waiting for in-flight requests", "timeout", s.cfg.ShutdownTimeout)

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"reflect"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 
@@ -134,18 +136,37 @@ func runServe(ctx context.Context, v *viper.Viper, standby bool) error {
 	if standby {
 		opts = append(opts, mdmserver.WithStandby(ctx))
 	}
-	srv, err := mdmserver.New(cfg, opts...)
-	if err != nil {
-		return err
+	for recovering := false; ; recovering = true {
+		srv, err := mdmserver.New(cfg, opts...)
+		if err != nil {
+			if !recovering || ctx.Err() != nil {
+				return err
+			}
+			// Back after losing the database: wait for it rather than exit.
+			log.Warn("starting again failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		serveErr := srv.ListenAndServe(ctx)
+		if err := srv.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+		if errors.Is(serveErr, mdmserver.ErrLeaseLost) && ctx.Err() == nil {
+			// Another server may be the primary now: start again as a standby, from the
+			// database, once it is back and the lease is free.
+			log.Warn("lost the database lease; serving again when the database is back and the lease is free")
+			opts = append(opts, mdmserver.WithStandby(ctx))
+			continue
+		}
+		if serveErr == nil {
+			log.Info("stopped cleanly")
+		}
+		return serveErr
 	}
-	serveErr := srv.ListenAndServe(ctx)
-	if err := srv.Close(); err != nil {
-		log.Error("closing the store", "err", err)
-	}
-	if serveErr == nil {
-		log.Info("stopped cleanly")
-	}
-	return serveErr
 }
 
 func newLogger(level string) *slog.Logger {

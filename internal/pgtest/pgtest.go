@@ -8,8 +8,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +78,76 @@ func randomSuffix(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// Cluster is a PostgreSQL server of one test's own, which it may stop and restart without
+// disturbing the tests sharing HALE_TEST_POSTGRES's server.
+type Cluster struct {
+	// URL connects to its postgres database.
+	URL    string
+	script string
+	dir    string
+}
+
+// StartCluster starts a throwaway cluster with .ci/postgres (found above the working
+// directory), stopped when the test ends. Like ServerURL it skips without PostgreSQL locally
+// and fails under CI.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	ServerURL(t) // the same rule: skip locally without PostgreSQL, fail under CI
+	script, err := findScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "hale-pg-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{script: script, dir: dir}
+	out, err := osexec.Command("bash", script, "start", dir).Output()
+	if err != nil {
+		t.Fatalf("pgtest: start a cluster: %v %s", err, exitOutput(err))
+	}
+	c.URL = strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		_ = osexec.Command("bash", script, "stop", dir).Run()
+		_ = os.RemoveAll(dir)
+	})
+	return c
+}
+
+// Restart stops the cluster (fast: clients are disconnected) and starts it again on the same
+// port.
+func (c *Cluster) Restart(t testing.TB) {
+	t.Helper()
+	if err := osexec.Command("bash", c.script, "restart", c.dir).Run(); err != nil {
+		t.Fatalf("pgtest: restart: %v %s", err, exitOutput(err))
+	}
+}
+
+// findScript finds .ci/postgres in the working directory or above it (the module's root).
+func findScript() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, ".ci", "postgres")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("pgtest: .ci/postgres not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func exitOutput(err error) string {
+	var ee *osexec.ExitError
+	if errors.As(err, &ee) {
+		return string(ee.Stderr)
+	}
+	return ""
 }
