@@ -40,7 +40,7 @@ func TestPostgresRestart(t *testing.T) {
 	// The load: the device reports one after another; the replica is asked all along.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var lastAcked atomic.Int64 // observed_at (Unix ns) of the last acknowledged report
+	var lastAcked atomic.Int64         // observed_at (Unix ns) of the last acknowledged report
 	var lastAllowInOutage atomic.Int64 // Unix ns of the last allow while the database was away
 	var outage atomic.Bool
 	client := p.mtlsClient(cert)
