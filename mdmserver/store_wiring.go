@@ -60,6 +60,10 @@ func (s *Server) openPostgres(ctx context.Context, o options) error {
 		}
 	} else if s.lease, err = s.takeLease(ctx, pg, o.standby); err != nil {
 		return err
+	} else {
+		// Should the lease be lost without this server noticing yet, its writes fail rather
+		// than land beside the new holder's.
+		pg.FenceWrites(s.lease.Epoch())
 	}
 	if s.mdmStore = o.mdmStorage; s.mdmStore == nil {
 		if s.mdmStore, err = pgmdm.New(stdlib.OpenDBFromPool(pg.Pool()), pgmdm.WithCommandSealer(s.key)); err != nil {

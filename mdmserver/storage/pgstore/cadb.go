@@ -134,6 +134,9 @@ func (c *CADB) run(write bool, fn func(context.Context, pgx.Tx) error) error {
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writerLock); err != nil {
 				return err
 			}
+			if err := c.s.checkFence(ctx, tx); err != nil {
+				return err
+			}
 		}
 		return fn(ctx, tx)
 	})

@@ -13,6 +13,10 @@ import (
 // ErrLeaseHeld is returned by TryLease when another process holds the lease.
 var ErrLeaseHeld = errors.New("pgstore: the lease is held by another process")
 
+// ErrFenced is returned by a write of a store fenced to a lease epoch that is no longer the
+// current one: another server took the lease, and this one must stop writing.
+var ErrFenced = errors.New("pgstore: another server took the lease; this one may no longer write")
+
 // ServerLease is the lease an mdmserver holds for as long as it serves a database on which only
 // one may run at a time.
 const ServerLease int64 = 0x68616c657372760a // "halesrv\n"
@@ -29,9 +33,10 @@ const (
 // runs. PostgreSQL releases it when that connection ends, so a holder killed with kill -9, or cut
 // off from the database, loses it within seconds, and another process may take it.
 type Lease struct {
-	conn *pgx.Conn
-	key  int64
-	lost chan struct{}
+	conn  *pgx.Conn
+	key   int64
+	epoch int64
+	lost  chan struct{}
 	stop chan struct{}
 	done sync.WaitGroup
 	once sync.Once
@@ -51,7 +56,12 @@ func (s *Store) TryLease(ctx context.Context, key int64) (*Lease, error) {
 		}
 		return nil, ErrLeaseHeld
 	}
-	l := &Lease{conn: conn, key: key, lost: make(chan struct{}), stop: make(chan struct{})}
+	var epoch int64
+	if err := conn.QueryRow(ctx, "UPDATE hale_lease SET epoch = epoch + 1 RETURNING epoch").Scan(&epoch); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("pgstore: lease: %w", err)
+	}
+	l := &Lease{conn: conn, key: key, epoch: epoch, lost: make(chan struct{}), stop: make(chan struct{})}
 	l.done.Go(l.watch)
 	return l, nil
 }
@@ -76,6 +86,10 @@ func (l *Lease) watch() {
 		}
 	}
 }
+
+// Epoch is the lease's epoch: taking the lease moved it on, so no earlier holder's fenced
+// write commits any more (Store.FenceWrites).
+func (l *Lease) Epoch() int64 { return l.epoch }
 
 // Lost is closed when the lease's connection failed: the holder must stop what the lease
 // protects.

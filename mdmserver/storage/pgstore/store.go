@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,6 +45,29 @@ type Store struct {
 	writeTimeout time.Duration
 	// followed are the buckets whose writes go into the change feed (WithChangeFeed).
 	followed map[string]bool
+	// fence is the lease epoch every write checks (FenceWrites); 0: none.
+	fence atomic.Int64
+}
+
+// FenceWrites makes every later write (Update, Batch, the CA database's) check, under the
+// writer lock, that the lease epoch is still epoch, and fail with ErrFenced otherwise. The
+// server holding the lease calls it with its Lease's Epoch.
+func (s *Store) FenceWrites(epoch int64) { s.fence.Store(epoch) }
+
+// checkFence fails a write of a fenced store whose lease epoch has moved on.
+func (s *Store) checkFence(ctx context.Context, tx pgx.Tx) error {
+	want := s.fence.Load()
+	if want == 0 {
+		return nil
+	}
+	var epoch int64
+	if err := tx.QueryRow(ctx, "SELECT epoch FROM hale_lease").Scan(&epoch); err != nil {
+		return fmt.Errorf("pgstore: lease epoch: %w", err)
+	}
+	if epoch != want {
+		return ErrFenced
+	}
+	return nil
 }
 
 // Option configures Open.
@@ -113,6 +137,9 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func
 	if write {
 		if _, err := ptx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writerLock); err != nil {
 			return fmt.Errorf("pgstore: take the writer lock: %w", err)
+		}
+		if err := s.checkFence(ctx, ptx); err != nil {
+			return err
 		}
 	}
 	kt := &kvTx{ctx: ctx, tx: ptx, writable: write, followed: s.followed}

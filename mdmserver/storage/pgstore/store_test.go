@@ -190,7 +190,23 @@ func TestLease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after the holder's connection ended: %v", err)
 	}
-	la.Release()
+	defer la.Release()
+	// Fencing: b still writes as the holder of its old epoch; now that a took the lease, every
+	// write of b fails, while a's commit.
+	b.FenceWrites(lb.Epoch())
+	a.FenceWrites(la.Epoch())
+	if la.Epoch() <= lb.Epoch() {
+		t.Fatalf("epoch %d after %d: taking the lease must move it on", la.Epoch(), lb.Epoch())
+	}
+	if err := b.Update(ctx, func(tx storage.Tx) error { return tx.Tokens().Put(ctx, &tokens.Token{ID: "late"}) }); !errors.Is(err, pgstore.ErrFenced) {
+		t.Fatalf("a write of the old holder: %v, want ErrFenced", err)
+	}
+	if err := b.CADB().CreateTable([]byte("x509_certs")); !errors.Is(err, pgstore.ErrFenced) {
+		t.Fatalf("a CA write of the old holder: %v, want ErrFenced", err)
+	}
+	if err := a.Update(ctx, func(tx storage.Tx) error { return tx.Tokens().Put(ctx, &tokens.Token{ID: "holder"}) }); err != nil {
+		t.Fatalf("the holder's write: %v", err)
+	}
 }
 
 // The CA database's contract (storagetest.CADB), on PostgreSQL.
