@@ -37,9 +37,9 @@ type Lease struct {
 	key   int64
 	epoch int64
 	lost  chan struct{}
-	stop chan struct{}
-	done sync.WaitGroup
-	once sync.Once
+	stop  chan struct{}
+	done  sync.WaitGroup
+	once  sync.Once
 }
 
 // TryLease takes the lease key, or returns ErrLeaseHeld when another session holds it.
