@@ -1,0 +1,215 @@
+package mdmserver
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/micromdm/nanolib/storage/kv"
+	"github.com/micromdm/nanomdm/mdm"
+	"github.com/micromdm/nanomdm/service"
+	"github.com/micromdm/nanomdm/service/nanomdm"
+
+	"github.com/halemdm/hale/mdmserver/storage/boltstore"
+	"github.com/halemdm/hale/mdmserver/storage/pgmdm"
+)
+
+// migrateMDM copies nanomdm's state from the bbolt file into nanomdm's PostgreSQL storage:
+// enrollments by replaying their check-ins through nanomdm's own service (what nanomdm offers
+// for moving between its storages: RetrieveMigrationCheckins), then the certificate
+// associations, nanomdm's push certificates and the queued commands, whose sealed bodies move
+// as they are.
+func migrateMDM(ctx context.Context, bolt *boltstore.Store, dst *pgmdm.Storage, res *MigrateResult) error {
+	src, err := boltstore.NewMDMStorage(bolt)
+	if err != nil {
+		return err
+	}
+	devices, err := bolt.Bucket(boltstore.MDMBucketPrefix + "devices")
+	if err != nil {
+		return err
+	}
+	enrolled, err := replayCheckins(ctx, src, devices, dst, res)
+	if err != nil {
+		return err
+	}
+	if err := copyCertAuth(ctx, bolt, dst, res); err != nil {
+		return err
+	}
+	if err := copyNanoPushCerts(ctx, bolt, dst, res); err != nil {
+		return err
+	}
+	var queued []pgmdm.ImportedCommand
+	err = bolt.Export(func(ex *boltstore.Export) error {
+		return ex.QueuedCommands(func(c boltstore.QueuedCommand) error {
+			if !enrolled[c.EnrollmentID] {
+				// A disabled enrollment is not replayed (nanomdm skips it), and its queue is
+				// cleared when it enrolls again anyway.
+				res.QueueDropped++
+				return nil
+			}
+			queued = append(queued, pgmdm.ImportedCommand{EnrollmentID: c.EnrollmentID, UUID: c.UUID,
+				RequestType: c.RequestType, Sealed: c.Stored, NotNow: c.NotNow})
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if err := dst.ImportQueue(ctx, queued); err != nil {
+		return err
+	}
+	res.Queued = len(queued)
+	return nil
+}
+
+// replayCheckins replays every enabled enrollment's check-ins (Authenticate, TokenUpdate, a
+// bootstrap token, a user channel's UserAuthenticate and TokenUpdate) into dst, in nanomdm's
+// order, with each device's identity certificate. It returns the enrollment IDs replayed.
+func replayCheckins(ctx context.Context, src *boltstore.MDMStorage, devices *boltstore.Bucket, dst *pgmdm.Storage, res *MigrateResult) (map[string]bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	checkins := make(chan any)
+	retrieved := make(chan error, 1)
+	go func() {
+		retrieved <- src.RetrieveMigrationCheckins(ctx, checkins)
+		close(checkins)
+	}()
+	svc := nanomdm.New(dst)
+	enrolled := map[string]bool{}
+	var replayErr error
+	for msg := range checkins {
+		if replayErr != nil {
+			continue // drain, so the sender ends
+		}
+		if replayErr = replayOne(ctx, svc, dst, devices, msg, enrolled); replayErr != nil {
+			cancel()
+			continue
+		}
+		res.CheckIns++
+	}
+	if err := <-retrieved; replayErr == nil && err != nil {
+		replayErr = fmt.Errorf("reading the check-ins of the bbolt file: %w", err)
+	}
+	for id := range enrolled {
+		if !strings.Contains(id, ":") {
+			res.Devices++
+		}
+	}
+	res.Enrollments = len(enrolled)
+	return enrolled, replayErr
+}
+
+// replayOne replays one check-in message.
+func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, devices *boltstore.Bucket, msg any, enrolled map[string]bool) error {
+	r := mdm.NewRequestWithContext(ctx, nil)
+	switch m := msg.(type) {
+	case *mdm.Authenticate:
+		id := enrollmentID(&m.Enrollment)
+		der, err := devices.Get(ctx, id+".cert")
+		switch {
+		case errors.Is(err, kv.ErrKeyNotFound): // enrolled without one: nanomdm keeps none
+		case err != nil:
+			return fmt.Errorf("the identity certificate of device %s: %w", id, err)
+		default:
+			if r.Certificate, err = x509.ParseCertificate(der); err != nil {
+				return fmt.Errorf("the identity certificate of device %s: %w", id, err)
+			}
+		}
+		if err := svc.Authenticate(r, m); err != nil {
+			return fmt.Errorf("replaying the Authenticate of %s: %w", id, err)
+		}
+	case *mdm.TokenUpdate:
+		if err := svc.TokenUpdate(r, m); err != nil {
+			return fmt.Errorf("replaying a TokenUpdate: %w", err)
+		}
+		enrolled[enrollmentID(&m.Enrollment)] = true
+	case *mdm.SetBootstrapToken:
+		if err := svc.SetBootstrapToken(r, m); err != nil {
+			return fmt.Errorf("replaying a bootstrap token: %w", err)
+		}
+	case *mdm.UserAuthenticate:
+		// nanomdm's service answers UserAuthenticate through a handler, not the storage; the
+		// message itself is the storage's to keep.
+		rs := m.Enrollment.Resolved()
+		r.EnrollID = &mdm.EnrollID{ID: enrollmentID(&m.Enrollment), ParentID: rs.DeviceChannelID, Type: rs.Type}
+		if err := dst.StoreUserAuthenticate(r, m); err != nil {
+			return fmt.Errorf("replaying a UserAuthenticate: %w", err)
+		}
+	case error:
+		return fmt.Errorf("reading the check-ins of the bbolt file: %w", m)
+	default:
+		return fmt.Errorf("unexpected check-in %T from nanomdm's migration", msg)
+	}
+	return nil
+}
+
+// enrollmentID is the enrollment ID nanomdm's service gives a check-in: the device channel's,
+// or device:user for a user channel.
+func enrollmentID(e *mdm.Enrollment) string {
+	r := e.Resolved()
+	if r == nil {
+		return ""
+	}
+	if r.IsUserChannel {
+		return r.DeviceChannelID + ":" + r.UserChannelID
+	}
+	return r.DeviceChannelID
+}
+
+// copyCertAuth copies the associations of enrollments with the hash of their identity
+// certificate, which nanomdm's certauth checks on every request ("<id>.cert_hash" in the kv
+// storage).
+func copyCertAuth(ctx context.Context, bolt *boltstore.Store, dst *pgmdm.Storage, res *MigrateResult) error {
+	b, err := bolt.Bucket(boltstore.MDMBucketPrefix + "cert_auth")
+	if err != nil {
+		return err
+	}
+	for key := range b.Keys(ctx, nil) {
+		id, ok := strings.CutSuffix(key, ".cert_hash")
+		if !ok {
+			continue
+		}
+		hash, err := b.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("certificate association of %s: %w", id, err)
+		}
+		r := mdm.NewRequestWithContext(ctx, nil)
+		r.EnrollID = &mdm.EnrollID{ID: id}
+		if err := dst.AssociateCertHash(r, string(hash)); err != nil {
+			return fmt.Errorf("certificate association of %s: %w", id, err)
+		}
+		res.CertAssociations++
+	}
+	return ctx.Err()
+}
+
+// copyNanoPushCerts copies push certificates kept in nanomdm's own storage. Hale keeps its push
+// certificate in its own repository (a kvstore bucket, copied with the rest), so there is
+// usually none here.
+func copyNanoPushCerts(ctx context.Context, bolt *boltstore.Store, dst *pgmdm.Storage, res *MigrateResult) error {
+	b, err := bolt.Bucket(boltstore.MDMBucketPrefix + "push_cert")
+	if err != nil {
+		return err
+	}
+	for key := range b.Keys(ctx, nil) {
+		topic, ok := strings.CutSuffix(key, ".pem")
+		if !ok {
+			continue
+		}
+		cert, err := b.Get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("nanomdm push certificate %s: %w", topic, err)
+		}
+		pk, err := b.Get(ctx, topic+".key")
+		if err != nil {
+			return fmt.Errorf("nanomdm push certificate %s: %w", topic, errors.Join(err, errors.New("no key")))
+		}
+		if err := dst.StorePushCert(ctx, cert, pk); err != nil {
+			return fmt.Errorf("nanomdm push certificate %s: %w", topic, err)
+		}
+		res.NanoPushCerts++
+	}
+	return ctx.Err()
+}
