@@ -141,7 +141,7 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 // copyAll copies nanomdm's state, then Hale's buckets and the CA's database in one transaction.
 func copyAll(ctx context.Context, bolt *boltstore.Store, pg *pgstore.Store, mdmDst *pgmdm.Storage, res *MigrateResult) error {
 	if err := migrateMDM(ctx, bolt, mdmDst, res); err != nil {
-		return fmt.Errorf("Apple MDM state: %w", err)
+		return fmt.Errorf("the Apple MDM state: %w", err)
 	}
 	res.Buckets = map[string]int64{}
 	return pg.Import(ctx, func(im *pgstore.Importer) error {

@@ -25,11 +25,11 @@ import (
 
 // migratedFleet is what a bbolt server held before the migration, to find after it.
 type migratedFleet struct {
-	mac                  *applesim.Device
-	wipeID, pin          string
-	kept, revoked        agentIdentity
-	securityTok, itTok   string
-	crlEntries, auditLen int
+	mac                *applesim.Device
+	wipeID, pin        string
+	kept, revoked      agentIdentity
+	securityTok, itTok string
+	crlEntries         int
 }
 
 // runBoltFleet runs a server on bbolt with a Mac (a wipe queued for it, its PIN sealed), two

@@ -107,7 +107,7 @@ func (e *Export) QueuedCommands(fn func(QueuedCommand) error) error {
 			return fmt.Errorf("store: export: malformed queue key %q", k)
 		}
 		id := string(k[:i])
-			reqType, body, ok := bytes.Cut(cmds.Get(v), []byte{0})
+		reqType, body, ok := bytes.Cut(cmds.Get(v), []byte{0})
 		if !ok {
 			return fmt.Errorf("store: export: queued command %s of %s has no body (corrupt queue)", v, id)
 		}
