@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/halemdm/hale/mdmserver/audit"
@@ -119,7 +120,22 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 	if err := pg.CheckEmpty(ctx); err != nil {
 		return res, fmt.Errorf("migrate: refusing the target: %w; migrate only into a new, empty database", err)
 	}
-	sqlDB := stdlib.OpenDBFromPool(pg.Pool())
+	// nanomdm's storage commits every statement of a replayed check-in on its own. Those commits
+	// do not wait for the disk (synchronous_commit off, on connections of their own); the final
+	// transaction, Hale's buckets, does, and its flush of the write-ahead log makes every earlier
+	// commit durable too, before Migrate reports anything.
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return res, fmt.Errorf("migrate: %w", err)
+	}
+	pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	pcfg.MaxConns = replayWorkers
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return res, fmt.Errorf("migrate: %w", err)
+	}
+	defer pool.Close()
+	sqlDB := stdlib.OpenDBFromPool(pool)
 	defer sqlDB.Close()
 	mdmDst, err := pgmdm.New(sqlDB)
 	if err != nil {

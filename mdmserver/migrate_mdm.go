@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
+	"sync"
 
 	"github.com/micromdm/nanolib/storage/kv"
 	"github.com/micromdm/nanomdm/mdm"
@@ -64,12 +66,17 @@ func migrateMDM(ctx context.Context, bolt *boltstore.Store, dst *pgmdm.Storage, 
 	return nil
 }
 
+// replayWorkers is how many check-ins replay at once. Each is a few round trips to the database,
+// which waits on them rather than on the processor; one device's check-ins stay in order.
+const replayWorkers = 8
+
 // replayCheckins replays every enabled enrollment's check-ins (Authenticate, TokenUpdate, a
-// bootstrap token, a user channel's UserAuthenticate and TokenUpdate) into dst, in nanomdm's
-// order, with each device's identity certificate. It returns the enrollment IDs replayed.
+// bootstrap token, a user channel's UserAuthenticate and TokenUpdate) into dst, each device's
+// (with its user channels) in nanomdm's order on one worker, with the device's identity
+// certificate. It returns the enrollment IDs replayed.
 func replayCheckins(ctx context.Context, src *boltstore.MDMStorage, devices *boltstore.Bucket, dst *pgmdm.Storage, res *MigrateResult) (map[string]bool, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	checkins := make(chan any)
 	retrieved := make(chan error, 1)
 	go func() {
@@ -77,20 +84,43 @@ func replayCheckins(ctx context.Context, src *boltstore.MDMStorage, devices *bol
 		close(checkins)
 	}()
 	svc := nanomdm.New(dst)
+	var mu sync.Mutex
 	enrolled := map[string]bool{}
-	var replayErr error
-	for msg := range checkins {
-		if replayErr != nil {
-			continue // drain, so the sender ends
-		}
-		if replayErr = replayOne(ctx, svc, dst, devices, msg, enrolled); replayErr != nil {
-			cancel()
-			continue
-		}
-		res.CheckIns++
+	var wg sync.WaitGroup
+	queues := make([]chan any, replayWorkers)
+	for i := range queues {
+		queues[i] = make(chan any, 64)
+		wg.Go(func() {
+			for msg := range queues[i] {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				id, err := replayOne(ctx, svc, dst, devices, msg)
+				if err != nil {
+					cancel(err)
+					continue
+				}
+				mu.Lock()
+				res.CheckIns++
+				if id != "" {
+					enrolled[id] = true
+				}
+				mu.Unlock()
+			}
+		})
 	}
-	if err := <-retrieved; replayErr == nil && err != nil {
-		replayErr = fmt.Errorf("reading the check-ins of the bbolt file: %w", err)
+	for msg := range checkins {
+		h := fnv.New32a()
+		h.Write([]byte(deviceChannel(msg)))
+		queues[h.Sum32()%replayWorkers] <- msg
+	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+	err := context.Cause(ctx)
+	if rerr := <-retrieved; err == nil && rerr != nil {
+		err = fmt.Errorf("reading the check-ins of the bbolt file: %w", rerr)
 	}
 	for id := range enrolled {
 		if !strings.Contains(id, ":") {
@@ -98,11 +128,32 @@ func replayCheckins(ctx context.Context, src *boltstore.MDMStorage, devices *bol
 		}
 	}
 	res.Enrollments = len(enrolled)
-	return enrolled, replayErr
+	return enrolled, err
 }
 
-// replayOne replays one check-in message.
-func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, devices *boltstore.Bucket, msg any, enrolled map[string]bool) error {
+// deviceChannel returns the device a check-in message is of ("" for anything else).
+func deviceChannel(msg any) string {
+	var e *mdm.Enrollment
+	switch m := msg.(type) {
+	case *mdm.Authenticate:
+		e = &m.Enrollment
+	case *mdm.TokenUpdate:
+		e = &m.Enrollment
+	case *mdm.SetBootstrapToken:
+		e = &m.Enrollment
+	case *mdm.UserAuthenticate:
+		e = &m.Enrollment
+	default:
+		return ""
+	}
+	if r := e.Resolved(); r != nil {
+		return r.DeviceChannelID
+	}
+	return ""
+}
+
+// replayOne replays one check-in message. It returns the enrollment ID a TokenUpdate enabled.
+func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, devices *boltstore.Bucket, msg any) (enabled string, err error) {
 	r := mdm.NewRequestWithContext(ctx, nil)
 	switch m := msg.(type) {
 	case *mdm.Authenticate:
@@ -111,23 +162,23 @@ func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, dev
 		switch {
 		case errors.Is(err, kv.ErrKeyNotFound): // enrolled without one: nanomdm keeps none
 		case err != nil:
-			return fmt.Errorf("the identity certificate of device %s: %w", id, err)
+			return "", fmt.Errorf("the identity certificate of device %s: %w", id, err)
 		default:
 			if r.Certificate, err = x509.ParseCertificate(der); err != nil {
-				return fmt.Errorf("the identity certificate of device %s: %w", id, err)
+				return "", fmt.Errorf("the identity certificate of device %s: %w", id, err)
 			}
 		}
 		if err := svc.Authenticate(r, m); err != nil {
-			return fmt.Errorf("replaying the Authenticate of %s: %w", id, err)
+			return "", fmt.Errorf("replaying the Authenticate of %s: %w", id, err)
 		}
 	case *mdm.TokenUpdate:
 		if err := svc.TokenUpdate(r, m); err != nil {
-			return fmt.Errorf("replaying a TokenUpdate: %w", err)
+			return "", fmt.Errorf("replaying a TokenUpdate: %w", err)
 		}
-		enrolled[enrollmentID(&m.Enrollment)] = true
+		enabled = enrollmentID(&m.Enrollment)
 	case *mdm.SetBootstrapToken:
 		if err := svc.SetBootstrapToken(r, m); err != nil {
-			return fmt.Errorf("replaying a bootstrap token: %w", err)
+			return "", fmt.Errorf("replaying a bootstrap token: %w", err)
 		}
 	case *mdm.UserAuthenticate:
 		// nanomdm's service answers UserAuthenticate through a handler, not the storage; the
@@ -135,14 +186,14 @@ func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, dev
 		rs := m.Enrollment.Resolved()
 		r.EnrollID = &mdm.EnrollID{ID: enrollmentID(&m.Enrollment), ParentID: rs.DeviceChannelID, Type: rs.Type}
 		if err := dst.StoreUserAuthenticate(r, m); err != nil {
-			return fmt.Errorf("replaying a UserAuthenticate: %w", err)
+			return "", fmt.Errorf("replaying a UserAuthenticate: %w", err)
 		}
 	case error:
-		return fmt.Errorf("reading the check-ins of the bbolt file: %w", m)
+		return "", fmt.Errorf("reading the check-ins of the bbolt file: %w", m)
 	default:
-		return fmt.Errorf("unexpected check-in %T from nanomdm's migration", msg)
+		return "", fmt.Errorf("unexpected check-in %T from nanomdm's migration", msg)
 	}
-	return nil
+	return enabled, nil
 }
 
 // enrollmentID is the enrollment ID nanomdm's service gives a check-in: the device channel's,
