@@ -40,8 +40,9 @@ type MigrateResult struct {
 	// Checkpoint its latest signed checkpoint, verified against it (zero when none was signed).
 	AuditEntries int64
 	Checkpoint   audit.Checkpoint
-	// Elapsed is how long the copy and the verification took.
-	Elapsed time.Duration
+	// Elapsed is how long the whole migration took; of it, AppleElapsed nanomdm's state,
+	// RecordsElapsed Hale's buckets and the CA's database, VerifyElapsed the verification.
+	Elapsed, AppleElapsed, RecordsElapsed, VerifyElapsed time.Duration
 }
 
 // migrateConfig holds Migrate's options.
@@ -147,18 +148,24 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 		}
 		return res, fmt.Errorf("migrate: %w (the target is empty again)", err)
 	}
+	verifyStart := time.Now()
 	if err := verifyMigrated(ctx, pg, mdmDst, string(auditKey), srcLatest, &res); err != nil {
 		return res, fmt.Errorf("migrate: the copy does not verify; do not use the target database (drop it and migrate again): %w", err)
 	}
+	res.VerifyElapsed = time.Since(verifyStart)
 	res.Elapsed = time.Since(start)
 	return res, nil
 }
 
 // copyAll copies nanomdm's state, then Hale's buckets and the CA's database in one transaction.
 func copyAll(ctx context.Context, bolt *boltstore.Store, pg *pgstore.Store, mdmDst *pgmdm.Storage, res *MigrateResult) error {
+	start := time.Now()
 	if err := migrateMDM(ctx, bolt, mdmDst, res); err != nil {
 		return fmt.Errorf("the Apple MDM state: %w", err)
 	}
+	res.AppleElapsed = time.Since(start)
+	start = time.Now()
+	defer func() { res.RecordsElapsed = time.Since(start) }()
 	res.Buckets = map[string]int64{}
 	return pg.Import(ctx, func(im *pgstore.Importer) error {
 		return bolt.Export(func(ex *boltstore.Export) error {

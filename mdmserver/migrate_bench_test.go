@@ -136,6 +136,7 @@ func BenchmarkMigrate(b *testing.B) {
 				if err != nil || res.Devices != n || res.Queued != n {
 					b.Fatalf("migrate: %v %+v", err, res)
 				}
+				b.Logf("apple %s, records %s, verify %s", res.AppleElapsed, res.RecordsElapsed, res.VerifyElapsed)
 				start = time.Now()
 				copyFile(b, filepath.Join(dir, "hale.db"), filepath.Join(b.TempDir(), "copy.db"))
 				copying += time.Since(start)

@@ -42,7 +42,8 @@ Start the server with --data DATA_DIR --database URL; keep hale.db as the way ba
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "migrated %s in %s:\n", from, res.Elapsed.Round(1e6))
+			fmt.Fprintf(out, "migrated %s in %s (Apple MDM %s, records %s, verification %s):\n", from, res.Elapsed.Round(1e6),
+				res.AppleElapsed.Round(1e6), res.RecordsElapsed.Round(1e6), res.VerifyElapsed.Round(1e6))
 			names := make([]string, 0, len(res.Buckets))
 			for name, n := range res.Buckets {
 				if n > 0 {
