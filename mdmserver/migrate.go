@@ -196,8 +196,8 @@ func copyAll(ctx context.Context, bolt *boltstore.Store, pg *pgstore.Store, mdmD
 	})
 }
 
-// verifyMigrated reads the committed copy back: key counts per bucket, the CA's database, the
-// queue, and the audit log, verified with the data directory's key and ending at the source's
+// verifyMigrated reads the committed copy back: key counts per bucket, the CA's database,
+// nanomdm's enrollments, associations and queue, and the audit log, verified with the data directory's key and ending at the source's
 // latest checkpoint.
 func verifyMigrated(ctx context.Context, pg *pgstore.Store, mdmDst *pgmdm.Storage, auditKey string, srcLatest []byte, res *MigrateResult) error {
 	counts, err := pg.BucketCounts(ctx)
@@ -215,10 +215,11 @@ func verifyMigrated(ctx context.Context, pg *pgstore.Store, mdmDst *pgmdm.Storag
 		return fmt.Errorf("the CA database holds %d tables and %d entries in the target, %d and %d in the source",
 			tables, entries, res.CATables, res.CAEntries)
 	}
-	if n, err := mdmDst.QueueLen(ctx); err != nil {
+	want := pgmdm.Counts{Enrollments: int64(res.Enrollments), Associations: int64(res.CertAssociations), Queued: int64(res.Queued)}
+	if got, err := mdmDst.Count(ctx); err != nil {
 		return err
-	} else if n != int64(res.Queued) {
-		return fmt.Errorf("%d commands are queued in the target, %d were copied", n, res.Queued)
+	} else if got != want {
+		return fmt.Errorf("nanomdm's tables hold %+v in the target, %+v were copied", got, want)
 	}
 	l, err := openVerifiedAudit(ctx, pg, auditKey)
 	if err != nil {

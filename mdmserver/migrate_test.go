@@ -2,14 +2,12 @@ package mdmserver_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/halemdm/hale/internal/applesim"
 	"github.com/halemdm/hale/internal/pgtest"
 	"github.com/halemdm/hale/mdmserver"
+	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/storage/kvstore"
@@ -30,6 +29,17 @@ type migratedFleet struct {
 	kept, revoked      agentIdentity
 	securityTok, itTok string
 	crlEntries         int
+	decisions          map[string]access.Answer
+}
+
+// accessAnswer is the access API's answer for device id.
+func accessAnswer(env *testEnv, tok, id string) access.Answer {
+	env.t.Helper()
+	var a access.Answer
+	if code := env.call("GET", "/api/v1/devices/"+id+"/access", tok, nil, &a); code != 200 {
+		env.t.Fatalf("access answer of %s: %d", id, code)
+	}
+	return a
 }
 
 // runBoltFleet runs a server on bbolt with a Mac (a wipe queued for it, its PIN sealed), two
@@ -41,14 +51,9 @@ func runBoltFleet(t *testing.T) (*testEnv, migratedFleet) {
 	var f migratedFleet
 	f.mac = env.enrollDevice(applesim.WithState(applesim.MacOSState()))
 	f.securityTok, f.itTok = env.token("security"), env.token("it")
-	for _, id := range []*agentIdentity{&f.kept, &f.revoked} {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		code, got := env.agentEnroll(env.createEnrollment("agent").Token, key, newCSR(t, key))
-		if code != http.StatusCreated {
-			t.Fatalf("agent enroll: %d", code)
-		}
-		*id = got
-	}
+	// The kept agent is compliant under a policy.
+	f.kept, _ = env.compliantAgent()
+	f.revoked, _ = env.enrolledAgent()
 	var d inventory.Device
 	if code := env.call("DELETE", "/api/v1/devices/"+f.revoked.DeviceID, env.Admin, nil, &d); code != 200 {
 		t.Fatalf("unenroll: %d", code)
@@ -62,6 +67,14 @@ func runBoltFleet(t *testing.T) (*testEnv, migratedFleet) {
 		t.Fatalf("PIN: %d", code)
 	}
 	f.wipeID, f.pin = wipe.CommandID, pin.PIN
+	// The Mac is denied while its wipe is pending; the kept agent allowed.
+	f.decisions = map[string]access.Answer{}
+	for _, id := range []string{f.kept.DeviceID, f.mac.UDID()} {
+		f.decisions[id] = accessAnswer(env, f.itTok, id)
+	}
+	if k, m := f.decisions[f.kept.DeviceID], f.decisions[f.mac.UDID()]; !k.Allow || !k.Compliant || m.Allow || m.State != "wipe_pending" {
+		t.Fatalf("decisions before the migration: %+v", f.decisions)
+	}
 	f.crlEntries = crlEntries(env)
 	if f.crlEntries == 0 {
 		t.Fatal("the unenrolled agent's certificate is not on the CRL")
@@ -127,6 +140,18 @@ func TestMigrateToPostgreSQL(t *testing.T) {
 	}
 	if code := env.call("GET", "/api/v1/devices/"+f.revoked.DeviceID, f.itTok, nil, &d); code != 200 || d.State != inventory.StateUnenrolled {
 		t.Fatalf("the unenrolled agent after the migration: %d %+v", code, d)
+	}
+	for id, before := range f.decisions {
+		after := accessAnswer(env, f.itTok, id)
+		if after.Allow != before.Allow || after.State != before.State || after.Compliant != before.Compliant || !after.GraceUntil.Equal(before.GraceUntil) ||
+			!slices.Equal(after.ReasonCodes(), before.ReasonCodes()) || !after.ReportedAt.Equal(before.ReportedAt) {
+			t.Errorf("%s: decided %+v after the migration, %+v before", id, after, before)
+		}
+	}
+	db := openDatabase(t, dsn)
+	var assoc int
+	if err := db.QueryRow(`SELECT count(*) FROM cert_auth_associations WHERE id = $1`, f.mac.UDID()).Scan(&assoc); err != nil || assoc != 1 {
+		t.Fatalf("the Mac's certificate association: %d %v", assoc, err)
 	}
 	if n := crlEntries(env); n != f.crlEntries {
 		t.Fatalf("CRL: %d entries, %d before", n, f.crlEntries)

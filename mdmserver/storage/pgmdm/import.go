@@ -73,13 +73,23 @@ func (s *Storage) ImportQueue(ctx context.Context, cmds []ImportedCommand) (err 
 	return nil
 }
 
-// QueueLen returns how many commands are queued, over every enrollment.
-func (s *Storage) QueueLen(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM enrollment_queue").Scan(&n); err != nil {
-		return 0, fmt.Errorf("pgmdm: %w", err)
+// Counts is what nanomdm's tables hold, for comparing a copy with its source.
+type Counts struct {
+	// Enrollments are the enabled enrollments; Associations the certificate associations;
+	// Queued the commands queued, one per enrollment and command.
+	Enrollments, Associations, Queued int64
+}
+
+// Count returns what nanomdm's tables hold.
+func (s *Storage) Count(ctx context.Context) (Counts, error) {
+	var c Counts
+	err := s.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM enrollments WHERE enabled),
+		(SELECT count(*) FROM cert_auth_associations), (SELECT count(*) FROM enrollment_queue)`).
+		Scan(&c.Enrollments, &c.Associations, &c.Queued)
+	if err != nil {
+		return c, fmt.Errorf("pgmdm: %w", err)
 	}
-	return n, nil
+	return c, nil
 }
 
 // Reset deletes every enrollment, command, push certificate and certificate association: only
