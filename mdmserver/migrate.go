@@ -48,6 +48,9 @@ type MigrateResult struct {
 // migrateConfig holds Migrate's options.
 type migrateConfig struct {
 	openTimeout time.Duration
+	// afterApple runs between nanomdm's state and Hale's records: a test's way in, to make the
+	// last step fail.
+	afterApple func(context.Context) error
 }
 
 // MigrateOption configures Migrate.
@@ -142,7 +145,7 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 	if err != nil {
 		return res, fmt.Errorf("migrate: %w", err)
 	}
-	if err := copyAll(ctx, bolt, pg, mdmDst, &res); err != nil {
+	if err := copyAll(ctx, bolt, pg, mdmDst, cfg.afterApple, &res); err != nil {
 		if rerr := mdmDst.Reset(context.WithoutCancel(ctx)); rerr != nil {
 			return res, fmt.Errorf("migrate: %w; emptying the target again failed too (%w): drop the database before using it", err, rerr)
 		}
@@ -158,10 +161,15 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 }
 
 // copyAll copies nanomdm's state, then Hale's buckets and the CA's database in one transaction.
-func copyAll(ctx context.Context, bolt *boltstore.Store, pg *pgstore.Store, mdmDst *pgmdm.Storage, res *MigrateResult) error {
+func copyAll(ctx context.Context, bolt *boltstore.Store, pg *pgstore.Store, mdmDst *pgmdm.Storage, afterApple func(context.Context) error, res *MigrateResult) error {
 	start := time.Now()
 	if err := migrateMDM(ctx, bolt, mdmDst, res); err != nil {
 		return fmt.Errorf("the Apple MDM state: %w", err)
+	}
+	if afterApple != nil {
+		if err := afterApple(ctx); err != nil {
+			return err
+		}
 	}
 	res.AppleElapsed = time.Since(start)
 	start = time.Now()

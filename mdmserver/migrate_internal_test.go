@@ -1,0 +1,41 @@
+package mdmserver
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/halemdm/hale/internal/pgtest"
+	"github.com/halemdm/hale/mdmserver/storage/pgstore"
+)
+
+// TestMigrateFailureLeavesTargetEmpty: when the last step fails (here another process wrote
+// into the target after nanomdm's state was copied, so the import refuses it), nanomdm's rows
+// are taken out again and the error says the target is empty; a migration then succeeds.
+func TestMigrateFailureLeavesTargetEmpty(t *testing.T) {
+	dir := fleetDataDir(t, 3)
+	dsn := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	intruder := func(context.Context) error {
+		pgtest.Exec(t, dsn, `INSERT INTO hale_kv (bucket, key, value) VALUES ('api_tokens', 'x', 'y')`)
+		return nil
+	}
+	_, err := Migrate(ctx, dir, dsn, func(c *migrateConfig) { c.afterApple = intruder })
+	if !errors.Is(err, pgstore.ErrNotEmpty) || !strings.Contains(err.Error(), "the target is empty again") {
+		t.Fatalf("migrate with an intruder: %v", err)
+	}
+	pgtest.Exec(t, dsn, `DELETE FROM hale_kv`)
+	pg, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if err := pg.CheckEmpty(ctx); err != nil {
+		t.Fatalf("after the failed migration: %v", err)
+	}
+	res, err := Migrate(ctx, dir, dsn)
+	if err != nil || res.Devices != 3 || res.Queued != 3 || res.CertAssociations != 3 || res.AuditEntries != 3 {
+		t.Fatalf("migrate again: %v %+v", err, res)
+	}
+}
