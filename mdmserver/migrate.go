@@ -33,6 +33,8 @@ type MigrateResult struct {
 	// CertAssociations are the enrollments' identity certificate hashes; NanoPushCerts the push
 	// certificates in nanomdm's own storage (Hale keeps its own in a bucket).
 	CertAssociations, NanoPushCerts int
+	// UnlockTokens are the devices' unlock tokens (what ClearPasscode needs).
+	UnlockTokens int
 	// Queued is how many queued commands moved (one per enrollment and command); QueueDropped
 	// how many were queued for disabled enrollments, which nanomdm does not migrate.
 	Queued, QueueDropped int

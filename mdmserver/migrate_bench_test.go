@@ -27,7 +27,8 @@ import (
 )
 
 // fleetDataDir makes a data directory whose bbolt file holds n Apple devices as a server leaves
-// them: nanomdm's enrollment (Authenticate and TokenUpdate with an identity certificate), its
+// them: nanomdm's enrollment (Authenticate and TokenUpdate with an identity certificate, an
+// unlock token only the storage kept), its
 // certificate association and one sealed queued command; Hale's device record and posture of
 // about a kilobyte each; an audit entry per device and a signed checkpoint.
 func fleetDataDir(tb testing.TB, n int) string {
@@ -68,6 +69,7 @@ func fleetDataDir(tb testing.TB, n int) string {
 		auth.Raw = []byte(`<?xml version="1.0"?><plist version="1.0"><dict><key>MessageType</key><string>Authenticate</string><key>UDID</key><string>` + udid + `</string><key>Topic</key><string>com.apple.mgmt.External.hale</string></dict></plist>`)
 		tu := &mdm.TokenUpdate{Enrollment: e, Push: mdm.Push{PushMagic: "magic", Topic: "com.apple.mgmt.External.hale", Token: []byte(udid)}}
 		tu.MessageType.MessageType = "TokenUpdate"
+		tu.UnlockToken = []byte("unlock-" + udid) // kept by the storage; the raw message below lacks it
 		tu.Raw = []byte(`<?xml version="1.0"?><plist version="1.0"><dict><key>MessageType</key><string>TokenUpdate</string><key>UDID</key><string>` + udid + `</string><key>Topic</key><string>com.apple.mgmt.External.hale</string><key>PushMagic</key><string>magic</string><key>Token</key><data>AAAA</data></dict></plist>`)
 		if err := svc.Authenticate(r, auth); err != nil {
 			tb.Fatal(err)

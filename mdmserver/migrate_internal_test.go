@@ -35,7 +35,11 @@ func TestMigrateFailureLeavesTargetEmpty(t *testing.T) {
 		t.Fatalf("after the failed migration: %v", err)
 	}
 	res, err := Migrate(ctx, dir, dsn)
-	if err != nil || res.Devices != 3 || res.Queued != 3 || res.CertAssociations != 3 || res.AuditEntries != 3 {
+	if err != nil || res.Devices != 3 || res.Queued != 3 || res.CertAssociations != 3 || res.AuditEntries != 3 || res.UnlockTokens != 3 {
 		t.Fatalf("migrate again: %v %+v", err, res)
+	}
+	var n int
+	if err := pg.Pool().QueryRow(ctx, `SELECT count(*) FROM devices WHERE unlock_token LIKE 'unlock-%'`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d unlock tokens in the target (%v), want 3", n, err)
 	}
 }

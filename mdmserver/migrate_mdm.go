@@ -36,6 +36,9 @@ func migrateMDM(ctx context.Context, bolt *boltstore.Store, dst *pgmdm.Storage, 
 	if err != nil {
 		return err
 	}
+	if err := copyUnlockTokens(ctx, bolt, enrolled, dst, res); err != nil {
+		return err
+	}
 	if err := copyCertAuth(ctx, bolt, dst, res); err != nil {
 		return err
 	}
@@ -207,6 +210,31 @@ func enrollmentID(e *mdm.Enrollment) string {
 		return r.DeviceChannelID + ":" + r.UserChannelID
 	}
 	return r.DeviceChannelID
+}
+
+// copyUnlockTokens copies the unlock tokens of the devices replayed ("<id>.unl_tok" in the kv
+// storage's enrollments), which the replayed TokenUpdate may not carry.
+func copyUnlockTokens(ctx context.Context, bolt *boltstore.Store, enrolled map[string]bool, dst *pgmdm.Storage, res *MigrateResult) error {
+	b, err := bolt.Bucket(boltstore.MDMBucketPrefix + "enrollments")
+	if err != nil {
+		return err
+	}
+	for id := range enrolled {
+		if strings.Contains(id, ":") {
+			continue // a user channel has none
+		}
+		tok, err := b.Get(ctx, id+".unl_tok")
+		if errors.Is(err, kv.ErrKeyNotFound) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("the unlock token of %s: %w", id, err)
+		}
+		if err := dst.ImportUnlockToken(ctx, id, tok); err != nil {
+			return err
+		}
+		res.UnlockTokens++
+	}
+	return nil
 }
 
 // copyCertAuth copies the associations of enrollments with the hash of their identity

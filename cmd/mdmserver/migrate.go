@@ -56,8 +56,8 @@ Start the server with --data DATA_DIR --database URL; keep hale.db as the way ba
 				fmt.Fprintf(out, " %s=%d", name, res.Buckets[name])
 			}
 			fmt.Fprintf(out, "\n  CA database: %d tables, %d entries\n", res.CATables, res.CAEntries)
-			fmt.Fprintf(out, "  Apple MDM: %d enrollments (%d devices) from %d check-ins, %d certificate associations, %d queued commands",
-				res.Enrollments, res.Devices, res.CheckIns, res.CertAssociations, res.Queued)
+			fmt.Fprintf(out, "  Apple MDM: %d enrollments (%d devices) from %d check-ins, %d unlock tokens, %d certificate associations, %d queued commands",
+				res.Enrollments, res.Devices, res.CheckIns, res.UnlockTokens, res.CertAssociations, res.Queued)
 			if res.QueueDropped > 0 {
 				fmt.Fprintf(out, " (%d queued for disabled enrollments not moved)", res.QueueDropped)
 			}

@@ -73,6 +73,21 @@ func (s *Storage) ImportQueue(ctx context.Context, cmds []ImportedCommand) (err 
 	return nil
 }
 
+// ImportUnlockToken keeps a device's unlock token (what ClearPasscode needs) that another storage
+// kept, unless the device already has one here. nanomdm's migration replays only the device's
+// last TokenUpdate, which carries the token only if it was the first.
+func (s *Storage) ImportUnlockToken(ctx context.Context, deviceID string, token []byte) error {
+	if len(token) == 0 {
+		return nil
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE devices SET unlock_token = $2, unlock_token_at = LOCALTIMESTAMP
+		WHERE id = $1 AND unlock_token IS NULL`, deviceID, token)
+	if err != nil {
+		return fmt.Errorf("pgmdm: unlock token of %s: %w", deviceID, err)
+	}
+	return nil
+}
+
 // Counts is what nanomdm's tables hold, for comparing a copy with its source.
 type Counts struct {
 	// Enrollments are the enabled enrollments; Associations the certificate associations;

@@ -85,3 +85,21 @@ func TestImportQueueFailsClosed(t *testing.T) {
 		t.Fatalf("a failed import left %d queued, want the 1 from before", c.Queued)
 	}
 }
+
+// TestImportUnlockToken keeps an unlock token the replayed TokenUpdate did not carry, and never
+// replaces one the device has.
+func TestImportUnlockToken(t *testing.T) {
+	db := openDB(t)
+	st := newStorage(t, db)
+	d := enroll(t, st, "UDID-IMPORT-UNLOCK-000")
+	ctx := context.Background()
+	for _, tok := range []string{"first", "second"} {
+		if err := st.ImportUnlockToken(ctx, d.udid, []byte(tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []byte
+	if err := db.QueryRow(`SELECT unlock_token FROM devices WHERE id = $1`, d.udid).Scan(&got); err != nil || string(got) != "first" {
+		t.Fatalf("unlock token %q %v, want the first one", got, err)
+	}
+}
