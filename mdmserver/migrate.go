@@ -25,8 +25,10 @@ type MigrateResult struct {
 	// target; Keys is their sum.
 	Buckets map[string]int64
 	Keys    int64
-	// CATables and CAEntries are the certificate authority's database.
+	// CATables and CAEntries are the certificate authority's database; CAFileImported says it
+	// was first moved into hale.db from the DATA/ca/ca.db an older Hale kept it in.
 	CATables, CAEntries int64
+	CAFileImported      bool
 	// CheckIns is how many of nanomdm's check-in messages were replayed, for Enrollments
 	// enrollments (Devices of them device channels).
 	CheckIns, Enrollments, Devices int
@@ -102,6 +104,12 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 		return res, fmt.Errorf("migrate: %w", err)
 	}
 	defer bolt.Close()
+	// A CA database an older Hale kept in DATA/ca/ca.db moves into hale.db first, as a bbolt
+	// server does at start (the file is renamed once copied); a server on PostgreSQL refuses to
+	// start while that file is there.
+	if res.CAFileImported, err = bolt.ImportCADB(filepath.Join(dataDir, "ca", "ca.db")); err != nil {
+		return res, fmt.Errorf("migrate: %w", err)
+	}
 	srcLog, err := openVerifiedAudit(ctx, bolt, string(auditKey))
 	if err != nil {
 		return res, fmt.Errorf("migrate: the audit log of %s does not verify, so nothing was copied: %w", dataDir, err)

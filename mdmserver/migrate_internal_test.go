@@ -3,8 +3,13 @@ package mdmserver
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smallstep/nosql"
 
 	"github.com/halemdm/hale/internal/pgtest"
 	"github.com/halemdm/hale/mdmserver/storage/pgstore"
@@ -41,5 +46,42 @@ func TestMigrateFailureLeavesTargetEmpty(t *testing.T) {
 	var n int
 	if err := pg.Pool().QueryRow(ctx, `SELECT count(*) FROM devices WHERE unlock_token LIKE 'unlock-%'`).Scan(&n); err != nil || n != 3 {
 		t.Fatalf("%d unlock tokens in the target (%v), want 3", n, err)
+	}
+}
+
+// TestMigrateOldCAFile: a CA database an older Hale left in DATA/ca/ca.db moves too, first into
+// hale.db (the file renamed, as a bbolt server does at start), then into PostgreSQL.
+func TestMigrateOldCAFile(t *testing.T) {
+	dir := fleetDataDir(t, 1)
+	caFile := filepath.Join(dir, "ca", "ca.db")
+	if err := os.MkdirAll(filepath.Dir(caFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, err := nosql.New(nosql.BBoltDriver, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.CreateTable([]byte("revoked_x509_certs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Set([]byte("revoked_x509_certs"), []byte("1234"), []byte(`{"Serial":"1234"}`)); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	dsn := pgtest.NewDatabase(t)
+	res, err := Migrate(context.Background(), dir, dsn)
+	if err != nil || !res.CAFileImported {
+		t.Fatalf("migrate: %v %+v", err, res)
+	}
+	if _, err := os.Stat(caFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the old CA file is still there: %v", err)
+	}
+	pg, err := pgstore.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if v, err := pg.CADB().Get([]byte("revoked_x509_certs"), []byte("1234")); err != nil || string(v) != `{"Serial":"1234"}` {
+		t.Fatalf("the revocation in PostgreSQL: %q %v", v, err)
 	}
 }

@@ -55,7 +55,11 @@ Start the server with --data DATA_DIR --database URL; keep hale.db as the way ba
 			for _, name := range names {
 				fmt.Fprintf(out, " %s=%d", name, res.Buckets[name])
 			}
-			fmt.Fprintf(out, "\n  CA database: %d tables, %d entries\n", res.CATables, res.CAEntries)
+			fmt.Fprintf(out, "\n  CA database: %d tables, %d entries", res.CATables, res.CAEntries)
+			if res.CAFileImported {
+				fmt.Fprintf(out, " (first moved into hale.db from %s/ca/ca.db, now renamed)", from)
+			}
+			fmt.Fprintln(out)
 			fmt.Fprintf(out, "  Apple MDM: %d enrollments (%d devices) from %d check-ins, %d unlock tokens, %d certificate associations, %d queued commands",
 				res.Enrollments, res.Devices, res.CheckIns, res.UnlockTokens, res.CertAssociations, res.Queued)
 			if res.QueueDropped > 0 {
