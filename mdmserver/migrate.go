@@ -104,18 +104,18 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 		return res, fmt.Errorf("migrate: %w", err)
 	}
 	defer bolt.Close()
-	// A CA database an older Hale kept in DATA/ca/ca.db moves into hale.db first, as a bbolt
-	// server does at start (the file is renamed once copied); a server on PostgreSQL refuses to
-	// start while that file is there.
-	if res.CAFileImported, err = bolt.ImportCADB(filepath.Join(dataDir, "ca", "ca.db")); err != nil {
-		return res, fmt.Errorf("migrate: %w", err)
-	}
 	srcLog, err := openVerifiedAudit(ctx, bolt, string(auditKey))
 	if err != nil {
 		return res, fmt.Errorf("migrate: the audit log of %s does not verify, so nothing was copied: %w", dataDir, err)
 	}
 	srcLatest, err := srcLog.Latest(ctx)
 	if err != nil && !errors.Is(err, audit.ErrNoCheckpoint) {
+		return res, fmt.Errorf("migrate: %w", err)
+	}
+	// A CA database an older Hale kept in DATA/ca/ca.db moves into hale.db first, as a bbolt
+	// server does at start (the file is renamed once copied); a server on PostgreSQL refuses to
+	// start while that file is there.
+	if res.CAFileImported, err = bolt.ImportCADB(filepath.Join(dataDir, "ca", "ca.db")); err != nil {
 		return res, fmt.Errorf("migrate: %w", err)
 	}
 
