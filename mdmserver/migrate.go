@@ -72,6 +72,9 @@ func WithMigrateOpenTimeout(d time.Duration) MigrateOption {
 // throughout so no server starts on a half-copied database), a target holding any state, and a
 // source whose audit log does not verify.
 //
+// The source's audit log is verified before anything is copied. A CA database an older Hale left
+// in DATA/ca/ca.db is moved into hale.db first, as a bbolt server does at start.
+//
 // Nanomdm's enrollments, certificate associations and queued commands are written first; Hale's
 // buckets and the CA's database then move in one transaction, the last step. A failure in
 // between empties nanomdm's tables again, so the target is left as empty as it was found.
