@@ -14,6 +14,7 @@ import (
 	"github.com/halemdm/hale/mdmserver/adminapi"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/backup"
+	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 )
 
@@ -96,20 +97,13 @@ func Restore(ctx context.Context, r io.Reader, dataDir, auditKey string) (Restor
 
 // verifyRestoredAudit checks the audit log in the restored database with the verifier key.
 func verifyRestoredAudit(ctx context.Context, dbPath, verifierKey string, res *RestoreResult) error {
-	v, err := audit.NewVerifier(strings.TrimSpace(verifierKey))
-	if err != nil {
-		return err
-	}
 	st, err := boltstore.Open(dbPath)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	l, err := audit.Open(auditStore(st), v)
+	l, err := openVerifiedAudit(ctx, st, verifierKey)
 	if err != nil {
-		return err
-	}
-	if err := l.VerifyStored(ctx); err != nil {
 		return err
 	}
 	if res.Checkpoint, err = l.VerifyCheckpoint(ctx, []byte(res.Manifest.Checkpoint)); err != nil {
@@ -117,4 +111,22 @@ func verifyRestoredAudit(ctx context.Context, dbPath, verifierKey string, res *R
 	}
 	res.AuditEntries, err = l.Size(ctx)
 	return err
+}
+
+// openVerifiedAudit opens the audit log kept in st with the verifier key (an audit.pub) and
+// verifies every stored entry and checkpoint: what restore and migrate check before they trust a
+// log they moved.
+func openVerifiedAudit(ctx context.Context, st storage.Store, verifierKey string) (*audit.Log, error) {
+	v, err := audit.NewVerifier(strings.TrimSpace(verifierKey))
+	if err != nil {
+		return nil, err
+	}
+	l, err := audit.Open(auditStore(st), v)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.VerifyStored(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
 }

@@ -59,7 +59,7 @@ func newRootCommand() *cobra.Command {
 	for _, c := range []*cobra.Command{root, serve} {
 		bindFlags(c, v)
 	}
-	root.AddCommand(serve, newRestoreCommand(), &cobra.Command{
+	root.AddCommand(serve, newRestoreCommand(), newMigrateCommand(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

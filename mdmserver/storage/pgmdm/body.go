@@ -59,7 +59,11 @@ func (s *Storage) sealBody(uuid string, raw []byte) []byte {
 	if s.sealer == nil {
 		return raw
 	}
-	sealed := s.sealer.Seal(purpose(uuid), raw)
+	return envelope(s.sealer.Seal(purpose(uuid), raw))
+}
+
+// envelope wraps sealed bytes as a stored body.
+func envelope(sealed []byte) []byte {
 	out := make([]byte, 0, len(envelopePrefix)+base64.StdEncoding.EncodedLen(len(sealed))+len(envelopeSuffix))
 	out = append(out, envelopePrefix...)
 	out = base64.StdEncoding.AppendEncode(out, sealed)
