@@ -106,3 +106,35 @@ func openDatabase(t *testing.T, dsn string) *sql.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// A server started on a database in use with an empty data directory refuses, rather than make
+// a CA and an audit key of its own; so does one on a database an interrupted migrate left with
+// enrollments and no records.
+func TestPostgreSQLNeedsItsDataDirectory(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	newTestEnv(t, func(c *mdmserver.Config) { c.Database = dsn })
+	cfg := mdmserver.Defaults()
+	cfg.DataDir, cfg.Database = t.TempDir(), dsn
+	if srv, err := mdmserver.New(cfg); err == nil {
+		srv.Close()
+		t.Fatal("a server with an empty data directory started on a database in use")
+	} else if !strings.Contains(err.Error(), "copy of the first server's data directory") {
+		t.Fatalf("refusal: %v", err)
+	}
+
+	half := pgtest.NewDatabase(t)
+	st, err := pgstore.Open(t.Context(), half)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	pgtest.Exec(t, half, `INSERT INTO devices (id, authenticate, authenticate_at) VALUES ('UDID-1', 'x', now());
+		INSERT INTO enrollments (id, device_id, type, topic, push_magic, token_hex, last_seen_at) VALUES ('UDID-1', 'UDID-1', 'Device', 't', 'm', 'aa', now())`)
+	cfg.DataDir, cfg.Database = t.TempDir(), half
+	if srv, err := mdmserver.New(cfg); err == nil {
+		srv.Close()
+		t.Fatal("a server started on a half-migrated database")
+	} else if !strings.Contains(err.Error(), "interrupted `mdmserver migrate`") {
+		t.Fatalf("refusal: %v", err)
+	}
+}

@@ -53,6 +53,9 @@ func (s *Server) openPostgres(ctx context.Context, o options) error {
 		return err
 	}
 	s.store = pg
+	if err := s.checkDataDirFor(ctx, pg); err != nil {
+		return err
+	}
 	if s.isAccessReplica() {
 		// Read before the decisions are loaded: what commits during the load is applied after.
 		if s.feedFrom, err = pg.FeedPosition(ctx); err != nil {
@@ -76,6 +79,31 @@ func (s *Server) openPostgres(ctx context.Context, o options) error {
 		return fmt.Errorf("certificate authority: %s holds a bbolt CA database; this server keeps it in PostgreSQL", filepath.Join(s.cfg.path("ca"), "ca.db"))
 	}
 	s.caDB = pg.CADB()
+	return nil
+}
+
+// checkDataDirFor refuses to start on a database in use without the data directory that goes
+// with it: a server started with an empty one would make a CA and an audit key of its own,
+// whose certificates no device trusts and whose checkpoints no auditor's key verifies. It also
+// refuses a database an interrupted `mdmserver migrate` left half-filled.
+func (s *Server) checkDataDirFor(ctx context.Context, pg *pgstore.Store) error {
+	records, enrollments, err := pg.Holdings(ctx)
+	if err != nil {
+		return err
+	}
+	if !records {
+		if enrollments {
+			return errors.New("the database holds Apple enrollments but no Hale records: an interrupted `mdmserver migrate`? " +
+				"drop the database and migrate again")
+		}
+		return nil // a new database: this server sets it up
+	}
+	for _, name := range []string{"ca", "audit.key.sealed"} {
+		if _, err := os.Stat(s.cfg.path(name)); err != nil {
+			return fmt.Errorf("the database holds Hale's state, but the data directory %s has no %s: "+
+				"start every server with a copy of the first server's data directory (its ca/ and audit key) and its master key", s.cfg.DataDir, name)
+		}
+	}
 	return nil
 }
 

@@ -166,3 +166,14 @@ func (s *Store) CACount(ctx context.Context) (tables, entries int64, err error) 
 	}
 	return tables, entries, err
 }
+
+// Holdings says what a database holds: Hale's records (any row in hale_kv) and nanomdm's
+// enrollments. A server starting on it tells a new database from one in use, and from one an
+// interrupted `mdmserver migrate` left with enrollments but no records.
+func (s *Store) Holdings(ctx context.Context) (records, enrollments bool, err error) {
+	err = s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM hale_kv), EXISTS (SELECT 1 FROM enrollments)").Scan(&records, &enrollments)
+	if err != nil {
+		err = fmt.Errorf("pgstore: %w", err)
+	}
+	return records, enrollments, err
+}
