@@ -14,6 +14,7 @@ import (
 	"github.com/micromdm/nanomdm/service"
 	"github.com/micromdm/nanomdm/service/nanomdm"
 
+	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/storage/pgmdm"
 )
@@ -160,7 +161,7 @@ func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, dev
 	r := mdm.NewRequestWithContext(ctx, nil)
 	switch m := msg.(type) {
 	case *mdm.Authenticate:
-		id := enrollmentID(&m.Enrollment)
+		id := commands.EnrollmentID(&m.Enrollment)
 		der, err := devices.Get(ctx, id+".cert")
 		switch {
 		case errors.Is(err, kv.ErrKeyNotFound): // enrolled without one: nanomdm keeps none
@@ -178,7 +179,7 @@ func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, dev
 		if err := svc.TokenUpdate(r, m); err != nil {
 			return "", fmt.Errorf("replaying a TokenUpdate: %w", err)
 		}
-		enabled = enrollmentID(&m.Enrollment)
+		enabled = commands.EnrollmentID(&m.Enrollment)
 	case *mdm.SetBootstrapToken:
 		if err := svc.SetBootstrapToken(r, m); err != nil {
 			return "", fmt.Errorf("replaying a bootstrap token: %w", err)
@@ -187,7 +188,7 @@ func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, dev
 		// nanomdm's service answers UserAuthenticate through a handler, not the storage; the
 		// message itself is the storage's to keep.
 		rs := m.Enrollment.Resolved()
-		r.EnrollID = &mdm.EnrollID{ID: enrollmentID(&m.Enrollment), ParentID: rs.DeviceChannelID, Type: rs.Type}
+		r.EnrollID = &mdm.EnrollID{ID: commands.EnrollmentID(&m.Enrollment), ParentID: rs.DeviceChannelID, Type: rs.Type}
 		if err := dst.StoreUserAuthenticate(r, m); err != nil {
 			return "", fmt.Errorf("replaying a UserAuthenticate: %w", err)
 		}
@@ -197,19 +198,6 @@ func replayOne(ctx context.Context, svc service.Checkin, dst *pgmdm.Storage, dev
 		return "", fmt.Errorf("unexpected check-in %T from nanomdm's migration", msg)
 	}
 	return enabled, nil
-}
-
-// enrollmentID is the enrollment ID nanomdm's service gives a check-in: the device channel's,
-// or device:user for a user channel.
-func enrollmentID(e *mdm.Enrollment) string {
-	r := e.Resolved()
-	if r == nil {
-		return ""
-	}
-	if r.IsUserChannel {
-		return r.DeviceChannelID + ":" + r.UserChannelID
-	}
-	return r.DeviceChannelID
 }
 
 // copyUnlockTokens copies the unlock tokens of the devices replayed ("<id>.unl_tok" in the kv
