@@ -161,14 +161,14 @@ func TestAccessReplicas(t *testing.T) {
 	release()
 	waitAnswer(t, r, access, id, true, 10*time.Second)
 
-	// Cut off from the database altogether: it cannot even check an API token, and says so
-	// (503, which the posture SDK takes as a deny); the primary locks the device meanwhile;
-	// back on, the replica catches up by itself.
+	// Cut off from the database altogether: it still checks API tokens (from memory) and denies
+	// with index_stale; the primary locks the device meanwhile; back on, the replica catches up
+	// by itself. A token revoked on the primary stops working on the replica too.
 	pgtest.Exec(t, dsn, "ALTER ROLE hale_replica NOLOGIN")
 	pgtest.Exec(t, dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'hale_replica'")
-	waitFor(t, 10*time.Second, "the cut-off replica to refuse", func() bool {
-		code, _ := r.raw("GET", "/access/v1/devices/"+id, access)
-		return code == 503
+	waitFor(t, 10*time.Second, "the cut-off replica to deny with index_stale", func() bool {
+		code, body := r.raw("GET", "/access/v1/devices/"+id, access)
+		return code == 200 && strings.Contains(body, "index_stale")
 	})
 	p.mustCall("POST", "/api/v1/devices/"+id+"/lock", security, `{"reason":"stolen"}`, 202, nil)
 	pgtest.Exec(t, dsn, "ALTER ROLE hale_replica LOGIN")
@@ -179,6 +179,17 @@ func TestAccessReplicas(t *testing.T) {
 	if code, _ := r.raw("GET", "/readyz", ""); code != 200 {
 		t.Errorf("/readyz after catching up: %d", code)
 	}
+	var tokens struct{ Tokens []struct{ ID, Name string } }
+	p.mustCall("GET", "/api/v1/tokens", p.admin, "", 200, &tokens)
+	for _, tok := range tokens.Tokens {
+		if tok.Name == "access" {
+			p.mustCall("DELETE", "/api/v1/tokens/"+tok.ID, p.admin, "", 200, nil)
+		}
+	}
+	waitFor(t, 5*time.Second, "the replica to refuse the revoked token", func() bool {
+		code, _ := r.raw("GET", "/access/v1/devices/"+id, access)
+		return code == 401
+	})
 }
 
 // lockChanges holds an exclusive lock on the change feed's table until release is called, so

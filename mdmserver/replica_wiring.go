@@ -33,7 +33,7 @@ const (
 var followedBuckets = [][]byte{
 	kvstore.BucketInventoryDevices, kvstore.BucketCompliancePosture, kvstore.BucketComplianceVerdict,
 	kvstore.BucketCompliancePolicies, kvstore.BucketComplianceAssignments,
-	kvstore.BucketBreakGlass, kvstore.BucketSigningKeys, pgstore.CABucket("revoked_x509_certs"),
+	kvstore.BucketBreakGlass, kvstore.BucketSigningKeys, kvstore.BucketTokens, pgstore.CABucket("revoked_x509_certs"),
 }
 
 // accessReplicaRoutes are the token routes an access replica serves: the decisions.
@@ -105,6 +105,7 @@ func (s *Server) followChanges(ctx context.Context) {
 func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) error {
 	devices := map[string]bool{}
 	uses := map[string]bool{}
+	var apiTokens []string
 	var policies, keys, revocations bool
 	for _, c := range changes {
 		switch c.Bucket {
@@ -116,6 +117,8 @@ func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) err
 			uses[string(c.Key)] = true
 		case string(kvstore.BucketSigningKeys):
 			keys = true
+		case string(kvstore.BucketTokens):
+			apiTokens = append(apiTokens, string(c.Key))
 		case string(pgstore.CABucket("revoked_x509_certs")):
 			revocations = true
 		}
@@ -141,6 +144,11 @@ func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) err
 			return fmt.Errorf("replica: signing keys: %w", err)
 		}
 	}
+	if len(apiTokens) > 0 {
+		if err := s.tokens.RefreshTokens(ctx, apiTokens...); err != nil {
+			return fmt.Errorf("replica: API tokens: %w", err)
+		}
+	}
 	if revocations {
 		if err := s.ca.RefreshRevocations(ctx); err != nil {
 			return fmt.Errorf("replica: revocations: %w", err)
@@ -161,6 +169,9 @@ func (s *Server) reloadReplica(ctx context.Context) error {
 		return err
 	}
 	if err := s.keys.Reload(ctx); err != nil {
+		return err
+	}
+	if err := s.tokens.RefreshTokens(ctx); err != nil {
 		return err
 	}
 	return s.ca.RefreshRevocations(ctx)

@@ -240,7 +240,11 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 		return nil, err
 	}
 	s.pushCerts = pushcert.NewService(pushCertsStore(s.store), s.key)
-	if s.tokens, err = tokens.New(context.Background(), tokensStore(s.store), tokens.WithOnForbidden(s.recordForbidden), tokens.WithLogger(s.log.With("component", "tokens"))); err != nil {
+	tokenOpts := []tokens.Option{tokens.WithOnForbidden(s.recordForbidden), tokens.WithLogger(s.log.With("component", "tokens"))}
+	if s.isAccessReplica() {
+		tokenOpts = append(tokenOpts, tokens.WithMirror()) // checked from memory, kept by the feed
+	}
+	if s.tokens, err = tokens.New(context.Background(), tokensStore(s.store), tokenOpts...); err != nil {
 		return nil, err
 	}
 	s.approvals = approvals.New(approvalsStore(s.store))
