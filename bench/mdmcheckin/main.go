@@ -87,13 +87,18 @@ type result struct {
 	P50ms        float64 `json:"p50_ms"`
 	P99ms        float64 `json:"p99_ms"`
 	EnrollPerSec float64 `json:"enrollments_per_second"`
-	// SizeRounds is how many rounds the devices had run when the size was taken (0: not taken).
+	// SizeRounds is how many rounds the devices had run when the sizes were taken (0: not taken).
 	SizeRounds int `json:"size_rounds,omitempty"`
-	// BytesPerDevice is the database size per device: hale.db's file size on bbolt; on
-	// PostgreSQL pg_database_size after VACUUM FULL minus that of the empty migrated database.
+	// BytesPerDevice is the database's size on disk per device: hale.db's file size on bbolt
+	// (which grows in steps, doubling up to 1 GiB, and never shrinks); on PostgreSQL
+	// pg_database_size as the run left it, dead rows included, minus the live size before the
+	// first device.
 	BytesPerDevice float64 `json:"bytes_per_device,omitempty"`
-	// BytesPerDeviceUnvacuumed is the same on PostgreSQL before VACUUM FULL, dead rows included.
-	BytesPerDeviceUnvacuumed float64 `json:"bytes_per_device_unvacuumed,omitempty"`
+	// LiveBytesPerDevice counts live data only, what the devices added: on bbolt the pages
+	// below the high-water mark not on the freelist; on PostgreSQL pg_database_size after
+	// VACUUM FULL; each minus the same measure taken with the server started and no device yet
+	// (the database migrated, the CA and the server's own records written).
+	LiveBytesPerDevice float64 `json:"live_bytes_per_device,omitempty"`
 }
 
 // timing wraps a transport and records each request's latency.
@@ -175,7 +180,7 @@ func run(backend string, o options) (res result, err error) {
 			return result{}, fmt.Errorf("backend %s needs -postgres URL", backend)
 		}
 		if backend == "postgres" {
-			pg, err = halePostgres(ctx, o.postgres)
+			pg, err = newDatabase(ctx, o.postgres, "hale_bench")
 			if err != nil {
 				return result{}, err
 			}
@@ -231,6 +236,19 @@ func run(backend string, o options) (res result, err error) {
 	defer stop()
 	if mdmStore == nil {
 		if mdmStore, err = commandQueue(srv, cfg.DataDir); err != nil {
+			return result{}, err
+		}
+	}
+	// The sizes count what the devices add: each store's live data is taken once more here,
+	// the server started (migrated, its CA and own records written) and no device yet.
+	sized := o.sizeRounds > 0 && (backend == "bbolt" || pg != nil)
+	var boltStart int64
+	if sized && pg != nil {
+		if _, pg.empty, err = pg.size(ctx); err != nil {
+			return result{}, fmt.Errorf("database size before the devices: %w", err)
+		}
+	} else if sized {
+		if boltStart, err = boltLive(ctx, srv); err != nil {
 			return result{}, err
 		}
 	}
@@ -294,7 +312,6 @@ func run(backend string, o options) (res result, err error) {
 		P50ms: measure.Millis(measure.Percentile(lat, 0.50)), P99ms: measure.Millis(measure.Percentile(lat, 0.99)), EnrollPerSec: enrollRate,
 	}
 
-	sized := o.sizeRounds > 0 && (backend == "bbolt" || pg != nil)
 	if !sized {
 		return res, nil
 	}
@@ -304,17 +321,24 @@ func run(backend string, o options) (res result, err error) {
 			return result{}, err
 		}
 	}
-	if err := stop(); err != nil {
-		return result{}, fmt.Errorf("close: %w", err)
-	}
 	res.SizeRounds = max(o.rounds, o.sizeRounds)
 	if pg == nil {
+		live, err := boltLive(ctx, srv)
+		if err != nil {
+			return result{}, err
+		}
+		if err := stop(); err != nil {
+			return result{}, fmt.Errorf("close: %w", err)
+		}
 		fi, err := os.Stat(filepath.Join(cfg.DataDir, "hale.db"))
 		if err != nil {
 			return result{}, err
 		}
-		res.BytesPerDevice = float64(fi.Size()) / float64(n)
+		res.BytesPerDevice, res.LiveBytesPerDevice = float64(fi.Size())/float64(n), float64(live-boltStart)/float64(n)
 		return res, nil
+	}
+	if err := stop(); err != nil {
+		return result{}, fmt.Errorf("close: %w", err)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer scancel()
@@ -322,9 +346,26 @@ func run(backend string, o options) (res result, err error) {
 	if err != nil {
 		return result{}, fmt.Errorf("database size: %w", err)
 	}
-	res.BytesPerDevice = float64(vacuumed-pg.empty) / float64(n)
-	res.BytesPerDeviceUnvacuumed = float64(raw-pg.empty) / float64(n)
+	res.BytesPerDevice, res.LiveBytesPerDevice = float64(raw-pg.empty)/float64(n), float64(vacuumed-pg.empty)/float64(n)
 	return res, nil
+}
+
+// boltLive returns the bytes of the server's hale.db that hold data: the pages below the
+// high-water mark (what a snapshot, or a backup, copies) minus those on the freelist.
+func boltLive(ctx context.Context, srv *mdmserver.Server) (int64, error) {
+	bolt, ok := srv.Store().(*boltstore.Store)
+	if !ok {
+		return 0, fmt.Errorf("bbolt size: the store is %T", srv.Store())
+	}
+	var used int64
+	err := bolt.Snapshot(ctx, func(size int64, _ func(io.Writer) (int64, error)) error {
+		used = size
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return used - int64(bolt.DB().Stats().FreeAlloc), nil
 }
 
 // commandQueue returns an MDM storage on the server's own store to queue commands through as
@@ -387,13 +428,13 @@ func each(devs []*applesim.Device, c int, fn func(*applesim.Device) error) error
 }
 
 func report(w io.Writer, rs []result) {
-	fmt.Fprintf(w, "%-13s %8s %9s %7s %12s %9s %9s %12s %11s\n", "backend", "devices", "requests", "errors", "checkins/s", "p50 ms", "p99 ms", "enrolls/s", "bytes/dev")
+	fmt.Fprintf(w, "%-13s %8s %9s %7s %12s %9s %9s %12s %10s %10s\n", "backend", "devices", "requests", "errors", "checkins/s", "p50 ms", "p99 ms", "enrolls/s", "disk B/dev", "live B/dev")
 	for _, r := range rs {
-		size := "—"
+		disk, live := "—", "—"
 		if r.SizeRounds > 0 {
-			size = fmt.Sprintf("%.0f", r.BytesPerDevice)
+			disk, live = fmt.Sprintf("%.0f", r.BytesPerDevice), fmt.Sprintf("%.0f", r.LiveBytesPerDevice)
 		}
-		fmt.Fprintf(w, "%-13s %8d %9d %7d %12.0f %9.2f %9.2f %12.0f %11s\n", r.Backend, r.Devices, r.Requests, r.Errors, r.PerSecond, r.P50ms, r.P99ms, r.EnrollPerSec, size)
+		fmt.Fprintf(w, "%-13s %8d %9d %7d %12.0f %9.2f %9.2f %12.0f %10s %10s\n", r.Backend, r.Devices, r.Requests, r.Errors, r.PerSecond, r.P50ms, r.P99ms, r.EnrollPerSec, disk, live)
 	}
 	base := map[string]result{}
 	for _, r := range rs {
@@ -416,13 +457,14 @@ func report(w io.Writer, rs []result) {
 		}
 		switch r.Backend {
 		case "bbolt":
-			fmt.Fprintf(w, "size after %d rounds, bbolt: hale.db %.1f KB per device\n", r.SizeRounds, r.BytesPerDevice/1000)
+			fmt.Fprintf(w, "size per device after %d rounds, bbolt: hale.db file %.1f KB; pages in use %.1f KB over those before the first device\n",
+				r.SizeRounds, r.BytesPerDevice/1000, r.LiveBytesPerDevice/1000)
 		case "postgres":
-			fmt.Fprintf(w, "size after %d rounds, postgres: %.1f KB per device after VACUUM FULL (%.1f KB before), over the empty migrated database\n",
-				r.SizeRounds, r.BytesPerDevice/1000, r.BytesPerDeviceUnvacuumed/1000)
+			fmt.Fprintf(w, "size per device after %d rounds, postgres: %.1f KB as left; %.1f KB after VACUUM FULL; both over the database before the first device\n",
+				r.SizeRounds, r.BytesPerDevice/1000, r.LiveBytesPerDevice/1000)
 		default:
-			fmt.Fprintf(w, "size after %d rounds, %s: %.1f KB per device after VACUUM FULL (%.1f KB before), over the empty database with nanomdm's schema; MDM state only, Hale's records in hale.db\n",
-				r.SizeRounds, r.Backend, r.BytesPerDevice/1000, r.BytesPerDeviceUnvacuumed/1000)
+			fmt.Fprintf(w, "size per device after %d rounds, %s: %.1f KB as left; %.1f KB after VACUUM FULL; both over the database before the first device, nanomdm's tables only\n",
+				r.SizeRounds, r.Backend, r.BytesPerDevice/1000, r.LiveBytesPerDevice/1000)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"time"
 
@@ -14,8 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/micromdm/nanomdm/storage"
 	"github.com/micromdm/nanomdm/storage/pgsql"
-
-	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 )
 
 // database is a fresh PostgreSQL database a backend runs on, created for it on the cluster and
@@ -24,7 +21,7 @@ type database struct {
 	server string // the cluster's URL, to drop the database from
 	name   string
 	url    string
-	empty  int64 // pg_database_size of the database with its schema and no devices, vacuumed
+	empty  int64 // pg_database_size of the database before the first device, vacuumed
 }
 
 // newDatabase creates an empty database on the cluster at server.
@@ -87,26 +84,6 @@ func (d *database) size(ctx context.Context) (raw, vacuumed int64, err error) {
 	return raw, vacuumed, nil
 }
 
-// halePostgres makes a database for Hale with all its state in PostgreSQL: migrated by
-// pgstore as the server would, and its empty size taken before any device exists.
-func halePostgres(ctx context.Context, server string) (*database, error) {
-	d, err := newDatabase(ctx, server, "hale_bench")
-	if err != nil {
-		return nil, err
-	}
-	st, err := pgstore.Open(ctx, d.url, pgstore.WithLogger(slog.New(slog.DiscardHandler)))
-	if err == nil {
-		err = st.Close()
-	}
-	if err == nil {
-		_, d.empty, err = d.size(ctx)
-	}
-	if err != nil {
-		return nil, joinDrop(d, fmt.Errorf("migrate: %w", err))
-	}
-	return d, nil
-}
-
 // nanoPostgres makes a database with nanomdm's own schema (storage/pgsql's schema.sql) and
 // returns it with nanomdm's storage on it, as nanomdm ships it: bodies unsealed, its defaults.
 func nanoPostgres(ctx context.Context, server string) (*database, *sql.DB, storage.AllStorage, error) {
@@ -122,10 +99,6 @@ func nanoPostgres(ctx context.Context, server string) (*database, *sql.DB, stora
 	if _, err := db.ExecContext(ctx, pgsql.Schema); err != nil {
 		db.Close()
 		return nil, nil, nil, joinDrop(d, fmt.Errorf("nanomdm schema: %w", err))
-	}
-	if _, d.empty, err = d.size(ctx); err != nil {
-		db.Close()
-		return nil, nil, nil, joinDrop(d, err)
 	}
 	st, err := pgsql.New(pgsql.WithDB(db))
 	if err != nil {
