@@ -54,13 +54,22 @@ func main() {
 	concurrency := flag.Int("concurrency", 64, "devices talking at once")
 	backends := flag.String("backends", "bbolt,diskv,inmem", "storage backends to compare: bbolt, diskv, inmem, postgres, nanomdm-pgsql")
 	postgres := flag.String("postgres", "", "PostgreSQL cluster URL (a role that may create databases) for the postgres and nanomdm-pgsql backends")
-	sizeRounds := flag.Int("size-rounds", 10, "rounds in all before the database size per device is taken (bbolt, postgres, nanomdm-pgsql); 0: not taken")
+	sizeRounds := flag.Int("size-rounds", 10, "rounds in all (timed, then untimed) before the database size per device is taken; 0: not taken")
+	sizeBackends := flag.String("size-backends", "bbolt,postgres", "backends whose database size is taken: bbolt, postgres, nanomdm-pgsql")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	flag.Parse()
 
+	sized := strings.Split(*sizeBackends, ",")
+	for _, b := range sized {
+		if b != "bbolt" && b != "postgres" && b != "nanomdm-pgsql" {
+			fmt.Fprintf(os.Stderr, "mdmcheckin: -size-backends: no size is taken on %q\n", b)
+			os.Exit(2)
+		}
+	}
 	var results []result
 	for _, name := range strings.Split(*backends, ",") {
-		r, err := run(name, options{devices: *devices, rounds: *rounds, concurrency: *concurrency, sizeRounds: *sizeRounds, postgres: *postgres})
+		r, err := run(name, options{devices: *devices, rounds: *rounds, concurrency: *concurrency,
+			sizeRounds: *sizeRounds, sized: slices.Contains(sized, name), postgres: *postgres})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "mdmcheckin: %s: %v\n", name, err)
 			os.Exit(1)
@@ -144,6 +153,7 @@ type options struct {
 	// sizeRounds is how many rounds in all (timed, then untimed) the devices run before the
 	// database size is taken; 0 leaves it out.
 	sizeRounds int
+	sized      bool   // whether this backend's database size is taken
 	postgres   string // the cluster's URL, for the PostgreSQL backends
 }
 
@@ -241,7 +251,7 @@ func run(backend string, o options) (res result, err error) {
 	}
 	// The sizes count what the devices add: each store's live data is taken once more here,
 	// the server started (migrated, its CA and own records written) and no device yet.
-	sized := o.sizeRounds > 0 && (backend == "bbolt" || pg != nil)
+	sized := o.sized && o.sizeRounds > 0 && (backend == "bbolt" || pg != nil)
 	var boltStart int64
 	if sized && pg != nil {
 		if _, pg.empty, err = pg.size(ctx); err != nil {

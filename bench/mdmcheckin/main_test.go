@@ -13,7 +13,7 @@ import (
 // TestRunBBolt runs the harness small on bbolt: every exchange must succeed and the sizes be
 // taken. No timing is asserted; the figures belong to bench/run.
 func TestRunBBolt(t *testing.T) {
-	r, err := run("bbolt", options{devices: 4, rounds: 1, concurrency: 2, sizeRounds: 2})
+	r, err := run("bbolt", options{devices: 4, rounds: 1, concurrency: 2, sizeRounds: 2, sized: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestRunPostgres(t *testing.T) {
 	for _, backend := range []string{"postgres", "nanomdm-pgsql"} {
 		t.Run(backend, func(t *testing.T) {
 			before := benchDatabases(t, server)
-			r, err := run(backend, options{devices: 3, rounds: 1, concurrency: 2, sizeRounds: 2, postgres: server})
+			r, err := run(backend, options{devices: 3, rounds: 1, concurrency: 2, sizeRounds: 2, sized: true, postgres: server})
 			if err != nil {
 				t.Fatal(err)
 			}
