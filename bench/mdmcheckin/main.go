@@ -1,13 +1,18 @@
 // Command mdmcheckin measures Apple MDM check-in throughput and latency of a real Hale server
 // over HTTPS, with nanomdm on Hale's bbolt store and, in the same run, on nanomdm's own diskv and
-// in-memory backends.
+// in-memory backends; with -postgres, also Hale with all its state in PostgreSQL ("postgres")
+// next to the same server on nanomdm's own storage/pgsql ("nanomdm-pgsql"), each on a fresh
+// database it creates on that cluster and drops after.
 //
 // N simulated devices (internal/applesim, speaking the real protocol with Mdm-Signature) enroll
 // (Authenticate, TokenUpdate), then run R rounds: a SecurityInfo command is queued for every
 // device, and each device checks in (Idle), runs the command and reports its result until its
-// queue is empty. Every MDM request is timed on the client.
+// queue is empty. Every MDM request is timed on the client. For the backends in -size-backends
+// the devices then carry on, untimed, to -size-rounds rounds in all, and the database size per
+// device is taken: on disk as the run left it, and live data only (see result).
 //
 //	go run ./bench/mdmcheckin -devices 1000 -rounds 3
+//	go run ./bench/mdmcheckin -backends postgres,nanomdm-pgsql -postgres postgres://postgres@127.0.0.1:5432/postgres
 package main
 
 import (
