@@ -1,19 +1,25 @@
 // Command mdmcheckin measures Apple MDM check-in throughput and latency of a real Hale server
 // over HTTPS, with nanomdm on Hale's bbolt store and, in the same run, on nanomdm's own diskv and
-// in-memory backends.
+// in-memory backends; with -postgres, also Hale with all its state in PostgreSQL ("postgres")
+// next to the same server on nanomdm's own storage/pgsql ("nanomdm-pgsql"), each on a fresh
+// database it creates on that cluster and drops after.
 //
 // N simulated devices (internal/applesim, speaking the real protocol with Mdm-Signature) enroll
 // (Authenticate, TokenUpdate), then run R rounds: a SecurityInfo command is queued for every
 // device, and each device checks in (Idle), runs the command and reports its result until its
-// queue is empty. Every MDM request is timed on the client.
+// queue is empty. Every MDM request is timed on the client. For the backends in -size-backends
+// the devices then carry on, untimed, to -size-rounds rounds in all, and the database size per
+// device is taken: on disk as the run left it, and live data only (see result).
 //
 //	go run ./bench/mdmcheckin -devices 1000 -rounds 3
+//	go run ./bench/mdmcheckin -backends postgres,nanomdm-pgsql -postgres postgres://postgres@127.0.0.1:5432/postgres
 package main
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -29,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/micromdm/nanomdm/mdm"
 	"github.com/micromdm/nanomdm/storage"
 	"github.com/micromdm/nanomdm/storage/diskv"
@@ -42,19 +49,32 @@ import (
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
+	"github.com/halemdm/hale/mdmserver/storage/pgmdm"
+	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 )
 
 func main() {
 	devices := flag.Int("devices", 1000, "simulated devices")
 	rounds := flag.Int("rounds", 3, "command rounds after enrollment")
 	concurrency := flag.Int("concurrency", 64, "devices talking at once")
-	backends := flag.String("backends", "bbolt,diskv,inmem", "nanomdm storage backends to compare")
+	backends := flag.String("backends", "bbolt,diskv,inmem", "storage backends to compare: bbolt, diskv, inmem, postgres, nanomdm-pgsql")
+	postgres := flag.String("postgres", "", "PostgreSQL cluster URL (a role that may create databases) for the postgres and nanomdm-pgsql backends")
+	sizeRounds := flag.Int("size-rounds", 10, "rounds in all (timed, then untimed) before the database size per device is taken; 0: not taken")
+	sizeBackends := flag.String("size-backends", "bbolt,postgres", "backends whose database size is taken: bbolt, postgres, nanomdm-pgsql")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	flag.Parse()
 
+	sized := strings.Split(*sizeBackends, ",")
+	for _, b := range sized {
+		if b != "bbolt" && b != "postgres" && b != "nanomdm-pgsql" {
+			fmt.Fprintf(os.Stderr, "mdmcheckin: -size-backends: no size is taken on %q\n", b)
+			os.Exit(2)
+		}
+	}
 	var results []result
 	for _, name := range strings.Split(*backends, ",") {
-		r, err := run(name, *devices, *rounds, *concurrency)
+		r, err := run(name, options{devices: *devices, rounds: *rounds, concurrency: *concurrency,
+			sizeRounds: *sizeRounds, sized: slices.Contains(sized, name), postgres: *postgres})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "mdmcheckin: %s: %v\n", name, err)
 			os.Exit(1)
@@ -81,6 +101,18 @@ type result struct {
 	P50ms        float64 `json:"p50_ms"`
 	P99ms        float64 `json:"p99_ms"`
 	EnrollPerSec float64 `json:"enrollments_per_second"`
+	// SizeRounds is how many rounds the devices had run when the sizes were taken (0: not taken).
+	SizeRounds int `json:"size_rounds,omitempty"`
+	// BytesPerDevice is the database's size on disk per device: hale.db's file size on bbolt
+	// (which grows in steps, doubling up to 1 GiB, and never shrinks); on PostgreSQL
+	// pg_database_size as the run left it, dead rows included, minus the live size before the
+	// first device.
+	BytesPerDevice float64 `json:"bytes_per_device,omitempty"`
+	// LiveBytesPerDevice counts live data only, what the devices added: on bbolt the pages
+	// below the high-water mark not on the freelist; on PostgreSQL pg_database_size after
+	// VACUUM FULL; each minus the same measure taken with the server started and no device yet
+	// (the database migrated, the CA and the server's own records written).
+	LiveBytesPerDevice float64 `json:"live_bytes_per_device,omitempty"`
 }
 
 // timing wraps a transport and records each request's latency.
@@ -120,7 +152,18 @@ func (t *timing) reset() {
 	t.errs.Store(0)
 }
 
-func run(backend string, n, rounds, concurrency int) (result, error) {
+// options are the flags every backend's run shares.
+type options struct {
+	devices, rounds, concurrency int
+	// sizeRounds is how many rounds in all (timed, then untimed) the devices run before the
+	// database size is taken; 0 leaves it out.
+	sizeRounds int
+	sized      bool   // whether this backend's database size is taken
+	postgres   string // the cluster's URL, for the PostgreSQL backends
+}
+
+func run(backend string, o options) (res result, err error) {
+	n := o.devices
 	dir, err := os.MkdirTemp("", "hale-bench-"+backend)
 	if err != nil {
 		return result{}, err
@@ -134,15 +177,42 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 	}
 	apns := fakeapns.New()
 	defer apns.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 
+	cfg := mdmserver.Defaults()
 	var mdmStore storage.AllStorage
 	var opts []mdmserver.Option
+	var pg *database // the database whose size is taken, on PostgreSQL
 	switch backend {
 	case "bbolt":
 	case "diskv":
 		mdmStore = diskv.New(filepath.Join(dir, "diskv"))
 	case "inmem":
 		mdmStore = inmem.New()
+	case "postgres", "nanomdm-pgsql":
+		if o.postgres == "" {
+			return result{}, fmt.Errorf("backend %s needs -postgres URL", backend)
+		}
+		if backend == "postgres" {
+			pg, err = newDatabase(ctx, o.postgres, "hale_bench")
+			if err != nil {
+				return result{}, err
+			}
+			cfg.Database = pg.url
+		} else {
+			var db *sql.DB
+			pg, db, mdmStore, err = nanoPostgres(ctx, o.postgres)
+			if err != nil {
+				return result{}, err
+			}
+			defer db.Close()
+		}
+		defer func() {
+			if derr := pg.drop(); derr != nil && err == nil {
+				err = fmt.Errorf("drop %s: %w", pg.name, derr)
+			}
+		}()
 	default:
 		return result{}, fmt.Errorf("unknown backend %q", backend)
 	}
@@ -153,37 +223,57 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	cfg := mdmserver.Defaults()
 	cfg.Listen, cfg.DataDir, cfg.MDMCAFile, cfg.APNsURL = ln.Addr().String(), filepath.Join(dir, "data"), caFile, apns.URL()
 	opts = append(opts, mdmserver.WithLogger(slog.New(slog.DiscardHandler)), mdmserver.WithAPNsRootCAs(apns.CertPool()))
 	srv, err := mdmserver.New(cfg, opts...)
 	if err != nil {
+		ln.Close()
 		return result{}, err
 	}
-	defer srv.Close()
+	// stop stops serving and closes the server (its store with it) once; the sizes are taken
+	// after it, on files and tables nothing writes to any more.
+	served := make(chan error, 1)
+	serving := false
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		if serving {
+			<-served
+		} else {
+			ln.Close()
+		}
+		return srv.Close()
+	}
+	defer stop()
 	if mdmStore == nil {
-		// Commands are queued as the server queues them: sealed under its master key.
-		key, err := seal.LoadOrCreate(filepath.Join(cfg.DataDir, "master.key"))
-		if err != nil {
-			return result{}, err
-		}
-		bolt, ok := srv.Store().(*boltstore.Store)
-		if !ok {
-			return result{}, fmt.Errorf("queueing commands needs the bbolt store, not %T", srv.Store())
-		}
-		if mdmStore, err = boltstore.NewMDMStorage(bolt, boltstore.WithCommandSealer(key)); err != nil {
+		if mdmStore, err = commandQueue(srv, cfg.DataDir); err != nil {
 			return result{}, err
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
+	// The sizes count what the devices add: each store's live data is taken once more here,
+	// the server started (migrated, its CA and own records written) and no device yet.
+	sized := o.sized && o.sizeRounds > 0 && (backend == "bbolt" || pg != nil)
+	var boltStart int64
+	if sized && pg != nil {
+		if _, pg.empty, err = pg.size(ctx); err != nil {
+			return result{}, fmt.Errorf("database size before the devices: %w", err)
+		}
+	} else if sized {
+		if boltStart, err = boltLive(ctx, srv); err != nil {
+			return result{}, err
+		}
+	}
+	serving = true
 	go func() { served <- srv.Serve(ctx, ln) }()
-	defer func() { cancel(); <-served }()
 	url := "https://" + ln.Addr().String() + "/mdm"
 
 	tm := &timing{next: &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: srv.RootCAs(), ClientSessionCache: tls.NewLRUClientSessionCache(n)},
-		MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency,
+		MaxIdleConnsPerHost: o.concurrency, MaxConnsPerHost: o.concurrency,
 	}}
 	client := &http.Client{Transport: tm, Timeout: time.Minute}
 	devs := make([]*applesim.Device, n)
@@ -195,7 +285,7 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 	}
 
 	start := time.Now()
-	if err := each(devs, concurrency, func(d *applesim.Device) error { return d.Enroll(ctx) }); err != nil {
+	if err := each(devs, o.concurrency, func(d *applesim.Device) error { return d.Enroll(ctx) }); err != nil {
 		return result{}, fmt.Errorf("enroll: %w", err)
 	}
 	enrollRate := float64(n) / time.Since(start).Seconds()
@@ -204,31 +294,110 @@ func run(backend string, n, rounds, concurrency int) (result, error) {
 	for i, d := range devs {
 		ids[i] = d.UDID()
 	}
-	tm.reset()
-	var total time.Duration
-	for r := 0; r < rounds; r++ {
+	round := func(r int) error {
 		if err := enqueue(ctx, mdmStore, ids); err != nil {
-			return result{}, err
+			return err
 		}
-		start := time.Now()
-		err := each(devs, concurrency, func(d *applesim.Device) error {
+		err := each(devs, o.concurrency, func(d *applesim.Device) error {
 			_, err := d.Poll(ctx)
 			return err
 		})
+		if err != nil {
+			return fmt.Errorf("round %d: %w", r, err)
+		}
+		return nil
+	}
+	tm.reset()
+	var total time.Duration
+	for r := 0; r < o.rounds; r++ {
+		start := time.Now()
+		err := round(r)
 		total += time.Since(start)
 		if err != nil {
-			return result{}, fmt.Errorf("round %d: %w", r, err)
+			return result{}, err
 		}
 	}
 	tm.mu.Lock()
 	lat := slices.Clone(tm.lat)
 	tm.mu.Unlock()
 	slices.Sort(lat)
-	return result{
+	res = result{
 		Backend: backend, Devices: n, Requests: int64(len(lat)), Errors: tm.errs.Load(),
 		Seconds: total.Seconds(), PerSecond: float64(len(lat)) / total.Seconds(),
 		P50ms: measure.Millis(measure.Percentile(lat, 0.50)), P99ms: measure.Millis(measure.Percentile(lat, 0.99)), EnrollPerSec: enrollRate,
-	}, nil
+	}
+
+	if !sized {
+		return res, nil
+	}
+	// The rounds the size is taken after, untimed beyond the measured ones.
+	for r := o.rounds; r < o.sizeRounds; r++ {
+		if err := round(r); err != nil {
+			return result{}, err
+		}
+	}
+	res.SizeRounds = max(o.rounds, o.sizeRounds)
+	if pg == nil {
+		live, err := boltLive(ctx, srv)
+		if err != nil {
+			return result{}, err
+		}
+		if err := stop(); err != nil {
+			return result{}, fmt.Errorf("close: %w", err)
+		}
+		fi, err := os.Stat(filepath.Join(cfg.DataDir, "hale.db"))
+		if err != nil {
+			return result{}, err
+		}
+		res.BytesPerDevice, res.LiveBytesPerDevice = float64(fi.Size())/float64(n), float64(live-boltStart)/float64(n)
+		return res, nil
+	}
+	if err := stop(); err != nil {
+		return result{}, fmt.Errorf("close: %w", err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer scancel()
+	raw, vacuumed, err := pg.size(sctx)
+	if err != nil {
+		return result{}, fmt.Errorf("database size: %w", err)
+	}
+	res.BytesPerDevice, res.LiveBytesPerDevice = float64(raw-pg.empty)/float64(n), float64(vacuumed-pg.empty)/float64(n)
+	return res, nil
+}
+
+// boltLive returns the bytes of the server's hale.db that hold data: the pages below the
+// high-water mark (what a snapshot, or a backup, copies) minus those on the freelist.
+func boltLive(ctx context.Context, srv *mdmserver.Server) (int64, error) {
+	bolt, ok := srv.Store().(*boltstore.Store)
+	if !ok {
+		return 0, fmt.Errorf("bbolt size: the store is %T", srv.Store())
+	}
+	var used int64
+	err := bolt.Snapshot(ctx, func(size int64, _ func(io.Writer) (int64, error)) error {
+		used = size
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return used - int64(bolt.DB().Stats().FreeAlloc), nil
+}
+
+// commandQueue returns an MDM storage on the server's own store to queue commands through as
+// the server queues them: sealed under its master key, in bbolt or in PostgreSQL.
+func commandQueue(srv *mdmserver.Server, dataDir string) (storage.AllStorage, error) {
+	key, err := seal.LoadOrCreate(filepath.Join(dataDir, "master.key"))
+	if err != nil {
+		return nil, err
+	}
+	switch st := srv.Store().(type) {
+	case *boltstore.Store:
+		return boltstore.NewMDMStorage(st, boltstore.WithCommandSealer(key))
+	case *pgstore.Store:
+		return pgmdm.New(stdlib.OpenDBFromPool(st.Pool()), pgmdm.WithCommandSealer(key))
+	default:
+		return nil, fmt.Errorf("queueing commands needs the bbolt or PostgreSQL store, not %T", srv.Store())
+	}
 }
 
 func enqueue(ctx context.Context, st storage.CommandEnqueuer, ids []string) error {
@@ -274,20 +443,43 @@ func each(devs []*applesim.Device, c int, fn func(*applesim.Device) error) error
 }
 
 func report(w io.Writer, rs []result) {
-	fmt.Fprintf(w, "%-7s %8s %9s %7s %12s %9s %9s %12s\n", "backend", "devices", "requests", "errors", "checkins/s", "p50 ms", "p99 ms", "enrolls/s")
+	fmt.Fprintf(w, "%-13s %8s %9s %7s %12s %9s %9s %12s %10s %10s\n", "backend", "devices", "requests", "errors", "checkins/s", "p50 ms", "p99 ms", "enrolls/s", "disk B/dev", "live B/dev")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-7s %8d %9d %7d %12.0f %9.2f %9.2f %12.0f\n", r.Backend, r.Devices, r.Requests, r.Errors, r.PerSecond, r.P50ms, r.P99ms, r.EnrollPerSec)
+		disk, live := "—", "—"
+		if r.SizeRounds > 0 {
+			disk, live = fmt.Sprintf("%.0f", r.BytesPerDevice), fmt.Sprintf("%.0f", r.LiveBytesPerDevice)
+		}
+		fmt.Fprintf(w, "%-13s %8d %9d %7d %12.0f %9.2f %9.2f %12.0f %10s %10s\n", r.Backend, r.Devices, r.Requests, r.Errors, r.PerSecond, r.P50ms, r.P99ms, r.EnrollPerSec, disk, live)
 	}
 	base := map[string]result{}
 	for _, r := range rs {
 		base[r.Backend] = r
 	}
-	if b, ok := base["bbolt"]; ok {
-		for _, other := range []string{"diskv", "inmem"} {
-			if o, ok := base[other]; ok {
-				fmt.Fprintf(w, "bbolt/%s: throughput %.2fx, p50 %.2fx, p99 %.2fx\n", other,
-					b.PerSecond/o.PerSecond, b.P50ms/o.P50ms, b.P99ms/o.P99ms)
-			}
+	ratios := func(ours, other string) {
+		o, ok1 := base[ours]
+		b, ok2 := base[other]
+		if ok1 && ok2 {
+			fmt.Fprintf(w, "%s/%s: throughput %.2fx, p50 %.2fx, p99 %.2fx\n", ours, other,
+				o.PerSecond/b.PerSecond, o.P50ms/b.P50ms, o.P99ms/b.P99ms)
+		}
+	}
+	ratios("bbolt", "diskv")
+	ratios("bbolt", "inmem")
+	ratios("postgres", "nanomdm-pgsql")
+	for _, r := range rs {
+		if r.SizeRounds == 0 {
+			continue
+		}
+		switch r.Backend {
+		case "bbolt":
+			fmt.Fprintf(w, "size per device after %d rounds, bbolt: hale.db file %.1f KB; pages in use %.1f KB over those before the first device\n",
+				r.SizeRounds, r.BytesPerDevice/1000, r.LiveBytesPerDevice/1000)
+		case "postgres":
+			fmt.Fprintf(w, "size per device after %d rounds, postgres: %.1f KB as left; %.1f KB after VACUUM FULL; both over the database before the first device\n",
+				r.SizeRounds, r.BytesPerDevice/1000, r.LiveBytesPerDevice/1000)
+		default:
+			fmt.Fprintf(w, "size per device after %d rounds, %s: %.1f KB as left; %.1f KB after VACUUM FULL; both over the database before the first device, nanomdm's tables only\n",
+				r.SizeRounds, r.Backend, r.BytesPerDevice/1000, r.LiveBytesPerDevice/1000)
 		}
 	}
 }

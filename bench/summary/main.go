@@ -206,33 +206,60 @@ func (c *collector) jsonFile(file string, v any) bool {
 func (c *collector) checkins() {
 	const file = "checkin.json"
 	var rs []struct {
-		Backend   string  `json:"backend"`
-		Devices   int     `json:"devices"`
-		Errors    int64   `json:"errors"`
-		PerSecond float64 `json:"checkins_per_second"`
+		Backend        string  `json:"backend"`
+		Devices        int     `json:"devices"`
+		Errors         int64   `json:"errors"`
+		PerSecond      float64 `json:"checkins_per_second"`
+		SizeRounds     int     `json:"size_rounds"`
+		BytesPerDevice float64 `json:"bytes_per_device"`
+		LiveBytes      float64 `json:"live_bytes_per_device"`
 	}
 	if !c.jsonFile(file, &rs) {
 		return
 	}
-	by := map[string]float64{}
+	type figures struct {
+		perSecond, bytes, live float64
+		rounds                 int
+	}
+	by := map[string]figures{}
 	devices := 0
 	for _, r := range rs {
 		if r.Errors != 0 {
 			c.missing(file, "%s: %d failed requests; its throughput is not a figure", r.Backend, r.Errors)
 		}
-		by[r.Backend], devices = r.PerSecond, r.Devices
+		by[r.Backend], devices = figures{r.PerSecond, r.BytesPerDevice, r.LiveBytes, r.SizeRounds}, r.Devices
 	}
 	get := func(b string) float64 {
 		v, ok := by[b]
-		if !ok || v <= 0 {
+		if !ok || v.perSecond <= 0 {
 			return c.missing(file, "no check-in throughput for backend %q", b)
 		}
-		return v
+		return v.perSecond
+	}
+	size := func(b string, live bool) float64 {
+		v, ok := by[b]
+		n := v.bytes
+		if live {
+			n = v.live
+		}
+		if !ok || v.rounds == 0 || n <= 0 {
+			return c.missing(file, "no database size per device for backend %q", b)
+		}
+		return n
 	}
 	bbolt := get("bbolt")
 	what := fmt.Sprintf("Apple MDM check-ins/s, %s devices, Hale's bbolt store", thousands(devices))
 	c.add(what, bbolt, get("diskv"), "nanomdm diskv", perSecond, atLeast(1))
 	c.add(what, bbolt, get("inmem"), "nanomdm in-memory", perSecond, atLeast(0.5))
+	c.add(fmt.Sprintf("Apple MDM check-ins/s, %s devices, Hale on PostgreSQL (commands sealed)", thousands(devices)),
+		get("postgres"), get("nanomdm-pgsql"), "nanomdm's pgsql storage", perSecond, atLeast(0.9))
+	rounds := by["postgres"].rounds
+	if r := by["bbolt"].rounds; r != rounds {
+		c.missing(file, "database sizes taken after different rounds: bbolt %d, postgres %d", r, rounds)
+	}
+	sizes := fmt.Sprintf("Database size per device after %d check-in rounds, %s devices, PostgreSQL", rounds, thousands(devices))
+	c.add(sizes+": live data (after VACUUM FULL)", size("postgres", true), size("bbolt", true), "bbolt: pages in use", kilobytes, noGoal)
+	c.add(sizes+": on disk as the run left it", size("postgres", false), size("bbolt", false), "bbolt: the hale.db file", kilobytes, noGoal)
 }
 
 func (c *collector) policyChange() {
@@ -481,6 +508,7 @@ func millis(ms float64) string   { return duration(ms * 1e6) }
 func seconds(s float64) string   { return duration(s * 1e9) }
 func count(n float64) string     { return thousands(int(math.Round(n))) }
 func perSecond(v float64) string { return thousands(int(math.Round(v))) + "/s" }
+func kilobytes(b float64) string { return sig3(b/1000) + " KB" }
 func mebibytes(b float64) string { return strconv.FormatFloat(b/(1<<20), 'f', 1, 64) + " MiB" }
 
 // thousands writes n with comma separators.

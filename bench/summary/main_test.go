@@ -9,9 +9,11 @@ import (
 
 // outputs is one run's raw outputs, cut to what the summary reads, in the harnesses' formats.
 var outputs = map[string]string{
-	"checkin.json": `[{"backend":"bbolt","devices":1000,"errors":0,"checkins_per_second":1125},
+	"checkin.json": `[{"backend":"bbolt","devices":1000,"errors":0,"checkins_per_second":1125,"size_rounds":10,"bytes_per_device":16777,"live_bytes_per_device":11002},
 		{"backend":"diskv","devices":1000,"errors":0,"checkins_per_second":632},
-		{"backend":"inmem","devices":1000,"errors":0,"checkins_per_second":1496}]`,
+		{"backend":"inmem","devices":1000,"errors":0,"checkins_per_second":1496},
+		{"backend":"postgres","devices":1000,"errors":0,"checkins_per_second":540,"size_rounds":10,"bytes_per_device":20100,"live_bytes_per_device":9120},
+		{"backend":"nanomdm-pgsql","devices":1000,"errors":0,"checkins_per_second":600,"size_rounds":10,"bytes_per_device":8000,"live_bytes_per_device":7000}]`,
 	"reeval.out": "BenchmarkReevaluateVsRead100k-2   \t       3\t1455887075 ns/op\t         1.930 ratio\t 496796250 read-ns/pass\t 958992406 reeval-ns/pass\t302625808 B/op\n" +
 		"ok  \tgithub.com/halemdm/hale/mdmserver/compliance\t13.117s\n",
 	"events.out": "BenchmarkReevaluateWithEvents/hook=none-2 \t 4\t 117000000 ns/op\n" +
@@ -91,6 +93,9 @@ func TestSummarize(t *testing.T) {
 	table := b.String()
 	for _, want := range []string{
 		"| Apple MDM check-ins/s, 1,000 devices, Hale's bbolt store | 1,125/s | 632/s (nanomdm diskv) | 1.78x | ≥ 1.0x | yes |",
+		"| Apple MDM check-ins/s, 1,000 devices, Hale on PostgreSQL (commands sealed) | 540/s | 600/s (nanomdm's pgsql storage) | 0.900x | ≥ 0.9x | yes |",
+		"| Database size per device after 10 check-in rounds, 1,000 devices, PostgreSQL: live data (after VACUUM FULL) | 9.12 KB | 11.0 KB (bbolt: pages in use) | 0.829x | none set | — |",
+		"| Database size per device after 10 check-in rounds, 1,000 devices, PostgreSQL: on disk as the run left it | 20.1 KB | 16.8 KB (bbolt: the hale.db file) | 1.20x | none set | — |",
 		"| Policy change, 100,000 devices: re-evaluation pass | 959 ms | 497 ms (read pass) | 1.93x | ≤ 2.0x | yes |",
 		"| Policy evaluation, one compliant device | 334 ns | 31.1 µs (decoding its posture JSON) | 0.011x | none set | — |",
 		"| Android STATUS_REPORT push: parse, validate, map to posture | 35.2 µs | 31.6 µs (decoding it into the client's Device) | 1.11x | none set | — |",
@@ -110,7 +115,7 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 38 {
+	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 41 {
 		t.Errorf("%d rows, %d lines:\n%s", len(rows), n, table)
 	}
 }
@@ -122,6 +127,8 @@ func TestSummarizeMissingFigure(t *testing.T) {
 		{"revocation-8.out", "wipe call (baseline) 200 3.26 29.89 30.54\n", "revocation-8.out: no wipes in flight"},
 		{"footprint-binary.out", "", "footprint-binary.out: no mdmagent steady RSS"},
 		{"checkin.json", `[{"backend":"bbolt","checkins_per_second":1}]`, `checkin.json: no check-in throughput for backend "diskv"`},
+		{"checkin.json", `[{"backend":"bbolt","checkins_per_second":1,"size_rounds":10,"bytes_per_device":1,"live_bytes_per_device":1},{"backend":"diskv","checkins_per_second":1},{"backend":"inmem","checkins_per_second":1}]`, `checkin.json: no check-in throughput for backend "nanomdm-pgsql"`},
+		{"checkin.json", `[{"backend":"bbolt","checkins_per_second":1},{"backend":"diskv","checkins_per_second":1},{"backend":"inmem","checkins_per_second":1},{"backend":"postgres","checkins_per_second":1,"size_rounds":10,"bytes_per_device":1,"live_bytes_per_device":1},{"backend":"nanomdm-pgsql","checkins_per_second":1}]`, `checkin.json: no database size per device for backend "bbolt"`},
 		{"collect.out", "--- FAIL: BenchmarkCollectCycle\n", "collect.out: no cpu-ms/cycle figure for BenchmarkCollectCycle"},
 	} {
 		outs := map[string]string{}
