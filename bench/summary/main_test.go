@@ -110,7 +110,7 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 38 {
+	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 42 {
 		t.Errorf("%d rows, %d lines:\n%s", len(rows), n, table)
 	}
 }
