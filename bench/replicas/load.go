@@ -276,6 +276,9 @@ type busyLoad struct {
 
 	nextVictim, nextReporter atomic.Int64
 	locks, reports           atomic.Int64
+
+	mu    sync.Mutex
+	calls []time.Duration // the actions' round trips on the busy primary
 }
 
 // run keeps the streams going until ctx is done, then waits for the calls in flight.
@@ -292,10 +295,15 @@ func (b *busyLoad) run(ctx context.Context) error {
 			fail(fmt.Errorf("busy phases ran out of devices to %s (%d): raise -devices", b.act.action, len(b.victims)))
 			return
 		}
+		start := time.Now()
 		if err := b.act.do(b.victims[i]); err != nil {
 			fail(err)
 			return
 		}
+		took := time.Since(start)
+		b.mu.Lock()
+		b.calls = append(b.calls, took)
+		b.mu.Unlock()
 		b.locks.Add(1)
 	})
 	pace(ctx, &wg, b.reportsPS, func() {
@@ -362,6 +370,7 @@ func throughput(r *result, ask *asker, ids []string, busy *busyLoad, cfg config)
 	}
 	r.Idle, r.Busy = merge("idle", idle), merge("busy", loaded)
 	r.BusyLocksPS, r.BusyRepsPS = float64(busy.locks.Load())/busySecs, float64(busy.reports.Load())/busySecs
+	r.BusyCall = lagOf(busy.calls)
 	return nil
 }
 
@@ -384,7 +393,8 @@ func report(w io.Writer, r result) {
 	for _, p := range append(r.Phases, r.Idle, r.Busy) {
 		fmt.Fprintf(w, "%-10s %9d %7d %8.2f %10.0f %8.2f %8.2f %6.0f\n", p.Name, p.Requests, p.Errors, p.Seconds, p.PerSecond, p.P50ms, p.P99ms, p.CPU)
 	}
-	fmt.Fprintf(w, "primary during busy phases: %.1f %ss/s, %.1f agent reports/s\n", r.BusyLocksPS, r.Action, r.BusyRepsPS)
+	fmt.Fprintf(w, "primary during busy phases: %.1f %ss/s (asked %.0f/s; call p50 %.1f ms, p99 %.1f ms), %.1f agent reports/s (asked %.0f/s)\n",
+		r.BusyLocksPS, r.Action, r.AskedLocksPS, r.BusyCall.P50ms, r.BusyCall.P99ms, r.BusyRepsPS, r.AskedRepsPS)
 	fmt.Fprintf(w, "busy/idle: throughput %.2fx, p99 %.2fx; errors %d idle, %d busy\n",
 		r.Busy.PerSecond/max(r.Idle.PerSecond, 1e-9), r.Busy.P99ms/max(r.Idle.P99ms, 1e-9), r.Idle.Errors, r.Busy.Errors)
 	for _, p := range []phase{r.Idle, r.Busy} {

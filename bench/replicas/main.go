@@ -134,6 +134,11 @@ type result struct {
 	Busy        phase   `json:"busy"` // every busy phase merged
 	BusyLocksPS float64 `json:"busy_locks_per_second"`
 	BusyRepsPS  float64 `json:"busy_reports_per_second"`
+	// BusyCall is the actions' round trips during the busy phases: how the primary kept up.
+	BusyCall lag `json:"busy_call"`
+	// The rates asked for; the achieved ones above fall short when the primary cannot keep up.
+	AskedLocksPS float64 `json:"asked_locks_per_second"`
+	AskedRepsPS  float64 `json:"asked_reports_per_second"`
 }
 
 // lag is a latency distribution in milliseconds.
@@ -185,7 +190,8 @@ func start(cfg mdmserver.Config) (*node, error) {
 }
 
 func run(log io.Writer, cfg config) (result, error) {
-	r := result{Devices: cfg.Devices, Action: cfg.Action, Pollers: cfg.Pollers, Conns: cfg.Conns}
+	r := result{Devices: cfg.Devices, Action: cfg.Action, Pollers: cfg.Pollers, Conns: cfg.Conns,
+		AskedLocksPS: cfg.BusyLocks, AskedRepsPS: cfg.BusyReports}
 	dir, err := os.MkdirTemp("", "hale-bench-replicas")
 	if err != nil {
 		return r, err
