@@ -281,7 +281,7 @@ type busyLoad struct {
 	calls []time.Duration // the actions' round trips on the busy primary
 }
 
-// run keeps the streams going until ctx is done, then waits for the calls in flight.
+// run keeps the streams going (no actions when locksPS is 0) until ctx is done, then waits for the calls in flight.
 func (b *busyLoad) run(ctx context.Context) error {
 	var (
 		wg   sync.WaitGroup
@@ -289,7 +289,21 @@ func (b *busyLoad) run(ctx context.Context) error {
 		ferr error
 	)
 	fail := func(err error) { once.Do(func() { ferr = err }) }
-	pace(ctx, &wg, b.locksPS, func() {
+	if b.locksPS > 0 {
+		b.paceActions(ctx, &wg, fail)
+	}
+	pace(ctx, &wg, b.reportsPS, func() {
+		i := b.nextReporter.Add(1) - 1
+		b.reporters[i%int64(len(b.reporters))].Report()
+		b.reports.Add(1)
+	})
+	wg.Wait()
+	return ferr
+}
+
+// paceActions is the stream of actions on victims.
+func (b *busyLoad) paceActions(ctx context.Context, wg *sync.WaitGroup, fail func(error)) {
+	pace(ctx, wg, b.locksPS, func() {
 		i := b.nextVictim.Add(1) - 1
 		if i >= int64(len(b.victims)) {
 			fail(fmt.Errorf("busy phases ran out of devices to %s (%d): raise -devices", b.act.action, len(b.victims)))
@@ -306,13 +320,6 @@ func (b *busyLoad) run(ctx context.Context) error {
 		b.mu.Unlock()
 		b.locks.Add(1)
 	})
-	pace(ctx, &wg, b.reportsPS, func() {
-		i := b.nextReporter.Add(1) - 1
-		b.reporters[i%int64(len(b.reporters))].Report()
-		b.reports.Add(1)
-	})
-	wg.Wait()
-	return ferr
 }
 
 // pace calls fn rate times a second until ctx is done, from enough workers that calls of up to
@@ -379,7 +386,8 @@ func report(w io.Writer, r result) {
 	for _, row := range []struct {
 		name string
 		l    lag
-	}{{r.Action + " call (baseline)", r.Call}, {r.Action + " on primary -> replica deny", r.Lag}} {
+	}{{r.Action + " call (baseline)", r.Call}, {r.Action + " on primary -> replica deny", r.Lag},
+		{r.Action + " call, reports flowing", r.BusyLagCall}, {r.Action + " -> deny, reports flowing", r.BusyLag}} {
 		fmt.Fprintf(w, "%-30s %7d %9.2f %9.2f %9.2f %9.2f\n", row.name, row.l.N, row.l.P50ms, row.l.P90ms, row.l.P99ms, row.l.Maxms)
 	}
 	verdict := "PASS"
@@ -388,6 +396,14 @@ func report(w io.Writer, r result) {
 	}
 	fmt.Fprintf(w, "replica deny p99 / %s call p99: %.2fx; goal p99 < %d ms: %s\n",
 		r.Action, r.Lag.P99ms/max(r.Call.P99ms, 1e-9), goalLag.Milliseconds(), verdict)
+	if r.BusyLag.N > 0 {
+		verdict = "PASS"
+		if r.BusyLag.P99ms >= float64(goalLag.Milliseconds()) {
+			verdict = "MISS"
+		}
+		fmt.Fprintf(w, "reports flowing (%.1f/s): replica deny p99 / %s call p99: %.2fx; goal p99 < %d ms: %s\n",
+			r.BusyLagRepsPS, r.Action, r.BusyLag.P99ms/max(r.BusyLagCall.P99ms, 1e-9), goalLag.Milliseconds(), verdict)
+	}
 	fmt.Fprintf(w, "\n%d keep-alive clients on the replica's GET /access/v1/devices/{id}, random devices of %d\n", r.Conns, r.Devices)
 	fmt.Fprintf(w, "%-10s %9s %7s %8s %10s %8s %8s %6s\n", "phase", "requests", "errors", "seconds", "req/s", "p50 ms", "p99 ms", "cpu%")
 	for _, p := range append(r.Phases, r.Idle, r.Busy) {

@@ -58,6 +58,7 @@ func main() {
 	flag.IntVar(&cfg.Devices, "devices", 2000, "agent devices enrolled and reporting compliant")
 	flag.IntVar(&cfg.Enrollers, "enrollers", 8, "devices enrolling at once")
 	flag.IntVar(&cfg.Locks, "locks", 300, "devices locked one after another for the latency")
+	flag.IntVar(&cfg.BusyLagLocks, "busy-lag-locks", 100, "devices locked one after another while the primary takes the busy report stream (0: none)")
 	flag.StringVar(&cfg.Action, "action", "lock", "what the primary does to a device: lock or wipe (selective)")
 	flag.IntVar(&cfg.Pollers, "pollers", 4, "clients polling the replica for each device's deny")
 	flag.IntVar(&cfg.Conns, "conns", 32, "keep-alive clients on the replica's access API for the throughput")
@@ -90,6 +91,7 @@ func main() {
 type config struct {
 	Postgres                  string
 	Devices, Enrollers, Locks int
+	BusyLagLocks              int
 	Action                    string
 	Pollers, Conns, Rounds    int
 	Duration                  time.Duration
@@ -104,8 +106,11 @@ func (c config) check() error {
 		return fmt.Errorf("-action %q: want lock or wipe", c.Action)
 	case c.Locks < 1:
 		return errors.New("-locks must be at least 1")
-	case c.Devices < c.Locks+c.busyVictims()+10:
-		return fmt.Errorf("-devices %d: want at least %d (the -locks, the busy phases' %d actions, 10 reporting)", c.Devices, c.Locks+c.busyVictims()+10, c.busyVictims())
+	case c.BusyLagLocks < 0:
+		return errors.New("-busy-lag-locks must not be negative")
+	case c.Devices < c.Locks+c.BusyLagLocks+c.busyVictims()+10:
+		return fmt.Errorf("-devices %d: want at least %d (-locks, -busy-lag-locks, the busy phases' %d actions, 10 reporting)",
+			c.Devices, c.Locks+c.BusyLagLocks+c.busyVictims()+10, c.busyVictims())
 	case c.Enrollers < 1 || c.Pollers < 1 || c.Conns < 1 || c.Rounds < 1 || c.Duration <= 0:
 		return errors.New("-enrollers, -pollers, -conns, -rounds and -duration must be positive")
 	case c.BusyLocks <= 0 || c.BusyReports <= 0:
@@ -134,6 +139,11 @@ type result struct {
 	Busy        phase   `json:"busy"` // every busy phase merged
 	BusyLocksPS float64 `json:"busy_locks_per_second"`
 	BusyRepsPS  float64 `json:"busy_reports_per_second"`
+	// BusyLag and BusyLagCall are Lag and Call again with the primary taking the busy report
+	// stream meanwhile (BusyLagRepsPS achieved).
+	BusyLag       lag     `json:"busy_lag"`
+	BusyLagCall   lag     `json:"busy_lag_call"`
+	BusyLagRepsPS float64 `json:"busy_lag_reports_per_second"`
 	// BusyCall is the actions' round trips during the busy phases: how the primary kept up.
 	BusyCall lag `json:"busy_call"`
 	// The rates asked for; the achieved ones above fall short when the primary cannot keep up.
@@ -258,9 +268,28 @@ func run(log io.Writer, cfg config) (result, error) {
 	r.Call, r.Lag = lagOf(calls), lagOf(lags)
 	fmt.Fprintf(log, "%d devices: %s on the primary, then polled on the replica by %d clients until denied\n", cfg.Locks, cfg.Action, cfg.Pollers)
 
-	// Busy phases act on devices of their own and take reports from the rest, still active.
-	v := cfg.Locks + cfg.busyVictims()
-	busy := &busyLoad{act: act, victims: ids[cfg.Locks:v], reporters: agents[v:],
+	// The busy passes act on devices of their own and take reports from the rest, still active.
+	l := cfg.Locks + cfg.BusyLagLocks
+	v := l + cfg.busyVictims()
+	if cfg.BusyLagLocks > 0 {
+		reports := &busyLoad{reporters: agents[v:], reportsPS: cfg.BusyReports}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		t1 := time.Now()
+		go func() { errc <- reports.run(ctx) }()
+		calls, lags, err := measureLag(act, ask, ids[cfg.Locks:l], cfg.Pollers)
+		cancel()
+		if rerr := <-errc; err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return r, err
+		}
+		r.BusyLagCall, r.BusyLag = lagOf(calls), lagOf(lags)
+		r.BusyLagRepsPS = float64(reports.reports.Load()) / time.Since(t1).Seconds()
+		fmt.Fprintf(log, "%d devices: the same with the primary taking agent reports meanwhile\n", cfg.BusyLagLocks)
+	}
+	busy := &busyLoad{act: act, victims: ids[l:v], reporters: agents[v:],
 		locksPS: cfg.BusyLocks, reportsPS: cfg.BusyReports}
 	if err := throughput(&r, ask, ids, busy, cfg); err != nil {
 		return r, err

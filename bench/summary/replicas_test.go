@@ -11,7 +11,8 @@ const replicasJSON = `{"devices":2000,"action":"lock",
 	"call":{"samples":300,"p50_ms":16.0,"p90_ms":29.0,"p99_ms":93.1,"max_ms":95.0},
 	"idle":{"requests":9000,"errors":0,"requests_per_second":1800,"p99_ms":60.5},
 	"busy":{"requests":4500,"errors":2,"requests_per_second":900,"p99_ms":121},
-	"busy_locks_per_second":19.6,"busy_reports_per_second":48.2}`
+	"busy_locks_per_second":19.6,"busy_reports_per_second":48.2,
+	"busy_lag":{"samples":100,"p99_ms":350},"busy_lag_call":{"samples":100,"p99_ms":1400},"busy_lag_reports_per_second":61.4}`
 
 func init() { outputs["replicas.json"] = replicasJSON }
 
@@ -25,6 +26,7 @@ func TestSummarizeReplicas(t *testing.T) {
 	table := b.String()
 	for _, want := range []string{
 		"| Lock on the primary to deny on an access replica (PostgreSQL), p99, 2,000 devices | 41.7 ms | 93.1 ms (the lock call's own round trip) | 0.448x | p99 < 1000 ms | yes |",
+		"| Lock on the primary to deny on an access replica (PostgreSQL), p99, 2,000 devices, primary taking 61 reports/s | 350 ms | 1.40 s (the lock call's own round trip, same load) | 0.250x | p99 < 1000 ms | yes |",
 		"| Access replica on PostgreSQL, primary taking 20 locks/s and 48 reports/s: requests/s | 900/s | 1,800/s (same replica, primary idle) | 0.500x | none set | — |",
 		"| Access replica on PostgreSQL, primary taking 20 locks/s and 48 reports/s: p99 latency | 121 ms | 60.5 ms (same replica, primary idle) | 2.00x | none set | — |",
 		"| Access replica on PostgreSQL, primary taking 20 locks/s and 48 reports/s: failed requests | 2 | 0 (same replica, primary idle) | — | 0 on both | **NO** |",
@@ -38,8 +40,9 @@ func TestSummarizeReplicas(t *testing.T) {
 // A replicas run without samples or without requests in a phase fails the summary.
 func TestSummarizeReplicasMissing(t *testing.T) {
 	for content, want := range map[string]string{
-		`{"action":"lock","lag":{"samples":0},"call":{"samples":0}}`:                       "replicas.json: no lock-to-deny samples",
-		`{"action":"lock","lag":{"samples":3},"call":{"samples":3},"idle":{"requests":5}}`: "replicas.json: a phase made no requests (idle 5, busy 0)",
+		`{"action":"lock","lag":{"samples":0},"call":{"samples":0}}`:                                                                              "replicas.json: no lock-to-deny samples",
+		`{"action":"wipe","lag":{"samples":3},"call":{"samples":3}}`:                                                                              "replicas.json: no wipe-to-deny samples",
+		`{"action":"lock","lag":{"samples":3},"call":{"samples":3},"busy_lag":{"samples":3},"busy_lag_call":{"samples":3},"idle":{"requests":5}}`: "replicas.json: a phase made no requests (idle 5, busy 0)",
 		`{`: "replicas.json: unexpected end of JSON input",
 	} {
 		outs := map[string]string{}
