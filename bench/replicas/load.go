@@ -386,8 +386,9 @@ func report(w io.Writer, r result) {
 	for _, row := range []struct {
 		name string
 		l    lag
-	}{{r.Action + " call (baseline)", r.Call}, {r.Action + " on primary -> replica deny", r.Lag},
-		{r.Action + " call, reports flowing", r.BusyLagCall}, {r.Action + " -> deny, reports flowing", r.BusyLag}} {
+	}{{r.Action + " call (baseline)", r.Call}, {r.Action + " on primary -> replica deny", r.Lag}, {"asked -> replica deny", r.AskToDeny},
+		{r.Action + " call, reports flowing", r.BusyLagCall}, {r.Action + " -> deny, reports flowing", r.BusyLag},
+		{"asked -> deny, reports flowing", r.BusyAskToDeny}} {
 		fmt.Fprintf(w, "%-30s %7d %9.2f %9.2f %9.2f %9.2f\n", row.name, row.l.N, row.l.P50ms, row.l.P90ms, row.l.P99ms, row.l.Maxms)
 	}
 	verdict := "PASS"

@@ -127,18 +127,22 @@ func (c config) busyVictims() int {
 
 // result is everything a run measured; bench/summary reads its JSON.
 type result struct {
-	Devices     int     `json:"devices"`
-	Action      string  `json:"action"`
-	Pollers     int     `json:"pollers"`
-	Conns       int     `json:"conns"`
-	EnrollSecs  float64 `json:"enroll_seconds"`
-	Lag         lag     `json:"lag"`  // action on the primary to deny on the replica
-	Call        lag     `json:"call"` // the action call's own round trip (baseline)
-	Phases      []phase `json:"phases"`
-	Idle        phase   `json:"idle"` // every idle phase merged
-	Busy        phase   `json:"busy"` // every busy phase merged
-	BusyLocksPS float64 `json:"busy_locks_per_second"`
-	BusyRepsPS  float64 `json:"busy_reports_per_second"`
+	Devices    int     `json:"devices"`
+	Action     string  `json:"action"`
+	Pollers    int     `json:"pollers"`
+	Conns      int     `json:"conns"`
+	EnrollSecs float64 `json:"enroll_seconds"`
+	Lag        lag     `json:"lag"`  // action on the primary (its 202) to deny on the replica
+	Call       lag     `json:"call"` // the action call's own round trip (baseline)
+	// AskToDeny is from the moment the action is asked for to the replica's deny: the call
+	// plus the lag, what the security officer waits for end to end.
+	AskToDeny     lag     `json:"ask_to_deny"`
+	BusyAskToDeny lag     `json:"busy_ask_to_deny"`
+	Phases        []phase `json:"phases"`
+	Idle          phase   `json:"idle"` // every idle phase merged
+	Busy          phase   `json:"busy"` // every busy phase merged
+	BusyLocksPS   float64 `json:"busy_locks_per_second"`
+	BusyRepsPS    float64 `json:"busy_reports_per_second"`
 	// BusyLag and BusyLagCall are Lag and Call again with the primary taking the busy report
 	// stream meanwhile (BusyLagRepsPS achieved).
 	BusyLag       lag     `json:"busy_lag"`
@@ -164,6 +168,15 @@ func lagOf(d []time.Duration) lag {
 	s := measure.Summarize(d) // sorts d
 	return lag{N: s.N, P50ms: measure.Millis(s.P50), P90ms: measure.Millis(measure.Percentile(d, 0.90)),
 		P99ms: measure.Millis(s.P99), Maxms: measure.Millis(s.Max)}
+}
+
+// sums is a[i]+b[i] for each i.
+func sums(a, b []time.Duration) []time.Duration {
+	s := make([]time.Duration, len(a))
+	for i := range a {
+		s[i] = a[i] + b[i]
+	}
+	return s
 }
 
 // node is one running server.
@@ -265,6 +278,7 @@ func run(log io.Writer, cfg config) (result, error) {
 	if err != nil {
 		return r, err
 	}
+	r.AskToDeny = lagOf(sums(calls, lags))
 	r.Call, r.Lag = lagOf(calls), lagOf(lags)
 	fmt.Fprintf(log, "%d devices: %s on the primary, then polled on the replica by %d clients until denied\n", cfg.Locks, cfg.Action, cfg.Pollers)
 
@@ -285,6 +299,7 @@ func run(log io.Writer, cfg config) (result, error) {
 		if err != nil {
 			return r, err
 		}
+		r.BusyAskToDeny = lagOf(sums(calls, lags))
 		r.BusyLagCall, r.BusyLag = lagOf(calls), lagOf(lags)
 		r.BusyLagRepsPS = float64(reports.reports.Load()) / time.Since(t1).Seconds()
 		fmt.Fprintf(log, "%d devices: the same with the primary taking agent reports meanwhile\n", cfg.BusyLagLocks)
