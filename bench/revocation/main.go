@@ -10,12 +10,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -28,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/halemdm/hale/internal/apitest"
+	"github.com/halemdm/hale/bench/internal/fleet"
 	"github.com/halemdm/hale/internal/measure"
 	"github.com/halemdm/hale/internal/testpki"
 	"github.com/halemdm/hale/mdmserver"
@@ -53,18 +48,6 @@ func main() {
 type result struct {
 	devices, concurrency int
 	call, revoked        measure.Summary
-}
-
-// server is the Hale server under test and the clients that reach it.
-type server struct {
-	url    string
-	client *http.Client
-	roots  *x509.CertPool
-	admin  string
-}
-
-func (s *server) call(method, path, token string, body, out any) int {
-	return apitest.Do(tb, s.client, method, s.url+path, token, body, out)
 }
 
 func run(log io.Writer, n, concurrency int) (result, error) {
@@ -106,30 +89,31 @@ func run(log io.Writer, n, concurrency int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	s := &server{url: "https://" + ln.Addr().String(), roots: srv.RootCAs(), admin: string(admin[:len(admin)-1]),
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	s := &fleet.Server{URL: "https://" + ln.Addr().String(), Roots: srv.RootCAs(), TB: tb,
+		Client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}, MaxIdleConnsPerHost: concurrency}}}
+	adminToken := string(admin[:len(admin)-1])
 
 	// The backend verifies SETs against the server's published keys, as a real one would.
 	var ssf struct{ Issuer string }
-	s.call("GET", "/.well-known/ssf-configuration", "", nil, &ssf)
-	client, err := posture.NewClient(s.url, posture.WithRootCAs(s.roots))
+	s.Call("GET", "/.well-known/ssf-configuration", "", nil, &ssf)
+	client, err := posture.NewClient(s.URL, posture.WithRootCAs(s.Roots))
 	if err != nil {
 		return result{}, err
 	}
 	receiver.start(client.Keys(), ssf.Issuer)
 
-	it, security := s.token("it"), s.token("security")
-	s.call("PUT", "/api/v1/policies/agents", it, "encryption:\n  required: true\nreporting:\n  max_age: 1h\n", nil)
-	s.call("PUT", "/api/v1/assignments", it, `{"target":{"kind":"default"},"policy":"agents"}`, nil)
+	it, security := s.Token(adminToken, "it"), s.Token(adminToken, "security")
+	s.Call("PUT", "/api/v1/policies/agents", it, "encryption:\n  required: true\nreporting:\n  max_age: 1h\n", nil)
+	s.Call("PUT", "/api/v1/assignments", it, `{"target":{"kind":"default"},"policy":"agents"}`, nil)
 	ids := make([]string, n)
 	for i := range ids {
-		ids[i] = s.enrollCompliantAgent(it)
+		ids[i] = s.EnrollCompliant(it).ID
 	}
 	var stream struct {
 		ID string `json:"stream_id"`
 	}
-	if code := s.call("POST", "/ssf/v1/stream", s.token("access"), map[string]any{
+	if code := s.Call("POST", "/ssf/v1/stream", s.Token(adminToken, "access"), map[string]any{
 		"delivery": map[string]string{"method": "urn:ietf:rfc:8935", "endpoint_url": receiver.url}, "aud": receiver.url}, &stream); code != http.StatusCreated {
 		return result{}, fmt.Errorf("create event stream: %d", code)
 	}
@@ -144,7 +128,7 @@ func run(log io.Writer, n, concurrency int) (result, error) {
 			for id := range work {
 				arrived := receiver.expect(id)
 				start := time.Now()
-				if code := s.call("POST", "/api/v1/devices/"+id+"/wipe", security, `{"reason":"bench","mode":"selective"}`, nil); code != http.StatusAccepted {
+				if code := s.Call("POST", "/api/v1/devices/"+id+"/wipe", security, `{"reason":"bench","mode":"selective"}`, nil); code != http.StatusAccepted {
 					tb.Fatalf("wipe %s: %d", id, code)
 				}
 				took := time.Since(start)
@@ -165,52 +149,6 @@ func run(log io.Writer, n, concurrency int) (result, error) {
 	close(work)
 	wg.Wait()
 	return result{devices: n, concurrency: concurrency, call: measure.Summarize(call), revoked: measure.Summarize(revoked)}, nil
-}
-
-func (s *server) token(role string) string {
-	var tok struct{ Token string }
-	if code := s.call("POST", "/api/v1/tokens", s.admin, map[string]string{"name": role, "role": role}, &tok); code != http.StatusCreated {
-		tb.Fatalf("create %s token: %d", role, code)
-	}
-	return tok.Token
-}
-
-// enrollCompliantAgent enrolls an agent identity and sends one compliant report for it.
-func (s *server) enrollCompliantAgent(it string) string {
-	var e struct{ Token string }
-	s.call("POST", "/api/v1/enrollments", it, `{"owner":"bench","group":"ward","platform":"agent","ttl":"1h"}`, &e)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var id struct {
-		DeviceID         string `json:"device_id"`
-		CertificateChain string `json:"certificate_chain"`
-	}
-	if code := s.call("POST", "/agent/v1/enroll", "", map[string]any{"token": e.Token,
-		"csr":   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
-		"facts": map[string]string{"hostname": "bench", "os": "linux", "os_version": "24.04"}}, &id); code != http.StatusCreated {
-		tb.Fatalf("agent enroll: %d", code)
-	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	cert, err := tls.X509KeyPair([]byte(id.CertificateChain), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	agent := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: s.roots, Certificates: []tls.Certificate{cert}}}}
-	defer agent.CloseIdleConnections()
-	var nonce struct{ Nonce string }
-	apitest.Do(tb, agent, "GET", s.url+"/agent/v1/nonce", "", nil, &nonce)
-	now := time.Now().UTC()
-	claim := map[string]any{"value": true, "source": "agent", "observed_at": now}
-	report := map[string]any{"nonce": nonce.Nonce, "sequence": 1, "collected_at": now, "posture": map[string]any{
-		"platform": "linux", "reported_at": now, "disk_encrypted": claim, "swap_encrypted": claim}}
-	if code := apitest.Do(tb, agent, "POST", s.url+"/agent/v1/report", "", report, nil); code != http.StatusOK {
-		tb.Fatalf("report: %d", code)
-	}
-	return id.DeviceID
 }
 
 // receiver is the backend end: posture's SET receiver, telling waiters when a device's

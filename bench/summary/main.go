@@ -78,6 +78,7 @@ func summarize(dir string) ([]row, error) {
 	c.lookup()
 	c.access()
 	c.revocation()
+	c.replicas()
 	c.ddmStatus()
 	c.audit()
 	c.store()

@@ -115,7 +115,7 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 41 {
+	if n := strings.Count(table, "\n"); n != 2+len(rows) || len(rows) != 46 {
 		t.Errorf("%d rows, %d lines:\n%s", len(rows), n, table)
 	}
 }
