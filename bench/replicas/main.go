@@ -291,6 +291,11 @@ func run(log io.Writer, cfg config) (result, error) {
 		errc := make(chan error, 1)
 		t1 := time.Now()
 		go func() { errc <- reports.run(ctx) }()
+		// The reports flow before the first lock: at a small size the locks alone take
+		// milliseconds, less than the pace's first interval.
+		for reports.reports.Load() == 0 && time.Since(t1) < 30*time.Second {
+			time.Sleep(time.Millisecond)
+		}
 		calls, lags, err := measureLag(act, ask, ids[cfg.Locks:l], cfg.Pollers)
 		cancel()
 		if rerr := <-errc; err == nil {
