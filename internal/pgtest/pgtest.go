@@ -14,6 +14,7 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,4 +151,47 @@ func exitOutput(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// sharedDB is the one database of this test process that NewSchema makes schemas in.
+var sharedDB struct {
+	sync.Mutex
+	dsn string
+}
+
+// NewSchema returns the connection URL of an empty schema of its own, in a database this test
+// process shares, as the first (and only) schema on the search path: what a test that opens
+// many stores needs, as a schema costs a few milliseconds where a database costs a few hundred.
+// Advisory locks and LISTEN channels are per database, so stores in two schemas share them: use
+// NewDatabase for tests of leases and the change feed. The schema is dropped when the test ends.
+func NewSchema(t testing.TB) string {
+	t.Helper()
+	sharedDB.Lock()
+	if sharedDB.dsn == "" {
+		server := ServerURL(t)
+		name := "hale_test_schemas_" + randomSuffix(t)
+		exec(t, server, "CREATE DATABASE "+name)
+		u, err := url.Parse(server)
+		if err != nil {
+			sharedDB.Unlock()
+			t.Fatalf("%s: %v", EnvURL, err)
+		}
+		u.Path = "/" + name
+		sharedDB.dsn = u.String()
+		// The database outlives this test (the next ones use it); it is dropped with the
+		// cluster, or by hand: hale_test_schemas_*.
+	}
+	base := sharedDB.dsn
+	sharedDB.Unlock()
+	schema := "s_" + randomSuffix(t)
+	exec(t, base, "CREATE SCHEMA "+schema)
+	t.Cleanup(func() { exec(t, base, "DROP SCHEMA "+schema+" CASCADE") })
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }

@@ -30,7 +30,7 @@ func open(t *testing.T, dsn string) *pgstore.Store {
 }
 
 // Every repository's contract, on a real PostgreSQL server. Each storagetest directory is a
-// database of its own, so a reopen finds the same data.
+// schema of its own, so a reopen finds the same data.
 func TestConformance(t *testing.T) {
 	pgtest.ServerURL(t)
 	var mu sync.Mutex
@@ -39,7 +39,7 @@ func TestConformance(t *testing.T) {
 		mu.Lock()
 		dsn, ok := databases[dir]
 		if !ok {
-			dsn = pgtest.NewDatabase(t)
+			dsn = pgtest.NewSchema(t)
 			databases[dir] = dsn
 		}
 		mu.Unlock()
@@ -211,5 +211,5 @@ func TestLease(t *testing.T) {
 
 // The CA database's contract (storagetest.CADB), on PostgreSQL.
 func TestCADB(t *testing.T) {
-	storagetest.CADB(t, func(t *testing.T) database.DB { return open(t, pgtest.NewDatabase(t)).CADB() })
+	storagetest.CADB(t, func(t *testing.T) database.DB { return open(t, pgtest.NewSchema(t)).CADB() })
 }
