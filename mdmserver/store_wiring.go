@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
-
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/storage/pgmdm"
 	"github.com/halemdm/hale/mdmserver/storage/pgstore"
@@ -69,7 +67,7 @@ func (s *Server) openPostgres(ctx context.Context, o options) error {
 		pg.FenceWrites(s.lease.Epoch())
 	}
 	if s.mdmStore = o.mdmStorage; s.mdmStore == nil {
-		if s.mdmStore, err = pgmdm.New(stdlib.OpenDBFromPool(pg.Pool()), pgmdm.WithCommandSealer(s.key)); err != nil {
+		if s.mdmStore, err = pgmdm.New(pg.SQL(), pgmdm.WithCommandSealer(s.key)); err != nil {
 			return fmt.Errorf("nanomdm storage: %w", err)
 		}
 	}

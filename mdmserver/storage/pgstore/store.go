@@ -18,14 +18,17 @@ package pgstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/storage/kvstore"
@@ -47,6 +50,9 @@ type Store struct {
 	followed map[string]bool
 	// fence is the lease epoch every write checks (FenceWrites); 0: none.
 	fence atomic.Int64
+	// sqlDB is the database/sql handle SQL hands out, made once.
+	sqlOnce sync.Once
+	sqlDB   *sql.DB
 }
 
 // FenceWrites makes every later write (Update, Batch, the CA database's) check, under the
@@ -99,6 +105,13 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 
 // Pool returns the connection pool, for nanomdm's storage and the CA database, which share it.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// SQL returns a database/sql handle on the store's pool (for nanomdm's storage/pgsql), closed
+// with the store.
+func (s *Store) SQL() *sql.DB {
+	s.sqlOnce.Do(func() { s.sqlDB = stdlib.OpenDBFromPool(s.pool) })
+	return s.sqlDB
+}
 
 // View runs fn on one consistent, read-only snapshot.
 func (s *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
@@ -175,6 +188,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes every connection. Units of work still running finish first.
 func (s *Store) Close() error {
+	if s.sqlDB != nil {
+		_ = s.sqlDB.Close()
+	}
 	s.pool.Close()
 	return nil
 }
