@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,11 +28,7 @@ func TestStandbyTakesOverAfterKill(t *testing.T) {
 	}
 
 	// The standby: a copy of the primary's data directory on "another machine", waiting.
-	data := filepath.Join(t.TempDir(), "data")
-	if out, err := exec.Command("cp", "-a", a.data, data).CombinedOutput(); err != nil {
-		t.Fatalf("copy the data directory: %v %s", err, out)
-	}
-	b := &accServer{t: t, bin: bin, addr: freeAddr(t), data: data, env: a.env, args: []string{"--standby"}}
+	b := &accServer{t: t, bin: bin, addr: freeAddr(t), data: copyDataDir(t, a.data), env: a.env, args: []string{"--standby"}}
 	b.launch()
 	waitFor(t, 30*time.Second, "the standby to wait for the lease", func() bool {
 		return strings.Contains(b.proc.output(), "waiting to take over")

@@ -44,10 +44,7 @@ func startPrimary(t *testing.T, bin, dsn string) *accServer {
 func (c *pgCluster) startReplica(user string, staleAfter time.Duration) *accServer {
 	t := c.t
 	t.Helper()
-	data := filepath.Join(t.TempDir(), "data")
-	if out, err := exec.Command("cp", "-a", c.primary.data, data).CombinedOutput(); err != nil {
-		t.Fatalf("copy the data directory: %v %s", err, out)
-	}
+	data := copyDataDir(t, c.primary.data)
 	u, err := url.Parse(c.dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +54,17 @@ func (c *pgCluster) startReplica(user string, staleAfter time.Duration) *accServ
 		"HALE_DATABASE=" + u.String(), "HALE_ROLE=access", "HALE_REPLICA_STALE_AFTER=" + staleAfter.String()}}
 	r.start()
 	return r
+}
+
+// copyDataDir copies a server's data directory (its CA, master key and audit key), as another
+// machine holds it, and returns the copy's path.
+func copyDataDir(t *testing.T, data string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "data")
+	if out, err := exec.Command("cp", "-a", data, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy the data directory: %v %s", err, out)
+	}
+	return dst
 }
 
 // answer is the replica's or primary's access answer for a device.
@@ -140,6 +148,17 @@ func TestAccessReplicas(t *testing.T) {
 		r.mustCall("POST", "/access/v1/check", access, string(body), 200, &d)
 		return !d.Allow && slices.Contains(accCodes(d.Reasons), "certificate_revoked")
 	})
+
+	// Credentials of the wrong kind or forged are refused as on the primary: an IT token may not
+	// ask for decisions, a token with a made-up secret is unknown.
+	if code, _ := r.raw("GET", "/access/v1/devices/"+id, it); code != 403 {
+		t.Errorf("an IT token on the replica's decisions: %d, want 403", code)
+	}
+	if forged := access[:len(access)-4] + "0000"; forged != access {
+		if code, _ := r.raw("GET", "/access/v1/devices/"+id, forged); code != 401 {
+			t.Errorf("a forged access token on the replica: %d, want 401", code)
+		}
+	}
 
 	// Only the decisions: everything else is the primary's (421, outside the API document).
 	for _, path := range []string{"/api/v1/devices", "/agent/v1/nonce", "/mdm"} {

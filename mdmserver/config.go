@@ -195,7 +195,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.Role {
-	case "", RolePrimary:
+	case "":
+		c.Role = RolePrimary
+	case RolePrimary:
 	case RoleAccess:
 		if c.Database == "" {
 			errs = append(errs, errors.New("role: an access replica needs the primary's PostgreSQL database (database)"))

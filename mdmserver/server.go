@@ -466,14 +466,6 @@ func (s *Server) startWork(ctx context.Context, work *sync.WaitGroup) {
 	work.Go(func() { s.pruneChanges(ctx) })             // the change feed replicas follow
 }
 
-// role is the server's role, for the logs.
-func (s *Server) role() string {
-	if s.cfg.Role == "" {
-		return RolePrimary
-	}
-	return s.cfg.Role
-}
-
 // Store returns the server's store: bbolt (*boltstore.Store) or PostgreSQL (*pgstore.Store).
 func (s *Server) Store() halestorage.Store { return s.store }
 
@@ -508,7 +500,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.startWork(workCtx, &work)
 	}
 	defer func() { stopWork(); work.Wait() }()
-	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir, "role", s.role())
+	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir, "role", s.cfg.Role)
 	select {
 	case err := <-errc:
 		return err
