@@ -205,6 +205,9 @@ func TestAccessReplicas(t *testing.T) {
 			p.mustCall("DELETE", "/api/v1/tokens/"+tok.ID, p.admin, "", 200, nil)
 		}
 	}
+	if code, _ := p.raw("GET", "/access/v1/devices/"+id, access); code != 401 {
+		t.Errorf("the primary after revoking the token: %d, want 401", code)
+	}
 	waitFor(t, 5*time.Second, "the replica to refuse the revoked token", func() bool {
 		code, _ := r.raw("GET", "/access/v1/devices/"+id, access)
 		return code == 401

@@ -9,9 +9,10 @@ import (
 )
 
 // Mirror is an in-memory copy of every token record, for a server that must check tokens
-// without a read of the store per request: an access replica, whose store is a database over
-// the network, and which follows the primary's changes (RefreshTokens). It is a read-only
-// Repository; Authenticate runs the same rules on it.
+// without a read of the store per request, whose store is a database over the network: the
+// primary keeps it with its own writes (Create, Revoke), an access replica follows the
+// primary's (RefreshTokens). It is a read-only Repository; Authenticate runs the same rules on
+// it.
 type Mirror struct {
 	mu   sync.RWMutex
 	byID map[string]*Token
@@ -49,8 +50,17 @@ func (m *Mirror) Count(context.Context) (int, error) {
 	return len(m.byID), nil
 }
 
+// set records t, as committed, in the mirror.
+func (m *Mirror) set(t *Token) {
+	c := *t
+	m.mu.Lock()
+	m.byID[t.ID] = &c
+	m.mu.Unlock()
+}
+
 // WithMirror makes Authenticate check tokens against a copy of them in memory, loaded by New
-// and kept current by RefreshTokens, instead of reading the store on every request.
+// and kept current by the service's own Create and Revoke and by RefreshTokens, instead of
+// reading the store on every request.
 func WithMirror() Option { return func(s *Service) { s.mirror = &Mirror{byID: map[string]*Token{}} } }
 
 // RefreshTokens reads the given tokens (all of them when none is given) from the store into the

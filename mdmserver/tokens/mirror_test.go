@@ -58,7 +58,18 @@ func TestMirror(t *testing.T) {
 	if _, err := replica.Authenticate(ctx, beforeSecret); !errors.Is(err, tokens.ErrRevoked) {
 		t.Fatalf("a token revoked on the primary: %v, want ErrRevoked", err)
 	}
-	if _, _, err := replica.Create(ctx, tokens.NewRequest{Name: "x", Role: tokens.RoleIT, Person: "c", CreatedBy: "t"}); err != nil {
+	// A service with a mirror that writes itself (the primary) sees its own writes at once.
+	own, ownSecret, err := replica.Create(ctx, tokens.NewRequest{Name: "x", Role: tokens.RoleIT, Person: "c", CreatedBy: "t"})
+	if err != nil {
 		t.Fatalf("create goes to the store, not the mirror: %v", err)
+	}
+	if _, err := replica.Authenticate(ctx, ownSecret); err != nil {
+		t.Fatalf("its own new token: %v", err)
+	}
+	if _, err := replica.Revoke(ctx, own.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replica.Authenticate(ctx, ownSecret); !errors.Is(err, tokens.ErrRevoked) {
+		t.Fatalf("its own revoked token: %v, want ErrRevoked", err)
 	}
 }

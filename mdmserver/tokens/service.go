@@ -77,6 +77,7 @@ func (s *Service) Create(ctx context.Context, req NewRequest) (t *Token, secret 
 	if err != nil {
 		return nil, "", err
 	}
+	s.mirrored(t)
 	return t, secret, nil
 }
 
@@ -121,7 +122,17 @@ func (s *Service) Revoke(ctx context.Context, id string) (t *Token, err error) {
 		t, err = Revoke(ctx, tx.Tokens(), id, s.now())
 		return err
 	})
+	if err == nil {
+		s.mirrored(t)
+	}
 	return t, err
+}
+
+// mirrored puts a token this service just committed into its mirror, if it keeps one.
+func (s *Service) mirrored(t *Token) {
+	if s.mirror != nil {
+		s.mirror.set(t)
+	}
 }
 
 // Count returns how many tokens exist (used to decide whether to bootstrap an admin token).
