@@ -99,6 +99,9 @@ type deviceState struct {
 	// maxAge is the report age limit of the policy in the published decision: a policy edit
 	// that changes only it moves the decision's StaleAt without changing the verdict.
 	maxAge time.Duration
+	// placeholder marks a state Refresh added, still locked, for a device it is reading; one
+	// left set after Refresh unlocks it was not found and is no longer in the engine.
+	placeholder bool
 }
 
 // Engine evaluates device posture against the effective policies, persists postures and
@@ -122,8 +125,6 @@ type Engine struct {
 	// pass is held shared by single-device operations and exclusively by ReevaluateAll, so
 	// a whole-fleet pass needs no per-device locks.
 	pass sync.RWMutex
-	// refreshMu serializes Refresh calls, so the store read applied last is the latest.
-	refreshMu sync.Mutex
 
 	mu      sync.RWMutex // guards devices, order, sorted
 	devices map[string]*deviceState
@@ -261,9 +262,12 @@ func (e *Engine) Load(ctx context.Context) error {
 }
 
 // effective returns the policy for a device state, or nil.
-func (e *Engine) effective(st *deviceState) *StoredPolicy {
+func (e *Engine) effective(st *deviceState) *StoredPolicy { return e.effectiveFor(st.id, st.dev.Group) }
+
+// effectiveFor returns the policy for a device in group, or nil.
+func (e *Engine) effectiveFor(id, group string) *StoredPolicy {
 	e.policies.mu.RLock()
-	sp, _ := e.policies.effectiveLocked(st.id, st.dev.Group)
+	sp, _ := e.policies.effectiveLocked(id, group)
 	e.policies.mu.RUnlock()
 	return sp
 }
@@ -277,13 +281,19 @@ func policyOf(sp *StoredPolicy) *policies.Policy {
 
 // decision builds the index entry of a device state.
 func (e *Engine) decision(st *deviceState, sp *StoredPolicy) *access.Decision {
+	return decisionOf(st.id, st.dev, st.posture, st.verdict, reportMaxAge(sp))
+}
+
+// decisionOf builds the index entry of a device from its record, posture and verdict; a
+// report counts for maxAge.
+func decisionOf(id string, dev snapshot, p *policies.Posture, v policies.Verdict, maxAge time.Duration) *access.Decision {
 	d := &access.Decision{
-		DeviceID: st.id, State: st.dev.accessState(), Verdict: st.verdict, Posture: st.posture,
-		CertSerials: st.dev.CertSerials, CertSHA256: st.dev.CertSHA256,
+		DeviceID: id, State: dev.accessState(), Verdict: v, Posture: p,
+		CertSerials: dev.CertSerials, CertSHA256: dev.CertSHA256,
 	}
-	if st.posture != nil && !st.posture.ReportedAt.IsZero() {
-		d.ReportedAt = st.posture.ReportedAt
-		d.StaleAt = d.ReportedAt.Add(reportMaxAge(sp))
+	if p != nil && !p.ReportedAt.IsZero() {
+		d.ReportedAt = p.ReportedAt
+		d.StaleAt = d.ReportedAt.Add(maxAge)
 	}
 	return d
 }
@@ -363,137 +373,6 @@ func (e *Engine) IngestAppReport(ctx context.Context, deviceID string, update fu
 	return e.IngestAppleResult(ctx, deviceID, update)
 }
 
-// ingest replaces a device's posture with next(old), evaluates, commits and publishes.
-func (e *Engine) ingest(ctx context.Context, deviceID string, next func(*policies.Posture) (*policies.Posture, error)) (policies.Verdict, error) {
-	e.pass.RLock()
-	defer e.pass.RUnlock()
-	st, err := e.state(ctx, deviceID)
-	if err != nil {
-		return policies.Verdict{}, err
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	p, err := next(st.posture)
-	if err != nil {
-		return policies.Verdict{}, err
-	}
-	if p.Platform == "" && st.dev.OS != "" {
-		p.Platform = policies.Platform(st.dev.OS)
-	}
-	return e.commitOne(ctx, st, st.dev, p, true)
-}
-
-// commitOne evaluates st with posture p and device snapshot dev, commits (the posture too when
-// it is a report; the verdict when it changed), then updates memory, index and hooks. The
-// caller holds e.pass shared and st.mu.
-func (e *Engine) commitOne(ctx context.Context, st *deviceState, dev snapshot, p *policies.Posture, report bool) (policies.Verdict, error) {
-	now := e.now().UTC()
-	next := &deviceState{id: st.id, dev: dev, posture: p}
-	sp := e.effective(next)
-	prev := st.verdict
-	v := policies.Evaluate(policyOf(sp), p, &prev, now)
-	changed, hist := verdictChanged(&prev, &v)
-	if st.unsaved {
-		changed, hist = true, true
-	}
-	if report {
-		changed = true // a report is stored with the verdict it earned, evaluated now
-	} else if !changed {
-		v = prev // keep the stored verdict; nothing but the evaluation time moved
-	}
-	next.verdict = v
-	if report || changed {
-		// Batch may run the function more than once; it only puts fixed values, and a history
-		// row appended by a run that did not commit is gone with it.
-		err := e.st.Batch(ctx, func(tx Tx) error {
-			r := tx.Compliance()
-			if report {
-				if err := r.PutPosture(ctx, st.id, p); err != nil {
-					return err
-				}
-			}
-			if changed {
-				return r.PutVerdict(ctx, st.id, &v, hist)
-			}
-			return nil
-		})
-		if err != nil {
-			return policies.Verdict{}, fmt.Errorf("compliance: commit posture of %s: %w", st.id, err)
-		}
-	}
-	st.dev, st.posture, st.verdict, st.unsaved, st.maxAge = dev, p, v, false, reportMaxAge(sp)
-	if c, ok := e.publish(e.decision(st, sp), now); ok {
-		e.runHooks(ctx, []Change{c})
-	}
-	return v, nil
-}
-
-// verdictChanged reports whether the outcome of v differs from prev, and whether the
-// difference belongs in the history (compliance or the set of reason codes).
-//
-// The outcome is compliance, reasons, noncompliant_since, grace_until and the policy's name.
-// A new version of the same policy that gives the same outcome is not a change: the stored
-// verdict stays the evaluation that produced the outcome (its evaluated_at and policy_version
-// say when and under which version), so an edit to a policy rewrites only the verdicts it
-// actually moves.
-func verdictChanged(prev, v *policies.Verdict) (changed, history bool) {
-	history = prev.EvaluatedAt.IsZero() || prev.Compliant != v.Compliant ||
-		!slices.EqualFunc(prev.Reasons, v.Reasons, func(a, b policies.Reason) bool { return a.Code == b.Code })
-	changed = history || prev.PolicyName != v.PolicyName ||
-		!prev.NoncompliantSince.Equal(v.NoncompliantSince) || !prev.GraceUntil.Equal(v.GraceUntil) ||
-		!slices.Equal(prev.Reasons, v.Reasons)
-	return changed, history
-}
-
-// publish puts a committed decision into the index and returns the change for the hooks when,
-// compared with the decision it replaces, the allow flipped or the device state changed. A
-// device's first decision is not a change.
-//
-// A decision that answers exactly like the published one (only the policy version it was
-// evaluated against, or the evaluation time, moved) leaves the published entry alone: the
-// index re-encodes an answer on every Put, and a policy edit that changes no outcome would
-// otherwise re-encode every device it covers.
-func (e *Engine) publish(nd *access.Decision, now time.Time) (Change, bool) {
-	old := e.index.Decision(nd.DeviceID)
-	if old != nil && sameAnswer(old, nd) {
-		return Change{}, false
-	}
-	e.index.Put(nd, now)
-	e.hooksMu.RLock()
-	vhooks := e.verdictHooks
-	e.hooksMu.RUnlock()
-	for _, h := range vhooks {
-		h(old, nd, now)
-	}
-	if old == nil || old.State == nd.State && old.Answer(now).Allow == nd.Answer(now).Allow {
-		return Change{}, false
-	}
-	return Change{DeviceID: nd.DeviceID, Old: *old, New: *nd}, true
-}
-
-// runHooks tells every hook about changes, when there are any.
-func (e *Engine) runHooks(ctx context.Context, changes []Change) {
-	if len(changes) == 0 {
-		return
-	}
-	e.hooksMu.RLock()
-	hooks := e.hooks
-	e.hooksMu.RUnlock()
-	for _, h := range hooks {
-		h(ctx, changes)
-	}
-}
-
-// sameAnswer reports whether two decisions answer the same at every instant, apart from the
-// evaluation time.
-func sameAnswer(a, b *access.Decision) bool {
-	return a.State == b.State && a.Posture == b.Posture && a.ReportedAt.Equal(b.ReportedAt) &&
-		a.StaleAt.Equal(b.StaleAt) && slices.Equal(a.CertSerials, b.CertSerials) &&
-		slices.Equal(a.CertSHA256, b.CertSHA256) &&
-		a.Verdict.Compliant == b.Verdict.Compliant && slices.Equal(a.Verdict.Reasons, b.Verdict.Reasons) &&
-		a.Verdict.NoncompliantSince.Equal(b.Verdict.NoncompliantSince) && a.Verdict.GraceUntil.Equal(b.Verdict.GraceUntil)
-}
-
 // Evaluate re-evaluates one device from its current posture and commits a changed verdict.
 func (e *Engine) Evaluate(ctx context.Context, deviceID string) (policies.Verdict, error) {
 	e.pass.RLock()
@@ -504,7 +383,7 @@ func (e *Engine) Evaluate(ctx context.Context, deviceID string) (policies.Verdic
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return e.commitOne(ctx, st, st.dev, st.posture, false)
+	return e.commitOne(ctx, st, nil)
 }
 
 // DeviceChanged refreshes what the engine knows of a device's inventory record (state, unfinished
@@ -523,18 +402,11 @@ func (e *Engine) DeviceChanged(ctx context.Context, d *inventory.Device) (polici
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	// The record is read again under the device's lock: of two changes racing here, the one
-	// applied last then carries the latest committed record, never a copy read before the
-	// other committed (which would drop its lock or its wipe_pending from the decision).
-	err = e.st.View(ctx, func(tx Tx) error {
-		var err error
-		d, err = tx.Inventory().Get(ctx, d.ID)
-		return err
-	})
-	if err != nil {
-		return policies.Verdict{}, fmt.Errorf("compliance: device %s: %w", st.id, err)
-	}
-	return e.commitOne(ctx, st, snapshotOf(d), st.posture, false)
+	// The record is read again inside the unit of work, under the device's lock: of two changes
+	// racing here, the one applied last then carries the latest committed record, never a copy
+	// read before the other committed (which would drop its lock or its wipe_pending from the
+	// decision).
+	return e.commitOne(ctx, st, nil)
 }
 
 // Verdict returns the device's current verdict and posture from memory; ok is false for a
@@ -548,6 +420,9 @@ func (e *Engine) Verdict(deviceID string) (v policies.Verdict, p *policies.Postu
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.placeholder {
+		return policies.Verdict{}, nil, false
+	}
 	return st.verdict, st.posture, true
 }
 

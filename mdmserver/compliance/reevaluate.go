@@ -8,20 +8,27 @@ import (
 	"sort"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/policies"
 )
 
 // Fleet-wide work: re-evaluating every device after a policy change or as time passes, and
 // dry runs of a candidate policy.
 
-// change is one device whose verdict moved in a ReevaluateAll pass.
+// change is one device whose verdict moved in a ReevaluateAll pass, by memory's evaluation;
+// commitBatch evaluates it again from what the store holds.
 type change struct {
-	st   *deviceState
-	sp   *StoredPolicy
-	v    policies.Verdict
-	hist bool
+	st *deviceState
+	sp *StoredPolicy
+	v  policies.Verdict
 	// indexOnly marks an unchanged verdict whose decision must still be republished.
 	indexOnly bool
+	// Set by commitBatch: what the store held before, the posture evaluated, whether the
+	// verdict was written, and whether the device is gone from the inventory.
+	before  stored
+	p       *policies.Posture
+	written bool
+	gone    bool
 }
 
 // ReevaluateAll evaluates every device from memory at the current time, commits the verdicts
@@ -53,12 +60,7 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 		for batch := range committed {
 			changes = changes[:0]
 			for i := range batch {
-				c := &batch[i]
-				c.st.mu.Lock() // Verdict reads without holding e.pass
-				c.st.verdict, c.st.unsaved, c.st.maxAge = c.v, false, reportMaxAge(c.sp)
-				d := e.decision(c.st, c.sp)
-				c.st.mu.Unlock()
-				if ch, ok := e.publish(d, now); ok {
+				if ch, ok := e.publishReevaluated(&batch[i], now); ok {
 					changes = append(changes, ch)
 				}
 			}
@@ -81,28 +83,23 @@ func (e *Engine) evaluateAll(ctx context.Context, order []string, devices map[st
 	batch := make([]change, 0, e.batchSize)
 	for i, id := range order {
 		st := devices[id]
-		e.policies.mu.RLock()
-		sp, _ := e.policies.effectiveLocked(id, st.dev.Group)
-		e.policies.mu.RUnlock()
+		sp := e.effectiveFor(id, st.dev.Group)
 		v := policies.Evaluate(policyOf(sp), st.posture, &st.verdict, now)
-		changed, hist := verdictChanged(&st.verdict, &v)
-		if st.unsaved {
-			changed, hist = true, true
-		}
+		changed, _ := verdictChanged(&st.verdict, &v)
 		switch {
-		case changed:
-			batch = append(batch, change{st: st, sp: sp, v: v, hist: hist})
+		case changed || st.unsaved:
+			batch = append(batch, change{st: st, sp: sp, v: v})
 		case reportMaxAge(sp) != st.maxAge:
 			// Same verdict, new staleness deadline: publish, nothing to write.
 			batch = append(batch, change{st: st, sp: sp, v: st.verdict, indexOnly: true})
 		}
 		if len(batch) == e.batchSize || i == len(order)-1 && len(batch) > 0 {
-			if err := e.commitBatch(ctx, batch); err != nil {
+			if err := e.commitBatch(ctx, batch, now); err != nil {
 				return err
 			}
 			committed <- batch
 			for i := range batch {
-				if !batch[i].indexOnly {
+				if batch[i].written {
 					stats.Changed++
 				}
 			}
@@ -112,19 +109,36 @@ func (e *Engine) evaluateAll(ctx context.Context, order []string, devices map[st
 	return nil
 }
 
-// commitBatch encodes and commits the verdicts (and history rows) of one batch.
-func (e *Engine) commitBatch(ctx context.Context, batch []change) error {
+// commitBatch evaluates the devices of one batch again from what the store holds (another
+// server may have committed since memory was last told) and commits the verdicts that changed
+// (and their history rows) in one unit of work.
+func (e *Engine) commitBatch(ctx context.Context, batch []change, now time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	err := e.st.Update(ctx, func(tx Tx) error {
-		r := tx.Compliance()
 		for i := range batch {
 			c := &batch[i]
 			if c.indexOnly {
 				continue
 			}
-			if err := r.PutVerdict(ctx, c.st.id, &c.v, c.hist); err != nil {
+			before, err := readStored(ctx, tx, c.st.id)
+			if errors.Is(err, inventory.ErrNotFound) {
+				c.gone = true // removed through another server
+				continue
+			} else if err != nil {
+				return err
+			}
+			if samePosture(c.st.posture, before.posture) {
+				before.posture = c.st.posture
+			}
+			sp, v, prev, changed, hist := e.evaluateStored(c.st.id, before, before.posture, c.st.unsavedVerdict(), now)
+			c.before, c.p, c.sp, c.v, c.written = before, before.posture, sp, v, changed
+			if !changed {
+				c.v = prev
+				continue
+			}
+			if err := tx.Compliance().PutVerdict(ctx, c.st.id, &v, hist); err != nil {
 				return err
 			}
 		}
@@ -134,6 +148,25 @@ func (e *Engine) commitBatch(ctx context.Context, batch []change) error {
 		return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
 	}
 	return nil
+}
+
+// publishReevaluated brings memory and the index to a committed change of a pass and returns
+// the change for the hooks, if it is one.
+func (e *Engine) publishReevaluated(c *change, now time.Time) (Change, bool) {
+	if c.gone {
+		e.forget(c.st.id)
+		return Change{}, false
+	}
+	c.st.mu.Lock() // Verdict reads without holding e.pass
+	old := e.index.Decision(c.st.id)
+	if !c.indexOnly {
+		old = e.storedDecision(c.st, c.before, c.st.unsavedVerdict())
+		c.st.dev, c.st.posture = c.before.dev, c.p
+	}
+	c.st.verdict, c.st.unsaved, c.st.maxAge = c.v, false, reportMaxAge(c.sp)
+	d := e.decision(c.st, c.sp)
+	c.st.mu.Unlock()
+	return e.publish(old, d, now)
 }
 
 // DryRun returns the devices that would be noncompliant if p applied to target, with their
@@ -166,9 +199,9 @@ func (e *Engine) DryRun(ctx context.Context, p *policies.Policy, target Target) 
 			return nil, err
 		}
 		st.mu.Lock()
-		dev, pos, prev := st.dev, st.posture, st.verdict
+		dev, pos, prev, gone := st.dev, st.posture, st.verdict, st.placeholder
 		st.mu.Unlock()
-		if !e.dryRunApplies(st.id, dev.Group, p.Name, target, current) {
+		if gone || !e.dryRunApplies(st.id, dev.Group, p.Name, target, current) {
 			continue
 		}
 		v := policies.Evaluate(p, pos, &prev, now)

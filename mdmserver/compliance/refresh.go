@@ -53,28 +53,25 @@ type refreshed struct {
 // gone from the inventory is dropped and its index entry deleted (it then answers
 // unknown_device). A device without a stored verdict is evaluated in memory, as Load does.
 //
-// Refresh is how an access replica follows the primary that writes the store: it writes
-// nothing and runs no ChangeFunc or VerdictFunc hook (the primary ran them for the change it
-// made). Refresh calls are serialized among themselves, so the read applied last is the latest; an engine that
-// also ingests reports itself must not be refreshed, as a read from before its own commit could
-// be applied after it. On an error nothing is changed.
+// Refresh is how a server follows the others writing the same database: it writes nothing and
+// runs no ChangeFunc or VerdictFunc hook (the server that made a change ran them). The devices
+// are locked before the store is read, so a report this engine commits meanwhile is either in
+// what is read or published after it: an older read never replaces a newer commit. On an error
+// nothing is changed.
 func (e *Engine) Refresh(ctx context.Context, deviceIDs ...string) error {
 	if len(deviceIDs) == 0 {
 		return nil
 	}
-	e.refreshMu.Lock()
-	defer e.refreshMu.Unlock()
 	e.pass.RLock()
 	defer e.pass.RUnlock()
-	want := make(map[string]bool, len(deviceIDs))
-	for _, id := range deviceIDs {
-		want[id] = true
-	}
-	got := make(map[string]*refreshed, len(want))
+	ids := slices.Compact(slices.Sorted(slices.Values(deviceIDs)))
+	states, unlock := e.lockStates(ids)
+	defer unlock()
+	got := make(map[string]*refreshed, len(ids))
 	err := e.st.View(ctx, func(tx Tx) error {
 		clear(got)
 		live := map[string]bool{}
-		for id := range want {
+		for _, id := range ids {
 			d, err := tx.Inventory().Get(ctx, id)
 			switch {
 			case errors.Is(err, inventory.ErrNotFound):
@@ -102,33 +99,56 @@ func (e *Engine) Refresh(ctx context.Context, deviceIDs ...string) error {
 		return nil
 	})
 	if err != nil {
+		for i, st := range states {
+			if st.placeholder {
+				e.forget(ids[i]) // nothing read: the device stays unknown
+			}
+		}
 		return fmt.Errorf("compliance: refresh: %w", err)
 	}
 	now := e.now().UTC()
-	for id, r := range got {
-		if r.dev == nil {
+	for i, id := range ids {
+		if r := got[id]; r.dev != nil {
+			e.refreshOne(states[i], r, now)
+		} else {
 			e.forget(id)
-			continue
 		}
-		e.refreshOne(id, r, now)
 	}
 	return nil
 }
 
-// refreshOne replaces the in-memory state of a device with what was read and publishes its
-// decision silently. The caller holds e.pass shared.
-func (e *Engine) refreshOne(id string, r *refreshed, now time.Time) {
-	e.mu.Lock()
-	st := e.devices[id]
-	if st == nil {
-		st = &deviceState{id: id}
-		e.devices[id] = st
-		e.order = append(e.order, id)
-		e.sorted = false
+// lockStates locks the in-memory states of ids (sorted), adding a locked placeholder for a
+// device the engine does not know: whoever finds it waits for Refresh to fill it. unlock
+// unlocks them all. The caller holds e.pass shared.
+func (e *Engine) lockStates(ids []string) (states []*deviceState, unlock func()) {
+	states = make([]*deviceState, len(ids))
+	for i, id := range ids {
+		e.mu.Lock()
+		st := e.devices[id]
+		if st == nil {
+			st = &deviceState{id: id, placeholder: true}
+			st.mu.Lock()
+			e.devices[id] = st
+			e.order = append(e.order, id)
+			e.sorted = false
+			e.mu.Unlock()
+		} else {
+			e.mu.Unlock()
+			st.mu.Lock()
+		}
+		states[i] = st
 	}
-	e.mu.Unlock()
-	st.mu.Lock()
-	defer st.mu.Unlock()
+	return states, func() {
+		for _, st := range states {
+			st.mu.Unlock()
+		}
+	}
+}
+
+// refreshOne replaces the in-memory state of a device with what was read and publishes its
+// decision silently. The caller holds e.pass shared and st.mu.
+func (e *Engine) refreshOne(st *deviceState, r *refreshed, now time.Time) {
+	st.placeholder = false
 	st.dev, st.posture = snapshotOf(r.dev), r.posture
 	sp := e.effective(st)
 	if r.verdict != nil {
