@@ -85,10 +85,11 @@ func TestPostgresRestart(t *testing.T) {
 	outage.Store(false) // the database is back: what follows is catching up
 	t.Logf("PostgreSQL restarted in %v", time.Since(restarted).Round(time.Millisecond))
 
-	// Both serve again by themselves: the primary once it has taken its lease again.
-	waitFor(t, 90*time.Second, "the primary to start again on its lease", func() bool {
+	// Both serve again by themselves; the primary, whose background lease went with its
+	// connection, takes it again.
+	waitFor(t, 90*time.Second, "the primary to take its background lease again", func() bool {
 		out := p.proc.output()
-		return strings.Contains(out, "lost the database lease") && strings.Count(out, `"msg":"serving"`) >= 2
+		return strings.Contains(out, "background lease lost") && strings.Count(out, "background lease taken") >= 2
 	})
 	waitFor(t, 60*time.Second, "the primary to serve again", func() bool {
 		code, _ := p.raw("GET", "/readyz", "")

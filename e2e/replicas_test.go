@@ -244,16 +244,31 @@ func lockChanges(t *testing.T, dsn string) (release func()) {
 // returns the status and body.
 func (s *server) raw(method, path, token string) (int, string) {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.url+path, nil)
+	code, body := s.rawBody(method, path, token, "")
+	if code == 0 {
+		s.t.FailNow()
+	}
+	return code, body
+}
+
+// rawBody is raw with a request body. It may be called from any goroutine: a request that gets
+// no answer fails the test and returns 0.
+func (s *server) rawBody(method, path, token, body string) (int, string) {
+	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
 	if err != nil {
-		s.t.Fatal(err)
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return 0, ""
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return 0, ""
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -32,12 +32,14 @@ type Config struct {
 	// the data directory still holds the CA's key and the master key (unless given otherwise).
 	Database string `mapstructure:"database" secret:"true"`
 	// Role is what this server does on a shared PostgreSQL database: "primary" (the default:
-	// everything, one server per database; another started with --standby takes over when it
-	// stops) or "access" (an access replica: it serves only the access API's decisions, from
-	// memory kept current from the database's change feed, and writes nothing).
+	// everything; any number of primaries serve one database, and the one holding the
+	// background lease runs the cluster's background work) or "access" (an access replica: it
+	// serves only the access API's decisions, from memory kept current from the database's
+	// change feed, and writes nothing).
 	Role string `mapstructure:"role"`
-	// ReplicaStaleAfter is how long an access replica keeps answering after it last caught up
-	// with the change feed; past it every decision is a deny (index_stale) until it catches up.
+	// ReplicaStaleAfter is how long a server on PostgreSQL keeps answering access decisions after
+	// it last caught up with the change feed (what the other servers wrote); past it every
+	// decision is a deny (index_stale) until it catches up.
 	ReplicaStaleAfter time.Duration `mapstructure:"replica_stale_after"`
 	// PublicURL is the base URL devices and agents reach the server at; it goes into enrollment
 	// profiles. Empty: https://localhost:<port>.

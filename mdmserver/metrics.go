@@ -43,5 +43,7 @@ func (c commandStates) Collect(ch chan<- prometheus.Metric) {
 // registerMetrics registers the collectors that read the server's state at scrape time: the
 // command queues and the decision index.
 func (s *Server) registerMetrics() {
-	s.registry.MustRegister(commandStates{s}, s.index.Collector())
+	s.backgroundLeader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "hale_background_leader",
+		Help: "1 while this server runs the cluster's background work (on PostgreSQL: holds the background lease)."})
+	s.registry.MustRegister(commandStates{s}, s.index.Collector(), s.backgroundLeader)
 }

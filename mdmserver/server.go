@@ -71,11 +71,8 @@ type Server struct {
 	// tools back it up). caDB is the CA's database, on the same backend as store.
 	snapshots backup.Snapshotter
 	caDB      nosqldb.DB
-	// lease is the PostgreSQL server lease (nil on bbolt): while it is held no other mdmserver
-	// serves the database.
-	lease *pgstore.Lease
-	// feedFrom is where an access replica starts following the change feed: its position
-	// before the decisions were loaded.
+	// feedFrom is where a server on PostgreSQL starts following the change feed: its position
+	// before its memory was loaded.
 	feedFrom int64
 	key      *seal.Key
 	// mdmStore is nanomdm's storage: Hale's bbolt store unless WithMDMStorage replaced it.
@@ -158,17 +155,13 @@ type Server struct {
 	background sync.WaitGroup
 
 	registry *prometheus.Registry
+	// backgroundLeader is 1 while this server runs the cluster's background work.
+	backgroundLeader prometheus.Gauge
 	handler  http.Handler
 
 	// now is the compliance clock (WithClock).
 	now func() time.Time
 }
-
-// ErrLeaseLost is returned by Serve when the server lost its PostgreSQL server lease (its
-// connection to the database failed): another server may be the primary by now, so this one
-// stopped. cmd/mdmserver then starts again as a standby, which serves once the database is back
-// and the lease free.
-var ErrLeaseLost = errors.New("lost the PostgreSQL server lease (the connection to the database failed)")
 
 // Option configures a Server.
 type Option func(*options)
@@ -180,14 +173,7 @@ type options struct {
 	now        func() time.Time
 	android    []android.Option
 	afterFunc  func(d time.Duration, f func()) (stop func() bool)
-	// standby is how long New waits for the PostgreSQL server lease (WithStandby).
-	standby context.Context
 }
-
-// WithStandby makes New, on PostgreSQL, wait while another mdmserver serves the database, and
-// take over when it stops or dies, until ctx ends. Without it New refuses to start beside
-// another server at once.
-func WithStandby(ctx context.Context) Option { return func(o *options) { o.standby = ctx } }
 
 // WithLogger sets the server's logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -273,9 +259,11 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	if err = s.compliance.Load(context.Background()); err != nil {
 		return nil, fmt.Errorf("load decisions: %w", err)
 	}
-	if s.isAccessReplica() {
+	if s.followsFeed() {
 		// The index is as fresh as the snapshot it was loaded from, until the feed catches up.
 		s.index.SetFreshUntil(loadStarted.Add(cfg.ReplicaStaleAfter))
+	}
+	if s.isAccessReplica() {
 		if err = s.checkReplicaDatabase(context.Background()); err != nil {
 			return nil, err
 		}
@@ -448,10 +436,32 @@ func (s *Server) AdminTokenPath() string {
 	return p
 }
 
-// startWork starts the primary's periodic work, stopped with ctx: stored verdicts follow stale
-// reports and ended grace periods (the index already denies them at read time), the audit log
-// gets a signed checkpoint when it grew, keys rotate, events and pushes go out.
+// startWork starts this server's own periodic work, stopped with ctx: following the other
+// servers on PostgreSQL, sending the pushes its requests queued, closing its enrollment rate
+// windows; and the cluster's background work, on bbolt at once, on PostgreSQL while this server
+// holds the background lease.
 func (s *Server) startWork(ctx context.Context, work *sync.WaitGroup) {
+	if s.followsFeed() {
+		work.Go(func() { s.followChanges(ctx) })
+	}
+	if s.isAccessReplica() {
+		return // a replica's only work: following the servers that write
+	}
+	work.Go(func() { s.dispatch.RunPushes(ctx) }) // the pushes of policy changes and refreshes
+	work.Go(func() { s.enrollGate.Run(ctx, 10*time.Second) })
+	if _, shared := s.store.(*pgstore.Store); shared {
+		work.Go(func() { s.holdBackgroundLease(ctx) })
+	} else {
+		s.backgroundLeader.Set(1)
+		s.startBackground(ctx, work)
+	}
+}
+
+// startBackground starts the periodic work one server of a cluster runs, stopped with ctx:
+// stored verdicts follow stale reports and ended grace periods (the index already denies them
+// at read time), the audit log gets a signed checkpoint when it grew, keys rotate, events go out,
+// commands expire, console sessions end.
+func (s *Server) startBackground(ctx context.Context, work *sync.WaitGroup) {
 	work.Go(func() { s.compliance.RunStaleness(ctx, time.Minute) })
 	work.Go(func() { _ = s.audit.Run(ctx, 5*time.Minute) })
 	work.Go(func() { s.keys.Run(ctx) })   // signing key rotation
@@ -459,13 +469,11 @@ func (s *Server) startWork(ctx context.Context, work *sync.WaitGroup) {
 	if s.auditStream != nil {
 		work.Go(func() { s.auditStream.Run(ctx) })
 	}
-	work.Go(func() { s.dispatch.RunPushes(ctx) }) // the pushes of policy changes and refreshes
 	work.Go(func() { s.apple.ExpireCommands(ctx, time.Hour) })
 	work.Go(func() { s.apple.RefreshPosture(ctx, time.Minute) }) // Apple devices report only when asked
-	work.Go(func() { s.enrollGate.Run(ctx, 10*time.Second) })
 	work.Go(func() { s.android.RunReconcile(ctx, s.cfg.AndroidReconcileInterval) })
 	work.Go(func() { s.console.Run(ctx, time.Minute) }) // console sessions' automatic logoff
-	work.Go(func() { s.pruneChanges(ctx) })             // the change feed replicas follow
+	work.Go(func() { s.pruneChanges(ctx) })             // the change feed servers follow
 }
 
 // Store returns the server's store: bbolt (*boltstore.Store) or PostgreSQL (*pgstore.Store).
@@ -495,23 +503,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Periodic work, stopped with the server.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var work sync.WaitGroup
-	if s.isAccessReplica() {
-		// A replica's only work: following the primary's changes.
-		work.Go(func() { s.followChanges(workCtx) })
-	} else {
-		s.startWork(workCtx, &work)
-	}
+	s.startWork(workCtx, &work)
 	defer func() { stopWork(); work.Wait() }()
 	s.log.Info("serving", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "data", s.cfg.DataDir, "role", s.cfg.Role)
 	select {
 	case err := <-errc:
 		return err
-	case <-s.leaseLost():
-		// Another server may hold the lease by now: stop rather than serve beside it. A
-		// supervisor restarts this one, which then takes the lease again or waits its turn.
-		s.log.Error("lost the database lease; stopping")
-		_ = srv.Close()
-		return ErrLeaseLost
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down: waiting for in-flight requests", "timeout", s.cfg.ShutdownTimeout)
@@ -558,9 +555,6 @@ func (s *Server) Close() error {
 	}
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
-	}
-	if s.lease != nil {
-		s.lease.Release()
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/storage/boltstore"
@@ -41,9 +42,9 @@ func (s *Server) openStore(ctx context.Context, o options) error {
 	return nil
 }
 
-// openPostgres opens the PostgreSQL database, migrating its schema, and takes the server lease:
-// one mdmserver serves a database at a time; a second one refuses to start until the first has
-// stopped (or died: PostgreSQL frees the lease with its connection).
+// openPostgres opens the PostgreSQL database, migrating its schema. Any number of servers may
+// serve one database: each unit of work checks its rules under the database's writer lock, and
+// each server follows the others' changes from the feed (followChanges).
 func (s *Server) openPostgres(ctx context.Context, o options) error {
 	pg, err := pgstore.Open(ctx, s.cfg.Database, pgstore.WithLogger(s.log.With("component", "store")),
 		pgstore.WithChangeFeed(followedBuckets...))
@@ -54,17 +55,9 @@ func (s *Server) openPostgres(ctx context.Context, o options) error {
 	if err := s.checkDataDirFor(ctx, pg); err != nil {
 		return err
 	}
-	if s.isAccessReplica() {
-		// Read before the decisions are loaded: what commits during the load is applied after.
-		if s.feedFrom, err = pg.FeedPosition(ctx); err != nil {
-			return err
-		}
-	} else if s.lease, err = s.takeLease(ctx, pg, o.standby); err != nil {
+	// Read before memory is loaded: what other servers commit during the load is applied after.
+	if s.feedFrom, err = pg.FeedPosition(ctx); err != nil {
 		return err
-	} else {
-		// Should the lease be lost without this server noticing yet, its writes fail rather
-		// than land beside the new holder's.
-		pg.FenceWrites(s.lease.Epoch())
 	}
 	if s.mdmStore = o.mdmStorage; s.mdmStore == nil {
 		if s.mdmStore, err = pgmdm.New(pg.SQL(), pgmdm.WithCommandSealer(s.key)); err != nil {
@@ -105,38 +98,41 @@ func (s *Server) checkDataDirFor(ctx context.Context, pg *pgstore.Store) error {
 	return nil
 }
 
-// leaseRetry is how often a standby tries to take the server lease.
+// leaseRetry is how often a server tries to take the background lease.
 const leaseRetry = 2 * time.Second
 
-// takeLease takes the server lease; while another server holds it, it waits until standby ends
-// (a nil standby: it does not wait).
-func (s *Server) takeLease(ctx context.Context, pg *pgstore.Store, standby context.Context) (*pgstore.Lease, error) {
-	for waiting := false; ; waiting = true {
-		lease, err := pg.TryLease(ctx, pgstore.ServerLease)
-		if !errors.Is(err, pgstore.ErrLeaseHeld) {
-			if err == nil && waiting {
-				s.log.Info("standby: took the database lease; starting")
+// holdBackgroundLease runs the cluster's background work (startBackground) whenever this server
+// holds the background lease, until ctx ends: it tries to take the lease every leaseRetry, and
+// when its holder dies or is cut off from the database PostgreSQL frees the lease and another
+// server takes it within seconds. A holder that loses it stops its background work and tries
+// again; it goes on serving requests meanwhile.
+func (s *Server) holdBackgroundLease(ctx context.Context) {
+	pg := s.store.(*pgstore.Store)
+	for ctx.Err() == nil {
+		lease, err := pg.TryLease(ctx, pgstore.BackgroundLease)
+		if err != nil {
+			if !errors.Is(err, pgstore.ErrLeaseHeld) && ctx.Err() == nil {
+				s.log.Warn("background lease: cannot take it; retrying", "err", err)
 			}
-			return lease, err
+			select {
+			case <-ctx.Done():
+			case <-time.After(leaseRetry):
+			}
+			continue
 		}
-		if standby == nil {
-			return nil, errors.New("another mdmserver is serving this database: one server per database (start this one with --standby to take over when it stops)")
-		}
-		if !waiting {
-			s.log.Warn("standby: another mdmserver serves this database; waiting to take over")
-		}
+		s.log.Info("background lease taken: this server runs the cluster's background work")
+		s.backgroundLeader.Set(1)
+		bctx, stop := context.WithCancel(ctx)
+		var work sync.WaitGroup
+		s.startBackground(bctx, &work)
 		select {
-		case <-standby.Done():
-			return nil, fmt.Errorf("standby: stopped before taking over: %w", standby.Err())
-		case <-time.After(leaseRetry):
+		case <-ctx.Done():
+		case <-lease.Lost():
+			s.log.Warn("background lease lost (the database connection failed): another server takes the background work over")
 		}
+		stop()
+		work.Wait()
+		s.backgroundLeader.Set(0)
+		lease.Release()
 	}
-}
-
-// leaseLost is closed when the server lost its PostgreSQL lease (nil, never closed, on bbolt).
-func (s *Server) leaseLost() <-chan struct{} {
-	if s.lease == nil {
-		return nil
-	}
-	return s.lease.Lost()
 }

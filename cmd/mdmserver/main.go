@@ -1,7 +1,7 @@
 // Command mdmserver runs the Hale server: Apple MDM (nanomdm), the agent, admin and access APIs,
 // and the embedded certificate authority, on one bbolt file or a PostgreSQL database.
 //
-//	mdmserver [serve] [--listen ADDR] [--data DIR] [--database postgres://...] [--standby] [--config FILE]
+//	mdmserver [serve] [--listen ADDR] [--data DIR] [--database postgres://...] [--config FILE]
 //	mdmserver restore --from FILE --data DIR [--audit-key FILE]
 //	mdmserver version
 //
@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"reflect"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 
@@ -44,8 +42,7 @@ func newRootCommand() *cobra.Command {
 		Short: "Run the Hale server (the default command)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			standby, _ := cmd.Flags().GetBool("standby")
-			return runServe(cmd.Context(), v, standby)
+			return runServe(cmd.Context(), v)
 		},
 	}
 	root := &cobra.Command{
@@ -77,7 +74,6 @@ func bindFlags(c *cobra.Command, v *viper.Viper) {
 	f.String("listen", d.Listen, "HTTPS listen address")
 	f.String("data", d.DataDir, "data directory (hale.db, master key, CA, bootstrap token)")
 	f.String("database", "", "PostgreSQL URL for the server's state (default: bbolt in the data directory)")
-	f.Bool("standby", false, "on PostgreSQL, wait while another mdmserver serves the database and take over when it stops")
 	f.String("public-url", "", "base URL devices use to reach the server (default https://localhost:<port>)")
 	f.StringSlice("names", nil, "extra DNS names or IPs for the server certificate")
 	f.String("log-level", d.LogLevel, "debug, info, warn or error")
@@ -121,9 +117,8 @@ func loadConfig(v *viper.Viper) (mdmserver.Config, error) {
 	return cfg, nil
 }
 
-// runServe runs the server until SIGINT or SIGTERM; standby: wait for the PostgreSQL server
-// lease (WithStandby) rather than refuse to start beside another server.
-func runServe(ctx context.Context, v *viper.Viper, standby bool) error {
+// runServe runs the server until SIGINT or SIGTERM.
+func runServe(ctx context.Context, v *viper.Viper) error {
 	cfg, err := loadConfig(v)
 	if err != nil {
 		return err
@@ -132,41 +127,18 @@ func runServe(ctx context.Context, v *viper.Viper, standby bool) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opts := []mdmserver.Option{mdmserver.WithLogger(log)}
-	if standby {
-		opts = append(opts, mdmserver.WithStandby(ctx))
+	srv, err := mdmserver.New(cfg, mdmserver.WithLogger(log))
+	if err != nil {
+		return err
 	}
-	for recovering := false; ; recovering = true {
-		srv, err := mdmserver.New(cfg, opts...)
-		if err != nil {
-			if !recovering || ctx.Err() != nil {
-				return err
-			}
-			// Back after losing the database: wait for it rather than exit.
-			log.Warn("starting again failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * time.Second):
-			}
-			continue
-		}
-		serveErr := srv.ListenAndServe(ctx)
-		if err := srv.Close(); err != nil {
-			log.Error("closing the store", "err", err)
-		}
-		if errors.Is(serveErr, mdmserver.ErrLeaseLost) && ctx.Err() == nil {
-			// Another server may be the primary now: start again as a standby, from the
-			// database, once it is back and the lease is free.
-			log.Warn("lost the database lease; serving again when the database is back and the lease is free")
-			opts = append(opts, mdmserver.WithStandby(ctx))
-			continue
-		}
-		if serveErr == nil {
-			log.Info("stopped cleanly")
-		}
-		return serveErr
+	serveErr := srv.ListenAndServe(ctx)
+	if err := srv.Close(); err != nil {
+		log.Error("closing the store", "err", err)
 	}
+	if serveErr == nil {
+		log.Info("stopped cleanly")
+	}
+	return serveErr
 }
 
 func newLogger(level string) *slog.Logger {

@@ -121,7 +121,7 @@ func (c *CADB) Update(tx *database.Tx) error {
 		if len(buckets) == 0 {
 			return nil
 		}
-		return insertChanges(ctx, ptx, buckets, keys)
+		return insertChanges(ctx, ptx, c.s.origin, buckets, keys)
 	})
 }
 
@@ -132,9 +132,6 @@ func (c *CADB) run(write bool, fn func(context.Context, pgx.Tx) error) error {
 	return pgx.BeginTxFunc(ctx, c.s.pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if write {
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writerLock); err != nil {
-				return err
-			}
-			if err := c.s.checkFence(ctx, tx); err != nil {
 				return err
 			}
 		}

@@ -12,11 +12,13 @@ import (
 // changesChannel is the channel every commit with changes notifies.
 const changesChannel = "hale_changes"
 
-// Change is one committed write to a followed bucket: the key written or deleted.
+// Change is one committed write to a followed bucket: the key written or deleted, and the
+// Origin of the Store that wrote it.
 type Change struct {
 	Seq    int64
 	Bucket string
 	Key    []byte
+	Origin string
 }
 
 // WithChangeFeed records every write to the named buckets in the change feed, for the other
@@ -55,12 +57,12 @@ func (t *kvTx) writeChanges() error {
 		buckets = append(buckets, c[0])
 		keys = append(keys, []byte(c[1]))
 	}
-	return insertChanges(t.ctx, t.tx, buckets, keys)
+	return insertChanges(t.ctx, t.tx, t.origin, buckets, keys)
 }
 
-// insertChanges adds changes to the feed in tx and notifies the followers when tx commits.
-func insertChanges(ctx context.Context, tx pgx.Tx, buckets []string, keys [][]byte) error {
-	if _, err := tx.Exec(ctx, "INSERT INTO hale_changes (bucket, key) SELECT * FROM unnest($1::text[], $2::bytea[])", buckets, keys); err != nil {
+// insertChanges adds changes made by the Store named origin to the feed in tx and notifies the followers when tx commits.
+func insertChanges(ctx context.Context, tx pgx.Tx, origin string, buckets []string, keys [][]byte) error {
+	if _, err := tx.Exec(ctx, "INSERT INTO hale_changes (bucket, key, origin) SELECT b, k, $3 FROM unnest($1::text[], $2::bytea[]) AS c(b, k)", buckets, keys, origin); err != nil {
 		return fmt.Errorf("pgstore: change feed: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", changesChannel); err != nil {
@@ -173,7 +175,7 @@ func (s *Store) catchUp(ctx context.Context, conn *pgx.Conn, from *int64, f Foll
 			}
 			*from = pos
 		}
-		rows, err := conn.Query(ctx, "SELECT seq, bucket, key FROM hale_changes WHERE seq > $1 ORDER BY seq LIMIT $2", *from, feedPage)
+		rows, err := conn.Query(ctx, "SELECT seq, bucket, key, origin FROM hale_changes WHERE seq > $1 ORDER BY seq LIMIT $2", *from, feedPage)
 		if err != nil {
 			return err
 		}

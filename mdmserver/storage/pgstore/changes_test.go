@@ -19,6 +19,7 @@ import (
 type follower struct {
 	mu       sync.Mutex
 	keys     []string
+	origins  []string
 	resyncs  int
 	caughtUp time.Time
 	arrived  chan struct{}
@@ -32,6 +33,7 @@ func (f *follower) Follower() pgstore.Follower {
 			f.mu.Lock()
 			for _, c := range cs {
 				f.keys = append(f.keys, c.Bucket+"/"+string(c.Key))
+				f.origins = append(f.origins, c.Origin)
 			}
 			f.mu.Unlock()
 			f.arrived <- struct{}{}
@@ -126,6 +128,13 @@ func TestChangeFeed(t *testing.T) {
 	}
 	if took := time.Since(started); took > 5*time.Second {
 		t.Fatalf("changes took %v: they waited for the poll, not the notification", took)
+	}
+	// Each change names the store that wrote it, so a server can skip its own.
+	f.mu.Lock()
+	origins := slices.Compact(slices.Clone(f.origins))
+	f.mu.Unlock()
+	if !slices.Equal(origins, []string{writer.Origin()}) || writer.Origin() == reader.Origin() || writer.Origin() == "" {
+		t.Fatalf("changes came from %q; the writer is %q, the reader %q", origins, writer.Origin(), reader.Origin())
 	}
 	f.mu.Lock()
 	fresh := f.caughtUp

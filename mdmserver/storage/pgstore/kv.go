@@ -25,6 +25,7 @@ type kvTx struct {
 	// key pairs this transaction wrote of them.
 	followed map[string]bool
 	changed  map[[2]string]bool
+	origin   string // the Store's, for the change feed
 	// values are the values this transaction read or wrote, by bucket and key (nil: missing),
 	// so a repository reading a key again (an index checked, then moved) costs no round trip.
 	values map[[2]string][]byte

@@ -13,13 +13,10 @@ import (
 // ErrLeaseHeld is returned by TryLease when another process holds the lease.
 var ErrLeaseHeld = errors.New("pgstore: the lease is held by another process")
 
-// ErrFenced is returned by a write of a store fenced to a lease epoch that is no longer the
-// current one: another server took the lease, and this one must stop writing.
-var ErrFenced = errors.New("pgstore: another server took the lease; this one may no longer write")
-
-// ServerLease is the lease an mdmserver holds for as long as it serves a database on which only
-// one may run at a time.
-const ServerLease int64 = 0x68616c657372760a // "halesrv\n"
+// BackgroundLease is the lease of the cluster's background work: of the servers sharing a
+// database, the one holding it runs the periodic work that must run once (sweeps, delivery of
+// security events, key rotation); the others take it over when it is lost.
+const BackgroundLease int64 = 0x68616c657372760a // "halesrv\n"
 
 // leaseCheck is how often a lease's connection is checked; a holder learns of its loss within
 // about this long (plus leaseTimeout), and PostgreSQL frees the lock of a dead holder as soon as
@@ -35,7 +32,6 @@ const (
 type Lease struct {
 	conn  *pgx.Conn
 	key   int64
-	epoch int64
 	lost  chan struct{}
 	stop  chan struct{}
 	done  sync.WaitGroup
@@ -56,12 +52,7 @@ func (s *Store) TryLease(ctx context.Context, key int64) (*Lease, error) {
 		}
 		return nil, ErrLeaseHeld
 	}
-	var epoch int64
-	if err := conn.QueryRow(ctx, "UPDATE hale_lease SET epoch = epoch + 1 RETURNING epoch").Scan(&epoch); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("pgstore: lease: %w", err)
-	}
-	l := &Lease{conn: conn, key: key, epoch: epoch, lost: make(chan struct{}), stop: make(chan struct{})}
+	l := &Lease{conn: conn, key: key, lost: make(chan struct{}), stop: make(chan struct{})}
 	l.done.Go(l.watch)
 	return l, nil
 }
@@ -86,10 +77,6 @@ func (l *Lease) watch() {
 		}
 	}
 }
-
-// Epoch is the lease's epoch: taking the lease moved it on, so no earlier holder's fenced
-// write commits any more (Store.FenceWrites).
-func (l *Lease) Epoch() int64 { return l.epoch }
 
 // Lost is closed when the lease's connection failed: the holder must stop what the lease
 // protects.

@@ -23,13 +23,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 )
@@ -48,33 +48,16 @@ type Store struct {
 	writeTimeout time.Duration
 	// followed are the buckets whose writes go into the change feed (WithChangeFeed).
 	followed map[string]bool
-	// fence is the lease epoch every write checks (FenceWrites); 0: none.
-	fence atomic.Int64
+	// origin names this Store in the change feed, so a server can skip the changes it made.
+	origin string
 	// sqlDB is the database/sql handle SQL hands out, made once.
 	sqlOnce sync.Once
 	sqlDB   *sql.DB
 }
 
-// FenceWrites makes every later write (Update, Batch, the CA database's) check, under the
-// writer lock, that the lease epoch is still epoch, and fail with ErrFenced otherwise. The
-// server holding the lease calls it with its Lease's Epoch.
-func (s *Store) FenceWrites(epoch int64) { s.fence.Store(epoch) }
-
-// checkFence fails a write of a fenced store whose lease epoch has moved on.
-func (s *Store) checkFence(ctx context.Context, tx pgx.Tx) error {
-	want := s.fence.Load()
-	if want == 0 {
-		return nil
-	}
-	var epoch int64
-	if err := tx.QueryRow(ctx, "SELECT epoch FROM hale_lease").Scan(&epoch); err != nil {
-		return fmt.Errorf("pgstore: lease epoch: %w", err)
-	}
-	if epoch != want {
-		return ErrFenced
-	}
-	return nil
-}
+// Origin is the name this Store gives its writes in the change feed (Change.Origin): a
+// server applies what the others wrote and skips what it wrote itself, which it already knows.
+func (s *Store) Origin() string { return s.origin }
 
 // Option configures Open.
 type Option func(*Store)
@@ -85,7 +68,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 // Open connects to the database at dsn (a postgres:// URL or key=value string), applies the
 // schema migrations this binary carries, and returns the store.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
-	s := &Store{log: slog.Default(), writeTimeout: 30 * time.Second}
+	s := &Store{log: slog.Default(), writeTimeout: 30 * time.Second, origin: randid.Hex(8)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -151,11 +134,8 @@ func (s *Store) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func
 		if _, err := ptx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", writerLock); err != nil {
 			return fmt.Errorf("pgstore: take the writer lock: %w", err)
 		}
-		if err := s.checkFence(ctx, ptx); err != nil {
-			return err
-		}
 	}
-	kt := &kvTx{ctx: ctx, tx: ptx, writable: write, followed: s.followed}
+	kt := &kvTx{ctx: ctx, tx: ptx, writable: write, followed: s.followed, origin: s.origin}
 	if err := fn(kvstore.NewTx(kt)); err != nil {
 		if kt.err != nil && !errors.Is(err, kt.err) {
 			return fmt.Errorf("%w (after a failed read: %w)", err, kt.err)
