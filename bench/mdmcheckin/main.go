@@ -2,7 +2,8 @@
 // over HTTPS, with nanomdm on Hale's bbolt store and, in the same run, on nanomdm's own diskv and
 // in-memory backends; with -postgres, also Hale with all its state in PostgreSQL ("postgres")
 // next to the same server on nanomdm's own storage/pgsql ("nanomdm-pgsql"), each on a fresh
-// database it creates on that cluster and drops after.
+// database it creates on that cluster and drops after; and two Hale servers on one database,
+// the devices split between them ("postgres-2").
 //
 // N simulated devices (internal/applesim, speaking the real protocol with Mdm-Signature) enroll
 // (Authenticate, TokenUpdate), then run R rounds: a SecurityInfo command is queued for every
@@ -57,7 +58,7 @@ func main() {
 	devices := flag.Int("devices", 1000, "simulated devices")
 	rounds := flag.Int("rounds", 3, "command rounds after enrollment")
 	concurrency := flag.Int("concurrency", 64, "devices talking at once")
-	backends := flag.String("backends", "bbolt,diskv,inmem", "storage backends to compare: bbolt, diskv, inmem, postgres, nanomdm-pgsql")
+	backends := flag.String("backends", "bbolt,diskv,inmem", "storage backends to compare: bbolt, diskv, inmem, postgres, postgres-2, nanomdm-pgsql")
 	postgres := flag.String("postgres", "", "PostgreSQL cluster URL (a role that may create databases) for the postgres and nanomdm-pgsql backends")
 	sizeRounds := flag.Int("size-rounds", 10, "rounds in all (timed, then untimed) before the database size per device is taken; 0: not taken")
 	sizeBackends := flag.String("size-backends", "bbolt,postgres", "backends whose database size is taken: bbolt, postgres, nanomdm-pgsql")
@@ -190,11 +191,11 @@ func run(backend string, o options) (res result, err error) {
 		mdmStore = diskv.New(filepath.Join(dir, "diskv"))
 	case "inmem":
 		mdmStore = inmem.New()
-	case "postgres", "nanomdm-pgsql":
+	case "postgres", "postgres-2", "nanomdm-pgsql":
 		if o.postgres == "" {
 			return result{}, fmt.Errorf("backend %s needs -postgres URL", backend)
 		}
-		if backend == "postgres" {
+		if backend != "nanomdm-pgsql" {
 			pg, err = newDatabase(ctx, o.postgres, "hale_bench")
 			if err != nil {
 				return result{}, err
@@ -269,7 +270,15 @@ func run(backend string, o options) (res result, err error) {
 	}
 	serving = true
 	go func() { served <- srv.Serve(ctx, ln) }()
-	url := "https://" + ln.Addr().String() + "/mdm"
+	urls := []string{"https://" + ln.Addr().String() + "/mdm"}
+	if backend == "postgres-2" {
+		second, stopSecond, err := startSecond(ctx, cfg, opts)
+		if err != nil {
+			return result{}, fmt.Errorf("second server: %w", err)
+		}
+		defer stopSecond()
+		urls = append(urls, second)
+	}
 
 	tm := &timing{next: &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: srv.RootCAs(), ClientSessionCache: tls.NewLRUClientSessionCache(n)},
@@ -279,7 +288,7 @@ func run(backend string, o options) (res result, err error) {
 	devs := make([]*applesim.Device, n)
 	for i := range devs {
 		cert, key := ca.Issue(tb, fmt.Sprintf("bench-%d", i))
-		if devs[i], err = applesim.New(url, applesim.WithHTTPClient(client), applesim.WithIdentity(cert, key)); err != nil {
+		if devs[i], err = applesim.New(urls[i%len(urls)], applesim.WithHTTPClient(client), applesim.WithIdentity(cert, key)); err != nil {
 			return result{}, err
 		}
 	}
@@ -466,6 +475,7 @@ func report(w io.Writer, rs []result) {
 	ratios("bbolt", "diskv")
 	ratios("bbolt", "inmem")
 	ratios("postgres", "nanomdm-pgsql")
+	ratios("postgres-2", "postgres")
 	for _, r := range rs {
 		if r.SizeRounds == 0 {
 			continue
