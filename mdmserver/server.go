@@ -157,7 +157,7 @@ type Server struct {
 	registry *prometheus.Registry
 	// backgroundLeader is 1 while this server runs the cluster's background work.
 	backgroundLeader prometheus.Gauge
-	handler  http.Handler
+	handler          http.Handler
 
 	// now is the compliance clock (WithClock).
 	now func() time.Time

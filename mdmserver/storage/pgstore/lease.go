@@ -30,12 +30,12 @@ const (
 // runs. PostgreSQL releases it when that connection ends, so a holder killed with kill -9, or cut
 // off from the database, loses it within seconds, and another process may take it.
 type Lease struct {
-	conn  *pgx.Conn
-	key   int64
-	lost  chan struct{}
-	stop  chan struct{}
-	done  sync.WaitGroup
-	once  sync.Once
+	conn *pgx.Conn
+	key  int64
+	lost chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+	once sync.Once
 }
 
 // TryLease takes the lease key, or returns ErrLeaseHeld when another session holds it.
