@@ -166,23 +166,26 @@ var sharedDB struct {
 // NewDatabase for tests of leases and the change feed. The schema is dropped when the test ends.
 func NewSchema(t testing.TB) string {
 	t.Helper()
-	sharedDB.Lock()
-	if sharedDB.dsn == "" {
-		server := ServerURL(t)
-		name := "hale_test_schemas_" + randomSuffix(t)
-		exec(t, server, "CREATE DATABASE "+name)
-		u, err := url.Parse(server)
-		if err != nil {
-			sharedDB.Unlock()
-			t.Fatalf("%s: %v", EnvURL, err)
+	// The lock is released by a defer: ServerURL skips (runtime.Goexit) without a server, and
+	// a lock held past a skip hangs every later test of the process.
+	base := func() string {
+		sharedDB.Lock()
+		defer sharedDB.Unlock()
+		if sharedDB.dsn == "" {
+			server := ServerURL(t)
+			name := "hale_test_schemas_" + randomSuffix(t)
+			exec(t, server, "CREATE DATABASE "+name)
+			u, err := url.Parse(server)
+			if err != nil {
+				t.Fatalf("%s: %v", EnvURL, err)
+			}
+			u.Path = "/" + name
+			sharedDB.dsn = u.String()
+			// The database outlives this test (the next ones use it); it is dropped with the
+			// cluster, or by hand: hale_test_schemas_*.
 		}
-		u.Path = "/" + name
-		sharedDB.dsn = u.String()
-		// The database outlives this test (the next ones use it); it is dropped with the
-		// cluster, or by hand: hale_test_schemas_*.
-	}
-	base := sharedDB.dsn
-	sharedDB.Unlock()
+		return sharedDB.dsn
+	}()
 	schema := "s_" + randomSuffix(t)
 	exec(t, base, "CREATE SCHEMA "+schema)
 	t.Cleanup(func() { exec(t, base, "DROP SCHEMA "+schema+" CASCADE") })

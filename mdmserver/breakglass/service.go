@@ -109,7 +109,10 @@ type Service struct {
 
 	mu     sync.Mutex
 	timers map[string]func() bool // use ID -> stops its expiry timer
-	// starting serialises starts, so two requests cannot both pass the per-person limit.
+	// starting serialises this server's starts, which spares a second start the work of one
+	// that cannot commit. The rules (the per-person limit, one use in force per device) do not
+	// rest on it: Start checks both on the stored uses inside its unit of work, which sees
+	// every other server's commit before it.
 	starting sync.Mutex
 }
 
@@ -193,6 +196,8 @@ func (s *Service) Start(ctx context.Context, req Request) (*Use, error) {
 	if dur > bg.BreakGlassDuration() {
 		return nil, s.refused(refuse(RefusedTooLong, "the policy allows at most %s", bg.BreakGlassDuration()))
 	}
+	// The index may not yet hold another server's use (its grant reaches this server through
+	// the change feed): a use in force is checked again on the stored uses below.
 	a := s.decisions.Lookup(dev.ID, now)
 	if a.Allow {
 		if a.BreakGlass != nil {
@@ -227,6 +232,7 @@ func (s *Service) Start(ctx context.Context, req Request) (*Use, error) {
 	entry.Details = details(entry.Details, map[string]string{"use": u.ID, "person": u.Person, "reason": u.Reason,
 		"channel": u.Channel, "overrides": strings.Join(u.Overrides, ","), "expires_at": u.ExpiresAt.Format(time.RFC3339)})
 	err = s.st.Update(ctx, func(tx Tx) error {
+		// Both rules on the stored uses, which hold every server's commits before this one.
 		uses, err := tx.BreakGlass().List(ctx)
 		if err != nil {
 			return err

@@ -330,3 +330,47 @@ func TestLoadAfterRestart(t *testing.T) {
 		t.Fatalf("expired use %+v, pending %d", got, f.tr.Pending(f.stream))
 	}
 }
+
+// TestStartOnTwoServers runs a second Service, as another server would, on the same store with
+// an index of its own that has not heard of the first server's use: its start for the same
+// device is refused from the stored use, inside its unit of work.
+func TestStartOnTwoServers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.policy.BreakGlass.MaxUses = 3 // only the device's use in force can refuse the second
+	u, err := f.svc.Start(ctx, byDevice("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Server B: its own index, still denying d1 (it missed A's grant), and its own memory.
+	other := access.NewIndex(access.WithClock(f.clock.Now))
+	other.MarkLoaded()
+	for _, id := range []string{"d1", "d2"} {
+		d := &access.Decision{DeviceID: id, State: "active", ReportedAt: t0, StaleAt: t0.Add(48 * time.Hour),
+			Posture: &policies.Posture{Platform: policies.PlatformIOS, ReportedAt: t0},
+			Verdict: policies.Verdict{Reasons: []policies.Reason{{Code: policies.CodeOSTooOld}}, NoncompliantSince: t0.Add(-48 * time.Hour),
+				GraceUntil: t0.Add(-24 * time.Hour)}}
+		other.Put(d, f.clock.Now())
+	}
+	if other.Lookup("d1", f.clock.Now()).Allow {
+		t.Fatal("server B's index already allows d1; the test needs it stale")
+	}
+	devs := devices{"d1": {ID: "d1", Owner: "dana", Platform: "ios"}, "d2": {ID: "d2", Owner: "dana", Platform: "ios"}}
+	b := breakglass.New(storage.Scope(f.st, func(tx storage.Tx) breakglass.Tx { return tx }), other, devs,
+		func(*inventory.Device) (*policies.Policy, error) { return f.policy, nil }, f.tr,
+		breakglass.WithClock(f.clock.Now), breakglass.WithAfterFunc(f.clock.AfterFunc), breakglass.WithMetrics(f.metrics))
+	t.Cleanup(b.Close)
+	_, err = b.Start(ctx, byDevice("d1"))
+	refusal(t, err, breakglass.RefusedActive)
+	if other.Lookup("d1", f.clock.Now()).Allow {
+		t.Fatal("a refused start let the device through on server B")
+	}
+	uses, err := f.svc.List(ctx, breakglass.Filter{})
+	if err != nil || len(uses) != 1 || uses[0].ID != u.ID {
+		t.Fatalf("uses stored after B's refused start: %d (%v)", len(uses), err)
+	}
+	// Another device of the same person is not held up by it (the limit allows 3).
+	if _, err := b.Start(ctx, byDevice("d2")); err != nil {
+		t.Fatalf("B starting another device: %v", err)
+	}
+}

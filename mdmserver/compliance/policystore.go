@@ -86,13 +86,23 @@ type Assignment struct {
 
 // PolicyStore keeps versioned policies and their assignments in the store. Current policies
 // and assignments are cached in memory, so Effective never touches the disk.
+//
+// Several servers may share one store. Every rule a change depends on (a policy assigned cannot
+// be deleted, only an existing policy can be assigned) is checked inside the unit of work that
+// makes the change, on the stored records, never on the memory, which may not yet hold another
+// server's commit. Every change also counts up the store's policy generation
+// (PolicyRepository.PolicyGeneration) in that unit of work; Generation is the one the memory
+// holds, so a caller can tell, inside its own unit of work, whether the memory is current.
 type PolicyStore struct {
 	st  Store
 	now func() time.Time
 
+	// mu orders this server's changes and reads of the memory. It is no rule's guard across
+	// servers: the checks inside each change's unit of work are.
 	mu       sync.RWMutex
 	current  map[string]*StoredPolicy
 	assigned map[Target]string
+	gen      uint64
 }
 
 // PolicyOption configures a PolicyStore.
@@ -110,47 +120,131 @@ func NewPolicyStore(ctx context.Context, st Store, opts ...PolicyOption) (*Polic
 	for _, o := range opts {
 		o(s)
 	}
-	current, assigned, err := s.read(ctx)
+	loaded, err := s.read(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.current, s.assigned = current, assigned
+	s.install(loaded)
 	return s, nil
 }
 
+// policyState is the policies and assignments as one unit of work read them, at generation gen.
+type policyState struct {
+	current  map[string]*StoredPolicy
+	assigned map[Target]string
+	gen      uint64
+}
+
+// install makes st the memory. The caller holds s.mu (or is NewPolicyStore).
+func (s *PolicyStore) install(st *policyState) {
+	s.current, s.assigned, s.gen = st.current, st.assigned, st.gen
+}
+
 // read loads the current policies, parsed, and the assignments from the store.
-func (s *PolicyStore) read(ctx context.Context) (map[string]*StoredPolicy, map[Target]string, error) {
-	current, assigned := map[string]*StoredPolicy{}, map[Target]string{}
+func (s *PolicyStore) read(ctx context.Context) (*policyState, error) {
+	var st *policyState
 	err := s.st.View(ctx, func(tx Tx) error {
-		clear(current)
-		clear(assigned)
-		r := tx.Compliance()
-		stored, err := r.CurrentPolicies(ctx)
-		if err != nil {
-			return err
-		}
-		for _, sp := range stored {
-			if err := parseStored(sp); err != nil {
-				return fmt.Errorf("policy %q: %w", sp.Name, err)
-			}
-			current[sp.Name] = sp
-		}
-		as, err := r.Assignments(ctx)
-		if err != nil {
-			return err
-		}
-		for _, a := range as {
-			if a.Target.Validate() != nil {
-				return fmt.Errorf("malformed assignment to %s %q", a.Target.Kind, a.Target.Name)
-			}
-			assigned[a.Target] = a.Policy
-		}
-		return nil
+		var err error
+		st, err = load(ctx, tx.Compliance())
+		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("compliance: load policies: %w", err)
+		return nil, fmt.Errorf("compliance: load policies: %w", err)
 	}
-	return current, assigned, nil
+	return st, nil
+}
+
+// load reads, through r, the current policies (parsed), the assignments and the generation
+// they are at.
+func load(ctx context.Context, r PolicyRepository) (*policyState, error) {
+	st := &policyState{current: map[string]*StoredPolicy{}, assigned: map[Target]string{}}
+	gen, err := r.PolicyGeneration(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st.gen = gen
+	stored, err := r.CurrentPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, sp := range stored {
+		if err := parseStored(sp); err != nil {
+			return nil, fmt.Errorf("policy %q: %w", sp.Name, err)
+		}
+		st.current[sp.Name] = sp
+	}
+	as, err := r.Assignments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range as {
+		if a.Target.Validate() != nil {
+			return nil, fmt.Errorf("malformed assignment to %s %q", a.Target.Kind, a.Target.Name)
+		}
+		st.assigned[a.Target] = a.Policy
+	}
+	return st, nil
+}
+
+// Generation is the policy generation the memory holds: that of the last change this store
+// made or the last load (NewPolicyStore, Reload). It equals the stored
+// PolicyRepository.PolicyGeneration exactly when no other server has changed a policy or an
+// assignment since.
+func (s *PolicyStore) Generation() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen
+}
+
+// change runs fn, which checks its rules on the stored records and writes, in one unit of work
+// that also counts up the policy generation. Once committed, apply brings the memory along,
+// unless the memory had missed another server's change (the generation before this one was
+// not the memory's): then the memory is what this unit of work read after writing, so it never
+// holds less than the store did.
+func (s *PolicyStore) change(ctx context.Context, fn func(r PolicyRepository) error, apply func()) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fresh *policyState
+	var gen uint64
+	err := s.st.Update(ctx, func(tx Tx) error {
+		fresh = nil
+		r := tx.Compliance()
+		if err := fn(r); err != nil {
+			return err
+		}
+		var err error
+		if gen, err = r.NextPolicyGeneration(ctx); err != nil {
+			return err
+		}
+		if gen != s.gen+1 {
+			fresh, err = load(ctx, r)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if fresh != nil {
+		s.install(fresh)
+		return nil
+	}
+	apply()
+	s.gen = gen
+	return nil
+}
+
+// storedCurrent returns the current stored version of name, through r, or nil.
+func storedCurrent(ctx context.Context, r PolicyRepository, name string) (*StoredPolicy, error) {
+	all, err := r.CurrentPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, sp := range all {
+		if sp.Name == name {
+			return sp, nil
+		}
+	}
+	return nil, nil
 }
 
 // Reload reads the current policies and assignments from the store again and makes them the
@@ -160,14 +254,15 @@ func (s *PolicyStore) read(ctx context.Context) (map[string]*StoredPolicy, map[T
 // Reload and leaves the policies as they were.
 func (s *PolicyStore) Reload(ctx context.Context) error {
 	// Read under the lock, as Put and Assign write under it: a change this store makes itself
-	// is then never overwritten by a read from before it.
+	// is then never overwritten by a read from before it. The generation comes from the same
+	// read as the policies.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	current, assigned, err := s.read(ctx)
+	loaded, err := s.read(ctx)
 	if err != nil {
 		return err
 	}
-	s.current, s.assigned = current, assigned
+	s.install(loaded)
 	return nil
 }
 
@@ -202,22 +297,19 @@ func (s *PolicyStore) Put(ctx context.Context, name string, source []byte, by st
 		by = by[:maxUpdatedBy]
 	}
 	sp := &StoredPolicy{Name: name, Source: bytes.Clone(source), UpdatedAt: s.now().UTC(), UpdatedBy: by, Policy: p}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	err = s.st.Update(ctx, func(tx Tx) error {
-		r := tx.Compliance()
+	err = s.change(ctx, func(r PolicyRepository) error {
+		// The version follows the last one stored, by any server.
 		last, err := r.LastPolicyVersion(ctx, name)
 		if err != nil {
 			return err
 		}
 		sp.Version = last + 1
+		p.Name, p.Version = name, sp.Version
 		return r.PutPolicy(ctx, sp)
-	})
+	}, func() { s.current[name] = sp })
 	if err != nil {
 		return nil, fmt.Errorf("compliance: store policy %s: %w", name, err)
 	}
-	p.Name, p.Version = name, sp.Version
-	s.current[name] = sp
 	return sp, nil
 }
 
@@ -292,22 +384,33 @@ func (s *PolicyStore) List(ctx context.Context) ([]*StoredPolicy, error) {
 // Delete removes the named policy. Its versions stay readable with GetVersion and its version
 // numbers are not reused. A policy that is assigned anywhere is refused with ErrInUse.
 func (s *PolicyStore) Delete(ctx context.Context, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.current[name] == nil {
-		return fmt.Errorf("%w: %q", ErrNotFound, name)
-	}
-	for t, p := range s.assigned {
-		if p == name {
-			return fmt.Errorf("%w: %q is assigned to %s %q", ErrInUse, name, t.Kind, t.Name)
+	err := s.change(ctx, func(r PolicyRepository) error {
+		// Both rules on the stored records: another server may have assigned the policy (or
+		// deleted it) since this one's memory was loaded.
+		cur, err := storedCurrent(ctx, r, name)
+		if err != nil {
+			return err
 		}
+		if cur == nil {
+			return fmt.Errorf("%w: %q", ErrNotFound, name)
+		}
+		as, err := r.Assignments(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if a.Policy == name {
+				return fmt.Errorf("%w: %q is assigned to %s %q", ErrInUse, name, a.Target.Kind, a.Target.Name)
+			}
+		}
+		return r.DeletePolicy(ctx, name)
+	}, func() { delete(s.current, name) })
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInUse) {
+		return err
 	}
-	if err := s.st.Update(ctx, func(tx Tx) error {
-		return tx.Compliance().DeletePolicy(ctx, name)
-	}); err != nil {
+	if err != nil {
 		return fmt.Errorf("compliance: delete policy %s: %w", name, err)
 	}
-	delete(s.current, name)
 	return nil
 }
 
@@ -317,17 +420,23 @@ func (s *PolicyStore) Assign(ctx context.Context, target Target, policyName stri
 	if err := target.Validate(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.current[policyName] == nil {
-		return fmt.Errorf("%w: %q", ErrNotFound, policyName)
+	err := s.change(ctx, func(r PolicyRepository) error {
+		// The policy must exist as stored: another server may have deleted it.
+		cur, err := storedCurrent(ctx, r, policyName)
+		if err != nil {
+			return err
+		}
+		if cur == nil {
+			return fmt.Errorf("%w: %q", ErrNotFound, policyName)
+		}
+		return r.PutAssignment(ctx, Assignment{Target: target, Policy: policyName})
+	}, func() { s.assigned[target] = policyName })
+	if errors.Is(err, ErrNotFound) {
+		return err
 	}
-	if err := s.st.Update(ctx, func(tx Tx) error {
-		return tx.Compliance().PutAssignment(ctx, Assignment{Target: target, Policy: policyName})
-	}); err != nil {
+	if err != nil {
 		return fmt.Errorf("compliance: assign policy %s: %w", policyName, err)
 	}
-	s.assigned[target] = policyName
 	return nil
 }
 
@@ -336,14 +445,12 @@ func (s *PolicyStore) Unassign(ctx context.Context, target Target) error {
 	if err := target.Validate(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.st.Update(ctx, func(tx Tx) error {
-		return tx.Compliance().DeleteAssignment(ctx, target)
-	}); err != nil {
+	err := s.change(ctx, func(r PolicyRepository) error {
+		return r.DeleteAssignment(ctx, target)
+	}, func() { delete(s.assigned, target) })
+	if err != nil {
 		return fmt.Errorf("compliance: unassign %s %q: %w", target.Kind, target.Name, err)
 	}
-	delete(s.assigned, target)
 	return nil
 }
 

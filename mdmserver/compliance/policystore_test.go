@@ -173,3 +173,157 @@ func FuzzPolicyPut(f *testing.F) {
 		}
 	})
 }
+
+// secondServer is another server's PolicyStore on e's store: memory of its own, loaded now and
+// not reloaded unless the test says so.
+func (e *env) secondServer(t *testing.T) *compliance.PolicyStore {
+	t.Helper()
+	ps, err := compliance.NewPolicyStore(context.Background(), complianceStore(e.st), compliance.WithPolicyClock(e.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
+}
+
+// storedGeneration reads the store's policy generation.
+func (e *env) storedGeneration(t *testing.T) uint64 {
+	t.Helper()
+	var g uint64
+	err := complianceStore(e.st).View(context.Background(), func(tx compliance.Tx) error {
+		var err error
+		g, err = tx.Compliance().PolicyGeneration(context.Background())
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestPolicyRulesAcrossServers(t *testing.T) {
+	ctx := context.Background()
+	icu := compliance.Target{Kind: compliance.TargetGroup, Name: "icu"}
+
+	t.Run("assigned on A cannot be deleted on B", func(t *testing.T) {
+		e := newEnv(t)
+		e.putPolicy(t, "clinical", basePolicy)
+		b := e.secondServer(t) // knows the policy, not the assignment below
+		e.assign(t, icu, "clinical")
+		if as := b.Assignments(); len(as) != 0 {
+			t.Fatalf("B's memory already has %+v; the test needs it stale", as)
+		}
+		if err := b.Delete(ctx, "clinical"); !errors.Is(err, compliance.ErrInUse) {
+			t.Fatalf("B deleting a policy A assigned = %v, want ErrInUse", err)
+		}
+		if err := e.ps.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if sp, err := e.ps.Get(ctx, "clinical"); err != nil || sp.Version != 1 {
+			t.Fatalf("the policy after B's refused delete: %+v, %v", sp, err)
+		}
+	})
+
+	t.Run("deleted on A cannot be assigned on B", func(t *testing.T) {
+		e := newEnv(t)
+		e.putPolicy(t, "clinical", basePolicy)
+		b := e.secondServer(t)
+		if err := e.ps.Delete(ctx, "clinical"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Get(ctx, "clinical"); err != nil {
+			t.Fatalf("B's memory lost the policy already (%v); the test needs it stale", err)
+		}
+		if err := b.Assign(ctx, icu, "clinical"); !errors.Is(err, compliance.ErrNotFound) {
+			t.Fatalf("B assigning a policy A deleted = %v, want ErrNotFound", err)
+		}
+		if err := e.ps.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if as := e.ps.Assignments(); len(as) != 0 {
+			t.Fatalf("a deleted policy was assigned: %+v", as)
+		}
+	})
+
+	t.Run("deleted on A cannot be deleted again on B", func(t *testing.T) {
+		e := newEnv(t)
+		e.putPolicy(t, "clinical", basePolicy)
+		b := e.secondServer(t)
+		if err := e.ps.Delete(ctx, "clinical"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Delete(ctx, "clinical"); !errors.Is(err, compliance.ErrNotFound) {
+			t.Fatalf("B deleting a policy A deleted = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("versions follow the store", func(t *testing.T) {
+		e := newEnv(t)
+		b := e.secondServer(t)
+		e.putPolicy(t, "clinical", basePolicy)
+		sp, err := b.Put(ctx, "clinical", []byte(strictPolicy), "admin")
+		if err != nil || sp.Version != 2 {
+			t.Fatalf("B's Put after A's = %+v, %v; want version 2", sp, err)
+		}
+	})
+}
+
+func TestPolicyGeneration(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	b := e.secondServer(t)
+	if g := e.ps.Generation(); g != 0 || e.storedGeneration(t) != 0 {
+		t.Fatalf("generation of an empty store: memory %d, stored %d", g, e.storedGeneration(t))
+	}
+	e.putPolicy(t, "clinical", basePolicy)
+	e.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
+	if g, s := e.ps.Generation(), e.storedGeneration(t); g != 2 || s != 2 {
+		t.Fatalf("after a Put and an Assign: memory %d, stored %d; want 2, 2", g, s)
+	}
+	// A refused change counts nothing.
+	if err := e.ps.Delete(ctx, "clinical"); !errors.Is(err, compliance.ErrInUse) {
+		t.Fatal(err)
+	}
+	if _, err := e.ps.Put(ctx, "clinical", []byte("bogus: 1"), "admin"); err == nil {
+		t.Fatal("Put accepted an unknown field")
+	}
+	if s := e.storedGeneration(t); s != 2 {
+		t.Fatalf("refused changes moved the generation to %d", s)
+	}
+	// B has missed both: its generation says so.
+	if g := b.Generation(); g != 0 {
+		t.Fatalf("B's generation %d, want 0 (loaded before A's changes)", g)
+	}
+	// B's own change, on a stale memory, leaves B with everything the store holds.
+	if _, err := b.Put(ctx, "other", []byte(basePolicy), "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if g := b.Generation(); g != 3 {
+		t.Fatalf("B's generation after its Put = %d, want 3", g)
+	}
+	if sp, _ := b.Effective(&inventory.Device{ID: "d_0000000000000001"}); sp == nil || sp.Name != "clinical" {
+		t.Fatalf("B's memory after its change misses A's assignment: %+v", sp)
+	}
+	// A missed B's change; Reload catches up, generation and all.
+	if g := e.ps.Generation(); g != 2 {
+		t.Fatalf("A's generation = %d, want 2", g)
+	}
+	if err := e.ps.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ps.Get(ctx, "other"); err != nil || e.ps.Generation() != 3 {
+		t.Fatalf("A after Reload: %v, generation %d", err, e.ps.Generation())
+	}
+	if err := e.ps.Unassign(ctx, compliance.Target{Kind: compliance.TargetDefault}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ps.Delete(ctx, "clinical"); err != nil {
+		t.Fatal(err)
+	}
+	if g, s := e.ps.Generation(), e.storedGeneration(t); g != 5 || s != 5 {
+		t.Fatalf("after an Unassign and a Delete: memory %d, stored %d; want 5, 5", g, s)
+	}
+	e.reopen(t)
+	if g := e.ps.Generation(); g != 5 {
+		t.Fatalf("generation after a restart = %d, want 5", g)
+	}
+}

@@ -31,6 +31,13 @@ type PolicyRepository interface {
 	PutAssignment(ctx context.Context, a Assignment) error
 	// DeleteAssignment removes the assignment of target; a missing one is no error.
 	DeleteAssignment(ctx context.Context, target Target) error
+	// PolicyGeneration returns how many changes to the policies and assignments were counted
+	// (NextPolicyGeneration) so far; 0 when none. It is cheap: one key.
+	PolicyGeneration(ctx context.Context) (uint64, error)
+	// NextPolicyGeneration counts one more change, in this unit of work, and returns the new
+	// generation. The PolicyStore calls it in every unit of work that changes a policy or an
+	// assignment.
+	NextPolicyGeneration(ctx context.Context) (uint64, error)
 }
 
 // PostureRepository keeps every device's posture, its current verdict and its verdict history.

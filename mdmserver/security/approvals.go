@@ -35,8 +35,20 @@ func (s *Service) requestApproval(ctx context.Context, by Actor, d *inventory.De
 		Action: string(Wipe), DeviceID: d.ID, Group: d.Group, Reason: req.Reason, Mode: req.Mode,
 		RequestedBy: requester.Name, RequesterTokenID: by.Token.ID, RequesterPerson: requester.Person, RequesterCreators: requester.Creators,
 	}
-	var ans api.SecurityAnswer
+	var ans, replay api.SecurityAnswer
 	err = s.dep.Store.Update(ctx, func(tx Tx) error {
+		// Checked again on what is committed: another server may have ordered a wipe, held one
+		// for approval, ended the device or answered this Idempotency-Key since Order looked.
+		if err := s.recheck(ctx, tx, d.ID, Wipe, idem, "", &replay); err != nil {
+			return err
+		}
+		cur, err := tx.Inventory().Get(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		if err := recheckDevice(cur, Wipe); err != nil {
+			return err
+		}
 		a, err := approvals.Create(ctx, tx.Approvals(), ap, s.approvalTTL, s.dep.Approvals.Now(), func(a *approvals.Request) error {
 			a.Params = s.dep.Key.Seal(approvalPurpose(a.ID), params)
 			return nil
@@ -44,7 +56,7 @@ func (s *Service) requestApproval(ctx context.Context, by Actor, d *inventory.De
 		if err != nil {
 			return err
 		}
-		ans = api.SecurityAnswer{ApprovalID: a.ID, State: api.StatePendingApproval, ExpiresAt: a.ExpiresAt, DeviceID: d.ID, DeviceState: string(d.State)}
+		ans = api.SecurityAnswer{ApprovalID: a.ID, State: api.StatePendingApproval, ExpiresAt: a.ExpiresAt, DeviceID: d.ID, DeviceState: string(cur.State)}
 		if idem.Key != "" {
 			if err := idempotency.Save(ctx, tx.Idempotency(), idem, ans); err != nil {
 				return err
@@ -55,8 +67,11 @@ func (s *Service) requestApproval(ctx context.Context, by Actor, d *inventory.De
 		}))
 		return err
 	})
+	if errors.Is(err, errReplay) {
+		return replay, nil
+	}
 	if err != nil {
-		return api.SecurityAnswer{}, err
+		return api.SecurityAnswer{}, s.leftTx(ctx, by, d.ID, Wipe, "", err)
 	}
 	return ans, nil
 }
@@ -135,6 +150,8 @@ func (s *Service) Decide(ctx context.Context, by Actor, id string, approve bool,
 	if err := approvals.SecondPerson(requester, decider); err != nil {
 		return Decided{}, s.twoPersonRefused(ctx, by, id, err)
 	}
+	// Spares this server's concurrent deciders the work below; across servers the decision's
+	// unit of work (approvals.Decide: ErrDecided) and carryOut's checks keep one wipe.
 	defer s.serialize(ap.DeviceID)()
 
 	var decided *approvals.Request
@@ -212,12 +229,21 @@ func (s *Service) carryOutApproved(ctx context.Context, by Actor, ap *approvals.
 			map[string]string{"approval_id": ap.ID, "reason": "device is " + string(d.State)}))
 		return &api.SecurityAnswer{State: api.StateNotSent, DeviceID: d.ID, DeviceState: string(d.State)}, nil
 	}
-	ans, err := s.carryOut(ctx, by, d, Action(ap.Action), &req, map[string]string{"approval_id": ap.ID, "requested_by": ap.RequestedBy}, idempotency.Key{})
+	// carryOut checks again, in the unit of work that orders the wipe, that the device's
+	// management has not ended, that no wipe is on its way and that no server carried this
+	// approval out already; it records the command on the approval in that unit of work. Two
+	// servers approving at once thus send one wipe: the second is refused ErrWipePending.
+	ans, err := s.carryOut(ctx, by, d, Action(ap.Action), &req, map[string]string{"approval_id": ap.ID, "requested_by": ap.RequestedBy}, ap.ID, idempotency.Key{})
+	if errors.Is(err, ErrInvalidState) {
+		// Ended since it was read above; the refusal is on the record (leftTx).
+		st := inventory.StateWiped
+		if cur, gerr := s.dep.Devices.Get(ctx, ap.DeviceID); gerr == nil {
+			st = cur.State
+		}
+		return &api.SecurityAnswer{State: api.StateNotSent, DeviceID: d.ID, DeviceState: string(st)}, nil
+	}
 	if err != nil {
 		return nil, err
-	}
-	if err := s.dep.Approvals.SetCommand(ctx, ap.ID, ans.CommandID); err != nil {
-		s.log.ErrorContext(ctx, "recording an approval's command failed", "approval_id", ap.ID, "err", err)
 	}
 	return &ans, nil
 }

@@ -2,6 +2,7 @@ package security
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"regexp"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/halemdm/hale/enroll"
 	"github.com/halemdm/hale/internal/randid"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
+	"github.com/halemdm/hale/mdmserver/approvals"
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/commands"
 	"github.com/halemdm/hale/mdmserver/idempotency"
@@ -63,13 +65,16 @@ func Validate(action Action, req *api.SecurityRequest) error {
 // With an Idempotency-Key (idem.Key not empty), a repeated order gets the first answer and does
 // nothing more.
 func (s *Service) Order(ctx context.Context, by Actor, deviceID string, action Action, req api.SecurityRequest, idem idempotency.Key) (api.SecurityAnswer, error) {
-	// One action at a time per device, so that one Idempotency-Key never acts twice and a second
-	// wipe sees the first; the device is read again under the lock.
+	// One action at a time per device on this server: it spares a second wipe or a repeated
+	// Idempotency-Key the work below. It is not what makes them safe: with several servers on
+	// one database, the unit of work that acts checks everything again (carryOut,
+	// requestApproval), and another server's commit in between is seen there.
 	defer s.serialize(deviceID)()
 	d, err := s.dep.Devices.Get(ctx, deviceID)
 	if err != nil {
 		return api.SecurityAnswer{}, err
 	}
+	// A fast path: the answer already saved for the key. The unit of work that acts looks again.
 	if idem.Key != "" {
 		if prev, ok := s.idempotentAnswer(ctx, idem); ok {
 			return prev, nil
@@ -85,11 +90,13 @@ func (s *Service) Order(ctx context.Context, by Actor, deviceID string, action A
 		ans.Effect = wipeEffect(d)
 		return ans, err
 	}
-	return s.carryOut(ctx, by, d, action, &req, nil, idem)
+	return s.carryOut(ctx, by, d, action, &req, nil, "", idem)
 }
 
 // allowed refuses an action the device cannot take. A device whose management ended is refused
-// on the record.
+// on the record. Its state checks (ended, a wipe pending, an approval pending) read what was
+// committed before the order's unit of work began, so they only spare work: that unit of work
+// checks them again (recheck), since another server may commit in between.
 func (s *Service) allowed(ctx context.Context, by Actor, d *inventory.Device, action Action, req *api.SecurityRequest) error {
 	if ended(d) {
 		_ = s.record(ctx, by.entry("device."+string(action), d.ID, audit.OutcomeDenied, map[string]string{"reason": "device is " + string(d.State)}))
@@ -142,11 +149,12 @@ func (s *Service) allowed(ctx context.Context, by Actor, d *inventory.Device, ac
 //  3. The command is queued for the device (an MDM command with an APNs push, or an agent
 //     command).
 //
-// extra goes into the audit entry's details (the approval a wipe was carried out under).
+// extra goes into the audit entry's details; approvalID, when not empty, is the approved request
+// the wipe is carried out under, whose command is recorded with the order.
 //
 // With an Idempotency-Key, the answer is saved in the same transaction as the order (and
 // updated with the command's state once queued), so a retry after any failure gets it back.
-func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, action Action, req *api.SecurityRequest, extra map[string]string, idem idempotency.Key) (api.SecurityAnswer, error) {
+func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, action Action, req *api.SecurityRequest, extra map[string]string, approvalID string, idem idempotency.Key) (api.SecurityAnswer, error) {
 	commandID := agentcmd.NewID()
 	if d.Platform == inventory.PlatformApple {
 		commandID = commands.NewUUID()
@@ -174,9 +182,18 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 		}
 	}
 	newState := map[Action]inventory.State{Lock: inventory.StateLocked, LostMode: inventory.StateLost, Wipe: inventory.StateLocked}[action]
+	var replay api.SecurityAnswer
 	err := s.dep.Store.Update(ctx, func(tx Tx) error {
 		now := time.Now()
+		// Everything the order depends on is checked again here, on what is committed: another
+		// server may have acted on the device since the checks before this unit of work.
+		if err := s.recheck(ctx, tx, d.ID, action, idem, approvalID, &replay); err != nil {
+			return err
+		}
 		_, err := inventory.Update(ctx, tx.Inventory(), d.ID, now, func(cur *inventory.Device) error {
+			if err := recheckDevice(cur, action); err != nil {
+				return err
+			}
 			if action == Wipe {
 				cur.OrderWipe(commandID) // wipe_pending from this commit until the wipe is answered
 			}
@@ -195,6 +212,13 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 				return err
 			}
 		}
+		if approvalID != "" {
+			// The approval names its command in the unit of work that orders it, so a second
+			// server carrying out the same approval sees it carried out (recheck).
+			if err := approvals.SetCommand(ctx, tx.Approvals(), approvalID, commandID); err != nil {
+				return err
+			}
+		}
 		if idem.Key != "" {
 			ans := api.SecurityAnswer{CommandID: commandID, State: "queued", DeviceID: d.ID, DeviceState: answerState(action, newState)}
 			if err := idempotency.Save(ctx, tx.Idempotency(), idem, ans); err != nil {
@@ -204,8 +228,11 @@ func (s *Service) carryOut(ctx context.Context, by Actor, d *inventory.Device, a
 		_, err = audit.Append(ctx, tx.Audit(), by.entry("device."+string(action), d.ID, "", details))
 		return err
 	})
+	if errors.Is(err, errReplay) {
+		return replay, nil // the key's answer, saved by an order committed since the fast path
+	}
 	if err != nil {
-		return api.SecurityAnswer{}, err
+		return api.SecurityAnswer{}, s.leftTx(ctx, by, d.ID, action, approvalID, err)
 	}
 	s.dep.Decisions.DeviceChanged(ctx, d.ID, commandID) // the events carry the command as txn
 

@@ -8,7 +8,13 @@
 // An order is on the record exactly when it is in force: the device's new state, its wipe mark,
 // its sealed PIN, its idempotent answer and its audit entry commit in one unit of work, and the
 // access decision follows before the command is queued, so no moment exists where a device
-// ordered wiped can still open a session. Operations on one device run one at a time.
+// ordered wiped can still open a session.
+//
+// Several servers may share one database. Every rule an order depends on (an Idempotency-Key
+// already answered, the device's management ended, a wipe on its way or awaiting approval, an
+// approval already carried out) is checked in the unit of work that acts, so it holds whichever
+// server commits first. Operations on one device also run one at a time per server, which only
+// spares work.
 //
 // The service knows nothing of HTTP: the caller passes who asks as an [Actor], and the
 // Idempotency-Key as an idempotency.Key. Refusals an operator can act on are [Refusal]s.
@@ -71,7 +77,6 @@ type Devices interface {
 type Approvals interface {
 	Get(ctx context.Context, id string) (*approvals.Request, error)
 	Pending(ctx context.Context, deviceID string) (*approvals.Request, error)
-	SetCommand(ctx context.Context, id, commandID string) error
 	// Now is the approvals' clock: when a request is made or decided.
 	Now() time.Time
 }
@@ -179,7 +184,8 @@ type Service struct {
 	android       AndroidCommands
 
 	// locks holds a *sync.Mutex per device ID: lock, lost mode, wipe and approval decisions for
-	// one device run one at a time (serialize).
+	// one device run one at a time on this server (serialize). They cut contention only;
+	// correctness across servers comes from the checks inside the unit of work (recheck).
 	locks sync.Map
 }
 
@@ -238,8 +244,9 @@ func (s *Service) record(ctx context.Context, e audit.Entry) error {
 	return err
 }
 
-// serialize locks deviceID's security operations and returns the unlock. Locks are per device,
-// so a slow APNs push for one device holds up no other.
+// serialize locks deviceID's security operations on this server and returns the unlock. Locks
+// are per device, so a slow APNs push for one device holds up no other. Another server does not
+// see this lock: nothing may rely on it for correctness (see recheck).
 func (s *Service) serialize(deviceID string) (unlock func()) {
 	m, _ := s.locks.LoadOrStore(deviceID, new(sync.Mutex))
 	mu := m.(*sync.Mutex)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,17 +33,27 @@ func (s *Service) FinishWipe(ctx context.Context, d *inventory.Device, commandID
 	if err := s.revokeCerts(ctx, d); err != nil {
 		return err
 	}
+	var after *inventory.Device
 	err := s.dep.Store.Update(ctx, func(tx Tx) error {
 		wiped, err := inventory.FinishWipe(ctx, tx.Inventory(), d.ID, time.Now())
 		if err != nil || !wiped {
 			return err
 		}
+		// The record as committed: another server may have added a certificate since d was read.
+		if after, err = tx.Inventory().Get(ctx, d.ID); err != nil {
+			return err
+		}
 		_, err = audit.Append(ctx, tx.Audit(), deviceEntry(d.ID, "device.wiped", "", map[string]string{
-			"command_id": commandID, "revoked_certificates": strconv.Itoa(len(d.CertSerials))}))
+			"command_id": commandID, "revoked_certificates": strconv.Itoa(len(after.CertSerials))}))
 		return err
 	})
 	if err != nil {
 		return err
+	}
+	if after != nil {
+		if err := s.revokeNew(ctx, d, after); err != nil {
+			return err
+		}
 	}
 	s.dep.Decisions.DeviceChanged(ctx, d.ID, commandID)
 	return nil
@@ -209,6 +220,11 @@ func (s *Service) Unenroll(ctx context.Context, by Actor, d *inventory.Device) (
 	} else if err != nil {
 		return nil, err
 	}
+	// SetState moved the record as committed, which may hold a certificate issued (by another
+	// server) after d was read; it is revoked too.
+	if err := s.revokeNew(ctx, d, after); err != nil {
+		return nil, err
+	}
 	_ = s.record(ctx, by.entry("device.unenroll", after.ID, "", map[string]string{"revoked_certificates": strconv.Itoa(len(after.CertSerials))}))
 	// Re-derive its decision: an unenrolled device is denied at once, its sessions revoked and
 	// its messaging app instances with them.
@@ -216,9 +232,29 @@ func (s *Service) Unenroll(ctx context.Context, by Actor, d *inventory.Device) (
 	return after, nil
 }
 
+// revokeNew revokes the certificates of after, the device's record as committed, that before
+// (the record revokeCerts already went through) did not hold.
+func (s *Service) revokeNew(ctx context.Context, before, after *inventory.Device) error {
+	var added []string
+	for _, hex := range after.CertSerials {
+		if !slices.Contains(before.CertSerials, hex) {
+			added = append(added, hex)
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	return s.revokeSerials(ctx, added)
+}
+
 // revokeCerts revokes every certificate Hale issued to d.
 func (s *Service) revokeCerts(ctx context.Context, d *inventory.Device) error {
-	for _, hex := range d.CertSerials {
+	return s.revokeSerials(ctx, d.CertSerials)
+}
+
+// revokeSerials revokes the certificates Hale issued with these serials (inventory's hex form).
+func (s *Service) revokeSerials(ctx context.Context, serials []string) error {
+	for _, hex := range serials {
 		serial, ok := inventory.ParseSerialHex(hex)
 		if !ok {
 			continue

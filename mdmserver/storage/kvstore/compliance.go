@@ -17,7 +17,7 @@ import (
 var (
 	BucketCompliancePolicies    = []byte("compliance_policies")        // name → current policyRecord JSON
 	BucketCompliancePolicyHist  = []byte("compliance_policy_versions") // name 0x00 version (8 bytes BE) → policyRecord JSON
-	BucketCompliancePolicySeq   = []byte("compliance_policy_seq")      // name → last version (8 bytes BE), kept after delete
+	BucketCompliancePolicySeq   = []byte("compliance_policy_seq")      // name → last version (8 bytes BE), kept after delete; "\x00generation" → policy generation (8 bytes BE)
 	BucketComplianceAssignments = []byte("compliance_assignments")     // kind 0x00 name → policy name
 	BucketCompliancePosture     = []byte("compliance_posture")         // device ID → policies.Posture JSON
 	BucketComplianceVerdict     = []byte("compliance_verdict")         // device ID → policies.Verdict JSON
@@ -149,6 +149,37 @@ func (r *complianceRepo) PutPolicy(ctx context.Context, sp *compliance.StoredPol
 		return err
 	}
 	return cur.Put([]byte(sp.Name), enc)
+}
+
+// policyGenerationKey holds the policy generation in BucketCompliancePolicySeq: it starts with a
+// zero byte, which no policy name has (policies.ValidName), and that bucket is only read by
+// name, never walked.
+var policyGenerationKey = []byte("\x00generation")
+
+// PolicyGeneration returns the count of policy and assignment changes.
+func (r *complianceRepo) PolicyGeneration(ctx context.Context) (uint64, error) {
+	b, err := r.bucket(BucketCompliancePolicySeq)
+	if err != nil {
+		return 0, err
+	}
+	if v := b.Get(policyGenerationKey); len(v) == 8 {
+		return binary.BigEndian.Uint64(v), nil
+	}
+	return 0, nil
+}
+
+// NextPolicyGeneration counts one more change and returns the new count.
+func (r *complianceRepo) NextPolicyGeneration(ctx context.Context) (uint64, error) {
+	g, err := r.PolicyGeneration(ctx)
+	if err != nil {
+		return 0, err
+	}
+	b, err := r.bucket(BucketCompliancePolicySeq)
+	if err != nil {
+		return 0, err
+	}
+	g++
+	return g, b.Put(policyGenerationKey, binary.BigEndian.AppendUint64(nil, g))
 }
 
 // DeletePolicy removes the current version of a policy.

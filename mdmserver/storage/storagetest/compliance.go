@@ -25,6 +25,93 @@ func testCompliance(t *testing.T, open Opener) {
 	t.Run("failed unit of work leaves nothing", func(t *testing.T) { complianceRollback(t, open) })
 	t.Run("concurrent batches", func(t *testing.T) { complianceConcurrent(t, open) })
 	t.Run("policy versions survive a reopen", func(t *testing.T) { compliancePolicyStoreReopen(t, open) })
+	t.Run("policy generation", func(t *testing.T) { compliancePolicyGeneration(t, open) })
+}
+
+// generation reads the stored policy generation.
+func generation(t *testing.T, st storage.Store) uint64 {
+	t.Helper()
+	var g uint64
+	view(t, st, func(ctx context.Context, tx storage.Tx) error {
+		var err error
+		g, err = tx.Compliance().PolicyGeneration(ctx)
+		return err
+	})
+	return g
+}
+
+// compliancePolicyGeneration: the generation starts at 0, counts in its unit of work (a
+// rollback undoes it), is invisible to the policy reads, survives a reopen, and every change the
+// PolicyStore makes counts one.
+func compliancePolicyGeneration(t *testing.T, open Opener) {
+	dir := t.TempDir()
+	st := open(t, dir)
+	ctx := context.Background()
+	if g := generation(t, st); g != 0 {
+		t.Fatalf("generation of an empty store = %d", g)
+	}
+	update(t, st, func(ctx context.Context, tx storage.Tx) error {
+		r := tx.Compliance()
+		for want := uint64(1); want <= 2; want++ {
+			if g, err := r.NextPolicyGeneration(ctx); err != nil || g != want {
+				return fmt.Errorf("NextPolicyGeneration = %d, %v; want %d", g, err, want)
+			}
+		}
+		if g, err := r.PolicyGeneration(ctx); err != nil || g != 2 {
+			return fmt.Errorf("PolicyGeneration in the unit of work that counted = %d, %v; want 2", g, err)
+		}
+		return nil
+	})
+	boom := errors.New("boom")
+	err := st.Update(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Compliance().NextPolicyGeneration(ctx); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("failed unit of work: %v", err)
+	}
+	if g := generation(t, st); g != 2 {
+		t.Fatalf("generation after a rolled-back count = %d, want 2", g)
+	}
+	view(t, st, func(ctx context.Context, tx storage.Tx) error {
+		r := tx.Compliance()
+		if ps, err := r.CurrentPolicies(ctx); err != nil || len(ps) != 0 {
+			return fmt.Errorf("the generation shows as a policy: %d policies, %v", len(ps), err)
+		}
+		if v, err := r.LastPolicyVersion(ctx, "generation"); err != nil || v != 0 {
+			return fmt.Errorf("LastPolicyVersion(generation) = %d, %v", v, err)
+		}
+		return nil
+	})
+	st = Reopen(t, open, st, dir)
+	if g := generation(t, st); g != 2 {
+		t.Fatalf("generation after a reopen = %d, want 2", g)
+	}
+	ps, err := compliance.NewPolicyStore(ctx, complianceStore(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := ps.Generation(); g != 2 {
+		t.Fatalf("PolicyStore loaded at generation %d, want 2", g)
+	}
+	def := compliance.Target{Kind: compliance.TargetDefault}
+	steps := []func() error{
+		func() error { _, err := ps.Put(ctx, "clinical", []byte("grace: 1h\n"), "admin"); return err },
+		func() error { return ps.Assign(ctx, def, "clinical") },
+		func() error { return ps.Unassign(ctx, def) },
+		func() error { return ps.Delete(ctx, "clinical") },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(3 + i)
+		if g, m := generation(t, st), ps.Generation(); g != want || m != want {
+			t.Fatalf("after change %d: stored %d, memory %d; want %d", i+1, g, m, want)
+		}
+	}
 }
 
 // complianceStore narrows st to what the policy store and the engine use, as the server does.
