@@ -2,6 +2,7 @@ package compliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -43,6 +44,48 @@ func readStored(ctx context.Context, tx Tx, id string) (stored, error) {
 	return stored{dev: snapshotOf(d), posture: p, verdict: v}, nil
 }
 
+// errPoliciesMoved is returned inside a unit of work whose stored policy generation is not the
+// one memory evaluates with: another server changed a policy or an assignment, and the feed has
+// not brought it here yet.
+var errPoliciesMoved = errors.New("compliance: the policies changed on another server")
+
+// checkPolicies fails with errPoliciesMoved when the policies memory evaluates with are not the
+// stored ones. Inside a unit of work no other change to them can commit, so a unit of work that
+// passes evaluates with the policies in force.
+func (e *Engine) checkPolicies(ctx context.Context, tx Tx) error {
+	gen, err := tx.Compliance().PolicyGeneration(ctx)
+	if err != nil {
+		return err
+	}
+	if gen != e.policies.Generation() {
+		return errPoliciesMoved
+	}
+	return nil
+}
+
+// withCurrentPolicies runs commit, a unit of work that calls checkPolicies; when that fails it
+// reloads the policies from the store and runs commit again, a few times.
+func (e *Engine) withCurrentPolicies(ctx context.Context, commit func() error) error {
+	for try := 0; ; try++ {
+		err := commit()
+		if !errors.Is(err, errPoliciesMoved) || try == 3 {
+			return err
+		}
+		if err := e.policies.Reload(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// reloadMovedPolicies reloads the policies when the stored generation is not memory's.
+func (e *Engine) reloadMovedPolicies(ctx context.Context) error {
+	err := e.st.View(ctx, func(tx Tx) error { return e.checkPolicies(ctx, tx) })
+	if errors.Is(err, errPoliciesMoved) {
+		return e.policies.Reload(ctx)
+	}
+	return err
+}
+
 // committed is the outcome of one device's unit of work: what the store held before it, and
 // what it holds after.
 type committed struct {
@@ -77,39 +120,44 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, next func(*poli
 	var out committed
 	// Batch may run the function more than once: it computes everything from what it reads,
 	// and a history row appended by a run that did not commit is gone with it.
-	err := e.st.Batch(ctx, func(tx Tx) error {
-		before, err := readStored(ctx, tx, st.id)
-		if err != nil {
-			return err
-		}
-		if samePosture(st.posture, before.posture) {
-			before.posture = st.posture // the published one: decisions compare postures by identity
-		}
-		p := before.posture
-		if report {
-			if p, err = next(before.posture); err != nil {
+	err := e.withCurrentPolicies(ctx, func() error {
+		return e.st.Batch(ctx, func(tx Tx) error {
+			if err := e.checkPolicies(ctx, tx); err != nil {
 				return err
 			}
-			if p.Platform == "" && before.dev.OS != "" {
-				p.Platform = policies.Platform(before.dev.OS)
-			}
-		}
-		sp, v, prev, changed, hist := e.evaluateStored(st.id, before, p, unsaved, now)
-		if report {
-			changed = true // a report is stored with the verdict it earned, evaluated now
-			if err := tx.Compliance().PutPosture(ctx, st.id, p); err != nil {
+			before, err := readStored(ctx, tx, st.id)
+			if err != nil {
 				return err
 			}
-		} else if !changed {
-			v = prev // keep the stored verdict; nothing but the evaluation time moved
-		}
-		if changed {
-			if err := tx.Compliance().PutVerdict(ctx, st.id, &v, hist); err != nil {
-				return err
+			if samePosture(st.posture, before.posture) {
+				before.posture = st.posture // the published one: decisions compare postures by identity
 			}
-		}
-		out = committed{before: before, p: p, v: v, sp: sp}
-		return nil
+			p := before.posture
+			if report {
+				if p, err = next(before.posture); err != nil {
+					return err
+				}
+				if p.Platform == "" && before.dev.OS != "" {
+					p.Platform = policies.Platform(before.dev.OS)
+				}
+			}
+			sp, v, prev, changed, hist := e.evaluateStored(st.id, before, p, unsaved, now)
+			if report {
+				changed = true // a report is stored with the verdict it earned, evaluated now
+				if err := tx.Compliance().PutPosture(ctx, st.id, p); err != nil {
+					return err
+				}
+			} else if !changed {
+				v = prev // keep the stored verdict; nothing but the evaluation time moved
+			}
+			if changed {
+				if err := tx.Compliance().PutVerdict(ctx, st.id, &v, hist); err != nil {
+					return err
+				}
+			}
+			out = committed{before: before, p: p, v: v, sp: sp}
+			return nil
+		})
 	})
 	if err != nil {
 		return policies.Verdict{}, fmt.Errorf("compliance: commit posture of %s: %w", st.id, err)

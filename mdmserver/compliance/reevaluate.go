@@ -38,6 +38,23 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 	start := time.Now()
 	e.pass.Lock()
 	defer e.pass.Unlock()
+	var stats Stats
+	// A pass evaluates with the stored policies: it reloads them first if another server
+	// changed them, and starts again should they change during the pass.
+	if err := e.reloadMovedPolicies(ctx); err != nil {
+		return stats, err
+	}
+	err := e.withCurrentPolicies(ctx, func() error {
+		var err error
+		stats, err = e.reevaluateAll(ctx)
+		return err
+	})
+	stats.Took = time.Since(start)
+	return stats, err
+}
+
+// reevaluateAll is one pass of ReevaluateAll. The caller holds e.pass.
+func (e *Engine) reevaluateAll(ctx context.Context) (Stats, error) {
 	now := e.now().UTC()
 	e.mu.Lock()
 	if !e.sorted {
@@ -70,11 +87,7 @@ func (e *Engine) ReevaluateAll(ctx context.Context) (Stats, error) {
 	err := e.evaluateAll(ctx, order, devices, now, committed, &stats)
 	close(committed)
 	<-published
-	if err != nil {
-		return stats, err
-	}
-	stats.Took = time.Since(start)
-	return stats, nil
+	return stats, err
 }
 
 // evaluateAll evaluates every device in order and commits the changed verdicts in batches,
@@ -117,6 +130,9 @@ func (e *Engine) commitBatch(ctx context.Context, batch []change, now time.Time)
 		return err
 	}
 	err := e.st.Update(ctx, func(tx Tx) error {
+		if err := e.checkPolicies(ctx, tx); err != nil {
+			return err
+		}
 		for i := range batch {
 			c := &batch[i]
 			if c.indexOnly {
@@ -144,10 +160,10 @@ func (e *Engine) commitBatch(ctx context.Context, batch []change, now time.Time)
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errPoliciesMoved) {
 		return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
 	}
-	return nil
+	return err
 }
 
 // publishReevaluated brings memory and the index to a committed change of a pass and returns

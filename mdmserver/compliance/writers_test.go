@@ -79,3 +79,37 @@ func TestTwoWritersShareAStore(t *testing.T) {
 	}
 	sameAnswers(t, a, b, d.ID)
 }
+
+// A policy changed through one engine is the policy the other evaluates with at its next
+// commit, whether or not the change has reached it yet.
+func TestWriterEvaluatesWithStoredPolicies(t *testing.T) {
+	a := newEnv(t)
+	ctx := context.Background()
+	a.putPolicy(t, "clinical", basePolicy)
+	a.assign(t, compliance.Target{Kind: compliance.TargetDefault}, "clinical")
+	d := a.device(t, "icu")
+	b := newReplica(t, a)
+	a.putPolicy(t, "clinical", strictPolicy) // B is not told
+	if b.ps.Generation() == a.ps.Generation() {
+		t.Fatal("B's policies follow A's without a reload: the test proves nothing")
+	}
+	a.clock.Advance(time.Minute)
+	v, err := b.eng.IngestAgentReport(ctx, d.ID, windows("10.0.19045", true, a.clock.Now()), a.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Compliant || v.PolicyVersion != 2 {
+		t.Fatalf("B evaluated an old OS with policy version %d: %+v", v.PolicyVersion, v)
+	}
+	if b.ps.Generation() != a.ps.Generation() {
+		t.Fatalf("B's policies at generation %d after its commit, the store's %d", b.ps.Generation(), a.ps.Generation())
+	}
+	// A fleet pass on B, after another change it was not told of, uses it too.
+	a.putPolicy(t, "clinical", basePolicy)
+	if _, err := b.eng.ReevaluateAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := b.eng.Verdict(d.ID); !v.Compliant || v.PolicyVersion != 3 {
+		t.Fatalf("B's pass kept %+v after the policy was relaxed", v)
+	}
+}
