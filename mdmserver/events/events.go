@@ -106,12 +106,11 @@ type Transmitter struct {
 	caller     func(*http.Request) Caller
 	metrics    *metrics
 
-	mu       sync.Mutex
-	signals  map[string]chan struct{} // stream ID → closed on the next change to its outbox
-	status   map[string]*deliveryStatus
-	verified map[string]time.Time // stream ID → when its last verification was asked for
-	running  bool
-	changed  chan struct{} // a stream was created, changed or deleted; Run reconciles deliverers
+	mu      sync.Mutex
+	signals map[string]chan struct{} // stream ID → closed on the next change to its outbox
+	status  map[string]*deliveryStatus
+	running bool
+	changed chan struct{} // a stream was created, changed or deleted; Run reconciles deliverers
 }
 
 // deliveryStatus is the in-memory delivery state of a stream, reported on read.
@@ -152,7 +151,6 @@ func New(st Store, signer Signer, issuer string, key *seal.Key, opts ...Option) 
 		caller:     func(*http.Request) Caller { return Caller{} },
 		signals:    map[string]chan struct{}{},
 		status:     map[string]*deliveryStatus{},
-		verified:   map[string]time.Time{},
 		changed:    make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -429,15 +427,6 @@ func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state
 	if s.status() == StatusDisabled {
 		return fmt.Errorf("%w: enable stream %s to verify it", ErrDisabled, s.ID)
 	}
-	now := t.now()
-	t.mu.Lock()
-	last, ok := t.verified[s.ID]
-	if ok && now.Sub(last) < t.minVerify {
-		t.mu.Unlock()
-		return fmt.Errorf("%w: wait %s between verifications of a stream", ErrTooSoon, t.minVerify)
-	}
-	t.verified[s.ID] = now
-	t.mu.Unlock()
 	body, err := json.Marshal(posture.VerificationEvent{State: state})
 	if err != nil {
 		return err
@@ -447,12 +436,33 @@ func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state
 		return err
 	}
 	em := &Emission{t: t, pending: map[string][]entry{s.ID: {e}}}
+	// The interval is kept on the stream record and checked in the transaction that commits the
+	// SET, so that it holds across every server of a database, and two requests at once write
+	// one SET.
+	now := t.now().UTC()
 	n := 0
 	err = t.st.Update(ctx, func(tx Tx) error {
-		var err error
-		n, err = em.Commit(ctx, tx.Events())
+		r := tx.Events()
+		n = 0
+		cur, err := stream(ctx, r, s.ID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if d := now.Sub(cur.VerifiedAt); !cur.VerifiedAt.IsZero() && d < t.minVerify && d > -t.minVerify {
+			return fmt.Errorf("%w: wait %s between verifications of a stream", ErrTooSoon, t.minVerify)
+		}
+		cur.VerifiedAt = now
+		if err := r.PutStream(ctx, cur); err != nil {
+			return err
+		}
+		n, err = em.Commit(ctx, r)
 		return err
 	})
+	if errors.Is(err, ErrTooSoon) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("events: commit SETs to the outbox: %w", err)
 	}

@@ -21,6 +21,9 @@ type StreamRecord struct {
 	Subjects        int    // how many subject marks the stream has
 	Rev             uint64 // moves on every change; restarts delivery
 	CreatedAt       time.Time
+	// VerifiedAt is when the last verification was asked for: the minimum interval between
+	// two holds across every server of a database.
+	VerifiedAt time.Time
 }
 
 // SubjectMark is what a stream's subject list says of one device.

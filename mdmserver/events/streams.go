@@ -296,7 +296,6 @@ func (t *Transmitter) DeleteStream(ctx context.Context, caller Caller, id string
 	}
 	t.mu.Lock()
 	delete(t.status, id)
-	delete(t.verified, id)
 	t.mu.Unlock()
 	t.notify(id)
 	t.streamsChanged()
