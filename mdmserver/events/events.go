@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/halemdm/hale/internal/randid"
@@ -111,6 +112,8 @@ type Transmitter struct {
 	status  map[string]*deliveryStatus
 	running bool
 	changed chan struct{} // a stream was created, changed or deleted; Run reconciles deliverers
+	// reconciles counts Run's reconciliations (tests wait for the first).
+	reconciles atomic.Int64
 }
 
 // deliveryStatus is the in-memory delivery state of a stream, reported on read.

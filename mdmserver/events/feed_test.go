@@ -81,6 +81,7 @@ func TestStreamsChangedStartsTheDelivererOfAnotherServersStream(t *testing.T) {
 	b := f.second(t)
 	rc := newReceiver(t, nil)
 	run(t, f.tr)
+	waitFor(t, "A's Run reading the streams", func() bool { return f.tr.Reconciles() > 0 })
 
 	s, err := b.CreateStream(context.Background(), rx, events.Config{
 		Delivery: events.Delivery{Method: events.MethodPush, EndpointURL: rc.srv.URL + "/events"}, Audience: "https://chat.example"})
@@ -97,8 +98,9 @@ func TestStreamsChangedStartsTheDelivererOfAnotherServersStream(t *testing.T) {
 	if _, err := b.SetStatus(context.Background(), rx, s.StreamID, events.StatusPaused, ""); err != nil {
 		t.Fatal(err)
 	}
+	n := f.tr.Reconciles()
 	f.tr.StreamsChanged(s.StreamID)
-	waitFor(t, "the deliverer stopped", func() bool { return !f.tr.PollWaiting(s.StreamID) })
+	waitFor(t, "A's Run reconciling", func() bool { return f.tr.Reconciles() > n })
 	emit(t, b, revokedEvent("dev-1"))
 	f.tr.OutboxChanged(f.outboxKeys(t, s.StreamID)...)
 	quiet(t, "a paused stream was delivered", 200*time.Millisecond, func() bool { return len(rc.got()) > 1 })

@@ -91,6 +91,7 @@ func (t *Transmitter) Run(ctx context.Context) {
 				delete(active, id)
 			}
 		}
+		t.reconciles.Add(1)
 		return true
 	}
 	// streamsChanged signals after its commit, so a change reconcile did not see leaves a
