@@ -24,6 +24,7 @@ import (
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/enroll"
+	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/approvals"
@@ -193,6 +194,7 @@ type Console struct {
 	sessions *sessions
 	pages    map[string]*template.Template
 	oidc     *oidcLogin
+	sealKey  *seal.Key // seals the OIDC sign-in in flight into its cookie (nil: kept in memory)
 	signins  *enroll.Limiter
 	// roles are the roles each console route allows, by the admin API pattern it mirrors.
 	roles   map[string][]tokens.Role
