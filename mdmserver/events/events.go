@@ -109,18 +109,10 @@ type Transmitter struct {
 
 	mu      sync.Mutex
 	signals map[string]chan struct{} // stream ID → closed on the next change to its outbox
-	status  map[string]*deliveryStatus
 	running bool
 	changed chan struct{} // a stream was created, changed or deleted; Run reconciles deliverers
 	// reconciles counts Run's reconciliations (tests wait for the first).
 	reconciles atomic.Int64
-}
-
-// deliveryStatus is the in-memory delivery state of a stream, reported on read.
-type deliveryStatus struct {
-	lastDeliveredAt time.Time
-	lastError       string
-	lastErrorAt     time.Time
 }
 
 // New returns a Transmitter keeping its streams and outbox in st. issuer is the "iss" of every
@@ -153,7 +145,6 @@ func New(st Store, signer Signer, issuer string, key *seal.Key, opts ...Option) 
 		minVerify:  defaultMinVerify,
 		caller:     func(*http.Request) Caller { return Caller{} },
 		signals:    map[string]chan struct{}{},
-		status:     map[string]*deliveryStatus{},
 		changed:    make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -488,9 +479,29 @@ func (t *Transmitter) peek(ctx context.Context, streamID string, n int) ([]Queue
 	return out, err
 }
 
-// remove deletes one delivered SET.
-func (t *Transmitter) remove(ctx context.Context, streamID string, seq uint64) error {
-	return t.st.Update(ctx, func(tx Tx) error { return tx.Events().Dequeue(ctx, streamID, seq) })
+// remove deletes one delivered SET and, in the same transaction, notes on the stream what its
+// delivery did.
+func (t *Transmitter) remove(ctx context.Context, streamID string, seq uint64, note func(*StreamRecord)) error {
+	return t.st.Update(ctx, func(tx Tx) error {
+		r := tx.Events()
+		if err := r.Dequeue(ctx, streamID, seq); err != nil {
+			return err
+		}
+		return noteOn(ctx, r, streamID, note)
+	})
+}
+
+// noteOn changes the delivery state of a stream through r with note; a deleted stream is left
+// deleted.
+func noteOn(ctx context.Context, r Repository, streamID string, note func(*StreamRecord)) error {
+	rec, err := r.Stream(ctx, streamID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	note(rec)
+	return r.PutStream(ctx, rec)
 }
 
 // Pending returns how many SETs wait in the stream's outbox (0 for an unknown stream).

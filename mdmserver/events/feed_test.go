@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,4 +169,35 @@ func FuzzOutboxStream(f *testing.F) {
 			t.Fatalf("OutboxStream(OutboxKey(%q)) = %q, %v", id, id2, ok)
 		}
 	})
+}
+
+func TestDeliveryStateIsTheSameOnEveryServer(t *testing.T) {
+	f := newFixture(t)
+	b := f.second(t)
+	rc := newReceiver(t, nil)
+	push := f.pushStream(t, rc.srv.URL+"/events")
+	run(t, f.tr) // push delivery runs on A only
+	emit(t, f.tr, complianceEvent("dev-1"))
+	waitFor(t, "delivery", func() bool { return f.tr.Pending(push.StreamID) == 0 })
+	waitFor(t, "B showing A's delivery", func() bool {
+		s, err := b.GetStream(context.Background(), rx, push.StreamID)
+		return err == nil && s.LastDeliveredAt.Equal(testNow) && s.LastError == ""
+	})
+
+	// A poll receiver rejects a SET through B: A shows it.
+	poller := f.pollStream(t)
+	emit(t, f.tr, complianceEvent("dev-2"))
+	got := decodePoll(t, poll(t, b, poller.StreamID, `{"returnImmediately":true}`))
+	var jti string
+	for j := range got.SETs {
+		jti = j
+	}
+	poll(t, b, poller.StreamID, `{"returnImmediately":true,"setErrs":{"`+jti+`":{"err":"invalid_key","description":"unknown kid"}}}`)
+	s, err := f.tr.GetStream(context.Background(), rx, poller.StreamID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.LastError, "invalid_key") || !s.LastErrorAt.Equal(testNow) || s.Pending != 0 {
+		t.Fatalf("A shows %+v after B took the rejection", s)
+	}
 }

@@ -24,6 +24,12 @@ type StreamRecord struct {
 	// VerifiedAt is when the last verification was asked for: the minimum interval between
 	// two holds across every server of a database.
 	VerifiedAt time.Time
+	// LastDeliveredAt, LastError and LastErrorAt are what the stream's deliveries did last,
+	// kept here so that every server shows the stream's owner the same (push delivery runs on
+	// one server, polls reach any).
+	LastDeliveredAt time.Time
+	LastError       string
+	LastErrorAt     time.Time
 }
 
 // SubjectMark is what a stream's subject list says of one device.

@@ -43,6 +43,9 @@ type streamRecord struct {
 	Rev             uint64    `json:"rev,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
 	VerifiedAt      time.Time `json:"verified_at,omitzero"`
+	LastDeliveredAt time.Time `json:"last_delivered_at,omitzero"`
+	LastError       string    `json:"last_error,omitempty"`
+	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
 }
 
 // outboxRecord is one SET waiting in the outbox.
