@@ -6,8 +6,9 @@ import "bytes"
 // waiters when it writes an outbox or a stream; what another server wrote reaches it through the
 // database's change feed, which names the rows written (after their commit) by their store keys:
 // OutboxChanged and StreamsChanged take those. Everything else a Transmitter serves (stream
-// configuration, subjects, status, the outbox, the verification interval) is read from the
-// store on each use, so it is the same on every server.
+// configuration, subjects, status, the outbox, the delivery state, the verification interval)
+// is read from the store on each use, so it is the same on every server. What stays per
+// server: the delivery counters of the metrics (each server's own), and which server runs Run.
 
 // outboxSeqLen is the length of the sequence part of an outbox key.
 const outboxSeqLen = 16
