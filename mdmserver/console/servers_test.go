@@ -65,6 +65,7 @@ var backends = []struct {
 		return st, st
 	}},
 	{"postgres", func(t *testing.T) (storage.Store, storage.Store) {
+		pgtest.ServerURL(t) // skips before NewSchema takes its lock
 		dsn := pgtest.NewSchema(t)
 		var out [2]storage.Store
 		for i := range out {
