@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/internal/pgtest"
 	"github.com/halemdm/hale/mdmserver/events"
 	"github.com/halemdm/hale/mdmserver/storage"
+	"github.com/halemdm/hale/mdmserver/storage/kvstore"
+	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 )
 
 // second is another server's Transmitter on the fixture's store (same signer, key and options).
@@ -199,5 +203,77 @@ func TestDeliveryStateIsTheSameOnEveryServer(t *testing.T) {
 	}
 	if !strings.Contains(s.LastError, "invalid_key") || !s.LastErrorAt.Equal(testNow) || s.Pending != 0 {
 		t.Fatalf("A shows %+v after B took the rejection", s)
+	}
+}
+
+// The change feed's keys are what OutboxChanged and StreamsChanged take: server A runs push
+// delivery and follows the PostgreSQL change feed; a stream created and an event emitted on
+// server B reach the receiver through it.
+func TestPushDeliveryFollowsThePostgresChangeFeed(t *testing.T) {
+	pgtest.ServerURL(t)
+	dsn := pgtest.NewDatabase(t) // LISTEN channels are per database
+	signer := newTestSigner(t)
+	var trs [2]*events.Transmitter
+	var stA *pgstore.Store
+	for i := range trs {
+		st, err := pgstore.Open(context.Background(), dsn, pgstore.WithLogger(slog.New(slog.DiscardHandler)),
+			pgstore.WithChangeFeed(kvstore.BucketEventStreams, kvstore.BucketEventOutbox))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if i == 0 {
+			stA = st
+		}
+		if trs[i], err = events.New(streams(st), signer, testIssuer, testKey(t), defaultOpts(t)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := trs[0], trs[1]
+	run(t, a)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	from, err := stA.FeedPosition(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = stA.Follow(ctx, from, pgstore.Follower{
+			Apply: func(_ context.Context, changes []pgstore.Change) error {
+				var outbox [][]byte
+				var streams []string
+				for _, c := range changes {
+					switch c.Bucket {
+					case string(kvstore.BucketEventOutbox):
+						outbox = append(outbox, c.Key)
+					case string(kvstore.BucketEventStreams):
+						streams = append(streams, string(c.Key))
+					}
+				}
+				if len(streams) > 0 {
+					a.StreamsChanged(streams...)
+				}
+				a.OutboxChanged(outbox...)
+				return nil
+			},
+			Resync: func(context.Context) error { return nil },
+			Poll:   time.Minute, // the notification, not the poll, must bring it
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	rc := newReceiver(t, nil)
+	s, err := b.CreateStream(context.Background(), rx, events.Config{
+		Delivery: events.Delivery{Method: events.MethodPush, EndpointURL: rc.srv.URL + "/events"}, Audience: "https://chat.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A's deliverer for B's stream", func() bool { return a.PollWaiting(s.StreamID) })
+	emit(t, b, complianceEvent("dev-1"))
+	waitFor(t, "delivery of B's emission by A", func() bool { return len(rc.got()) == 1 && a.Pending(s.StreamID) == 0 })
+	if c := signer.verify(t, rc.got()[0].body); c.SubID.ID != "dev-1" {
+		t.Errorf("delivered SET is about %q", c.SubID.ID)
 	}
 }
