@@ -96,8 +96,8 @@ type EventStream struct {
 	// AuthorizationSet says a push Authorization header is set.
 	AuthorizationSet bool      `json:"authorization_set,omitempty"`
 	CreatedAt        time.Time `json:"created_at"`
-	// Pending is the SETs waiting for delivery. The other delivery state is kept in memory and
-	// starts empty when the server restarts.
+	// Pending is the SETs waiting for delivery. The other delivery state is kept with the
+	// stream, so it survives a restart and every server shows the same.
 	Pending         int       `json:"pending"`
 	LastDeliveredAt time.Time `json:"last_delivered_at,omitzero"`
 	// LastError is a class only ("connection failed", "receiver refused: 503"), never

@@ -37,7 +37,13 @@ func (c *Console) current(r *http.Request) (ss *session, t *tokens.Token, ended 
 	if err != nil {
 		return nil, nil, ""
 	}
-	if ss = c.sessions.get(ck.Value); ss == nil {
+	ss, err = c.sessions.get(r.Context(), ck.Value)
+	if err != nil {
+		// Fail closed: a session that cannot be read is not open.
+		c.log.ErrorContext(r.Context(), "console: session lookup failed", "err", err)
+		return nil, nil, "the server could not check your sign-in; try again"
+	}
+	if ss == nil {
 		return nil, nil, "your session has ended; sign in again"
 	}
 	now := c.now()
@@ -60,10 +66,12 @@ func (c *Console) current(r *http.Request) (ss *session, t *tokens.Token, ended 
 		}
 	}
 	if ended != "" {
-		c.end(r, ss, t, "console.session_expired", ended)
+		if c.end(r, ss, t, "console.session_expired", ended) != nil {
+			return nil, nil, "the server could not check your sign-in; try again"
+		}
 		return nil, nil, endedMessage(ended)
 	}
-	c.sessions.touch(ss, now)
+	c.sessions.touch(r.Context(), ss, now)
 	return ss, t, ""
 }
 
@@ -84,10 +92,17 @@ func endedMessage(why string) string {
 	return "your API token is no longer active; sign in with an active one"
 }
 
-// end closes ss and puts it on the audit record, once.
-func (c *Console) end(r *http.Request, ss *session, t *tokens.Token, action, why string) {
-	if !c.sessions.remove(ss) {
-		return
+// end closes ss and puts it on the audit record, once (whichever server, or the sweep, ends it
+// first records it). It fails when the store could not delete the session: then it is still
+// open, on every server.
+func (c *Console) end(r *http.Request, ss *session, t *tokens.Token, action, why string) error {
+	ok, err := c.sessions.remove(r.Context(), ss)
+	if err != nil {
+		c.log.ErrorContext(r.Context(), "console: ending a session failed", "action", action, "err", err)
+		return err
+	}
+	if !ok {
+		return nil
 	}
 	if t == nil && ss.ident != nil {
 		t = ss.ident
@@ -99,6 +114,7 @@ func (c *Console) end(r *http.Request, ss *session, t *tokens.Token, action, why
 		rr = r.WithContext(tokens.WithToken(r.Context(), t))
 	}
 	_ = c.deps.Auditor.Record(rr, httpapi.Event{Action: action, Target: "console", Details: map[string]string{"reason": why, "via": ss.via}})
+	return nil
 }
 
 // Run ends expired sessions every interval until ctx is done, each on the audit record: an
@@ -116,10 +132,16 @@ func (c *Console) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Sweep ends the sessions expired now, on the record.
+// Sweep ends the sessions expired now, on the record. With several servers on one database the
+// one that runs background work sweeps for all of them: the sessions and their last-seen
+// times are in the store.
 func (c *Console) Sweep(ctx context.Context) {
 	now := c.now()
-	for _, ss := range c.sessions.removeExpired(now, c.expiredAt) {
+	ended, err := c.sessions.removeExpired(ctx, now, c.expiredAt)
+	if err != nil {
+		c.log.ErrorContext(ctx, "console: sweeping expired sessions failed; will retry", "err", err)
+	}
+	for _, ss := range ended {
 		why := "idle"
 		if now.Sub(ss.created) >= c.lifetime {
 			why = "lifetime"
@@ -262,7 +284,7 @@ func (c *Console) openSession(w http.ResponseWriter, r *http.Request, t *tokens.
 	}
 	rr := r.WithContext(tokens.WithToken(r.Context(), t))
 	if err := c.deps.Auditor.Record(rr, httpapi.Event{Action: "console.signin", Target: "console", Details: d}); err != nil {
-		c.sessions.remove(ss)
+		_, _ = c.sessions.remove(r.Context(), ss)
 		c.render(w, r, http.StatusInternalServerError, "signin", nil, signinData{CSRF: c.refreshSigninCSRF(w),
 			Message: "The server could not record the sign-in; try again."})
 		return
@@ -317,7 +339,11 @@ func (c *Console) signout(w http.ResponseWriter, r *http.Request) {
 				"This sign-out form did not come from this console (missing or wrong CSRF token).")
 			return
 		}
-		c.end(r, ss, t, "console.signout", "signed_out")
+		if err := c.end(r, ss, t, "console.signout", "signed_out"); err != nil {
+			c.errorPage(w, r.WithContext(tokens.WithToken(r.Context(), t)), ss, http.StatusServiceUnavailable,
+				"The server could not sign you out (the session store is unavailable); try again.")
+			return
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.Redirect(w, r, Prefix+"signin", http.StatusSeeOther)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/halemdm/hale/api"
 	"github.com/halemdm/hale/enroll"
+	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/access"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/approvals"
@@ -164,9 +165,21 @@ func WithSigninLimit(rate float64, burst int) Option {
 	return func(c *Console) { c.signins = enroll.NewLimiter(rate, burst) }
 }
 
-// WithSessionStore keeps the sessions in st as well as in memory, so that a restart does not
-// sign everyone out.
-func WithSessionStore(st SessionStore) Option { return func(c *Console) { c.sessions.store = st } }
+// WithSessionStore keeps the sessions in memory and writes them through to st, which is read
+// at start, so that a restart does not sign everyone out. The table is this server's alone:
+// servers that share a database use WithSessionDB.
+func WithSessionStore(st SessionStore) Option {
+	return func(c *Console) {
+		m := newMemBackend()
+		m.st = st
+		c.sessions.b = m
+	}
+}
+
+// WithSessionDB keeps the sessions in the server's store and nowhere else: every request reads
+// its session there, so every server of a database sees a sign-in, a sign-out and an automatic
+// logoff at once (see sessions).
+func WithSessionDB(db SessionDB) Option { return func(c *Console) { c.sessions.b = dbBackend{db} } }
 
 // WithLogger sets the logger of internal errors.
 func WithLogger(l *slog.Logger) Option { return func(c *Console) { c.log = l } }
@@ -181,6 +194,7 @@ type Console struct {
 	sessions *sessions
 	pages    map[string]*template.Template
 	oidc     *oidcLogin
+	sealKey  *seal.Key // seals the OIDC sign-in in flight into its cookie (nil: kept in memory)
 	signins  *enroll.Limiter
 	// roles are the roles each console route allows, by the admin API pattern it mirrors.
 	roles   map[string][]tokens.Role
@@ -195,8 +209,11 @@ func New(deps Deps, opts ...Option) (*Console, error) {
 		o(c)
 	}
 	c.sessions.log = c.log
-	if err := c.sessions.load(context.Background(), c.now(), c.expiredAt); err != nil {
-		return nil, fmt.Errorf("console: load sessions: %w", err)
+	if m, ok := c.sessions.b.(*memBackend); ok && m.st != nil {
+		m.log = c.log
+		if err := m.load(context.Background(), func(created, lastSeen time.Time) bool { return c.expiredAt(created, lastSeen, c.now()) }); err != nil {
+			return nil, fmt.Errorf("console: load sessions: %w", err)
+		}
 	}
 	var err error
 	if c.pages, err = parsePages(); err != nil {

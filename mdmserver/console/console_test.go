@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -95,7 +96,7 @@ func TestExpired(t *testing.T) {
 		seen, now time.Duration
 		want      bool
 	}{{0, 14 * time.Minute, false}, {0, 15 * time.Minute, true}, {50 * time.Minute, 59 * time.Minute, false}, {58 * time.Minute, 60 * time.Minute, true}} {
-		c.sessions.touch(ss, t0.Add(tc.seen))
+		c.sessions.touch(context.Background(), ss, t0.Add(tc.seen))
 		if got := c.expired(ss, t0.Add(tc.now)); got != tc.want {
 			t.Errorf("seen at +%v, now +%v: expired %v, want %v", tc.seen, tc.now, got, tc.want)
 		}

@@ -156,23 +156,16 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 	}
 	state, binding := randomToken(), randomToken()
 	p := &pendingLogin{binding: hashKey(binding), nonce: randomToken(), verifier: oauth2.GenerateVerifier(), at: c.now()}
-	o.mu.Lock()
-	for k, old := range o.pending {
-		if c.now().Sub(old.at) > pendingTTL {
-			delete(o.pending, k)
-		}
-	}
-	full := len(o.pending) >= maxPending
-	if !full {
-		o.pending[state] = p
-	}
-	o.mu.Unlock()
-	if full {
+	cookie := binding
+	if c.sealKey != nil {
+		// The sign-in travels sealed in the browser's cookie: the callback may reach any server.
+		cookie = c.sealPending(state, p)
+	} else if !c.keepPending(state, p) {
 		c.render(w, r, http.StatusServiceUnavailable, "signin", nil, signinData{CSRF: c.refreshSigninCSRF(w),
 			Message: "Too many sign-ins in progress; try again in a few minutes."})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: binding, Path: "/", Secure: true, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: cookie, Path: "/", Secure: true, HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(pendingTTL / time.Second)})
 	http.Redirect(w, r, conf.AuthCodeURL(state, oidc.Nonce(p.nonce), oauth2.S256ChallengeOption(p.verifier)), http.StatusSeeOther)
 }
@@ -187,13 +180,15 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	o := c.oidc
 	state := q.Get("state")
-	o.mu.Lock()
-	p := o.pending[state]
-	delete(o.pending, state) // one use, whatever happens next
-	o.mu.Unlock()
 	ck, _ := r.Cookie(oidcCookie)
 	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
-	if p == nil || ck == nil || !sameToken(hashKey(ck.Value), p.binding) || c.now().Sub(p.at) > pendingTTL {
+	var p *pendingLogin
+	if c.sealKey != nil {
+		p = c.openPending(state, ck)
+	} else {
+		p = c.takePending(state, ck)
+	}
+	if p == nil || c.now().Sub(p.at) > pendingTTL || c.now().Before(p.at.Add(-time.Minute)) {
 		fail(http.StatusBadRequest, "This sign-in was not started here, or took too long. Start again.")
 		return
 	}

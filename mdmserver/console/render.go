@@ -105,7 +105,7 @@ func (c *Console) renderTitled(w http.ResponseWriter, r *http.Request, status in
 			l.Person, l.Role = t.Person, string(t.Role)
 			l.Nav = c.nav(t, title)
 		}
-		l.FlashKind, l.Flash = c.sessions.takeFlash(ss)
+		l.FlashKind, l.Flash = c.sessions.takeFlash(r.Context(), ss)
 	}
 	c.execute(w, status, page, "layout.html", l)
 }
@@ -147,6 +147,6 @@ func (c *Console) notFound(w http.ResponseWriter, r *http.Request) {
 // flashAndRedirect leaves msg for the next page and sends the browser there (POST, redirect,
 // GET: a reload does not repeat the action).
 func (c *Console) flashAndRedirect(w http.ResponseWriter, r *http.Request, ss *session, kind, msg, to string) {
-	c.sessions.setFlash(ss, kind, msg)
+	c.sessions.setFlash(r.Context(), ss, kind, msg)
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }

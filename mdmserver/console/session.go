@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/consolesession"
@@ -27,10 +26,10 @@ const signinCookie = "__Host-hale_signin"
 // errTooManySessions refuses a sign-in when the session table is full of live sessions.
 var errTooManySessions = errors.New("console: too many open sessions")
 
-// session is one signed-in browser. Only the SHA-256 of its cookie value is kept, so a reader
-// of the table (a heap dump, a debugger) cannot take sessions over; the API token it signed in
-// with is kept by ID only and read again on every request, so revoking the token ends the
-// session at once.
+// session is one signed-in browser, as read for one request. Only the SHA-256 of its cookie
+// value is kept, so a reader of the store (a backup, a heap dump) cannot take sessions over;
+// the API token it signed in with is kept by ID only and read again on every request, so
+// revoking the token ends the session at once.
 type session struct {
 	key     string // hex SHA-256 of the cookie value
 	tokenID string
@@ -46,39 +45,29 @@ type session struct {
 	csrf     string
 	created  time.Time
 	lastSeen time.Time
-	// persistedSeen is the last-seen time the store has.
-	persistedSeen time.Time
-	// flash is a one-time message for the next page (the outcome of an action), kept here
-	// rather than in the redirect's URL.
+	// flash is the one-time message for this page (the outcome of the last action), as read.
 	flash     string
 	flashKind string
 }
 
-// SessionStore keeps the sessions durably (the server's store), so that a restart does not
-// sign everyone out; without one they live in memory only.
-type SessionStore interface {
-	Put(ctx context.Context, s *consolesession.Session) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context) ([]consolesession.Session, error)
-}
+// persistEvery is how stale the stored last-seen time may be: a request writes it at most this
+// often. Every server reads it from the store, and the sweep ends idle sessions by it, so a
+// session can end up to this much before its idle timeout, never after.
+const persistEvery = 15 * time.Second
 
-// persistEvery is how stale the stored last-seen time may be: a request touches the store at
-// most this often. After a restart a session is idle since its stored time, which is earlier
-// than the real one: it can end sooner, never later.
-const persistEvery = time.Minute
-
-// sessions is the session table: in memory, and in the store when there is one (read at start;
-// one server owns its store, so the table is the truth between restarts).
+// sessions is the session table. Every request reads its session from the backend, by key,
+// rather than from a copy in memory: with several servers on one database a sign-in on one
+// and a sign-out or automatic logoff on another hold on every server at once, with no cache to
+// go stale and no change feed to follow. Console traffic is a few people clicking, and the read
+// is one indexed lookup.
 type sessions struct {
-	mu    sync.Mutex
-	byID  map[string]*session
-	max   int
-	store SessionStore // nil: memory only
-	log   *slog.Logger
+	b   backend
+	max int
+	log *slog.Logger
 }
 
 func newSessions(max int) *sessions {
-	return &sessions{byID: map[string]*session{}, max: max, log: slog.Default()}
+	return &sessions{b: newMemBackend(), max: max, log: slog.Default()}
 }
 
 // record is ss as the store keeps it.
@@ -89,44 +78,15 @@ func record(ss *session) *consolesession.Session {
 		Created: ss.created, LastSeen: ss.lastSeen}
 }
 
-// load reads the stored sessions into the table, deleting those expired at now.
-func (s *sessions) load(ctx context.Context, now time.Time, expired func(created, lastSeen, now time.Time) bool) error {
-	if s.store == nil {
-		return nil
+// fromRecord is the session a stored record describes.
+func fromRecord(r *consolesession.Session) *session {
+	ss := &session{key: r.Key, tokenID: r.TokenID, via: r.Via, who: r.Who, csrf: r.CSRF, created: r.Created,
+		lastSeen: r.LastSeen, flash: r.Flash, flashKind: r.FlashKind}
+	if r.Via == "oidc" {
+		who := r.Who
+		ss.ident = &who
 	}
-	list, err := s.store.List(ctx)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range list {
-		if expired(r.Created, r.LastSeen, now) {
-			if err := s.store.Delete(ctx, r.Key); err != nil {
-				return err
-			}
-			continue
-		}
-		ss := &session{key: r.Key, tokenID: r.TokenID, via: r.Via, who: r.Who, csrf: r.CSRF, created: r.Created,
-			lastSeen: r.LastSeen, persistedSeen: r.LastSeen}
-		if r.Via == "oidc" {
-			who := r.Who
-			ss.ident = &who
-		}
-		s.byID[r.Key] = ss
-	}
-	return nil
-}
-
-// forget deletes key from the store, logging a failure: the session is already out of the
-// table, and a copy left in the store still expires by its own times after a restart.
-func (s *sessions) forget(key string) {
-	if s.store == nil {
-		return
-	}
-	if err := s.store.Delete(context.Background(), key); err != nil {
-		s.log.Error("console: deleting an ended session from the store failed; it expires by itself", "err", err)
-	}
+	return ss
 }
 
 // randomToken returns 32 random bytes, URL-safe base64.
@@ -145,116 +105,127 @@ func hashKey(cookie string) string {
 
 // create opens a session for tokenID at now and returns it with the cookie value that names it.
 // Expired sessions are swept first; a table still full refuses.
-// expired(created, lastSeen, now) says whether a session has ended; it runs under the table's
-// lock.
+// expired(created, lastSeen, now) says whether a session has ended.
 func (s *sessions) create(tokenID, via string, now time.Time, expired func(created, lastSeen, now time.Time) bool) (*session, string, error) {
 	return s.createFor(&session{tokenID: tokenID, via: via}, now, expired)
 }
 
-// createFor opens ss (its identity filled in) at now.
+// createFor opens ss (its identity filled in) at now. A sign-in is acknowledged only once its
+// session is stored.
 func (s *sessions) createFor(ss *session, now time.Time, expired func(created, lastSeen, now time.Time) bool) (*session, string, error) {
 	cookie := randomToken()
-	ss.key, ss.csrf, ss.created, ss.lastSeen, ss.persistedSeen = hashKey(cookie), randomToken(), now, now, now
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.byID) >= s.max {
-		for k, old := range s.byID {
-			if expired(old.created, old.lastSeen, now) {
-				delete(s.byID, k)
-				s.forget(k)
-			}
-		}
-		if len(s.byID) >= s.max {
-			return nil, "", errTooManySessions
-		}
-	}
-	s.byID[ss.key] = ss
-	if s.store != nil {
-		// A sign-in is acknowledged only once its session is stored.
-		if err := s.store.Put(context.Background(), record(ss)); err != nil {
-			delete(s.byID, ss.key)
-			return nil, "", err
-		}
+	ss.key, ss.csrf, ss.created, ss.lastSeen = hashKey(cookie), randomToken(), now, now
+	err := s.b.add(context.Background(), record(ss), s.max, func(created, lastSeen time.Time) bool {
+		return expired(created, lastSeen, now)
+	})
+	if err != nil {
+		return nil, "", err
 	}
 	return ss, cookie, nil
 }
 
-// get returns the session the cookie value names, or nil.
-func (s *sessions) get(cookie string) *session {
+// get returns the session the cookie value names, or nil when there is none (never was,
+// signed out or ended, on any server). An error means the store could not be read: the
+// caller denies.
+func (s *sessions) get(ctx context.Context, cookie string) (*session, error) {
 	if cookie == "" || len(cookie) > 100 {
-		return nil
+		return nil, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byID[hashKey(cookie)]
+	r, err := s.b.get(ctx, hashKey(cookie))
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return fromRecord(r), nil
 }
 
-// touch records activity on ss at now; the store hears of it at most every persistEvery.
-func (s *sessions) touch(ss *session, now time.Time) {
-	s.mu.Lock()
-	ss.lastSeen = now
-	var rec *consolesession.Session
-	if s.store != nil && now.Sub(ss.persistedSeen) >= persistEvery && s.byID[ss.key] == ss {
-		ss.persistedSeen = now
-		rec = record(ss)
+// touch records activity on ss at now. The store hears of it when its last-seen time is
+// persistEvery old; the write keeps the later of the stored time and now, so that two servers
+// touching one session never move it back, and it never brings back a session that another
+// server ended meanwhile.
+func (s *sessions) touch(ctx context.Context, ss *session, now time.Time) {
+	stale := now.Sub(ss.lastSeen) >= persistEvery
+	if now.After(ss.lastSeen) {
+		ss.lastSeen = now
 	}
-	s.mu.Unlock()
-	if rec != nil {
-		if err := s.store.Put(context.Background(), rec); err != nil {
-			s.log.Error("console: storing a session's activity failed", "err", err)
+	if !stale {
+		return
+	}
+	err := s.b.update(ctx, ss.key, func(r *consolesession.Session) bool {
+		if !now.After(r.LastSeen) {
+			return false
 		}
+		r.LastSeen = now
+		return true
+	})
+	if err != nil {
+		s.log.Error("console: storing a session's activity failed", "err", err)
 	}
 }
 
-// lastSeen reads ss's last activity.
-func (s *sessions) seen(ss *session) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return ss.lastSeen
+// seen reads ss's last activity.
+func (s *sessions) seen(ss *session) time.Time { return ss.lastSeen }
+
+// remove ends ss; it reports whether ss was still open (so that two concurrent sign-outs, or
+// a sign-out and the sweep, on any servers, audit once).
+func (s *sessions) remove(ctx context.Context, ss *session) (bool, error) {
+	return s.b.removeIf(ctx, ss.key, nil)
 }
 
-// remove ends ss; it reports whether ss was still open (so that two concurrent sign-outs audit
-// once).
-func (s *sessions) remove(ss *session) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.byID[ss.key] != ss {
-		return false
+// setFlash leaves a message for ss's next page, whichever server serves it.
+func (s *sessions) setFlash(ctx context.Context, ss *session, kind, msg string) {
+	err := s.b.update(ctx, ss.key, func(r *consolesession.Session) bool {
+		r.Flash, r.FlashKind = msg, kind
+		return true
+	})
+	if err != nil {
+		s.log.Error("console: storing a session's message failed", "err", err)
 	}
-	delete(s.byID, ss.key)
-	s.forget(ss.key)
-	return true
 }
 
-// setFlash leaves a message for ss's next page.
-func (s *sessions) setFlash(ss *session, kind, msg string) {
-	s.mu.Lock()
-	ss.flash, ss.flashKind = msg, kind
-	s.mu.Unlock()
-}
-
-// takeFlash returns and clears ss's message.
-func (s *sessions) takeFlash(ss *session) (kind, msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// takeFlash returns ss's message as read for this request, and clears it in the store.
+func (s *sessions) takeFlash(ctx context.Context, ss *session) (kind, msg string) {
+	if ss.flash == "" && ss.flashKind == "" {
+		return "", ""
+	}
 	kind, msg = ss.flashKind, ss.flash
 	ss.flash, ss.flashKind = "", ""
+	err := s.b.update(ctx, ss.key, func(r *consolesession.Session) bool {
+		if r.Flash == "" && r.FlashKind == "" {
+			return false
+		}
+		r.Flash, r.FlashKind = "", ""
+		return true
+	})
+	if err != nil {
+		s.log.Error("console: clearing a session's message failed", "err", err)
+	}
 	return kind, msg
 }
 
-// removeExpired takes every session expired at now out of the table and returns them.
-func (s *sessions) removeExpired(now time.Time, expired func(created, lastSeen, now time.Time) bool) []*session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// removeExpired ends every session expired at now and returns those it ended (those another
+// sweep or sign-out ended first are not returned: their end is on the record already).
+func (s *sessions) removeExpired(ctx context.Context, now time.Time, expired func(created, lastSeen, now time.Time) bool) ([]*session, error) {
+	list, err := s.b.list(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []*session
-	for k, ss := range s.byID {
-		if expired(ss.created, ss.lastSeen, now) {
-			delete(s.byID, k)
-			s.forget(k)
-			out = append(out, ss)
+	for i := range list {
+		r := &list[i]
+		if !expired(r.Created, r.LastSeen, now) {
+			continue
+		}
+		ok, err := s.b.removeIf(ctx, r.Key, func(cur *consolesession.Session) bool {
+			return expired(cur.Created, cur.LastSeen, now) // activity since the list keeps it
+		})
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out = append(out, fromRecord(r))
 		}
 	}
-	return out
+	return out, nil
 }
 
 // sameToken compares two CSRF tokens in constant time; an empty one never matches.

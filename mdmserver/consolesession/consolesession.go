@@ -27,10 +27,16 @@ type Session struct {
 	CSRF     string    `json:"csrf"`
 	Created  time.Time `json:"created"`
 	LastSeen time.Time `json:"last_seen"`
+	// Flash and FlashKind are a one-time message for the session's next page (the outcome of
+	// an action), kept with the session so that the page shows it whichever server serves it.
+	Flash     string `json:"flash,omitempty"`
+	FlashKind string `json:"flash_kind,omitempty"`
 }
 
 // Repository keeps the sessions of one unit of work.
 type Repository interface {
+	// Get returns the session with key, or nil (and no error) when there is none.
+	Get(ctx context.Context, key string) (*Session, error)
 	// Put stores s under s.Key, replacing what was there.
 	Put(ctx context.Context, s *Session) error
 	// Delete removes the session with key; a missing one is not an error.

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/halemdm/hale/internal/randid"
@@ -106,19 +107,12 @@ type Transmitter struct {
 	caller     func(*http.Request) Caller
 	metrics    *metrics
 
-	mu       sync.Mutex
-	signals  map[string]chan struct{} // stream ID → closed on the next change to its outbox
-	status   map[string]*deliveryStatus
-	verified map[string]time.Time // stream ID → when its last verification was asked for
-	running  bool
-	changed  chan struct{} // a stream was created, changed or deleted; Run reconciles deliverers
-}
-
-// deliveryStatus is the in-memory delivery state of a stream, reported on read.
-type deliveryStatus struct {
-	lastDeliveredAt time.Time
-	lastError       string
-	lastErrorAt     time.Time
+	mu      sync.Mutex
+	signals map[string]chan struct{} // stream ID → closed on the next change to its outbox
+	running bool
+	changed chan struct{} // a stream was created, changed or deleted; Run reconciles deliverers
+	// reconciles counts Run's reconciliations (tests wait for the first).
+	reconciles atomic.Int64
 }
 
 // New returns a Transmitter keeping its streams and outbox in st. issuer is the "iss" of every
@@ -151,8 +145,6 @@ func New(st Store, signer Signer, issuer string, key *seal.Key, opts ...Option) 
 		minVerify:  defaultMinVerify,
 		caller:     func(*http.Request) Caller { return Caller{} },
 		signals:    map[string]chan struct{}{},
-		status:     map[string]*deliveryStatus{},
-		verified:   map[string]time.Time{},
 		changed:    make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -429,15 +421,6 @@ func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state
 	if s.status() == StatusDisabled {
 		return fmt.Errorf("%w: enable stream %s to verify it", ErrDisabled, s.ID)
 	}
-	now := t.now()
-	t.mu.Lock()
-	last, ok := t.verified[s.ID]
-	if ok && now.Sub(last) < t.minVerify {
-		t.mu.Unlock()
-		return fmt.Errorf("%w: wait %s between verifications of a stream", ErrTooSoon, t.minVerify)
-	}
-	t.verified[s.ID] = now
-	t.mu.Unlock()
 	body, err := json.Marshal(posture.VerificationEvent{State: state})
 	if err != nil {
 		return err
@@ -447,12 +430,33 @@ func (t *Transmitter) Verify(ctx context.Context, caller Caller, streamID, state
 		return err
 	}
 	em := &Emission{t: t, pending: map[string][]entry{s.ID: {e}}}
+	// The interval is kept on the stream record and checked in the transaction that commits the
+	// SET, so that it holds across every server of a database, and two requests at once write
+	// one SET.
+	now := t.now().UTC()
 	n := 0
 	err = t.st.Update(ctx, func(tx Tx) error {
-		var err error
-		n, err = em.Commit(ctx, tx.Events())
+		r := tx.Events()
+		n = 0
+		cur, err := stream(ctx, r, s.ID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if d := now.Sub(cur.VerifiedAt); !cur.VerifiedAt.IsZero() && d < t.minVerify && d > -t.minVerify {
+			return fmt.Errorf("%w: wait %s between verifications of a stream", ErrTooSoon, t.minVerify)
+		}
+		cur.VerifiedAt = now
+		if err := r.PutStream(ctx, cur); err != nil {
+			return err
+		}
+		n, err = em.Commit(ctx, r)
 		return err
 	})
+	if errors.Is(err, ErrTooSoon) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("events: commit SETs to the outbox: %w", err)
 	}
@@ -475,9 +479,29 @@ func (t *Transmitter) peek(ctx context.Context, streamID string, n int) ([]Queue
 	return out, err
 }
 
-// remove deletes one delivered SET.
-func (t *Transmitter) remove(ctx context.Context, streamID string, seq uint64) error {
-	return t.st.Update(ctx, func(tx Tx) error { return tx.Events().Dequeue(ctx, streamID, seq) })
+// remove deletes one delivered SET and, in the same transaction, notes on the stream what its
+// delivery did.
+func (t *Transmitter) remove(ctx context.Context, streamID string, seq uint64, note func(*StreamRecord)) error {
+	return t.st.Update(ctx, func(tx Tx) error {
+		r := tx.Events()
+		if err := r.Dequeue(ctx, streamID, seq); err != nil {
+			return err
+		}
+		return noteOn(ctx, r, streamID, note)
+	})
+}
+
+// noteOn changes the delivery state of a stream through r with note; a deleted stream is left
+// deleted.
+func noteOn(ctx context.Context, r Repository, streamID string, note func(*StreamRecord)) error {
+	rec, err := r.Stream(ctx, streamID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	note(rec)
+	return r.PutStream(ctx, rec)
 }
 
 // Pending returns how many SETs wait in the stream's outbox (0 for an unknown stream).

@@ -44,3 +44,6 @@ func (t *Transmitter) PollWaiting(streamID string) bool {
 	_, ok := t.signals[streamID]
 	return ok
 }
+
+// Reconciles counts how often Run has reconciled its deliverers with the stored streams.
+func (t *Transmitter) Reconciles() int64 { return t.reconciles.Load() }

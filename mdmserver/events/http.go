@@ -116,8 +116,19 @@ func (t *Transmitter) acknowledge(r *http.Request, streamID string, req posture.
 	for j := range req.SETErrs {
 		done[j] = true
 	}
+	// What the receiver rejected, in its own words, shown back to it.
+	var lastRejection string
+	for jti, se := range req.SETErrs {
+		msg := "receiver rejected the SET: " + truncate(se.Err, 64)
+		if se.Description != "" {
+			msg += ": " + truncate(se.Description, 256)
+		}
+		t.log.WarnContext(r.Context(), "events: poll receiver rejected a SET; dropped", "stream", streamID, "jti", truncate(jti, 64), "error", msg)
+		lastRejection = msg
+	}
 	removed := 0
 	ctx := r.Context()
+	now := t.now().UTC()
 	err := t.st.Update(ctx, func(tx Tx) error {
 		ob := tx.Events()
 		queued, err := ob.Queued(ctx, streamID, 0)
@@ -134,26 +145,25 @@ func (t *Transmitter) acknowledge(r *http.Request, streamID string, req posture.
 			}
 			removed++
 		}
-		return nil
+		rejected := min(len(req.SETErrs), removed)
+		if lastRejection == "" && (len(req.Ack) == 0 || removed == rejected) {
+			return nil
+		}
+		// The delivery state goes with the acknowledgement, on the stream: every server shows it.
+		return noteOn(ctx, ob, streamID, func(rec *StreamRecord) {
+			if lastRejection != "" {
+				rec.LastError, rec.LastErrorAt = lastRejection, now
+			}
+			if len(req.Ack) > 0 && removed > rejected {
+				rec.LastDeliveredAt = now
+			}
+		})
 	})
 	if err != nil {
 		return err
 	}
-	rejected := 0
-	for jti, se := range req.SETErrs {
-		msg := "receiver rejected the SET: " + truncate(se.Err, 64)
-		if se.Description != "" {
-			msg += ": " + truncate(se.Description, 256)
-		}
-		t.log.WarnContext(r.Context(), "events: poll receiver rejected a SET; dropped", "stream", streamID, "jti", truncate(jti, 64), "error", msg)
-		t.failed(streamID, msg) // the receiver's own words, shown back to it
-		rejected++
-	}
-	rejected = min(rejected, removed)
+	rejected := min(len(req.SETErrs), removed)
 	t.metrics.result(deliveryPoll, resultRejected, rejected)
 	t.metrics.result(deliveryPoll, resultDelivered, removed-rejected)
-	if len(req.Ack) > 0 && removed > rejected {
-		t.delivered(streamID)
-	}
 	return nil
 }

@@ -91,6 +91,7 @@ func (t *Transmitter) Run(ctx context.Context) {
 				delete(active, id)
 			}
 		}
+		t.reconciles.Add(1)
 		return true
 	}
 	// streamsChanged signals after its commit, so a change reconcile did not see leaves a
@@ -126,21 +127,13 @@ const (
 // deliver pushes one stream's SETs in order until ctx ends.
 func (t *Transmitter) deliver(ctx context.Context, r StreamRecord) {
 	log := t.log.With("stream", r.ID)
-	defer func() {
-		// A deleted stream's status goes with it.
-		if _, err := t.record(context.WithoutCancel(ctx), r.ID); errors.Is(err, ErrNotFound) {
-			t.mu.Lock()
-			delete(t.status, r.ID)
-			t.mu.Unlock()
-		}
-	}()
 	var auth string
 	if len(r.AuthSealed) > 0 {
 		b, err := t.key.Open(sealPurpose, r.AuthSealed)
 		if err != nil {
 			// Sending without the header would only be refused; keep the SETs for a fixed key.
 			log.Error("events: cannot open the stream's sealed Authorization header; push delivery stopped", "err", err)
-			t.failed(r.ID, "server error: the authorization header cannot be read; set it again")
+			t.failed(ctx, r.ID, "server error: the authorization header cannot be read; set it again")
 			return
 		}
 		auth = string(b)
@@ -151,7 +144,7 @@ func (t *Transmitter) deliver(ctx context.Context, r StreamRecord) {
 		es, err := t.peek(ctx, r.ID, 1)
 		if err != nil {
 			log.Error("events: cannot read the outbox", "err", err)
-			t.failed(r.ID, "server error")
+			t.failed(ctx, r.ID, "server error")
 			if !t.sleep(ctx, t.backoff(attempt)) {
 				return
 			}
@@ -174,9 +167,13 @@ func (t *Transmitter) deliver(ctx context.Context, r StreamRecord) {
 		}
 		switch res {
 		case outcomeDelivered, outcomeRejected:
-			if err := t.remove(ctx, r.ID, e.Seq); err != nil {
+			note := func(rec *StreamRecord) { rec.LastDeliveredAt = t.now().UTC() }
+			if res == outcomeRejected {
+				note = func(rec *StreamRecord) { rec.LastError, rec.LastErrorAt = msg, t.now().UTC() }
+			}
+			if err := t.remove(ctx, r.ID, e.Seq, note); err != nil {
 				log.Error("events: cannot remove a delivered SET from the outbox; it will be sent again", "jti", e.JTI, "err", err)
-				t.failed(r.ID, "server error")
+				t.failed(ctx, r.ID, "server error")
 				if !t.sleep(ctx, t.backoff(attempt)) {
 					return
 				}
@@ -184,14 +181,11 @@ func (t *Transmitter) deliver(ctx context.Context, r StreamRecord) {
 				continue
 			}
 			attempt = 0
-			if res == outcomeDelivered {
-				t.delivered(r.ID)
-			} else {
+			if res == outcomeRejected {
 				log.Warn("events: receiver rejected a SET; dropped", "jti", e.JTI, "error", msg)
-				t.failed(r.ID, msg)
 			}
 		case outcomeRetry:
-			t.failed(r.ID, msg)
+			t.failed(ctx, r.ID, msg)
 			wait := t.backoff(attempt)
 			if retryAfter > wait {
 				wait = min(retryAfter, t.maxBackoff)

@@ -21,6 +21,15 @@ type StreamRecord struct {
 	Subjects        int    // how many subject marks the stream has
 	Rev             uint64 // moves on every change; restarts delivery
 	CreatedAt       time.Time
+	// VerifiedAt is when the last verification was asked for: the minimum interval between
+	// two holds across every server of a database.
+	VerifiedAt time.Time
+	// LastDeliveredAt, LastError and LastErrorAt are what the stream's deliveries did last,
+	// kept here so that every server shows the stream's owner the same (push delivery runs on
+	// one server, polls reach any).
+	LastDeliveredAt time.Time
+	LastError       string
+	LastErrorAt     time.Time
 }
 
 // SubjectMark is what a stream's subject list says of one device.

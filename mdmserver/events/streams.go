@@ -77,8 +77,8 @@ type Config struct {
 
 // Stream is a stream's configuration as SSF 1.0 section 8.1.1 describes it, followed by Hale's
 // own members (status, subjects, owner and delivery state): the wire type of package api. The
-// delivery state is filled on read; apart from Pending it is kept in memory and restarts empty
-// with the server.
+// delivery state is filled on read from the stream record and its outbox, so every server of a
+// database shows the same.
 type Stream = api.EventStream
 
 // supported are the event types a stream can be delivered. Verification events are not
@@ -294,10 +294,6 @@ func (t *Transmitter) DeleteStream(ctx context.Context, caller Caller, id string
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	delete(t.status, id)
-	delete(t.verified, id)
-	t.mu.Unlock()
 	t.notify(id)
 	t.streamsChanged()
 	return nil
@@ -340,11 +336,7 @@ func (t *Transmitter) record(ctx context.Context, id string) (*StreamRecord, err
 func (t *Transmitter) view(r *StreamRecord) Stream {
 	s := t.config(r)
 	s.Pending = t.Pending(r.ID)
-	t.mu.Lock()
-	if st := t.status[r.ID]; st != nil {
-		s.LastDeliveredAt, s.LastError, s.LastErrorAt = st.lastDeliveredAt, st.lastError, st.lastErrorAt
-	}
-	t.mu.Unlock()
+	s.LastDeliveredAt, s.LastError, s.LastErrorAt = r.LastDeliveredAt, r.LastError, r.LastErrorAt
 	return s
 }
 
@@ -379,28 +371,16 @@ func (t *Transmitter) config(r *StreamRecord) Stream {
 	return s
 }
 
-// delivered records a successful delivery.
-func (t *Transmitter) delivered(id string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.statusLocked(id).lastDeliveredAt = t.now().UTC()
-}
-
-// failed records a delivery failure, as the receiver may see it.
-func (t *Transmitter) failed(id, msg string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := t.statusLocked(id)
-	st.lastError, st.lastErrorAt = msg, t.now().UTC()
-}
-
-func (t *Transmitter) statusLocked(id string) *deliveryStatus {
-	st := t.status[id]
-	if st == nil {
-		st = &deliveryStatus{}
-		t.status[id] = st
+// failed records a delivery failure on the stream, as the receiver may see it. A failure to
+// record it is logged: it may be the store failing, which is what is being recorded.
+func (t *Transmitter) failed(ctx context.Context, id, msg string) {
+	now := t.now().UTC()
+	err := t.st.Update(ctx, func(tx Tx) error {
+		return noteOn(ctx, tx.Events(), id, func(rec *StreamRecord) { rec.LastError, rec.LastErrorAt = msg, now })
+	})
+	if err != nil && ctx.Err() == nil {
+		t.log.Warn("events: cannot record a delivery failure on the stream", "stream", id, "err", err)
 	}
-	return st
 }
 
 // streamsChanged tells Run to start, restart or stop deliverers.

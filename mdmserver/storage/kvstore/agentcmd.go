@@ -8,8 +8,8 @@ import (
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 )
 
-// BucketAgentCommands holds "<device id>\x00<command id>" → the JSON of agentcmd.Command, whose
-// field names are the stored format (and the agent's wire format).
+// BucketAgentCommands holds agentcmd.StoreKey ("<device id>\x00<command id>") → the JSON of
+// agentcmd.Command, whose field names are the stored format (and the agent's wire format).
 var BucketAgentCommands = []byte("agent_commands")
 
 // agentCommandsBuckets are the buckets of the agent commands.
@@ -21,7 +21,7 @@ func (t *tx) AgentCommands() agentcmd.Repository { return agentCommandsRepo{t} }
 // agentCommandsRepo is agentcmd.Repository on one key-value transaction.
 type agentCommandsRepo struct{ t *tx }
 
-func agentCommandKey(deviceID, id string) []byte { return []byte(deviceID + "\x00" + id) }
+func agentCommandKey(deviceID, id string) []byte { return agentcmd.StoreKey(deviceID, id) }
 
 // Command returns one command of a device.
 func (r agentCommandsRepo) Command(ctx context.Context, deviceID, id string) (*agentcmd.Command, error) {

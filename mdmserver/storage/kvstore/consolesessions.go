@@ -23,6 +23,23 @@ type consoleSessionRepo struct{ t *tx }
 
 var _ consolesession.Repository = consoleSessionRepo{}
 
+// Get returns the session with key, or nil.
+func (r consoleSessionRepo) Get(ctx context.Context, key string) (*consolesession.Session, error) {
+	b, err := bucket(r.t.tx, BucketConsoleSessions)
+	if err != nil {
+		return nil, err
+	}
+	v := b.Get([]byte(key))
+	if v == nil {
+		return nil, nil
+	}
+	s := new(consolesession.Session)
+	if err := json.Unmarshal(v, s); err != nil {
+		return nil, fmt.Errorf("console session %.8s: %w", key, err)
+	}
+	return s, nil
+}
+
 // Put stores s under its key.
 func (r consoleSessionRepo) Put(ctx context.Context, s *consolesession.Session) error {
 	if !r.t.tx.Writable() {

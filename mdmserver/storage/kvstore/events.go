@@ -14,7 +14,7 @@ import (
 var (
 	// BucketEventStreams holds stream ID → streamRecord JSON.
 	BucketEventStreams = []byte("ssf_streams")
-	// BucketEventOutbox holds stream ID 0x00 seq (16 bytes, big endian) → outboxRecord JSON, so a
+	// BucketEventOutbox holds events.OutboxKey: stream ID 0x00 seq (16 bytes, big endian) → outboxRecord JSON, so a
 	// stream's SETs are contiguous and in the order they were emitted. seq is the bucket's
 	// sequence, shared by every stream.
 	BucketEventOutbox = []byte("ssf_outbox")
@@ -42,6 +42,10 @@ type streamRecord struct {
 	Subjects        int       `json:"subjects,omitempty"`
 	Rev             uint64    `json:"rev,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
+	VerifiedAt      time.Time `json:"verified_at,omitzero"`
+	LastDeliveredAt time.Time `json:"last_delivered_at,omitzero"`
+	LastError       string    `json:"last_error,omitempty"`
+	LastErrorAt     time.Time `json:"last_error_at,omitzero"`
 }
 
 // outboxRecord is one SET waiting in the outbox.
@@ -62,13 +66,8 @@ type eventsRepo struct{ t *tx }
 // streamPrefix is the key prefix of a stream's outbox entries and subject marks.
 func streamPrefix(streamID string) []byte { return []byte(streamID + "\x00") }
 
-// outboxKey is streamID 0x00 followed by seq as 16 bytes big endian.
-func outboxKey(streamID string, seq uint64) []byte {
-	k := make([]byte, len(streamID)+1+16)
-	copy(k, streamID)
-	binary.BigEndian.PutUint64(k[len(k)-8:], seq)
-	return k
-}
+// outboxKey is events.OutboxKey: streamID 0x00 followed by seq as 16 bytes big endian.
+func outboxKey(streamID string, seq uint64) []byte { return events.OutboxKey(streamID, seq) }
 
 func decodeStream(k, v []byte) (events.StreamRecord, error) {
 	var r streamRecord

@@ -10,8 +10,9 @@ import (
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
-// testConsoleSessions is the contract of consolesession.Repository: put, replace, list, delete
-// (a missing key included), refused in a View, and kept across a reopen.
+// testConsoleSessions is the contract of consolesession.Repository: put, replace, get (a missing
+// key is nil), list, delete (a missing key included), refused in a View, and kept across a
+// reopen.
 func testConsoleSessions(t *testing.T, open Opener) {
 	dir := t.TempDir()
 	st := open(t, dir)
@@ -47,6 +48,21 @@ func testConsoleSessions(t *testing.T, open Opener) {
 	if len(got) != 2 || !got["aa11"].LastSeen.Equal(a.LastSeen) || got["bb22"].Who.Person != "lee@example.org" || got["aa11"].CSRF != "c1" {
 		t.Fatalf("after put and replace: %+v", got)
 	}
+	a.Flash, a.FlashKind = "Lock queued", "ok"
+	update(t, st, func(ctx context.Context, tx storage.Tx) error { return tx.ConsoleSessions().Put(ctx, &a) })
+	view(t, st, func(ctx context.Context, tx storage.Tx) error {
+		g, err := tx.ConsoleSessions().Get(ctx, "aa11")
+		if err != nil {
+			return err
+		}
+		if g == nil || !g.LastSeen.Equal(a.LastSeen) || g.Flash != "Lock queued" || g.FlashKind != "ok" || g.Who.Role != tokens.RoleSecurity {
+			t.Errorf("Get(aa11) = %+v", g)
+		}
+		if g, err := tx.ConsoleSessions().Get(ctx, "missing"); err != nil || g != nil {
+			t.Errorf("Get(missing) = %+v, %v; want nil, nil", g, err)
+		}
+		return nil
+	})
 	err := st.View(context.Background(), func(tx storage.Tx) error { return tx.ConsoleSessions().Put(context.Background(), &a) })
 	if err == nil {
 		t.Fatal("Put in a View succeeded")

@@ -33,6 +33,8 @@ func eventStreams(t *testing.T, open Opener) {
 		ID: "ss_b", Owner: "tok_1", Delivery: "push", EndpointURL: "https://receiver.example/ssf", Audience: "aud",
 		EventsRequested: []string{posture.EventSessionRevoked}, Description: "ward 7", AuthSealed: []byte{1, 2, 3},
 		Status: events.StatusPaused, StatusReason: "maintenance", Listed: true, Subjects: 2, Rev: 7, CreatedAt: created,
+		VerifiedAt: created.Add(time.Minute), LastDeliveredAt: created.Add(2 * time.Minute),
+		LastError: "receiver refused: 503", LastErrorAt: created.Add(3 * time.Minute),
 	}
 	update(t, st, func(ctx context.Context, tx storage.Tx) error {
 		r := tx.Events()
