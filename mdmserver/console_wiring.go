@@ -1,7 +1,6 @@
 package mdmserver
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/halemdm/hale/mdmserver/console"
-	"github.com/halemdm/hale/mdmserver/consolesession"
 	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
@@ -27,7 +25,12 @@ func (s *Server) newConsole() (*console.Console, error) {
 		}
 		return routes[i].roles, true
 	}
-	opts := []console.Option{console.WithSessionStore(consoleSessions{s.store}), console.WithClock(s.now), console.WithIdleTimeout(s.cfg.ConsoleIdleTimeout),
+	opts := []console.Option{
+		// The sessions in the store only, read on every request: every server of a database
+		// sees a sign-in, a sign-out and an automatic logoff at once. An OIDC sign-in in flight
+		// travels sealed in its cookie, so the provider's callback may reach any server.
+		console.WithSessionDB(storage.Scope(s.store, func(tx storage.Tx) console.SessionTx { return tx })), console.WithSealKey(s.key),
+		console.WithClock(s.now), console.WithIdleTimeout(s.cfg.ConsoleIdleTimeout),
 		console.WithLifetime(s.cfg.ConsoleSessionLifetime), console.WithLogger(s.log.With("component", "console"))}
 	if oc := s.cfg.ConsoleOIDC; oc.Enabled() {
 		secret, err := os.ReadFile(oc.ClientSecretFile)
@@ -43,23 +46,4 @@ func (s *Server) newConsole() (*console.Console, error) {
 		Audit: s.audit, Policies: s.policies, PolicyActions: s.policyAPI, DryRun: s.compliance,
 		Enrollments: s.enrollments, EnrollmentActions: s.enrollmentAPI, AuditVerifierKey: s.auditKey, Auditor: s.auditor(), Roles: roles,
 	}, opts...)
-}
-
-// consoleSessions keeps the console's sessions in the server's store, one unit of work each.
-type consoleSessions struct{ st storage.Store }
-
-func (c consoleSessions) Put(ctx context.Context, ss *consolesession.Session) error {
-	return c.st.Update(ctx, func(tx storage.Tx) error { return tx.ConsoleSessions().Put(ctx, ss) })
-}
-
-func (c consoleSessions) Delete(ctx context.Context, key string) error {
-	return c.st.Update(ctx, func(tx storage.Tx) error { return tx.ConsoleSessions().Delete(ctx, key) })
-}
-
-func (c consoleSessions) List(ctx context.Context) (list []consolesession.Session, err error) {
-	err = c.st.View(ctx, func(tx storage.Tx) error {
-		list, err = tx.ConsoleSessions().List(ctx)
-		return err
-	})
-	return list, err
 }

@@ -16,7 +16,11 @@ func (s *Server) newGraceWarn(o options) *gracewarn.Warner {
 	}
 	w := gracewarn.New(s.index, s.events, s.warnBefore, opts...)
 	s.compliance.OnVerdict(w.OnVerdict)
-	w.Load(context.Background(), s.index.DeviceIDs())
+	if s.followsFeed() {
+		w.Follow() // until this server holds the background lease (startBackground)
+	} else {
+		w.Load(context.Background(), s.index.DeviceIDs())
+	}
 	return w
 }
 

@@ -119,9 +119,9 @@ func (s *Server) followChanges(ctx context.Context) {
 func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) error {
 	devices := map[string]bool{}
 	uses := map[string]bool{}
-	var apiTokens, agentCommands []string
-	var outbox [][]byte
-	var policies, keys, revocations, streams bool
+	var apiTokens, streams []string
+	var agentCommands, outbox [][]byte
+	var policies, keys, revocations bool
 	for _, c := range changes {
 		switch c.Bucket {
 		case string(kvstore.BucketInventoryDevices), string(kvstore.BucketCompliancePosture), string(kvstore.BucketComplianceVerdict):
@@ -137,11 +137,11 @@ func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) err
 		case string(pgstore.CABucket("revoked_x509_certs")):
 			revocations = true
 		case string(kvstore.BucketAgentCommands):
-			agentCommands = append(agentCommands, string(c.Key))
+			agentCommands = append(agentCommands, c.Key)
 		case string(kvstore.BucketEventOutbox):
 			outbox = append(outbox, c.Key)
 		case string(kvstore.BucketEventStreams):
-			streams = true
+			streams = append(streams, string(c.Key))
 		}
 	}
 	// Policies first: the devices' decisions below take their report max age from them.
@@ -151,8 +151,12 @@ func (s *Server) applyChanges(ctx context.Context, changes []pgstore.Change) err
 		}
 	}
 	if len(devices) > 0 {
-		if err := s.compliance.Refresh(ctx, slices.Collect(maps.Keys(devices))...); err != nil {
+		ids := slices.Collect(maps.Keys(devices))
+		if err := s.compliance.Refresh(ctx, ids...); err != nil {
 			return fmt.Errorf("feed: devices: %w", err)
+		}
+		if s.graceWarn != nil {
+			s.graceWarn.Refreshed(ctx, ids)
 		}
 	}
 	for id := range uses {
@@ -185,6 +189,9 @@ func (s *Server) reloadAll(ctx context.Context) error {
 	}
 	if err := s.compliance.Load(ctx); err != nil {
 		return err
+	}
+	if s.graceWarn != nil {
+		s.graceWarn.Refreshed(ctx, s.index.DeviceIDs())
 	}
 	if err := s.breakGlass.RefreshAll(ctx); err != nil {
 		return err
@@ -226,7 +233,17 @@ func (s *Server) pruneChanges(ctx context.Context) {
 // wakeForChanges wakes what waits on this server for records other servers wrote: agents'
 // long polls for their commands, and (on the background lease's holder) the delivery of
 // security events and the streams it delivers to.
-func (s *Server) wakeForChanges(ctx context.Context, agentCommands []string, outbox [][]byte, streams bool) error {
-	_, _, _, _ = ctx, agentCommands, outbox, streams
+func (s *Server) wakeForChanges(ctx context.Context, agentCommands, outbox [][]byte, streams []string) error {
+	if len(outbox) > 0 {
+		s.events.OutboxChanged(outbox...)
+	}
+	if len(streams) > 0 {
+		s.events.StreamsChanged(streams...)
+	}
+	if len(agentCommands) > 0 {
+		if err := s.agentQueue.WakeKeys(ctx, agentCommands...); err != nil {
+			return fmt.Errorf("feed: agent commands: %w", err)
+		}
+	}
 	return nil
 }

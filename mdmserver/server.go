@@ -462,6 +462,9 @@ func (s *Server) startWork(ctx context.Context, work *sync.WaitGroup) {
 // at read time), the audit log gets a signed checkpoint when it grew, keys rotate, events go out,
 // commands expire, console sessions end.
 func (s *Server) startBackground(ctx context.Context, work *sync.WaitGroup) {
+	if s.followsFeed() {
+		s.graceWarn.Lead(ctx, s.index.DeviceIDs()) // the grace_ending warnings; Follow when the lease goes
+	}
 	work.Go(func() { s.compliance.RunStaleness(ctx, time.Minute) })
 	work.Go(func() { _ = s.audit.Run(ctx, 5*time.Minute) })
 	work.Go(func() { s.keys.Run(ctx) })   // signing key rotation

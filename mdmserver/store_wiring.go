@@ -132,6 +132,7 @@ func (s *Server) holdBackgroundLease(ctx context.Context) {
 		}
 		stop()
 		work.Wait()
+		s.graceWarn.Follow()
 		s.backgroundLeader.Set(0)
 		lease.Release()
 	}

@@ -141,7 +141,9 @@ type Service struct {
 	// client is the AMAPI client of the binding made at boundAt.
 	client  *androidmanagement.Service
 	boundAt time.Time
-	// synced maps an AMAPI policy name to the hash of the Hale policy last patched into it.
+	// synced maps an AMAPI policy name to the version and hash of the Hale policy this server
+	// last patched into it. Reconcile starts it afresh, so what another server patched in
+	// between is set right at the next pass.
 	synced map[string]string
 	// ownership caches each phone's ownership from its last report (name → COMPANY_OWNED or
 	// PERSONALLY_OWNED), for the wipe mode check.

@@ -59,6 +59,11 @@ func (s *Service) syncPolicy(ctx context.Context, c *androidmanagement.Service, 
 	if err != nil {
 		return "", err
 	}
+	// The version too: of several servers, another may have patched a later version since
+	// this one patched a version whose rendering this one equals.
+	if sp != nil {
+		hash = fmt.Sprintf("v%d:%s", sp.Version, hash)
+	}
 	s.mu.Lock()
 	same := s.synced[name] == hash
 	s.mu.Unlock()

@@ -133,6 +133,9 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	} else if err != nil {
 		return 0, err
 	}
+	s.mu.Lock()
+	clear(s.synced) // patch every policy in use once this pass: another server may have changed it
+	s.mu.Unlock()
 	n := 0
 	var failed error
 	listed := map[string]bool{}

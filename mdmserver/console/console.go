@@ -165,17 +165,6 @@ func WithSigninLimit(rate float64, burst int) Option {
 	return func(c *Console) { c.signins = enroll.NewLimiter(rate, burst) }
 }
 
-// WithSessionStore keeps the sessions in memory and writes them through to st, which is read
-// at start, so that a restart does not sign everyone out. The table is this server's alone:
-// servers that share a database use WithSessionDB.
-func WithSessionStore(st SessionStore) Option {
-	return func(c *Console) {
-		m := newMemBackend()
-		m.st = st
-		c.sessions.b = m
-	}
-}
-
 // WithSessionDB keeps the sessions in the server's store and nowhere else: every request reads
 // its session there, so every server of a database sees a sign-in, a sign-out and an automatic
 // logoff at once (see sessions).
@@ -209,12 +198,6 @@ func New(deps Deps, opts ...Option) (*Console, error) {
 		o(c)
 	}
 	c.sessions.log = c.log
-	if m, ok := c.sessions.b.(*memBackend); ok && m.st != nil {
-		m.log = c.log
-		if err := m.load(context.Background(), func(created, lastSeen time.Time) bool { return c.expiredAt(created, lastSeen, c.now()) }); err != nil {
-			return nil, fmt.Errorf("console: load sessions: %w", err)
-		}
-	}
 	var err error
 	if c.pages, err = parsePages(); err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -23,14 +22,6 @@ type SessionDB interface {
 	View(ctx context.Context, fn func(SessionTx) error) error
 	// Update runs fn in one read-write transaction that commits when fn returns nil.
 	Update(ctx context.Context, fn func(SessionTx) error) error
-}
-
-// SessionStore keeps the sessions durably for one server: written through from memory and
-// read back at start (WithSessionStore). Servers sharing a database use a SessionDB instead.
-type SessionStore interface {
-	Put(ctx context.Context, s *consolesession.Session) error
-	Delete(ctx context.Context, key string) error
-	List(ctx context.Context) ([]consolesession.Session, error)
 }
 
 // backend is where the session table lives. Each method is one unit of work: a check and the
@@ -122,38 +113,15 @@ func (b dbBackend) list(ctx context.Context) (out []consolesession.Session, err 
 	return out, err
 }
 
-// memBackend keeps the sessions in memory: one server, and a restart signs everyone out. With
-// a SessionStore (st) it writes every change through and reads the store at start, so the
-// table survives a restart but is this server's alone.
+// memBackend keeps the sessions in memory: one server, and a restart signs everyone out (a
+// console without a SessionDB: tests, tools).
 type memBackend struct {
 	mu   sync.Mutex
 	byID map[string]consolesession.Session
-	st   SessionStore // nil: memory only
-	log  *slog.Logger
 }
 
 func newMemBackend() *memBackend {
-	return &memBackend{byID: map[string]consolesession.Session{}, log: slog.Default()}
-}
-
-// load reads the stored sessions into the table, deleting those expired.
-func (b *memBackend) load(ctx context.Context, expired func(created, lastSeen time.Time) bool) error {
-	list, err := b.st.List(ctx)
-	if err != nil {
-		return err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, r := range list {
-		if expired(r.Created, r.LastSeen) {
-			if err := b.st.Delete(ctx, r.Key); err != nil {
-				return err
-			}
-			continue
-		}
-		b.byID[r.Key] = r
-	}
-	return nil
+	return &memBackend{byID: map[string]consolesession.Session{}}
 }
 
 func (b *memBackend) get(_ context.Context, key string) (*consolesession.Session, error) {
@@ -166,45 +134,33 @@ func (b *memBackend) get(_ context.Context, key string) (*consolesession.Session
 	return &r, nil
 }
 
-func (b *memBackend) add(ctx context.Context, r *consolesession.Session, max int, expired func(created, lastSeen time.Time) bool) error {
+func (b *memBackend) add(_ context.Context, r *consolesession.Session, max int, expired func(created, lastSeen time.Time) bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.byID) >= max {
 		for k, old := range b.byID {
 			if expired(old.Created, old.LastSeen) {
 				delete(b.byID, k)
-				b.forget(ctx, k)
 			}
 		}
 		if len(b.byID) >= max {
 			return errTooManySessions
 		}
 	}
-	if b.st != nil {
-		if err := b.st.Put(ctx, r); err != nil {
-			return err
-		}
-	}
 	b.byID[r.Key] = *r
 	return nil
 }
 
-func (b *memBackend) update(ctx context.Context, key string, fn func(*consolesession.Session) bool) error {
+func (b *memBackend) update(_ context.Context, key string, fn func(*consolesession.Session) bool) error {
 	b.mu.Lock()
-	r, ok := b.byID[key]
-	if !ok || !fn(&r) {
-		b.mu.Unlock()
-		return nil
-	}
-	b.byID[key] = r
-	b.mu.Unlock()
-	if b.st != nil {
-		return b.st.Put(ctx, &r)
+	defer b.mu.Unlock()
+	if r, ok := b.byID[key]; ok && fn(&r) {
+		b.byID[key] = r
 	}
 	return nil
 }
 
-func (b *memBackend) removeIf(ctx context.Context, key string, cond func(*consolesession.Session) bool) (bool, error) {
+func (b *memBackend) removeIf(_ context.Context, key string, cond func(*consolesession.Session) bool) (bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r, ok := b.byID[key]
@@ -212,19 +168,7 @@ func (b *memBackend) removeIf(ctx context.Context, key string, cond func(*consol
 		return false, nil
 	}
 	delete(b.byID, key)
-	b.forget(ctx, key)
 	return true, nil
-}
-
-// forget deletes key from the store, logging a failure: the session is already out of the
-// table, and a copy left in the store still expires by its own times after a restart.
-func (b *memBackend) forget(ctx context.Context, key string) {
-	if b.st == nil {
-		return
-	}
-	if err := b.st.Delete(context.WithoutCancel(ctx), key); err != nil {
-		b.log.Error("console: deleting an ended session from the store failed; it expires by itself", "err", err)
-	}
 }
 
 func (b *memBackend) list(context.Context) ([]consolesession.Session, error) {

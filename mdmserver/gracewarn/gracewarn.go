@@ -45,6 +45,9 @@ type Warner struct {
 
 	mu     sync.Mutex
 	timers map[string]armed // device ID -> its grace_ending warning
+	// following marks a Warner that arms no timers: of several servers on one database, only the
+	// one running the background work sends grace_ending warnings (Lead, Follow).
+	following bool
 
 	// Warnings of devices entering grace are queued and committed by one goroutine, many at a
 	// time: a policy change that puts the fleet into grace runs its re-evaluation pass without
@@ -167,6 +170,41 @@ func (w *Warner) Load(ctx context.Context, deviceIDs []string) {
 	}
 }
 
+// Follow stops arming grace_ending warnings and disarms those armed: another server sends them.
+// The grace_started warning of a device this server puts into grace is still sent here, once.
+func (w *Warner) Follow() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.following = true
+	for id, a := range w.timers {
+		a.stop()
+		delete(w.timers, id)
+	}
+}
+
+// Lead makes this Warner the one that sends grace_ending warnings (the default) and arms those
+// of the devices given that are in grace now, as Load does.
+func (w *Warner) Lead(ctx context.Context, deviceIDs []string) {
+	w.mu.Lock()
+	w.following = false
+	w.mu.Unlock()
+	w.Load(ctx, deviceIDs)
+}
+
+// Refreshed arms or disarms the grace_ending warnings of devices whose decisions changed
+// through another server (which sent their grace_started warning): armed for those in grace
+// now, disarmed for the others.
+func (w *Warner) Refreshed(ctx context.Context, deviceIDs []string) {
+	now := w.now()
+	for _, id := range deviceIDs {
+		if d := w.decisions.Decision(id); d != nil && d.Verdict.InGrace(now) {
+			w.arm(ctx, id, d.Verdict.PolicyName, d.Verdict.GraceUntil, now)
+		} else {
+			w.disarm(id)
+		}
+	}
+}
+
 func (w *Warner) arm(ctx context.Context, deviceID, policyName string, until, now time.Time) {
 	before := w.warnBefore(ctx, policyName)
 	if before <= 0 {
@@ -175,6 +213,9 @@ func (w *Warner) arm(ctx context.Context, deviceID, policyName string, until, no
 	at := until.Add(-before)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.following {
+		return
+	}
 	if a, ok := w.timers[deviceID]; ok {
 		if a.until.Equal(until) {
 			return
