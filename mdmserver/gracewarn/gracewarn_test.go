@@ -2,6 +2,7 @@ package gracewarn_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -107,5 +108,71 @@ func TestWarnings(t *testing.T) {
 	clock.Advance(3 * time.Hour)
 	if got := waitCodes(t, out, 4, 2*time.Second); len(got) != 4 || got[3] != "d3:"+posture.EventReasonGraceEnding {
 		t.Fatalf("after restart: %v", got)
+	}
+}
+
+// lockedDecisions is decisions that timers may read while the test changes them.
+type lockedDecisions struct {
+	mu sync.Mutex
+	m  decisions
+}
+
+func (d *lockedDecisions) Decision(id string) *access.Decision {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.m[id]
+}
+
+func (d *lockedDecisions) put(x *access.Decision) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.m[x.DeviceID] = x
+}
+
+// Of two servers on one database, the one that puts a device into grace sends grace_started;
+// only the leader (the background lease's holder) sends grace_ending, also for a device the
+// other put into grace (Refreshed), and once the leader goes, the next one takes over (Lead).
+func TestOneLeaderWarnsOfGraceEnding(t *testing.T) {
+	clock := testclock.New(t0)
+	out := &sink{}
+	ds := &lockedDecisions{m: decisions{}}
+	warner := func() *gracewarn.Warner {
+		w := gracewarn.New(ds, out, func(context.Context, string) time.Duration { return time.Hour },
+			gracewarn.WithClock(clock.Now), gracewarn.WithAfterFunc(clock.AfterFunc))
+		t.Cleanup(w.Close)
+		return w
+	}
+	leader, other := warner(), warner()
+	other.Follow()
+	d := inGrace("d1", t0)
+	ds.put(d)
+	other.OnVerdict(nil, d, t0)                   // the other server's commit
+	leader.Refreshed(t.Context(), []string{"d1"}) // the leader follows it
+	clock.Advance(3 * time.Hour)
+	want := []string{"d1:" + posture.EventReasonGraceEnding, "d1:" + posture.EventReasonGraceStarted}
+	// (Queued and timed warnings of two Warners commit in either order.)
+	if got := waitCodes(t, out, 3, time.Second); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+		t.Fatalf("warnings %v, want %v (once each)", got, want)
+	}
+
+	// The leader goes; the other leads from then on.
+	d2 := inGrace("d2", clock.Now())
+	ds.put(d2)
+	leader.OnVerdict(nil, d2, clock.Now())
+	leader.Follow()
+	other.Lead(t.Context(), []string{"d1", "d2"})
+	clock.Advance(3 * time.Hour)
+	if got := waitCodes(t, out, 5, time.Second); len(got) != 4 || !slices.Contains(got[2:], "d2:"+posture.EventReasonGraceEnding) {
+		t.Fatalf("after the leader went: %v", got)
+	}
+	// A device fixed through another server is disarmed by Refreshed.
+	d3 := inGrace("d3", clock.Now())
+	ds.put(d3)
+	other.Refreshed(t.Context(), []string{"d3"})
+	ds.put(&access.Decision{DeviceID: "d3", Verdict: policies.Verdict{Compliant: true}})
+	other.Refreshed(t.Context(), []string{"d3"})
+	clock.Advance(4 * time.Hour)
+	if got := waitCodes(t, out, 5, 50*time.Millisecond); len(got) != 4 {
+		t.Fatalf("a fixed device warned: %v", got)
 	}
 }
