@@ -29,7 +29,7 @@ func (s *Server) newBreakGlass(o options) (*breakglass.Service, *breakglassapi.H
 	svc := breakglass.New(breakGlassStore(s.store), s.index, s.inventory, s.policyFor, s.events, opts...)
 	load := svc.Load
 	if s.isAccessReplica() {
-		load = svc.RefreshAll // a replica writes nothing: the primary ends expired uses
+		load = svc.RefreshAll // a replica writes nothing: the primaries end expired uses
 	}
 	if err := load(context.Background()); err != nil {
 		return nil, nil, fmt.Errorf("break-glass: %w", err)

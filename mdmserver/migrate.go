@@ -68,9 +68,9 @@ func WithMigrateOpenTimeout(d time.Duration) MigrateOption {
 
 // Migrate copies the state of the data directory dataDir (its bbolt file, hale.db) into the
 // empty PostgreSQL database at dsn (mdmserver migrate), then verifies the copy. It refuses a
-// server running on either side (bbolt's file lock; the database's server lease, which it holds
-// throughout so no server starts on a half-copied database), a target holding any state, and a
-// source whose audit log does not verify.
+// server running on the source (bbolt's file lock), a target holding any state, and a source
+// whose audit log does not verify; it holds the database's background lease throughout, and a
+// server started on the half-copied database refuses it (checkDataDirFor).
 //
 // The source's audit log is verified before anything is copied. A CA database an older Hale left
 // in DATA/ca/ca.db is moved into hale.db first, as a bbolt server does at start.

@@ -228,8 +228,8 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	s.pushCerts = pushcert.NewService(pushCertsStore(s.store), s.key)
 	tokenOpts := []tokens.Option{tokens.WithOnForbidden(s.recordForbidden), tokens.WithLogger(s.log.With("component", "tokens"))}
 	if cfg.Database != "" {
-		// Checked from memory, not a database round trip per request: the primary keeps the
-		// mirror with its own writes, a replica with the change feed.
+		// Checked from memory, not a database round trip per request: each server keeps the
+		// mirror with its own writes and the others' through the change feed.
 		tokenOpts = append(tokenOpts, tokens.WithMirror())
 	}
 	if s.tokens, err = tokens.New(context.Background(), tokensStore(s.store), tokenOpts...); err != nil {

@@ -9,7 +9,7 @@ import (
 
 // Refresh makes the index's grant for the device of use id what the store says: the grant of
 // the device's use in force now (the latest started, should the store hold more than one), or
-// none. An access replica calls it when another server (the primary) wrote use id: started,
+// none. A server calls it when another server wrote use id: started,
 // ended at expiry, revoked or reviewed. It reads only: no timer (the grant carries its expiry,
 // past which the index denies by itself), no audit entry, no event (the server that wrote the
 // use recorded and sent them). The device's other uses are read too, so a late change to an

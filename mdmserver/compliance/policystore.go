@@ -248,7 +248,7 @@ func storedCurrent(ctx context.Context, r PolicyRepository, name string) (*Store
 }
 
 // Reload reads the current policies and assignments from the store again and makes them the
-// ones Effective resolves. An access replica calls it when another server (the primary) changed
+// ones Effective resolves. A server calls it when another server changed
 // a policy or an assignment; it writes nothing and re-evaluates nothing (Engine.PoliciesChanged
 // runs it and republishes). A stored policy that no longer parses, or a read error, fails
 // Reload and leaves the policies as they were.

@@ -12,10 +12,9 @@ import (
 	"github.com/halemdm/hale/policies"
 )
 
-// Following another server: an access replica's engine never evaluates a report or writes a
-// verdict. The primary does, and the replica reads what it committed (its change feed names the
-// devices) and publishes it, silently: the primary already ran the hooks (security events,
-// warnings) for every change it made, and they must not run twice.
+// Following other servers: what another server committed (the change feed names the devices)
+// is read and published here silently: the server that made each change already ran the hooks
+// (security events, warnings) for it, and they must not run twice.
 
 // records reads the stored postures and verdicts of the wanted devices, by key.
 func records(ctx context.Context, r Repository, want map[string]bool) (map[string]*policies.Posture, map[string]*policies.Verdict, error) {
@@ -186,8 +185,8 @@ func (e *Engine) putSilently(nd *access.Decision, now time.Time) {
 // PoliciesChanged reloads the policies and assignments from the store (PolicyStore.Reload) and
 // republishes every device's decision from its in-memory state under its new effective policy:
 // the report age limit moves the decision's StaleAt, and a device without a stored verdict is
-// evaluated again in memory. Stored verdicts are kept: the primary re-evaluates after a policy
-// change and writes the verdicts that moved, which reach a replica through Refresh. Like
+// evaluated again in memory. Stored verdicts are kept: the server that changed the policy
+// re-evaluates and writes the verdicts that moved, which reach the others through Refresh. Like
 // Refresh it writes nothing and runs no hook. On an error the policies and decisions are left
 // as they were.
 func (e *Engine) PoliciesChanged(ctx context.Context) error {

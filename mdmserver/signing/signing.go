@@ -195,8 +195,8 @@ func (k *Keyset) load(ctx context.Context) (current *key, retired []*key, err er
 }
 
 // Reload reads the keys from the store again and makes them the keyset's: the current key
-// signs and the JWKS publishes the current and retired keys as stored. An access replica
-// calls it when another server (the primary) rotated or pruned keys; Reload itself never
+// signs and the JWKS publishes the current and retired keys as stored. A server calls it
+// when another server (the background lease's holder) rotated or pruned keys; Reload itself never
 // writes. A store without a current key, or a key that does not open, is an error and leaves
 // the keyset as it was: a replica keeps signing with the last key it could load rather than
 // with none.
