@@ -254,6 +254,8 @@ func (c *collector) checkins() {
 	c.add(what, bbolt, get("inmem"), "nanomdm in-memory", perSecond, atLeast(0.5))
 	c.add(fmt.Sprintf("Apple MDM check-ins/s, %s devices, Hale on PostgreSQL (commands sealed)", thousands(devices)),
 		get("postgres"), get("nanomdm-pgsql"), "nanomdm's pgsql storage", perSecond, atLeast(0.9))
+	c.add(fmt.Sprintf("Apple MDM check-ins/s, %s devices, two Hale servers on one PostgreSQL database (one machine)", thousands(devices)),
+		get("postgres-2"), get("postgres"), "one server", perSecond, noGoal)
 	rounds := by["postgres"].rounds
 	if r := by["bbolt"].rounds; r != rounds {
 		c.missing(file, "database sizes taken after different rounds: bbolt %d, postgres %d", r, rounds)
