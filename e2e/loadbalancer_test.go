@@ -218,3 +218,44 @@ func lbOnLeader(t *testing.T, s *accServer) bool {
 	t.Fatalf("no hale_background_leader in /metrics:\n%s", body)
 	return false
 }
+
+// The README's excerpt of the recipe is the file's own lines, in the file's order: what a
+// reader copies is what TestLoadBalancerRecipe runs.
+func TestReadmeShowsLoadBalancerRecipe(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(lbConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "[`examples/haproxy/hale.cfg`](examples/haproxy/hale.cfg)")
+	if !ok {
+		t.Fatal("README.md does not link examples/haproxy/hale.cfg")
+	}
+	_, rest, ok = strings.Cut(rest, "```\n")
+	excerpt, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no ``` block after README.md's link to examples/haproxy/hale.cfg")
+	}
+	var lines []string
+	for l := range strings.SplitSeq(string(cfg), "\n") {
+		lines = append(lines, strings.TrimSpace(l))
+	}
+	shown := 0
+	for l := range strings.SplitSeq(excerpt, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		i := slices.Index(lines, l)
+		if i < 0 {
+			t.Fatalf("README.md's HAProxy excerpt shows %q, which is not (or no longer in order) in %s", l, lbConfig)
+		}
+		lines = lines[i+1:]
+		shown++
+	}
+	if shown < 10 {
+		t.Fatalf("README.md's HAProxy excerpt has %d lines", shown)
+	}
+}
