@@ -103,8 +103,15 @@ func (s *Server) followChanges(ctx context.Context) {
 	pg := s.store.(*pgstore.Store)
 	_ = pg.Follow(ctx, s.feedFrom, pgstore.Follower{
 		Apply: func(ctx context.Context, changes []pgstore.Change) error {
-			// Its own changes this server applied as it made them.
-			return s.applyChanges(ctx, slices.DeleteFunc(changes, func(c pgstore.Change) bool { return c.Origin == pg.Origin() }))
+			// Its own changes this server applied as it made them. (A copy: the feed's position
+			// is read from changes after Apply.)
+			others := make([]pgstore.Change, 0, len(changes))
+			for _, c := range changes {
+				if c.Origin != pg.Origin() {
+					others = append(others, c)
+				}
+			}
+			return s.applyChanges(ctx, others)
 		},
 		Resync: s.reloadAll,
 		CaughtUp: func(at time.Time) {

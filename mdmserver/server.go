@@ -249,8 +249,11 @@ func New(cfg Config, opts ...Option) (_ *Server, err error) {
 	}
 	s.agentQueue = agentcmd.New(agentCommandsStore(s.store))
 	s.index = access.NewIndex(access.WithClock(s.now))
-	if s.compliance, err = compliance.NewEngine(complianceStore(s.store), s.policies, s.index,
-		compliance.WithLogger(s.log.With("component", "compliance")), compliance.WithClock(s.now)); err != nil {
+	engineOpts := []compliance.Option{compliance.WithLogger(s.log.With("component", "compliance")), compliance.WithClock(s.now)}
+	if s.followsFeed() {
+		engineOpts = append(engineOpts, compliance.WithSharedStore())
+	}
+	if s.compliance, err = compliance.NewEngine(complianceStore(s.store), s.policies, s.index, engineOpts...); err != nil {
 		return nil, err
 	}
 	// The decision index must be complete before the server answers anything: until then every

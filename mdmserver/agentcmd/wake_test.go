@@ -4,46 +4,34 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/halemdm/hale/mdmserver/storage/clustertest"
 
 	"github.com/halemdm/hale/internal/pgtest"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/storage"
-	"github.com/halemdm/hale/mdmserver/storage/boltstore"
 	"github.com/halemdm/hale/mdmserver/storage/kvstore"
 	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 )
 
-// twoQueues returns two Queues over one store: two servers on one database.
+// twoQueues returns two Queues on one bbolt store: two servers on one database, one process.
 func twoQueues(t *testing.T) (a, b *agentcmd.Queue) {
-	t.Helper()
-	db, err := boltstore.Open(filepath.Join(t.TempDir(), "hale.db"), boltstore.WithOpenTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	st := storage.Scope(db, func(tx storage.Tx) agentcmd.Tx { return tx })
-	return agentcmd.New(st), agentcmd.New(st)
+	st := clustertest.Bolt(t)
+	return queueOn(st), queueOn(st)
 }
 
 // twoPostgresQueues returns two Queues, each on a store of its own, on one PostgreSQL database
 // (skipped without HALE_TEST_POSTGRES, failed under CI).
 func twoPostgresQueues(t *testing.T) (a, b *agentcmd.Queue) {
-	t.Helper()
-	pgtest.ServerURL(t) // skips before NewSchema takes its lock
-	dsn := pgtest.NewSchema(t)
-	var qs [2]*agentcmd.Queue
-	for i := range qs {
-		st, err := pgstore.Open(context.Background(), dsn, pgstore.WithLogger(slog.New(slog.DiscardHandler)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		qs[i] = agentcmd.New(storage.Scope(st, func(tx storage.Tx) agentcmd.Tx { return tx }))
-	}
-	return qs[0], qs[1]
+	sa, sb := clustertest.Postgres(t)
+	return queueOn(sa), queueOn(sb)
+}
+
+// queueOn is a Queue on st, as the server builds it.
+func queueOn(st storage.Store) *agentcmd.Queue {
+	return agentcmd.New(storage.Scope(st, func(tx storage.Tx) agentcmd.Tx { return tx }))
 }
 
 type pollResult struct {
@@ -217,10 +205,7 @@ func TestWakeKeysFromThePostgresChangeFeed(t *testing.T) {
 		t.Cleanup(func() { st.Close() })
 		sts[i] = st
 	}
-	scope := func(st *pgstore.Store) *agentcmd.Queue {
-		return agentcmd.New(storage.Scope(st, func(tx storage.Tx) agentcmd.Tx { return tx }))
-	}
-	a, b := scope(sts[0]), scope(sts[1])
+	a, b := queueOn(sts[0]), queueOn(sts[1])
 
 	ctx, cancel := context.WithCancel(context.Background())
 	from, err := sts[1].FeedPosition(ctx)

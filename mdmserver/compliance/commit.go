@@ -26,8 +26,23 @@ type stored struct {
 	verdict *policies.Verdict // nil: none stored
 }
 
+// devicePrefetcher is a repository that can read what evaluating a device reads in one round
+// trip (PostgreSQL's); the reads that follow then cost none.
+type devicePrefetcher interface {
+	PrefetchDevice(ctx context.Context, id string)
+}
+
+// prefetch reads, where the backend can in one round trip, what checkPolicies and readStored
+// read of device id.
+func prefetch(ctx context.Context, tx Tx, id string) {
+	if p, ok := tx.Compliance().(devicePrefetcher); ok {
+		p.PrefetchDevice(ctx, id)
+	}
+}
+
 // readStored reads a device's inventory record, posture and verdict in tx.
 func readStored(ctx context.Context, tx Tx, id string) (stored, error) {
+	prefetch(ctx, tx, id)
 	d, err := tx.Inventory().Get(ctx, id)
 	if err != nil {
 		return stored{}, fmt.Errorf("device %s: %w", id, err)
@@ -95,9 +110,9 @@ type committed struct {
 	sp     *StoredPolicy
 }
 
-// ingest replaces a device's posture with next(stored posture), evaluates, commits and
-// publishes.
-func (e *Engine) ingest(ctx context.Context, deviceID string, next func(*policies.Posture) (*policies.Posture, error)) (policies.Verdict, error) {
+// commit evaluates a device, commits and publishes (commitOne): with next, a report, the posture
+// becomes next(stored posture); without, the device is evaluated again as stored.
+func (e *Engine) commit(ctx context.Context, deviceID string, next func(*policies.Posture) (*policies.Posture, error)) (policies.Verdict, error) {
 	e.pass.RLock()
 	defer e.pass.RUnlock()
 	st, err := e.state(ctx, deviceID)
@@ -122,6 +137,7 @@ func (e *Engine) commitOne(ctx context.Context, st *deviceState, next func(*poli
 	// and a history row appended by a run that did not commit is gone with it.
 	err := e.withCurrentPolicies(ctx, func() error {
 		return e.st.Batch(ctx, func(tx Tx) error {
+			prefetch(ctx, tx, st.id)
 			if err := e.checkPolicies(ctx, tx); err != nil {
 				return err
 			}

@@ -121,6 +121,8 @@ type Engine struct {
 	logger   *slog.Logger
 	// batchSize is how many changed verdicts ReevaluateAll commits per transaction.
 	batchSize int
+	// shared marks a store other servers write too (WithSharedStore).
+	shared bool
 
 	// pass is held shared by single-device operations and exclusively by ReevaluateAll, so
 	// a whole-fleet pass needs no per-device locks.
@@ -158,6 +160,11 @@ func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = n
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
+
+// WithSharedStore tells the engine that other servers write its store (several servers on one
+// PostgreSQL database): a fleet pass then reads every device it changes back in its unit of
+// work instead of trusting memory. Single-device commits always do.
+func WithSharedStore() Option { return func(e *Engine) { e.shared = true } }
 
 // WithBatchSize sets how many changed verdicts ReevaluateAll commits per transaction.
 func WithBatchSize(n int) Option {
@@ -342,7 +349,7 @@ func (e *Engine) IngestAgentReport(ctx context.Context, deviceID string, p *poli
 	if p == nil {
 		return policies.Verdict{}, errors.New("compliance: empty posture report")
 	}
-	return e.ingest(ctx, deviceID, func(old *policies.Posture) (*policies.Posture, error) {
+	return e.commit(ctx, deviceID, func(old *policies.Posture) (*policies.Posture, error) {
 		return mergeAgent(old, p, at.UTC()), nil
 	})
 }
@@ -355,7 +362,7 @@ func (e *Engine) IngestAppleResult(ctx context.Context, deviceID string, update 
 		return policies.Verdict{}, errors.New("compliance: IngestAppleResult needs an update function")
 	}
 	at := e.now().UTC()
-	return e.ingest(ctx, deviceID, func(old *policies.Posture) (*policies.Posture, error) {
+	return e.commit(ctx, deviceID, func(old *policies.Posture) (*policies.Posture, error) {
 		p, err := clonePosture(old)
 		if err != nil {
 			return nil, err
@@ -375,15 +382,7 @@ func (e *Engine) IngestAppReport(ctx context.Context, deviceID string, update fu
 
 // Evaluate re-evaluates one device from its current posture and commits a changed verdict.
 func (e *Engine) Evaluate(ctx context.Context, deviceID string) (policies.Verdict, error) {
-	e.pass.RLock()
-	defer e.pass.RUnlock()
-	st, err := e.state(ctx, deviceID)
-	if err != nil {
-		return policies.Verdict{}, err
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return e.commitOne(ctx, st, nil)
+	return e.commit(ctx, deviceID, nil)
 }
 
 // DeviceChanged refreshes what the engine knows of a device's inventory record (state, unfinished
@@ -394,19 +393,11 @@ func (e *Engine) DeviceChanged(ctx context.Context, d *inventory.Device) (polici
 	if d == nil {
 		return policies.Verdict{}, errors.New("compliance: DeviceChanged needs a device")
 	}
-	e.pass.RLock()
-	defer e.pass.RUnlock()
-	st, err := e.state(ctx, d.ID)
-	if err != nil {
-		return policies.Verdict{}, err
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	// The record is read again inside the unit of work, under the device's lock: of two changes
 	// racing here, the one applied last then carries the latest committed record, never a copy
 	// read before the other committed (which would drop its lock or its wipe_pending from the
 	// decision).
-	return e.commitOne(ctx, st, nil)
+	return e.commit(ctx, d.ID, nil)
 }
 
 // Verdict returns the device's current verdict and posture from memory; ok is false for a

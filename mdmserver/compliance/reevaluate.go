@@ -138,7 +138,7 @@ func (e *Engine) commitBatch(ctx context.Context, batch []change, now time.Time)
 			if c.indexOnly {
 				continue
 			}
-			before, err := readStored(ctx, tx, c.st.id)
+			before, err := e.passRecord(ctx, tx, c.st)
 			if errors.Is(err, inventory.ErrNotFound) {
 				c.gone = true // removed through another server
 				continue
@@ -164,6 +164,22 @@ func (e *Engine) commitBatch(ctx context.Context, batch []change, now time.Time)
 		return fmt.Errorf("compliance: commit re-evaluated verdicts: %w", err)
 	}
 	return err
+}
+
+// passRecord is what a fleet pass evaluates a device from: on a store other servers write
+// (WithSharedStore) its record as the unit of work reads it; alone on its store, the engine's
+// memory, which is then what the store holds (a pass over 100,000 devices need not decode them
+// all again).
+func (e *Engine) passRecord(ctx context.Context, tx Tx, st *deviceState) (stored, error) {
+	if e.shared {
+		return readStored(ctx, tx, st.id)
+	}
+	rec := stored{dev: st.dev, posture: st.posture}
+	if !st.unsaved {
+		v := st.verdict
+		rec.verdict = &v
+	}
+	return rec, nil
 }
 
 // publishReevaluated brings memory and the index to a committed change of a pass and returns

@@ -65,7 +65,7 @@ func newReplica(tb testing.TB, e *env) *replica {
 	if r.ps, err = compliance.NewPolicyStore(ctx, &st, compliance.WithPolicyClock(e.clock.Now)); err != nil {
 		tb.Fatal(err)
 	}
-	if r.eng, err = compliance.NewEngine(&st, r.ps, r.index, compliance.WithClock(e.clock.Now)); err != nil {
+	if r.eng, err = compliance.NewEngine(&st, r.ps, r.index, compliance.WithClock(e.clock.Now), compliance.WithSharedStore()); err != nil {
 		tb.Fatal(err)
 	}
 	if err := r.eng.Load(ctx); err != nil {

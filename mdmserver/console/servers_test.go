@@ -7,19 +7,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/halemdm/hale/internal/pgtest"
+	"github.com/halemdm/hale/mdmserver/storage/clustertest"
+
 	"github.com/halemdm/hale/mdmserver/audit"
 	"github.com/halemdm/hale/mdmserver/consolesession"
 	"github.com/halemdm/hale/mdmserver/httpapi"
 	"github.com/halemdm/hale/mdmserver/storage"
-	"github.com/halemdm/hale/mdmserver/storage/boltstore"
-	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -49,47 +47,13 @@ type cluster struct {
 	clock *testClock
 }
 
-// backends are the stores the cluster tests run on: two servers share one bbolt file (one
-// process), or one PostgreSQL database, each through a store of its own (skipped without
-// HALE_TEST_POSTGRES, failed under CI).
-var backends = []struct {
-	name string
-	open func(t *testing.T) (a, b storage.Store)
-}{
-	{"bolt", func(t *testing.T) (storage.Store, storage.Store) {
-		st, err := boltstore.Open(filepath.Join(t.TempDir(), "hale.db"), boltstore.WithOpenTimeout(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st, st
-	}},
-	{"postgres", func(t *testing.T) (storage.Store, storage.Store) {
-		pgtest.ServerURL(t) // skips before NewSchema takes its lock
-		dsn := pgtest.NewSchema(t)
-		var out [2]storage.Store
-		for i := range out {
-			st, err := pgstore.Open(context.Background(), dsn, pgstore.WithLogger(slog.New(slog.DiscardHandler)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			out[i] = st
-		}
-		return out[0], out[1]
-	}},
-}
-
-// eachBackend runs test on every backend.
+// eachBackend runs test with two servers on one database, on every backend (clustertest).
 func eachBackend(t *testing.T, test func(t *testing.T, cl *cluster)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { test(t, newCluster(t, b.open)) })
-	}
+	clustertest.Each(t, func(t *testing.T, a, b storage.Store) { test(t, newCluster(t, a, b)) })
 }
 
-func newCluster(t *testing.T, open func(t *testing.T) (a, b storage.Store)) *cluster {
+func newCluster(t *testing.T, stA, stB storage.Store) *cluster {
 	t.Helper()
-	stA, stB := open(t)
 	skey, _, err := audit.GenerateKey("hale-test")
 	if err != nil {
 		t.Fatal(err)

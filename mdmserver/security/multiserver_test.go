@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"math/big"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/halemdm/hale/mdmserver/storage/clustertest"
+
 	"github.com/halemdm/hale/api"
-	"github.com/halemdm/hale/internal/pgtest"
 	"github.com/halemdm/hale/internal/seal"
 	"github.com/halemdm/hale/mdmserver/agentcmd"
 	"github.com/halemdm/hale/mdmserver/approvals"
@@ -22,8 +22,6 @@ import (
 	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/security"
 	"github.com/halemdm/hale/mdmserver/storage"
-	"github.com/halemdm/hale/mdmserver/storage/boltstore"
-	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 	"github.com/halemdm/hale/mdmserver/tokens"
 )
 
@@ -152,45 +150,9 @@ type cluster struct {
 	tokens tokenBook
 }
 
-// backend opens the two servers' stores on one database: bbolt (one store, which two servers
-// on one file would share) or PostgreSQL (two stores on one schema, as two processes have).
-type backend struct {
-	name string
-	open func(t *testing.T) (a, b storage.Store)
-}
-
-var backends = []backend{
-	{"bbolt", func(t *testing.T) (storage.Store, storage.Store) {
-		st, err := boltstore.Open(filepath.Join(t.TempDir(), "hale.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st, st
-	}},
-	{"postgres", func(t *testing.T) (storage.Store, storage.Store) {
-		dsn := pgtest.NewSchema(t) // skips without HALE_TEST_POSTGRES, fails under CI
-		var sts [2]storage.Store
-		for i := range sts {
-			st, err := pgstore.Open(context.Background(), dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			sts[i] = st
-		}
-		return sts[0], sts[1]
-	}},
-}
-
-// eachBackend runs test on every backend.
+// eachBackend runs test with two servers on one database, on every backend (clustertest).
 func eachBackend(t *testing.T, test func(t *testing.T, c *cluster)) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			sa, sb := b.open(t)
-			test(t, newCluster(t, sa, sb))
-		})
-	}
+	clustertest.Each(t, func(t *testing.T, sa, sb storage.Store) { test(t, newCluster(t, sa, sb)) })
 }
 
 // newCluster builds two servers, A on sa and B on sb (one database). Group "icu" is under the

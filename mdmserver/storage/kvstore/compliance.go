@@ -261,6 +261,19 @@ func (r *complianceRepo) DeleteAssignment(ctx context.Context, target compliance
 	return b.Delete(assignmentKey(target))
 }
 
+// PrefetchDevice reads, in one round trip where the backend can (Prefetcher), what evaluating
+// a device reads in a unit of work: its inventory record, posture and verdict, and the policy
+// generation. Without it each would be a round trip of its own, all inside the writer lock.
+func (r *complianceRepo) PrefetchDevice(ctx context.Context, id string) {
+	p, ok := r.tx.(Prefetcher)
+	if !ok {
+		return
+	}
+	k := []byte(id)
+	p.Prefetch([]BucketKey{{BucketInventoryDevices, k}, {BucketCompliancePosture, k}, {BucketComplianceVerdict, k},
+		{BucketCompliancePolicySeq, policyGenerationKey}})
+}
+
 // Posture returns a device's stored posture, nil when it has none.
 func (r *complianceRepo) Posture(ctx context.Context, id string) (*policies.Posture, error) {
 	return getJSON[policies.Posture](r, BucketCompliancePosture, id, "posture")

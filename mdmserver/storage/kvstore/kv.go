@@ -29,6 +29,17 @@ type Tx interface {
 	StateCounts(bucket []byte) (map[string]int64, error)
 }
 
+// Prefetcher is a Tx that can read several keys in one round trip (a database across a
+// network): the Gets of those keys that follow in the transaction then cost none. A backend
+// whose reads are local (bbolt) does not implement it.
+type Prefetcher interface {
+	// Prefetch reads keys; a failed read fails the transaction, as a failed Get does.
+	Prefetch(keys []BucketKey)
+}
+
+// BucketKey names one key of one bucket.
+type BucketKey struct{ Bucket, Key []byte }
+
 // Bucket is one ordered set of keys and values within a transaction. Keys are at most
 // [MaxKeySize] bytes and not empty. Values and keys it returns are valid until the transaction
 // ends and must not be modified; copy what outlives it.

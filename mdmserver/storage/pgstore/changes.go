@@ -105,6 +105,9 @@ type Follower struct {
 	Poll time.Duration
 }
 
+// feedCoalesce is how long a follower waits after a notification before it reads the feed.
+const feedCoalesce = 5 * time.Millisecond
+
 // feedPage is how many changes a follower reads at once.
 const feedPage = 1000
 
@@ -155,6 +158,15 @@ func (s *Store) follow(ctx context.Context, from *int64, f Follower) error {
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
+		if err == nil {
+			// Commits come in bursts under load: one read a few milliseconds after the first
+			// notification takes the burst, rather than a read per commit.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(feedCoalesce):
+			}
+		}
 	}
 }
 
@@ -186,10 +198,11 @@ func (s *Store) catchUp(ctx context.Context, conn *pgx.Conn, from *int64, f Foll
 		if len(changes) == 0 {
 			return nil
 		}
+		last := changes[len(changes)-1].Seq // before Apply, which may reuse the slice
 		if err := f.Apply(ctx, changes); err != nil {
 			return err
 		}
-		*from = changes[len(changes)-1].Seq
+		*from = last
 		if len(changes) < feedPage {
 			return nil
 		}

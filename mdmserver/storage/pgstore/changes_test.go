@@ -181,3 +181,38 @@ func TestChangeFeedResync(t *testing.T) {
 		t.Fatalf("%d resyncs, want 1", f.resyncs)
 	}
 }
+
+// The follower's position comes from what was read, not from the slice Apply was given: an
+// Apply that reuses the slice (filters it in place) does not make the feed read again from
+// the start.
+func TestChangeFeedApplyMayReuseTheSlice(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	writer, err := pgstore.Open(t.Context(), dsn, pgstore.WithChangeFeed(kvstore.BucketTokens))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	f := newFollower()
+	fl := f.Follower()
+	apply := fl.Apply
+	fl.Apply = func(ctx context.Context, cs []pgstore.Change) error {
+		err := apply(ctx, cs)
+		clear(cs) // as slices.DeleteFunc leaves the tail
+		return err
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- open(t, dsn).Follow(ctx, 0, fl) }()
+	defer func() { cancel(); <-done }()
+	putToken(t, writer, "a")
+	f.waitFor(t, 1)
+	putToken(t, writer, "b")
+	f.waitFor(t, 2)
+	time.Sleep(3 * fl.Poll) // polls that would read "a" again
+	f.mu.Lock()
+	keys := slices.Clone(f.keys)
+	f.mu.Unlock()
+	if want := []string{"api_tokens/a", "api_tokens/b"}; !slices.Equal(keys, want) {
+		t.Fatalf("applied %v, want %v once each", keys, want)
+	}
+}

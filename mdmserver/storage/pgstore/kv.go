@@ -45,7 +45,46 @@ func (t *kvTx) remember(bucket string, key, v []byte) {
 	t.values[[2]string{bucket, string(key)}] = v
 }
 
-var _ kvstore.Tx = (*kvTx)(nil)
+var (
+	_ kvstore.Tx         = (*kvTx)(nil)
+	_ kvstore.Prefetcher = (*kvTx)(nil)
+)
+
+// Prefetch reads the keys this transaction does not know yet in one query and remembers them
+// (found or missing), so the Gets that follow cost no round trip.
+func (t *kvTx) Prefetch(keys []kvstore.BucketKey) {
+	var buckets []string
+	var ks [][]byte
+	for _, k := range keys {
+		if _, ok := t.cached(string(k.Bucket), k.Key); !ok {
+			buckets, ks = append(buckets, string(k.Bucket)), append(ks, k.Key)
+		}
+	}
+	if len(ks) == 0 {
+		return
+	}
+	rows, err := t.tx.Query(t.ctx, `SELECT kv.bucket, kv.key, kv.value FROM hale_kv kv
+		JOIN unnest($1::text[], $2::bytea[]) AS want(bucket, key) ON kv.bucket = want.bucket AND kv.key = want.key`, buckets, ks)
+	if err != nil {
+		t.fail(err)
+		return
+	}
+	for i := range ks {
+		t.remember(buckets[i], ks[i], nil) // missing unless found below
+	}
+	var b string
+	var k, v []byte
+	_, err = pgx.ForEachRow(rows, []any{&b, &k, &v}, func() error {
+		if v == nil {
+			v = []byte{} // present but empty: not "missing"
+		}
+		t.remember(b, bytes.Clone(k), bytes.Clone(v))
+		return nil
+	})
+	if err != nil {
+		t.fail(err)
+	}
+}
 
 // fail keeps the first error of the transaction.
 func (t *kvTx) fail(err error) {

@@ -12,10 +12,12 @@ import (
 	"github.com/smallstep/nosql/database"
 
 	"github.com/halemdm/hale/internal/pgtest"
+	"github.com/halemdm/hale/mdmserver/inventory"
 	"github.com/halemdm/hale/mdmserver/storage"
 	"github.com/halemdm/hale/mdmserver/storage/pgstore"
 	"github.com/halemdm/hale/mdmserver/storage/storagetest"
 	"github.com/halemdm/hale/mdmserver/tokens"
+	"github.com/halemdm/hale/policies"
 )
 
 // open opens a store on dsn and closes it when the test ends.
@@ -196,4 +198,46 @@ func TestLease(t *testing.T) {
 // The CA database's contract (storagetest.CADB), on PostgreSQL.
 func TestCADB(t *testing.T) {
 	storagetest.CADB(t, func(t *testing.T) database.DB { return open(t, pgtest.NewSchema(t)).CADB() })
+}
+
+// Prefetching a device's records (one query) gives the reads that follow what they would
+// have read one by one: found, missing, and a write made after it.
+func TestPrefetchDevice(t *testing.T) {
+	st := open(t, pgtest.NewSchema(t))
+	ctx := t.Context()
+	at := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	err := st.Update(ctx, func(tx storage.Tx) error {
+		return tx.Compliance().PutPosture(ctx, "d1", &policies.Posture{Platform: policies.PlatformLinux, ReportedAt: at})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(ctx, func(tx storage.Tx) error {
+		r := tx.Compliance()
+		p, ok := r.(interface{ PrefetchDevice(context.Context, string) })
+		if !ok {
+			t.Fatal("the PostgreSQL compliance repository does not prefetch")
+		}
+		p.PrefetchDevice(ctx, "d1")
+		if got, err := r.Posture(ctx, "d1"); err != nil || got == nil || !got.ReportedAt.Equal(at) {
+			t.Errorf("prefetched posture %+v, %v", got, err)
+		}
+		if got, err := r.Verdict(ctx, "d1"); err != nil || got != nil {
+			t.Errorf("prefetched missing verdict %+v, %v", got, err)
+		}
+		if _, err := tx.Inventory().Get(ctx, "d1"); !errors.Is(err, inventory.ErrNotFound) {
+			t.Errorf("prefetched missing device: %v", err)
+		}
+		if err := r.PutPosture(ctx, "d1", &policies.Posture{Platform: policies.PlatformLinux, ReportedAt: at.Add(time.Hour)}); err != nil {
+			return err
+		}
+		p.PrefetchDevice(ctx, "d1") // known keys are not read again over the write
+		if got, err := r.Posture(ctx, "d1"); err != nil || !got.ReportedAt.Equal(at.Add(time.Hour)) {
+			t.Errorf("posture after a write %+v, %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
