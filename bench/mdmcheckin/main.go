@@ -196,7 +196,7 @@ func run(backend string, o options) (res result, err error) {
 			return result{}, fmt.Errorf("backend %s needs -postgres URL", backend)
 		}
 		if backend != "nanomdm-pgsql" {
-			pg, err = newDatabase(ctx, o.postgres, "hale_bench")
+			pg, err = newDatabase(ctx, o.postgres, "hale_bench_checkin")
 			if err != nil {
 				return result{}, err
 			}

@@ -50,6 +50,8 @@ func TestRunPostgres(t *testing.T) {
 	}
 }
 
+// benchDatabases counts this harness's databases on the cluster; its prefixes are its own, since
+// other packages' tests (bench/replicas) make and drop databases on the same cluster meanwhile.
 func benchDatabases(t *testing.T, server string) int {
 	t.Helper()
 	ctx := context.Background()
@@ -59,7 +61,7 @@ func benchDatabases(t *testing.T, server string) int {
 	}
 	defer conn.Close(ctx)
 	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname LIKE 'hale\_bench\_%' OR datname LIKE 'nanomdm\_bench\_%'`).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname LIKE 'hale\_bench\_checkin\_%' OR datname LIKE 'nanomdm\_bench\_%'`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
