@@ -110,9 +110,10 @@ type result struct {
 	// first device.
 	BytesPerDevice float64 `json:"bytes_per_device,omitempty"`
 	// LiveBytesPerDevice counts live data only, what the devices added: on bbolt the pages
-	// below the high-water mark not on the freelist; on PostgreSQL pg_database_size after
-	// VACUUM FULL; each minus the same measure taken with the server started and no device yet
-	// (the database migrated, the CA and the server's own records written).
+	// below the high-water mark not on the freelist; on PostgreSQL the size of Hale's or
+	// nanomdm's tables with their indexes and TOAST after VACUUM FULL (system catalogs left out);
+	// each minus the same measure taken with the server started and no device yet (the database
+	// migrated, the CA and the server's own records written).
 	LiveBytesPerDevice float64 `json:"live_bytes_per_device,omitempty"`
 }
 
@@ -260,7 +261,7 @@ func run(backend string, o options) (res result, err error) {
 	sized := o.sized && o.sizeRounds > 0 && (backend == "bbolt" || pg != nil)
 	var boltStart int64
 	if sized && pg != nil {
-		if _, pg.empty, err = pg.size(ctx); err != nil {
+		if pg.empty, err = pg.size(ctx); err != nil {
 			return result{}, fmt.Errorf("database size before the devices: %w", err)
 		}
 	} else if sized {
@@ -366,11 +367,11 @@ func run(backend string, o options) (res result, err error) {
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer scancel()
-	raw, vacuumed, err := pg.size(sctx)
+	sz, err := pg.size(sctx)
 	if err != nil {
 		return result{}, fmt.Errorf("database size: %w", err)
 	}
-	res.BytesPerDevice, res.LiveBytesPerDevice = float64(raw-pg.empty)/float64(n), float64(vacuumed-pg.empty)/float64(n)
+	res.BytesPerDevice, res.LiveBytesPerDevice = float64(sz.raw-pg.empty.compact)/float64(n), float64(sz.live-pg.empty.live)/float64(n)
 	return res, nil
 }
 

@@ -21,7 +21,7 @@ type database struct {
 	server string // the cluster's URL, to drop the database from
 	name   string
 	url    string
-	empty  int64 // pg_database_size of the database before the first device, vacuumed
+	empty  size // the database before the first device
 }
 
 // newDatabase creates an empty database on the cluster at server.
@@ -62,26 +62,41 @@ func execOn(ctx context.Context, dsn, stmt string) error {
 	return nil
 }
 
-// size returns pg_database_size of the database as it stands and after VACUUM FULL. Plain
-// VACUUM only marks dead rows' space reusable and leaves the files as large; VACUUM FULL
-// rewrites every table and index compactly, so the second figure counts live rows only.
-func (d *database) size(ctx context.Context) (raw, vacuumed int64, err error) {
+// size is what a database takes: on disk as it stands, and its live data.
+type size struct {
+	raw     int64 // pg_database_size as it stands, dead row versions and catalogs included
+	compact int64 // pg_database_size after VACUUM FULL
+	live    int64 // the database's own tables, their indexes and TOAST, after VACUUM FULL
+}
+
+// userRelations sums the database's own tables with their indexes and TOAST. The system
+// catalogs are left out: they hold nothing a device adds, and VACUUM FULL cannot always shrink
+// them (other databases' transactions on the cluster hold back what it may remove from them,
+// which made a 3-device run's live figure negative).
+const userRelations = `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+	FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'`
+
+// size measures the database as it stands, then after VACUUM FULL. Plain VACUUM only
+// marks dead rows' space reusable and leaves the files as large; VACUUM FULL rewrites every table
+// and index compactly, so the second figure counts live rows only.
+func (d *database) size(ctx context.Context) (size, error) {
 	conn, err := pgx.Connect(ctx, d.url)
 	if err != nil {
-		return 0, 0, fmt.Errorf("connect: %w", err)
+		return size{}, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
-	const q = "SELECT pg_database_size(current_database())"
-	if err := conn.QueryRow(ctx, q).Scan(&raw); err != nil {
-		return 0, 0, err
+	var sz size
+	if err := conn.QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&sz.raw); err != nil {
+		return size{}, err
 	}
 	if _, err := conn.Exec(ctx, "VACUUM FULL"); err != nil {
-		return 0, 0, fmt.Errorf("VACUUM FULL: %w", err)
+		return size{}, fmt.Errorf("VACUUM FULL: %w", err)
 	}
-	if err := conn.QueryRow(ctx, q).Scan(&vacuumed); err != nil {
-		return 0, 0, err
+	if err := conn.QueryRow(ctx, "SELECT pg_database_size(current_database()), ("+userRelations+")").Scan(&sz.compact, &sz.live); err != nil {
+		return size{}, err
 	}
-	return raw, vacuumed, nil
+	return sz, nil
 }
 
 // nanoPostgres makes a database with nanomdm's own schema (storage/pgsql's schema.sql) and
