@@ -115,6 +115,13 @@ func buildMSI(ctx context.Context, c *Config, work, out string) error {
 	if err := os.WriteFile(enrollFile, enrollJSON, 0o600); err != nil {
 		return err
 	}
+	// wixl's cabinet stamps each file with its modification time, not SOURCE_DATE_EPOCH, so two
+	// builds a second apart differed in the cabinet's DOS timestamps until both were pinned.
+	for _, f := range []string{exe, enrollFile} {
+		if err := os.Chtimes(f, c.MTime, c.MTime); err != nil {
+			return err
+		}
+	}
 	sum := sha256.Sum256(append(append(data, 0), enrollJSON...))
 	programFiles, win64, arch := "ProgramFiles64Folder", "yes", "x64"
 	if c.Arch == "arm64" {
@@ -139,7 +146,7 @@ func buildMSI(ctx context.Context, c *Config, work, out string) error {
 	msi := filepath.Join(work, "agent.msi")
 	cmd := exec.CommandContext(ctx, wixl, "-a", arch, "-o", msi, wxsFile)
 	cmd.Dir = work // wixl takes file sources relative to it
-	// wixl stamps the summary information and the cabinet with SOURCE_DATE_EPOCH when set.
+	// wixl stamps the summary information with SOURCE_DATE_EPOCH when set (pinMSI still pins it).
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(c.MTime.Unix(), 10))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("installer: wixl: %v: %s", err, b)
