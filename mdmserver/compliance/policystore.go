@@ -97,8 +97,13 @@ type PolicyStore struct {
 	st  Store
 	now func() time.Time
 
-	// mu orders this server's changes and reads of the memory. It is no rule's guard across
+	// changing orders this server's changes and reloads. It is held across their unit of work,
+	// so nothing that runs inside a unit of work may take it. It is no rule's guard across
 	// servers: the checks inside each change's unit of work are.
+	changing sync.Mutex
+	// mu guards the memory below and is never held across a unit of work: units of work on
+	// other goroutines read the memory (checkPolicies, Effective) while they hold the store's
+	// writer, so waiting for the store under mu would deadlock with them.
 	mu       sync.RWMutex
 	current  map[string]*StoredPolicy
 	assigned map[Target]string
@@ -135,7 +140,7 @@ type policyState struct {
 	gen      uint64
 }
 
-// install makes st the memory. The caller holds s.mu (or is NewPolicyStore).
+// install makes st the memory. The caller holds s.changing and s.mu (or is NewPolicyStore).
 func (s *PolicyStore) install(st *policyState) {
 	s.current, s.assigned, s.gen = st.current, st.assigned, st.gen
 }
@@ -202,8 +207,9 @@ func (s *PolicyStore) Generation() uint64 {
 // not the memory's): then the memory is what this unit of work read after writing, so it never
 // holds less than the store did.
 func (s *PolicyStore) change(ctx context.Context, fn func(r PolicyRepository) error, apply func()) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.changing.Lock()
+	defer s.changing.Unlock()
+	memGen := s.Generation() // only changes and reloads move it, and they wait for s.changing
 	var fresh *policyState
 	var gen uint64
 	err := s.st.Update(ctx, func(tx Tx) error {
@@ -216,7 +222,7 @@ func (s *PolicyStore) change(ctx context.Context, fn func(r PolicyRepository) er
 		if gen, err = r.NextPolicyGeneration(ctx); err != nil {
 			return err
 		}
-		if gen != s.gen+1 {
+		if gen != memGen+1 {
 			fresh, err = load(ctx, r)
 		}
 		return err
@@ -224,6 +230,8 @@ func (s *PolicyStore) change(ctx context.Context, fn func(r PolicyRepository) er
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if fresh != nil {
 		s.install(fresh)
 		return nil
@@ -253,15 +261,17 @@ func storedCurrent(ctx context.Context, r PolicyRepository, name string) (*Store
 // runs it and republishes). A stored policy that no longer parses, or a read error, fails
 // Reload and leaves the policies as they were.
 func (s *PolicyStore) Reload(ctx context.Context) error {
-	// Read under the lock, as Put and Assign write under it: a change this store makes itself
-	// is then never overwritten by a read from before it. The generation comes from the same
-	// read as the policies.
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// Read in turn with this store's changes: a change it makes itself is then never
+	// overwritten by a read from before it. The generation comes from the same read as the
+	// policies.
+	s.changing.Lock()
+	defer s.changing.Unlock()
 	loaded, err := s.read(ctx)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.install(loaded)
 	return nil
 }

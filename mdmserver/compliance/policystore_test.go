@@ -3,7 +3,9 @@ package compliance_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/halemdm/hale/mdmserver/compliance"
 	"github.com/halemdm/hale/mdmserver/inventory"
@@ -325,5 +327,48 @@ func TestPolicyGeneration(t *testing.T) {
 	e.reopen(t)
 	if g := e.ps.Generation(); g != 5 {
 		t.Fatalf("generation after a restart = %d, want 5", g)
+	}
+}
+
+// A change waits for the store's writer while a unit of work holding it reads the policies in
+// memory (as checkPolicies and Effective do); neither may wait for the other. CI once hung here
+// for ten minutes: an Assign held the memory's lock while it waited for bbolt, and a report's
+// unit of work held bbolt while it waited for the memory's lock.
+func TestPolicyChangeDoesNotBlockUnitsOfWork(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.putPolicy(t, "clinical", basePolicy)
+	gen := e.ps.Generation()
+	assigned := make(chan error, 1)
+	err := complianceStore(e.st).Update(ctx, func(compliance.Tx) error {
+		go func() { assigned <- e.ps.Assign(ctx, compliance.Target{Kind: compliance.TargetDefault}, "clinical") }()
+		for deadline := time.Now().Add(10 * time.Second); !compliance.Changing(e.ps); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				return errors.New("the Assign never started")
+			}
+		}
+		read := make(chan uint64, 1)
+		go func() {
+			e.ps.Effective(&inventory.Device{ID: "d_0000000000000001"})
+			read <- e.ps.Generation()
+		}()
+		select {
+		case g := <-read:
+			if g != gen {
+				return fmt.Errorf("memory at generation %d before the Assign committed, want %d", g, gen)
+			}
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("reading the policies inside a unit of work waits for a change that waits for this unit of work")
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-assigned; err != nil {
+		t.Fatal(err)
+	}
+	if g := e.ps.Generation(); g != gen+1 {
+		t.Fatalf("generation after the Assign = %d, want %d", g, gen+1)
 	}
 }
