@@ -116,7 +116,9 @@ func TestExpired(t *testing.T) {
 func TestRowHTMLEscapes(t *testing.T) {
 	row := deviceRow{ID: `d_1"><script>x</script>`, Label: `<img src=x onerror=alert(1)>`, PlatformOS: "agent/linux",
 		Owner: `a&b "q" 'r'`, Group: "<g>", State: "active", ReasonText: "<b>", Seen: "—"}
-	got := string(rowHTML(&row, true))
+	var b strings.Builder
+	writeRowHTML(&b, &row, true)
+	got := b.String()
 	for _, bad := range []string{"<script", "<img", "<g>", "<b>", `"q"`} {
 		if strings.Contains(got, bad) {
 			t.Fatalf("%q unescaped in %s", bad, got)
