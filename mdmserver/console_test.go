@@ -2,6 +2,7 @@ package mdmserver_test
 
 import (
 	"crypto/tls"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -468,8 +469,12 @@ func TestConsoleFleetAndDevices(t *testing.T) {
 	}
 	// No policy is assigned: every device is noncompliant, and each was seen just now.
 	for q, want := range map[string]int{"compliance=noncompliant": 3, "compliance=compliant": 0, "unseen=1": 0} {
-		if _, body := b.get("/console/devices?" + q); strings.Count(body, `<td data-label="Device">`) != want {
+		_, body := b.get("/console/devices?" + q)
+		if strings.Count(body, `<td data-label="Device">`) != want {
 			t.Errorf("%s: %d rows, want %d", q, strings.Count(body, `<td data-label="Device">`), want)
+		}
+		if !strings.Contains(body, fmt.Sprintf("<caption>%d devices on this page", want)) || strings.Contains(body, "No device matches.") != (want == 0) {
+			t.Errorf("%s: the caption or the empty table's message does not say %d devices", q, want)
 		}
 	}
 	// htmx asks for the table only.

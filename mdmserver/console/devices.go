@@ -142,8 +142,9 @@ type devicesPage struct {
 	CSRF   string
 	Query  deviceQuery
 	States []inventory.State
-	Rows   []deviceRow
-	// RowsHTML is every row of Rows, written by writeRowHTML with every value escaped.
+	// Shown is how many devices the page lists; RowsHTML is their rows, written by writeRowHTML
+	// with every value escaped.
+	Shown    int
 	RowsHTML template.HTML
 	Next     string // the next page's URL, empty on the last
 	Scanned  int
@@ -235,10 +236,9 @@ func (c *Console) listDevices(r *http.Request, page *devicesPage) error {
 	q, now := page.Query, c.now()
 	cursor := q.Cursor
 	var rows strings.Builder
-	rows.Grow(q.Limit * 512)
-	page.Rows = make([]deviceRow, 0, q.Limit)
+	rows.Grow(q.Limit * 512) // a row is 400-500 bytes
 	for {
-		want := q.Limit - len(page.Rows)
+		want := q.Limit - page.Shown
 		devs, next, err := c.deps.Devices.List(r.Context(), q.storeFilter(), cursor, want)
 		if err != nil {
 			return err
@@ -251,10 +251,10 @@ func (c *Console) listDevices(r *http.Request, page *devicesPage) error {
 				continue
 			}
 			writeRowHTML(&rows, &row, page.CanLock || page.CanAssign)
-			page.Rows = append(page.Rows, row)
+			page.Shown++
 		}
 		cursor = next
-		if next == "" || len(page.Rows) >= q.Limit || !q.postFilter() || page.Scanned >= maxScan {
+		if next == "" || page.Shown >= q.Limit || !q.postFilter() || page.Scanned >= maxScan {
 			break
 		}
 	}
