@@ -3,11 +3,14 @@ package installer
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/halemdm/hale/agent"
 	"github.com/halemdm/hale/internal/toolneed"
@@ -112,8 +115,24 @@ func TestRPM(t *testing.T) {
 
 func TestMSI(t *testing.T) {
 	toolneed.Require(t, "wixl", "msiinfo", "msibuild")
+	t.Setenv("TZ", "UTC") // wixl writes the cabinet's DOS times in local time
 	c := testConfig(t, FormatMSI)
 	p := build(t, c)
+	// Two builds a second apart are the same only if the cabinet's times are pinned too; build's
+	// two builds usually fall within one second, so the times are checked themselves.
+	cab, err := exec.Command("msiinfo", "extract", p, "agent.cab").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamps, err := cabinetTimes(cab)
+	if err != nil || len(stamps) != 2 {
+		t.Fatalf("cabinet: %d files, %v", len(stamps), err)
+	}
+	for name, at := range stamps {
+		if !at.Equal(DefaultMTime) {
+			t.Errorf("cabinet file %s is stamped %s, want %s", name, at, DefaultMTime)
+		}
+	}
 	tables := run(t, "msiinfo", "tables", p)
 	for _, want := range []string{"ServiceInstall", "ServiceControl", "File", "Upgrade"} {
 		if !strings.Contains(tables, want) {
@@ -181,4 +200,29 @@ func TestConfigRefused(t *testing.T) {
 			t.Errorf("%s: built", name)
 		}
 	}
+}
+
+// cabinetTimes returns the time each file of a Microsoft cabinet is stamped with (CFFILE's DOS
+// date and time, read as UTC), by file name.
+func cabinetTimes(cab []byte) (map[string]time.Time, error) {
+	le := binary.LittleEndian
+	if len(cab) < 36 || string(cab[:4]) != "MSCF" {
+		return nil, errors.New("not a cabinet")
+	}
+	off, n := int(le.Uint32(cab[16:])), int(le.Uint16(cab[28:]))
+	out := map[string]time.Time{}
+	for range n {
+		if off+16 > len(cab) {
+			return nil, errors.New("truncated CFFILE")
+		}
+		date, clock := le.Uint16(cab[off+10:]), le.Uint16(cab[off+12:])
+		end := bytes.IndexByte(cab[off+16:], 0)
+		if end < 0 {
+			return nil, errors.New("unterminated file name")
+		}
+		out[string(cab[off+16:off+16+end])] = time.Date(int(date>>9)+1980, time.Month(date>>5&0xf), int(date&0x1f),
+			int(clock>>11), int(clock>>5&0x3f), int(clock&0x1f)*2, 0, time.UTC)
+		off += 16 + end + 1
+	}
+	return out, nil
 }
